@@ -1,0 +1,61 @@
+"""What `coord inventory check` shows: the hosts, the targets and what a run would do.
+
+Builds rich renderables from an inventory and prints nothing itself, so the CLI decides where
+output goes (and tests can render to a string).
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from coordinator.durations import format_duration
+from coordinator.inventory import Inventory
+from coordinator.inventory_loader import LoadedInventory
+
+
+def inventory_summary(loaded: LoadedInventory) -> RenderableType:
+    """A table of hosts and servers and a few lines describing the run."""
+    inventory = loaded.inventory
+    hosts = Table(title=f"inventory {inventory.name!r} ({loaded.source})", title_justify="left")
+    for column in ("host", "roles", "address", "user", "python", "labels"):
+        hosts.add_column(column)
+    for host in inventory.hosts:
+        user = host.user or inventory.ssh.user or "(operator)"
+        address = f"{host.address}:{host.port}"
+        labels = ", ".join(f"{key}={value}" for key, value in host.labels.items())
+        hosts.add_row(host.name, ",".join(host.roles), address, user, host.python, labels)
+    servers = Table(title="targets", title_justify="left")
+    for column in ("server", "host", "port", "auth", "tls"):
+        servers.add_column(column)
+    for server in inventory.servers:
+        auth = "password" if server.password else "none"
+        servers.add_row(server.name, server.host, str(server.port), auth,
+                        "yes" if server.tls else "no")
+    return Group(hosts, servers, Text("\n".join(run_plan(inventory))))
+
+
+def run_plan(inventory: Inventory) -> list[str]:
+    """One line per step `coord run` would take with this inventory."""
+    bench = inventory.benchmark
+    clients = inventory.clients
+    server_hosts = inventory.server_hosts
+    lines = [
+        f"a run would deploy agents to {len(inventory.hosts)} host(s) "
+        f"(SSH host keys: {inventory.ssh.host_key_policy}, known_hosts "
+        f"{inventory.ssh.known_hosts})",
+    ]
+    if inventory.baseline.enabled:
+        lines.append(
+            f"netperf TCP_RR baseline: {len(clients)} client(s) x {len(server_hosts)} server "
+            f"host(s), {format_duration(inventory.baseline.duration)} each"
+        )
+    lines.append(
+        f"load: driver {bench.driver} from {len(clients)} client(s) against "
+        f"{', '.join(server.name for server in inventory.servers)}; {bench.repetitions} "
+        f"repetition(s) of {format_duration(bench.warmup)} warm-up + "
+        f"{format_duration(bench.duration)} measure, sampled every "
+        f"{format_duration(bench.interval)}"
+    )
+    return lines

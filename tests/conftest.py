@@ -1,0 +1,38 @@
+"""Shared test helpers: run the real `coord` entry point in-process and capture what it says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from coordinator.cli import main
+
+
+@dataclass(frozen=True)
+class CoordResult:
+    status: int
+    stdout: str
+    stderr: str
+
+
+RunCoord = Callable[..., CoordResult]
+
+
+@pytest.fixture
+def run_coord(capsys: pytest.CaptureFixture[str]) -> RunCoord:
+    """Call `coord ARGS...` in this process; return exit status and output."""
+
+    def run(*args: str) -> CoordResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        else:
+            status = 0
+        captured = capsys.readouterr()
+        return CoordResult(status, captured.out, captured.err)
+
+    return run

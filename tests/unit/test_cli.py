@@ -1,0 +1,54 @@
+"""The `coord` command itself: version, help, and the console script as a real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from coordinator import __version__
+from tests.conftest import RunCoord
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_version(run_coord: RunCoord) -> None:
+    result = run_coord("--version")
+    assert result.status == 0
+    assert result.stdout.strip() == f"coord, version {__version__}"
+
+
+def test_help_lists_the_commands(run_coord: RunCoord) -> None:
+    result = run_coord("--help")
+    assert result.status == 0
+    for command in ("inventory", "lab"):
+        assert f"  {command} " in result.stdout
+    lab = run_coord("lab", "--help")
+    for command in ("up", "down", "status"):
+        assert f"  {command} " in lab.stdout
+
+
+def test_inventory_check_summarizes_a_valid_inventory(run_coord: RunCoord) -> None:
+    result = run_coord("inventory", "check", str(ROOT / "inventory" / "two-clients.yaml"))
+    assert result.status == 0, result.stderr
+    assert "client1" in result.stdout
+    assert "3 repetition(s)" in result.stdout
+    assert "valid" in result.stdout
+
+
+def test_unknown_command_is_a_usage_error(run_coord: RunCoord) -> None:
+    result = run_coord("frobnicate")
+    assert result.status == 2
+    assert "No such command" in result.stderr
+
+
+def test_console_script_exits_2_without_traceback_on_junk(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.yaml"
+    junk.write_bytes(bytes(range(256)) * 4)
+    process = subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "inventory", "check", str(junk)],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )
+    assert process.returncode == 2
+    assert process.stderr.strip() == f"{junk}: is a binary file, not YAML text"
+    assert "Traceback" not in process.stderr
