@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from coordinator import __version__
+from coordinator import __version__, lab
 from coordinator.errors import CoordError
 from coordinator.inventory_loader import load_inventory
-from coordinator.summary import inventory_summary
+from coordinator.summary import inventory_summary, lab_summary
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
@@ -51,7 +51,7 @@ def lab_group() -> None:
 _name_option = click.option("--name", default="coord", show_default=True,
                             help="Prefix of every object the lab creates.")
 _state_option = click.option("--state-dir", type=click.Path(path_type=Path),
-                             default="/var/lib/coord-lab", show_default=True,
+                             default=str(lab.DEFAULT_STATE_ROOT), show_default=True,
                              help="Where the lab keeps keys, configs and state.")
 
 
@@ -69,8 +69,6 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path),
 def lab_up(clients: int, inventory_path: Path, client_cpu: float | None, subnet: str,
            name: str, state_dir: Path) -> None:
     """Build the lab and write a ready inventory."""
-    from coordinator import lab
-
     spec = lab.LabSpec(name=name, clients=clients, subnet=subnet, client_cpu=client_cpu,
                        state_root=state_dir)
     status = lab.lab_up(spec, inventory_path, report=_progress)
@@ -83,8 +81,6 @@ def lab_up(clients: int, inventory_path: Path, client_cpu: float | None, subnet:
 @_state_option
 def lab_down(name: str, state_dir: Path) -> None:
     """Remove every trace of the lab: namespaces, bridge, users, processes, files."""
-    from coordinator import lab
-
     removed = lab.lab_down(name, state_dir, report=_progress)
     if removed:
         stdout.print(f"[green]lab {name!r} is down ({len(removed)} object(s) removed)[/]")
@@ -97,13 +93,13 @@ def lab_down(name: str, state_dir: Path) -> None:
 @_state_option
 def lab_status(name: str, state_dir: Path) -> None:
     """Say whether the lab is up, and what it holds."""
-    from coordinator import lab
-
     status = lab.lab_status(name, state_dir)
     if status is None:
         stdout.print(f"no lab named {name!r} is up")
         sys.exit(3)
-    stdout.print(lab.describe(status))
+    stdout.print(lab_summary(status))
+    if not status.healthy:
+        sys.exit(1)
 
 
 def _progress(line: str) -> None:

@@ -93,8 +93,10 @@ def _annotation_name(annotation: Any) -> str:
         return f"map {_annotation_name(arguments[0])} → {_annotation_name(arguments[1])}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "mapping"
-    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
-    return names.get(annotation, str(annotation))
+    scalar_names: dict[Any, str] = {
+        str: "string", int: "integer", float: "number", bool: "boolean"
+    }
+    return scalar_names.get(annotation, str(annotation))
 
 
 def _default(info: FieldInfo) -> str:

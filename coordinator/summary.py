@@ -13,6 +13,7 @@ from rich.text import Text
 from coordinator.durations import format_duration
 from coordinator.inventory import Inventory
 from coordinator.inventory_loader import LoadedInventory
+from coordinator.lab import LabStatus
 
 
 def inventory_summary(loaded: LoadedInventory) -> RenderableType:
@@ -59,3 +60,28 @@ def run_plan(inventory: Inventory) -> list[str]:
         f"{format_duration(bench.interval)}"
     )
     return lines
+
+
+def lab_summary(status: LabStatus) -> RenderableType:
+    """One row per lab host (address, user, sshd, processes) and the lab's health."""
+    spec = status.spec
+    table = Table(title=f"lab {spec.name!r}: {spec.clients} client(s), {spec.subnet}",
+                  title_justify="left")
+    for column in ("host", "role", "address", "namespace", "user", "sshd", "processes"):
+        table.add_column(column)
+    for host in status.hosts:
+        table.add_row(host.name, host.role, host.address, host.namespace, host.user,
+                      "up" if status.sshd.get(host.name) else "DOWN",
+                      str(status.processes.get(host.name, 0)))
+    lines = [
+        f"redis on the server host: {'answers PING' if status.redis else 'NOT answering'}",
+        f"inventory: {status.inventory_path}",
+        f"known_hosts: {status.known_hosts}",
+    ]
+    if spec.client_cpu is not None:
+        lines.append(f"client CPU quota: {spec.client_cpu} core(s) per client host")
+    if status.healthy:
+        lines.append("healthy")
+    else:
+        lines.extend(f"problem: {problem}" for problem in status.problems or ["incomplete build"])
+    return Group(table, Text("\n".join(lines)))

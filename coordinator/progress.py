@@ -1,0 +1,87 @@
+"""Terminal views of work spread over hosts: a live per-host table and a failure table.
+
+The library reports through the :class:`~coordinator.fanout.ProgressView` protocol; these are
+the views the CLI passes in. Nothing else in coord prints.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from coordinator.errors import HostError
+from coordinator.fanout import HostFailure
+
+
+class LiveHostTable:
+    """A live table: one row per host with its stage, detail and time in the current work."""
+
+    def __init__(self, console: Console, hosts: list[str], title: str) -> None:
+        self._console = console
+        self._title = title
+        self._rows: dict[str, tuple[str, str, float, str]] = {
+            host: ("waiting", "", time.monotonic(), "") for host in hosts
+        }
+        self._lock = threading.Lock()
+        self._live = Live(self._render(), console=console, refresh_per_second=8,
+                          transient=not console.is_terminal)
+
+    def __enter__(self) -> LiveHostTable:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._live.update(self._render())
+        self._live.__exit__(kind, value, traceback)
+        if not self._console.is_terminal:
+            self._console.print(self._render())
+
+    def stage(self, host: str, stage: str, detail: str = "") -> None:
+        """Show ``host`` entering ``stage``."""
+        with self._lock:
+            _, _, started, _ = self._rows.get(host, ("", "", time.monotonic(), ""))
+            self._rows[host] = (stage, detail, started, "")
+        self._live.update(self._render())
+
+    def failed(self, host: str, stage: str, error: HostError) -> None:
+        """Show ``host`` as failed in ``stage``."""
+        with self._lock:
+            _, _, started, _ = self._rows[host]
+            self._rows[host] = (f"failed ({stage})", error.reason, started,
+                                f"{time.monotonic() - started:.2f}s")
+        self._live.update(self._render())
+
+    def done(self, host: str, detail: str = "") -> None:
+        """Show ``host`` as finished."""
+        with self._lock:
+            _, previous, started, _ = self._rows[host]
+            self._rows[host] = ("ready", detail or previous, started,
+                                f"{time.monotonic() - started:.2f}s")
+        self._live.update(self._render())
+
+    def _render(self) -> Table:
+        table = Table(title=self._title, title_justify="left")
+        for column in ("host", "stage", "detail", "time"):
+            table.add_column(column)
+        now = time.monotonic()
+        for host, (stage, detail, started, final) in sorted(self._rows.items()):
+            style = "red" if stage.startswith("failed") else ("green" if stage == "ready" else "")
+            elapsed = final or f"{now - started:.1f}s"
+            table.add_row(host, stage, detail, elapsed, style=style)
+        return table
+
+
+def failure_table(failures: dict[str, HostFailure]) -> Table:
+    """Every failed host with the stage it failed in and the one-line reason."""
+    table = Table(title="failed hosts", title_justify="left", title_style="red")
+    for column in ("host", "stage", "reason"):
+        table.add_column(column)
+    for host, failure in sorted(failures.items()):
+        table.add_row(host, failure.stage, failure.error.reason)
+    return table
