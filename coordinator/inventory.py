@@ -28,7 +28,6 @@ from pydantic import (
 from coordinator.durations import format_duration, parse_duration
 from coordinator.errors import Problem
 
-
 _HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
