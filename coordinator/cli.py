@@ -6,19 +6,31 @@ problem) and the error's exit status; anything else is a bug and keeps its trace
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import click
 from rich.console import Console
 
 from coordinator import __version__, lab
+from coordinator.deploy import DeployOptions
 from coordinator.errors import CoordError
-from coordinator.inventory_loader import load_inventory
+from coordinator.fanout import FleetResult
+from coordinator.fleet import Fleet, select_hosts
+from coordinator.inventory import Host
+from coordinator.inventory_loader import LoadedInventory, load_inventory
+from coordinator.operations import agents_status, fetch_logs, stop_agents
+from coordinator.progress import LiveHostTable, agents_table, failure_table
 from coordinator.summary import inventory_summary, lab_summary
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+PIPE_WIDTH = 160
+"""Columns used when output goes to a file or pipe (rich would assume 80 and fold tables)."""
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+stderr = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,12 +114,171 @@ def lab_status(name: str, state_dir: Path) -> None:
         sys.exit(1)
 
 
+_inventory_option = click.option(
+    "--inventory", "-i", "inventory_path", required=True, type=click.Path(path_type=Path),
+    help="The inventory file.")
+_hosts_option = click.option(
+    "--hosts", "host_names", default=None, metavar="NAMES",
+    help="Only these hosts (comma-separated names from the inventory).")
+_host_keys_option = click.option(
+    "--accept-new-host-keys", is_flag=True,
+    help="Record unknown SSH host keys in known_hosts (changed keys are still refused).")
+
+
+@cli.command()
+@_inventory_option
+@_hosts_option
+@_host_keys_option
+@click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Build agent bundles from these wheels only (no package registry).")
+@click.option("--hold", is_flag=True,
+              help="Keep the agents running (heartbeating) until Ctrl-C.")
+def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: bool,
+           wheelhouse: Path | None, hold: bool) -> None:
+    """Deploy and start the agent on every host, check it, and stop it (or --hold it)."""
+    loaded = _load(inventory_path)
+    hosts = select_hosts(loaded.inventory, _split(host_names))
+    options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
+    with _fleet(loaded, hosts, options, "deploying agents") as fleet:
+        stdout.print(agents_table(agents_status(fleet), "agents"))
+        if hold and fleet.sessions:
+            stderr.print(f"holding {len(fleet.sessions)} agent(s); Ctrl-C stops them")
+            _hold(fleet)
+    _exit_for(fleet.start_result)
+
+
+@cli.group()
+def agents() -> None:
+    """Inspect and stop agents on the inventory's hosts."""
+
+
+@agents.command("status")
+@_inventory_option
+@_hosts_option
+@_host_keys_option
+def agents_status_command(inventory_path: Path, host_names: str | None,
+                          accept_new_host_keys: bool) -> None:
+    """Start an agent on every host and show host, Python, bundle, uptime, clock offset, RTT."""
+    loaded = _load(inventory_path)
+    hosts = select_hosts(loaded.inventory, _split(host_names))
+    options = DeployOptions(accept_new_host_keys=accept_new_host_keys)
+    with _fleet(loaded, hosts, options, "starting agents") as fleet:
+        stdout.print(agents_table(agents_status(fleet), f"{len(fleet.sessions)} agent(s)"))
+    _exit_for(fleet.start_result)
+
+
+@agents.command("stop")
+@_inventory_option
+@_hosts_option
+@_host_keys_option
+def agents_stop_command(inventory_path: Path, host_names: str | None,
+                        accept_new_host_keys: bool) -> None:
+    """Stop agents left running on the hosts (e.g. by `coord deploy --hold` elsewhere)."""
+    loaded = _load(inventory_path)
+    hosts = select_hosts(loaded.inventory, _split(host_names))
+    options = DeployOptions(accept_new_host_keys=accept_new_host_keys)
+    with LiveHostTable(stderr, [host.name for host in hosts], "stopping agents") as view:
+        result = stop_agents(loaded.inventory, hosts, options, view)
+    for name, stopped in sorted(result.succeeded.items()):
+        if not stopped.found:
+            stdout.print(f"{name}: no agent running")
+        elif stopped.killed:
+            stdout.print(f"{name}: agent pid {stopped.pid} ignored SIGTERM; killed its group")
+        else:
+            stdout.print(f"{name}: stopped agent pid {stopped.pid} and its processes")
+    _exit_for(result)
+
+
+@agents.command("logs")
+@_inventory_option
+@_hosts_option
+@_host_keys_option
+@click.option("--lines", "-n", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="How many of the last lines of each host's log.")
+def agents_logs_command(inventory_path: Path, host_names: str | None,
+                        accept_new_host_keys: bool, lines: int) -> None:
+    """Show the end of each host's agent log."""
+    loaded = _load(inventory_path)
+    hosts = select_hosts(loaded.inventory, _split(host_names))
+    options = DeployOptions(accept_new_host_keys=accept_new_host_keys)
+    result = fetch_logs(loaded.inventory, hosts, options, lines)
+    for name, text in sorted(result.succeeded.items()):
+        stdout.rule(name)
+        stdout.print(text if text is not None else "(no agent log on this host)",
+                     markup=False, highlight=False, end="")
+    _exit_for(result)
+
+
+def _load(path: Path) -> LoadedInventory:
+    loaded = load_inventory(path)
+    for warning in loaded.warnings:
+        stderr.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)
+    return loaded
+
+
+def _split(names: str | None) -> list[str] | None:
+    if names is None:
+        return None
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
+class _fleet:  # used like a function: `with _fleet(...) as fleet`
+    """Start a fleet under a live progress table; always stop it and say so."""
+
+    def __init__(self, loaded: LoadedInventory, hosts: Sequence[Host], options: DeployOptions,
+                 title: str) -> None:
+        self.fleet = Fleet(loaded.inventory, hosts, options)
+        self.title = title
+
+    def __enter__(self) -> Fleet:
+        try:
+            names = [host.name for host in self.fleet.hosts]
+            with LiveHostTable(stderr, names, self.title) as view:
+                self.fleet.view = view
+                self.fleet.start()
+        except BaseException:
+            self._stop()
+            raise
+        if self.fleet.start_result.failed:
+            stderr.print(failure_table(self.fleet.start_result.failed))
+        return self.fleet
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        stopped = self.fleet.stop()
+        if stopped.succeeded or stopped.failed:
+            stderr.print(f"stopped {len(stopped.succeeded)} agent(s)")
+        for name, failure in stopped.failed.items():
+            stderr.print(f"{name}: could not stop cleanly: {failure.error.reason}")
+
+
+def _hold(fleet: Fleet) -> None:
+    reported: set[str] = set()
+    while fleet.sessions.keys() - reported:
+        for name, error in fleet.wait_for_loss(timeout=1.0).items():
+            if name not in reported:
+                stderr.print(f"[red]{name}: agent lost: {error.reason}[/red]")
+                reported.add(name)
+
+
+def _exit_for(result: FleetResult[Any]) -> None:
+    if result.failed:
+        sys.exit(1)
+
+
 def _progress(line: str) -> None:
     stderr.print(f"[dim]{line}[/dim]")
 
 
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `coord` console script."""
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         cli.main(args=argv, prog_name="coord", standalone_mode=False)
     except CoordError as exc:

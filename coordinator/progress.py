@@ -16,6 +16,7 @@ from rich.table import Table
 
 from coordinator.errors import HostError
 from coordinator.fanout import HostFailure
+from coordinator.operations import AgentRow
 
 
 class LiveHostTable:
@@ -84,4 +85,30 @@ def failure_table(failures: dict[str, HostFailure]) -> Table:
         table.add_column(column)
     for host, failure in sorted(failures.items()):
         table.add_row(host, failure.stage, failure.error.reason)
+    return table
+
+
+def agents_table(rows: dict[str, AgentRow], title: str) -> Table:
+    """Per agent: host, Python, bundle, what the upload did, pid, clock offset, RTT, state."""
+    table = Table(title=title, title_justify="left")
+    for column in ("host", "python", "bundle", "upload", "pid", "uptime", "clock offset",
+                   "rtt", "agent cpu"):
+        table.add_column(column)
+    for name, row in sorted(rows.items()):
+        session = row.session
+        result = session.deployment.result
+        upload = "cached" if result.cached else f"{result.bytes_uploaded / 1024:.0f} KiB"
+        clock = session.clock
+        status = row.status
+        table.add_row(
+            name,
+            session.info.python,
+            session.deployment.bundle.hash[:12],
+            upload,
+            str(session.info.pid),
+            f"{status.uptime_s:.1f}s" if status else "?",
+            f"{clock.offset_ns / 1e6:+.3f} ± {clock.uncertainty_ns / 1e6:.3f} ms",
+            f"{clock.rtt_ns / 1e6:.3f} ms",
+            f"{status.cpu_s:.2f}s" if status else "no answer",
+        )
     return table

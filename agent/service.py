@@ -1,0 +1,295 @@
+"""The agent's RPyC service: its whole remote API, and the walls around it.
+
+A client that passed the token check (:mod:`agent.auth`) reaches exactly one object, the
+:class:`AgentService` root, and through it the bound methods named in
+:meth:`AgentService.exposed_names` — nothing else:
+
+* attribute access on the root goes through :meth:`AgentService._rpyc_getattr`, an allowlist
+  of ``exposed_`` methods (rpyc's own ``exposed_get_service_name`` & co. are not on it);
+* every other ``getattr`` is refused by the protocol configuration (:data:`SERVER_CONFIG`:
+  ``allow_getattr`` off, no safe attributes), so a method's ``__func__``, ``__globals__``,
+  ``__class__``... stay out of reach;
+* :class:`AgentConnection` answers only the request kinds a method call needs (no pickle, dir,
+  setattr, iteration, comparisons...), calls only allowlisted methods, and accepts and returns
+  plain immutable data only (str, bytes, int, float, bool, None, tuples of those): lists, dicts
+  and objects would travel by reference, as netrefs. Structured results are JSON text.
+
+Adding a method is adding an ``exposed_`` method to :class:`AgentService` that takes and
+returns plain data. Every request on an authenticated connection counts as a heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+import types
+from collections.abc import Callable
+from typing import Any, Final
+
+import psutil
+import rpyc
+from rpyc.core import consts
+from rpyc.core.protocol import Connection
+
+import agent
+from agent.processes import count_descendants
+from agent.watchdog import Liveness
+
+log = logging.getLogger("agent.service")
+
+EXPOSED_PREFIX: Final = "exposed_"
+
+#: rpyc protocol configuration of the agent's side of every connection: deny by default.
+SERVER_CONFIG: Final[dict[str, object]] = {
+    "allow_safe_attrs": False,
+    "safe_attrs": frozenset(),
+    "allow_exposed_attrs": False,  # the root's allowlist (_rpyc_getattr) is the only way in
+    "allow_public_attrs": False,
+    "allow_all_attrs": False,
+    "allow_getattr": False,
+    "allow_setattr": False,
+    "allow_delattr": False,
+    "allow_pickle": False,
+    "import_custom_exceptions": False,
+    "instantiate_custom_exceptions": False,
+    "instantiate_oldstyle_exceptions": False,
+    "propagate_SystemExit_locally": False,
+    "propagate_KeyboardInterrupt_locally": False,
+    "include_local_traceback": False,  # errors carry type and message; tracebacks go to the log
+    "include_local_version": False,
+    "close_catchall": True,
+}
+
+#: The request kinds a client needs to call a method; everything else is refused.
+ALLOWED_REQUESTS: Final = frozenset(
+    {
+        consts.HANDLE_PING,
+        consts.HANDLE_CLOSE,
+        consts.HANDLE_GETROOT,
+        consts.HANDLE_GETATTR,
+        consts.HANDLE_CALL,
+        consts.HANDLE_CALLATTR,
+        consts.HANDLE_DEL,
+        consts.HANDLE_INSPECT,
+        consts.HANDLE_REPR,
+        consts.HANDLE_STR,
+        consts.HANDLE_HASH,
+    }
+)
+
+_PLAIN_TYPES: Final = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def is_plain(value: object) -> bool:
+    """Plain immutable data, passed by value: exact builtin scalar types, or tuples of them."""
+    if type(value) is tuple:
+        return all(is_plain(item) for item in value)
+    return type(value) in _PLAIN_TYPES
+
+
+def _is_keyword_pair(pair: object) -> bool:
+    return type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and is_plain(pair[1])
+
+
+def _refuser(handler: int) -> Callable[..., object]:
+    def refuse(_conn: object, *_args: object) -> object:
+        log.warning("refused a request of kind %d", handler)
+        raise PermissionError(f"request kind {handler} is not served by the coord agent")
+
+    return refuse
+
+
+class AgentConnection(Connection):  # type: ignore[misc]  # rpyc ships no type hints
+    """rpyc's Connection, narrowed to what the agent's API needs."""
+
+    @classmethod
+    def _request_handlers(cls) -> dict[int, Callable[..., object]]:
+        handlers: dict[int, Callable[..., object]] = super()._request_handlers()
+        return {
+            kind: handler if kind in ALLOWED_REQUESTS else _refuser(kind)
+            for kind, handler in handlers.items()
+        }
+
+    def _dispatch_request(self, seq: int, raw_args: object) -> None:
+        root = self._local_root
+        if isinstance(root, AgentService):
+            root.request_started()
+        super()._dispatch_request(seq, raw_args)  # the reply is sent when this returns
+        if isinstance(root, AgentService):
+            root.request_answered()
+
+    def _handle_call(self, obj: object, args: object, kwargs: object = ()) -> object:
+        root = self._local_root
+        if not (
+            isinstance(root, AgentService)
+            and isinstance(obj, types.MethodType)
+            and obj.__self__ is root
+            and obj.__name__.startswith(EXPOSED_PREFIX)
+            and obj.__name__[len(EXPOSED_PREFIX) :] in root.exposed_names()
+        ):
+            raise PermissionError("only the agent service's exposed methods can be called")
+        if not (
+            type(args) is tuple
+            and type(kwargs) is tuple
+            and is_plain(args)
+            and all(_is_keyword_pair(pair) for pair in kwargs)
+        ):
+            raise TypeError("agent methods take plain data only (str, bytes, numbers, tuples)")
+        try:
+            result = obj(*args, **dict(kwargs))
+        except Exception:
+            log.exception("%s() failed", obj.__name__[len(EXPOSED_PREFIX) :])
+            raise  # rpyc sends type and message to the client
+        if not is_plain(result):
+            raise TypeError(
+                f"{obj.__name__} returned {type(result).__name__}, not plain data (a bug)"
+            )
+        return result
+
+    def _handle_inspect(self, id_pack: object) -> tuple[tuple[str, str], ...]:
+        """Describe the root by its exposed names only; any other object by nothing."""
+        obj = self._local_objects[id_pack]
+        if isinstance(obj, AgentService):
+            return tuple(
+                (name, getattr(obj, EXPOSED_PREFIX + name).__doc__ or "")
+                for name in sorted(obj.exposed_names())
+            )
+        return ()
+
+
+_EXPOSED_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _exposed_names(cls: type) -> frozenset[str]:
+    cached = _EXPOSED_NAMES.get(cls)
+    if cached is not None:
+        return cached
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is rpyc.Service:
+            break  # rpyc's own exposed_get_service_* are not part of the agent's API
+        names.update(
+            name[len(EXPOSED_PREFIX) :]
+            for name, value in vars(klass).items()
+            if name.startswith(EXPOSED_PREFIX) and callable(value)
+        )
+    _EXPOSED_NAMES[cls] = frozenset(names)
+    return _EXPOSED_NAMES[cls]
+
+
+class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hints
+    """The agent's API. Every ``exposed_`` method takes and returns plain data only."""
+
+    ALIASES = ("COORD_AGENT",)
+    _protocol = AgentConnection
+
+    def __init__(
+        self,
+        liveness: Liveness,
+        *,
+        watchdog: float,
+        bundle_hash: str | None,
+        started_ns: int | None = None,
+    ) -> None:
+        self._liveness = liveness
+        self._watchdog = watchdog
+        self._bundle_hash = bundle_hash
+        self._started_ns = time.time_ns() if started_ns is None else started_ns
+        self._started_mono = time.monotonic()
+        self._stop_requested = False
+        self._process = psutil.Process()
+
+    # --- what rpyc and AgentConnection call -------------------------------------------------
+
+    @classmethod
+    def exposed_names(cls) -> frozenset[str]:
+        """The method names a client may call (without the ``exposed_`` prefix)."""
+        return _exposed_names(cls)
+
+    def _rpyc_getattr(self, name: str) -> Any:
+        if name in self.exposed_names():
+            return getattr(self, EXPOSED_PREFIX + name)
+        log.warning("refused access to %r", name)
+        raise AttributeError(f"the coord agent has no method {name!r}")
+
+    def _rpyc_setattr(self, name: str, _value: object) -> None:
+        raise AttributeError(f"cannot set {name!r} on the coord agent")
+
+    def _rpyc_delattr(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {name!r} on the coord agent")
+
+    def __repr__(self) -> str:
+        return "<coord agent service>"
+
+    def on_connect(self, conn: Connection) -> None:
+        log.info("connection opened: %s", conn._config.get("endpoints"))
+
+    def on_disconnect(self, conn: Connection) -> None:
+        log.info("connection closed: %s", conn._config.get("endpoints"))
+
+    def request_started(self) -> None:
+        self._liveness.touch()
+
+    def request_answered(self) -> None:
+        if self._stop_requested:
+            self._liveness.request_shutdown("stop() requested by the coordinator")
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def exposed_hello(self) -> str:
+        """JSON: who this agent is (versions, interpreter, platform, pid, start, bundle)."""
+        return json.dumps(
+            {
+                "agent_version": agent.__version__,
+                "rpyc_version": rpyc.__version__,
+                "python": platform.python_version(),
+                "implementation": sys.implementation.name,
+                "platform": platform.platform(),
+                "machine": platform.machine(),
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "start_time_ns": self._started_ns,
+                "bundle_hash": self._bundle_hash,
+            }
+        )
+
+    def exposed_heartbeat(self) -> int:
+        """Keep the watchdog quiet (any call does); returns the agent's ``time.time_ns()``."""
+        self._liveness.heartbeat()
+        return time.time_ns()
+
+    def exposed_clock(self) -> int:
+        """The agent's wall clock, ``time.time_ns()``, for offset estimation."""
+        return time.time_ns()
+
+    def exposed_status(self) -> str:
+        """JSON: uptime, resource use of the agent process itself, children, heartbeat age.
+
+        ``heartbeat_age_s`` counts from the last ``heartbeat()`` call (None before the first);
+        ``request_age_s`` from the last request before this one (what the watchdog saw).
+        """
+        with self._process.oneshot():
+            cpu = self._process.cpu_times()
+            rss = self._process.memory_info().rss
+        return json.dumps(
+            {
+                "uptime_s": time.monotonic() - self._started_mono,
+                "pid": os.getpid(),
+                "rss_bytes": rss,
+                "cpu_s": cpu.user + cpu.system,
+                "children": count_descendants(),
+                "heartbeat_age_s": self._liveness.heartbeat_age(),
+                "request_age_s": self._liveness.previous_request_age(),
+                "watchdog_s": self._watchdog,
+            }
+        )
+
+    def exposed_stop(self) -> bool:
+        """Stop the agent and its processes once this call is answered; returns True."""
+        self._stop_requested = True
+        return True

@@ -1,0 +1,181 @@
+"""Put the agent on one host and start it: connect, probe Python, ship the bundle, start.
+
+Each step is a function of one host; :mod:`coordinator.fleet` runs them on every host in
+parallel. Bundles are built once per distinct interpreter (hosts alike share one) and cached
+both here and on the hosts, so a re-deploy with nothing changed transfers nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from coordinator.agent_link import (
+    AgentLink,
+    ReadyInfo,
+    new_token,
+    parse_ready_line,
+    startup_line,
+)
+from coordinator.bundle import (
+    Bundle,
+    DeployResult,
+    Interpreter,
+    build_bundle,
+    ensure_bundle,
+    probe_interpreter,
+)
+from coordinator.errors import AgentError
+from coordinator.fanout import StageReporter
+from coordinator.inventory import Host, Inventory, SSHDefaults
+from coordinator.ssh import RemoteProcess, SSHHost
+
+AGENT_READY_TIMEOUT = 30.0
+"""Seconds from starting the agent process to its ready line."""
+
+
+def default_bundle_cache() -> Path:
+    """Where bundles are cached on the operator's machine (``$XDG_CACHE_HOME/coord``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "coord" / "bundles"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """What a deployment may do beyond the inventory."""
+
+    wheelhouse: Path | None = None
+    """Build bundles from this directory of wheels only (no package registry)."""
+    accept_new_host_keys: bool = False
+    """Record unknown host keys, whatever the inventory's policy says."""
+    bundle_cache: Path | None = None
+    """Local bundle cache; default :func:`default_bundle_cache`."""
+
+
+class BundleBuilder:
+    """Builds each distinct interpreter's bundle once, however many hosts ask at the same time."""
+
+    def __init__(self, options: DeployOptions) -> None:
+        self._options = options
+        self._cache = options.bundle_cache or default_bundle_cache()
+        self._locks: dict[str, threading.Lock] = {}
+        self._built: dict[str, Bundle] = {}
+        self._guard = threading.Lock()
+
+    def bundle_for(self, interpreter: Interpreter, host: str) -> Bundle:
+        """The bundle for ``interpreter`` (``BundleError`` naming ``host`` if none can be)."""
+        key = f"{interpreter.tag}-{interpreter.machine}-{interpreter.glibc}"
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._built:
+                self._built[key] = build_bundle(
+                    interpreter, self._cache, self._options.wheelhouse, host=host
+                )
+            return self._built[key]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What deploying to one host found and did."""
+
+    interpreter: Interpreter
+    bundle: Bundle
+    result: DeployResult
+
+
+@dataclass
+class StartedAgent:
+    """An agent process on a host with an authenticated link to it."""
+
+    process: RemoteProcess
+    ready: ReadyInfo
+    link: AgentLink
+
+
+def ssh_defaults(inventory: Inventory, options: DeployOptions) -> SSHDefaults:
+    """The inventory's SSH defaults with command-line overrides applied."""
+    if options.accept_new_host_keys:
+        return inventory.ssh.model_copy(update={"host_key_policy": "accept-new"})
+    return inventory.ssh
+
+
+def connect(host: Host, defaults: SSHDefaults, report: StageReporter) -> SSHHost:
+    """An open SSH connection to ``host`` (host key verified)."""
+    report("connecting", f"{host.address}:{host.port}")
+    return SSHHost(host, defaults).connect()
+
+
+def deploy(ssh: SSHHost, builder: BundleBuilder, remote_cache: str,
+           report: StageReporter) -> Deployment:
+    """Make sure the host holds the agent bundle for its interpreter."""
+    report("checking python", ssh.python)
+    interpreter = probe_interpreter(ssh)
+    report("building bundle", interpreter.describe())
+    bundle = builder.bundle_for(interpreter, ssh.name)
+    report("uploading", f"bundle {bundle.hash[:12]} ({bundle.size // 1024} KiB)")
+    result = ensure_bundle(ssh, bundle, remote_cache)
+    return Deployment(interpreter, bundle, result)
+
+
+def agent_command(deployment: Deployment, python: str, watchdog: float,
+                  state_dir: str) -> list[str]:
+    """The argv that starts the agent from its unpacked bundle.
+
+    ``-I`` keeps the host's environment, user site and working directory out of ``sys.path``;
+    the bundle's directories are put first by the one-line program itself, so nothing on the
+    host can shadow the agent or its dependencies.
+    """
+    root = deployment.result.remote_dir
+    paths = [root, f"{root}/site"]
+    program = (
+        f"import sys; sys.path[:0] = {paths!r}; "
+        "from agent.__main__ import run; run(sys.argv[1:])"
+    )
+    return [
+        python, "-I", "-c", program, "serve",
+        "--watchdog", repr(watchdog),
+        "--state-dir", state_dir,
+        "--bundle-hash", deployment.bundle.hash,
+    ]  # fmt: skip
+
+
+def start_agent(ssh: SSHHost, deployment: Deployment, watchdog: float, state_dir: str,
+                report: StageReporter) -> StartedAgent:
+    """Start the agent, read its ready line, and open the authenticated RPyC link to it.
+
+    The token travels on the agent's standard input, never in its argv. If anything fails
+    after the process started, the process is stopped before the error leaves.
+    """
+    report("starting agent")
+    token = new_token()
+    process = ssh.start(
+        agent_command(deployment, ssh.python, watchdog, state_dir),
+        startup_line(token).decode("utf-8"),
+    )
+    try:
+        line = _ready_line(ssh.name, process)
+        ready = parse_ready_line(line, ssh.name)
+        report("linking", f"agent pid {ready.pid}, port {ready.port}")
+        channel = ssh.open_channel(ready.port)
+        link = AgentLink.connect(ssh.name, channel, token)
+    except BaseException:
+        process.close()
+        raise
+    return StartedAgent(process, ready, link)
+
+
+def _ready_line(host: str, process: RemoteProcess) -> str:
+    try:
+        line = process.readline(AGENT_READY_TIMEOUT)
+    except TimeoutError:
+        raise AgentError(
+            host, f"the agent printed nothing within {AGENT_READY_TIMEOUT:g}s of starting"
+        ) from None
+    if line is None:
+        reason = (process.stderr().strip().splitlines() or ["no error output"])[-1]
+        raise AgentError(host, f"the agent exited before it was ready: {reason}")
+    return line
+

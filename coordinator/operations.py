@@ -1,0 +1,63 @@
+"""The agent commands' work: deploy, status, stop and logs over a set of hosts.
+
+Each function takes an inventory and a host selection, does its work on every host in
+parallel through :func:`coordinator.fanout.fan_out`, and returns per-host results; printing is
+the CLI's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from coordinator.agent_link import AgentStatus
+from coordinator.deploy import DeployOptions, connect, ssh_defaults
+from coordinator.fanout import FleetResult, ProgressView, StageReporter, fan_out
+from coordinator.fleet import AgentSession, Fleet
+from coordinator.inventory import Host, Inventory
+from coordinator.remote_agents import StrayStop, agent_log, stop_stray_agent
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    """One line of an agents table."""
+
+    session: AgentSession
+    status: AgentStatus | None
+
+
+def agents_status(fleet: Fleet) -> dict[str, AgentRow]:
+    """Each live agent of ``fleet`` with its status (None when it did not answer)."""
+    statuses = fleet.status()
+    return {
+        name: AgentRow(session, statuses.succeeded.get(name))
+        for name, session in sorted(fleet.sessions.items())
+    }
+
+
+def stop_agents(inventory: Inventory, hosts: Sequence[Host], options: DeployOptions,
+                view: ProgressView | None = None) -> FleetResult[StrayStop]:
+    """Stop any agent left running on each host (by another coord process), group and all."""
+    defaults = ssh_defaults(inventory, options)
+    by_name = {host.name: host for host in hosts}
+
+    def one(name: str, report: StageReporter) -> StrayStop:
+        with connect(by_name[name], defaults, report) as ssh:
+            report("stopping agent")
+            return stop_stray_agent(ssh, inventory.agent.cache_dir)
+
+    return fan_out(list(by_name), one, view)
+
+
+def fetch_logs(inventory: Inventory, hosts: Sequence[Host], options: DeployOptions,
+               lines: int, view: ProgressView | None = None) -> FleetResult[str | None]:
+    """The tail of each host's agent log (None where the host has none)."""
+    defaults = ssh_defaults(inventory, options)
+    by_name = {host.name: host for host in hosts}
+
+    def one(name: str, report: StageReporter) -> str | None:
+        with connect(by_name[name], defaults, report) as ssh:
+            report("reading log")
+            return agent_log(ssh, inventory.agent.cache_dir, lines)
+
+    return fan_out(list(by_name), one, view)
