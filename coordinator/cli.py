@@ -239,8 +239,6 @@ class _fleet:  # used like a function: `with _fleet(...) as fleet`
         except BaseException:
             self._stop()
             raise
-        if self.fleet.start_result.failed:
-            stderr.print(failure_table(self.fleet.start_result.failed))
         return self.fleet
 
     def __exit__(self, *exc_info: object) -> None:
@@ -264,7 +262,9 @@ def _hold(fleet: Fleet) -> None:
 
 
 def _exit_for(result: FleetResult[Any]) -> None:
+    """Exit 1 after showing the failed hosts, if any."""
     if result.failed:
+        stderr.print(failure_table(result.failed))
         sys.exit(1)
 
 

@@ -64,9 +64,9 @@ import collections, os, sys
 path = os.path.join(os.path.expanduser(sys.argv[1]), sys.argv[2])
 try:
     with open(path, encoding="utf-8", errors="replace") as handle:
-        sys.stdout.write("log\n" + "".join(collections.deque(handle, int(sys.argv[3]))))
+        sys.stdout.write("log\\n" + "".join(collections.deque(handle, int(sys.argv[3]))))
 except FileNotFoundError:
-    sys.stdout.write("missing\n")
+    sys.stdout.write("missing\\n")
 """
 """argv: state_dir log_name lines. First line ``log`` (then the lines) or ``missing``."""
 
