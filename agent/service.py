@@ -20,12 +20,14 @@ returns plain data. Every request on an authenticated connection counts as a hea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import platform
 import socket
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -203,6 +205,8 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         self._started_mono = time.monotonic()
         self._stop_requested = False
         self._process = psutil.Process()
+        self._connections: set[Connection] = set()
+        self._connections_lock = threading.Lock()
 
     # --- what rpyc and AgentConnection call -------------------------------------------------
 
@@ -227,10 +231,27 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         return "<coord agent service>"
 
     def on_connect(self, conn: Connection) -> None:
+        with self._connections_lock:
+            self._connections.add(conn)
         log.info("connection opened: %s", conn._config.get("endpoints"))
 
     def on_disconnect(self, conn: Connection) -> None:
+        with self._connections_lock:
+            self._connections.discard(conn)
         log.info("connection closed: %s", conn._config.get("endpoints"))
+
+    def close_connections(self) -> None:
+        """Close every open connection before the server closes their sockets.
+
+        A connection marked closed first ends its serving thread quietly; a socket pulled from
+        under a serving thread would be logged by rpyc as an abrupt termination, with a
+        traceback, on every ordinary shutdown.
+        """
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def request_started(self) -> None:
         self._liveness.touch()
