@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from coordinator.errors import InventoryError, Problem
 from coordinator.inventory import FROM_TEXT, Inventory, check_references, suggest
+from coordinator.overrides import apply_overrides
 from coordinator.yaml_source import PathKey, YamlDocument, YamlProblems, format_path, parse_yaml
 
 MAX_INVENTORY_BYTES = 4 * 1024 * 1024
@@ -50,18 +52,23 @@ class LoadedInventory:
     warnings: list[Problem] = field(default_factory=list)
 
 
-def load_inventory(path: Path | str) -> LoadedInventory:
-    """Read, parse and validate the inventory at ``path``; raise ``InventoryError`` if unusable."""
+def load_inventory(path: Path | str, overrides: Sequence[str] = ()) -> LoadedInventory:
+    """Read, parse and validate the inventory at ``path``; raise ``InventoryError`` if unusable.
+
+    ``overrides`` are ``PATH=VALUE`` texts (``--set``), applied before validation.
+    """
     source = str(path)
-    return parse_inventory(_read_text(Path(path), source), source)
+    return parse_inventory(_read_text(Path(path), source), source, overrides)
 
 
-def parse_inventory(text: str, source: str = "<inventory>") -> LoadedInventory:
+def parse_inventory(text: str, source: str = "<inventory>",
+                    overrides: Sequence[str] = ()) -> LoadedInventory:
     """Validate inventory ``text``; ``source`` names it in messages."""
     try:
         document = parse_yaml(text, source)
     except YamlProblems as exc:
         raise InventoryError(exc.problems) from None
+    apply_overrides(document, list(overrides))
     return validate_document(document)
 
 
@@ -167,13 +174,13 @@ def _problem(error: ErrorDetails, document: YamlDocument) -> Problem:
         message = error["msg"][:1].lower() + error["msg"][1:]
     if show_given:
         message += f", got {_render(given)}"
-    return Problem(format_path(loc), message, document.source, document.line_of(loc))
+    source, line = document.where(loc)
+    return Problem(format_path(loc), message, source, line)
 
 
 def _locate(problem: Problem, document: YamlDocument) -> Problem:
-    path = _parse_path(problem.path)
-    return Problem(problem.path, problem.message, document.source, document.line_of(path),
-                   problem.severity)
+    source, line = document.where(_parse_path(problem.path))
+    return Problem(problem.path, problem.message, source, line, problem.severity)
 
 
 def _parse_path(text: str) -> PathKey:

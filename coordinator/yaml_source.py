@@ -25,6 +25,16 @@ class YamlDocument:
     data: Any
     source: str
     lines: dict[PathKey, int] = field(default_factory=dict)
+    origins: dict[PathKey, str] = field(default_factory=dict)
+    """Paths whose values came from elsewhere than the text (``--set ...``), with their origin."""
+
+    def where(self, path: PathKey) -> tuple[str, int | None]:
+        """``(source, line)`` to report a problem at ``path`` (an override has no line)."""
+        for end in range(len(path), 0, -1):
+            origin = self.origins.get(path[:end])
+            if origin is not None:
+                return origin, None
+        return self.source, self.line_of(path)
 
     def line_of(self, path: PathKey) -> int | None:
         """The line of ``path``, or of its nearest ancestor that the document holds."""
