@@ -39,6 +39,7 @@ from rpyc.core import consts
 from rpyc.core.protocol import Connection
 
 import agent
+from agent.load import LoadController
 from agent.processes import count_descendants
 from agent.watchdog import Liveness
 
@@ -207,6 +208,7 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         self._process = psutil.Process()
         self._connections: set[Connection] = set()
         self._connections_lock = threading.Lock()
+        self._load = LoadController()
 
     # --- what rpyc and AgentConnection call -------------------------------------------------
 
@@ -314,3 +316,42 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         """Stop the agent and its processes once this call is answered; returns True."""
         self._stop_requested = True
         return True
+
+    # --- load (agent.load, agent.drivers) ---------------------------------------------------
+    #
+    # A driver's failure reaches the coordinator as ``agent.drivers.errors.DriverError``
+    # (rebuilt there by rpyc as a generic exception carrying ``kind`` and ``message``), whose
+    # text is ``"kind: message"``, one line.
+
+    def exposed_prepare_load(self, spec_json: str) -> str:
+        """Prepare a load from its spec (JSON text); JSON ``{"processes": P, "connections": C}``.
+
+        Blocks until the load processes are connected (and the keyspace preloaded, if asked);
+        meanwhile the call itself keeps the watchdog quiet (its own heartbeats may queue behind
+        it on the same connection). Raises DriverError (``config``, ``unreachable``, ``auth``,
+        ``server``, ``state``, ``worker``) before any load if the target cannot be used.
+        """
+        if type(spec_json) is not str:
+            raise TypeError("prepare_load takes the spec as JSON text")
+        return json.dumps(self._load.prepare(spec_json, keepalive=self._liveness.touch))
+
+    def exposed_start_load(self, t0_agent_ns: int) -> str:
+        """Start the prepared load at ``t0_agent_ns`` (this host's ``time.time_ns()``); returns
+        at once. JSON ``{"t0_ns": ...}``."""
+        if type(t0_agent_ns) is not int:
+            raise TypeError("start_load takes the start instant as integer nanoseconds")
+        return json.dumps(self._load.start(t0_agent_ns))
+
+    def exposed_load_progress(self) -> str:
+        """JSON, cheap: ``{"state", "interval", "phase", "ops_per_sec", "p99_usec", "errors",
+        "problem"}`` (``interval``: the last one finished; its rate and p99 over all commands;
+        ``errors``: all so far)."""
+        return json.dumps(self._load.progress())
+
+    def exposed_stop_load(self) -> str:
+        """Stop the load now if one is prepared or running; JSON ``{"state": ...}`` after."""
+        return json.dumps(self._load.stop())
+
+    def exposed_load_report(self) -> str:
+        """The finished or stopped load's report (JSON text, ``agent.drivers.intervals``)."""
+        return self._load.report()

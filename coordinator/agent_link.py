@@ -239,6 +239,45 @@ class AgentStatus:
     watchdog_s: float
 
 
+@dataclass(frozen=True)
+class LoadProgress:
+    """``load_progress()``: a live snapshot of the agent's load.
+
+    ``state``: idle, preparing, prepared, running, finished, stopped or failed. ``interval``:
+    the last interval every load process finished (None before the first), with its
+    ``phase``, ``ops_per_sec`` and ``p99_usec`` over all commands; ``errors``: every error so
+    far; ``problem``: why a failed load failed.
+    """
+
+    state: str
+    interval: int | None
+    phase: str | None
+    ops_per_sec: float | None
+    p99_usec: float | None
+    errors: int
+    problem: str | None
+
+
+#: Longest wait for ``prepare_load`` (connections, keyspace preload; the agent gives up after
+#: 600 s itself), ``stop_load`` and ``load_report`` (merging a long run's intervals).
+LOAD_PREPARE_TIMEOUT = 660.0
+LOAD_STOP_TIMEOUT = 30.0
+LOAD_REPORT_TIMEOUT = 120.0
+
+_DRIVER_ERROR_TYPE = "agent.drivers.errors.DriverError"
+
+
+class LoadError(AgentError):
+    """The agent's load driver refused or failed: ``kind`` (``config``, ``unreachable``,
+    ``auth``, ``server``, ``state``, ``worker``...) and a one-line ``message`` for the user,
+    e.g. ``client1: cannot authenticate to 198.18.0.10:6379: WRONGPASS invalid ...``."""
+
+    def __init__(self, host: str, kind: str, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(host, message)
+
+
 # --- startup ---------------------------------------------------------------------------------
 
 
@@ -410,6 +449,114 @@ class AgentLink:
         with contextlib.suppress(AgentLost):
             self.call("stop")
         self.close()
+
+    # --- load (agent.load) -----------------------------------------------------------------
+
+    def prepare_load(self, spec_json: str) -> dict[str, int]:
+        """Prepare the load described by ``spec_json``: ``{"processes": P, "connections": C}``.
+
+        May take long (preloading the keyspace); ``LoadError`` if the agent's driver refuses
+        (wrong password, unreachable target, unsupported parameter...): no load has started.
+        """
+        fields = self._load_json("prepare_load", LOAD_PREPARE_TIMEOUT, spec_json)
+        prepared = {
+            "processes": fields.integer("processes"),
+            "connections": fields.integer("connections"),
+        }
+        fields.no_more()
+        return prepared
+
+    def start_load(self, t0_agent_ns: int) -> int:
+        """Start the prepared load at ``t0_agent_ns`` in the agent's clock; returns at once
+        with the start instant the agent accepted."""
+        fields = self._load_json("start_load", self.request_timeout, t0_agent_ns)
+        t0_ns = fields.integer("t0_ns")
+        fields.no_more()
+        return t0_ns
+
+    def load_progress(self) -> LoadProgress:
+        fields = self._load_json("load_progress", self.request_timeout)
+        progress = LoadProgress(
+            state=fields.text("state"),
+            interval=fields.optional_integer("interval"),
+            phase=fields.optional_text("phase"),
+            ops_per_sec=fields.optional_number("ops_per_sec"),
+            p99_usec=fields.optional_number("p99_usec"),
+            errors=fields.integer("errors"),
+            problem=fields.optional_text("problem"),
+        )
+        fields.no_more()
+        return progress
+
+    def stop_load(self) -> str:
+        """Stop the agent's load if one is prepared or running (the interval in progress is
+        cut); the state it is in afterwards."""
+        fields = self._load_json("stop_load", LOAD_STOP_TIMEOUT)
+        state = fields.text("state")
+        fields.no_more()
+        return state
+
+    def load_report(self) -> str:
+        """The finished or stopped load's report, as the agent's JSON text (format 1,
+        documented in ``agent/drivers/intervals.py``; ``coordinator.stats`` parses it)."""
+        value = self._call_load("load_report", LOAD_REPORT_TIMEOUT)
+        if type(value) is not str:
+            raise AgentError(self.host, f"load_report() answered {_shown(value)}, not JSON text")
+        return value
+
+    def _call_load(self, name: str, timeout: float, *args: object) -> object:
+        """``call`` with its own timeout; a driver's error becomes a ``LoadError``."""
+        try:
+            return self._call_within(name, timeout, *args)
+        except AgentError as exc:
+            cause = exc.__cause__
+            kind = getattr(cause, "kind", None)
+            message = getattr(cause, "message", None)
+            if (
+                hasattr(cause, "_remote_tb")
+                and type(cause).__name__ == _DRIVER_ERROR_TYPE
+                and isinstance(kind, str)
+                and isinstance(message, str)
+            ):
+                raise LoadError(self.host, kind, message) from cause
+            raise
+
+    def _call_within(self, name: str, timeout: float, *args: object) -> object:
+        """``call(name, *args)``, waiting up to ``timeout`` seconds instead of the link's
+        request timeout (an answer that does not come closes the link, as in ``call``)."""
+
+        def action() -> object:
+            method = rpyc.async_(self._method(name))
+            pending = method(*args)
+            pending.set_expiry(timeout)
+            try:
+                return pending.value
+            except TimeoutError:
+                raise _Expired(f"no answer to {name}() within {timeout:g} s") from None
+
+        try:
+            result = self._guarded(name, action)
+        except _Expired as exc:
+            self.close()
+            raise AgentLost(self.host, str(exc)) from None
+        if not _is_plain(result):
+            self.close()
+            raise AgentError(
+                self.host, f"{name}() answered a {type(result).__name__}, not plain data"
+            )
+        return result
+
+    def _load_json(self, name: str, timeout: float, *args: object) -> _Fields:
+        value = self._call_load(name, timeout, *args)
+        if type(value) is not str:
+            raise AgentError(self.host, f"{name}() answered {_shown(value)}, not JSON text")
+        try:
+            fields = json.loads(value)
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            raise AgentError(self.host, f"{name}() answered {_shown(value)}, not a JSON object")
+        return _Fields(self.host, f"{name}()", fields)
 
     def call(self, name: str, *args: object) -> object:
         """Call the agent's method ``name`` with plain-data arguments; its plain-data answer."""
@@ -645,6 +792,10 @@ def _shown(value: object) -> str:
     return text if len(text) <= _SHOWN_JUNK else text[: _SHOWN_JUNK - 3] + "..."
 
 
+class _Expired(Exception):
+    """A call with its own timeout got no answer in time (turned into ``AgentLost``)."""
+
+
 class _Fields:
     """Typed reads from a JSON object an agent sent; any surprise is an ``AgentError``."""
 
@@ -686,6 +837,9 @@ class _Fields:
 
     def optional_number(self, key: str) -> float | None:
         return None if self._get(key) is None else self.number(key)
+
+    def optional_integer(self, key: str) -> int | None:
+        return None if self._get(key) is None else self.integer(key)
 
     def no_more(self) -> None:
         extra = sorted(set(self._fields) - self._read)

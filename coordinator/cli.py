@@ -25,6 +25,9 @@ from coordinator.inventory import Host
 from coordinator.inventory_loader import LoadedInventory, load_inventory
 from coordinator.operations import agents_status, fetch_logs, stop_agents
 from coordinator.progress import LiveHostTable, agents_table, failure_table
+from coordinator.results import default_directory
+from coordinator.run import check_repetitions, run_benchmark
+from coordinator.run_view import RunConsoleView, summary_table
 from coordinator.summary import inventory_summary, lab_summary
 
 PIPE_WIDTH = 160
@@ -147,6 +150,39 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
     _exit_for(fleet.start_result)
 
 
+@cli.command("run")
+@_inventory_option
+@click.option("--repetitions", type=click.IntRange(1, 1000), default=None,
+              help="Repetitions (default: the inventory's, 3). Fewer than 3 needs this option "
+                   "and is marked in the results.")
+@click.option("--warmup", metavar="DURATION", default=None, help="Warm-up per repetition.")
+@click.option("--duration", metavar="DURATION", default=None, help="Measure phase per repetition.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Results directory (default: results/<date>-<time>-<inventory name>/).")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+              help="Override one inventory field for this run, e.g. "
+                   "--set benchmark.builtin.connections=100 (repeatable).")
+@_host_keys_option
+@click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Build agent bundles from these wheels only (no package registry).")
+def run_command(inventory_path: Path, repetitions: int | None, warmup: str | None,
+                duration: str | None, out: Path | None, overrides: tuple[str, ...],
+                accept_new_host_keys: bool, wheelhouse: Path | None) -> None:
+    """Run the benchmark: synchronized load from every client, repeated, merged, saved."""
+    shorthands = {"benchmark.repetitions": repetitions, "benchmark.warmup": warmup,
+                  "benchmark.duration": duration}
+    settings = [*overrides,
+                *(f"{path}={value}" for path, value in shorthands.items() if value is not None)]
+    loaded = _load(inventory_path, settings)
+    check_repetitions(loaded.inventory, explicit=repetitions is not None)
+    directory = out or default_directory(loaded.inventory.name)
+    options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
+    with RunConsoleView(stderr, [host.name for host in loaded.inventory.hosts]) as view:
+        outcome = run_benchmark(loaded, directory, view, options)
+    stdout.print(summary_table(outcome.document))
+    stdout.print(f"results: {outcome.directory}")
+
+
 @cli.group()
 def agents() -> None:
     """Inspect and stop agents on the inventory's hosts."""
@@ -209,8 +245,8 @@ def agents_logs_command(inventory_path: Path, host_names: str | None,
     _exit_for(result)
 
 
-def _load(path: Path) -> LoadedInventory:
-    loaded = load_inventory(path)
+def _load(path: Path, overrides: Sequence[str] = ()) -> LoadedInventory:
+    loaded = load_inventory(path, overrides)
     for warning in loaded.warnings:
         stderr.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)
     return loaded

@@ -16,8 +16,14 @@ escapes is a bug and keeps its traceback.
     │   ├── BundleError             no agent bundle can be built for the host's interpreter
     │   └── AgentError              the agent did not start, refused us, or was lost
     │       ├── AgentAuthError      token refused or version mismatch at connect time
-    │       └── AgentLost           the agent stopped answering during a command
-    └── FleetError                  several hosts failed; carries each host's error
+    │       ├── AgentLost           the agent stopped answering during a command
+    │       └── LoadError           the agent's load driver refused or failed (bad password,
+    │                               unreachable server...) (coordinator/agent_link.py)
+    ├── FleetError                  several hosts failed; carries each host's error
+    ├── ResultsError                a results directory or document cannot be written or read
+    │                               (coordinator/results.py)
+    ├── RunFailed                   a repetition could not be completed (coordinator/run.py)
+    └── RunInterrupted              exit 130: Ctrl-C during a run; finished repetitions kept
 """
 
 from __future__ import annotations
@@ -129,4 +135,8 @@ class FleetError(CoordError):
         super().__init__(f"{len(self.failures)} host(s) failed: {', '.join(self.failures)}")
 
     def lines(self) -> list[str]:
-        return [str(error) for error in self.failures.values()]
+        """One line per distinct reason: hosts failing alike share a line."""
+        by_reason: dict[str, list[str]] = {}
+        for host, error in self.failures.items():
+            by_reason.setdefault(error.reason, []).append(host)
+        return [f"{', '.join(sorted(hosts))}: {reason}" for reason, hosts in by_reason.items()]

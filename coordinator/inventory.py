@@ -180,6 +180,9 @@ class BuiltinDriver(Model):
         None, gt=0, description="open loop: target requests/s per client host; omit for "
         "closed loop",
     )
+    preload: bool = Field(
+        False, description="SET every key of the keyspace before the first repetition"
+    )
 
 
 class RedisBenchmarkDriver(Model):

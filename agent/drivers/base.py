@@ -1,0 +1,152 @@
+"""The interface every load driver implements, and the error it speaks.
+
+A driver generates load against one target and reports it per interval. Its life, driven by
+:class:`agent.load.LoadController` (one driver at a time)::
+
+    prepare(spec)        connections opened, authenticated, keyspace preloaded: ready to go;
+                         raises DriverError before any load if the target cannot be used
+    start_at(t0_ns)      returns at once; the load starts at the agent-clock instant t0_ns
+    progress()           cheap snapshot for a live view (any time)
+    stop()               cut the load short (it also ends by itself after the measure phase)
+    report()             the full result, once finished or stopped (agent.drivers.intervals)
+    close()              release everything: processes, sockets, threads (idempotent)
+
+States (:class:`LoadState`): ``prepared`` → ``running`` → ``finished`` (the planned end) or
+``stopped`` (``stop()``) or ``failed`` (the driver broke: a worker died...).
+
+Errors a user can fix leave as :class:`DriverError` with a ``kind`` and a one-line message,
+e.g. ``DriverError("auth", "cannot authenticate to 198.18.0.10:6379: WRONGPASS ...")``.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agent.drivers.errors import (
+    KIND_AUTH,
+    KIND_CONFIG,
+    KIND_INTERNAL,
+    KIND_SERVER,
+    KIND_STATE,
+    KIND_UNREACHABLE,
+    KIND_WORKER,
+    DriverError,
+)
+from agent.drivers.intervals import LoadReport
+from agent.drivers.spec import LoadSpec
+
+__all__ = [
+    "KIND_AUTH",
+    "KIND_CONFIG",
+    "KIND_INTERNAL",
+    "KIND_SERVER",
+    "KIND_STATE",
+    "KIND_UNREACHABLE",
+    "KIND_WORKER",
+    "Driver",
+    "DriverError",
+    "LoadReport",
+    "LoadSpec",
+    "LoadState",
+    "Prepared",
+    "Progress",
+    "no_keepalive",
+]
+
+
+class LoadState(str, enum.Enum):
+    IDLE = "idle"
+    PREPARING = "preparing"
+    PREPARED = "prepared"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def done(self) -> bool:
+        """The load is over: a report can be asked for."""
+        return self in (LoadState.FINISHED, LoadState.STOPPED, LoadState.FAILED)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare`` set up: load processes and connections (over all of them)."""
+
+    processes: int
+    connections: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"processes": self.processes, "connections": self.connections}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A live snapshot. ``interval``: the last interval every load process finished (None
+    before the first); ``ops_per_sec`` and ``p99_usec`` are that interval's, over all
+    commands; ``errors`` counts every error so far; ``problem`` says why a load failed."""
+
+    state: LoadState
+    interval: int | None = None
+    phase: str | None = None
+    ops_per_sec: float | None = None
+    p99_usec: float | None = None
+    errors: int = 0
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "interval": self.interval,
+            "phase": self.phase,
+            "ops_per_sec": self.ops_per_sec,
+            "p99_usec": self.p99_usec,
+            "errors": self.errors,
+            "problem": self.problem,
+        }
+
+
+def no_keepalive() -> None:
+    """The default ``keepalive`` of :meth:`Driver.prepare`: nothing to tell."""
+
+
+class Driver(abc.ABC):
+    """One load generator. Methods may be called from several threads; implementations lock."""
+
+    #: The ``driver`` value of a spec that selects this driver.
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def prepare(self, spec: LoadSpec, keepalive: Callable[[], None] = no_keepalive) -> Prepared:
+        """Get ready to load ``spec.target``; DriverError if it cannot. Blocks until ready,
+        calling ``keepalive`` about every second meanwhile (preloading can take a while)."""
+
+    @abc.abstractmethod
+    def start_at(self, t0_ns: int) -> None:
+        """Start the load at ``t0_ns`` (``time.time_ns()`` of this host); returns at once."""
+
+    @property
+    @abc.abstractmethod
+    def state(self) -> LoadState:
+        """Where the driver is in its life."""
+
+    @abc.abstractmethod
+    def progress(self) -> Progress:
+        """A cheap snapshot for a live view."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """End the load now (the interval in progress is reported incomplete); waits briefly
+        for the last data. Harmless when already over."""
+
+    @abc.abstractmethod
+    def report(self) -> LoadReport:
+        """The result; DriverError("state", ...) unless the load is over."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop and release everything (processes, sockets, threads). Idempotent."""

@@ -1,0 +1,98 @@
+"""Messages between the agent and its load processes: JSON objects, one per line, over a
+Unix socket pair (no pickle: both ends parse what they receive).
+
+Each message has a ``"type"``. Agent -> worker: ``configure`` (first, once), ``start``,
+``stop``. Worker -> agent: ``ready`` or ``error`` (answer to ``configure``), ``started``,
+``interval`` (one per finished interval), ``finished``, ``error`` (a failure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from typing import Any, Final
+
+#: Longest message line accepted (an interval carries a few encoded histograms: kilobytes).
+MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+_CHUNK = 65536
+
+
+class ChannelClosed(EOFError):
+    """The other end closed the channel (or it broke)."""
+
+
+class Channel:
+    """One end of a JSON-lines socket. ``send`` is thread-safe; one thread receives."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = b""
+        self._lines: list[bytes] = []
+        self._send_lock = threading.Lock()
+        self._closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        with self._send_lock:
+            try:
+                self.sock.sendall(data)
+            except OSError as exc:
+                raise ChannelClosed(f"cannot send: {exc}") from exc
+
+    def pending(self) -> bool:
+        """A whole message is already buffered (``receive`` will not read the socket)."""
+        return bool(self._lines)
+
+    def receive(self) -> dict[str, Any]:
+        """The next message; blocks on the socket unless one is buffered."""
+        while not self._lines:
+            self.read_available()
+        return self._decode(self._lines.pop(0))
+
+    def read_available(self) -> None:
+        """One ``recv`` (blocks if nothing is there); complete lines are buffered."""
+        try:
+            chunk = self.sock.recv(_CHUNK)
+        except OSError as exc:
+            raise ChannelClosed(f"cannot receive: {exc}") from exc
+        if not chunk:
+            raise ChannelClosed("the other end closed the channel")
+        self._buffer += chunk
+        if b"\n" in chunk:
+            *lines, self._buffer = self._buffer.split(b"\n")
+            self._lines.extend(lines)
+        if len(self._buffer) > MAX_MESSAGE_BYTES:
+            raise ChannelClosed("message too long")
+
+    def take(self) -> list[dict[str, Any]]:
+        """Every buffered message (possibly none), without reading the socket."""
+        lines, self._lines = self._lines, []
+        return [self._decode(line) for line in lines]
+
+    def shutdown_write(self) -> None:
+        """Tell the other end there is nothing more to read (it sees end of file)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    @staticmethod
+    def _decode(line: bytes) -> dict[str, Any]:
+        try:
+            message = json.loads(line)
+        except ValueError as exc:
+            raise ChannelClosed(f"not a message: {line[:80]!r}") from exc
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ChannelClosed(f"not a message: {line[:80]!r}")
+        return message

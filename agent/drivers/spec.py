@@ -1,0 +1,280 @@
+"""The load spec the coordinator sends to ``prepare_load``, parsed and checked. Pure.
+
+Format 1 (JSON text; every field required, unknown fields refused)::
+
+    {"format": 1, "driver": "builtin",
+     "target": {"address": "198.18.0.10", "port": 6379, "password": null, "username": null,
+                "tls": null},
+     "warmup_s": 2.0, "duration_s": 10.0, "interval_s": 1.0,
+     "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
+     "params": {...}}
+
+``params`` belongs to the driver named by ``driver``, which parses it. Warm-up and duration
+must be whole numbers of intervals: intervals are the unit in which every agent's data is
+lined up. Every problem is a ``DriverError("config", ...)`` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from agent.drivers.errors import KIND_CONFIG, DriverError
+from agent.histograms import HistogramParams
+
+#: The spec format this agent reads.
+SPEC_FORMAT: Final = 1
+#: How far from a whole number of intervals warm-up and duration may be (rounding of floats).
+WHOLE_INTERVAL_TOLERANCE: Final = 1e-6
+#: Longest interval accepted (a sanity bound: intervals are seconds, not hours).
+MAX_INTERVAL_S: Final = 3600.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """The server under load. ``tls`` is passed through for the driver to accept or refuse."""
+
+    address: str
+    port: int
+    password: str | None = field(default=None, repr=False)
+    username: str | None = None
+    tls: Mapping[str, Any] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """``address:port`` (``[v6]:port`` for an IPv6 address), as messages show it."""
+        if ":" in self.address:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "port": self.port,
+            "password": self.password,
+            "username": self.username,
+            "tls": dict(self.tls) if self.tls is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Intervals counted from T0: ``warmup_intervals`` of warm-up, then ``measure_intervals``
+    of measure. Interval ``k`` covers ``[t0 + k * interval_ns, t0 + (k + 1) * interval_ns)``."""
+
+    interval_ns: int
+    warmup_intervals: int
+    measure_intervals: int
+
+    @property
+    def intervals(self) -> int:
+        return self.warmup_intervals + self.measure_intervals
+
+    @property
+    def total_ns(self) -> int:
+        """From T0 to the end of the measure phase."""
+        return self.interval_ns * self.intervals
+
+    def phase(self, index: int) -> str:
+        return "warmup" if index < self.warmup_intervals else "measure"
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "interval_ns": self.interval_ns,
+            "warmup_intervals": self.warmup_intervals,
+            "measure_intervals": self.measure_intervals,
+        }
+
+    @classmethod
+    def from_json(cls, fields: Mapping[str, Any]) -> Timeline:
+        reader = Fields(fields, "timeline")
+        timeline = cls(
+            interval_ns=reader.integer("interval_ns", minimum=1),
+            warmup_intervals=reader.integer("warmup_intervals", minimum=0),
+            measure_intervals=reader.integer("measure_intervals", minimum=1),
+        )
+        reader.no_more()
+        return timeline
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    driver: str
+    target: Target
+    warmup_s: float
+    duration_s: float
+    interval_s: float
+    histogram: HistogramParams
+    params: Mapping[str, Any]
+    timeline: Timeline
+
+
+def parse_spec(text: str) -> LoadSpec:
+    """Parse the spec's JSON text; ``DriverError("config", ...)`` for anything wrong."""
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise DriverError(KIND_CONFIG, f"the load spec is not JSON: {exc}") from None
+    fields = Fields(data, "spec")
+    spec_format = fields.get("format")
+    if type(spec_format) is not int or spec_format != SPEC_FORMAT:
+        raise DriverError(
+            KIND_CONFIG,
+            f"load spec format {spec_format!r} is not supported by this agent "
+            f"(it reads format {SPEC_FORMAT})",
+        )
+    driver = fields.text("driver")
+    target = parse_target(fields.object("target"))
+    warmup_s = fields.number("warmup_s", minimum=0.0)
+    duration_s = fields.number("duration_s", minimum=0.0, exclusive=True)
+    interval_s = fields.number("interval_s", minimum=0.0, exclusive=True)
+    if interval_s > MAX_INTERVAL_S:
+        raise fields.problem("interval_s", f"must be at most {MAX_INTERVAL_S:g} s")
+    try:
+        histogram = HistogramParams.from_json(fields.object("histogram"))
+    except ValueError as exc:
+        raise DriverError(KIND_CONFIG, f"spec.{exc}") from None
+    params = fields.object("params")
+    fields.no_more()
+    interval_ns = round(interval_s * 1e9)
+    timeline = Timeline(
+        interval_ns=interval_ns,
+        warmup_intervals=_whole_intervals("warmup_s", warmup_s, interval_s),
+        measure_intervals=_whole_intervals("duration_s", duration_s, interval_s),
+    )
+    if timeline.measure_intervals < 1:
+        raise DriverError(KIND_CONFIG, "spec.duration_s must last at least one interval")
+    return LoadSpec(
+        driver=driver,
+        target=target,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        interval_s=interval_s,
+        histogram=histogram,
+        params=params,
+        timeline=timeline,
+    )
+
+
+def parse_target(data: Mapping[str, Any]) -> Target:
+    fields = Fields(data, "spec.target")
+    target = Target(
+        address=fields.text("address"),
+        port=fields.integer("port", minimum=1, maximum=65535),
+        password=fields.optional_text("password"),
+        username=fields.optional_text("username"),
+        tls=fields.optional_object("tls"),
+    )
+    fields.no_more()
+    if target.username is not None and target.password is None:
+        raise DriverError(KIND_CONFIG, "spec.target.username needs a password")
+    return target
+
+
+def _whole_intervals(name: str, seconds: float, interval_s: float) -> int:
+    count = seconds / interval_s
+    whole = round(count)
+    if abs(count - whole) > WHOLE_INTERVAL_TOLERANCE * max(1.0, count):
+        raise DriverError(
+            KIND_CONFIG,
+            f"spec.{name} ({seconds:g} s) must be a whole number of intervals "
+            f"(interval_s is {interval_s:g} s)",
+        )
+    return int(whole)
+
+
+class Fields:
+    """Typed reads from one JSON object; every surprise is ``DriverError("config", ...)``
+    naming the field (``where.key``)."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, dict):
+            raise DriverError(KIND_CONFIG, f"{where} must be a JSON object")
+        self._data: dict[str, Any] = data
+        self._where = where
+        self._read: set[str] = set()
+
+    def problem(self, key: str, what: str) -> DriverError:
+        return DriverError(KIND_CONFIG, f"{self._where}.{key} {what}")
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def get(self, key: str) -> Any:
+        if key not in self._data:
+            raise DriverError(KIND_CONFIG, f"{self._where}.{key} is missing")
+        self._read.add(key)
+        return self._data[key]
+
+    def text(self, key: str) -> str:
+        value = self.get(key)
+        if not isinstance(value, str) or not value:
+            raise self.problem(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.problem(key, f"must be a string or null, got {type(value).__name__}")
+        return value
+
+    def integer(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self.get(key)
+        if type(value) is not int:
+            raise self.problem(key, f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.problem(key, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.problem(key, f"must be at most {maximum}, got {value}")
+        return value
+
+    def optional_integer(self, key: str, minimum: int | None = None) -> int | None:
+        if self.get(key) is None:
+            return None
+        return self.integer(key, minimum)
+
+    def number(
+        self,
+        key: str,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        *,
+        exclusive: bool = False,
+    ) -> float:
+        value = self.get(key)
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise self.problem(key, f"must be a number, got {value!r}")
+        number = float(value)
+        if minimum is not None and (number <= minimum if exclusive else number < minimum):
+            relation = "more than" if exclusive else "at least"
+            raise self.problem(key, f"must be {relation} {minimum:g}, got {number:g}")
+        if maximum is not None and number > maximum:
+            raise self.problem(key, f"must be at most {maximum:g}, got {number:g}")
+        return number
+
+    def boolean(self, key: str) -> bool:
+        value = self.get(key)
+        if type(value) is not bool:
+            raise self.problem(key, f"must be true or false, got {value!r}")
+        return value
+
+    def object(self, key: str) -> dict[str, Any]:
+        value = self.get(key)
+        if not isinstance(value, dict):
+            raise self.problem(key, "must be a JSON object")
+        return value
+
+    def optional_object(self, key: str) -> dict[str, Any] | None:
+        return None if self.get(key) is None else self.object(key)
+
+    def no_more(self) -> None:
+        extra = sorted(set(self._data) - self._read)
+        if extra:
+            raise DriverError(
+                KIND_CONFIG, f"{self._where} has unknown field(s): {', '.join(extra)}"
+            )

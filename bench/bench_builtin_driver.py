@@ -1,0 +1,283 @@
+"""The builtin driver's throughput per client core, next to redis-benchmark's. Target (design §7,
+held from the next issue on): >= 0.8 of redis-benchmark's ops/s per client core.
+
+Both load the same local ``redis-server`` (started here on a free loopback port, no
+persistence, stopped on the way out) with 50 connections from one process / thread, a 50/50
+SET/GET mix over ``--keyspace`` keys and ``--value-size``-byte values, at each pipeline depth
+(``--pipelines``, default 1 and 16), alternating rounds (``--rounds``, median reported):
+
+- anchor: ``redis-benchmark -t set,get -c 50 -P N -n REQUESTS -r KEYSPACE -d SIZE --threads 1
+  --csv`` (its SET test, then its GET test; REQUESTS chosen from a short calibration run so
+  that each lasts about ``--seconds`` / 2). Throughput: 2 x REQUESTS over the two tests'
+  durations (from their reported rps); CPU: its user + system time (``wait4``);
+- the builtin driver (``agent.drivers.builtin``, called directly, no agent): 1 process x 50
+  connections, ``set_ratio`` 0.5, keyspace preloaded, 1 s intervals, 1 s warm-up and
+  ``--seconds`` measured. Throughput: requests of the measure intervals over their length;
+  CPU: the load process's user + system time while it loads (its total, read when it is
+  reaped, minus what it had used when the load was started).
+
+Per client core = requests ÷ client CPU seconds. Both clients share the machine with the
+server, so raw ops/s are bounded by the server too; per-core figures compare the clients' own
+efficiency. Also shown: the agent-side cost of the builtin driver while it loads (this
+process's threads but the main one, which only sleeps: the thread reading the load processes'
+channels, as % of one core), the target of design §7 being <= 1 % for the agent's own CPU.
+
+    .venv/bin/python bench/bench_builtin_driver.py [--rounds 3] [--seconds 5]
+
+Needs redis-server and redis-benchmark on PATH; no lab, no root. Results on stdout, progress
+(``#``) on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psutil
+from _lab import header, median, note, ratio, table, verdict
+
+from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.spec import parse_spec
+
+TARGET_RATIO = 0.8
+CONNECTIONS = 50
+CALIBRATION_REQUESTS = 50_000
+
+
+@dataclass(frozen=True)
+class Sample:
+    ops_per_sec: float
+    """Throughput (the builtin driver's: over its measure phase)."""
+    requests: int
+    """Requests over the time ``cpu_s`` was counted."""
+    cpu_s: float
+    wall_s: float
+    agent_cpu_s: float = 0.0
+
+    @property
+    def busy(self) -> float:
+        """Client CPU seconds per second of load (1.0 = one core saturated)."""
+        return self.cpu_s / self.wall_s
+
+    @property
+    def per_core(self) -> float:
+        """Requests per client CPU second: ops/s per client core."""
+        return self.requests / self.cpu_s if self.cpu_s > 0 else 0.0
+
+
+def main() -> int:
+    args = parse_args()
+    for tool in ("redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not on PATH", file=sys.stderr)
+            return 1
+    header("builtin driver vs redis-benchmark: ops/s per client core")
+    with redis_server() as port:
+        results: dict[int, tuple[list[Sample], list[Sample]]] = {}
+        for pipeline in args.pipelines:
+            requests = calibrate(port, pipeline, args)
+            anchors: list[Sample] = []
+            builtins: list[Sample] = []
+            for round_index in range(args.rounds):
+                note(f"pipeline {pipeline}, round {round_index + 1}/{args.rounds}")
+                anchors.append(run_redis_benchmark(port, pipeline, requests, args))
+                builtins.append(run_builtin(port, pipeline, args))
+            results[pipeline] = (anchors, builtins)
+    report(results, args)
+    return 0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="measured seconds per run")
+    parser.add_argument("--pipelines", type=lambda text: [int(v) for v in text.split(",")],
+                        default=[1, 16])  # fmt: skip
+    parser.add_argument("--keyspace", type=int, default=100_000)
+    parser.add_argument("--value-size", type=int, default=32)
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+            note(f"redis-server {server_version()} on 127.0.0.1:{port}")
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def server_version() -> str:
+    text = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
+                          check=False).stdout  # fmt: skip
+    for word in text.split():
+        if word.startswith("v="):
+            return word[2:]
+    return "?"
+
+
+# --- redis-benchmark -----------------------------------------------------------------------------
+
+
+def redis_benchmark(port: int, pipeline: int, requests: int, args: argparse.Namespace) -> Sample:
+    argv = [
+        "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "set,get",
+        "-c", str(CONNECTIONS), "-P", str(pipeline), "-n", str(requests),
+        "-r", str(args.keyspace), "-d", str(args.value_size), "--threads", "1", "--csv",
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"redis-benchmark exited with {proc.returncode}")
+    rows = {row["test"]: float(row["rps"]) for row in csv.DictReader(io.StringIO(output))}
+    wall = requests / rows["SET"] + requests / rows["GET"]
+    return Sample(2 * requests / wall, 2 * requests, usage.ru_utime + usage.ru_stime, wall)
+
+
+def calibrate(port: int, pipeline: int, args: argparse.Namespace) -> int:
+    """Requests per redis-benchmark test so that each lasts about ``--seconds`` / 2."""
+    sample = redis_benchmark(port, pipeline, CALIBRATION_REQUESTS * pipeline, args)
+    requests = int(sample.ops_per_sec * args.seconds / 2)
+    note(f"pipeline {pipeline}: redis-benchmark -n {requests} (calibrated)")
+    return max(requests, CALIBRATION_REQUESTS)
+
+
+def run_redis_benchmark(
+    port: int, pipeline: int, requests: int, args: argparse.Namespace
+) -> Sample:
+    return redis_benchmark(port, pipeline, requests, args)
+
+
+# --- the builtin driver --------------------------------------------------------------------------
+
+
+def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
+    spec = {
+        "format": 1,
+        "driver": "builtin",
+        "target": {"address": "127.0.0.1", "port": port, "password": None, "username": None,
+                   "tls": None},
+        "warmup_s": 1.0,
+        "duration_s": float(args.seconds),
+        "interval_s": 1.0,
+        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
+        "params": {"processes": 1, "connections": CONNECTIONS, "pipeline": pipeline,
+                   "set_ratio": 0.5, "keyspace": args.keyspace, "value_size": args.value_size,
+                   "rate": None, "preload": True},
+    }  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    driver = BuiltinDriver()
+    try:
+        driver.prepare(parse_spec(json.dumps(spec)))
+        (pid,) = driver.worker_pids()
+        times = psutil.Process(pid).cpu_times()
+        prepared_cpu = times.user + times.system
+        t0_ns = time.time_ns() + 200_000_000
+        agent_before = other_threads_cpu()
+        driver.start_at(t0_ns)
+        planned_end = t0_ns / 1e9 + 1.0 + args.seconds
+        while not driver.state.done:
+            time.sleep(max(0.05, min(1.0, planned_end - time.time())))
+        agent_cpu = other_threads_cpu() - agent_before
+        report = driver.report()
+    finally:
+        driver.close()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load_cpu = worker_cpu - prepared_cpu
+    load_wall = (report.stopped_ns - report.started_ns) / 1e9
+    measured = [i for i in report.intervals if i.phase == "measure" and i.complete]
+    requests = sum(interval.requests for interval in measured)
+    errors = sum(report.errors.values())
+    if errors:
+        note(f"builtin driver: {errors} errors {report.errors}")
+    ops = requests / (len(measured) * report.interval_ns / 1e9)
+    all_requests = sum(interval.requests for interval in report.intervals)  # as the CPU counts
+    return Sample(ops, all_requests, load_cpu, load_wall, agent_cpu)
+
+
+def other_threads_cpu() -> float:
+    """CPU seconds used so far by this process's threads other than the calling one (the
+    driver's reader thread, here), summed over those alive and those that ended."""
+    whole = resource.getrusage(resource.RUSAGE_SELF)
+    mine = resource.getrusage(resource.RUSAGE_THREAD)
+    return (whole.ru_utime + whole.ru_stime) - (mine.ru_utime + mine.ru_stime)
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def report(results: dict[int, tuple[list[Sample], list[Sample]]], args: argparse.Namespace) -> None:
+    rows = []
+    ratios = {}
+    for pipeline, (anchors, builtins) in results.items():
+        anchor_ops = median([s.ops_per_sec for s in anchors])
+        anchor_busy = median([s.busy for s in anchors])
+        anchor_core = median([s.per_core for s in anchors])
+        ops = median([s.ops_per_sec for s in builtins])
+        busy = median([s.busy for s in builtins])
+        core = median([s.per_core for s in builtins])
+        ratios[pipeline] = core / anchor_core
+        rows.append([f"redis-benchmark -P {pipeline} (anchor)", f"{anchor_ops:,.0f}",
+                     f"{anchor_busy:.2f}", f"{anchor_core:,.0f}", "1.00x"])  # fmt: skip
+        rows.append([f"builtin driver, pipeline {pipeline}", f"{ops:,.0f}", f"{busy:.2f}",
+                     f"{core:,.0f}", ratio(core, anchor_core)])  # fmt: skip
+    table(
+        ["client", "ops/s", "client cores busy", "ops/s per client core", "per core ÷ anchor"],
+        rows,
+        title=f"{CONNECTIONS} connections, 1 client process/thread, 50/50 SET/GET, "
+        f"{args.keyspace} keys, {args.value_size}-byte values; medians of {args.rounds} "
+        "rounds",
+    )
+    agent_rows = []
+    for pipeline, (_anchors, builtins) in results.items():
+        share = median([s.agent_cpu_s / s.wall_s * 100 for s in builtins])
+        agent_rows.append([f"pipeline {pipeline}", f"{share:.3f} %"])
+    table(["builtin driver", "agent-side reader thread, % of one core"], agent_rows)
+    for pipeline, value in ratios.items():
+        verdict(
+            f"builtin ops/s per client core ÷ redis-benchmark's, pipeline {pipeline},",
+            f"{value:.2f}",
+            f">= {TARGET_RATIO}",
+            value >= TARGET_RATIO,
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

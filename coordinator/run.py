@@ -1,0 +1,247 @@
+"""One benchmark run, as an explicit sequence of steps.
+
+    deploy (cached) → for each repetition:
+        prepare every client's driver → choose T0 → start every client at T0 (in its own
+        clock) → warm-up → measure → collect → merge → persist at once
+    → aggregate → write the final document; stop every agent, whatever happened.
+
+Each repetition is written to ``results.json`` (atomic replace) as soon as it is collected, so
+an interrupted run keeps every finished repetition. Everything statistical is in
+:mod:`coordinator.stats`; the document's shape is :mod:`coordinator.results`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from coordinator import results, stats
+from coordinator.agent_link import LoadProgress
+from coordinator.clock import to_agent_time
+from coordinator.deploy import DeployOptions
+from coordinator.errors import CoordError, UsageError
+from coordinator.fanout import ProgressView, StageReporter, fan_out
+from coordinator.fleet import AgentSession, Fleet
+from coordinator.inventory import Inventory
+from coordinator.inventory_loader import LoadedInventory
+from coordinator.loadspec import load_spec, phases
+
+START_MARGIN_S = 0.3
+"""T0 lies this far in the future (plus the slowest agent's round trip) when it is sent."""
+PROGRESS_PERIOD_S = 0.5
+"""How often the live view asks every client for its progress."""
+FINISH_GRACE_S = 15.0
+"""Seconds past the planned end of a repetition before agents are presumed stuck."""
+
+
+class RunInterrupted(CoordError):
+    """Ctrl-C (or SIGTERM) during a run; the finished repetitions are kept."""
+
+    exit_status = 130
+
+
+class RunFailed(CoordError):
+    """A repetition could not be completed (an agent was lost, a driver failed)."""
+
+
+class RunView(Protocol):
+    """What a run reports while it goes (the CLI's live view implements it)."""
+
+    def deploying(self) -> ProgressView: ...
+
+    def repetition(self, index: int, total: int) -> None: ...
+
+    def progress(self, elapsed_s: float, total_s: float,
+                 clients: dict[str, LoadProgress]) -> None: ...
+
+    def repetition_done(self, repetition: results.Repetition) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    """Where the results are and what they say."""
+
+    directory: Path
+    document: results.ResultsDocument
+    marks: list[str] = field(default_factory=list)
+
+
+def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
+                  options: DeployOptions | None = None) -> RunOutcome:
+    """Run the inventory's benchmark; results go to ``out`` as they happen."""
+    inventory = loaded.inventory
+    spec_text = load_spec(inventory)
+    writer = results.ResultsWriter(out)
+    marks = run_marks(loaded)
+    with Fleet(inventory, options=options, view=view.deploying()) as fleet:
+        fleet.start_result.raise_for_failures()
+        document = results.new_document(inventory, fleet_agents(fleet), marks=marks)
+        writer.write(document)
+        clients = [fleet.sessions[host.name] for host in inventory.clients]
+        done: list[stats.RepetitionFigures] = []
+        try:
+            for index in range(inventory.benchmark.repetitions):
+                view.repetition(index, inventory.benchmark.repetitions)
+                figures, repetition = run_repetition(index, clients, inventory, spec_text, view)
+                done.append(figures)
+                document = document.with_repetition(repetition, stats.aggregate(done))
+                writer.write(document)
+                writer.write_hgrm(repetition.index, figures.histogram)
+                view.repetition_done(repetition)
+        except KeyboardInterrupt:
+            stop_load(clients)
+            writer.write(document.finish("interrupted", marks=["interrupted"]))
+            raise RunInterrupted(
+                f"interrupted; {len(document.repetitions)} finished repetition(s) kept in "
+                f"{writer.results_path}"
+            ) from None
+        except CoordError:
+            stop_load(clients)
+            writer.write(document.finish("failed"))
+            raise
+        document = document.finish("complete")
+        writer.write(document)
+    return RunOutcome(writer.directory, document, marks)
+
+
+def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
+    """Fewer than 3 repetitions only when asked for on the command line."""
+    count = inventory.benchmark.repetitions
+    if count < 3 and not explicit:
+        raise UsageError(
+            f"benchmark.repetitions is {count}; the methodology asks for at least 3 "
+            f"(pass --repetitions {count} to run fewer on purpose; the results are marked)"
+        )
+
+
+def run_marks(loaded: LoadedInventory) -> list[str]:
+    """Marks the whole run carries, from the inventory (fewer repetitions, shared host)."""
+    inventory = loaded.inventory
+    marks = []
+    if inventory.benchmark.repetitions < 3:
+        marks.append("fewer-than-3-repetitions")
+    server_hosts = {host.name for host in inventory.server_hosts}
+    if any(host.name in server_hosts for host in inventory.clients):
+        marks.append("load-on-server-host")
+    return marks
+
+
+def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:
+    """Per agent: host, versions, bundle and clock offset, for the document."""
+    return [
+        results.agent_record(
+            name,
+            session.clock,
+            python=session.info.python,
+            agent_version=session.info.agent_version,
+            bundle_hash=session.deployment.bundle.hash,
+        )
+        for name, session in sorted(fleet.sessions.items())
+    ]
+
+
+def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory,
+                   spec_text: str, view: RunView
+                   ) -> tuple[stats.RepetitionFigures, results.Repetition]:
+    """Prepare, start at a common instant, watch, collect and merge one repetition."""
+    spec = json.loads(spec_text)
+    first = {client.host.name: index == 0 and position == 0
+             for position, client in enumerate(clients)}
+
+    def prepare(name: str, report: StageReporter) -> None:
+        client_spec = dict(spec, params=dict(spec["params"], preload=spec["params"]["preload"]
+                                             and first[name]))
+        by_name[name].link.prepare_load(json.dumps(client_spec))
+
+    by_name = {client.host.name: client for client in clients}
+    fan_out(list(by_name), prepare).raise_for_failures()
+
+    slowest_rtt_s = max(client.clock.rtt_ns for client in clients) / 1e9
+    t0_ns = time.time_ns() + int((START_MARGIN_S + slowest_rtt_s) * 1e9)
+    with _collector_paused():
+        def start(name: str, report: StageReporter) -> None:
+            session = by_name[name]
+            session.link.start_load(to_agent_time(t0_ns, session.clock))
+
+        fan_out(list(by_name), start).raise_for_failures()
+    _watch(by_name, t0_ns, phases(inventory).total_s, view)
+
+    def collect(name: str, report: StageReporter) -> stats.AgentReport:
+        text = by_name[name].link.load_report()
+        return stats.parse_agent_report(text, name, stats.HistogramParams())
+
+    collected = fan_out(list(by_name), collect)
+    collected.raise_for_failures()
+    reports = [collected.succeeded[name] for name in by_name]
+    window = stats.common_window(reports)
+    figures = stats.repetition_figures(reports, window)
+    marks = repetition_marks(figures, window, inventory.benchmark.error_threshold)
+    skew_ns = stats.start_skew_ns(reports, {name: s.clock for name, s in by_name.items()})
+    started = datetime.fromtimestamp(t0_ns / 1e9, timezone.utc)
+    repetition = results.build_repetition(index + 1, figures, started=started,
+                                          start_skew_ns=skew_ns, marks=marks)
+    return figures, repetition
+
+
+def repetition_marks(figures: stats.RepetitionFigures, window: list[int],
+                     error_threshold: float) -> list[str]:
+    """Flags on one repetition: too many errors, no common measurement window."""
+    marks = []
+    if not window:
+        marks.append("no-common-window")
+    if figures.error_rate > error_threshold:
+        marks.append("error-rate-above-threshold")
+    return marks
+
+
+def _watch(by_name: dict[str, AgentSession], t0_ns: int, total_s: float,
+           view: RunView) -> None:
+    """Poll every client's progress until all finished; fail if one is lost or stuck."""
+    deadline = t0_ns / 1e9 + total_s + FINISH_GRACE_S
+    while True:
+        polled = fan_out(list(by_name), lambda name, _: by_name[name].link.load_progress())
+        if polled.failed:
+            raise RunFailed("; ".join(str(f.error) for f in polled.failed.values()))
+        elapsed = max(0.0, time.time_ns() / 1e9 - t0_ns / 1e9)
+        view.progress(min(elapsed, total_s), total_s, polled.succeeded)
+        broken = {name: p for name, p in polled.succeeded.items() if p.state == "failed"}
+        if broken:
+            raise RunFailed("; ".join(f"{name}: load failed: {p.problem}"
+                                      for name, p in sorted(broken.items())))
+        if all(p.state in ("finished", "stopped") for p in polled.succeeded.values()):
+            return
+        if time.time() > deadline:
+            stuck = [name for name, p in polled.succeeded.items() if p.state != "finished"]
+            raise RunFailed(f"{', '.join(stuck)}: load did not finish "
+                            f"{FINISH_GRACE_S:g}s after its planned end")
+        time.sleep(PROGRESS_PERIOD_S)
+
+
+def stop_load(clients: list[AgentSession]) -> None:
+    """Stop the load on every client, best effort (used on interrupt and failure)."""
+
+    def stop(name: str, report: StageReporter) -> None:
+        by_name[name].link.stop_load()
+
+    by_name = {client.host.name: client for client in clients}
+    fan_out(list(by_name), stop)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while start instants are sent (a collection costs ~15 ms)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+

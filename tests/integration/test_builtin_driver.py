@@ -1,0 +1,625 @@
+"""The builtin driver against a real redis-server: directly, and through a real agent process.
+
+Each test starts its own ``redis-server`` on a free loopback port (no persistence) and stops it
+afterwards. Loads are short (intervals of half a second) so the whole module stays well under a
+minute. Nothing is mocked; every wait is a poll with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+
+from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.errors import DriverError
+from agent.drivers.intervals import LoadReport
+from agent.drivers.spec import parse_spec
+from agent.histograms import decode
+from coordinator import stats
+from coordinator.agent_link import (
+    AgentLink,
+    LoadError,
+    new_token,
+    parse_ready_line,
+    startup_line,
+)
+from coordinator.errors import AgentLost
+
+REDIS_SERVER = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server on PATH")
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE = 15.0
+POLL_TICK = 0.02
+START_MARGIN_NS = 300_000_000  # load processes are ready: they only need to wake up
+PASSWORD = "s3cret"
+WRONG_PASSWORD = "wrong"
+
+
+def poll_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(POLL_TICK)
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie (this sandbox's init does not reap orphans)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- redis-server ----------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    port: int
+    password: str | None
+    proc: subprocess.Popen[bytes]
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    started: list[RedisServer] = []
+
+    def start(password: str | None = None) -> RedisServer:
+        port = free_port()
+        directory = tmp_path / f"redis{len(started)}"
+        directory.mkdir()
+        argv = [
+            str(REDIS_SERVER),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", str(directory),
+        ]  # fmt: skip
+        if password is not None:
+            argv += ["--requirepass", password]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = RedisServer(port, password, proc)
+        started.append(server)
+
+        def answers() -> bool:
+            with contextlib.suppress(redis.RedisError), server.client() as client:
+                return bool(client.ping())
+            return False
+
+        poll_until(answers, f"redis-server on port {port}")
+        return server
+
+    yield start
+    for server in started:
+        server.proc.terminate()
+        server.proc.wait(timeout=DEADLINE)
+
+
+def make_spec(
+    port: int,
+    *,
+    password: str | None = None,
+    interval_s: float = 0.5,
+    warmup_s: float = 0.5,
+    duration_s: float = 1.5,
+    **params: Any,
+) -> dict[str, Any]:
+    builtin = {
+        "processes": 1,
+        "connections": 4,
+        "pipeline": 1,
+        "set_ratio": 0.1,
+        "keyspace": 1000,
+        "value_size": 32,
+        "rate": None,
+        "preload": False,
+    }
+    builtin.update(params)
+    return {
+        "format": 1,
+        "driver": "builtin",
+        "target": {
+            "address": "127.0.0.1",
+            "port": port,
+            "password": password,
+            "username": None,
+            "tls": None,
+        },
+        "warmup_s": warmup_s,
+        "duration_s": duration_s,
+        "interval_s": interval_s,
+        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
+        "params": builtin,
+    }
+
+
+@pytest.fixture
+def driver() -> Iterator[BuiltinDriver]:
+    made = BuiltinDriver()
+    yield made
+    pids = made.worker_pids()
+    made.close()
+    for pid in pids:  # a test that fails midway must not leave load processes behind
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def run_load(
+    driver: BuiltinDriver,
+    spec: dict[str, Any],
+    during: Callable[[BuiltinDriver], None] | None = None,
+) -> LoadReport:
+    """Prepare, start a little in the future, optionally act while it runs, wait, report."""
+    driver.prepare(parse_spec(json.dumps(spec)))
+    t0_ns = time.time_ns() + START_MARGIN_NS
+    driver.start_at(t0_ns)
+    if during is not None:
+        during(driver)
+    total_s = spec["warmup_s"] + spec["duration_s"]
+    poll_until(lambda: driver.state.done, "the load to end", timeout=total_s + DEADLINE)
+    return driver.report()
+
+
+def wait_for_interval(driver: BuiltinDriver, index: int) -> None:
+    def reached() -> bool:
+        progress = driver.progress()
+        return progress.interval is not None and progress.interval >= index
+
+    poll_until(reached, f"interval {index} to finish")
+
+
+def measured(report: LoadReport) -> list[Any]:
+    return [interval for interval in report.intervals if interval.phase == "measure"]
+
+
+# --- closed loop -----------------------------------------------------------------------------
+
+
+def test_closed_loop_over_two_processes(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+    spec = make_spec(
+        server.port, processes=2, connections=20, pipeline=4, set_ratio=0.2, preload=True
+    )
+    with server.client() as client:
+        client.flushall()
+        report = run_load(driver, spec)
+        assert client.dbsize() == 1000  # preloaded: every key of the keyspace exists
+
+    assert (report.processes, report.connections) == (2, 20)
+    assert (report.warmup_intervals, report.measure_intervals) == (1, 3)
+    assert report.interval_ns == 500_000_000
+    assert [i.index for i in report.intervals] == [0, 1, 2, 3]
+    assert [i.phase for i in report.intervals] == ["warmup", "measure", "measure", "measure"]
+    assert all(i.complete for i in report.intervals)
+    assert report.errors == {}
+    assert 0 <= report.started_ns - report.t0_ns < 50_000_000
+    assert report.start_spread_ns < 50_000_000
+    assert report.stopped_ns >= report.t0_ns + 2_000_000_000
+    total = sets = 0
+    for interval in report.intervals:
+        assert interval.requests > 0
+        assert interval.bytes_sent > 0 and interval.bytes_received > 0
+        assert interval.overflow == 0
+        assert sum(c.count for c in interval.commands.values()) == interval.requests
+        for command in interval.commands.values():
+            assert decode(command.histogram).get_total_count() == command.count
+        total += interval.requests
+        sets += interval.commands["SET"].count
+    assert sets / total == pytest.approx(0.2, abs=0.02)
+
+    # What the coordinator reads: its own parser accepts the report as it is.
+    parsed = stats.parse_agent_report(report.to_text(), "client1")
+    assert stats.common_window([parsed]) == [1, 2, 3]
+    assert sum(i.count for i in parsed.intervals) == total
+
+
+def test_wrongtype_errors_are_counted_by_type_and_the_run_completes(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+    with server.client() as client:
+        client.rpush("key:1", "x")  # a list where GET expects a string
+    report = run_load(driver, make_spec(server.port, keyspace=4, set_ratio=0.0, pipeline=2))
+    assert all(i.complete for i in report.intervals)
+    assert set(report.errors) == {"WRONGTYPE"}
+    errors = report.errors["WRONGTYPE"]
+    requests = sum(i.requests for i in report.intervals)
+    replies = sum(i.count for i in report.intervals)
+    assert replies + errors == requests  # error replies are finished requests, not latencies
+    assert errors / requests == pytest.approx(0.25, abs=0.05)  # one key of four
+    for interval in report.intervals:
+        assert interval.errors["WRONGTYPE"] > 0
+
+
+@pytest.mark.parametrize("password", [None, PASSWORD])  # reconnecting authenticates again
+def test_killed_connections_are_counted_and_reconnect(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer], password: str | None
+) -> None:
+    server = redis_server(password=password)
+    killed: list[int] = []
+
+    def kill_clients(running: BuiltinDriver) -> None:
+        wait_for_interval(running, 0)
+        with server.client() as client:
+            killed.append(client.client_kill_filter(_type="normal", skipme=True))
+
+    spec = make_spec(server.port, password=password, connections=5, pipeline=2, duration_s=2.0)
+    report = run_load(driver, spec, during=kill_clients)
+    assert killed[0] >= 5
+    assert report.errors.get("connection", 0) >= 5  # at least one lost request per connection
+    assert all(i.complete for i in report.intervals)
+    last = report.intervals[-1]
+    assert last.requests > 0 and "connection" not in last.errors  # reconnected, going on
+    with server.client() as client:
+        assert len(client.client_list(_type="normal")) >= 1
+
+
+def test_a_server_pause_completes_and_shows_in_the_max_latency(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+
+    def pause(running: BuiltinDriver) -> None:
+        wait_for_interval(running, 0)  # the measure phase has begun
+        with server.client() as client:
+            client.client_pause(500)
+
+    report = run_load(driver, make_spec(server.port, duration_s=2.0), during=pause)
+    assert all(i.complete for i in report.intervals)
+    assert report.errors == {}
+    longest = max(
+        decode(command.histogram).get_max_value()
+        for interval in measured(report)
+        for command in interval.commands.values()
+    )
+    assert longest >= 500_000  # µs
+
+
+def test_stop_mid_run_cuts_the_last_interval_and_ends_the_processes(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+    spec = make_spec(server.port, processes=2, connections=4, duration_s=10.0)
+    driver.prepare(parse_spec(json.dumps(spec)))
+    pids = driver.worker_pids()
+    assert len(pids) == 2
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    wait_for_interval(driver, 1)
+    with pytest.raises(DriverError, match="state: no report while the load is running"):
+        driver.report()
+    driver.stop()
+    assert driver.state.value == "stopped"
+    report = driver.report()
+    assert report.intervals[-1].complete is False
+    assert all(interval.complete for interval in report.intervals[:-1])
+    assert len(report.intervals) < 10
+    assert report.stopped_ns < report.t0_ns + 10_500_000_000
+    assert driver.progress().state.value == "stopped"
+    poll_until(lambda: all(gone(pid) for pid in pids), "the load processes to end")
+    driver.close()
+    driver.close()  # idempotent
+
+
+def test_closing_a_prepared_driver_ends_its_processes(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+    driver.prepare(parse_spec(json.dumps(make_spec(server.port, processes=2, connections=2))))
+    pids = driver.worker_pids()
+    with server.client() as client:
+        assert len(client.client_list(_type="normal")) == 3  # the driver's two, and ours
+    driver.close()
+    for pid in pids:
+        assert gone(pid)
+
+
+# --- refusals before any load ----------------------------------------------------------------
+
+
+def test_a_wrong_password_fails_in_prepare_with_no_load(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    spec = make_spec(server.port, password=WRONG_PASSWORD, processes=2, connections=4)
+    with pytest.raises(DriverError) as refused:
+        driver.prepare(parse_spec(json.dumps(spec)))
+    assert refused.value.kind == "auth"
+    assert refused.value.message == (
+        f"cannot authenticate to 127.0.0.1:{server.port}: "
+        "WRONGPASS invalid username-password pair or user is disabled."
+    )
+    assert driver.state.value == "failed"
+    for pid in driver.worker_pids():
+        assert gone(pid)
+    with server.client() as client:
+        poll_until(lambda: len(client.client_list(_type="normal")) == 1, "no other client")
+
+
+def test_a_missing_password_is_an_auth_error(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    with pytest.raises(DriverError, match=r"^auth: 127\.0\.0\.1:\d+ requires a password: NOAUTH"):
+        driver.prepare(parse_spec(json.dumps(make_spec(server.port))))
+
+
+def test_the_right_password_works(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    report = run_load(driver, make_spec(server.port, password=PASSWORD, duration_s=0.5))
+    assert report.errors == {}
+    assert report.intervals[-1].requests > 0
+
+
+def test_an_unreachable_target_fails_in_prepare(driver: BuiltinDriver) -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(DriverError) as refused:
+        driver.prepare(parse_spec(json.dumps(make_spec(port))))
+    assert refused.value.kind == "unreachable"
+    assert refused.value.message == f"cannot connect to 127.0.0.1:{port}: Connection refused"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rate": 1000}, "config: open loop (rate) is not supported yet"),
+        ({"tls": {"ca": "x"}}, "config: TLS is not supported by the builtin driver yet"),
+    ],
+)
+def test_unsupported_options_are_refused_before_any_process_starts(
+    driver: BuiltinDriver, change: dict[str, Any], message: str
+) -> None:
+    spec = make_spec(free_port())
+    if "tls" in change:
+        spec["target"]["tls"] = change["tls"]
+    else:
+        spec["params"].update(change)
+    with pytest.raises(DriverError) as refused:
+        driver.prepare(parse_spec(json.dumps(spec)))
+    assert str(refused.value) == message
+    assert driver.worker_pids() == []
+
+
+# --- through a real agent --------------------------------------------------------------------
+
+
+@dataclass
+class AgentProcess:
+    proc: subprocess.Popen[bytes]
+    token: str
+    port: int
+
+    def link(self) -> AgentLink:
+        return AgentLink.connect_tcp("testhost", self.port, self.token)
+
+    def workers(self) -> list[int]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [child.pid for child in psutil.Process(self.proc.pid).children()]
+        return []
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[[], AgentProcess]]:
+    started: list[AgentProcess] = []
+
+    def start() -> AgentProcess:
+        state_dir = tmp_path / f"agent{len(started)}"
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        env["PYTHONPATH"] = str(REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "serve", "--watchdog", "30",
+             "--state-dir", str(state_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=tmp_path,
+            bufsize=0,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        token = new_token()
+        proc.stdin.write(startup_line(token))
+        proc.stdin.flush()
+        ready = parse_ready_line(_read_line(proc.stdout.fileno()).decode(), "testhost")
+        handle = AgentProcess(proc, token, ready.port)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        workers = handle.workers()
+        if handle.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(handle.proc.pid, signal.SIGKILL)
+            handle.proc.wait(timeout=DEADLINE)
+        for pid in workers:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        for pipe in (handle.proc.stdin, handle.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def _read_line(fd: int) -> bytes:
+    deadline = time.monotonic() + DEADLINE
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"no ready line from the agent (got {data!r})")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
+    start_agent: Callable[[], AgentProcess], redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+    agent = start_agent()
+    spec = make_spec(server.port, processes=2, connections=4, pipeline=4, preload=True)
+    with agent.link() as first:
+        assert first.load_progress().state == "idle"
+        assert first.prepare_load(json.dumps(spec)) == {"processes": 2, "connections": 4}
+        assert first.load_progress().state == "prepared"
+    workers = agent.workers()
+    assert len(workers) == 2
+    # The agent thread that served the first link has ended; the load processes must not
+    # have died with it (PR_SET_PDEATHSIG follows the thread that started them).
+    with agent.link() as link:
+        poll_until(lambda: link.status().request_age_s >= 0, "a second link")
+        assert all(not gone(pid) for pid in workers)
+        t0_ns = link.clock() + START_MARGIN_NS
+        assert link.start_load(t0_ns) == t0_ns
+        seen: list[Any] = []
+
+        def finished() -> bool:
+            progress = link.load_progress()
+            seen.append(progress)
+            return progress.state == "finished"
+
+        poll_until(finished, "the load to finish")
+        text = link.load_report()
+        assert link.load_report() == text  # asking again gives the same report
+        poll_until(lambda: link.status().children == 0, "load processes to exit")
+    live = [p for p in seen if p.interval is not None]
+    assert live and all(p.ops_per_sec and p.ops_per_sec > 0 for p in live)
+    assert all(p.p99_usec and p.p99_usec > 0 for p in live)
+    assert {p.phase for p in live} <= {"warmup", "measure"}
+    report = stats.parse_agent_report(text, "testhost")
+    assert report.t0_ns == t0_ns
+    assert stats.common_window([report]) == [1, 2, 3]
+    assert report.errors == {}
+
+
+def test_a_driver_refusal_is_one_line_on_the_coordinator(
+    start_agent: Callable[[], AgentProcess], redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    agent = start_agent()
+    with agent.link() as link:
+        with pytest.raises(LoadError) as refused:
+            link.prepare_load(json.dumps(make_spec(server.port, password=WRONG_PASSWORD)))
+        assert refused.value.kind == "auth"
+        assert str(refused.value) == (
+            f"testhost: cannot authenticate to 127.0.0.1:{server.port}: "
+            "WRONGPASS invalid username-password pair or user is disabled."
+        )
+        with pytest.raises(LoadError) as out_of_order:
+            link.start_load(time.time_ns())
+        assert out_of_order.value.kind == "state"
+        assert str(out_of_order.value) == "testhost: cannot start: no load is prepared"
+        assert link.load_progress().state == "idle"
+        assert link.status().children == 0
+        assert link.hello().pid == agent.proc.pid  # the link is still usable
+
+
+def test_load_processes_die_when_the_agent_is_killed(
+    start_agent: Callable[[], AgentProcess], redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+    agent = start_agent()
+    with agent.link() as link:
+        link.prepare_load(json.dumps(make_spec(server.port, processes=2, duration_s=30.0)))
+        link.start_load(link.clock() + START_MARGIN_NS)
+        poll_until(lambda: link.load_progress().interval is not None, "the load to run")
+        workers = agent.workers()
+        assert len(workers) == 2
+        os.kill(agent.proc.pid, signal.SIGKILL)  # the agent only: not its process group
+        agent.proc.wait(timeout=DEADLINE)
+    poll_until(lambda: all(gone(pid) for pid in workers), "load processes to die with the agent")
+
+
+@pytest.mark.parametrize("how", ["stop", "stdin"])
+def test_an_agent_shutting_down_takes_its_load_along(
+    start_agent: Callable[[], AgentProcess], redis_server: Callable[..., RedisServer], how: str
+) -> None:
+    server = redis_server()
+    agent = start_agent()
+    link = agent.link()
+    link.prepare_load(json.dumps(make_spec(server.port, processes=2, duration_s=30.0)))
+    link.start_load(link.clock() + START_MARGIN_NS)
+    poll_until(lambda: link.load_progress().interval is not None, "the load to run")
+    workers = agent.workers()
+    assert len(workers) == 2
+    if how == "stop":
+        link.stop()
+    else:  # the coordinator's SSH session ended
+        assert agent.proc.stdin is not None
+        agent.proc.stdin.close()
+        link.close()
+    assert agent.proc.wait(timeout=DEADLINE) == 0
+    for pid in workers:
+        assert gone(pid)
+
+
+def test_stop_load_through_the_agent_reports_a_cut_interval(
+    start_agent: Callable[[], AgentProcess], redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server()
+    agent = start_agent()
+    with agent.link() as link:
+        assert link.stop_load() == "idle"  # nothing to stop: harmless
+        link.prepare_load(json.dumps(make_spec(server.port, duration_s=30.0)))
+        link.start_load(link.clock() + START_MARGIN_NS)
+        poll_until(lambda: link.load_progress().interval is not None, "the load to run")
+        assert link.stop_load() == "stopped"
+        assert link.load_progress().state == "stopped"
+        report = stats.parse_agent_report(link.load_report(), "testhost")
+        assert report.intervals[-1].complete is False
+        poll_until(lambda: link.status().children == 0, "load processes to exit")
+
+
+def test_a_coordinator_timeout_on_prepare_closes_the_link(
+    start_agent: Callable[[], AgentProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coordinator import agent_link
+
+    monkeypatch.setattr(agent_link, "LOAD_PREPARE_TIMEOUT", 0.5)
+    agent = start_agent()
+    with socket.socket() as silent:  # accepts connections, never answers PING
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        link = agent.link()
+        with pytest.raises(
+            AgentLost, match=r"^testhost: no answer to prepare_load\(\) within 0.5 s"
+        ):
+            link.prepare_load(json.dumps(make_spec(silent.getsockname()[1])))
+        assert link.closed  # (closing waits for the busy agent's answer to rpyc's CLOSE)

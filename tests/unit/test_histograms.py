@@ -1,0 +1,289 @@
+"""agent.histograms and the interval data model (agent.drivers.intervals): pure, no I/O."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
+from agent.histograms import (
+    CommandLatencies,
+    HistogramParams,
+    IntervalRecorder,
+    add,
+    decode,
+    encode,
+    merge_encoded,
+    new_histogram,
+    params_of,
+    record_counts,
+)
+
+PARAMS = HistogramParams()
+
+
+def histogram_of(values: list[int], params: HistogramParams = PARAMS) -> HdrHistogram:
+    histogram = new_histogram(params)
+    for value in values:
+        assert histogram.record_value(value)
+    return histogram
+
+
+# --- encode / decode / add -------------------------------------------------------------------
+
+
+def test_encoding_is_the_standard_compressed_base64_form_and_round_trips() -> None:
+    histogram = histogram_of([1, 2, 3, 150, 150, 99_999, 59_000_000])
+    text = encode(histogram)
+    assert isinstance(text, str)
+    assert text.startswith("HISTF")  # V2 compressed cookie, base64: what every HdrHistogram reads
+    back = decode(text)
+    assert back.get_total_count() == 7
+    assert params_of(back) == PARAMS
+    for percentile in (0.0, 50.0, 90.0, 99.0, 100.0):
+        assert back.get_value_at_percentile(percentile) == histogram.get_value_at_percentile(
+            percentile
+        )
+    assert back.get_max_value() == histogram.get_max_value()
+    assert encode(back) == text
+
+
+def test_an_empty_histogram_round_trips() -> None:
+    back = decode(encode(new_histogram(PARAMS)))
+    assert back.get_total_count() == 0
+
+
+@pytest.mark.parametrize("junk", ["", "not base64!", "SElTVEZBQUFB", "aGVsbG8gd29ybGQ="])
+def test_decoding_junk_is_a_value_error(junk: str) -> None:
+    with pytest.raises(ValueError, match="not an encoded HdrHistogram"):
+        decode(junk)
+
+
+def test_adding_sums_counts_and_keeps_extremes() -> None:
+    into = histogram_of([10, 20])
+    add(into, histogram_of([5, 1_000_000]))
+    add(into, new_histogram(PARAMS))  # adding nothing is harmless
+    assert into.get_total_count() == 4
+    assert into.get_min_value() == 5
+    assert into.get_max_value() == into.get_highest_equivalent_value(1_000_000)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 60_000_000), max_size=40), min_size=1, max_size=5))
+def test_merging_encoded_parts_equals_recording_everything_once(parts: list[list[int]]) -> None:
+    merged = merge_encoded([encode(histogram_of(part)) for part in parts], PARAMS)
+    everything = histogram_of([value for part in parts for value in part])
+    assert merged.get_total_count() == everything.get_total_count()
+    for percentile in (50.0, 90.0, 99.0, 99.9, 100.0):
+        assert merged.get_value_at_percentile(percentile) == everything.get_value_at_percentile(
+            percentile
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 10**12), st.integers(1, 1000), max_size=60),
+    st.sampled_from(
+        [PARAMS, HistogramParams(1, 3_600_000_000, 2), HistogramParams(10, 1_000_000, 4)]
+    ),
+)
+def test_record_counts_is_record_value_for_each_item(
+    counts: dict[int, int], params: HistogramParams
+) -> None:
+    fast = new_histogram(params)
+    slow = new_histogram(params)
+    overflow = sum(count for value, count in counts.items() if not slow.record_value(value, count))
+    assert record_counts(fast, counts) == overflow
+    assert list(fast.counts) == list(slow.counts)
+    assert (fast.total_count, fast.min_value, fast.max_value) == (
+        slow.total_count,
+        slow.min_value,
+        slow.max_value,
+    )
+    assert encode(fast) == encode(slow)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"lowest_usec": 0, "highest_usec": 10, "significant_figures": 3}, "lowest_usec"),
+        ({"lowest_usec": 5, "highest_usec": 9, "significant_figures": 3}, "highest_usec"),
+        ({"lowest_usec": 1, "highest_usec": 10, "significant_figures": 6}, "significant_figures"),
+        ({"lowest_usec": 1.0, "highest_usec": 10, "significant_figures": 3}, "integer"),
+        ({"lowest_usec": 1, "highest_usec": 10}, "missing"),
+        ({"lowest_usec": 1, "highest_usec": 10, "significant_figures": 3, "x": 1}, "unknown"),
+    ],
+)
+def test_histogram_params_are_checked(fields: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        HistogramParams.from_json(fields)
+
+
+def test_histogram_params_round_trip() -> None:
+    assert HistogramParams.from_json(PARAMS.to_json()) == PARAMS
+
+
+# --- the interval recorder -------------------------------------------------------------------
+
+
+def test_latencies_are_recorded_in_microseconds_and_below_one_count_as_one() -> None:
+    recorder = IntervalRecorder(PARAMS)
+    recorder.record("GET", 0)
+    recorder.record("GET", 999)
+    recorder.record("GET", 1_000)
+    recorder.record("GET", 2_999_999, count=3)
+    interval = recorder.roll(0)
+    get = decode(interval.commands["GET"].histogram)
+    assert interval.commands["GET"].count == 6
+    assert get.get_total_count() == 6
+    assert get.get_count_at_value(1) == 3
+    assert get.get_count_at_value(2_999) == 3  # 2_999_999 ns is 2_999 µs (truncated)
+    assert interval.overflow == 0
+
+
+def test_values_beyond_the_range_are_counted_as_overflow_not_dropped() -> None:
+    recorder = IntervalRecorder(HistogramParams(1, 1_000_000, 3))  # up to ~1 s
+    recorder.record("SET", 500_000)  # 0.5 ms
+    recorder.record("SET", 70_000_000_000, count=2)  # 70 s
+    interval = recorder.roll(3)
+    assert interval.index == 3
+    assert interval.overflow == 2
+    assert interval.commands["SET"].count == 3  # replies: in the histogram + beyond it
+    assert decode(interval.commands["SET"].histogram).get_total_count() == 1
+
+
+def test_rolling_starts_an_empty_interval_and_keeps_live_buckets_valid() -> None:
+    recorder = IntervalRecorder(PARAMS, ["GET", "SET"])
+    bucket = recorder.bucket("GET")
+    bucket[120] = 5  # what a hot loop does
+    recorder.record("SET", 80_000)
+    first = recorder.roll(0)
+    assert {name: c.count for name, c in first.commands.items()} == {"GET": 5, "SET": 1}
+    assert first.count == 6
+    assert bucket == {}
+    assert recorder.bucket("GET") is bucket
+    second = recorder.roll(1)
+    assert second.commands == {}  # commands without replies are left out
+    assert second.overflow == 0
+    recorder.record("GET", 7_000)
+    assert decode(recorder.roll(2).commands["GET"].histogram).get_max_value() == 7
+
+
+# --- interval data and the report ------------------------------------------------------------
+
+
+def interval(
+    index: int,
+    values: dict[str, list[int]],
+    *,
+    complete: bool = True,
+    errors: dict[str, int] | None = None,
+) -> IntervalData:
+    commands = {
+        name: CommandLatencies(encode(histogram_of(vals)), len(vals))
+        for name, vals in values.items()
+    }
+    count = sum(len(vals) for vals in values.values())
+    failures = errors or {}
+    return IntervalData(
+        index=index,
+        phase="measure",
+        complete=complete,
+        commands=commands,
+        requests=count + sum(failures.values()),
+        errors=failures,
+        bytes_sent=10 * count,
+        bytes_received=20 * count,
+        overflow=0,
+    )
+
+
+def test_merging_intervals_adds_histograms_and_sums_counters() -> None:
+    a = interval(4, {"GET": [100, 200], "SET": [300]}, errors={"WRONGTYPE": 2})
+    b = interval(4, {"GET": [400]}, errors={"WRONGTYPE": 1, "connection": 3})
+    merged = merge_intervals([a, b], PARAMS, expected_parts=2)
+    assert merged.index == 4
+    assert merged.complete
+    assert merged.commands["GET"].count == 3
+    assert decode(merged.commands["GET"].histogram).get_total_count() == 3
+    assert merged.commands["SET"] == a.commands["SET"]
+    assert merged.requests == a.requests + b.requests
+    assert merged.errors == {"WRONGTYPE": 3, "connection": 3}
+    assert merged.bytes_sent == a.bytes_sent + b.bytes_sent
+    assert merged.count == 4
+    assert p99_usec(merged, PARAMS) == pytest.approx(400, rel=1e-3)
+
+
+def test_a_merged_interval_is_complete_only_if_every_part_is_there_and_complete() -> None:
+    a = interval(0, {"GET": [1]})
+    assert not merge_intervals([a], PARAMS, expected_parts=2).complete
+    cut = interval(0, {"GET": [1]}, complete=False)
+    assert not merge_intervals([a, cut], PARAMS, expected_parts=2).complete
+    with pytest.raises(ValueError, match="different intervals"):
+        merge_intervals([a, interval(1, {})], PARAMS, expected_parts=2)
+
+
+def test_p99_of_an_empty_interval_is_none() -> None:
+    assert p99_usec(interval(0, {}), PARAMS) is None
+
+
+def test_interval_data_round_trips_through_json() -> None:
+    data = interval(2, {"GET": [5, 6]}, complete=False, errors={"OOM": 1})
+    assert IntervalData.from_json(json.loads(json.dumps(data.to_json()))) == data
+
+
+def test_the_report_has_exactly_the_documented_fields() -> None:
+    report = LoadReport(
+        driver="builtin",
+        t0_ns=1_000,
+        started_ns=1_010,
+        start_spread_ns=5,
+        stopped_ns=9_000,
+        interval_ns=1_000_000_000,
+        warmup_intervals=1,
+        measure_intervals=2,
+        histogram=PARAMS,
+        processes=2,
+        connections=20,
+        intervals=(interval(0, {"GET": [1]}, errors={"ERR": 1}), interval(1, {"SET": [2]})),
+    )
+    document = json.loads(report.to_text())
+    assert set(document) == {
+        "format",
+        "driver",
+        "t0_ns",
+        "started_ns",
+        "start_spread_ns",
+        "stopped_ns",
+        "interval_ns",
+        "warmup_intervals",
+        "measure_intervals",
+        "histogram",
+        "processes",
+        "connections",
+        "intervals",
+        "errors",
+    }
+    assert document["format"] == 1
+    assert document["histogram"] == {
+        "lowest_usec": 1,
+        "highest_usec": 60_000_000,
+        "significant_figures": 3,
+    }
+    assert document["errors"] == {"ERR": 1}
+    assert set(document["intervals"][0]) == {
+        "index",
+        "phase",
+        "complete",
+        "commands",
+        "requests",
+        "errors",
+        "bytes_sent",
+        "bytes_received",
+        "overflow",
+    }
+    assert set(document["intervals"][0]["commands"]["GET"]) == {"histogram", "count"}

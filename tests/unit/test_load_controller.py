@@ -1,0 +1,159 @@
+"""agent.load.LoadController: the order of calls, with a driver that loads nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from agent.drivers.base import Driver, DriverError, LoadState, Prepared, Progress, no_keepalive
+from agent.drivers.intervals import LoadReport
+from agent.drivers.spec import LoadSpec
+from agent.load import LoadController
+
+SPEC = {
+    "format": 1,
+    "driver": "fake",
+    "target": {"address": "h", "port": 1, "password": None, "username": None, "tls": None},
+    "warmup_s": 0,
+    "duration_s": 1,
+    "interval_s": 1,
+    "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
+    "params": {},
+}
+
+
+class FakeDriver(Driver):
+    name = "fake"
+    made: list[FakeDriver] = []  # noqa: RUF012 (the test's record of drivers made)
+
+    def __init__(self) -> None:
+        self._state = LoadState.IDLE
+        self.closed = False
+        self.keepalives = 0
+        self.spec: LoadSpec | None = None
+        FakeDriver.made.append(self)
+
+    def prepare(self, spec: LoadSpec, keepalive: Callable[[], None] = no_keepalive) -> Prepared:
+        if spec.params.get("fail"):
+            raise DriverError("auth", "cannot authenticate to h:1: WRONGPASS")
+        keepalive()
+        self.spec = spec
+        self._state = LoadState.PREPARED
+        return Prepared(processes=2, connections=8)
+
+    def start_at(self, t0_ns: int) -> None:
+        if self._state is not LoadState.PREPARED:
+            raise DriverError("state", "not prepared")
+        self._state = LoadState.RUNNING
+
+    @property
+    def state(self) -> LoadState:
+        return self._state
+
+    def finish(self) -> None:
+        self._state = LoadState.FINISHED
+
+    def progress(self) -> Progress:
+        return Progress(state=self._state)
+
+    def stop(self) -> None:
+        if self._state in (LoadState.PREPARED, LoadState.RUNNING):
+            self._state = LoadState.STOPPED
+
+    def report(self) -> LoadReport:
+        if not self._state.done or self.spec is None:
+            raise DriverError("state", "not over")
+        return LoadReport(
+            driver="fake",
+            t0_ns=1,
+            started_ns=1,
+            start_spread_ns=0,
+            stopped_ns=2,
+            interval_ns=self.spec.timeline.interval_ns,
+            warmup_intervals=0,
+            measure_intervals=1,
+            histogram=self.spec.histogram,
+            processes=2,
+            connections=8,
+            intervals=(),
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def controller() -> LoadController:
+    FakeDriver.made.clear()
+    return LoadController({"fake": FakeDriver})
+
+
+def spec(**params: object) -> str:
+    return json.dumps(dict(SPEC, params=params))
+
+
+def test_a_whole_load(controller: LoadController) -> None:
+    assert controller.progress()["state"] == "idle"
+    kept_alive: list[int] = []
+    prepared = controller.prepare(spec(), keepalive=lambda: kept_alive.append(1))
+    assert prepared == {"processes": 2, "connections": 8}
+    assert kept_alive == [1]
+    assert controller.state is LoadState.PREPARED
+    assert controller.start(123) == {"t0_ns": 123}
+    assert controller.progress()["state"] == "running"
+    with pytest.raises(DriverError, match="state: not over"):
+        controller.report()
+    FakeDriver.made[0].finish()
+    assert json.loads(controller.report())["driver"] == "fake"
+    assert controller.stop() == {"state": "finished"}  # over already: nothing to stop
+
+
+def test_calls_out_of_order_are_state_errors(controller: LoadController) -> None:
+    with pytest.raises(DriverError, match=r"^state: cannot start: no load is prepared$"):
+        controller.start(1)
+    with pytest.raises(DriverError, match=r"^state: cannot report: no load is prepared$"):
+        controller.report()
+    assert controller.stop() == {"state": "idle"}
+    controller.prepare(spec())
+    controller.start(1)
+    with pytest.raises(DriverError, match="a load is running already; stop it"):
+        controller.prepare(spec())
+
+
+def test_a_new_prepare_replaces_a_load_that_is_over(controller: LoadController) -> None:
+    controller.prepare(spec())
+    assert controller.stop() == {"state": "stopped"}
+    controller.prepare(spec())
+    first, second = FakeDriver.made
+    assert first.closed and not second.closed
+    assert controller.state is LoadState.PREPARED
+    controller.close()
+    assert second.closed
+    assert controller.state is LoadState.IDLE
+
+
+def test_a_refused_prepare_leaves_the_controller_idle(controller: LoadController) -> None:
+    with pytest.raises(DriverError) as refused:
+        controller.prepare(spec(fail=True))
+    assert (refused.value.kind, refused.value.message) == (
+        "auth",
+        "cannot authenticate to h:1: WRONGPASS",
+    )
+    assert controller.state is LoadState.IDLE
+    controller.prepare(spec())  # and usable
+
+
+def test_an_unknown_driver_or_a_bad_spec_is_a_config_error(controller: LoadController) -> None:
+    with pytest.raises(DriverError, match=r"^config: unknown driver 'memtier' \(known: fake\)$"):
+        controller.prepare(json.dumps(dict(SPEC, driver="memtier")))
+    with pytest.raises(DriverError, match=r"^config: spec\.interval_s must be more than 0"):
+        controller.prepare(json.dumps(dict(SPEC, interval_s=0)))
+    assert FakeDriver.made == []
+
+
+def test_a_driver_error_is_one_line() -> None:
+    error = DriverError("server", "first line\n  second line ")
+    assert error.message == "first line second line"
+    assert str(error) == "server: first line second line"

@@ -1,0 +1,173 @@
+"""The load spec (agent.drivers.spec) and the builtin driver's params and plan: pure."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from agent.drivers.builtin import BuiltinParams, parse_params, plan
+from agent.drivers.errors import DriverError
+from agent.drivers.spec import Timeline, parse_spec
+
+SPEC: dict[str, Any] = {
+    "format": 1,
+    "driver": "builtin",
+    "target": {
+        "address": "198.18.0.10",
+        "port": 6379,
+        "password": None,
+        "username": None,
+        "tls": None,
+    },
+    "warmup_s": 2.0,
+    "duration_s": 10.0,
+    "interval_s": 1.0,
+    "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
+    "params": {
+        "processes": None,
+        "connections": 50,
+        "pipeline": 1,
+        "set_ratio": 0.1,
+        "keyspace": 100000,
+        "value_size": 32,
+        "rate": None,
+        "preload": False,
+    },
+}
+
+
+def spec_with(path: str, value: object) -> str:
+    spec = copy.deepcopy(SPEC)
+    *parents, last = path.split(".")
+    node = spec
+    for part in parents:
+        node = node[part]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return json.dumps(spec)
+
+
+def test_the_documented_spec_parses() -> None:
+    spec = parse_spec(json.dumps(SPEC))
+    assert spec.driver == "builtin"
+    assert spec.target.endpoint == "198.18.0.10:6379"
+    assert spec.timeline == Timeline(1_000_000_000, 2, 10)
+    assert spec.timeline.total_ns == 12_000_000_000
+    assert [spec.timeline.phase(i) for i in (0, 1, 2, 11)] == [
+        "warmup",
+        "warmup",
+        "measure",
+        "measure",
+    ]
+    assert spec.histogram.highest_usec == 60_000_000
+    assert parse_params(dict(spec.params)) == BuiltinParams(
+        processes=None,
+        connections=50,
+        pipeline=1,
+        set_ratio=0.1,
+        keyspace=100000,
+        value_size=32,
+        preload=False,
+    )
+
+
+def test_a_password_never_shows_in_the_target_repr() -> None:
+    spec = parse_spec(spec_with("target.password", "hunter2"))
+    assert spec.target.password == "hunter2"
+    assert "hunter2" not in repr(spec.target)
+
+
+def test_fractional_intervals_line_up() -> None:
+    spec = json.loads(spec_with("interval_s", 0.1))
+    spec.update(warmup_s=0.3, duration_s=0.7)
+    assert parse_spec(json.dumps(spec)).timeline == Timeline(100_000_000, 3, 7)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("format", 2, "format 2 is not supported"),
+        ("format", KeyError, "spec.format is missing"),
+        ("driver", "", "spec.driver must be a non-empty string"),
+        ("target.port", 0, "spec.target.port must be at least 1"),
+        ("target.port", "6379", "spec.target.port must be an integer"),
+        ("target.address", KeyError, "spec.target.address is missing"),
+        ("target.username", "bench", "spec.target.username needs a password"),
+        ("target.extra", 1, "spec.target has unknown field(s): extra"),
+        ("warmup_s", -1, "spec.warmup_s must be at least 0"),
+        ("duration_s", 0, "spec.duration_s must be more than 0"),
+        ("duration_s", 0.5, "spec.duration_s (0.5 s) must be a whole number of intervals"),
+        ("warmup_s", 2.5, "spec.warmup_s (2.5 s) must be a whole number of intervals"),
+        ("interval_s", True, "spec.interval_s must be a number"),
+        ("histogram.significant_figures", 9, "significant_figures must be 1..5"),
+        ("params", [], "spec.params must be a JSON object"),
+        ("surprise", 1, "spec has unknown field(s): surprise"),
+    ],
+)
+def test_a_bad_spec_is_one_config_line_naming_the_field(
+    path: str, value: object, message: str
+) -> None:
+    with pytest.raises(DriverError) as refused:
+        parse_spec(spec_with(path, value))
+    assert refused.value.kind == "config"
+    assert message in refused.value.message
+    assert "\n" not in str(refused.value)
+
+
+def test_a_spec_that_is_not_json_is_refused() -> None:
+    with pytest.raises(DriverError, match="config: the load spec is not JSON"):
+        parse_spec("{")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("rate", 1000, "open loop (rate) is not supported yet"),
+        ("rate", 0.5, "open loop (rate) is not supported yet"),
+        ("connections", 0, "spec.params.connections must be at least 1"),
+        ("processes", 0, "spec.params.processes must be at least 1"),
+        ("pipeline", 1.5, "spec.params.pipeline must be an integer"),
+        ("set_ratio", 1.1, "spec.params.set_ratio must be at most 1"),
+        ("keyspace", 0, "spec.params.keyspace must be at least 1"),
+        ("value_size", -1, "spec.params.value_size must be at least 0"),
+        ("preload", 1, "spec.params.preload must be true or false"),
+        ("typo", 1, "spec.params has unknown field(s): typo"),
+    ],
+)
+def test_bad_builtin_params_are_config_errors(key: str, value: object, message: str) -> None:
+    params = dict(SPEC["params"], **{key: value})
+    with pytest.raises(DriverError) as refused:
+        parse_params(params)
+    assert refused.value.kind == "config"
+    assert message in refused.value.message
+
+
+def test_a_seed_may_be_given() -> None:
+    assert parse_params(dict(SPEC["params"], seed=42)).seed == 42
+
+
+def params(processes: int | None, connections: int) -> BuiltinParams:
+    return BuiltinParams(
+        processes=processes,
+        connections=connections,
+        pipeline=1,
+        set_ratio=0.1,
+        keyspace=10,
+        value_size=3,
+        preload=True,
+    )
+
+
+def test_connections_are_spread_over_processes_and_the_keyspace_is_split() -> None:
+    assert plan(params(3, 10), 10, cores=8) == [(4, (0, 3)), (3, (3, 6)), (3, (6, 10))]
+
+
+def test_processes_default_to_the_cores_and_never_outnumber_connections() -> None:
+    assert [c for c, _ in plan(params(None, 50), 100, cores=4)] == [13, 13, 12, 12]
+    assert [c for c, _ in plan(params(8, 3), 100, cores=4)] == [1, 1, 1]
+    assert plan(params(None, 1), 1, cores=64) == [(1, (0, 1))]

@@ -1,0 +1,141 @@
+"""RESP encoding, error types and the request mix of the builtin driver (agent.drivers.resp)."""
+
+from __future__ import annotations
+
+import hiredis
+import pytest
+
+from agent.drivers import resp
+from agent.drivers.resp import RequestMix, auth_command, encode_command, error_type
+
+
+def parse_all(payload: bytes) -> list[list[bytes]]:
+    """Decode a stream of RESP commands (arrays of bulk strings) with hiredis."""
+    reader = hiredis.Reader()
+    reader.feed(payload)
+    commands = []
+    while (command := reader.gets()) is not False:
+        commands.append(command)
+    return commands
+
+
+def test_commands_are_arrays_of_bulk_strings() -> None:
+    assert encode_command("GET", "key:1") == b"*2\r\n$3\r\nGET\r\n$5\r\nkey:1\r\n"
+    assert encode_command("SET", b"k", 12) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n"
+    assert encode_command("SET", "k", b"") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+    binary = bytes(range(256)) + b"\r\n"
+    assert parse_all(encode_command("SET", "k", binary)) == [[b"SET", b"k", binary]]
+
+
+def test_auth_takes_a_username_only_with_a_password() -> None:
+    assert auth_command(None, None) is None
+    assert parse_all(auth_command(None, "s3cret") or b"") == [[b"AUTH", b"s3cret"]]
+    assert parse_all(auth_command("bench", "s3cret") or b"") == [[b"AUTH", b"bench", b"s3cret"]]
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", "WRONGTYPE"),
+        ("OOM command not allowed when used memory > 'maxmemory'.", "OOM"),
+        ("NOAUTH Authentication required.", "NOAUTH"),
+        ("ERR unknown command 'FOO'", "ERR"),
+        ("WRONGPASS invalid username-password pair or user is disabled.", "WRONGPASS"),
+        ("LOADING Redis is loading the dataset in memory", "LOADING"),
+        ("MOVED 3999 127.0.0.1:6381", "MOVED"),
+        ("Error without a code", "ERROR"),
+        ("", "ERR"),
+        ("   ", "ERR"),
+        ("42 is not a type", "ERR"),
+        ("x" * 40 + " too long", "ERR"),
+        ("ünïcode weird", "ERR"),
+    ],
+)
+def test_an_error_reply_is_typed_by_its_first_word(message: str, kind: str) -> None:
+    assert error_type(message) == kind
+
+
+def test_error_types_of_real_hiredis_replies() -> None:
+    reader = hiredis.Reader()
+    reader.feed(b"-WRONGTYPE Operation against a key\r\n-ERR no\r\n")
+    replies = [reader.gets(), reader.gets()]
+    assert all(isinstance(reply, hiredis.ReplyError) for reply in replies)
+    assert [error_type(str(reply)) for reply in replies] == ["WRONGTYPE", "ERR"]
+
+
+def mix(**overrides: object) -> RequestMix:
+    options: dict[str, object] = {
+        "keyspace": 1000,
+        "set_ratio": 0.25,
+        "value_size": 16,
+        "pipeline": 4,
+        "seed": 7,
+    }
+    options.update(overrides)
+    return RequestMix(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("keyspace", [1000, resp.POOL_MAX_REQUESTS])  # pooled, then not
+def test_batches_match_their_kinds_and_counts(keyspace: int) -> None:
+    requests = mix(keyspace=keyspace)
+    assert requests.pooled == (keyspace == 1000)
+    sets = total = 0
+    keys = set()
+    for _ in range(3000):
+        batch = requests.next_batch()
+        commands = parse_all(batch.payload)
+        assert len(commands) == len(batch) == 4
+        assert batch.counts == (batch.kinds.count(RequestMix.GET), batch.kinds.count(1))
+        for command, kind in zip(commands, batch.kinds, strict=True):
+            assert command[0] == RequestMix.commands[kind].encode()
+            assert command[1].startswith(b"key:")
+            key = int(command[1][4:])
+            assert 0 <= key < keyspace
+            keys.add(key)
+            if kind == RequestMix.SET:
+                assert command[2] == resp.make_value(16)
+        sets += batch.counts[RequestMix.SET]
+        total += len(batch)
+    assert sets / total == pytest.approx(0.25, abs=0.03)
+    if keyspace == 1000:
+        assert len(keys) > 900  # uniform over the keyspace: nearly every key is drawn
+
+
+def test_the_request_stream_is_deterministic_per_seed() -> None:
+    one = mix()
+    first = [one.next_batch().payload for _ in range(50)]
+    again = mix()
+    assert [again.next_batch().payload for _ in range(50)] == first
+    other = mix(seed=8)
+    assert [other.next_batch().payload for _ in range(50)] != first
+
+
+def test_set_ratio_extremes() -> None:
+    only_gets = mix(set_ratio=0.0)
+    only_sets = mix(set_ratio=1.0)
+    for _ in range(100):
+        assert only_gets.next_batch().counts == (4, 0)
+        assert only_sets.next_batch().counts == (0, 4)
+
+
+def test_preload_batches_set_every_key_of_a_range_once() -> None:
+    batches = mix().preload_batches(10, 2513, 1000)
+    assert len(batches) == 3
+    keys = []
+    for payload in batches:
+        for command in parse_all(payload):
+            assert command[0] == b"SET"
+            assert command[2] == resp.make_value(16)
+            keys.append(int(command[1][4:]))
+    assert keys == list(range(10, 2513))
+
+
+def test_values_have_the_asked_size() -> None:
+    for size in (0, 1, 19, 20, 21, 1000):
+        assert len(resp.make_value(size)) == size
+
+
+def test_an_impossible_mix_is_refused() -> None:
+    for bad in ({"keyspace": 0}, {"pipeline": 0}, {"set_ratio": 1.5}, {"value_size": -1}):
+        with pytest.raises(ValueError, match="invalid request mix"):
+            mix(**bad)

@@ -1,0 +1,441 @@
+"""The results document (coordinator/results.py): models, atomic writing, versioned reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from coordinator.clock import ClockEstimate
+from coordinator.errors import CoordError
+from coordinator.inventory import Inventory
+from coordinator.results import (
+    READERS,
+    SCHEMA_VERSION,
+    ResultsDocument,
+    ResultsError,
+    ResultsWriter,
+    agent_record,
+    build_repetition,
+    build_window,
+    default_directory,
+    field_paths,
+    json_schema,
+    load_results,
+    main,
+    new_document,
+    redact,
+    update_document,
+)
+from coordinator.stats import (
+    HistogramParams,
+    aggregate,
+    common_window,
+    counts,
+    decode_histogram,
+    repetition_figures,
+)
+from tests.unit.test_stats import command, histogram_of, interval, report
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "results-v1.json"
+CREATED = datetime(2026, 11, 25, 14, 30, tzinfo=timezone.utc)
+
+
+def inventory() -> Inventory:
+    return Inventory.model_validate(
+        {
+            "name": "lab",
+            "hosts": [
+                {"name": "server1", "address": "198.18.0.2", "roles": ["server"]},
+                {"name": "client1", "address": "198.18.0.3", "roles": ["client"]},
+                {"name": "client2", "address": "198.18.0.4", "roles": ["client"]},
+            ],
+            "servers": [{"name": "redis", "host": "server1", "password": "hunter2"}],
+        }
+    )
+
+
+def agents() -> list[Any]:
+    clock = ClockEstimate(offset_ns=1_000, uncertainty_ns=50, rtt_ns=100, samples=8)
+    return [
+        agent_record(host, clock, python="3.11.2", agent_version="0.1.0", bundle_hash="ab12")
+        for host in ("client1", "client2")
+    ]
+
+
+def document() -> ResultsDocument:
+    return new_document(inventory(), agents(), marks=["fewer-than-3-repetitions"],
+                        created=CREATED)
+
+
+def one_repetition(index: int, base: int = 100) -> tuple[Any, Any]:
+    reports = [
+        report(host, [
+            interval(0, "warmup"),
+            interval(1, commands={"GET": command([base, base + 10] * 5), "SET": command([base])}),
+            interval(2, commands={"GET": command([base + 20] * 4)}, errors={"WRONGTYPE": 1}),
+            interval(3, complete=False),
+        ])
+        for host in ("client1", "client2")
+    ]
+    figures = repetition_figures(reports, common_window(reports))
+    built = build_repetition(
+        index, figures, started=CREATED + timedelta(seconds=10 * index), start_skew_ns=123_456
+    )
+    return figures, built
+
+
+def finished_document(repetitions: int = 2) -> ResultsDocument:
+    doc = document()
+    done = []
+    for index in range(1, repetitions + 1):
+        figures, built = one_repetition(index, base=100 * index)
+        done.append(figures)
+        doc = doc.with_repetition(built, aggregate(done))
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# The kept fixture (an old-format document must stay readable)
+
+
+def test_the_v1_fixture_loads_and_is_consistent() -> None:
+    doc = load_results(FIXTURE)
+    assert doc.schema_version == 1
+    assert doc.status == "complete"
+    assert doc.inventory["servers"][0]["password"] == "***"  # type: ignore[call-overload,index]
+    params = HistogramParams(
+        doc.histograms.lowest_usec, doc.histograms.highest_usec,
+        doc.histograms.significant_figures,
+    )
+    assert len(doc.repetitions) == 3
+    for repetition in doc.repetitions:
+        assert repetition.count == sum(agent.count for agent in repetition.agents)
+        assert repetition.count == sum(c.count for c in repetition.commands.values())
+        assert repetition.start_skew_usec > 0
+        merged = decode_histogram(repetition.histogram, params)
+        assert merged.get_total_count() == repetition.count - repetition.overflow
+        assert merged.get_value_at_percentile(99) == repetition.latency_usec.p99
+        assert repetition.ops_per_sec == repetition.count / repetition.window.seconds
+        for agent in repetition.agents:
+            in_window = [i for i in agent.intervals if i.in_window]
+            assert [i.index for i in in_window] == list(
+                range(repetition.window.first or 0, (repetition.window.last or 0) + 1)
+            )
+            assert agent.count == sum(i.count for i in in_window)
+    assert doc.summary is not None
+    assert doc.summary.repetitions == 3
+    assert doc.summary.ops_per_sec.median == statistics.median(
+        r.ops_per_sec for r in doc.repetitions
+    )
+    assert doc.summary.latency_usec.p99.median == statistics.median(
+        r.latency_usec.p99 for r in doc.repetitions
+    )
+
+
+def test_the_fixture_round_trips_without_loss() -> None:
+    doc = load_results(FIXTURE)
+    assert json.loads(doc.model_dump_json()) == json.loads(FIXTURE.read_text())
+
+
+def test_a_directory_is_read_through_its_results_json(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(FIXTURE.read_text())
+    assert load_results(tmp_path) == load_results(FIXTURE)
+
+
+def test_every_schema_version_up_to_the_current_has_a_reader_and_a_fixture() -> None:
+    assert SCHEMA_VERSION in READERS
+    for version in READERS:
+        assert (ROOT / "tests" / "fixtures" / f"results-v{version}.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading refuses what it cannot read, in one line naming the file
+
+
+def fixture_with(**changes: Any) -> str:
+    data = json.loads(FIXTURE.read_text())
+    for key, value in changes.items():
+        if value is None and key.startswith("drop_"):
+            del data[key.removeprefix("drop_")]
+        else:
+            data[key] = value
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{not json", "not JSON"),
+        ("[1]", "not a coord results document (no schema_version)"),
+        (fixture_with(drop_schema_version=None), "no schema_version"),
+        (fixture_with(schema_version=99), "schema_version 99 is not supported (written by a "
+                                          "newer coord); coord 0.1.0 reads 1"),
+        (fixture_with(schema_version=0), "schema_version 0 is not supported; coord"),
+        (fixture_with(schema_version="1"), "schema_version '1' is not supported"),
+        (fixture_with(schema_version=True), "schema_version True is not supported"),
+        (fixture_with(drop_status=None), "not a valid results document (schema_version 1): "
+                                         "status: Field required"),
+        (fixture_with(status="paused"), "status: Input should be"),
+        (fixture_with(extra=1), "extra: Extra inputs are not permitted"),
+        (fixture_with(created="2026-11-25T15:30:00+01:00"), "created: Value error, must be in UTC"),
+        (
+            fixture_with(inventory={"servers": [{"password": "hunter2"}]}),
+            "inventory.servers.0.password is not redacted",
+        ),
+        (fixture_with(repetitions=[]), "a summary needs at least one repetition"),
+    ],
+)
+def test_load_refuses_bad_documents(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(ResultsError) as caught:
+        load_results(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert reason in message
+    assert "\n" not in message
+
+
+def test_load_refuses_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="cannot read: No such file or directory"):
+        load_results(tmp_path / "nothing.json")
+
+
+def test_results_error_is_a_coord_error() -> None:
+    assert issubclass(ResultsError, CoordError)
+    assert ResultsError("x").exit_status == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The document through a run
+
+
+def test_a_new_document_is_running_with_no_repetition_and_a_redacted_inventory() -> None:
+    doc = document()
+    assert doc.status == "running"
+    assert doc.finished is None
+    assert doc.repetitions == [] and doc.summary is None
+    assert doc.marks == ["fewer-than-3-repetitions"]
+    assert doc.inventory["servers"][0]["password"] == "***"  # type: ignore[call-overload,index]
+    assert "hunter2" not in doc.model_dump_json()
+    assert doc.histograms.significant_figures == 3 and doc.histograms.unit == "us"
+    assert [a.host for a in doc.agents] == ["client1", "client2"]
+    assert doc.agents[0].offset_ns == 1_000
+
+
+def test_repetitions_are_appended_with_a_fresh_summary_then_the_run_finishes() -> None:
+    doc = finished_document(2)
+    assert [r.index for r in doc.repetitions] == [1, 2]
+    assert doc.summary is not None and doc.summary.repetitions == 2
+    assert doc.summary.ops_per_sec.cv is not None
+    ended = doc.finish("interrupted", marks=["interrupted", "fewer-than-3-repetitions"],
+                       finished=CREATED + timedelta(minutes=1))
+    assert ended.status == "interrupted"
+    assert ended.finished == CREATED + timedelta(minutes=1)
+    assert ended.marks == ["fewer-than-3-repetitions", "interrupted"]
+    assert doc.status == "running"  # documents are immutable: finish() made a copy
+
+
+def test_a_repetition_index_cannot_repeat() -> None:
+    doc = finished_document(1)
+    _, again = one_repetition(1)
+    with pytest.raises(ValidationError, match="repetition indices must increase"):
+        doc.with_repetition(again, None)
+
+
+def test_build_repetition_carries_the_figures() -> None:
+    figures, built = one_repetition(1)
+    assert built.index == 1
+    assert built.start_skew_usec == 123.456
+    assert built.window.first == 1 and built.window.last == 2 and built.window.seconds == 2.0
+    assert built.count == figures.count == 2 * (11 + 4)
+    assert built.errors == {"WRONGTYPE": 2}
+    assert built.latency_usec.p99 == figures.latency_usec.p99
+    assert built.hgrm == "rep-1.hgrm"
+    assert counts(decode_histogram(built.histogram)) == counts(figures.histogram)
+    assert set(built.commands) == {"GET", "SET"}
+    assert [a.host for a in built.agents] == ["client1", "client2"]
+    agent = built.agents[0]
+    assert [(i.index, i.phase, i.complete, i.in_window) for i in agent.intervals] == [
+        (0, "warmup", True, False), (1, "measure", True, True), (2, "measure", True, True),
+        (3, "measure", False, False),
+    ]
+    assert agent.intervals[1].ops_per_sec == 11.0
+    assert agent.intervals[2].errors == {"WRONGTYPE": 1}
+    assert counts(decode_histogram(agent.histogram)) == counts(figures.agents[0].histogram)
+
+
+def test_started_is_stored_in_utc() -> None:
+    figures, _ = one_repetition(1)
+    local = datetime(2026, 11, 25, 16, 0, tzinfo=timezone(timedelta(hours=2)))
+    built = build_repetition(1, figures, started=local, start_skew_ns=0)
+    assert built.started == datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+    assert built.model_dump_json().count('"started":"2026-11-25T14:00:00Z"') == 1
+
+
+def test_window_with_holes_lists_what_was_left_out() -> None:
+    window = build_window([3, 4, 6, 9], 0.5)
+    assert (window.first, window.last, window.intervals, window.seconds) == (3, 9, 4, 2.0)
+    assert window.excluded == [5, 7, 8]
+    assert build_window([], 1.0).first is None
+
+
+def test_redact_hides_every_secret_at_any_depth() -> None:
+    data: Any = {
+        "password": "a",
+        "servers": [{"password": "b", "username": "u"}, {"password": None}],
+        "auth": {"api_token": "c", "client_secret": "d"},
+    }
+    assert redact(data) == {
+        "password": "***",
+        "servers": [{"password": "***", "username": "u"}, {"password": None}],
+        "auth": {"api_token": "***", "client_secret": "***"},
+    }
+
+
+def test_default_directory() -> None:
+    moment = datetime(2026, 11, 25, 9, 5, 7, tzinfo=timezone.utc)
+    assert default_directory("lab", moment) == Path("results/20261125-090507-lab")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def test_writer_creates_the_directory_and_writes_loadable_documents(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path / "deep" / "run")
+    doc = finished_document(2)
+    path = writer.write(doc)
+    assert path == tmp_path / "deep" / "run" / "results.json"
+    assert load_results(path) == doc
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.json"]
+
+
+def test_writer_writes_hgrm_beside_the_document(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path / "run")
+    path = writer.write_hgrm(2, histogram_of([1_500] * 3))
+    assert path.name == "rep-2.hgrm"
+    text = path.read_text()
+    assert text.splitlines()[0].split() == ["Value", "Percentile", "TotalCount",
+                                            "1/(1-Percentile)"]
+    assert "1.500" in text  # milliseconds
+
+
+def test_writer_accepts_an_empty_directory_and_refuses_a_non_empty_one(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    ResultsWriter(tmp_path / "empty")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(ResultsError, match="directory is not empty"):
+        ResultsWriter(tmp_path / "used")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ResultsError, match="exists and is not a directory"):
+        ResultsWriter(tmp_path / "file")
+
+
+def test_overwrite_removes_only_the_files_the_writer_owns(tmp_path: Path) -> None:
+    old = ResultsWriter(tmp_path / "run")
+    old.write(document())
+    old.write_hgrm(1, histogram_of([5]))
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    (tmp_path / "run" / ".results.json.123.abcd.tmp").write_text("left by a crash")
+    ResultsWriter(tmp_path / "run", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError])
+def test_an_interrupted_write_keeps_the_previous_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interruption: type[BaseException]
+) -> None:
+    writer = ResultsWriter(tmp_path / "run")
+    first = finished_document(1)
+    writer.write(first)
+
+    def fail(descriptor: int) -> None:
+        raise interruption(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    expected = ResultsError if interruption is OSError else KeyboardInterrupt
+    with pytest.raises(expected):
+        writer.write(finished_document(2))
+    monkeypatch.undo()
+    assert load_results(writer.results_path) == first
+    assert sorted(p.name for p in writer.directory.iterdir()) == ["results.json"]
+
+
+def test_a_failed_rename_keeps_the_previous_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = ResultsWriter(tmp_path / "run")
+    first = finished_document(1)
+    writer.write(first)
+
+    def refuse(self: Path, target: Any) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(ResultsError, match=r"results.json: cannot write: Permission denied"):
+        writer.write(finished_document(2))
+    monkeypatch.undo()
+    assert load_results(writer.results_path) == first
+    assert sorted(p.name for p in writer.directory.iterdir()) == ["results.json"]
+
+
+def test_a_run_interrupted_in_its_second_repetition_keeps_the_first(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path / "run")
+    doc = document()
+    writer.write(doc)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        for index in (1, 2):
+            figures, built = one_repetition(index)
+            if index == 2:
+                raise KeyboardInterrupt  # Ctrl-C while the second repetition runs
+            done.append(figures)
+            doc = doc.with_repetition(built, aggregate(done))
+            writer.write(doc)
+            writer.write_hgrm(index, figures.histogram)
+    kept = load_results(writer.directory)
+    assert [r.index for r in kept.repetitions] == [1]
+    assert kept.status == "running"
+    assert (writer.directory / "rep-1.hgrm").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema and documentation
+
+
+def test_the_json_schema_is_printed_and_describes_the_document(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema == json.loads(json.dumps(json_schema()))
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["schema_version"]["const"] == 1
+    fixture = json.loads(FIXTURE.read_text())
+    assert set(schema["required"]) <= set(fixture) <= set(schema["properties"])
+    assert "µs" in schema["$defs"]["Latency"]["properties"]["p99"]["description"]
+
+
+def test_every_field_is_documented() -> None:
+    text = (ROOT / "docs" / "results.md").read_text()
+    hint = "run: python -m coordinator.results --docs docs/results.md"
+    assert update_document(text) == text, hint
+    assert len(field_paths()) > 50
+
+
+def test_every_field_has_a_description_with_its_meaning() -> None:
+    schema = json_schema()
+    for name, definition in [("ResultsDocument", schema), *schema["$defs"].items()]:
+        for field, spec in definition.get("properties", {}).items():
+            assert spec.get("description"), f"{name}.{field} has no description"

@@ -1,0 +1,694 @@
+"""Latency statistics (coordinator/stats.py): merging, windows, figures, aggregation, parsing."""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import dataclasses
+import json
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hdrh.codec import ExternalHeader, PayloadHeader, ext_header_size, payload_header_size
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator.clock import ClockEstimate
+from coordinator.errors import AgentError
+from coordinator.stats import (
+    HISTOGRAM_PARAMS,
+    AgentReport,
+    HistogramError,
+    HistogramParams,
+    Interval,
+    LatencyFigures,
+    RepetitionFigures,
+    aggregate,
+    common_window,
+    counts,
+    decode_histogram,
+    encode_histogram,
+    error_rate,
+    latency_figures,
+    mean,
+    merge,
+    parse_agent_report,
+    percentile_distribution,
+    percentiles,
+    repetition_figures,
+    spread,
+    start_skew_ns,
+)
+
+SECOND_NS = 1_000_000_000
+
+# ---------------------------------------------------------------------------------------------
+# Helpers (also used by test_results.py)
+
+
+def histogram_of(values: Sequence[int], params: HistogramParams = HISTOGRAM_PARAMS) -> HdrHistogram:
+    histogram = params.empty()
+    for value in values:
+        assert histogram.record_value(value), value
+    return histogram
+
+
+def encoded(values: Sequence[int], params: HistogramParams = HISTOGRAM_PARAMS) -> str:
+    return encode_histogram(histogram_of(values, params))
+
+
+def command(values: Sequence[int], overflow: int = 0) -> dict[str, Any]:
+    return {"histogram": encoded(values), "count": len(values) + overflow}
+
+
+def interval(
+    index: int,
+    phase: str = "measure",
+    *,
+    complete: bool = True,
+    commands: dict[str, dict[str, Any]] | None = None,
+    requests: int | None = None,
+    errors: dict[str, int] | None = None,
+    overflow: int = 0,
+) -> dict[str, Any]:
+    commands = {"GET": command([100, 200])} if commands is None else commands
+    count = sum(c["count"] for c in commands.values())
+    errors = errors or {}
+    return {
+        "index": index,
+        "phase": phase,
+        "complete": complete,
+        "commands": commands,
+        "requests": count + sum(errors.values()) if requests is None else requests,
+        "errors": errors,
+        "bytes_sent": 10 * count,
+        "bytes_received": 20 * count,
+        "overflow": overflow,
+    }
+
+
+def report_data(intervals: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
+    totals: dict[str, int] = {}
+    for item in intervals:
+        for kind, number in item["errors"].items():
+            totals[kind] = totals.get(kind, 0) + number
+    data: dict[str, Any] = {
+        "format": 1,
+        "driver": "builtin",
+        "t0_ns": 5 * SECOND_NS,
+        "started_ns": 5 * SECOND_NS + 1000,
+        "start_spread_ns": 200,
+        "stopped_ns": 5 * SECOND_NS + len(intervals) * SECOND_NS,
+        "interval_ns": SECOND_NS,
+        "warmup_intervals": sum(1 for i in intervals if i["phase"] == "warmup"),
+        "measure_intervals": sum(1 for i in intervals if i["phase"] == "measure"),
+        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
+        "processes": 2,
+        "connections": 8,
+        "intervals": intervals,
+        "errors": totals,
+    }
+    data.update(overrides)
+    return data
+
+
+def report(host: str, intervals: list[dict[str, Any]], **overrides: Any) -> AgentReport:
+    return parse_agent_report(json.dumps(report_data(intervals, **overrides)), host)
+
+
+def bare_report(host: str, intervals: Sequence[tuple[int, str, bool]]) -> AgentReport:
+    """A report without histograms: (index, phase, complete) per interval."""
+    return AgentReport(
+        host=host,
+        driver="builtin",
+        t0_ns=0,
+        started_ns=0,
+        start_spread_ns=0,
+        stopped_ns=0,
+        interval_ns=SECOND_NS,
+        warmup_intervals=0,
+        measure_intervals=0,
+        params=HISTOGRAM_PARAMS,
+        processes=1,
+        connections=1,
+        intervals=tuple(
+            Interval(
+                index=index,
+                phase="measure" if phase == "measure" else "warmup",
+                complete=complete,
+                commands={},
+                requests=0,
+                errors={},
+                bytes_sent=0,
+                bytes_received=0,
+                overflow=0,
+            )
+            for index, phase, complete in intervals
+        ),
+        errors={},
+    )
+
+
+def same_histogram(a: HdrHistogram, b: HdrHistogram) -> bool:
+    return (
+        counts(a) == counts(b)
+        and a.get_total_count() == b.get_total_count()
+        and a.get_max_value() == b.get_max_value()
+        and a.get_min_value() == b.get_min_value()
+    )
+
+
+# Latencies from 1 µs to 60 s, dense where real ones are (µs..ms) and sparse up to the top.
+latencies = st.one_of(
+    st.integers(min_value=1, max_value=5_000),
+    st.integers(min_value=1, max_value=200_000),
+    st.integers(min_value=1, max_value=60_000_000),
+)
+value_lists = st.lists(latencies, max_size=200)
+LEVELS = [0.0, 1.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging
+
+
+@given(value_lists, value_lists)
+def test_merge_is_commutative(a: list[int], b: list[int]) -> None:
+    ha, hb = histogram_of(a), histogram_of(b)
+    assert same_histogram(merge([ha, hb]), merge([hb, ha]))
+
+
+@given(value_lists, value_lists, value_lists)
+@settings(max_examples=60)
+def test_merge_is_associative(a: list[int], b: list[int], c: list[int]) -> None:
+    ha, hb, hc = histogram_of(a), histogram_of(b), histogram_of(c)
+    left = merge([merge([ha, hb]), hc])
+    right = merge([ha, merge([hb, hc])])
+    flat = merge([ha, hb, hc])
+    assert same_histogram(left, right)
+    assert same_histogram(left, flat)
+
+
+@given(st.lists(value_lists, max_size=8))
+def test_merged_count_is_the_sum_of_the_parts(parts: list[list[int]]) -> None:
+    histograms = [histogram_of(part) for part in parts]
+    merged = merge(histograms)
+    assert merged.get_total_count() == sum(h.get_total_count() for h in histograms)
+    assert merged.get_total_count() == sum(len(part) for part in parts)
+
+
+@given(st.lists(value_lists, min_size=1, max_size=6))
+@settings(max_examples=60)
+def test_percentiles_of_a_merge_equal_those_of_one_histogram_fed_every_value(
+    parts: list[list[int]],
+) -> None:
+    merged = merge(histogram_of(part) for part in parts)
+    single = histogram_of([value for part in parts for value in part])
+    assert same_histogram(merged, single)
+    assert percentiles(merged, LEVELS) == percentiles(single, LEVELS)
+    assert latency_figures(merged) == latency_figures(single)
+
+
+@given(st.lists(value_lists, min_size=1, max_size=4))
+@settings(max_examples=30)
+def test_merging_decoded_histograms_equals_merging_the_originals(parts: list[list[int]]) -> None:
+    originals = [histogram_of(part) for part in parts]
+    decoded = [decode_histogram(encode_histogram(h)) for h in originals]
+    assert same_histogram(merge(decoded), merge(originals))
+    assert latency_figures(merge(decoded)) == latency_figures(merge(originals))
+
+
+def test_merge_leaves_its_inputs_untouched() -> None:
+    a, b = histogram_of([5, 10]), histogram_of([1_000])
+    before = counts(a), counts(b)
+    merge([a, b])
+    assert (counts(a), counts(b)) == before
+    assert a.get_total_count() == 2 and b.get_total_count() == 1
+
+
+def test_merge_of_nothing_is_an_empty_histogram_with_the_fixed_parameters() -> None:
+    merged = merge([])
+    assert merged.get_total_count() == 0
+    assert HistogramParams.of(merged) == HISTOGRAM_PARAMS
+    assert latency_figures(merged) == LatencyFigures(0, 0, 0, 0, 0, 0, 0.0)
+
+
+def test_merge_keeps_the_true_minimum() -> None:
+    merged = merge([histogram_of([]), histogram_of([700, 900]), histogram_of([300])])
+    assert merged.get_min_value() == 300
+
+
+def test_merge_refuses_histograms_of_other_parameters() -> None:
+    other = HistogramParams(1, 3_600_000_000, 3)
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge([histogram_of([5]), histogram_of([5], other)])
+
+
+@given(value_lists)
+@settings(max_examples=300)
+def test_percentiles_and_mean_agree_with_hdrh(values: list[int]) -> None:
+    histogram = histogram_of(values)
+    assert mean(histogram) == histogram.get_mean_value()
+    expected = {level: histogram.get_value_at_percentile(level) for level in LEVELS}
+    if values:
+        assert percentiles(histogram, LEVELS) == expected
+
+
+def test_histogram_parameters_are_checked() -> None:
+    with pytest.raises(ValueError):
+        HistogramParams(0, 100, 3)
+    with pytest.raises(ValueError):
+        HistogramParams(10, 15, 3)
+    with pytest.raises(ValueError):
+        HistogramParams(1, 100, 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+@given(value_lists)
+@settings(max_examples=50)
+def test_encoding_round_trips(values: list[int]) -> None:
+    histogram = histogram_of(values)
+    assert same_histogram(decode_histogram(encode_histogram(histogram)), histogram)
+
+
+def retagged(histogram: HdrHistogram, **header: int) -> str:
+    """``histogram`` encoded, with payload header fields replaced (a lying agent)."""
+    raw = base64.b64decode(histogram.encode())
+    data = zlib.decompress(raw[ext_header_size:])
+    payload = PayloadHeader.from_buffer_copy(data)
+    for name, value in header.items():
+        setattr(payload, name, value)
+    body = ctypes.string_at(ctypes.addressof(payload), payload_header_size)
+    compressed = zlib.compress(body + data[payload_header_size:])
+    outer = ExternalHeader.from_buffer_copy(raw)
+    outer.length = len(compressed)
+    head = ctypes.string_at(ctypes.addressof(outer), ext_header_size)
+    return base64.b64encode(head + compressed).decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "not a compressed base64 HdrHistogram"),
+        ("not base64!", "not a compressed base64 HdrHistogram"),
+        (base64.b64encode(b"x" * 40).decode(), "not a compressed base64 HdrHistogram"),
+        (encoded([5], HistogramParams(1, 3_600_000_000, 3)), "expected 1..60000000 µs"),
+        (encoded([5], HistogramParams(1, 60_000_000, 2)), "2 significant figures"),
+        (encoded([5], HistogramParams(1000, 60_000_000_000, 3)), "1000..60000000000 µs"),
+        # Header claims our parameters, counts run past the array they allow.
+        (
+            retagged(histogram_of([3_000_000_000], HistogramParams(1, 3_600_000_000, 3)),
+                     highest_trackable_value=60_000_000),
+            "corrupt HdrHistogram counts",
+        ),
+    ],
+)
+def test_decode_refuses_junk_and_other_parameters(text: str, reason: str) -> None:
+    with pytest.raises(HistogramError, match=reason):
+        decode_histogram(text)
+
+
+def test_decode_refuses_a_huge_precision_before_allocating_it() -> None:
+    lying = retagged(histogram_of([5]), significant_figures=5)
+    with pytest.raises(HistogramError, match="5 significant figures"):
+        decode_histogram(lying)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load reports
+
+
+def test_a_valid_report_is_parsed_with_its_histograms_decoded() -> None:
+    parsed = report(
+        "client1",
+        [
+            interval(0, "warmup"),
+            interval(
+                1,
+                commands={"GET": command([100, 300]), "SET": command([50], overflow=1)},
+                errors={"WRONGTYPE": 2},
+                overflow=1,
+            ),
+        ],
+    )
+    assert parsed.host == "client1"
+    assert parsed.interval_s == 1.0
+    assert [i.index for i in parsed.intervals] == [0, 1]
+    second = parsed.interval(1)
+    assert second is not None and second.usable
+    assert second.count == 4
+    assert second.commands["GET"].histogram().get_total_count() == 2
+    assert second.commands["GET"].recorded == 2
+    assert (second.commands["SET"].count, second.commands["SET"].recorded) == (2, 1)
+    assert second.errors == {"WRONGTYPE": 2}
+    assert parsed.errors == {"WRONGTYPE": 2}
+    assert parsed.interval(7) is None
+
+
+def test_intervals_are_sorted_by_index() -> None:
+    parsed = report("c", [interval(2), interval(0, "warmup"), interval(1)])
+    assert [i.index for i in parsed.intervals] == [0, 1, 2]
+
+
+def _mutate(path: str, value: Any) -> str:
+    data = report_data([interval(0, "warmup"), interval(1)])
+    target: Any = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    if value is _DELETE:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+    return json.dumps(data)
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (_mutate("format", 2), "format 2 is not one this coordinator reads"),
+        (_mutate("driver", _DELETE), "driver: Field required"),
+        (_mutate("surprise", 1), "surprise: Extra inputs are not permitted"),
+        (_mutate("interval_ns", 0), "interval_ns: Input should be greater than 0"),
+        (_mutate("processes", True), "processes: Input should be a valid integer"),
+        (_mutate("intervals.1.phase", "cooldown"), "intervals.1.phase"),
+        (_mutate("intervals.1.requests", "12"), "intervals.1.requests"),
+        (_mutate("intervals.1.commands.GET.count", -1), "greater than or equal to 0"),
+        (_mutate("intervals.1.errors", {"WRONGTYPE": -2}), "intervals.1.errors.WRONGTYPE"),
+        # Units: a report in nanoseconds, or another range or precision.
+        (
+            _mutate("histogram.highest_usec", 60_000_000_000),
+            "declared as 1..60000000000 µs, 3 significant figures; coord fixes",
+        ),
+        (_mutate("histogram.significant_figures", 2), "2 significant figures; coord fixes"),
+        (_mutate("histogram.lowest_usec", 1000), "declared as 1000..60000000 µs"),
+        # Declared right, but one histogram was made otherwise.
+        (
+            _mutate(
+                "intervals.1.commands.GET.histogram",
+                encoded([5], HistogramParams(1, 60_000_000, 2)),
+            ),
+            "intervals.1.commands.GET.histogram: histogram of 1..60000000 µs, 2 significant",
+        ),
+        (_mutate("intervals.1.commands.GET.histogram", "AAAA"), "not a compressed base64"),
+        (
+            _mutate("intervals.1.commands.GET.count", 1),
+            "intervals.1.commands.GET.count: 1 is below the 2 values in its histogram",
+        ),
+        (_mutate("intervals.1.index", 0), "interval index 0 appears twice"),
+    ],
+)
+def test_report_parsing_refuses_bad_reports_naming_the_host(text: str, reason: str) -> None:
+    with pytest.raises(AgentError) as caught:
+        parse_agent_report(text, "client7")
+    message = str(caught.value)
+    assert message.startswith("client7: load report refused: ")
+    assert reason in message
+    assert "\n" not in message
+    assert caught.value.host == "client7"
+
+
+def test_report_parsing_uses_the_expected_parameters_given() -> None:
+    params = HistogramParams(1, 3_600_000_000, 2)
+    data = report_data(
+        [{**interval(0), "commands": {"GET": {"histogram": encoded([7], params), "count": 1}}}],
+        histogram={"lowest_usec": 1, "highest_usec": 3_600_000_000, "significant_figures": 2},
+    )
+    parsed = parse_agent_report(json.dumps(data), "c", params)
+    assert parsed.params == params
+    with pytest.raises(AgentError):
+        parse_agent_report(json.dumps(data), "c")
+
+
+# ---------------------------------------------------------------------------------------------
+# Common window
+
+
+def measure(first: int, last: int) -> list[tuple[int, str, bool]]:
+    return [(index, "measure", True) for index in range(first, last + 1)]
+
+
+def test_window_of_agents_starting_and_stopping_at_different_intervals() -> None:
+    a = bare_report("a", [(0, "warmup", True), (1, "warmup", True), *measure(2, 9)])
+    b = bare_report("b", [(i, "warmup", True) for i in range(4)] + measure(4, 12))
+    c = bare_report("c", [(1, "warmup", True), *measure(2, 8), (9, "measure", False)])
+    assert common_window([a, b, c]) == [4, 5, 6, 7, 8]
+
+
+def test_window_leaves_out_incomplete_warmup_and_missing_intervals() -> None:
+    a = bare_report("a", [*measure(0, 3), (4, "measure", False), *measure(5, 9)])
+    b = bare_report("b", [*measure(0, 5), (6, "warmup", True), *measure(7, 9)])
+    c = bare_report("c", [*measure(0, 7), *measure(9, 9)])  # interval 8 never arrived
+    assert common_window([a, b, c]) == [0, 1, 2, 3, 5, 7, 9]
+
+
+def test_window_is_empty_without_overlap_or_reports() -> None:
+    assert common_window([bare_report("a", measure(0, 3)), bare_report("b", measure(4, 6))]) == []
+    assert common_window([bare_report("a", [(0, "warmup", True)])]) == []
+    assert common_window([]) == []
+
+
+def test_window_refuses_agents_with_different_interval_lengths() -> None:
+    a = bare_report("a", measure(0, 3))
+    b = dataclasses.replace(bare_report("b", measure(0, 3)), interval_ns=SECOND_NS // 2)
+    with pytest.raises(ValueError, match="different interval lengths"):
+        common_window([a, b])
+
+
+agent_series = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=15),
+        st.sampled_from(["warmup", "measure"]),
+        st.booleans(),
+    ),
+    max_size=16,
+    unique_by=lambda item: item[0],
+)
+
+
+@given(st.lists(agent_series, min_size=1, max_size=5))
+def test_window_is_exactly_the_intervals_every_agent_measured_completely(
+    series: list[list[tuple[int, str, bool]]],
+) -> None:
+    reports = [bare_report(f"h{n}", intervals) for n, intervals in enumerate(series)]
+    window = common_window(reports)
+    assert window == sorted(window)
+    for index in range(16):
+        everyone = all(
+            (i := r.interval(index)) is not None and i.phase == "measure" and i.complete
+            for r in reports
+        )
+        assert (index in window) == everyone
+
+
+# ---------------------------------------------------------------------------------------------
+# One repetition's figures
+
+
+def two_agents() -> list[AgentReport]:
+    a = report(
+        "a",
+        [
+            interval(0, "warmup", commands={"GET": command([9_000] * 5)}, errors={"OOM": 9}),
+            interval(1, commands={"GET": command([100] * 6), "SET": command([200] * 2)},
+                     errors={"WRONGTYPE": 1}),
+            interval(2, commands={"GET": command([110] * 6), "SET": command([210] * 2)}),
+            interval(3, commands={"GET": command([120] * 4)}, complete=False),
+        ],
+    )
+    b = report(
+        "b",
+        [
+            interval(1, "warmup"),
+            interval(2, commands={"GET": command([300] * 3), "SET": command([400], overflow=1)},
+                     errors={"connection": 2, "WRONGTYPE": 1}, overflow=1),
+            interval(3, commands={"GET": command([5_000])}),
+        ],
+    )
+    return [a, b]
+
+
+def test_repetition_figures_merge_agents_and_commands_in_the_window() -> None:
+    reports = two_agents()
+    window = common_window(reports)
+    assert window == [2]
+    figures = repetition_figures(reports, window)
+    assert figures.window == (2,)
+    assert figures.seconds == 1.0
+    # a: 6 GET + 2 SET; b: 3 GET + 2 SET (one of them overflowed).
+    assert figures.count == 13
+    assert figures.ops_per_sec == 13.0
+    assert figures.errors == {"WRONGTYPE": 1, "connection": 2}  # warm-up OOM not counted
+    assert figures.requests == 8 + 5 + 3
+    assert figures.error_rate == pytest.approx(3 / 16)
+    assert figures.overflow == 1
+    assert figures.bytes_sent == 10 * 13
+    assert figures.histogram.get_total_count() == 12  # the overflowed reply is not in it
+    assert figures.latency_usec.max == 400
+    assert set(figures.commands) == {"GET", "SET"}
+    assert figures.commands["GET"].count == 9
+    assert figures.commands["SET"].count == 4
+    assert figures.commands["SET"].latency_usec.p50 == 210
+    assert figures.commands["GET"].latency_usec.max == 300
+    assert [agent.host for agent in figures.agents] == ["a", "b"]
+    a, b = figures.agents
+    assert (a.count, b.count) == (8, 5)
+    assert (a.ops_per_sec, b.ops_per_sec) == (8.0, 5.0)
+    assert a.errors == {} and b.errors == {"WRONGTYPE": 1, "connection": 2}
+    assert a.latency_usec.p50 == 110
+    assert sum(agent.count for agent in figures.agents) == figures.count
+    # Every reported interval is kept in the series, flagged in or out of the window.
+    assert [(i.index, i.in_window) for i in a.intervals] == [
+        (0, False), (1, False), (2, True), (3, False)
+    ]
+    assert a.intervals[0].p99_usec == 9_007  # top of 9000's bucket
+    assert a.intervals[0].errors == {"OOM": 9}
+    assert a.intervals[1].ops_per_sec == 8.0
+    # Interval histograms travel encoded: commands merged, or the command's own when alone.
+    assert decode_histogram(a.intervals[1].histogram).get_total_count() == 8
+    assert a.intervals[0].histogram == reports[0].intervals[0].commands["GET"].encoded
+    assert b.intervals[-1].p99_usec == 5_003  # top of 5000's bucket
+
+
+def test_percentiles_come_from_the_merge_not_from_averaging_agents() -> None:
+    fast = report("fast", [interval(0, commands={"GET": command([100] * 990)})])
+    slow = report("slow", [interval(0, commands={"GET": command([50_000] * 10)})])
+    figures = repetition_figures([fast, slow], [0])
+    assert figures.latency_usec.p99 == 100
+    assert figures.latency_usec.p999 == 50_015  # top of 50000's bucket
+    assert [a.latency_usec.p99 for a in figures.agents] == [100, 50_015]
+    single = histogram_of([100] * 990 + [50_000] * 10)
+    assert latency_figures(figures.histogram) == latency_figures(single)
+
+
+def test_a_longer_window_divides_by_its_length() -> None:
+    reports = [report("a", [interval(i, commands={"GET": command([10] * 4)}) for i in range(5)])]
+    figures = repetition_figures(reports, [1, 2, 3])
+    assert figures.count == 12
+    assert figures.seconds == 3.0
+    assert figures.ops_per_sec == 4.0
+
+
+def test_an_empty_window_gives_zero_figures() -> None:
+    figures = repetition_figures(two_agents(), [])
+    assert (figures.count, figures.ops_per_sec, figures.seconds) == (0, 0.0, 0.0)
+    assert figures.latency_usec == LatencyFigures(0, 0, 0, 0, 0, 0, 0.0)
+    assert all(not i.in_window for agent in figures.agents for i in agent.intervals)
+
+
+def test_figures_refuse_a_window_with_an_unusable_interval() -> None:
+    with pytest.raises(ValueError, match="a: interval 3 is not a complete measure interval"):
+        repetition_figures(two_agents(), [2, 3])
+    with pytest.raises(ValueError, match="b: interval 1"):
+        repetition_figures(two_agents(), [1])
+
+
+def test_error_rate() -> None:
+    assert error_rate(0, 0) == 0.0
+    assert error_rate(3, 0) == 1.0
+    assert error_rate(1, 4) == 0.25
+    assert error_rate(9, 4) == 1.0
+
+
+def test_start_skew_moves_starts_to_the_coordinator_clock() -> None:
+    a = dataclasses.replace(bare_report("a", []), started_ns=1_000_000, start_spread_ns=300)
+    b = dataclasses.replace(bare_report("b", []), started_ns=5_000_500, start_spread_ns=100)
+    clocks = {
+        "a": ClockEstimate(offset_ns=0, uncertainty_ns=1, rtt_ns=2, samples=1),
+        "b": ClockEstimate(offset_ns=4_000_000, uncertainty_ns=1, rtt_ns=2, samples=1),
+    }
+    # In the coordinator's clock: a starts at 1_000_000..1_000_300, b at 1_000_500..1_000_600.
+    assert start_skew_ns([a, b], clocks) == 600
+    assert start_skew_ns([], clocks) == 0
+    with pytest.raises(ValueError, match="no clock estimate for c"):
+        start_skew_ns([bare_report("c", [])], clocks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Across repetitions
+
+
+def repetition(ops: float, p99: int, rate: float = 0.0) -> RepetitionFigures:
+    base = repetition_figures([report("a", [interval(0)])], [0])
+    latency = LatencyFigures(p50=p99 // 2, p90=p99, p95=p99, p99=p99, p999=p99, max=p99,
+                             mean=p99 / 3)
+    return dataclasses.replace(base, ops_per_sec=ops, latency_usec=latency, error_rate=rate)
+
+
+def test_aggregate_takes_median_min_max_and_cv_of_each_figure() -> None:
+    summary = aggregate([repetition(20.0, 300), repetition(10.0, 100), repetition(30.0, 200)])
+    assert summary.repetitions == 3
+    assert (summary.ops_per_sec.median, summary.ops_per_sec.min, summary.ops_per_sec.max) == (
+        20.0, 10.0, 30.0
+    )
+    assert summary.ops_per_sec.cv == pytest.approx(0.5)  # stdev 10 / mean 20
+    assert summary.latency_usec.p99.median == 200.0
+    assert summary.latency_usec.p50.median == 100.0
+    assert summary.latency_usec.mean.median == pytest.approx(200 / 3)
+    assert summary.error_rate.median == 0.0
+    assert summary.error_rate.cv is None  # zero mean
+
+
+def test_aggregate_median_of_an_even_count_is_the_mean_of_the_middle_two() -> None:
+    summary = aggregate([repetition(ops, 100) for ops in (1.0, 2.0, 3.0, 10.0)])
+    assert summary.ops_per_sec.median == 2.5
+    assert (summary.ops_per_sec.min, summary.ops_per_sec.max) == (1.0, 10.0)
+
+
+def test_aggregate_of_one_repetition_has_no_cv() -> None:
+    summary = aggregate([repetition(5.0, 100, 0.5)])
+    assert summary.ops_per_sec == spread([5.0])
+    assert summary.ops_per_sec.cv is None
+    assert summary.error_rate.median == 0.5
+
+
+def test_aggregate_needs_repetitions() -> None:
+    with pytest.raises(ValueError):
+        aggregate([])
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e9), min_size=1, max_size=20))
+def test_spread_is_ordered_and_cv_never_negative(values: list[float]) -> None:
+    result = spread(values)
+    assert result.min <= result.median <= result.max
+    assert result.cv is None or result.cv >= 0
+    if len(set(values)) == 1 and len(values) > 1 and values[0] > 0:
+        assert result.cv == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# .hgrm
+
+
+def test_percentile_distribution_is_standard_hgrm_in_milliseconds() -> None:
+    text = percentile_distribution(histogram_of([1_500] * 9 + [20_000]))
+    lines = text.splitlines()
+    assert lines[0].split() == ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    first = lines[2].split()
+    assert first[0] == "1.500"  # 1500 µs
+    assert float(first[1]) == 0.0
+    last_row = [line for line in lines if line and not line.startswith("#")][-1].split()
+    assert last_row[0] == "20.015" and float(last_row[1]) == 1.0 and last_row[2] == "10"
+    footer = next(line for line in lines if line.startswith("#[Mean"))
+    mean_ms = float(footer.split("=")[1].split(",")[0])
+    stddev_ms = float(footer.split("=")[2].rstrip("]"))
+    assert mean_ms == pytest.approx(3.3515, abs=0.001)
+    assert stddev_ms == pytest.approx(5.55, abs=0.01)  # ms, not µs
+    assert "#[Max     =       20.015" in text
+
+
+def test_percentile_distribution_of_an_empty_histogram() -> None:
+    text = percentile_distribution(merge([]))
+    assert text.splitlines()[0].split()[0] == "Value"
+    assert "#[Mean    =        0.000, StdDeviation   =        0.000]" in text
