@@ -1,0 +1,86 @@
+"""The pure parts of a run: the spec agents receive, phases, marks, repetition policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.drivers.spec import parse_spec
+from coordinator.errors import UsageError
+from coordinator.inventory_loader import load_inventory, parse_inventory
+from coordinator.loadspec import load_spec, phases
+from coordinator.run import check_repetitions, repetition_marks, run_marks
+from coordinator.stats import repetition_figures
+
+EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
+
+
+def test_the_spec_carries_the_target_phases_and_fixed_histogram_settings() -> None:
+    inventory = load_inventory(EXAMPLE, ["servers[0].password=s3cret"]).inventory
+    spec = json.loads(load_spec(inventory))
+    assert spec["target"] == {"address": "198.18.0.10", "port": 6379, "password": "s3cret",
+                              "username": None, "tls": None}
+    assert (spec["warmup_s"], spec["duration_s"], spec["interval_s"]) == (5.0, 30.0, 1.0)
+    assert spec["histogram"] == {"lowest_usec": 1, "highest_usec": 60_000_000,
+                                 "significant_figures": 3}
+    assert spec["params"]["connections"] == 50
+
+
+def test_partial_intervals_are_rounded_up() -> None:
+    inventory = load_inventory(EXAMPLE, ["benchmark.warmup=1500ms", "benchmark.duration=2500ms",
+                                         "benchmark.interval=1s"]).inventory
+    planned = phases(inventory)
+    assert (planned.warmup_intervals, planned.measure_intervals) == (2, 3)
+    assert planned.total_s == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(interval_ms=st.integers(10, 5000), warmup_ms=st.integers(0, 120_000),
+       duration_ms=st.integers(1, 600_000))
+def test_every_valid_inventory_gives_a_spec_the_agent_accepts(
+    interval_ms: int, warmup_ms: int, duration_ms: int
+) -> None:
+    inventory = load_inventory(EXAMPLE, [
+        f"benchmark.interval={interval_ms}ms", f"benchmark.warmup={warmup_ms}ms",
+        f"benchmark.duration={duration_ms}ms",
+    ]).inventory
+    parsed = parse_spec(load_spec(inventory))
+    planned = phases(inventory)
+    assert parsed.timeline.warmup_intervals == planned.warmup_intervals
+    assert parsed.timeline.measure_intervals == planned.measure_intervals
+
+
+def test_other_drivers_and_several_targets_are_refused_clearly() -> None:
+    inventory = load_inventory(EXAMPLE, ["benchmark.driver=memtier"]).inventory
+    with pytest.raises(UsageError, match="memtier is not supported by `coord run` yet"):
+        load_spec(inventory)
+    text = EXAMPLE.read_text().replace(
+        "servers:\n", "servers:\n  - name: other\n    host: server\n    port: 6380\n")
+    two = parse_inventory(text, "two.yaml").inventory
+    with pytest.raises(UsageError, match="one target per run is supported for now"):
+        load_spec(two)
+
+
+def test_fewer_than_three_repetitions_need_an_explicit_option() -> None:
+    once = load_inventory(EXAMPLE, ["benchmark.repetitions=1"]).inventory
+    with pytest.raises(UsageError, match="pass --repetitions 1"):
+        check_repetitions(once, explicit=False)
+    check_repetitions(once, explicit=True)
+    check_repetitions(load_inventory(EXAMPLE).inventory, explicit=False)
+
+
+def test_run_marks() -> None:
+    assert run_marks(load_inventory(EXAMPLE)) == []
+    shared = load_inventory(EXAMPLE, ["hosts[0].roles=[server, client]",
+                                      "benchmark.repetitions=2"])
+    assert run_marks(shared) == ["fewer-than-3-repetitions", "load-on-server-host"]
+
+
+def test_repetition_marks() -> None:
+    empty = repetition_figures([], [])
+    assert repetition_marks(empty, [], 0.01) == ["no-common-window"]
+    assert repetition_marks(empty, [1, 2], 0.01) == []
