@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from coordinator import lab_sys
+from coordinator.errors import LabError
+from coordinator.lab import LabSpec, lab_status, lab_up
+
 ROOT = Path(__file__).parents[2]
 NAME = "clicli"
 SUBNET = "198.18.102.0/24"
@@ -64,3 +68,17 @@ def test_up_check_status_down_from_the_command_line(tmp_path: Path) -> None:
     gone = coord("lab", "status", "--name", NAME)
     assert gone.returncode == 3
     assert f"no lab named {NAME!r} is up" in gone.stdout
+
+
+def test_a_missing_tool_is_one_line_naming_its_package_and_nothing_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(lab_sys.TOOLS, "coord-no-such-tool", "coord-no-such-package")
+    with pytest.raises(LabError) as raised:
+        lab_up(LabSpec(name=NAME, subnet=SUBNET, clients=1), tmp_path / "lab.yaml")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "coord-no-such-tool (coord-no-such-package)" in message
+    assert "scripts/install-system-packages" in message
+    assert lab_status(NAME) is None
+    assert not (tmp_path / "lab.yaml").exists()
