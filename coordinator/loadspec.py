@@ -11,12 +11,9 @@ from dataclasses import dataclass
 
 from coordinator.errors import UsageError
 from coordinator.inventory import Inventory, Server
+from coordinator.stats import HISTOGRAM_PARAMS
 
 SPEC_FORMAT = 1
-HISTOGRAM_LOWEST_USEC = 1
-HISTOGRAM_HIGHEST_USEC = 60_000_000
-"""60 s: the longest latency recorded; longer ones are counted as overflow, not dropped."""
-HISTOGRAM_SIGNIFICANT_FIGURES = 3
 
 
 @dataclass(frozen=True)
@@ -78,9 +75,9 @@ def load_spec(inventory: Inventory) -> str:
         "duration_s": run_phases.interval_s * run_phases.measure_intervals,
         "interval_s": run_phases.interval_s,
         "histogram": {
-            "lowest_usec": HISTOGRAM_LOWEST_USEC,
-            "highest_usec": HISTOGRAM_HIGHEST_USEC,
-            "significant_figures": HISTOGRAM_SIGNIFICANT_FIGURES,
+            "lowest_usec": HISTOGRAM_PARAMS.lowest_usec,
+            "highest_usec": HISTOGRAM_PARAMS.highest_usec,
+            "significant_figures": HISTOGRAM_PARAMS.significant_figures,
         },
         "params": {
             "processes": params.processes,

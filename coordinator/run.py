@@ -175,7 +175,7 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
 
     def collect(name: str, report: StageReporter) -> stats.AgentReport:
         text = by_name[name].link.load_report()
-        return stats.parse_agent_report(text, name, stats.HistogramParams())
+        return stats.parse_agent_report(text, name, stats.HISTOGRAM_PARAMS)
 
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()
