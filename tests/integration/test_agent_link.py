@@ -47,11 +47,11 @@ from coordinator.agent_link import (
     startup_line,
 )
 from coordinator.errors import AgentAuthError, AgentError, AgentLost
+from tests.helpers import poll_until, process_gone
 
 REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE = 10.0
 EXIT_DEADLINE = 10.0
-POLL_TICK = 0.02
 
 # Runs the agent's real entry point after optional test-only preparation: shrinking protocol
 # constants (they are read at use time), and leading the process group early so that child
@@ -84,23 +84,6 @@ COORD_VERSIONS = protocol.Versions(coord=agent.__version__, rpyc=rpyc.__version_
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def poll_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Check ``condition`` every few ms until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(POLL_TICK)
-
-
-def process_gone(pid: int) -> bool:
-    """No such process, or a zombie (this sandbox's init does not reap orphans)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def read_line(fd: int, timeout: float) -> bytes:

@@ -40,32 +40,16 @@ from coordinator.agent_link import (
     startup_line,
 )
 from coordinator.errors import AgentLost
+from tests.helpers import poll_until, process_gone
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server on PATH")
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 15.0
-POLL_TICK = 0.02
 START_MARGIN_NS = 300_000_000  # load processes are ready: they only need to wake up
 PASSWORD = "s3cret"
 WRONG_PASSWORD = "wrong"
-
-
-def poll_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(POLL_TICK)
-
-
-def gone(pid: int) -> bool:
-    """No such process, or a zombie (this sandbox's init does not reap orphans)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def free_port() -> int:
@@ -116,7 +100,7 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
                 return bool(client.ping())
             return False
 
-        poll_until(answers, f"redis-server on port {port}")
+        poll_until(answers, DEADLINE, f"redis-server on port {port}")
         return server
 
     yield start
@@ -170,7 +154,7 @@ def driver() -> Iterator[BuiltinDriver]:
     pids = made.worker_pids()
     made.close()
     for pid in pids:  # a test that fails midway must not leave load processes behind
-        if not gone(pid):
+        if not process_gone(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -186,7 +170,7 @@ def run_load(
     if during is not None:
         during(driver)
     total_s = spec["warmup_s"] + spec["duration_s"]
-    poll_until(lambda: driver.state.done, "the load to end", timeout=total_s + DEADLINE)
+    poll_until(lambda: driver.state.done, total_s + DEADLINE, "the load to end")
     return driver.report()
 
 
@@ -195,7 +179,7 @@ def wait_for_interval(driver: BuiltinDriver, index: int) -> None:
         progress = driver.progress()
         return progress.interval is not None and progress.interval >= index
 
-    poll_until(reached, f"interval {index} to finish")
+    poll_until(reached, DEADLINE, f"interval {index} to finish")
 
 
 def measured(report: LoadReport) -> list[Any]:
@@ -327,7 +311,9 @@ def test_stop_mid_run_cuts_the_last_interval_and_ends_the_processes(
     assert len(report.intervals) < 10
     assert report.stopped_ns < report.t0_ns + 10_500_000_000
     assert driver.progress().state.value == "stopped"
-    poll_until(lambda: all(gone(pid) for pid in pids), "the load processes to end")
+    poll_until(
+        lambda: all(process_gone(pid) for pid in pids), DEADLINE, "the load processes to end"
+    )
     driver.close()
     driver.close()  # idempotent
 
@@ -342,7 +328,7 @@ def test_closing_a_prepared_driver_ends_its_processes(
         assert len(client.client_list(_type="normal")) == 3  # the driver's two, and ours
     driver.close()
     for pid in pids:
-        assert gone(pid)
+        assert process_gone(pid)
 
 
 # --- refusals before any load ----------------------------------------------------------------
@@ -362,9 +348,11 @@ def test_a_wrong_password_fails_in_prepare_with_no_load(
     )
     assert driver.state.value == "failed"
     for pid in driver.worker_pids():
-        assert gone(pid)
+        assert process_gone(pid)
     with server.client() as client:
-        poll_until(lambda: len(client.client_list(_type="normal")) == 1, "no other client")
+        poll_until(
+            lambda: len(client.client_list(_type="normal")) == 1, DEADLINE, "no other client"
+        )
 
 
 def test_a_missing_password_is_an_auth_error(
@@ -466,7 +454,7 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[[], AgentProcess]]:
                 os.killpg(handle.proc.pid, signal.SIGKILL)
             handle.proc.wait(timeout=DEADLINE)
         for pid in workers:
-            if not gone(pid):
+            if not process_gone(pid):
                 os.kill(pid, signal.SIGKILL)
         for pipe in (handle.proc.stdin, handle.proc.stdout):
             if pipe is not None:
@@ -504,8 +492,8 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
     # The agent thread that served the first link has ended; the load processes must not
     # have died with it (PR_SET_PDEATHSIG follows the thread that started them).
     with agent.link() as link:
-        poll_until(lambda: link.status().request_age_s >= 0, "a second link")
-        assert all(not gone(pid) for pid in workers)
+        poll_until(lambda: link.status().request_age_s >= 0, DEADLINE, "a second link")
+        assert all(not process_gone(pid) for pid in workers)
         t0_ns = link.clock() + START_MARGIN_NS
         assert link.start_load(t0_ns) == t0_ns
         seen: list[Any] = []
@@ -515,10 +503,10 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
             seen.append(progress)
             return progress.state == "finished"
 
-        poll_until(finished, "the load to finish")
+        poll_until(finished, DEADLINE, "the load to finish")
         text = link.load_report()
         assert link.load_report() == text  # asking again gives the same report
-        poll_until(lambda: link.status().children == 0, "load processes to exit")
+        poll_until(lambda: link.status().children == 0, DEADLINE, "load processes to exit")
     live = [p for p in seen if p.interval is not None]
     assert live and all(p.ops_per_sec and p.ops_per_sec > 0 for p in live)
     assert all(p.p99_usec and p.p99_usec > 0 for p in live)
@@ -559,12 +547,16 @@ def test_load_processes_die_when_the_agent_is_killed(
     with agent.link() as link:
         link.prepare_load(json.dumps(make_spec(server.port, processes=2, duration_s=30.0)))
         link.start_load(link.clock() + START_MARGIN_NS)
-        poll_until(lambda: link.load_progress().interval is not None, "the load to run")
+        poll_until(lambda: link.load_progress().interval is not None, DEADLINE, "the load to run")
         workers = agent.workers()
         assert len(workers) == 2
         os.kill(agent.proc.pid, signal.SIGKILL)  # the agent only: not its process group
         agent.proc.wait(timeout=DEADLINE)
-    poll_until(lambda: all(gone(pid) for pid in workers), "load processes to die with the agent")
+    poll_until(
+        lambda: all(process_gone(pid) for pid in workers),
+        DEADLINE,
+        "load processes to die with the agent",
+    )
 
 
 @pytest.mark.parametrize("how", ["stop", "stdin"])
@@ -576,7 +568,7 @@ def test_an_agent_shutting_down_takes_its_load_along(
     link = agent.link()
     link.prepare_load(json.dumps(make_spec(server.port, processes=2, duration_s=30.0)))
     link.start_load(link.clock() + START_MARGIN_NS)
-    poll_until(lambda: link.load_progress().interval is not None, "the load to run")
+    poll_until(lambda: link.load_progress().interval is not None, DEADLINE, "the load to run")
     workers = agent.workers()
     assert len(workers) == 2
     if how == "stop":
@@ -587,7 +579,7 @@ def test_an_agent_shutting_down_takes_its_load_along(
         link.close()
     assert agent.proc.wait(timeout=DEADLINE) == 0
     for pid in workers:
-        assert gone(pid)
+        assert process_gone(pid)
 
 
 def test_stop_load_through_the_agent_reports_a_cut_interval(
@@ -599,12 +591,12 @@ def test_stop_load_through_the_agent_reports_a_cut_interval(
         assert link.stop_load() == "idle"  # nothing to stop: harmless
         link.prepare_load(json.dumps(make_spec(server.port, duration_s=30.0)))
         link.start_load(link.clock() + START_MARGIN_NS)
-        poll_until(lambda: link.load_progress().interval is not None, "the load to run")
+        poll_until(lambda: link.load_progress().interval is not None, DEADLINE, "the load to run")
         assert link.stop_load() == "stopped"
         assert link.load_progress().state == "stopped"
         report = stats.parse_agent_report(link.load_report(), "testhost")
         assert report.intervals[-1].complete is False
-        poll_until(lambda: link.status().children == 0, "load processes to exit")
+        poll_until(lambda: link.status().children == 0, DEADLINE, "load processes to exit")
 
 
 def test_a_coordinator_timeout_on_prepare_closes_the_link(

@@ -13,12 +13,10 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import rpyc
@@ -33,12 +31,13 @@ from coordinator.bundle import (
     parse_probe,
     probe_interpreter,
 )
-from coordinator.errors import BundleError, LabError
+from coordinator.errors import BundleError
 from coordinator.inventory import Inventory
 from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.lab_plan import DEFAULT_STATE_ROOT
 from coordinator.ssh import SSHHost
+from tests.helpers import when_lab_is_free
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 NAME = "cbund"
@@ -197,21 +196,6 @@ def test_a_foreign_architecture_names_the_binary_package(
 
 
 # --- on lab hosts -----------------------------------------------------------------------------
-
-T = TypeVar("T")
-LAB_BUSY = "another `coord lab` command is working"
-
-
-def when_lab_is_free(action: Callable[[], T], timeout: float = 300.0) -> T:
-    """Run a lab command, waiting while another one (another test session) holds the lock."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return action()
-        except LabError as exc:
-            if LAB_BUSY not in str(exc) or time.monotonic() > deadline:
-                raise
-        threading.Event().wait(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from coordinator.deploy import DeployOptions
 from coordinator.fleet import Fleet
 from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
+from tests.helpers import poll_until, wait_for_line
 
 pytestmark = [
     pytest.mark.lab,
@@ -35,15 +36,6 @@ SUBNET = "198.18.120.0/24"
 UNUSED_ADDRESS = "198.18.120.99"
 WATCHDOG = 3.0
 AGENT_MARK = "from agent.__main__ import run"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def agent_processes(lab: LabStatus) -> list[psutil.Process]:
@@ -66,25 +58,6 @@ def coord(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def start_coord(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "coordinator.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_line(stream: object, needle: str, timeout: float) -> list[str]:
-    """Read lines from a pipe until one contains ``needle`` (bounded by ``timeout``)."""
-    import selectors
-
-    seen: list[str] = []
-    selector = selectors.DefaultSelector()
-    selector.register(stream, selectors.EVENT_READ)  # type: ignore[arg-type]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if selector.select(timeout=0.2):
-            line = stream.readline()  # type: ignore[attr-defined]
-            if not line:
-                break
-            seen.append(line)
-            if needle in line:
-                return seen
-    pytest.fail(f"never saw {needle!r}; got {seen}")
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +234,7 @@ def test_kill_9_of_the_coordinator_leaves_no_agent(lab: LabStatus,
         assert len(agent_processes(lab)) == 3
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(10)
-        wait_for(lambda: agent_processes(lab) == [], WATCHDOG + 5, "agents to exit")
+        poll_until(lambda: agent_processes(lab) == [], WATCHDOG + 5, "agents to exit")
     finally:
         if holder.poll() is None:
             holder.kill()

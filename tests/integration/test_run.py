@@ -7,28 +7,25 @@ for the module, always torn down. Short phases keep the module around a minute.
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 import redis
 import yaml
 
 from coordinator.agent_link import LoadProgress
-from coordinator.errors import CoordError
 from coordinator.fanout import NoProgress, ProgressView
 from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.results import Repetition, load_results
 from coordinator.run import run_benchmark
 from coordinator.stats import decode_histogram, merge
+from tests.helpers import wait_for_line
 
 pytestmark = [
     pytest.mark.lab,
@@ -206,19 +203,3 @@ def test_fewer_than_three_repetitions_need_the_option(lab: LabStatus, tmp_path: 
     result = coord("run", "-i", str(path), "--out", str(tmp_path / "once"))
     assert result.returncode == 2
     assert "pass --repetitions 1" in result.stderr
-
-
-def wait_for_line(stream: IO[str], needle: str, timeout: float) -> None:
-    selector = selectors.DefaultSelector()
-    selector.register(stream, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        if selector.select(timeout=0.2):
-            line = stream.readline()
-            if not line:
-                break
-            seen.append(line)
-            if needle in line:
-                return
-    raise CoordError(f"never saw {needle!r}; got {seen[-5:]}")

@@ -14,10 +14,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import paramiko
 import pytest
@@ -26,7 +25,6 @@ from coordinator.errors import (
     AgentError,
     HostKeyRejected,
     HostUnreachable,
-    LabError,
     RemoteCommandFailed,
     SSHAuthFailed,
 )
@@ -35,6 +33,7 @@ from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.lab_plan import DEFAULT_STATE_ROOT
 from coordinator.ssh import HandshakeLimiter, SSHHost, known_hosts_name
+from tests.helpers import poll_until, when_lab_is_free
 
 NAME = "cssh"
 SUBNET = "198.18.110.0/24"
@@ -52,32 +51,6 @@ needs_lab = [
         reason="the lab needs Linux and root",
     ),
 ]
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        threading.Event().wait(0.02)
-
-
-T = TypeVar("T")
-LAB_BUSY = "another `coord lab` command is working"
-
-
-def when_lab_is_free(action: Callable[[], T], timeout: float = 300.0) -> T:
-    """Run a lab command, waiting while another one (another test session) holds the lock."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return action()
-        except LabError as exc:
-            if LAB_BUSY not in str(exc) or time.monotonic() > deadline:
-                raise
-        threading.Event().wait(0.5)
 
 
 # --- no lab needed ----------------------------------------------------------------------------
@@ -104,7 +77,7 @@ def test_handshake_limiter_bounds_concurrent_slots() -> None:
     threads = [threading.Thread(target=hold) for _ in range(8)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: inside == 3, 10, "three slot holders")
+    poll_until(lambda: inside == 3, 10, "three slot holders")
     with limiter.slot(timeout=0) as acquired:
         assert not acquired
     release.set()
@@ -379,7 +352,7 @@ class TestCommands:
         pid = int(line)
         assert Path(f"/proc/{pid}").exists()  # lab hosts share this machine's PID namespace
         ssh.close()
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, f"process {pid} to exit")
+        poll_until(lambda: not Path(f"/proc/{pid}").exists(), 10, f"process {pid} to exit")
 
     def test_open_channel_reaches_a_port_on_the_host(
         self, server: SSHHost, inventory: Inventory

@@ -1,0 +1,72 @@
+"""Waits shared by the integration tests: each one is bounded by a deadline, so none can hang."""
+
+from __future__ import annotations
+
+import selectors
+import time
+from collections.abc import Callable
+from typing import IO, TypeVar
+
+import psutil
+import pytest
+
+from coordinator.errors import LabError
+
+POLL_TICK = 0.02
+T = TypeVar("T")
+LAB_BUSY = "another `coord lab` command is working"
+
+
+def poll_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds.
+
+    Other processes and threads give no signal to wait on, and a fixed sleep is either slow or
+    flaky.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(POLL_TICK)
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or a zombie (this sandbox's init does not reap orphans)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def when_lab_is_free(action: Callable[[], T], timeout: float = 300.0) -> T:
+    """Run a lab command, waiting while another one (another test session) holds the lock."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except LabError as exc:
+            if LAB_BUSY not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def wait_for_line(stream: IO[str] | None, needle: str, timeout: float) -> list[str]:
+    """Read a child's pipe until a line contains ``needle``; return the lines read.
+
+    A bare ``readline`` would block for good on a silent child: the selector bounds each read.
+    """
+    if stream is None:
+        pytest.fail("the process has no pipe to read")
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.2):
+                line = stream.readline()
+                if not line:
+                    break
+                seen.append(line)
+                if needle in line:
+                    return seen
+    pytest.fail(f"never saw {needle!r}; got {seen}")
