@@ -24,6 +24,7 @@ from coordinator.fleet import Fleet, select_hosts
 from coordinator.inventory import Host
 from coordinator.inventory_loader import LoadedInventory, load_inventory
 from coordinator.operations import agents_status, fetch_logs, stop_agents
+from coordinator.overrides import Override
 from coordinator.progress import LiveHostTable, agents_table, failure_table
 from coordinator.results import default_directory
 from coordinator.run import check_repetitions, run_benchmark
@@ -159,6 +160,9 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
 @click.option("--duration", metavar="DURATION", default=None, help="Measure phase per repetition.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results directory (default: results/<date>-<time>-<inventory name>/).")
+@click.option("--overwrite", is_flag=True,
+              help="Reuse a non-empty --out directory (only coord's own files there are "
+                   "replaced).")
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
               help="Override one inventory field for this run, e.g. "
                    "--set benchmark.builtin.connections=100 (repeatable).")
@@ -166,19 +170,22 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
 @click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Build agent bundles from these wheels only (no package registry).")
 def run_command(inventory_path: Path, repetitions: int | None, warmup: str | None,
-                duration: str | None, out: Path | None, overrides: tuple[str, ...],
+                duration: str | None, out: Path | None, overwrite: bool,
+                overrides: tuple[str, ...],
                 accept_new_host_keys: bool, wheelhouse: Path | None) -> None:
     """Run the benchmark: synchronized load from every client, repeated, merged, saved."""
-    shorthands = {"benchmark.repetitions": repetitions, "benchmark.warmup": warmup,
-                  "benchmark.duration": duration}
-    settings = [*overrides,
-                *(f"{path}={value}" for path, value in shorthands.items() if value is not None)]
+    shorthands = {"repetitions": ("benchmark.repetitions", repetitions),
+                  "warmup": ("benchmark.warmup", warmup),
+                  "duration": ("benchmark.duration", duration)}
+    settings: list[Override] = [*overrides]
+    settings += [(f"{path}={value}", f"--{option} {value}")
+                 for option, (path, value) in shorthands.items() if value is not None]
     loaded = _load(inventory_path, settings)
     check_repetitions(loaded.inventory, explicit=repetitions is not None)
     directory = out or default_directory(loaded.inventory.name)
     options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
     with RunConsoleView(stderr, [host.name for host in loaded.inventory.hosts]) as view:
-        outcome = run_benchmark(loaded, directory, view, options)
+        outcome = run_benchmark(loaded, directory, view, options, overwrite=overwrite)
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
 
@@ -245,7 +252,7 @@ def agents_logs_command(inventory_path: Path, host_names: str | None,
     _exit_for(result)
 
 
-def _load(path: Path, overrides: Sequence[str] = ()) -> LoadedInventory:
+def _load(path: Path, overrides: Sequence[Override] = ()) -> LoadedInventory:
     loaded = load_inventory(path, overrides)
     for warning in loaded.warnings:
         stderr.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)

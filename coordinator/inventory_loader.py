@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from coordinator.errors import InventoryError, Problem
 from coordinator.inventory import FROM_TEXT, Inventory, check_references, suggest
-from coordinator.overrides import apply_overrides
+from coordinator.overrides import Override, apply_overrides
 from coordinator.yaml_source import PathKey, YamlDocument, YamlProblems, format_path, parse_yaml
 
 MAX_INVENTORY_BYTES = 4 * 1024 * 1024
@@ -52,7 +52,7 @@ class LoadedInventory:
     warnings: list[Problem] = field(default_factory=list)
 
 
-def load_inventory(path: Path | str, overrides: Sequence[str] = ()) -> LoadedInventory:
+def load_inventory(path: Path | str, overrides: Sequence[Override] = ()) -> LoadedInventory:
     """Read, parse and validate the inventory at ``path``; raise ``InventoryError`` if unusable.
 
     ``overrides`` are ``PATH=VALUE`` texts (``--set``), applied before validation.
@@ -62,7 +62,7 @@ def load_inventory(path: Path | str, overrides: Sequence[str] = ()) -> LoadedInv
 
 
 def parse_inventory(text: str, source: str = "<inventory>",
-                    overrides: Sequence[str] = ()) -> LoadedInventory:
+                    overrides: Sequence[Override] = ()) -> LoadedInventory:
     """Validate inventory ``text``; ``source`` names it in messages."""
     try:
         document = parse_yaml(text, source)

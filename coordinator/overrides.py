@@ -9,6 +9,7 @@ of a file line.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -32,15 +33,20 @@ def parse_path(text: str) -> PathKey:
     return tuple(parts)
 
 
-def apply_overrides(document: YamlDocument, overrides: list[str]) -> None:
+Override = str | tuple[str, str]
+"""``PATH=VALUE``, or ``(PATH=VALUE, origin)`` when it came from another option than
+``--set`` (``("benchmark.warmup=5x", "--warmup 5x")``): problems then name that option."""
+
+
+def apply_overrides(document: YamlDocument, overrides: Sequence[Override]) -> None:
     """Apply each ``PATH=VALUE`` to ``document.data`` in order; record where values came from.
 
     VALUE is read as YAML (``50`` is a number, ``5s`` a string, ``[a, b]`` a list).
     Raises ``InventoryError`` listing every override that cannot be applied.
     """
     problems: list[Problem] = []
-    for text in overrides:
-        origin = f"--set {text}"
+    for override in overrides:
+        text, origin = override if isinstance(override, tuple) else (override, f"--set {override}")
         path_text, separator, value_text = text.partition("=")
         try:
             if not separator:

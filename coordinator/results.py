@@ -595,7 +595,7 @@ class ResultsWriter:
                 if not overwrite:
                     raise ResultsError(
                         f"{self.directory}: directory is not empty (choose another --out, or "
-                        f"overwrite it)"
+                        "pass --overwrite)"
                     )
                 for path in self._owned_files():
                     path.unlink()

@@ -74,11 +74,12 @@ class RunOutcome:
 
 
 def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
-                  options: DeployOptions | None = None) -> RunOutcome:
+                  options: DeployOptions | None = None, *,
+                  overwrite: bool = False) -> RunOutcome:
     """Run the inventory's benchmark; results go to ``out`` as they happen."""
     inventory = loaded.inventory
     spec_text = load_spec(inventory)
-    writer = results.ResultsWriter(out)
+    writer = results.ResultsWriter(out, overwrite=overwrite)
     marks = run_marks(loaded)
     with Fleet(inventory, options=options, view=view.deploying()) as fleet:
         fleet.start_result.raise_for_failures()

@@ -52,3 +52,28 @@ def test_console_script_exits_2_without_traceback_on_junk(tmp_path: Path) -> Non
     assert process.returncode == 2
     assert process.stderr.strip() == f"{junk}: is a binary file, not YAML text"
     assert "Traceback" not in process.stderr
+
+
+def test_run_options_are_validated_like_the_inventory(run_coord: RunCoord) -> None:
+    example = str(ROOT / "inventory" / "two-clients.yaml")
+    result = run_coord("run", "-i", example, "--warmup", "5x", "--set",
+                       "benchmark.builtin.connections=0")
+    assert result.status == 2
+    assert result.stderr.splitlines() == [
+        "--set benchmark.builtin.connections=0: benchmark.builtin.connections: must be >= 1, "
+        "got 0",
+        "--warmup 5x: benchmark.warmup: must be a duration like 500ms, 5s, 2m or 1h30m, "
+        "got '5x'",
+    ]
+
+
+def test_run_refuses_an_unsupported_driver_before_touching_any_host(run_coord: RunCoord,
+                                                                    tmp_path: Path) -> None:
+    example = str(ROOT / "inventory" / "two-clients.yaml")
+    result = run_coord("run", "-i", example, "--out", str(tmp_path / "r"),
+                       "--set", "benchmark.driver=memtier")
+    assert result.status == 2
+    assert result.stderr.strip() == (
+        "benchmark.driver: memtier is not supported by `coord run` yet; use builtin"
+    )
+    assert not (tmp_path / "r").exists()

@@ -83,3 +83,12 @@ def test_paths_round_trip(parts: list[str | int]) -> None:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     assert parse_path(text) == tuple(parts)
+
+
+def test_an_override_from_another_option_is_named_by_it() -> None:
+    with pytest.raises(InventoryError) as raised:
+        load_inventory(EXAMPLE, [("benchmark.warmup=5x", "--warmup 5x")])
+    assert raised.value.lines() == [
+        "--warmup 5x: benchmark.warmup: must be a duration like 500ms, 5s, 2m or 1h30m, "
+        "got '5x'"
+    ]
