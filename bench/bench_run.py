@@ -19,7 +19,7 @@ import _lab
 
 from coordinator.fanout import NoProgress, ProgressView
 from coordinator.inventory_loader import load_inventory
-from coordinator.loadspec import load_spec, phases
+from coordinator.loadspec import phases
 from coordinator.results import Repetition
 from coordinator.run import run_repetition
 
@@ -56,7 +56,6 @@ def main() -> None:
             f"benchmark.builtin.connections={args.connections}",
         ])
         inventory = loaded.inventory
-        spec = load_spec(inventory)
         seconds = phases(inventory).total_s
         with _lab.running_fleet(inventory, _lab.deploy_options(args)) as fleet:
             clients = [fleet.sessions[host.name] for host in inventory.clients]
@@ -72,8 +71,7 @@ def main() -> None:
             for index in range(args.repetitions):
                 before = {c.host.name: c.link.status().cpu_s for c in clients}
                 started = time.monotonic()
-                figures, repetition = run_repetition(index, clients, inventory, spec,
-                                                     QuietView())
+                figures, repetition = run_repetition(index, clients, inventory, QuietView())
                 wall = time.monotonic() - started
                 for client in clients:
                     used = client.link.status().cpu_s - before[client.host.name]

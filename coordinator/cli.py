@@ -52,9 +52,7 @@ def inventory() -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 def inventory_check(file: Path) -> None:
     """Validate FILE and summarize what a run with it would do."""
-    loaded = load_inventory(file)
-    for warning in loaded.warnings:
-        stderr.print(f"[yellow]{warning}[/yellow]", markup=True, soft_wrap=True)
+    loaded = _load(file)
     stdout.print(inventory_summary(loaded))
     stdout.print(f"[green]{file}: valid[/green]")
 
@@ -140,14 +138,14 @@ _host_keys_option = click.option(
 def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: bool,
            wheelhouse: Path | None, hold: bool) -> None:
     """Deploy and start the agent on every host, check it, and stop it (or --hold it)."""
-    loaded = _load(inventory_path)
-    hosts = select_hosts(loaded.inventory, _split(host_names))
-    options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
+    loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys,
+                                      wheelhouse)
     with _fleet(loaded, hosts, options, "deploying agents") as fleet:
         stdout.print(agents_table(agents_status(fleet), "agents"))
         if hold and fleet.sessions:
             stderr.print(f"holding {len(fleet.sessions)} agent(s); Ctrl-C stops them")
-            _hold(fleet)
+            fleet.hold(lambda name, error: stderr.print(
+                f"[red]{name}: agent lost: {error.reason}[/red]"))
     _exit_for(fleet.start_result)
 
 
@@ -202,9 +200,7 @@ def agents() -> None:
 def agents_status_command(inventory_path: Path, host_names: str | None,
                           accept_new_host_keys: bool) -> None:
     """Start an agent on every host and show host, Python, bundle, uptime, clock offset, RTT."""
-    loaded = _load(inventory_path)
-    hosts = select_hosts(loaded.inventory, _split(host_names))
-    options = DeployOptions(accept_new_host_keys=accept_new_host_keys)
+    loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
     with _fleet(loaded, hosts, options, "starting agents") as fleet:
         stdout.print(agents_table(agents_status(fleet), f"{len(fleet.sessions)} agent(s)"))
     _exit_for(fleet.start_result)
@@ -217,9 +213,7 @@ def agents_status_command(inventory_path: Path, host_names: str | None,
 def agents_stop_command(inventory_path: Path, host_names: str | None,
                         accept_new_host_keys: bool) -> None:
     """Stop agents left running on the hosts (e.g. by `coord deploy --hold` elsewhere)."""
-    loaded = _load(inventory_path)
-    hosts = select_hosts(loaded.inventory, _split(host_names))
-    options = DeployOptions(accept_new_host_keys=accept_new_host_keys)
+    loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
     with LiveHostTable(stderr, [host.name for host in hosts], "stopping agents") as view:
         result = stop_agents(loaded.inventory, hosts, options, view)
     for name, stopped in sorted(result.succeeded.items()):
@@ -241,9 +235,7 @@ def agents_stop_command(inventory_path: Path, host_names: str | None,
 def agents_logs_command(inventory_path: Path, host_names: str | None,
                         accept_new_host_keys: bool, lines: int) -> None:
     """Show the end of each host's agent log."""
-    loaded = _load(inventory_path)
-    hosts = select_hosts(loaded.inventory, _split(host_names))
-    options = DeployOptions(accept_new_host_keys=accept_new_host_keys)
+    loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
     result = fetch_logs(loaded.inventory, hosts, options, lines)
     for name, text in sorted(result.succeeded.items()):
         stdout.rule(name)
@@ -259,10 +251,16 @@ def _load(path: Path, overrides: Sequence[Override] = ()) -> LoadedInventory:
     return loaded
 
 
-def _split(names: str | None) -> list[str] | None:
-    if names is None:
-        return None
-    return [name.strip() for name in names.split(",") if name.strip()]
+def _targets(inventory_path: Path, host_names: str | None, accept_new_host_keys: bool,
+             wheelhouse: Path | None = None
+             ) -> tuple[LoadedInventory, list[Host], DeployOptions]:
+    """The inventory, the hosts selected by ``--hosts``, and the deployment options."""
+    loaded = _load(inventory_path)
+    names = None
+    if host_names is not None:
+        names = [name.strip() for name in host_names.split(",") if name.strip()]
+    options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
+    return loaded, select_hosts(loaded.inventory, names), options
 
 
 class _fleet:  # used like a function: `with _fleet(...) as fleet`
@@ -293,15 +291,6 @@ class _fleet:  # used like a function: `with _fleet(...) as fleet`
             stderr.print(f"stopped {len(stopped.succeeded)} agent(s)")
         for name, failure in stopped.failed.items():
             stderr.print(f"{name}: could not stop cleanly: {failure.error.reason}")
-
-
-def _hold(fleet: Fleet) -> None:
-    reported: set[str] = set()
-    while fleet.sessions.keys() - reported:
-        for name, error in fleet.wait_for_loss(timeout=1.0).items():
-            if name not in reported:
-                stderr.print(f"[red]{name}: agent lost: {error.reason}[/red]")
-                reported.add(name)
 
 
 def _exit_for(result: FleetResult[Any]) -> None:

@@ -8,7 +8,6 @@ both here and on the hosts, so a re-deploy with nothing changed transfers nothin
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +36,10 @@ AGENT_READY_TIMEOUT = 30.0
 
 
 def default_bundle_cache() -> Path:
-    """Where bundles are cached on the operator's machine (``$XDG_CACHE_HOME/coord``)."""
+    """The operator's cache root for bundles (``$XDG_CACHE_HOME/coord``; bundles go in its
+    ``bundles/``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "coord" / "bundles"
+    return Path(base) / "coord"
 
 
 @dataclass(frozen=True)
@@ -52,29 +52,6 @@ class DeployOptions:
     """Record unknown host keys, whatever the inventory's policy says."""
     bundle_cache: Path | None = None
     """Local bundle cache; default :func:`default_bundle_cache`."""
-
-
-class BundleBuilder:
-    """Builds each distinct interpreter's bundle once, however many hosts ask at the same time."""
-
-    def __init__(self, options: DeployOptions) -> None:
-        self._options = options
-        self._cache = options.bundle_cache or default_bundle_cache()
-        self._locks: dict[str, threading.Lock] = {}
-        self._built: dict[str, Bundle] = {}
-        self._guard = threading.Lock()
-
-    def bundle_for(self, interpreter: Interpreter, host: str) -> Bundle:
-        """The bundle for ``interpreter`` (``BundleError`` naming ``host`` if none can be)."""
-        key = f"{interpreter.tag}-{interpreter.machine}-{interpreter.glibc}"
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._built:
-                self._built[key] = build_bundle(
-                    interpreter, self._cache, self._options.wheelhouse, host=host
-                )
-            return self._built[key]
 
 
 @dataclass(frozen=True)
@@ -108,13 +85,18 @@ def connect(host: Host, defaults: SSHDefaults, report: StageReporter) -> SSHHost
     return SSHHost(host, defaults).connect()
 
 
-def deploy(ssh: SSHHost, builder: BundleBuilder, remote_cache: str,
+def deploy(ssh: SSHHost, options: DeployOptions, remote_cache: str,
            report: StageReporter) -> Deployment:
-    """Make sure the host holds the agent bundle for its interpreter."""
+    """Make sure the host holds the agent bundle for its interpreter.
+
+    Hosts with the same interpreter share one build: ``build_bundle`` caches by content and
+    serializes concurrent builds of the same bundle.
+    """
     report("checking python", ssh.python)
     interpreter = probe_interpreter(ssh)
     report("building bundle", interpreter.describe())
-    bundle = builder.bundle_for(interpreter, ssh.name)
+    bundle = build_bundle(interpreter, options.bundle_cache or default_bundle_cache(),
+                          options.wheelhouse, host=ssh.name)
     report("uploading", f"bundle {bundle.hash[:12]} ({bundle.size // 1024} KiB)")
     result = ensure_bundle(ssh, bundle, remote_cache)
     return Deployment(interpreter, bundle, result)

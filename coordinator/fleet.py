@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 from coordinator.agent_link import AgentInfo, AgentLink, AgentStatus, Heartbeater, measure_offset
 from coordinator.clock import ClockEstimate
 from coordinator.deploy import (
-    BundleBuilder,
     Deployment,
     DeployOptions,
     connect,
@@ -34,6 +32,8 @@ from coordinator.ssh import RemoteProcess, SSHHost
 
 CLOCK_ROUNDS = 8
 """Round trips used to estimate each agent's clock offset (the smallest one wins)."""
+HOLD_POLL_S = 1.0
+"""How often a held fleet looks for lost agents besides being woken by a loss."""
 AGENT_EXIT_TIMEOUT = 10.0
 """Seconds an agent has to exit after being told to stop, before its stdin is closed."""
 
@@ -50,7 +50,6 @@ class AgentSession:
     info: AgentInfo
     clock: ClockEstimate
     heartbeater: Heartbeater
-    started_at: float
 
     def stop(self) -> None:
         """Ask the agent to exit, wait for it, and close the connection; never raises."""
@@ -110,7 +109,6 @@ class Fleet:
 
     def start(self) -> FleetResult[AgentSession]:
         """Deploy and start agents on every host in parallel; failures stay per host."""
-        builder = BundleBuilder(self.options)
         defaults = ssh_defaults(self.inventory, self.options)
         by_name = {host.name: host for host in self.hosts}
 
@@ -118,7 +116,7 @@ class Fleet:
             host = by_name[name]
             ssh = connect(host, defaults, report)
             try:
-                session = self._start_on(host, ssh, builder, report)
+                session = self._start_on(host, ssh, report)
             except BaseException:
                 ssh.close()
                 raise
@@ -129,10 +127,9 @@ class Fleet:
         self.start_result = fan_out(list(by_name), one, self.view)
         return self.start_result
 
-    def _start_on(self, host: Host, ssh: SSHHost, builder: BundleBuilder,
-                  report: StageReporter) -> AgentSession:
+    def _start_on(self, host: Host, ssh: SSHHost, report: StageReporter) -> AgentSession:
         agent = self.inventory.agent
-        deployment = deploy(ssh, builder, agent.cache_dir, report)
+        deployment = deploy(ssh, self.options, agent.cache_dir, report)
         started = start_agent(ssh, deployment, agent.watchdog, agent.cache_dir, report)
         try:
             info = started.link.hello()
@@ -147,7 +144,7 @@ class Fleet:
             raise
         heartbeater = Heartbeater(started.link, on_lost=self._on_lost).start()
         return AgentSession(host, ssh, deployment, started.process, started.link, info, clock,
-                            heartbeater, time.monotonic())
+                            heartbeater)
 
     def _on_lost(self, error: AgentError) -> None:
         with self._lock:
@@ -158,6 +155,19 @@ class Fleet:
         """Block until an agent is lost (or ``timeout``); return every loss so far."""
         self._lost_event.wait(timeout)
         return self.lost()
+
+    def hold(self, on_lost: Callable[[str, AgentError], None]) -> None:
+        """Keep the agents running until every one is lost (or Ctrl-C), reporting each loss
+        once, by host name."""
+        reported: set[str] = set()
+        while self.sessions.keys() - reported:
+            # Cleared each round: once set by a first loss, the event would never block again.
+            self._lost_event.wait(HOLD_POLL_S)
+            self._lost_event.clear()
+            for name, error in self.lost().items():
+                if name not in reported:
+                    on_lost(name, error)
+                    reported.add(name)
 
     def lost(self) -> dict[str, AgentError]:
         """Agents that stopped answering, by host name."""

@@ -287,6 +287,12 @@ class Inventory(Model):
         names = {server.host for server in self.servers}
         return [host for host in self.hosts if "server" in host.roles or host.name in names]
 
+    @property
+    def shared_hosts(self) -> list[Host]:
+        """Hosts that run load and a server: the methodology wants separate machines."""
+        server_names = {host.name for host in self.server_hosts}
+        return [host for host in self.clients if host.name in server_names]
+
 
 def check_references(inventory: Inventory) -> list[Problem]:
     """Problems that span fields: names, references and roles. Warnings are included."""
@@ -332,9 +338,9 @@ def check_references(inventory: Inventory) -> list[Problem]:
             )
     if not inventory.clients:
         problems.append(Problem("hosts", "no host has the client role: nothing would run load"))
-    server_host_names = {host.name for host in inventory.server_hosts}
+    shared = {host.name for host in inventory.shared_hosts}
     for index, host in enumerate(inventory.hosts):
-        if "client" in host.roles and host.name in server_host_names:
+        if host.name in shared:
             problems.append(
                 Problem(
                     f"hosts[{index}].roles",

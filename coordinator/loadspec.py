@@ -47,8 +47,12 @@ def target_of(inventory: Inventory) -> Server:
     return inventory.servers[0]
 
 
-def load_spec(inventory: Inventory) -> str:
-    """The JSON text sent to every client agent's ``prepare_load``."""
+def load_spec(inventory: Inventory, *, first_load: bool = False) -> str:
+    """The JSON text sent to a client agent's ``prepare_load``.
+
+    ``benchmark.builtin.preload`` fills the keyspace once, so only the ``first_load`` of a run
+    (one client, first repetition) asks for it.
+    """
     bench = inventory.benchmark
     if bench.driver != "builtin":
         raise UsageError(
@@ -87,7 +91,7 @@ def load_spec(inventory: Inventory) -> str:
             "keyspace": params.keyspace,
             "value_size": params.value_size,
             "rate": params.rate,
-            "preload": params.preload,
+            "preload": params.preload and first_load,
         },
     }
     return json.dumps(spec, sort_keys=True)

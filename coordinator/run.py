@@ -13,11 +13,10 @@ an interrupted run keeps every finished repetition. Everything statistical is in
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -64,13 +63,12 @@ class RunView(Protocol):
     def repetition_done(self, repetition: results.Repetition) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOutcome:
     """Where the results are and what they say."""
 
     directory: Path
     document: results.ResultsDocument
-    marks: list[str] = field(default_factory=list)
 
 
 def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
@@ -78,19 +76,19 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                   overwrite: bool = False) -> RunOutcome:
     """Run the inventory's benchmark; results go to ``out`` as they happen."""
     inventory = loaded.inventory
-    spec_text = load_spec(inventory)
+    load_spec(inventory)  # an inventory `coord run` cannot serve fails before any host is touched
     writer = results.ResultsWriter(out, overwrite=overwrite)
-    marks = run_marks(loaded)
     with Fleet(inventory, options=options, view=view.deploying()) as fleet:
         fleet.start_result.raise_for_failures()
-        document = results.new_document(inventory, fleet_agents(fleet), marks=marks)
+        document = results.new_document(inventory, fleet_agents(fleet),
+                                        marks=run_marks(inventory))
         writer.write(document)
         clients = [fleet.sessions[host.name] for host in inventory.clients]
         done: list[stats.RepetitionFigures] = []
         try:
             for index in range(inventory.benchmark.repetitions):
                 view.repetition(index, inventory.benchmark.repetitions)
-                figures, repetition = run_repetition(index, clients, inventory, spec_text, view)
+                figures, repetition = run_repetition(index, clients, inventory, view)
                 done.append(figures)
                 document = document.with_repetition(repetition, stats.aggregate(done))
                 writer.write(document)
@@ -109,7 +107,7 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
             raise
         document = document.finish("complete")
         writer.write(document)
-    return RunOutcome(writer.directory, document, marks)
+    return RunOutcome(writer.directory, document)
 
 
 def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
@@ -122,14 +120,12 @@ def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
         )
 
 
-def run_marks(loaded: LoadedInventory) -> list[str]:
+def run_marks(inventory: Inventory) -> list[str]:
     """Marks the whole run carries, from the inventory (fewer repetitions, shared host)."""
-    inventory = loaded.inventory
     marks = []
     if inventory.benchmark.repetitions < 3:
         marks.append("fewer-than-3-repetitions")
-    server_hosts = {host.name for host in inventory.server_hosts}
-    if any(host.name in server_hosts for host in inventory.clients):
+    if inventory.shared_hosts:
         marks.append("load-on-server-host")
     return marks
 
@@ -149,19 +145,15 @@ def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:
 
 
 def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory,
-                   spec_text: str, view: RunView
-                   ) -> tuple[stats.RepetitionFigures, results.Repetition]:
+                   view: RunView) -> tuple[stats.RepetitionFigures, results.Repetition]:
     """Prepare, start at a common instant, watch, collect and merge one repetition."""
-    spec = json.loads(spec_text)
-    first = {client.host.name: index == 0 and position == 0
-             for position, client in enumerate(clients)}
+    by_name = {client.host.name: client for client in clients}
+    # The keyspace is preloaded once: by the first client, before the first repetition.
+    preloading = clients[0].host.name if index == 0 else None
 
     def prepare(name: str, report: StageReporter) -> None:
-        client_spec = dict(spec, params=dict(spec["params"], preload=spec["params"]["preload"]
-                                             and first[name]))
-        by_name[name].link.prepare_load(json.dumps(client_spec))
+        by_name[name].link.prepare_load(load_spec(inventory, first_load=name == preloading))
 
-    by_name = {client.host.name: client for client in clients}
     fan_out(list(by_name), prepare).raise_for_failures()
 
     slowest_rtt_s = max(client.clock.rtt_ns for client in clients) / 1e9
@@ -219,7 +211,8 @@ def _watch(by_name: dict[str, AgentSession], t0_ns: int, total_s: float,
         if all(p.state in ("finished", "stopped") for p in polled.succeeded.values()):
             return
         if time.time() > deadline:
-            stuck = [name for name, p in polled.succeeded.items() if p.state != "finished"]
+            stuck = [name for name, p in polled.succeeded.items()
+                     if p.state not in ("finished", "stopped")]
             raise RunFailed(f"{', '.join(stuck)}: load did not finish "
                             f"{FINISH_GRACE_S:g}s after its planned end")
         time.sleep(PROGRESS_PERIOD_S)

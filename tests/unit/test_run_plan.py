@@ -74,9 +74,9 @@ def test_fewer_than_three_repetitions_need_an_explicit_option() -> None:
 
 
 def test_run_marks() -> None:
-    assert run_marks(load_inventory(EXAMPLE)) == []
+    assert run_marks(load_inventory(EXAMPLE).inventory) == []
     shared = load_inventory(EXAMPLE, ["hosts[0].roles=[server, client]",
-                                      "benchmark.repetitions=2"])
+                                      "benchmark.repetitions=2"]).inventory
     assert run_marks(shared) == ["fewer-than-3-repetitions", "load-on-server-host"]
 
 
@@ -84,3 +84,11 @@ def test_repetition_marks() -> None:
     empty = repetition_figures([], [])
     assert repetition_marks(empty, [], 0.01) == ["no-common-window"]
     assert repetition_marks(empty, [1, 2], 0.01) == []
+
+
+def test_only_the_first_load_of_a_run_preloads_the_keyspace() -> None:
+    inventory = load_inventory(EXAMPLE, ["benchmark.builtin.preload=true"]).inventory
+    assert json.loads(load_spec(inventory, first_load=True))["params"]["preload"] is True
+    assert json.loads(load_spec(inventory))["params"]["preload"] is False
+    without = load_inventory(EXAMPLE).inventory
+    assert json.loads(load_spec(without, first_load=True))["params"]["preload"] is False
