@@ -59,7 +59,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     deploy.add_argument("--wheelhouse", type=Path, default=None,
                         help="build the agent bundle from this directory of wheels only")
     deploy.add_argument("--bundle-cache", type=Path, default=None,
-                        help="local bundle cache (default: coord's, ~/.cache/coord/bundles)")
+                        help="local bundle cache (default: coord's own)")
     return result
 
 

@@ -295,11 +295,8 @@ def parse_ready_line(line: str, host: str = "agent") -> ReadyInfo:
     """Parse the agent's first stdout line; ``AgentAuthError`` if it refused our versions,
     ``AgentError`` if it refused otherwise or printed something else."""
     text = line.strip()
-    try:
-        fields = json.loads(text)
-    except ValueError:
-        fields = None
-    if not isinstance(fields, dict):
+    fields = _json_object(text)
+    if fields is None:
         raise AgentError(host, f"agent did not start: expected its ready line, got {_shown(text)}")
     if fields.get("event") == protocol.ERROR_EVENT:
         message = str(fields.get("message") or fields.get("error") or "no reason given")
@@ -499,10 +496,7 @@ class AgentLink:
     def load_report(self) -> str:
         """The finished or stopped load's report, as the agent's JSON text (format 1,
         documented in ``agent/drivers/intervals.py``; ``coordinator.stats`` parses it)."""
-        value = self._call_load("load_report", LOAD_REPORT_TIMEOUT)
-        if type(value) is not str:
-            raise AgentError(self.host, f"load_report() answered {_shown(value)}, not JSON text")
-        return value
+        return self._json_text("load_report", self._call_load("load_report", LOAD_REPORT_TIMEOUT))
 
     def _call_load(self, name: str, timeout: float, *args: object) -> object:
         """``call`` with its own timeout; a driver's error becomes a ``LoadError``."""
@@ -539,34 +533,14 @@ class AgentLink:
         except _Expired as exc:
             self.close()
             raise AgentLost(self.host, str(exc)) from None
-        if not _is_plain(result):
-            self.close()
-            raise AgentError(
-                self.host, f"{name}() answered a {type(result).__name__}, not plain data"
-            )
-        return result
+        return self._plain(name, result)
 
     def _load_json(self, name: str, timeout: float, *args: object) -> _Fields:
-        value = self._call_load(name, timeout, *args)
-        if type(value) is not str:
-            raise AgentError(self.host, f"{name}() answered {_shown(value)}, not JSON text")
-        try:
-            fields = json.loads(value)
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict):
-            raise AgentError(self.host, f"{name}() answered {_shown(value)}, not a JSON object")
-        return _Fields(self.host, f"{name}()", fields)
+        return self._fields(name, self._call_load(name, timeout, *args))
 
     def call(self, name: str, *args: object) -> object:
         """Call the agent's method ``name`` with plain-data arguments; its plain-data answer."""
-        result = self._guarded(name, lambda: self._method(name)(*args))
-        if not _is_plain(result):
-            self.close()
-            raise AgentError(
-                self.host, f"{name}() answered a {type(result).__name__}, not plain data"
-            )
-        return result
+        return self._plain(name, self._guarded(name, lambda: self._method(name)(*args)))
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -647,14 +621,26 @@ class AgentLink:
         return value
 
     def _json(self, name: str) -> _Fields:
-        value = self.call(name)
+        return self._fields(name, self.call(name))
+
+    def _plain(self, name: str, result: object) -> object:
+        """``result`` if it is plain data; otherwise the agent is not ours: close, refuse."""
+        if not _is_plain(result):
+            self.close()
+            raise AgentError(
+                self.host, f"{name}() answered a {type(result).__name__}, not plain data"
+            )
+        return result
+
+    def _json_text(self, name: str, value: object) -> str:
         if type(value) is not str:
             raise AgentError(self.host, f"{name}() answered {_shown(value)}, not JSON text")
-        try:
-            fields = json.loads(value)
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict):
+        return value
+
+    def _fields(self, name: str, value: object) -> _Fields:
+        """``name()``'s answer, JSON text of an object, for typed reads."""
+        fields = _json_object(self._json_text(name, value))
+        if fields is None:
             raise AgentError(self.host, f"{name}() answered {_shown(value)}, not a JSON object")
         return _Fields(self.host, f"{name}()", fields)
 
@@ -779,6 +765,15 @@ def measure_offset(link: AgentLink, rounds: int = 8) -> ClockEstimate:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` parsed as a JSON object; None for anything else, junk and deep nesting included."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _is_plain(value: object) -> bool:

@@ -88,7 +88,7 @@ PROBE_SCRIPT = (
     "'bits':b,"
     "'libc':[l[0],l[1]],"
     "'platform':sys.platform,"
-    "'supported':v>=(3,10)}))"
+    f"'supported':v>={MIN_PYTHON!r}}}))"
 )
 """One line of Python, run as ``python3 -c PROBE_SCRIPT`` on a host; prints one JSON object.
 
@@ -141,12 +141,8 @@ class Requirement:
         return f"{self.name}=={self.version}"
 
 
-def _installed_version(name: str) -> str:
-    return importlib.metadata.version(name)
-
-
 AGENT_REQUIREMENTS: tuple[Requirement, ...] = tuple(
-    Requirement(name, _installed_version(name)) for name in AGENT_DISTRIBUTIONS
+    Requirement(name, importlib.metadata.version(name)) for name in AGENT_DISTRIBUTIONS
 )
 """What every bundle holds, pinned to the versions in coord's own environment (so both ends
 of the RPyC link run the same rpyc); :func:`agent_requirements` adds per-interpreter ones."""
@@ -292,7 +288,7 @@ def agent_requirements(interpreter: Interpreter) -> tuple[Requirement, ...]:
     for conditional in CONDITIONAL_REQUIREMENTS:
         if interpreter.version < conditional.below:
             try:
-                version = _installed_version(conditional.name)
+                version = importlib.metadata.version(conditional.name)
             except importlib.metadata.PackageNotFoundError:
                 version = conditional.fallback_version
             requirements.append(Requirement(conditional.name, version))
@@ -352,6 +348,11 @@ def _source_files(root: Path) -> list[Path]:
         and "__pycache__" not in path.relative_to(root).parts
         and path.suffix not in {".pyc", ".pyo"}
     )
+
+
+def _mode(path: Path) -> int:
+    """The mode a bundle gives a file: only the owner's exec bit of the source survives."""
+    return 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
 
 
 def _digest_files(root: Path, files: Sequence[Path]) -> str:
@@ -501,7 +502,7 @@ def _write_archive(root: Path, archive: Path) -> int:
                 continue
             data = path.read_bytes()
             info.size = len(data)
-            info.mode = 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
+            info.mode = _mode(path)
             tar.addfile(info, io.BytesIO(data))
     return archive.stat().st_size
 
@@ -532,17 +533,18 @@ def _load_cached(
     try:
         document = json.loads(manifest.read_text(encoding="utf-8"))
         size = archive.stat().st_size
-    except (OSError, ValueError):
-        return None
-    if document.get("format") != BUNDLE_FORMAT or document.get("size") != size:
-        return None
+        if document["format"] != BUNDLE_FORMAT or document["size"] != size:
+            return None
+        content_hash, files = str(document["hash"]), int(document["files"])
+    except (OSError, ValueError, LookupError, TypeError):
+        return None  # a damaged or foreign cache entry is rebuilt, never trusted
     return Bundle(
-        hash=str(document["hash"]),
+        hash=content_hash,
         archive=archive,
         interpreter=interpreter,
         requirements=requirements,
         size=size,
-        files=int(document["files"]),
+        files=files,
         from_cache=True,
     )
 
@@ -641,7 +643,7 @@ def _assemble(
             target = tree / "agent" / path.relative_to(agent_root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-            target.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
+            target.chmod(_mode(path))
         content_hash = tree_hash(tree)
         files = sum(1 for path in tree.rglob("*") if path.is_file())
         out = staging / "out"

@@ -19,7 +19,7 @@ import fcntl
 import ipaddress
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,8 +35,10 @@ from coordinator.lab_plan import (
     LabPaths,
     LabSpec,
     LabState,
+    Report,
     bridge_address,
     bridge_name,
+    home_dir,
     is_lab_inventory,
     is_lab_veth,
     lab_host_of,
@@ -48,6 +50,7 @@ from coordinator.lab_teardown import Teardown
 
 __all__ = [
     "DEFAULT_STATE_ROOT",
+    "LabBusy",
     "LabHost",
     "LabSpec",
     "LabStatus",
@@ -57,9 +60,12 @@ __all__ = [
     "render_inventory",
 ]
 
-Report = Callable[[str], None]
 LOCK_TIMEOUT = 120.0
 """Seconds a lab command waits for another one working in the same state root."""
+
+
+class LabBusy(LabError):
+    """Another lab command held the state root's lock for all of :data:`LOCK_TIMEOUT`."""
 
 
 def _ignore(_: str) -> None:
@@ -91,10 +97,6 @@ class LabStatus:
     @property
     def healthy(self) -> bool:
         return self.complete and not self.problems
-
-    @property
-    def state_dir(self) -> Path:
-        return LabPaths.of(self.spec.name, self.spec.state_root).root
 
 
 # --- public API ----------------------------------------------------------------------------
@@ -236,7 +238,7 @@ def _check_users(spec: LabSpec) -> None:
             raise LabError(
                 f"user {host.user} exists and is not a lab user; remove it or rename the lab"
             )
-        home = Path("/home") / host.user
+        home = home_dir(host.user)
         if entry is None and home.exists():
             raise LabError(
                 f"{home} exists but user {host.user} does not; remove it or rename the lab"
@@ -272,26 +274,27 @@ def _locked(state_root: Path, *, create: bool) -> Iterator[None]:
         except FileNotFoundError:
             continue  # removed under us: create it again, or find there is nothing to lock
         try:
-            if _flock(descriptor, deadline, state_root) and _same_inode(descriptor, state_root):
+            _flock(descriptor, deadline, state_root)
+            if _same_inode(descriptor, state_root):
                 yield
                 return
         finally:
             os.close(descriptor)
 
 
-def _flock(descriptor: int, deadline: float, state_root: Path) -> bool:
+def _flock(descriptor: int, deadline: float, state_root: Path) -> None:
     while True:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise LabError(
+                raise LabBusy(
                     f"another `coord lab` command has been working in {state_root} for "
                     f"{LOCK_TIMEOUT:g}s; wait for it to end"
                 ) from None
             time.sleep(sysio.POLL_INTERVAL)
         else:
-            return True
+            return
 
 
 def _same_inode(descriptor: int, path: Path) -> bool:

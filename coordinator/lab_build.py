@@ -20,10 +20,12 @@ from coordinator.lab_plan import (
     LabPaths,
     LabSpec,
     LabState,
+    Report,
     bridge_address,
     bridge_name,
     cgroup_group,
     cpu_quota_us,
+    home_dir,
     plan_hosts,
     render_inventory,
     sshd_config_text,
@@ -31,7 +33,6 @@ from coordinator.lab_plan import (
     veth_name,
 )
 
-Report = Callable[[str], None]
 SSHD_PRIVSEP_DIR = Path("/run/sshd")
 """sshd refuses to start without its privilege separation directory."""
 
@@ -118,7 +119,7 @@ class Builder:
             [
                 self.tools["useradd"],
                 "--create-home",
-                "--home-dir", f"/home/{host.user}",
+                "--home-dir", str(home_dir(host.user)),
                 "--shell", "/bin/bash",
                 "--comment", user_comment(self.spec.name),
                 "--user-group",
@@ -143,11 +144,7 @@ class Builder:
             pid = sysio.read_pidfile(pidfile)
             return pid is not None and sysio.tcp_listening(pid, host.address, SSH_PORT)
 
-        try:
-            sysio.wait_until(listening, timeout=sysio.START_TIMEOUT, what=f"sshd on {host.name}")
-        except LabError as exc:
-            log = sysio.last_log_line(paths.sshd_log(host.name))
-            raise LabError(f"{exc}{f' ({log})' if log else ''}") from None
+        _wait_for_daemon(listening, f"sshd on {host.name}", paths.sshd_log(host.name))
 
     def _cgroups(self, fraction: float) -> None:
         root = sysio.cpu_cgroup_root()
@@ -195,12 +192,20 @@ class Builder:
                 "--logfile", str(paths.redis_log),
             ]
         )  # fmt: skip
-        try:
-            sysio.wait_until(
-                lambda: sysio.redis_ping(server.address, REDIS_PORT, device=bridge),
-                timeout=sysio.START_TIMEOUT,
-                what="redis-server to answer PING",
-            )
-        except LabError as exc:
-            log = sysio.last_log_line(paths.redis_log)
-            raise LabError(f"{exc}{f' ({log})' if log else ''}") from None
+        _wait_for_daemon(
+            lambda: sysio.redis_ping(server.address, REDIS_PORT, device=bridge),
+            "redis-server to answer PING",
+            paths.redis_log,
+        )
+
+
+def _wait_for_daemon(ready: Callable[[], bool], what: str, log: Path) -> None:
+    """Wait for a daemon we started; on a time-out the error carries its log's last line.
+
+    A daemon that dies at start-up says why only in its log, not on the command line.
+    """
+    try:
+        sysio.wait_until(ready, timeout=sysio.START_TIMEOUT, what=what)
+    except LabError as exc:
+        line = sysio.last_log_line(log)
+        raise LabError(f"{exc}{f' ({line})' if line else ''}") from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,8 +43,13 @@ MIN_CPU_QUOTA_US = 1_000
 NAME_RE = re.compile(r"[a-z][a-z0-9]{0,7}")
 HOST_RE = re.compile(r"server|client([1-9][0-9]?)")
 DEFAULT_STATE_ROOT = Path("/var/lib/coord-lab")
+HOME_ROOT = Path("/home")
+_SSHD_UNSAFE = re.compile(r'["\\%\x00-\x1f\x7f]')
+"""What sshd_config cannot carry in a path, even quoted (``%`` starts a token)."""
 
 Role = Literal["client", "server"]
+Report = Callable[[str], None]
+"""Where the lab's build and teardown send their progress lines."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,12 @@ class LabSpec:
         root = Path(self.state_root)
         if not root.is_absolute():
             raise LabError(f"state root must be an absolute path, not {self.state_root}")
+        unsafe = _SSHD_UNSAFE.search(str(root))
+        if unsafe is not None:
+            raise LabError(
+                f"state root {str(root)!r} holds {unsafe.group()!r}, which the lab's sshd "
+                "configuration cannot name; choose another state root"
+            )
         object.__setattr__(self, "state_root", root)
 
     @property
@@ -210,6 +221,10 @@ def user_name(lab: str, host: str) -> str:
     return f"{lab}-{host}"
 
 
+def home_dir(user: str) -> Path:
+    return HOME_ROOT / user
+
+
 def user_comment(lab: str) -> str:
     return f"{USER_COMMENT_PREFIX} {lab}"
 
@@ -278,6 +293,12 @@ def cpu_quota_us(fraction: float) -> int:
     return max(MIN_CPU_QUOTA_US, round(fraction * CPU_PERIOD_US))
 
 
+def _sshd_path(path: Path) -> str:
+    """A path as an sshd_config value: quoted when it holds spaces or ``#`` (state roots may)."""
+    text = str(path)
+    return text if re.fullmatch(r"[\w./+@:=,-]+", text) else f'"{text}"'
+
+
 def sshd_config_text(spec: LabSpec, host: LabHost) -> str:
     paths = LabPaths.of(spec.name, spec.state_root)
     return "\n".join(
@@ -286,9 +307,9 @@ def sshd_config_text(spec: LabSpec, host: LabHost) -> str:
             f"ListenAddress {host.address}",
             f"Port {SSH_PORT}",
             "AddressFamily inet",
-            f"HostKey {paths.host_key(host.name)}",
-            f"PidFile {paths.sshd_pidfile(host.name)}",
-            f"AuthorizedKeysFile {paths.authorized_keys(host.name)}",
+            f"HostKey {_sshd_path(paths.host_key(host.name))}",
+            f"PidFile {_sshd_path(paths.sshd_pidfile(host.name))}",
+            f"AuthorizedKeysFile {_sshd_path(paths.authorized_keys(host.name))}",
             f"AllowUsers {host.user}",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",

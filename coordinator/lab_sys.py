@@ -155,14 +155,15 @@ def check_host() -> None:
         raise LabError("the lab needs root (namespaces, users, daemons): run it with sudo")
 
 
-def require_tools(names: Iterable[str] = TOOLS) -> dict[str, str]:
-    """Absolute path of each tool; one LabError naming every missing one and its package."""
+def require_tools() -> dict[str, str]:
+    """Absolute path of each of :data:`TOOLS`; one LabError naming every missing one and its
+    package."""
     found: dict[str, str] = {}
     missing: list[str] = []
-    for name in names:
+    for name, package in TOOLS.items():
         path = find_tool(name)
         if path is None:
-            missing.append(f"{name} ({TOOLS.get(name, name)})")
+            missing.append(f"{name} ({package})")
         else:
             found[name] = path
     if missing:
@@ -280,8 +281,8 @@ def scan_processes() -> list[ProcessInfo]:
     return found
 
 
-def terminate(pids: Iterable[int]) -> list[int]:
-    """SIGTERM ``pids``, then SIGKILL whatever is left after TERM_TIMEOUT; return the live ones.
+def terminate(pids: Iterable[int]) -> None:
+    """SIGTERM ``pids``, then SIGKILL whatever is left after TERM_TIMEOUT.
 
     Raises LabError when a process survives SIGKILL for KILL_TIMEOUT.
     """
@@ -301,7 +302,6 @@ def terminate(pids: Iterable[int]) -> list[int]:
         except LabError:
             if sig == signal.SIGKILL:
                 raise
-    return targets
 
 
 # --- network -------------------------------------------------------------------------------

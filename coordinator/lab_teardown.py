@@ -19,15 +19,16 @@ from coordinator import lab_sys as sysio
 from coordinator.errors import LabError
 from coordinator.lab_plan import (
     LabPaths,
+    Report,
     bridge_name,
     cgroup_group,
+    home_dir,
     is_lab_inventory,
     is_lab_veth,
     lab_host_of,
     user_comment,
 )
 
-Report = Callable[[str], None]
 PROCESS_ROUNDS = 5
 """Scans for processes to kill before giving up (a process may fork while we kill)."""
 
@@ -118,7 +119,7 @@ class Teardown:
             self._user(user)
         if self.state is not None:  # homes of users that are already gone
             for host in self.state.hosts:
-                home = Path("/home") / host.user
+                home = home_dir(host.user)
                 if sysio.user_entry(host.user) is None and home.is_dir():
                     self.attempt(f"home {home}", partial(shutil.rmtree, home))
         self._cgroups()
@@ -145,9 +146,7 @@ class Teardown:
             self.attempt(f"bridge {bridge}", lambda: sysio.run(["ip", "link", "del", bridge]))
 
     def _cgroups(self) -> None:
-        for cgroup in self.cgroups():  # deepest first
-            if not cgroup.is_dir():
-                continue
+        for cgroup in self.cgroups():  # deepest first; remove_cgroup skips one already gone
             try:
                 for path in sysio.remove_cgroup(cgroup):
                     self.done(f"cgroup {path}")
@@ -156,14 +155,14 @@ class Teardown:
 
     def _user(self, user: str) -> None:
         entry = sysio.user_entry(user)
-        home = Path(entry.pw_dir) if entry is not None else Path("/home") / user
+        home = Path(entry.pw_dir) if entry is not None else home_dir(user)
         had_home = home.is_dir()
         result = sysio.run(["userdel", "--remove", user], check=False)
         if sysio.user_entry(user) is not None:
             self.failed.append(f"user {user}: {sysio.last_line(result.stderr)}")
             return
         self.done(f"user {user}")
-        if home.is_dir() and home == Path("/home") / user:
+        if home.is_dir() and home == home_dir(user):
             self.attempt(f"home {home}", lambda: shutil.rmtree(home))
         elif had_home and not home.exists():
             self.done(f"home {home}")

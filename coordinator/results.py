@@ -78,10 +78,12 @@ from coordinator.stats import (
     HistogramParams,
     IntervalFigures,
     LatencyFigures,
+    Phase,
     RepetitionFigures,
     Spread,
     Summary,
     encode_histogram,
+    first_problem,
     percentile_distribution,
 )
 
@@ -201,7 +203,7 @@ class IntervalRecord(Model):
     """One sampling interval of one agent, in or out of the window."""
 
     index: NonNegativeInt = Field(description="interval number, counted from T0")
-    phase: Literal["warmup", "measure"] = Field(description="the agent's phase")
+    phase: Phase = Field(description="the agent's phase")
     complete: bool = Field(description="the interval ran its whole length")
     in_window: bool = Field(description="part of the repetition's common window")
     count: Count = Field(description="non-error replies counted over all commands")
@@ -697,17 +699,16 @@ def load_results(path: str | os.PathLike[str]) -> ResultsDocument:
         raise ResultsError(f"{path}: cannot read: {reason or exc}") from exc
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ResultsError(f"{path}: not JSON ({exc})") from exc
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ResultsError(f"{path}: not a coord results document (no schema_version)")
     version = data["schema_version"]
-    reader = READERS.get(version) if type(version) is int else None
+    known = type(version) is int  # not bool, float or text
+    reader = READERS.get(version) if known else None
     if reader is None:
         supported = ", ".join(str(v) for v in sorted(READERS))
-        newer = " (written by a newer coord)" if type(version) is int and version > max(
-            READERS
-        ) else ""
+        newer = " (written by a newer coord)" if known and version > max(READERS) else ""
         raise ResultsError(
             f"{path}: schema_version {version!r} is not supported{newer}; coord {__version__} "
             f"reads {supported}"
@@ -717,16 +718,8 @@ def load_results(path: str | os.PathLike[str]) -> ResultsDocument:
     except ValidationError as exc:
         raise ResultsError(
             f"{path}: not a valid results document (schema_version {version}): "
-            f"{_first_problem(exc)}"
+            f"{first_problem(exc)}"
         ) from exc
-
-
-def _first_problem(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(document)"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
 
 
 # --------------------------------------------------------------------------------------------

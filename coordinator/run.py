@@ -173,6 +173,11 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()
     reports = [collected.succeeded[name] for name in by_name]
+    interval_ns = round(phases(inventory).interval_s * 1e9)
+    odd = sorted(report.host for report in reports if report.interval_ns != interval_ns)
+    if odd:
+        raise RunFailed(f"{', '.join(odd)}: load report uses another sampling interval than "
+                        f"the {interval_ns / 1e9:g}s asked for")
     window = stats.common_window(reports)
     figures = stats.repetition_figures(reports, window)
     marks = repetition_marks(figures, window, inventory.benchmark.error_threshold)

@@ -99,7 +99,6 @@ class HandshakeLimiter:
     def __init__(self, limit: int = MAX_CONCURRENT_HANDSHAKES) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        self.limit = limit
         self._slots = threading.BoundedSemaphore(limit)
 
     @contextlib.contextmanager
@@ -440,7 +439,6 @@ class SSHHost:
         limiter: HandshakeLimiter | None = None,
     ) -> None:
         defaults = defaults if defaults is not None else SSHDefaults()
-        self.host = host
         self.name = host.name
         self.address = host.address
         self.port = host.port
@@ -480,6 +478,9 @@ class SSHHost:
             self.close()
         timeout = self.connect_timeout
         self.attempts = 0
+        if self.key_file is not None and not self.key_file.is_file():
+            # a local mistake: no handshake slot, socket or retry can mend it
+            raise SSHAuthFailed(self.name, f"key file {self.key_file} does not exist")
         deadline: float | None = None
         delay_ceiling = RETRY_BASE_DELAY
         last_transient = ""
@@ -535,10 +536,6 @@ class SSHHost:
             "channel_timeout": left,
         }
         if self.key_file is not None:
-            if not self.key_file.is_file():
-                watchdog.disarm()
-                sock.close()
-                raise SSHAuthFailed(self.name, f"key file {self.key_file} does not exist")
             connect_kwargs.update(
                 key_filename=[str(self.key_file)], allow_agent=False, look_for_keys=False
             )
@@ -729,13 +726,12 @@ class SSHHost:
         try:
             sftp.put(os.fspath(local_path), remote_path, callback=progress, confirm=True)
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            with self._lock:
-                self._bytes_uploaded += sent
             raise RemoteCommandFailed(
                 self.name, f"cannot upload {local_path} to {remote_path}: {exc}"
             ) from exc
-        with self._lock:
-            self._bytes_uploaded += sent
+        finally:  # a failed upload still sent bytes
+            with self._lock:
+                self._bytes_uploaded += sent
         return sent
 
     def open_channel(self, port: int, remote_host: str = "127.0.0.1") -> paramiko.Channel:

@@ -50,7 +50,7 @@ import json
 import operator
 import statistics
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -201,10 +201,10 @@ def merge(
 
 def add_into(target: HdrHistogram, histogram: HdrHistogram) -> None:
     """Add ``histogram``'s counts to ``target`` (same parameters, else ``ValueError``)."""
-    if HistogramParams.of(histogram) != HistogramParams.of(target):
+    theirs, ours = HistogramParams.of(histogram), HistogramParams.of(target)
+    if theirs != ours:
         raise ValueError(
-            f"cannot merge a histogram of {HistogramParams.of(histogram).describe()} "
-            f"into one of {HistogramParams.of(target).describe()}"
+            f"cannot merge a histogram of {theirs.describe()} into one of {ours.describe()}"
         )
     lowest = target.min_value
     target.add(histogram)
@@ -483,7 +483,7 @@ def parse_agent_report(
 
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise refuse(f"not JSON ({_why(exc)})") from exc
     if not isinstance(data, dict):
         raise refuse(f"expected a JSON object, got {type(data).__name__}")
@@ -495,7 +495,7 @@ def parse_agent_report(
     try:
         wire = _WireReport.model_validate(data)
     except ValidationError as exc:
-        raise refuse(_first_problem(exc)) from exc
+        raise refuse(first_problem(exc)) from exc
 
     declared = (
         wire.histogram.lowest_usec,
@@ -558,7 +558,8 @@ def parse_agent_report(
         raise refuse(str(exc)) from exc
 
 
-def _first_problem(exc: ValidationError) -> str:
+def first_problem(exc: ValidationError) -> str:
+    """pydantic's first error as ``path: message``, so a refusal stays one line."""
     errors = exc.errors(include_url=False)
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"]) or "(document)"
@@ -693,7 +694,8 @@ def repetition_figures(
     Throughputs are counts divided by the window's length; latency figures come only from
     merged histograms. Each command histogram is decoded once and dropped after use.
     """
-    window = sorted(set(window))
+    in_window = set(window)
+    window = sorted(in_window)
     interval_ns = _interval_ns(reports) if reports else 1_000_000_000
     interval_s = interval_ns / 1e9
     seconds = len(window) * interval_s
@@ -705,8 +707,7 @@ def repetition_figures(
                     f"{report.host}: interval {index} is not a complete measure interval"
                 )
 
-    in_window = set(window)
-    command_histograms: dict[str, HdrHistogram] = {}
+    command_histograms: defaultdict[str, HdrHistogram] = defaultdict(params.empty)
     command_counts: Counter[str] = Counter()
     agents = []
     for report in reports:
@@ -739,8 +740,6 @@ def repetition_figures(
             if measured:
                 add_into(agent_histogram, histogram)
                 for name, command in interval.commands.items():
-                    if name not in command_histograms:
-                        command_histograms[name] = params.empty()
                     add_into(command_histograms[name], decoded[name])
                     command_counts[name] += command.count
         measured_series = [figures for figures in series if figures.in_window]

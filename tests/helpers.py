@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import selectors
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, TypeVar
 
 import psutil
 import pytest
 
-from coordinator.errors import LabError
+from coordinator.lab import LabBusy, LabSpec, LabStatus, lab_down, lab_up
 
 POLL_TICK = 0.02
 T = TypeVar("T")
-LAB_BUSY = "another `coord lab` command is working"
 
 
 def poll_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -44,10 +44,20 @@ def when_lab_is_free(action: Callable[[], T], timeout: float = 300.0) -> T:
     while True:
         try:
             return action()
-        except LabError as exc:
-            if LAB_BUSY not in str(exc) or time.monotonic() > deadline:
+        except LabBusy:
+            if time.monotonic() > deadline:
                 raise
         time.sleep(0.5)
+
+
+def module_lab(spec: LabSpec, directory: Path) -> Iterator[LabStatus]:
+    """The body of a module-scoped ``lab`` fixture (``yield from``): the lab ``spec`` with its
+    inventory in ``directory``, built when the lab lock is free and always removed."""
+    inventory = directory / "hosts.yaml"
+    try:
+        yield when_lab_is_free(lambda: lab_up(spec, inventory))
+    finally:
+        when_lab_is_free(lambda: lab_down(spec.name, spec.state_root))
 
 
 def wait_for_line(stream: IO[str] | None, needle: str, timeout: float) -> list[str]:

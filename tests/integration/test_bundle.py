@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,9 @@ from coordinator.bundle import (
 from coordinator.errors import BundleError
 from coordinator.inventory import Inventory
 from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
-from coordinator.lab_plan import DEFAULT_STATE_ROOT
+from coordinator.lab import LabSpec, LabStatus
 from coordinator.ssh import SSHHost
-from tests.helpers import when_lab_is_free
+from tests.helpers import module_lab
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 NAME = "cbund"
@@ -200,12 +200,8 @@ def test_a_foreign_architecture_names_the_binary_package(
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
-    inventory = tmp_path_factory.mktemp("cbund") / "hosts.yaml"
     spec = LabSpec(name=NAME, clients=1, subnet=SUBNET)
-    try:
-        yield when_lab_is_free(lambda: lab_up(spec, inventory))
-    finally:
-        when_lab_is_free(lambda: lab_down(NAME, DEFAULT_STATE_ROOT))
+    yield from module_lab(spec, tmp_path_factory.mktemp(NAME))
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +232,7 @@ class TestOnLabHosts:
             assert second.cached and second.bytes_uploaded == 0
             assert second.remote_dir == first.remote_dir
             assert ssh.bytes_uploaded == bundle.size
-            listing = ssh.run(["ls", "-A", posix_parent(first.remote_dir)])[0].split()
+            listing = ssh.run(["ls", "-A", posixpath.dirname(first.remote_dir)])[0].split()
             assert listing == [bundle.hash]  # no archive or work directory left behind
             assert ssh.run(["cat", f"{first.remote_dir}/.complete"])[0] == bundle.hash + "\n"
         print(f"\nfirst deploy (probe, build, upload, unpack): {cold:.3f}s; warm: {warm:.4f}s")
@@ -279,7 +275,7 @@ class TestOnLabHosts:
             assert len(set(hashes)) == 3
             bundles_dir = f"/home/{ssh.user}/prune-{tmp_path.name}/bundles"
             assert sorted(ssh.run(["ls", "-A", bundles_dir])[0].split()) == sorted(hashes[1:])
-            ssh.run(["rm", "-rf", posix_parent(bundles_dir)])
+            ssh.run(["rm", "-rf", posixpath.dirname(bundles_dir)])
 
     def test_hostile_cache_dir_is_only_a_path(self, inventory: Inventory, built: Bundle) -> None:
         with SSHHost(inventory.host("client1"), inventory.ssh) as ssh:
@@ -289,7 +285,3 @@ class TestOnLabHosts:
             assert deployed.remote_dir.startswith(f"{home}/odd $(touch pwned) 'dir'/bundles/")
             assert "pwned" not in ssh.run(["ls", "-A", home])[0].splitlines()
             ssh.run(["rm", "-rf", f"{home}/odd $(touch pwned) 'dir'"])
-
-
-def posix_parent(path: str) -> str:
-    return path.rsplit("/", 1)[0]

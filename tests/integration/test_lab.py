@@ -2,7 +2,7 @@
 
 Needs root. One lab (``ctest`` on 198.18.100.0/24, so a developer's ``coord`` lab is left
 alone) is built once for the module and always torn down; tests that need a lab of their own
-use other names and subnets (198.18.101-103.0/24). The last test of the file tears the shared
+use other names and subnets (198.18.101-104.0/24). The last test of the file tears the shared
 lab down itself and checks that nothing is left.
 """
 
@@ -77,7 +77,7 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(inventory: Path) -> Iterator[LabStatus]:
-    lab_down(NAME, STATE_ROOT)  # the remains of an interrupted earlier run, if any
+    lab_down(NAME, STATE_ROOT)  # a healthy lab left by an interrupted run would be reused
     spec = LabSpec(name=NAME, clients=2, subnet=SUBNET, client_cpu=CLIENT_CPU)
     try:
         yield lab_up(spec, inventory)

@@ -16,7 +16,8 @@ from coordinator.lab import LabSpec, lab_status, lab_up
 
 ROOT = Path(__file__).parents[2]
 NAME = "clicli"
-SUBNET = "198.18.102.0/24"
+SUBNET = "198.18.105.0/24"
+"""Apart from test_lab.py's labs (198.18.100-104), which another session may have up."""
 
 pytestmark = [
     pytest.mark.lab,

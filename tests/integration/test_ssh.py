@@ -30,10 +30,9 @@ from coordinator.errors import (
 )
 from coordinator.inventory import Host, Inventory, SSHDefaults
 from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
-from coordinator.lab_plan import DEFAULT_STATE_ROOT
+from coordinator.lab import LabSpec, LabStatus
 from coordinator.ssh import HandshakeLimiter, SSHHost, known_hosts_name
-from tests.helpers import poll_until, when_lab_is_free
+from tests.helpers import module_lab, poll_until
 
 NAME = "cssh"
 SUBNET = "198.18.110.0/24"
@@ -100,12 +99,8 @@ def test_known_hosts_names_follow_openssh() -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
-    inventory = tmp_path_factory.mktemp("cssh") / "hosts.yaml"
     spec = LabSpec(name=NAME, clients=1, subnet=SUBNET)
-    try:
-        yield when_lab_is_free(lambda: lab_up(spec, inventory))
-    finally:
-        when_lab_is_free(lambda: lab_down(NAME, DEFAULT_STATE_ROOT))
+    yield from module_lab(spec, tmp_path_factory.mktemp(NAME))
 
 
 @pytest.fixture(scope="module")

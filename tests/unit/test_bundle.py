@@ -24,6 +24,7 @@ from coordinator.bundle import (
     MIN_PYTHON,
     PROBE_SCRIPT,
     Interpreter,
+    _load_cached,
     agent_requirements,
     build_bundle,
     compatible_platform_tags,
@@ -287,6 +288,15 @@ def test_old_python_is_refused_before_any_download(tmp_path: Path) -> None:
     assert "python /usr/bin/python3 3.9.2" in str(caught.value)
     assert ">= 3.10" in str(caught.value)
     assert not (tmp_path / "wheels").exists()
+
+
+@pytest.mark.parametrize(
+    "manifest", ['{"format": 1}', "[1]", '{"format": 1, "size": 0, "hash": "x", "files": "?"}']
+)
+def test_a_damaged_cache_entry_is_not_trusted(tmp_path: Path, manifest: str) -> None:
+    (tmp_path / "bundle.tar.gz").write_bytes(b"")
+    (tmp_path / "bundle.json").write_text(manifest)
+    assert _load_cached(tmp_path, DEBIAN, agent_requirements(DEBIAN)) is None
 
 
 def test_missing_wheelhouse_is_refused(tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ from coordinator.lab_plan import (
         ({"client_cpu": 0.0}, "at least 0.01"),
         ({"client_cpu": -1.0}, "at least 0.01"),
         ({"state_root": Path("relative")}, "absolute"),
+        ({"state_root": Path("/srv/100%")}, "sshd configuration cannot name"),
+        ({"state_root": Path('/srv/"lab"')}, "sshd configuration cannot name"),
     ],
 )
 def test_bad_specs_are_refused_in_one_line(kwargs: dict[str, object], fragment: str) -> None:
@@ -143,6 +145,12 @@ def test_odd_paths_are_quoted_in_the_inventory() -> None:
     document = yaml.safe_load(render_inventory(spec, plan_hosts(spec)))
     assert document["ssh"]["known_hosts"] == "/srv/lab: #1/coord/known_hosts"
     assert document["hosts"][0]["key_file"] == "/srv/lab: #1/coord/keys/server"
+
+
+def test_odd_paths_are_quoted_in_the_sshd_config() -> None:
+    spec = LabSpec(state_root=Path("/srv/lab: #1"))
+    text = sshd_config_text(spec, plan_hosts(spec)[0])
+    assert 'HostKey "/srv/lab: #1/coord/server/ssh_host_ed25519_key"\n' in text
 
 
 def test_the_state_file_round_trips_and_rejects_what_it_does_not_know() -> None:

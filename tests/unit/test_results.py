@@ -174,6 +174,7 @@ def fixture_with(**changes: Any) -> str:
     ("text", "reason"),
     [
         ("{not json", "not JSON"),
+        pytest.param("[" * 100_000, "not JSON (maximum recursion depth", id="nested-too-deep"),
         ("[1]", "not a coord results document (no schema_version)"),
         (fixture_with(drop_schema_version=None), "no schema_version"),
         (fixture_with(schema_version=99), "schema_version 99 is not supported (written by a "

@@ -376,6 +376,7 @@ _DELETE = object()
     ("text", "reason"),
     [
         ("not json", "not JSON"),
+        pytest.param("[" * 100_000, "not JSON (maximum recursion depth", id="nested-too-deep"),
         ("[1, 2]", "expected a JSON object"),
         (_mutate("format", 2), "format 2 is not one this coordinator reads"),
         (_mutate("driver", _DELETE), "driver: Field required"),
