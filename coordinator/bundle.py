@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from coordinator.errors import BundleError, RemoteCommandFailed
+from coordinator.errors import BundleError, RemoteCommandFailed, last_line
 
 if TYPE_CHECKING:
     from coordinator.ssh import SSHHost
@@ -444,11 +444,10 @@ def _pip_download(
             "put a matching wheel in a --wheelhouse directory, or use another interpreter "
             "(the host's `python` in the inventory)",
         )
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
     raise BundleError(
         host,
         f"pip download failed for {interpreter.describe()}: "
-        f"{lines[-1] if lines else f'exit status {result.returncode}'}",
+        f"{last_line(output) or f'exit status {result.returncode}'}",
     )
 
 

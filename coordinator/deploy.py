@@ -26,7 +26,7 @@ from coordinator.bundle import (
     ensure_bundle,
     probe_interpreter,
 )
-from coordinator.errors import AgentError
+from coordinator.errors import AgentError, last_line
 from coordinator.fanout import StageReporter
 from coordinator.inventory import Host, Inventory, SSHDefaults
 from coordinator.ssh import RemoteProcess, SSHHost
@@ -157,7 +157,7 @@ def _ready_line(host: str, process: RemoteProcess) -> str:
             host, f"the agent printed nothing within {AGENT_READY_TIMEOUT:g}s of starting"
         ) from None
     if line is None:
-        reason = (process.stderr().strip().splitlines() or ["no error output"])[-1]
+        reason = last_line(process.stderr()) or "no error output"
         raise AgentError(host, f"the agent exited before it was ready: {reason}")
     return line
 

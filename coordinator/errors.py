@@ -33,6 +33,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of a tool's output: where tools put their one-line reason."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 class CoordError(Exception):
     """Root of every error coord reports to its user as a message rather than a traceback."""
 

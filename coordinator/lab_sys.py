@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from coordinator.errors import LabError
+from coordinator.errors import LabError, last_line
 from coordinator.lab_plan import LabPaths, LabState, state_from_json, state_to_json
 
 COMMAND_TIMEOUT = 30.0
@@ -69,11 +69,6 @@ class CommandFailed(LabError):
         status = "timed out" if returncode is None else f"exit {returncode}"
         message = f"`{shlex.join(self.argv)}` failed ({status})"
         super().__init__(f"{message}: {detail}" if detail else message)
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def run(

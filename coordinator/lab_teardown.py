@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from coordinator import lab_sys as sysio
-from coordinator.errors import LabError
+from coordinator.errors import LabError, last_line
 from coordinator.lab_plan import (
     LabPaths,
     Report,
@@ -159,7 +159,7 @@ class Teardown:
         had_home = home.is_dir()
         result = sysio.run(["userdel", "--remove", user], check=False)
         if sysio.user_entry(user) is not None:
-            self.failed.append(f"user {user}: {sysio.last_line(result.stderr)}")
+            self.failed.append(f"user {user}: {last_line(result.stderr)}")
             return
         self.done(f"user {user}")
         if home.is_dir() and home == home_dir(user):

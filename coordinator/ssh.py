@@ -57,6 +57,7 @@ from coordinator.errors import (
     HostUnreachable,
     RemoteCommandFailed,
     SSHAuthFailed,
+    last_line,
 )
 from coordinator.inventory import Host, SSHDefaults
 
@@ -196,11 +197,6 @@ def record_host_key(known_hosts: Path, hostname: str, key: paramiko.PKey) -> Non
 def _fabric_config() -> Config:
     """A fabric config that reads no file at all: no ssh_config, no fabric.yaml."""
     return Config(lazy=True, ssh_config=SSHConfig(), overrides={"load_ssh_configs": False})
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _shown(command: str) -> str:
@@ -672,7 +668,7 @@ class SSHHost:
             how = f"exited {status}" if status > 0 else "ended without an exit status"
             if status < 0 and not self.connected:
                 how = "was cut off (the SSH connection dropped)"
-            detail = _last_line(stderr)
+            detail = last_line(stderr)
             raise RemoteCommandFailed(
                 self.name, f"`{_shown(command)}` {how}" + (f": {detail}" if detail else "")
             )
