@@ -218,7 +218,7 @@ def _detach_stdio(log_path: Path) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, STDOUT_FD)
     os.close(devnull)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log_fd = _open_log(log_path)
     os.dup2(log_fd, STDERR_FD)
     os.close(log_fd)
 
@@ -232,7 +232,7 @@ def _prepare_state_dir(path: Path) -> Path:
 def _configure_logging(log_path: Path) -> None:
     if log_path.exists() and log_path.stat().st_size > LOG_MAX_BYTES:
         log_path.replace(log_path.with_name(log_path.name + ".1"))
-    os.close(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    os.close(_open_log(log_path))  # created owner-only before FileHandler opens it
     handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -240,6 +240,11 @@ def _configure_logging(log_path: Path) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+
+
+def _open_log(path: Path) -> int:
+    """The log, for appending; created readable by its owner only (it names hosts and ports)."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
 def _write_pid_file(path: Path, port: int) -> None:

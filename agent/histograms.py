@@ -16,6 +16,7 @@ silently.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -35,7 +36,7 @@ class HistogramParams:
     significant_figures: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("lowest_usec", "highest_usec", "significant_figures"):
+        for name in _PARAM_NAMES:
             if type(getattr(self, name)) is not int:
                 raise ValueError(f"histogram.{name} must be an integer")
         if self.lowest_usec < 1:
@@ -53,25 +54,19 @@ class HistogramParams:
     def from_json(cls, fields: Mapping[str, Any]) -> HistogramParams:
         """From ``{"lowest_usec": .., "highest_usec": .., "significant_figures": ..}``;
         ValueError for a missing, unknown or invalid field."""
-        known = {"lowest_usec", "highest_usec", "significant_figures"}
-        extra = sorted(set(fields) - known)
+        extra = sorted(set(fields) - set(_PARAM_NAMES))
         if extra:
             raise ValueError(f"histogram: unknown field(s): {', '.join(extra)}")
-        missing = sorted(known - set(fields))
+        missing = sorted(set(_PARAM_NAMES) - set(fields))
         if missing:
             raise ValueError(f"histogram: missing field(s): {', '.join(missing)}")
-        return cls(
-            lowest_usec=fields["lowest_usec"],
-            highest_usec=fields["highest_usec"],
-            significant_figures=fields["significant_figures"],
-        )
+        return cls(**{name: fields[name] for name in _PARAM_NAMES})
 
     def to_json(self) -> dict[str, int]:
-        return {
-            "lowest_usec": self.lowest_usec,
-            "highest_usec": self.highest_usec,
-            "significant_figures": self.significant_figures,
-        }
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+
+_PARAM_NAMES: Final = tuple(param.name for param in dataclasses.fields(HistogramParams))
 
 
 def new_histogram(params: HistogramParams) -> HdrHistogram:

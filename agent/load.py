@@ -76,10 +76,14 @@ class LoadController:
                 previous.close()
             driver = factory()
             prepared = driver.prepare(spec, keepalive)
-        finally:
+        except BaseException:
             with self._lock:
                 self._preparing = False
+            raise
+        # One lock hold: between two, another prepare() would see neither flag nor driver,
+        # start a second load, and orphan this one's processes.
         with self._lock:
+            self._preparing = False
             self._driver = driver
         return prepared.to_json()
 

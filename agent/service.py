@@ -197,12 +197,11 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         *,
         watchdog: float,
         bundle_hash: str | None,
-        started_ns: int | None = None,
     ) -> None:
         self._liveness = liveness
         self._watchdog = watchdog
         self._bundle_hash = bundle_hash
-        self._started_ns = time.time_ns() if started_ns is None else started_ns
+        self._started_ns = time.time_ns()
         self._started_mono = time.monotonic()
         self._stop_requested = False
         self._process = psutil.Process()

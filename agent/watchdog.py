@@ -76,14 +76,6 @@ class Liveness:
         """Safe inside a signal handler: a plain attribute store, no lock."""
         self._signal = signum
 
-    @property
-    def reason(self) -> str | None:
-        return self._reason
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def wait(self, timeout: float) -> str | None:
         """Wait up to ``timeout`` seconds for a shutdown request; its reason, or None."""
         self._stopping.wait(timeout)

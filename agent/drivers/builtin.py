@@ -111,10 +111,11 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def plan(params: BuiltinParams, keyspace: int, cores: int) -> list[tuple[int, tuple[int, int]]]:
+def plan(params: BuiltinParams, cores: int) -> list[tuple[int, tuple[int, int]]]:
     """Per load process: its connections and its share of the keyspace (for preloading)."""
     processes = min(params.processes or cores, params.connections)
     base, extra = divmod(params.connections, processes)
+    keyspace = params.keyspace
     shares = []
     for index in range(processes):
         first = keyspace * index // processes
@@ -159,6 +160,7 @@ class BuiltinDriver(Driver):
         self._t0_ns: int | None = None
         self._stop_requested = False
         self._problem: str | None = None
+        self._errors = 0  # over every interval received: progress() must not re-add them all
         self._merged: dict[int, IntervalData] = {}
         self._p99: dict[int, float | None] = {}  # of merged intervals, for progress()
         self._report: LoadReport | None = None
@@ -217,11 +219,7 @@ class BuiltinDriver(Driver):
         spec = self._spec
         with self._lock:
             state = self._state
-            errors = sum(
-                interval.error_count
-                for process in self._processes
-                for interval in process.intervals.values()
-            )
+            errors = self._errors
             index = self._last_common_interval()
             problem = self._problem
         if spec is None or index is None:
@@ -316,7 +314,7 @@ class BuiltinDriver(Driver):
     def _make_processes(self, spec: LoadSpec, params: BuiltinParams) -> list[_Process]:
         base_seed = params.seed if params.seed is not None else random.getrandbits(63)
         processes = []
-        for index, (connections, keys) in enumerate(plan(params, params.keyspace, self._cores)):
+        for index, (connections, keys) in enumerate(plan(params, self._cores)):
             parent_end, child_end = socket.socketpair()
             config = WorkerConfig(
                 index=index,
@@ -357,7 +355,8 @@ class BuiltinDriver(Driver):
                 keepalive()
 
     def _last_common_interval(self) -> int | None:
-        """The last interval every load process still running has delivered (lock held)."""
+        """The last interval every load process has delivered, None until each has delivered
+        one (lock held)."""
         lasts = [max(p.intervals) for p in self._processes if p.intervals]
         if len(lasts) < len(self._processes) or not lasts:
             return None
@@ -398,7 +397,8 @@ class BuiltinDriver(Driver):
                 process.first_send_ns = int(message["first_send_ns"])
             elif kind == "interval":
                 interval = IntervalData.from_json(message["interval"])
-                process.intervals[interval.index] = interval
+                process.intervals[interval.index] = interval  # each index comes once
+                self._errors += interval.error_count
             elif kind == "finished":
                 process.stopped_ns = int(message["stopped_ns"])
                 process.reason = str(message["reason"])

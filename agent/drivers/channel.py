@@ -44,10 +44,6 @@ class Channel:
             except OSError as exc:
                 raise ChannelClosed(f"cannot send: {exc}") from exc
 
-    def pending(self) -> bool:
-        """A whole message is already buffered (``receive`` will not read the socket)."""
-        return bool(self._lines)
-
     def receive(self) -> dict[str, Any]:
         """The next message; blocks on the socket unless one is buffered."""
         while not self._lines:

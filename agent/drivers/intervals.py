@@ -41,14 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from agent.histograms import (
-    CommandLatencies,
-    HistogramParams,
-    add,
-    decode,
-    encode,
-    new_histogram,
-)
+from agent.histograms import CommandLatencies, HistogramParams, encode, merge_encoded
 
 #: The load report format written by this agent.
 REPORT_FORMAT: Final = 1
@@ -130,9 +123,7 @@ def merge_intervals(
         if len(samples) == 1:
             commands[name] = samples[0]
             continue
-        merged = new_histogram(params)
-        for sample in samples:
-            add(merged, decode(sample.histogram))
+        merged = merge_encoded((sample.histogram for sample in samples), params)
         commands[name] = CommandLatencies(encode(merged), sum(s.count for s in samples))
     return IntervalData(
         index=index,
@@ -156,9 +147,7 @@ def sum_errors(counters: Iterable[Mapping[str, int]]) -> dict[str, int]:
 
 def p99_usec(interval: IntervalData, params: HistogramParams) -> float | None:
     """The 99th percentile over all commands of ``interval`` (None without replies)."""
-    merged = new_histogram(params)
-    for command in interval.commands.values():
-        add(merged, decode(command.histogram))
+    merged = merge_encoded((command.histogram for command in interval.commands.values()), params)
     if not merged.get_total_count():
         return None
     return float(merged.get_value_at_percentile(99.0))

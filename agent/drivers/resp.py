@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +27,11 @@ POOL_MAX_REQUESTS: Final = 1 << 18
 POOL_REQUESTS_PER_KEY: Final = 2
 #: Fewest requests in a pool (a tiny keyspace still needs a varied SET/GET sequence).
 POOL_MIN_REQUESTS: Final = 1 << 14
+
+# ``GET key`` and ``SET key value`` with the key (length, bytes) and the encoded value argument
+# still to fill in: formatting these costs less than encode_command in the request stream.
+_GET_TEMPLATE: Final = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"
+_SET_TEMPLATE: Final = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s"
 
 
 def encode_command(*args: bytes | str | int) -> bytes:
@@ -124,30 +130,29 @@ class RequestMix:
         keyspace = self.keyspace
         ratio = self.set_ratio
         value_arg = self._value_arg
+        set_template, get_template = _SET_TEMPLATE, _GET_TEMPLATE  # locals: read per request
         parts = []
         kinds = []
         for _ in range(self.pipeline):
-            key = b"key:%d" % int(rnd() * keyspace)
+            key = b"key:%d" % int(rnd() * keyspace)  # key_name, inlined: no call per request
             if rnd() < ratio:
-                parts.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s" % (len(key), key, value_arg))
+                parts.append(set_template % (len(key), key, value_arg))
                 kinds.append(self.SET)
             else:
-                parts.append(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
+                parts.append(get_template % (len(key), key))
                 kinds.append(self.GET)
         sets = sum(kinds)
         return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets))
 
-    def preload_batches(self, first: int, end: int, size: int) -> list[bytes]:
-        """SET of every key in ``[first, end)``, ``size`` commands per batch."""
-        batches = []
+    def preload_batches(self, first: int, end: int, size: int) -> Iterator[bytes]:
+        """SET of every key in ``[first, end)``, ``size`` commands per batch, one batch at a
+        time: a whole keyspace share of values at once could exceed the host's memory."""
+        value_arg = self._value_arg
         for start in range(first, end, size):
-            batches.append(
-                b"".join(
-                    b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s" % (len(key), key, self._value_arg)
-                    for key in (key_name(n) for n in range(start, min(end, start + size)))
-                )
+            yield b"".join(
+                _SET_TEMPLATE % (len(key), key, value_arg)
+                for key in map(key_name, range(start, min(end, start + size)))
             )
-        return batches
 
 
 def make_value(size: int) -> bytes:

@@ -104,9 +104,6 @@ class Timeline:
 class LoadSpec:
     driver: str
     target: Target
-    warmup_s: float
-    duration_s: float
-    interval_s: float
     histogram: HistogramParams
     params: Mapping[str, Any]
     timeline: Timeline
@@ -140,6 +137,8 @@ def parse_spec(text: str) -> LoadSpec:
     params = fields.object("params")
     fields.no_more()
     interval_ns = round(interval_s * 1e9)
+    if interval_ns < 1:
+        raise fields.problem("interval_s", f"must be at least 1 ns, got {interval_s:g} s")
     timeline = Timeline(
         interval_ns=interval_ns,
         warmup_intervals=_whole_intervals("warmup_s", warmup_s, interval_s),
@@ -150,9 +149,6 @@ def parse_spec(text: str) -> LoadSpec:
     return LoadSpec(
         driver=driver,
         target=target,
-        warmup_s=warmup_s,
-        duration_s=duration_s,
-        interval_s=interval_s,
         histogram=histogram,
         params=params,
         timeline=timeline,
@@ -176,6 +172,8 @@ def parse_target(data: Mapping[str, Any]) -> Target:
 
 def _whole_intervals(name: str, seconds: float, interval_s: float) -> int:
     count = seconds / interval_s
+    if not math.isfinite(count):
+        raise DriverError(KIND_CONFIG, f"spec.{name} ({seconds:g} s) is too long")
     whole = round(count)
     if abs(count - whole) > WHOLE_INTERVAL_TOLERANCE * max(1.0, count):
         raise DriverError(
@@ -247,9 +245,12 @@ class Fields:
         exclusive: bool = False,
     ) -> float:
         value = self.get(key)
-        if type(value) not in (int, float) or not math.isfinite(value):
+        try:
+            number = float(value) if type(value) in (int, float) else math.nan
+        except OverflowError:  # an integer beyond any float
+            number = math.nan
+        if not math.isfinite(number):
             raise self.problem(key, f"must be a number, got {value!r}")
-        number = float(value)
         if minimum is not None and (number <= minimum if exclusive else number < minimum):
             relation = "more than" if exclusive else "at least"
             raise self.problem(key, f"must be {relation} {minimum:g}, got {number:g}")

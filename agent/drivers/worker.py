@@ -327,9 +327,10 @@ class Worker:
         )
         self.recorder = IntervalRecorder(config.histogram, RequestMix.commands)
         self.connections = [Connection() for _ in range(config.connections)]
-        self.handshake = (auth_command(self.target.username, self.target.password) or b"") + (
-            encode_command("PING")
-        )
+        self._auth = auth_command(self.target.username, self.target.password)
+        # What a new connection sends during prepare, and the commands it expects replies to.
+        self.handshake = (self._auth or b"") + encode_command("PING")
+        self._handshake_commands = ("PING",) if self._auth is None else ("AUTH", "PING")
         self._address: tuple[Any, ...] = ()
         self._family = socket.AF_INET
         self._poller: Any = None
@@ -386,8 +387,9 @@ class Worker:
                     KIND_UNREACHABLE, f"cannot connect to {endpoint}: {_reason(exc)}"
                 ) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            replies = _exchange(sock, self.handshake, 2 if self.target.password else 1, endpoint)
-            for reply, command in zip(replies, ("AUTH", "PING")[-len(replies) :], strict=True):
+            commands = self._handshake_commands
+            replies = _exchange(sock, self.handshake, len(commands), endpoint)
+            for reply, command in zip(replies, commands, strict=True):
                 if isinstance(reply, hiredis.ReplyError):
                     raise _handshake_error(endpoint, command, str(reply))
         except BaseException:
@@ -682,9 +684,9 @@ class Worker:
 
     def _fail(self, conn: Connection) -> None:
         """The connection broke: count its lost requests, drop it, reconnect."""
-        lost = max(1, conn.in_flight) if conn.state == READY else 1
-        self.errors[ERROR_CONNECTION] = self.errors.get(ERROR_CONNECTION, 0) + lost
         was_ready = conn.state == READY
+        lost = max(1, conn.in_flight) if was_ready else 1
+        self.errors[ERROR_CONNECTION] = self.errors.get(ERROR_CONNECTION, 0) + lost
         self._drop(conn)
         if was_ready:
             conn.attempts = 0
@@ -729,12 +731,11 @@ class Worker:
             if code or events & (_ERR | _HUP):
                 self._fail(conn)
                 return
-            auth = auth_command(self.target.username, self.target.password)
-            if auth is None:
+            if self._auth is None:
                 self._ready(conn)
                 return
             try:
-                sock.send(auth)  # tiny: the socket buffer of a new connection holds it
+                sock.send(self._auth)  # tiny: the socket buffer of a new connection holds it
             except OSError:
                 self._fail(conn)
                 return

@@ -371,7 +371,7 @@ def test_a_version_mismatch_at_connect_names_both_sides(start_agent: AgentFactor
     assert f"agent runs coord {agent.__version__}, rpyc {rpyc.__version__}" in message
 
 
-def test_a_port_without_an_agent_is_reported(start_agent: AgentFactory) -> None:
+def test_a_port_without_an_agent_is_reported() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()

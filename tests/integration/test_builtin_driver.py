@@ -26,6 +26,7 @@ import psutil
 import pytest
 import redis
 
+from agent import protocol
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.errors import DriverError
 from agent.drivers.intervals import LoadReport
@@ -409,6 +410,10 @@ class AgentProcess:
     proc: subprocess.Popen[bytes]
     token: str
     port: int
+    state_dir: Path
+
+    def log(self) -> str:
+        return (self.state_dir / protocol.LOG_FILE).read_text(encoding="utf-8")
 
     def link(self) -> AgentLink:
         return AgentLink.connect_tcp("testhost", self.port, self.token)
@@ -442,7 +447,7 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[[], AgentProcess]]:
         proc.stdin.write(startup_line(token))
         proc.stdin.flush()
         ready = parse_ready_line(_read_line(proc.stdout.fileno()).decode(), "testhost")
-        handle = AgentProcess(proc, token, ready.port)
+        handle = AgentProcess(proc, token, ready.port, state_dir)
         started.append(handle)
         return handle
 
@@ -489,10 +494,10 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
         assert first.load_progress().state == "prepared"
     workers = agent.workers()
     assert len(workers) == 2
-    # The agent thread that served the first link has ended; the load processes must not
-    # have died with it (PR_SET_PDEATHSIG follows the thread that started them).
+    # The agent thread that served the first link ends once it logs the close; the load
+    # processes must not die with it (PR_SET_PDEATHSIG follows the thread that started them).
+    poll_until(lambda: "connection closed" in agent.log(), DEADLINE, "the first link to end")
     with agent.link() as link:
-        poll_until(lambda: link.status().request_age_s >= 0, DEADLINE, "a second link")
         assert all(not process_gone(pid) for pid in workers)
         t0_ns = link.clock() + START_MARGIN_NS
         assert link.start_load(t0_ns) == t0_ns

@@ -26,14 +26,12 @@ SPEC = {
 
 class FakeDriver(Driver):
     name = "fake"
-    made: list[FakeDriver] = []  # noqa: RUF012 (the test's record of drivers made)
 
-    def __init__(self) -> None:
+    def __init__(self, made: list[FakeDriver]) -> None:
         self._state = LoadState.IDLE
         self.closed = False
-        self.keepalives = 0
         self.spec: LoadSpec | None = None
-        FakeDriver.made.append(self)
+        made.append(self)
 
     def prepare(self, spec: LoadSpec, keepalive: Callable[[], None] = no_keepalive) -> Prepared:
         if spec.params.get("fail"):
@@ -85,16 +83,21 @@ class FakeDriver(Driver):
 
 
 @pytest.fixture
-def controller() -> LoadController:
-    FakeDriver.made.clear()
-    return LoadController({"fake": FakeDriver})
+def made() -> list[FakeDriver]:
+    """The drivers the controller made, in order."""
+    return []
+
+
+@pytest.fixture
+def controller(made: list[FakeDriver]) -> LoadController:
+    return LoadController({"fake": lambda: FakeDriver(made)})
 
 
 def spec(**params: object) -> str:
     return json.dumps(dict(SPEC, params=params))
 
 
-def test_a_whole_load(controller: LoadController) -> None:
+def test_a_whole_load(controller: LoadController, made: list[FakeDriver]) -> None:
     assert controller.progress()["state"] == "idle"
     kept_alive: list[int] = []
     prepared = controller.prepare(spec(), keepalive=lambda: kept_alive.append(1))
@@ -105,7 +108,7 @@ def test_a_whole_load(controller: LoadController) -> None:
     assert controller.progress()["state"] == "running"
     with pytest.raises(DriverError, match="state: not over"):
         controller.report()
-    FakeDriver.made[0].finish()
+    made[0].finish()
     assert json.loads(controller.report())["driver"] == "fake"
     assert controller.stop() == {"state": "finished"}  # over already: nothing to stop
 
@@ -122,11 +125,13 @@ def test_calls_out_of_order_are_state_errors(controller: LoadController) -> None
         controller.prepare(spec())
 
 
-def test_a_new_prepare_replaces_a_load_that_is_over(controller: LoadController) -> None:
+def test_a_new_prepare_replaces_a_load_that_is_over(
+    controller: LoadController, made: list[FakeDriver]
+) -> None:
     controller.prepare(spec())
     assert controller.stop() == {"state": "stopped"}
     controller.prepare(spec())
-    first, second = FakeDriver.made
+    first, second = made
     assert first.closed and not second.closed
     assert controller.state is LoadState.PREPARED
     controller.close()
@@ -145,12 +150,14 @@ def test_a_refused_prepare_leaves_the_controller_idle(controller: LoadController
     controller.prepare(spec())  # and usable
 
 
-def test_an_unknown_driver_or_a_bad_spec_is_a_config_error(controller: LoadController) -> None:
+def test_an_unknown_driver_or_a_bad_spec_is_a_config_error(
+    controller: LoadController, made: list[FakeDriver]
+) -> None:
     with pytest.raises(DriverError, match=r"^config: unknown driver 'memtier' \(known: fake\)$"):
         controller.prepare(json.dumps(dict(SPEC, driver="memtier")))
     with pytest.raises(DriverError, match=r"^config: spec\.interval_s must be more than 0"):
         controller.prepare(json.dumps(dict(SPEC, interval_s=0)))
-    assert FakeDriver.made == []
+    assert made == []
 
 
 def test_a_driver_error_is_one_line() -> None:

@@ -151,23 +151,23 @@ def test_a_seed_may_be_given() -> None:
     assert parse_params(dict(SPEC["params"], seed=42)).seed == 42
 
 
-def params(processes: int | None, connections: int) -> BuiltinParams:
+def params(processes: int | None, connections: int, keyspace: int = 10) -> BuiltinParams:
     return BuiltinParams(
         processes=processes,
         connections=connections,
         pipeline=1,
         set_ratio=0.1,
-        keyspace=10,
+        keyspace=keyspace,
         value_size=3,
         preload=True,
     )
 
 
 def test_connections_are_spread_over_processes_and_the_keyspace_is_split() -> None:
-    assert plan(params(3, 10), 10, cores=8) == [(4, (0, 3)), (3, (3, 6)), (3, (6, 10))]
+    assert plan(params(3, 10), cores=8) == [(4, (0, 3)), (3, (3, 6)), (3, (6, 10))]
 
 
 def test_processes_default_to_the_cores_and_never_outnumber_connections() -> None:
-    assert [c for c, _ in plan(params(None, 50), 100, cores=4)] == [13, 13, 12, 12]
-    assert [c for c, _ in plan(params(8, 3), 100, cores=4)] == [1, 1, 1]
-    assert plan(params(None, 1), 1, cores=64) == [(1, (0, 1))]
+    assert [c for c, _ in plan(params(None, 50), cores=4)] == [13, 13, 12, 12]
+    assert [c for c, _ in plan(params(8, 3), cores=4)] == [1, 1, 1]
+    assert plan(params(None, 1, keyspace=1), cores=64) == [(1, (0, 1))]

@@ -119,7 +119,7 @@ def test_set_ratio_extremes() -> None:
 
 
 def test_preload_batches_set_every_key_of_a_range_once() -> None:
-    batches = mix().preload_batches(10, 2513, 1000)
+    batches = list(mix().preload_batches(10, 2513, 1000))
     assert len(batches) == 3
     keys = []
     for payload in batches:
