@@ -65,13 +65,33 @@ class HistogramParams:
     def to_json(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _PARAM_NAMES}
 
+    @classmethod
+    def of(cls, histogram: HdrHistogram) -> HistogramParams:
+        """The parameters ``histogram`` was made with."""
+        return cls(
+            int(histogram.lowest_trackable_value),
+            int(histogram.highest_trackable_value),
+            int(histogram.significant_figures),
+        )
+
+    def empty(self) -> HdrHistogram:
+        """A new histogram with these parameters and nothing recorded."""
+        return HdrHistogram(self.lowest_usec, self.highest_usec, self.significant_figures)
+
+    def describe(self) -> str:
+        """E.g. ``1..60000000 µs, 3 significant figures``."""
+        return (
+            f"{self.lowest_usec}..{self.highest_usec} µs, "
+            f"{self.significant_figures} significant figures"
+        )
+
 
 _PARAM_NAMES: Final = tuple(param.name for param in dataclasses.fields(HistogramParams))
 
 
 def new_histogram(params: HistogramParams) -> HdrHistogram:
     """An empty histogram with these parameters."""
-    return HdrHistogram(params.lowest_usec, params.highest_usec, params.significant_figures)
+    return params.empty()
 
 
 def encode(histogram: HdrHistogram) -> str:

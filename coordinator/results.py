@@ -67,6 +67,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.histograms import HistogramParams
 from coordinator import __version__
 from coordinator.clock import ClockEstimate
 from coordinator.errors import CoordError
@@ -75,7 +76,6 @@ from coordinator.stats import (
     HISTOGRAM_PARAMS,
     AgentFigures,
     CommandFigures,
-    HistogramParams,
     IntervalFigures,
     LatencyFigures,
     Phase,

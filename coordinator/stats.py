@@ -64,6 +64,7 @@ from hdrh.codec import (
 from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError
 
+from agent.histograms import HistogramParams
 from coordinator.clock import ClockEstimate, to_coordinator_time
 from coordinator.errors import AgentError
 
@@ -87,47 +88,6 @@ Phase = Literal["warmup", "measure"]
 
 # --------------------------------------------------------------------------------------------
 # Histograms
-
-
-@dataclass(frozen=True)
-class HistogramParams:
-    """Units, range and precision of every latency histogram in a run (values in µs)."""
-
-    lowest_usec: int = 1
-    highest_usec: int = 60_000_000
-    significant_figures: int = 3
-
-    def __post_init__(self) -> None:
-        if self.lowest_usec < 1:
-            raise ValueError(f"lowest_usec must be >= 1, got {self.lowest_usec}")
-        if self.highest_usec < 2 * self.lowest_usec:
-            raise ValueError(
-                f"highest_usec must be >= 2 * lowest_usec, got {self.highest_usec}"
-            )
-        if not 1 <= self.significant_figures <= 5:
-            raise ValueError(
-                f"significant_figures must be 1..5, got {self.significant_figures}"
-            )
-
-    @classmethod
-    def of(cls, histogram: HdrHistogram) -> HistogramParams:
-        """The parameters ``histogram`` was made with."""
-        return cls(
-            int(histogram.lowest_trackable_value),
-            int(histogram.highest_trackable_value),
-            int(histogram.significant_figures),
-        )
-
-    def empty(self) -> HdrHistogram:
-        """A new histogram with these parameters and nothing recorded."""
-        return HdrHistogram(self.lowest_usec, self.highest_usec, self.significant_figures)
-
-    def describe(self) -> str:
-        """E.g. ``1..60000000 µs, 3 significant figures``."""
-        return (
-            f"{self.lowest_usec}..{self.highest_usec} µs, "
-            f"{self.significant_figures} significant figures"
-        )
 
 
 HISTOGRAM_PARAMS = HistogramParams()
