@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import selectors
 import time
 from collections.abc import Callable, Iterator
@@ -80,3 +82,21 @@ def wait_for_line(stream: IO[str] | None, needle: str, timeout: float) -> list[s
                 if needle in line:
                     return seen
     pytest.fail(f"never saw {needle!r}; got {seen}")
+
+
+def read_fd_line(fd: int, timeout: float) -> bytes:
+    """One line from a raw pipe (an agent's stdout), byte by byte so nothing past it is
+    consumed; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"no line from the agent within {timeout:g} s (got {data!r})")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            data += chunk
+    return data

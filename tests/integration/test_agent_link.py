@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import platform
-import select
 import signal
 import socket
 import subprocess
@@ -47,7 +46,7 @@ from coordinator.agent_link import (
     startup_line,
 )
 from coordinator.errors import AgentAuthError, AgentError, AgentLost
-from tests.helpers import poll_until, process_gone
+from tests.helpers import poll_until, process_gone, read_fd_line
 
 REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE = 10.0
@@ -84,22 +83,6 @@ COORD_VERSIONS = protocol.Versions(coord=agent.__version__, rpyc=rpyc.__version_
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def read_line(fd: int, timeout: float) -> bytes:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"no line from the agent within {timeout:g} s (got {data!r})")
-        readable, _, _ = select.select([fd], [], [], remaining)
-        if readable:
-            chunk = os.read(fd, 1)
-            if not chunk:
-                break
-            data += chunk
-    return data
 
 
 def assert_is_plain(value: object) -> None:
@@ -191,7 +174,7 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
         else:
             proc.stdin.write(protocol.encode_startup(handle.token, versions))
         proc.stdin.flush()
-        line = read_line(proc.stdout.fileno(), START_DEADLINE).decode()
+        line = read_fd_line(proc.stdout.fileno(), START_DEADLINE).decode()
         handle.first_line = line
         if expect_ready:
             handle.ready = parse_ready_line(line, host="testhost")

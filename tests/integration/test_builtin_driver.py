@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -41,7 +40,7 @@ from coordinator.agent_link import (
     startup_line,
 )
 from coordinator.errors import AgentLost
-from tests.helpers import poll_until, process_gone
+from tests.helpers import poll_until, process_gone, read_fd_line
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server on PATH")
@@ -446,7 +445,7 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[[], AgentProcess]]:
         token = new_token()
         proc.stdin.write(startup_line(token))
         proc.stdin.flush()
-        ready = parse_ready_line(_read_line(proc.stdout.fileno()).decode(), "testhost")
+        ready = parse_ready_line(read_fd_line(proc.stdout.fileno(), DEADLINE).decode(), "testhost")
         handle = AgentProcess(proc, token, ready.port, state_dir)
         started.append(handle)
         return handle
@@ -464,22 +463,6 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[[], AgentProcess]]:
         for pipe in (handle.proc.stdin, handle.proc.stdout):
             if pipe is not None:
                 pipe.close()
-
-
-def _read_line(fd: int) -> bytes:
-    deadline = time.monotonic() + DEADLINE
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"no ready line from the agent (got {data!r})")
-        readable, _, _ = select.select([fd], [], [], remaining)
-        if readable:
-            chunk = os.read(fd, 1)
-            if not chunk:
-                break
-            data += chunk
-    return data
 
 
 def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
