@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import stat
 import sys
 import threading
 from collections.abc import Sequence
@@ -30,11 +31,12 @@ from pathlib import Path
 from typing import NoReturn
 
 import rpyc
-from rpyc.utils.server import ThreadedServer
 
 import agent
 from agent import protocol
 from agent.auth import TokenAuthenticator
+from agent.listener import AgentServer, raise_file_limit
+from agent.logfile import AgentLogHandler, open_log
 from agent.processes import lead_own_group, stop_group
 from agent.service import SERVER_CONFIG, AgentService
 from agent.watchdog import (
@@ -48,10 +50,8 @@ from agent.watchdog import (
 log = logging.getLogger("agent")
 
 LISTEN_HOST = "127.0.0.1"
-LOG_MAX_BYTES = 5 * 1024 * 1024
 STDIN_FD = 0
 STDOUT_FD = 1
-STDERR_FD = 2
 
 
 class StartupRefused(Exception):
@@ -97,23 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     session = lead_own_group()  # first: load processes started later must share our group
+    files_before, files_now = raise_file_limit()
     args = build_parser().parse_args(argv)
     try:
         state_dir = _prepare_state_dir(args.state_dir)
-        _configure_logging(state_dir / protocol.LOG_FILE)
+        handler = _configure_logging(state_dir / protocol.LOG_FILE)
     except OSError as exc:
         _emit(protocol.encode_startup_error(protocol.ERROR_STARTUP_FAILED, str(exc)))
         return 1
     log.info(
-        "agent %s (rpyc %s, python %s) pid %d starting; %s",
+        "agent %s (rpyc %s, python %s) pid %d starting; %s; open files limit %d (was %d)",
         agent.__version__,
         rpyc.__version__,
         platform.python_version(),
         os.getpid(),
         session,
+        files_now,
+        files_before,
     )
     try:
-        return serve(args.watchdog, state_dir, args.bundle_hash)
+        return serve(args.watchdog, state_dir, args.bundle_hash, handler)
     except StartupRefused as refusal:
         log.error("refusing to start: %s", refusal.message)
         _emit(protocol.encode_startup_error(refusal.error, refusal.message, **refusal.details))
@@ -127,7 +130,9 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
     os._exit(status)
 
 
-def serve(watchdog: float, state_dir: Path, bundle_hash: str | None) -> int:
+def serve(
+    watchdog: float, state_dir: Path, bundle_hash: str | None, log_handler: AgentLogHandler
+) -> int:
     mine = protocol.Versions(coord=agent.__version__, rpyc=rpyc.__version__)
     token = _read_startup(mine)
 
@@ -135,7 +140,7 @@ def serve(watchdog: float, state_dir: Path, bundle_hash: str | None) -> int:
     install_signal_handlers(liveness)
     service = AgentService(liveness, watchdog=watchdog, bundle_hash=bundle_hash)
     try:
-        server = ThreadedServer(
+        server = AgentServer(
             service,
             hostname=LISTEN_HOST,
             port=0,
@@ -164,7 +169,7 @@ def serve(watchdog: float, state_dir: Path, bundle_hash: str | None) -> int:
             rpyc_version=mine.rpyc,
         )
     )
-    _detach_stdio(state_dir / protocol.LOG_FILE)
+    _detach_stdio(log_handler)
     log.info("listening on %s:%d; watchdog %g s", LISTEN_HOST, port, watchdog)
 
     threading.Thread(target=server.start, name="rpyc-server", daemon=True).start()
@@ -213,38 +218,39 @@ def _emit(line: bytes) -> None:
         os.write(STDOUT_FD, line)
 
 
-def _detach_stdio(log_path: Path) -> None:
+def _detach_stdio(log_handler: AgentLogHandler) -> None:
     """After the ready line, stdout says nothing more and stderr goes to the log."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, STDOUT_FD)
     os.close(devnull)
-    log_fd = _open_log(log_path)
-    os.dup2(log_fd, STDERR_FD)
-    os.close(log_fd)
+    log_handler.capture_stderr()
 
 
 def _prepare_state_dir(path: Path) -> Path:
+    """The state directory, created owner-only; refused if another user owns it or may write
+    to it (they could plant a link where the agent writes its log or pid file)."""
     state_dir = path.expanduser()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = state_dir.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise PermissionError(
+            f"state directory {state_dir} must be a directory of uid {os.getuid()} that nobody "
+            f"else can write (it is uid {info.st_uid}, mode {stat.filemode(info.st_mode)})"
+        )
     return state_dir
 
 
-def _configure_logging(log_path: Path) -> None:
-    if log_path.exists() and log_path.stat().st_size > LOG_MAX_BYTES:
-        log_path.replace(log_path.with_name(log_path.name + ".1"))
-    os.close(_open_log(log_path))  # created owner-only before FileHandler opens it
-    handler = logging.FileHandler(log_path, encoding="utf-8")
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    )
+def _configure_logging(log_path: Path) -> AgentLogHandler:
+    os.close(open_log(log_path))  # fail here, before any handler, if it cannot be written
+    handler = AgentLogHandler(log_path)
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-
-
-def _open_log(path: Path) -> int:
-    """The log, for appending; created readable by its owner only (it names hosts and ports)."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    # rpyc logs every accepted, refused and closed connection at INFO: anyone on the host could
+    # fill the log with them. The agent logs what matters itself (rate-limited when a stranger
+    # can trigger it).
+    logging.getLogger("agent.rpyc").setLevel(logging.WARNING)
+    return handler
 
 
 def _write_pid_file(path: Path, port: int) -> None:

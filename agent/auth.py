@@ -19,8 +19,11 @@ import time
 from rpyc.utils.authenticators import AuthenticationError
 
 from agent import protocol
+from agent.quietlog import QuietLog
 
 log = logging.getLogger("agent.auth")
+#: Anyone on the host can be refused at will: the log must not grow at their pace.
+refusals = QuietLog(log)
 
 
 class TokenAuthenticator:
@@ -38,7 +41,7 @@ class TokenAuthenticator:
         try:
             return self._check(sock)
         except AuthenticationError as exc:
-            log.warning("refused connection from %s: %s", peer, exc)
+            refusals.warning("refused connection from %s: %s", peer, exc)
             raise
 
     def _check(self, sock: socket.socket) -> tuple[socket.socket, str]:

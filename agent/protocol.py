@@ -51,6 +51,8 @@ STARTUP_TIMEOUT = 30.0
 CHILD_TERM_GRACE = 3.0
 #: Default time the coordinator waits for the answer to one RPyC call.
 REQUEST_TIMEOUT = 10.0
+#: Window over which the agent logs at most :data:`REFUSAL_LOG_BURST` refused connections.
+REFUSAL_LOG_WINDOW = 60.0
 
 # --- sizes and formats -----------------------------------------------------------------------
 
@@ -60,6 +62,12 @@ MAX_LINE_BYTES = 1024
 TOKEN_BYTES = 32
 #: Shortest token the agent accepts, in hex characters (128 bits).
 MIN_TOKEN_HEX = 32
+#: Connections the agent holds before their token line; beyond it, the oldest is dropped.
+MAX_UNAUTHENTICATED = 64
+#: Refused connections logged per :data:`REFUSAL_LOG_WINDOW`; the rest are only counted.
+REFUSAL_LOG_BURST = 20
+#: Size at which the running agent rotates ``agent.log`` to ``agent.log.1`` (one is kept).
+LOG_MAX_BYTES = 5 * 1024 * 1024
 
 READY_EVENT: Final = "ready"
 ERROR_EVENT: Final = "error"

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import platform
+import selectors
 import signal
 import socket
 import subprocess
@@ -143,6 +144,7 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
         children: bool = False,
         extra_args: tuple[str, ...] = (),
         expect_ready: bool = True,
+        file_limit: tuple[int, int] | None = None,
     ) -> Agent:
         state_dir = tmp_path / f"state{len(started)}"
         args = ["serve", "--watchdog", str(watchdog), "--state-dir", str(state_dir), *extra_args]
@@ -157,6 +159,8 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
             argv = [sys.executable, "-m", "agent", *args]
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         env["PYTHONPATH"] = str(REPO)
+        if file_limit is not None:
+            argv = ["prlimit", f"--nofile={file_limit[0]}:{file_limit[1]}", *argv]
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -363,6 +367,108 @@ def test_a_port_without_an_agent_is_reported() -> None:
             AgentLink.connect_tcp("testhost", port, "a" * 64, handshake_timeout=0.3)
     with pytest.raises(AgentLost, match="cannot connect"):
         AgentLink.connect_tcp("testhost", port, "a" * 64)
+
+
+def flood_idle(port: int, count: int, until_closed: int) -> list[socket.socket]:
+    """Open ``count`` idle connections to the agent, as another local user could; return once
+    the agent has closed ``until_closed`` of them, with those still open (the caller closes
+    them)."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    closed = 0
+    deadline = time.monotonic() + 60
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while closed < until_closed:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the agent closed only {closed} of {count} idle connections")
+            for key, _ in selector.select(timeout=1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    selector.unregister(sock)
+                    sock.close()
+                    closed += 1
+    return [sock for sock in socks if sock.fileno() != -1]
+
+
+def refused_connections(port: int, count: int) -> None:
+    """``count`` connections that send junk and read the refusal to its end."""
+    for _ in range(count):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"junk\n")
+            while sock.recv(4096):
+                pass
+
+
+def test_the_soft_file_limit_is_raised_to_the_hard_one(start_agent: AgentFactory) -> None:
+    handle = start_agent(file_limit=(256, 4096))
+    assert psutil.Process(handle.proc.pid).rlimit(psutil.RLIMIT_NOFILE) == (4096, 4096)
+
+
+def test_idle_connections_beyond_the_file_limit_do_not_close_the_listener(
+    start_agent: AgentFactory,
+) -> None:
+    handle = start_agent(file_limit=(256, 256))
+    with handle.link() as link:
+        idle = flood_idle(handle.port, 1100, until_closed=1000)
+        try:
+            assert link.heartbeat() > 0
+            with handle.link() as second:
+                assert second.hello().pid == handle.proc.pid
+        finally:
+            for sock in idle:
+                sock.close()
+    assert "dropped the oldest unauthenticated connection" in handle.log()
+
+
+def test_accept_errors_are_survived(start_agent: AgentFactory) -> None:
+    """With no bound on waiting connections, accept() runs out of descriptors (EMFILE): the
+    agent drops the oldest waiting connection and carries on."""
+    handle = start_agent(file_limit=(64, 64),
+                         protocol_overrides={"MAX_UNAUTHENTICATED": 100_000})
+    with handle.link() as link:
+        idle = flood_idle(handle.port, 200, until_closed=100)
+        try:
+            assert link.heartbeat() > 0
+            with handle.link() as second:
+                assert second.hello().pid == handle.proc.pid
+        finally:
+            for sock in idle:
+                sock.close()
+    assert "Too many open files" in handle.log()
+
+
+def test_refusals_are_logged_at_a_bounded_rate(start_agent: AgentFactory) -> None:
+    handle = start_agent()
+    before = len(handle.log())
+    refused_connections(handle.port, 300)
+    grown = handle.log()[before:]
+    assert grown.count("refused connection") <= protocol.REFUSAL_LOG_BURST, len(grown)
+    assert len(grown) < 200 * protocol.REFUSAL_LOG_BURST, len(grown)
+    with handle.link() as link:
+        assert link.heartbeat() > 0
+
+
+def test_the_log_is_capped_while_the_agent_runs(start_agent: AgentFactory) -> None:
+    cap = 16_384
+    handle = start_agent(protocol_overrides={"LOG_MAX_BYTES": cap,
+                                             "REFUSAL_LOG_BURST": 1_000_000})
+    refused_connections(handle.port, 600)
+    log = handle.state_dir / protocol.LOG_FILE
+    rotated = handle.state_dir / (protocol.LOG_FILE + ".1")
+    assert log.stat().st_size <= cap, log.stat().st_size
+    assert rotated.exists() and rotated.stat().st_size <= cap + 1024
+    assert rotated.stat().st_mode & 0o077 == 0
+    assert sorted(path.name for path in handle.state_dir.iterdir()) == sorted(
+        [protocol.LOG_FILE, protocol.LOG_FILE + ".1", protocol.PID_FILE]
+    )
+    with handle.link() as link:  # stderr and logging both follow the new file
+        assert link.heartbeat() > 0
 
 
 # --- the restricted service ------------------------------------------------------------------
