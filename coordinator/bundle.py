@@ -367,11 +367,18 @@ def _digest_files(root: Path, files: Sequence[Path]) -> str:
 
 
 def tree_hash(root: Path) -> str:
-    """The content hash of a bundle tree: sorted relative paths, exec bits and bytes.
+    """The content hash of a bundle tree: relative paths (sorted by their parts), exec bits
+    and bytes; ``__pycache__`` directories (which Python writes where it runs) left out.
 
-    Independent of mtimes, owners and the order files were written in.
+    Independent of mtimes, owners and the order files were written in. Hosts compute the same
+    hash of their unpacked copy (:data:`_TREE_CHECK`) before they use it.
     """
-    return _digest_files(root, sorted(path for path in root.rglob("*") if path.is_file()))
+    files = [
+        path
+        for path in root.rglob("*")
+        if path.is_file() and "__pycache__" not in path.relative_to(root).parts
+    ]
+    return _digest_files(root, sorted(files, key=lambda path: path.relative_to(root).parts))
 
 
 @contextlib.contextmanager
@@ -692,27 +699,84 @@ class DeployResult:
         return f"{self.remote_dir}:{posixpath.join(self.remote_dir, 'site')}"
 
 
-_CHECK_SCRIPT = """\
-import os, sys
-root = os.path.abspath(os.path.expanduser(sys.argv[1]))
+_TREE_CHECK = """\
+import hashlib, os, pwd, stat, sys
+os.umask(0o077)
+def user(uid):
+    try:
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
+def unsafe(path, why):
+    print("unsafe")
+    print(path)
+    print(why)
+    sys.exit(0)
+def check(path, st):
+    if stat.S_ISLNK(st.st_mode):
+        unsafe(path, "is a symbolic link")
+    if st.st_uid != os.getuid():
+        owners = (user(st.st_uid), user(os.getuid()))
+        unsafe(path, "is owned by %s, not by the SSH user %s" % owners)
+    if st.st_mode & 0o022:
+        unsafe(path, "is writable by others (mode %o)" % stat.S_IMODE(st.st_mode))
+def tree_hash(top):
+    found = []
+    def walk(directory, parts, hashed):
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            check(path, st)
+            if stat.S_ISDIR(st.st_mode):
+                walk(path, parts + (name,), hashed and name != "__pycache__")
+            elif not stat.S_ISREG(st.st_mode):
+                unsafe(path, "is not a regular file or directory")
+            elif hashed and parts + (name,) != (".complete",):
+                found.append((parts + (name,), path, st.st_mode))
+    walk(top, (), True)
+    digest = hashlib.sha256()
+    for parts, path, mode in sorted(found):
+        with open(path, "rb") as handle:
+            data = handle.read()
+        executable = "x" if mode & stat.S_IXUSR else "-"
+        digest.update(("%s\\0%s\\0%d\\0" % ("/".join(parts), executable, len(data))).encode())
+        digest.update(data)
+    return digest.hexdigest()
+"""
+"""Shared by the remote scripts: refuse what another user owns or may write (``unsafe``, then
+the path and why, on three lines), and hash a bundle tree as :func:`tree_hash` does."""
+
+_CHECK_SCRIPT = _TREE_CHECK + """\
+import shutil
+root = os.path.realpath(os.path.expanduser(sys.argv[1]))
+os.makedirs(root, mode=0o700, exist_ok=True)
+check(root, os.stat(root))
 bundles = os.path.join(root, "bundles")
+if not os.path.lexists(bundles):
+    os.mkdir(bundles, 0o700)
+check(bundles, os.lstat(bundles))
 target = os.path.join(bundles, sys.argv[2])
-marker = os.path.join(target, ".complete")
-if os.path.isfile(marker):
-    os.utime(marker)
-    state = "complete"
-else:
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    os.makedirs(bundles, mode=0o700, exist_ok=True)
-    state = "missing"
+state = "missing"
+if os.path.lexists(target):
+    check(target, os.lstat(target))
+    marker = os.path.join(target, ".complete")
+    if os.path.isfile(marker) and tree_hash(target) == sys.argv[2]:
+        os.utime(marker)
+        state = "complete"
+    else:
+        shutil.rmtree(target)
 print(state)
 print(target)
 """
-"""argv: cache_dir hash. Prints ``complete|missing`` then the bundle's absolute directory;
-creates the cache directories; marks a present bundle as just used (for pruning)."""
+"""argv: cache_dir hash. Prints ``complete|missing`` then the bundle's absolute directory, or
+``unsafe``, a path and why. Creates the cache directories (owner-only) and checks that they,
+and every entry of a cached bundle, belong to the SSH user and are writable by nobody else;
+a cached bundle counts only if its content hash matches (a damaged one is removed). Marks a
+present bundle as just used (for pruning)."""
 
 _UNPACK_SCRIPT = """\
 import os, shutil, sys, tarfile, time
+os.umask(0o077)
 archive, target, digest, keep = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 parent, name = os.path.split(target)
 work = "%s.tmp-%d" % (target, os.getpid())
@@ -772,6 +836,13 @@ def ensure_bundle(ssh_host: SSHHost, bundle: Bundle, remote_cache_dir: str) -> D
         timeout=REMOTE_TIMEOUT,
     )
     lines = stdout.splitlines()
+    if len(lines) >= 3 and lines[0] == "unsafe":
+        raise BundleError(
+            ssh_host.name,
+            f"unsafe agent cache: {lines[1]} {lines[2]}; agent.cache_dir and the bundles in it "
+            "must belong to the SSH user and be writable by nobody else (choose a private "
+            "directory, or remove this one)",
+        )
     if len(lines) < 2 or lines[0] not in {"complete", "missing"}:
         raise BundleError(ssh_host.name, f"unexpected answer from the bundle check: {stdout!r}")
     state, remote_dir = lines[0], lines[1]

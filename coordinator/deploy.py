@@ -8,6 +8,7 @@ both here and on the hosts, so a re-deploy with nothing changed transfers nothin
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,18 +103,30 @@ def deploy(ssh: SSHHost, options: DeployOptions, remote_cache: str,
     return Deployment(interpreter, bundle, result)
 
 
+def host_state_dir(cache_dir: str, host: str) -> str:
+    """Where the agent of inventory host ``host`` keeps its pid file and log, on that host.
+
+    Keyed by the inventory name, not by the host's own idea of its name: hosts that share a
+    home directory (NFS homes, or one machine under two names) would otherwise share one pid
+    file and one log, and ``coord agents stop`` would stop only the agent that wrote last.
+    """
+    return posixpath.join(cache_dir, "hosts", host)
+
+
 def agent_command(deployment: Deployment, python: str, watchdog: float,
                   state_dir: str) -> list[str]:
     """The argv that starts the agent from its unpacked bundle.
 
     ``-I`` keeps the host's environment, user site and working directory out of ``sys.path``;
     the bundle's directories are put first by the one-line program itself, so nothing on the
-    host can shadow the agent or its dependencies.
+    host can shadow the agent or its dependencies. The umask keeps what the agent writes
+    (``__pycache__`` in the bundle, its state directory) to its own user: the next deploy
+    refuses a bundle that others may write.
     """
     root = deployment.result.remote_dir
     paths = [root, f"{root}/site"]
     program = (
-        f"import sys; sys.path[:0] = {paths!r}; "
+        f"import os, sys; os.umask(0o077); sys.path[:0] = {paths!r}; "
         "from agent.__main__ import run; run(sys.argv[1:])"
     )
     return [

@@ -22,6 +22,7 @@ from coordinator.deploy import (
     DeployOptions,
     connect,
     deploy,
+    host_state_dir,
     ssh_defaults,
     start_agent,
 )
@@ -130,7 +131,8 @@ class Fleet:
     def _start_on(self, host: Host, ssh: SSHHost, report: StageReporter) -> AgentSession:
         agent = self.inventory.agent
         deployment = deploy(ssh, self.options, agent.cache_dir, report)
-        started = start_agent(ssh, deployment, agent.watchdog, agent.cache_dir, report)
+        started = start_agent(ssh, deployment, agent.watchdog,
+                              host_state_dir(agent.cache_dir, host.name), report)
         try:
             info = started.link.hello()
             if info.bundle_hash != deployment.bundle.hash:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coordinator.agent_link import AgentStatus
-from coordinator.deploy import DeployOptions, connect, ssh_defaults
+from coordinator.deploy import DeployOptions, connect, host_state_dir, ssh_defaults
 from coordinator.fanout import FleetResult, ProgressView, StageReporter, fan_out
 from coordinator.fleet import AgentSession, Fleet
 from coordinator.inventory import Host, Inventory
@@ -44,7 +44,7 @@ def stop_agents(inventory: Inventory, hosts: Sequence[Host], options: DeployOpti
     def one(name: str, report: StageReporter) -> StrayStop:
         with connect(by_name[name], defaults, report) as ssh:
             report("stopping agent")
-            return stop_stray_agent(ssh, inventory.agent.cache_dir)
+            return stop_stray_agent(ssh, host_state_dir(inventory.agent.cache_dir, name))
 
     return fan_out(list(by_name), one, view)
 
@@ -58,6 +58,6 @@ def fetch_logs(inventory: Inventory, hosts: Sequence[Host], options: DeployOptio
     def one(name: str, report: StageReporter) -> str | None:
         with connect(by_name[name], defaults, report) as ssh:
             report("reading log")
-            return agent_log(ssh, inventory.agent.cache_dir, lines)
+            return agent_log(ssh, host_state_dir(inventory.agent.cache_dir, name), lines)
 
     return fan_out(list(by_name), one, view)
