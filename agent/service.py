@@ -41,6 +41,7 @@ from rpyc.core.protocol import Connection
 import agent
 from agent.load import LoadController
 from agent.processes import count_descendants
+from agent.runlock import Holder, RunLock, parse_holder
 from agent.watchdog import Liveness
 
 log = logging.getLogger("agent.service")
@@ -208,6 +209,7 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         self._connections: set[Connection] = set()
         self._connections_lock = threading.Lock()
         self._load = LoadController()
+        self._run_lock = RunLock()
 
     # --- what rpyc and AgentConnection call -------------------------------------------------
 
@@ -321,6 +323,18 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
     # A driver's failure reaches the coordinator as ``agent.drivers.errors.DriverError``
     # (rebuilt there by rpyc as a generic exception carrying ``kind`` and ``message``), whose
     # text is ``"kind: message"``, one line.
+
+    def exposed_take_run_lock(self, holder_json: str, force: bool) -> str:
+        """Take the host's run lock (:mod:`agent.runlock`) for the run ``holder_json``
+        describes, held until this agent exits. JSON ``{"forced_over": null}`` once held; when
+        another process holds it, DriverError ``busy`` naming it, or with ``force`` the run
+        goes on without the lock: ``{"forced_over": "held by ..."}``."""
+        holder: Holder | None = None
+        if type(holder_json) is str:
+            holder = parse_holder(holder_json)
+        if holder is None or type(force) is not bool:
+            raise TypeError("take_run_lock takes the holder as JSON text and force as a bool")
+        return json.dumps({"forced_over": self._run_lock.take(holder, force=force)})
 
     def exposed_prepare_load(self, spec_json: str) -> str:
         """Prepare a load from its spec (JSON text); JSON ``{"processes": P, "connections": C}``.

@@ -40,6 +40,7 @@ from rpyc.utils.factory import connect_stream
 
 import coordinator
 from agent import protocol
+from agent.runlock import Holder
 from coordinator.clock import ClockEstimate, ClockSample, estimate_offset
 from coordinator.errors import AgentAuthError, AgentError, AgentLost
 
@@ -462,6 +463,16 @@ class AgentLink:
         }
         fields.no_more()
         return prepared
+
+    def take_run_lock(self, holder: Holder, *, force: bool) -> str | None:
+        """Take the host's run lock for ``holder`` (held until the agent exits); ``LoadError``
+        of kind ``busy`` naming whoever holds it, or with ``force``, who held it (None when
+        this run holds the lock)."""
+        holder_json = json.dumps(holder.to_json())
+        fields = self._load_json("take_run_lock", self.request_timeout, holder_json, force)
+        forced_over = fields.optional_text("forced_over")
+        fields.no_more()
+        return forced_over
 
     def start_load(self, t0_agent_ns: int) -> int:
         """Start the prepared load at ``t0_agent_ns`` in the agent's clock; returns at once

@@ -167,10 +167,13 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
 @_host_keys_option
 @click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Build agent bundles from these wheels only (no package registry).")
+@click.option("--force", is_flag=True,
+              help="Run even on hosts another run holds (the results are marked "
+                   "forced-over-run-lock and name the holder).")
 def run_command(inventory_path: Path, repetitions: int | None, warmup: str | None,
                 duration: str | None, out: Path | None, overwrite: bool,
                 overrides: tuple[str, ...],
-                accept_new_host_keys: bool, wheelhouse: Path | None) -> None:
+                accept_new_host_keys: bool, wheelhouse: Path | None, force: bool) -> None:
     """Run the benchmark: synchronized load from every client, repeated, merged, saved."""
     shorthands = {"repetitions": ("benchmark.repetitions", repetitions),
                   "warmup": ("benchmark.warmup", warmup),
@@ -183,7 +186,8 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
     directory = out or default_directory(loaded.inventory.name)
     options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
     with RunConsoleView(stderr, [host.name for host in loaded.inventory.hosts]) as view:
-        outcome = run_benchmark(loaded, directory, view, options, overwrite=overwrite)
+        outcome = run_benchmark(loaded, directory, view, options, overwrite=overwrite,
+                                force=force)
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
 

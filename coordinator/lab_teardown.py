@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from agent.runlock import LOCK_DIRECTORIES, lock_name
 from coordinator import lab_sys as sysio
 from coordinator.errors import LabError, last_line
 from coordinator.lab_plan import (
@@ -140,10 +141,22 @@ class Teardown:
             if is_lab_veth(self.name, link) and sysio.link_kind(link) == "veth":
                 self.attempt(f"veth {link}", partial(sysio.run, ["ip", "link", "del", link]))
         for ns in self.namespaces():
+            self._run_locks(ns)
             self.attempt(f"namespace {ns}", partial(sysio.run, ["ip", "netns", "del", ns]))
         bridge = bridge_name(self.name)
         if sysio.is_bridge(bridge):
             self.attempt(f"bridge {bridge}", lambda: sysio.run(["ip", "link", "del", bridge]))
+
+    def _run_locks(self, ns: str) -> None:
+        """The run lock files the namespace's agents left (agent.runlock: one per network
+        namespace); its processes are gone, so nothing holds them."""
+        ns_id = sysio.namespace_id(ns)
+        if ns_id is None:
+            return
+        for directory in LOCK_DIRECTORIES:
+            path = directory / lock_name(ns_id[1])
+            if path.is_file():
+                self.attempt(f"run lock {path}", path.unlink)
 
     def _cgroups(self) -> None:
         for cgroup in self.cgroups():  # deepest first; remove_cgroup skips one already gone

@@ -103,6 +103,8 @@ MARKS: Mapping[str, str] = {
     "error-rate-above-threshold": "repetition: error_rate above benchmark.error_threshold",
     "no-common-window": "repetition: no interval in which every agent measured completely; "
     "its figures are zero",
+    "forced-over-run-lock": "run: --force ran it while another run held a host's run lock "
+    "(forced_over says who); the two runs may have measured each other's load",
 }
 """Marks coord sets so far, with their meaning (verdicts may add more; see docs/results.md)."""
 
@@ -170,6 +172,16 @@ class AgentRecord(Model):
     python: str = Field(description="the agent's Python version")
     agent_version: str = Field(description="the agent's coord version")
     bundle_hash: str | None = Field(description="content hash of the agent bundle it runs")
+
+
+class ForcedOverRecord(Model):
+    """A host whose run lock another run held when ``coord run --force`` went on anyway."""
+
+    host: str = Field(description="host name, as in the inventory")
+    held_by: str = Field(
+        description="who held it, as the host's agent saw it: the other run's operator "
+        "(user@machine), coordinator pid and start, or the process the kernel names"
+    )
 
 
 class Latency(Model):
@@ -320,6 +332,11 @@ class ResultsDocument(Model):
     summary: SummaryRecord | None = Field(
         description="across repetitions (null until a repetition has finished)"
     )
+    forced_over: list[ForcedOverRecord] = Field(
+        default_factory=list,
+        description="hosts another run held when --force ran this one anyway (then marked "
+        "forced-over-run-lock); empty otherwise",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultsDocument:
@@ -426,6 +443,7 @@ def new_document(
     marks: Sequence[str] = (),
     params: HistogramParams = HISTOGRAM_PARAMS,
     created: datetime | None = None,
+    forced_over: Sequence[ForcedOverRecord] = (),
 ) -> ResultsDocument:
     """The document of a run that has just started: no repetition yet, status running."""
     return ResultsDocument(
@@ -444,6 +462,7 @@ def new_document(
         agents=list(agents),
         repetitions=[],
         summary=None,
+        forced_over=list(forced_over),
     )
 
 

@@ -13,6 +13,9 @@ an interrupted run keeps every finished repetition. Everything statistical is in
 from __future__ import annotations
 
 import gc
+import getpass
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from agent.runlock import Holder, utc_text
 from coordinator import results, stats
 from coordinator.agent_link import LoadProgress
 from coordinator.clock import to_agent_time
@@ -73,15 +77,18 @@ class RunOutcome:
 
 def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                   options: DeployOptions | None = None, *,
-                  overwrite: bool = False) -> RunOutcome:
-    """Run the inventory's benchmark; results go to ``out`` as they happen."""
+                  overwrite: bool = False, force: bool = False) -> RunOutcome:
+    """Run the inventory's benchmark; results go to ``out`` as they happen. ``force`` runs
+    even where another run holds a host's run lock (the results say so)."""
     inventory = loaded.inventory
     load_spec(inventory)  # an inventory `coord run` cannot serve fails before any host is touched
     writer = results.ResultsWriter(out, overwrite=overwrite)
     with Fleet(inventory, options=options, view=view.deploying()) as fleet:
         fleet.start_result.raise_for_failures()
-        document = results.new_document(inventory, fleet_agents(fleet),
-                                        marks=run_marks(inventory))
+        forced_over = take_run_locks(fleet, run_holder(), force=force)
+        marks = run_marks(inventory) + (["forced-over-run-lock"] if forced_over else [])
+        document = results.new_document(inventory, fleet_agents(fleet), marks=marks,
+                                        forced_over=forced_over)
         writer.write(document)
         clients = [fleet.sessions[host.name] for host in inventory.clients]
         done: list[stats.RepetitionFigures] = []
@@ -128,6 +135,29 @@ def run_marks(inventory: Inventory) -> list[str]:
     if inventory.shared_hosts:
         marks.append("load-on-server-host")
     return marks
+
+
+def run_holder() -> Holder:
+    """This run, as the hosts' run locks describe it: operator, coordinator pid, start."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry
+        user = f"uid{os.getuid()}"
+    return Holder(operator=f"{user}@{socket.gethostname()}", coordinator_pid=os.getpid(),
+                  since=utc_text(time.time()))
+
+
+def take_run_locks(fleet: Fleet, holder: Holder, *,
+                   force: bool) -> list[results.ForcedOverRecord]:
+    """Every host's run lock, held until its agent stops (the end of the run); a host another
+    run holds fails the run before any load, naming the holder, unless ``force``: then the
+    holders are returned, for the results."""
+    sessions = fleet.sessions
+    taken = fan_out(sorted(sessions),
+                    lambda name, _: sessions[name].link.take_run_lock(holder, force=force))
+    taken.raise_for_failures()
+    return [results.ForcedOverRecord(host=name, held_by=held_by)
+            for name, held_by in sorted(taken.succeeded.items()) if held_by is not None]
 
 
 def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:

@@ -39,6 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import psutil
+
+from agent.drivers import worker
 from agent.drivers.base import (
     KIND_CONFIG,
     KIND_INTERNAL,
@@ -52,7 +55,9 @@ from agent.drivers.base import (
     no_keepalive,
 )
 from agent.drivers.channel import Channel, ChannelClosed
+from agent.drivers.errors import KIND_MEMORY
 from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
+from agent.drivers.memory import LoadShape, load_bytes, memory_problem
 from agent.drivers.spec import Fields, LoadSpec
 from agent.drivers.worker import WorkerConfig, boot_argv
 
@@ -124,6 +129,26 @@ def plan(params: BuiltinParams, cores: int) -> list[tuple[int, tuple[int, int]]]
     return shares
 
 
+def load_shapes(params: BuiltinParams, cores: int) -> list[LoadShape]:
+    """What each load process of :func:`plan` will hold, for the memory estimate."""
+    return [
+        LoadShape(
+            connections=connections,
+            pipeline=params.pipeline,
+            set_ratio=params.set_ratio,
+            keyspace=params.keyspace,
+            value_size=params.value_size,
+            preload_keys=end - first if params.preload else 0,
+        )
+        for connections, (first, end) in plan(params, cores)
+    ]
+
+
+def available_memory_bytes() -> int:
+    """Memory the host can give without swapping (psutil's ``available``)."""
+    return int(psutil.virtual_memory().available)
+
+
 @dataclass
 class _Process:
     """The agent's view of one load process."""
@@ -149,8 +174,11 @@ class _Process:
 class BuiltinDriver(Driver):
     name = "builtin"
 
-    def __init__(self, cores: int | None = None) -> None:
+    def __init__(
+        self, cores: int | None = None, available_memory: Callable[[], int] | None = None
+    ) -> None:
         self._cores = cores if cores is not None else usable_cores()
+        self._available_memory = available_memory or available_memory_bytes
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._state = LoadState.IDLE
@@ -176,6 +204,7 @@ class BuiltinDriver(Driver):
             params = parse_params(dict(spec.params))
             if spec.target.tls is not None:
                 raise DriverError(KIND_CONFIG, "TLS is not supported by the builtin driver yet")
+            self._check_memory(params)
             self._spec = spec
             self._processes = self._make_processes(spec, params)
             self._collector = _Collector(self)
@@ -310,6 +339,16 @@ class BuiltinDriver(Driver):
         return [p.popen.pid for p in self._processes if p.popen is not None]
 
     # --- internals ----------------------------------------------------------------------
+
+    def _check_memory(self, params: BuiltinParams) -> None:
+        """Refuse, before any process starts, a load the host has not the memory for."""
+        shapes = load_shapes(params, self._cores)
+        needed = load_bytes(shapes, preload_batch=worker.PRELOAD_BATCH, recv_size=worker.RECV_SIZE)
+        available = self._available_memory()
+        problem = memory_problem(needed, available, len(shapes))
+        if problem is not None:
+            raise DriverError(KIND_MEMORY, problem)
+        log.info("the load needs about %d bytes of memory; %d available", needed, available)
 
     def _make_processes(self, spec: LoadSpec, params: BuiltinParams) -> list[_Process]:
         base_seed = params.seed if params.seed is not None else random.getrandbits(63)

@@ -108,10 +108,7 @@ class RequestMix:
         self.pipeline = pipeline
         self._random = random.Random(seed).random  # noqa: S311 (a load, not a secret)
         self._value_arg = b"$%d\r\n%s\r\n" % (value_size, make_value(value_size))
-        self._pool: list[Batch] = []
-        pool_requests = max(POOL_MIN_REQUESTS, POOL_REQUESTS_PER_KEY * keyspace)
-        if pool_requests <= POOL_MAX_REQUESTS:
-            self._pool = [self.encode_batch() for _ in range(-(-pool_requests // pipeline))]
+        self._pool = [self.encode_batch() for _ in range(pool_batches(keyspace, pipeline))]
 
     @property
     def pooled(self) -> bool:
@@ -153,6 +150,15 @@ class RequestMix:
                 _SET_TEMPLATE % (len(key), key, value_arg)
                 for key in map(key_name, range(start, min(end, start + size)))
             )
+
+
+def pool_batches(keyspace: int, pipeline: int) -> int:
+    """Batches in the request pool of a :class:`RequestMix`; 0 when the keyspace is too large
+    for a pool (every batch is then encoded afresh)."""
+    pool_requests = max(POOL_MIN_REQUESTS, POOL_REQUESTS_PER_KEY * keyspace)
+    if pool_requests > POOL_MAX_REQUESTS:
+        return 0
+    return -(-pool_requests // pipeline)
 
 
 def make_value(size: int) -> bytes:

@@ -26,6 +26,7 @@ import pytest
 import redis
 
 from agent import protocol
+from agent.drivers.base import LoadState
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.errors import DriverError
 from agent.drivers.intervals import LoadReport
@@ -378,6 +379,30 @@ def test_an_unreachable_target_fails_in_prepare(driver: BuiltinDriver) -> None:
         driver.prepare(parse_spec(json.dumps(make_spec(port))))
     assert refused.value.kind == "unreachable"
     assert refused.value.message == f"cannot connect to 127.0.0.1:{port}: Connection refused"
+
+
+def test_a_load_the_host_has_no_memory_for_is_refused_before_any_process_starts(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server()
+    # 16,384 pooled requests, a tenth of them SETs of 64 KiB: ~100 MiB; 64 MiB "available".
+    driver = BuiltinDriver(available_memory=lambda: 64 * 1024 * 1024)
+    spec = make_spec(server.port, value_size=65536)
+    try:
+        with pytest.raises(DriverError) as refused:
+            driver.prepare(parse_spec(json.dumps(spec)))
+        assert refused.value.kind == "memory"
+        assert refused.value.message.startswith("the load needs about 1")
+        assert refused.value.message.endswith(
+            "in 1 load process(es), but this host has 64.0 MiB available; lower value_size, "
+            "keyspace (a smaller one is pre-encoded), connections or pipeline"
+        )
+        assert driver.worker_pids() == []
+        assert driver.state is LoadState.FAILED
+    finally:
+        driver.close()
+    with server.client() as client:
+        assert len(client.client_list(_type="normal")) == 1  # this one: no load connected
 
 
 @pytest.mark.parametrize(

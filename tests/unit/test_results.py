@@ -16,8 +16,10 @@ from coordinator.clock import ClockEstimate
 from coordinator.errors import CoordError
 from coordinator.inventory import Inventory
 from coordinator.results import (
+    MARKS,
     READERS,
     SCHEMA_VERSION,
+    ForcedOverRecord,
     ResultsDocument,
     ResultsError,
     ResultsWriter,
@@ -143,6 +145,23 @@ def test_the_v1_fixture_loads_and_is_consistent() -> None:
 def test_the_fixture_round_trips_without_loss() -> None:
     doc = load_results(FIXTURE)
     assert json.loads(doc.model_dump_json()) == json.loads(FIXTURE.read_text())
+
+
+def test_a_document_written_before_forced_over_existed_still_reads(tmp_path: Path) -> None:
+    data = json.loads(FIXTURE.read_text())
+    del data["forced_over"]
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert load_results(tmp_path).forced_over == []
+
+
+def test_a_forced_run_records_the_holders() -> None:
+    record = ForcedOverRecord(host="client1", held_by="held by the coord run of a@b (pid 1) "
+                              "since 2026-11-28 21:40:03 UTC")  # fmt: skip
+    forced = new_document(inventory(), agents(), marks=["forced-over-run-lock"],
+                          forced_over=[record])  # fmt: skip
+    assert forced.forced_over == [record]
+    assert forced.finish("complete").forced_over == [record]
+    assert "forced-over-run-lock" in MARKS
 
 
 def test_a_directory_is_read_through_its_results_json(tmp_path: Path) -> None:
