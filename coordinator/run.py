@@ -30,7 +30,7 @@ from coordinator.fanout import ProgressView, StageReporter, fan_out
 from coordinator.fleet import AgentSession, Fleet
 from coordinator.inventory import Inventory
 from coordinator.inventory_loader import LoadedInventory
-from coordinator.loadspec import load_spec, phases
+from coordinator.loadspec import load_spec, phases, target_of
 
 START_MARGIN_S = 0.3
 """T0 lies this far in the future (plus the slowest agent's round trip) when it is sent."""
@@ -80,8 +80,9 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
     writer = results.ResultsWriter(out, overwrite=overwrite)
     with Fleet(inventory, options=options, view=view.deploying()) as fleet:
         fleet.start_result.raise_for_failures()
-        document = results.new_document(inventory, fleet_agents(fleet),
-                                        marks=run_marks(inventory))
+        document = results.new_document(
+            inventory, fleet_agents(fleet), marks=run_marks(inventory),
+            target=results.target_record(inventory, target_of(inventory)))
         writer.write(document)
         clients = [fleet.sessions[host.name] for host in inventory.clients]
         done: list[stats.RepetitionFigures] = []
@@ -152,7 +153,8 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
     preloading = clients[0].host.name if index == 0 else None
 
     def prepare(name: str, report: StageReporter) -> None:
-        by_name[name].link.prepare_load(load_spec(inventory, first_load=name == preloading))
+        spec = load_spec(inventory, by_name[name].host, first_load=name == preloading)
+        by_name[name].link.prepare_load(spec)
 
     fan_out(list(by_name), prepare).raise_for_failures()
 

@@ -54,7 +54,7 @@ from agent.drivers.base import (
 from agent.drivers.channel import Channel, ChannelClosed
 from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
 from agent.drivers.spec import Fields, LoadSpec
-from agent.drivers.worker import WorkerConfig, boot_argv
+from agent.drivers.worker import WorkerConfig, boot_argv, check_source_address
 
 log = logging.getLogger("agent.drivers.builtin")
 
@@ -176,6 +176,7 @@ class BuiltinDriver(Driver):
             params = parse_params(dict(spec.params))
             if spec.target.tls is not None:
                 raise DriverError(KIND_CONFIG, "TLS is not supported by the builtin driver yet")
+            check_source_address(spec.target.source_address)
             self._spec = spec
             self._processes = self._make_processes(spec, params)
             self._collector = _Collector(self)
