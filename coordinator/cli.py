@@ -23,9 +23,9 @@ from coordinator.fanout import FleetResult
 from coordinator.fleet import Fleet, select_hosts
 from coordinator.inventory import Host
 from coordinator.inventory_loader import LoadedInventory, load_inventory
-from coordinator.operations import agents_status, fetch_logs, stop_agents
+from coordinator.operations import agents_status, fetch_logs, held_agents, stop_agents
 from coordinator.overrides import Override
-from coordinator.progress import LiveHostTable, agents_table, failure_table
+from coordinator.progress import LiveHostTable, agents_table, failure_table, held_agents_table
 from coordinator.results import default_directory
 from coordinator.run import check_repetitions, run_benchmark
 from coordinator.run_view import RunConsoleView, summary_table
@@ -199,11 +199,28 @@ def agents() -> None:
 @_host_keys_option
 def agents_status_command(inventory_path: Path, host_names: str | None,
                           accept_new_host_keys: bool) -> None:
-    """Start an agent on every host and show host, Python, bundle, uptime, clock offset, RTT."""
+    """Show the agents held by `coord deploy --hold` if there are any; otherwise start an
+    agent on every host and show host, Python, bundle, uptime, clock offset, RTT."""
     loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
+    if _show_held_agents(loaded, hosts, options):
+        return
     with _fleet(loaded, hosts, options, "starting agents") as fleet:
         stdout.print(agents_table(agents_status(fleet), f"{len(fleet.sessions)} agent(s)"))
     _exit_for(fleet.start_result)
+
+
+def _show_held_agents(loaded: LoadedInventory, hosts: Sequence[Host],
+                      options: DeployOptions) -> bool:
+    """Print the held agents' table and exit for unreachable hosts; False if none is held."""
+    with LiveHostTable(stderr, [host.name for host in hosts], "looking for agents") as view:
+        found = held_agents(loaded.inventory, hosts, options, view)
+    held = {name: agent for name, agent in found.succeeded.items() if agent is not None}
+    if not held:
+        return False
+    stdout.print(held_agents_table(found.succeeded,
+                                   f"{len(held)} agent(s) held by another coord process"))
+    _exit_for(found)
+    return True
 
 
 @agents.command("stop")

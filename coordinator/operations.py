@@ -15,7 +15,13 @@ from coordinator.deploy import DeployOptions, connect, ssh_defaults
 from coordinator.fanout import FleetResult, ProgressView, StageReporter, fan_out
 from coordinator.fleet import AgentSession, Fleet
 from coordinator.inventory import Host, Inventory
-from coordinator.remote_agents import StrayStop, agent_log, stop_stray_agent
+from coordinator.remote_agents import (
+    HeldAgent,
+    StrayStop,
+    agent_log,
+    find_held_agent,
+    stop_stray_agent,
+)
 
 
 @dataclass(frozen=True)
@@ -59,5 +65,23 @@ def fetch_logs(inventory: Inventory, hosts: Sequence[Host], options: DeployOptio
         with connect(by_name[name], defaults, report) as ssh:
             report("reading log")
             return agent_log(ssh, inventory.agent.cache_dir, lines)
+
+    return fan_out(list(by_name), one, view)
+
+
+def held_agents(inventory: Inventory, hosts: Sequence[Host], options: DeployOptions,
+                view: ProgressView | None = None) -> FleetResult[HeldAgent | None]:
+    """Each host's agent left running by another coord process (``deploy --hold``), or None.
+
+    Only looks: starting an agent here would take over the held one's pid file, and
+    `coord agents stop` could no longer find it.
+    """
+    defaults = ssh_defaults(inventory, options)
+    by_name = {host.name: host for host in hosts}
+
+    def one(name: str, report: StageReporter) -> HeldAgent | None:
+        with connect(by_name[name], defaults, report) as ssh:
+            report("looking for a held agent")
+            return find_held_agent(ssh, inventory.agent.cache_dir)
 
     return fan_out(list(by_name), one, view)

@@ -71,6 +71,68 @@ except FileNotFoundError:
 """argv: state_dir log_name lines. First line ``log`` (then the lines) or ``missing``."""
 
 
+_PROBE_SCRIPT = """\
+import json, os, sys
+path = os.path.join(os.path.expanduser(sys.argv[1]), sys.argv[2])
+try:
+    with open(path) as handle:
+        record = json.load(handle)
+    pid, port = int(record["pid"]), int(record["port"])
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        argv = handle.read().decode("utf-8", "replace").split("\\0")
+    with open("/proc/%d/stat" % pid) as handle:
+        started = int(handle.read().rpartition(")")[2].split()[19])
+    with open("/proc/uptime") as handle:
+        booted = float(handle.read().split()[0])
+    with open("/proc/%d/status" % pid) as handle:
+        rss = [line.split()[1] for line in handle if line.startswith("VmRSS:")]
+except (OSError, ValueError, KeyError, TypeError, IndexError):
+    print(json.dumps({"found": False}))
+    sys.exit(0)
+print(json.dumps({"found": True, "pid": pid, "port": port, "argv": argv,
+                  "uptime_s": booted - started / os.sysconf("SC_CLK_TCK"),
+                  "rss_bytes": int(rss[0]) * 1024 if rss else 0}))
+"""
+"""argv: state_dir pid_file_name. Describes the process the pid file names, if it lives."""
+
+
+@dataclass(frozen=True)
+class HeldAgent:
+    """An agent running on a host without a link from this coord process (``--hold``)."""
+
+    pid: int
+    port: int
+    uptime_s: float
+    rss_bytes: int
+    bundle_hash: str | None
+
+
+def held_agent(answer: dict[str, object]) -> HeldAgent | None:
+    """The agent the probe found, or None: no pid file, a dead process, or a process that is
+    not a coord agent serving (a recycled pid). Pure."""
+    argv = answer.get("argv")
+    if not answer.get("found") or not isinstance(argv, list):
+        return None
+    words = [str(word) for word in argv]
+    if "serve" not in words or not any("agent.__main__" in word for word in words):
+        return None
+    bundle = None
+    if "--bundle-hash" in words[:-1]:
+        bundle = words[words.index("--bundle-hash") + 1]
+    pid, port, uptime, rss = (answer.get(key) for key in ("pid", "port", "uptime_s", "rss_bytes"))
+    if not (isinstance(pid, int) and isinstance(port, int) and isinstance(rss, int)
+            and isinstance(uptime, int | float)):
+        return None
+    return HeldAgent(pid, port, float(uptime), rss, bundle)
+
+
+def find_held_agent(ssh: SSHHost, state_dir: str) -> HeldAgent | None:
+    """The live agent named by the host's pid file, if any; changes nothing on the host."""
+    stdout, _ = ssh.run([ssh.python, "-I", "-c", _PROBE_SCRIPT, state_dir, protocol.PID_FILE])
+    answer = json.loads(stdout.strip().splitlines()[-1])
+    return held_agent(answer if isinstance(answer, dict) else {})
+
+
 @dataclass(frozen=True)
 class StrayStop:
     """What stopping a host's leftover agent did."""

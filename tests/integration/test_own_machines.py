@@ -1,0 +1,232 @@
+"""Using your own machines, on a real lab: held agents, data and source addresses, doctor,
+clean.
+
+Needs root. One lab (``cown`` on 198.18.160.0/24: two clients and a server with real Redis)
+for the module, always torn down. The server's namespace gets a second address with a second
+redis-server on it (its data address, not its SSH address); client1 gets a second address the
+load leaves from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from coordinator.agent_link import LoadProgress
+from coordinator.errors import CoordError
+from coordinator.fanout import NoProgress, ProgressView
+from coordinator.inventory_loader import load_inventory
+from coordinator.lab import LabSpec, LabStatus
+from coordinator.lab_plan import home_dir
+from coordinator.results import Repetition, load_results
+from coordinator.run import run_benchmark
+from tests.helpers import module_lab, poll_until, process_gone, wait_for_line
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+]
+
+ROOT = Path(__file__).parents[2]
+NAME = "cown"
+SUBNET = "198.18.160.0/24"
+DATA_ADDRESS = "198.18.160.50"
+DATA_PORT = 6390
+SOURCE_ADDRESS = "198.18.160.51"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
+    yield from module_lab(LabSpec(name=NAME, clients=2, subnet=SUBNET),
+                          tmp_path_factory.mktemp("own"))
+
+
+def netns(lab: LabStatus, host: str, *argv: str) -> list[str]:
+    namespace = next(h.namespace for h in lab.hosts if h.name == host)
+    return ["ip", "netns", "exec", namespace, *argv]
+
+
+@pytest.fixture(scope="module")
+def data_redis(lab: LabStatus) -> Iterator[redis.Redis]:
+    """A second redis-server on a second address of the server host (its data address), and a
+    second address on client1 for the load to leave from."""
+    ns = {h.name: h.namespace for h in lab.hosts}
+    subprocess.run(["ip", "-n", ns["server"], "addr", "add", f"{DATA_ADDRESS}/24", "dev",
+                    "eth0"], check=True)
+    subprocess.run(["ip", "-n", ns["client1"], "addr", "add", f"{SOURCE_ADDRESS}/24", "dev",
+                    "eth0"], check=True)
+    server = subprocess.Popen(
+        netns(lab, "server", shutil.which("redis-server") or "redis-server",
+              "--bind", DATA_ADDRESS, "--port", str(DATA_PORT), "--protected-mode", "no",
+              "--save", "", "--appendonly", "no", "--daemonize", "no"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host=DATA_ADDRESS, port=DATA_PORT, socket_timeout=10)
+    try:
+        poll_until(lambda: answers_ping(client), 30, "the second redis-server to answer PING")
+        yield client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(30)
+
+
+def answers_ping(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def coord(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "coordinator.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def pid_file(lab: LabStatus, host: str) -> Path:
+    user = next(h.user for h in lab.hosts if h.name == host)
+    return home_dir(user) / ".cache" / "coord" / "agent.pid"
+
+
+def held_pids(lab: LabStatus) -> dict[str, int]:
+    pids = {}
+    for host in lab.hosts:
+        path = pid_file(lab, host.name)
+        if path.exists():
+            pids[host.name] = json.loads(path.read_text())["pid"]
+    return pids
+
+
+# --- 18: agents status shows held agents ------------------------------------------------------
+
+
+def test_agents_status_shows_the_held_agents_and_starts_none(lab: LabStatus) -> None:
+    inventory = str(lab.inventory_path)
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "deploy", "-i", inventory, "--hold"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(deploy.stderr, "holding 3 agent(s)", timeout=120)
+        before = held_pids(lab)
+        assert set(before) == {"server", "client1", "client2"}
+
+        status = coord("agents", "status", "-i", inventory)
+
+        assert status.returncode == 0, status.stderr
+        assert "3 agent(s) held by another coord process" in status.stdout
+        for pid in before.values():
+            assert str(pid) in status.stdout
+        assert "stopped" not in status.stderr  # no agent of its own to stop
+        assert held_pids(lab) == before  # no new agent took over a pid file
+        stop = coord("agents", "stop", "-i", inventory)
+        assert stop.returncode == 0, stop.stderr
+        for host, pid in before.items():
+            assert f"{host}: stopped agent pid {pid}" in stop.stdout
+        poll_until(lambda: all(map(process_gone, before.values())), 30,
+                   "the held agents to exit")
+    finally:
+        if deploy.poll() is None:
+            deploy.send_signal(signal.SIGINT)
+        deploy.communicate(timeout=60)
+
+
+def test_agents_status_starts_agents_when_none_is_held(lab: LabStatus) -> None:
+    status = coord("agents", "status", "-i", str(lab.inventory_path))
+    assert status.returncode == 0, status.stderr
+    assert "3 agent(s)" in status.stdout
+    assert "held" not in status.stdout
+    assert held_pids(lab) == {}
+
+
+# --- 19: a server's data address and a client's load source address ------------------------
+
+
+class MeasureView:
+    """A run view that signals the measure phase."""
+
+    def __init__(self) -> None:
+        self.measuring = threading.Event()
+
+    def deploying(self) -> ProgressView:
+        return NoProgress()
+
+    def repetition(self, index: int, total: int) -> None:
+        self.measuring.clear()
+
+    def progress(self, elapsed_s: float, total_s: float,
+                 clients: dict[str, LoadProgress]) -> None:
+        if clients and all(p.phase == "measure" for p in clients.values()):
+            self.measuring.set()
+
+    def repetition_done(self, repetition: Repetition) -> None:
+        pass
+
+
+QUICK = ["benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=2s",
+         "benchmark.builtin.connections=3", "benchmark.builtin.processes=1"]
+
+
+def test_the_load_goes_to_the_data_address_from_the_source_address(
+    lab: LabStatus, data_redis: redis.Redis, tmp_path: Path
+) -> None:
+    data_redis.flushall()
+    ssh_redis = redis.Redis(host=lab_address(lab, "server"), port=6379, socket_timeout=10)
+    ssh_redis.flushall()
+    loaded = load_inventory(lab.inventory_path, [
+        *QUICK, f"servers[0].address={DATA_ADDRESS}", f"servers[0].port={DATA_PORT}",
+        f"hosts[1].load_source_address={SOURCE_ADDRESS}",
+    ])
+    assert loaded.inventory.hosts[1].name == "client1"
+    view = MeasureView()
+    peers: list[str] = []
+    failures: list[BaseException] = []
+
+    def list_clients_when_measuring() -> None:
+        try:
+            assert view.measuring.wait(60), "the measure phase never started"
+            peers.extend(entry["addr"].rsplit(":", 1)[0] for entry in data_redis.client_list())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test body
+            failures.append(exc)
+
+    lister = threading.Thread(target=list_clients_when_measuring)
+    lister.start()
+    outcome = run_benchmark(loaded, tmp_path / "results", view)
+    lister.join(30)
+    assert not failures, failures
+    assert outcome.document.status == "complete"
+    assert outcome.document.repetitions[0].count > 0
+    load_peers = sorted(peer for peer in peers if peer != "198.18.160.1")
+    assert load_peers == sorted([SOURCE_ADDRESS] * 3 + [lab_address(lab, "client2")] * 3)
+    assert ssh_redis.dbsize() == 0  # nothing went to the SSH address
+    ssh_redis.close()
+    document = load_results(tmp_path / "results")
+    assert document.target is not None
+    assert (document.target.address, document.target.port) == (DATA_ADDRESS, DATA_PORT)
+    assert document.target.source_addresses == {"client1": SOURCE_ADDRESS}
+
+
+def test_a_source_address_the_client_lacks_is_one_line_naming_it(
+    lab: LabStatus, data_redis: redis.Redis, tmp_path: Path
+) -> None:
+    loaded = load_inventory(lab.inventory_path, [
+        *QUICK, "hosts[2].load_source_address=198.18.160.99",
+    ])
+    with pytest.raises(CoordError) as caught:
+        run_benchmark(loaded, tmp_path / "results", MeasureView())
+    lines = caught.value.lines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("client2: ")
+    assert "load_source_address 198.18.160.99 is not an address of this host" in lines[0]
+
+
+def lab_address(lab: LabStatus, host: str) -> str:
+    return next(h.address for h in lab.hosts if h.name == host)
