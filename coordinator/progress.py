@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from coordinator.doctor import Finding
 from coordinator.errors import HostError
 from coordinator.fanout import HostFailure
 from coordinator.operations import AgentRow
@@ -127,4 +128,14 @@ def held_agents_table(rows: dict[str, HeldAgent | None], title: str) -> Table:
         table.add_row(name, "held", str(held.pid), str(held.port),
                       (held.bundle_hash or "?")[:12], f"{held.uptime_s:.1f}s",
                       f"{held.rss_bytes / 2**20:.1f} MiB")
+    return table
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    """`coord doctor`'s problems: one line each, with its fix."""
+    table = Table(title=f"{len(findings)} problem(s)", title_justify="left", title_style="red")
+    for column in ("host", "check", "problem", "fix"):
+        table.add_column(column)
+    for finding in findings:
+        table.add_row(finding.host, finding.check, finding.problem, finding.fix)
     return table

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from agent import protocol
+from coordinator.errors import RemoteCommandFailed
 from coordinator.ssh import SSHHost
 
 STOP_TIMEOUT = 10.0
@@ -160,3 +161,57 @@ def agent_log(ssh: SSHHost, state_dir: str, lines: int) -> str | None:
     )
     head, _, body = stdout.partition("\n")
     return body if head == "log" else None
+
+
+_CLEAN_SCRIPT = """\
+import json, os, shutil, sys
+path = os.path.expanduser(sys.argv[1])
+home = os.path.realpath(os.path.expanduser("~"))
+if not os.path.lexists(path):
+    print(json.dumps({"removed": False}))
+    sys.exit(0)
+if os.path.islink(path) or not os.path.isdir(path):
+    print(json.dumps({"refused": "%s is a symbolic link or not a directory" % path}))
+    sys.exit(0)
+real = os.path.realpath(path)
+if real == "/" or real == home or (home + "/").startswith(real.rstrip("/") + "/"):
+    print(json.dumps({"refused": "%s is or holds the home directory" % real}))
+    sys.exit(0)
+files = size = 0
+for root, dirs, names in os.walk(real):
+    for name in names:
+        files += 1
+        try:
+            size += os.lstat(os.path.join(root, name)).st_size
+        except OSError:
+            pass
+shutil.rmtree(real)
+print(json.dumps({"removed": True, "path": real, "files": files, "bytes": size}))
+"""
+"""argv: cache_dir. Removes it whole unless it is a link, the home directory or above it."""
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """What `coord agents clean` did on one host."""
+
+    stopped: StrayStop
+    removed: bool
+    path: str | None = None
+    files: int = 0
+    size_bytes: int = 0
+
+
+def clean_host(ssh: SSHHost, cache_dir: str) -> Cleaned:
+    """Stop the host's agent, if any, then remove coord's cache directory (nothing else).
+
+    The caller has checked that ``cache_dir`` is clearly coord's (:mod:`coordinator.cache_dir`);
+    the host checks again once ``~`` is expanded and links resolved.
+    """
+    stopped = stop_stray_agent(ssh, cache_dir)
+    stdout, _ = ssh.run([ssh.python, "-I", "-c", _CLEAN_SCRIPT, cache_dir])
+    answer = json.loads(stdout.strip().splitlines()[-1])
+    if "refused" in answer:
+        raise RemoteCommandFailed(ssh.name, f"agent.cache_dir: not removed: {answer['refused']}")
+    return Cleaned(stopped, bool(answer.get("removed")), answer.get("path"),
+                   int(answer.get("files", 0)), int(answer.get("bytes", 0)))

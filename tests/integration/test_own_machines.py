@@ -16,11 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import yaml
 
 from coordinator.agent_link import LoadProgress
 from coordinator.errors import CoordError
@@ -230,3 +232,96 @@ def test_a_source_address_the_client_lacks_is_one_line_naming_it(
 
 def lab_address(lab: LabStatus, host: str) -> str:
     return next(h.address for h in lab.hosts if h.name == host)
+
+
+# --- 20: doctor and clean ------------------------------------------------------------------
+
+
+def edited_inventory(lab: LabStatus, directory: Path, edit: Callable[[dict[str, Any]], None]
+                     ) -> str:
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    edit(data)
+    path = directory / "edited.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_doctor_finds_no_problem_on_a_healthy_lab(lab: LabStatus) -> None:
+    result = coord("doctor", "-i", str(lab.inventory_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 host(s) checked: no problems" in result.stdout
+
+
+def test_doctor_names_a_target_nobody_listens_on_and_a_host_it_cannot_reach(
+    lab: LabStatus, tmp_path: Path
+) -> None:
+    def break_it(data: dict[str, Any]) -> None:
+        data["servers"][0]["port"] = 6399
+        data["hosts"][2]["port"] = 2222  # client2's sshd listens on 22 only
+
+    result = coord("doctor", "-i", edited_inventory(lab, tmp_path, break_it))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stdout.splitlines() if "│" in line]
+    target = [line for line in lines if "client1" in line]
+    assert len(target) == 1 and "target" in target[0], result.stdout
+    assert f"{lab_address(lab, 'server')}:6399: connection refused" in target[0]
+    unreachable = [line for line in lines if "client2" in line]
+    assert len(unreachable) == 1 and "ssh" in unreachable[0], result.stdout
+    assert "2 problem(s)" in result.stdout
+
+
+def test_clean_stops_the_agent_and_removes_the_cache_dir_and_nothing_else(
+    lab: LabStatus
+) -> None:
+    inventory = str(lab.inventory_path)
+    homes = {host.name: home_dir(host.user) for host in lab.hosts}
+    keep = {name: home / ".cache" / "not-coords.txt" for name, home in homes.items()}
+    for name, path in keep.items():
+        user = next(h.user for h in lab.hosts if h.name == name)
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700)
+            shutil.chown(path.parent, user)
+        path.write_text("keep me")
+        shutil.chown(path, user)
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "deploy", "-i", inventory, "--hold"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(deploy.stderr, "holding 3 agent(s)", timeout=120)
+        pids = held_pids(lab)
+        assert all((home / ".cache" / "coord" / "bundles").is_dir() for home in homes.values())
+
+        result = coord("agents", "clean", "-i", inventory)
+
+        assert result.returncode == 0, result.stderr
+        for name, pid in pids.items():
+            assert f"{name}: stopped agent pid {pid}; removed " in result.stdout
+        poll_until(lambda: all(map(process_gone, pids.values())), 30, "the agents to exit")
+    finally:
+        if deploy.poll() is None:
+            deploy.send_signal(signal.SIGINT)
+        deploy.communicate(timeout=60)
+    for name, home in homes.items():
+        assert not (home / ".cache" / "coord").exists()
+        assert keep[name].read_text() == "keep me"
+        assert (home / ".cache").is_dir()
+        keep[name].unlink()
+    again = coord("agents", "clean", "-i", inventory)
+    assert again.returncode == 0, again.stderr
+    assert "server: nothing to remove" in again.stdout
+
+
+@pytest.mark.parametrize("cache_dir", ["~", "/", "~/.cache"])
+def test_clean_refuses_a_cache_dir_that_is_not_clearly_coords(
+    lab: LabStatus, tmp_path: Path, cache_dir: str
+) -> None:
+    def point_at(data: dict[str, Any]) -> None:
+        data["agent"] = {"cache_dir": cache_dir}
+
+    result = coord("agents", "clean", "-i", edited_inventory(lab, tmp_path, point_at))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("agent.cache_dir: refusing to remove it: ")
+    assert all(home_dir(host.user).is_dir() for host in lab.hosts)
