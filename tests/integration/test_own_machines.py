@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ from coordinator.errors import CoordError
 from coordinator.fanout import NoProgress, ProgressView
 from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabSpec, LabStatus
-from coordinator.lab_plan import home_dir
+from coordinator.lab_plan import LabPaths, home_dir
 from coordinator.results import Repetition, load_results
 from coordinator.run import run_benchmark
 from tests.helpers import module_lab, poll_until, process_gone, wait_for_line
@@ -325,3 +326,49 @@ def test_clean_refuses_a_cache_dir_that_is_not_clearly_coords(
     assert len(lines) == 1, lines
     assert lines[0].startswith("agent.cache_dir: refusing to remove it: ")
     assert all(home_dir(host.user).is_dir() for host in lab.hosts)
+
+
+@pytest.fixture
+def strict_sshd(lab: LabStatus, tmp_path: Path) -> Iterator[int]:
+    """A second sshd on client2 (port 2200) that allows no TCP forwarding and has no SFTP."""
+    port = 2200
+    lab_config = LabPaths.of(NAME, lab.spec.state_root).sshd_config("client2")
+    lines = [line for line in lab_config.read_text().splitlines()
+             if not line.startswith(("Port ", "PidFile ", "AllowTcpForwarding ", "Subsystem "))]
+    lines += [f"Port {port}", f"PidFile {tmp_path / 'sshd.pid'}", "AllowTcpForwarding no"]
+    path = tmp_path / "sshd_config"
+    path.write_text("\n".join(lines) + "\n")
+    sshd = subprocess.Popen(
+        netns(lab, "client2", shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-f", str(path),
+              "-E", str(tmp_path / "sshd.log")))
+    address = lab_address(lab, "client2")
+    try:
+        poll_until(lambda: accepts(address, port), 30, "the second sshd to listen")
+        yield port
+    finally:
+        sshd.terminate()
+        sshd.wait(30)
+
+
+def accepts(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_doctor_names_a_host_without_tcp_forwarding_or_sftp(
+    lab: LabStatus, tmp_path: Path, strict_sshd: int
+) -> None:
+    def use_strict_sshd(data: dict[str, Any]) -> None:
+        data["hosts"][2]["port"] = strict_sshd
+
+    result = coord("doctor", "-i", edited_inventory(lab, tmp_path, use_strict_sshd),
+                   "--accept-new-host-keys")
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if "│" in line and "client2" in line]
+    assert len(rows) == 2, result.stdout
+    assert "tcp forwarding" in rows[0] and "AllowTcpForwarding" in rows[0]
+    assert "sftp" in rows[1] and "Subsystem sftp" in rows[1]
+    assert "2 problem(s)" in result.stdout
