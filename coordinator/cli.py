@@ -18,14 +18,29 @@ from rich.console import Console
 
 from coordinator import __version__, lab
 from coordinator.deploy import DeployOptions
+from coordinator.doctor import diagnose
+from coordinator.doctor_probe import gather
 from coordinator.errors import CoordError
 from coordinator.fanout import FleetResult
 from coordinator.fleet import Fleet, select_hosts
 from coordinator.inventory import Host
 from coordinator.inventory_loader import LoadedInventory, load_inventory
-from coordinator.operations import agents_status, fetch_logs, stop_agents
+from coordinator.operations import (
+    agents_status,
+    check_clean_target,
+    clean_agents,
+    fetch_logs,
+    held_agents,
+    stop_agents,
+)
 from coordinator.overrides import Override
-from coordinator.progress import LiveHostTable, agents_table, failure_table
+from coordinator.progress import (
+    LiveHostTable,
+    agents_table,
+    failure_table,
+    findings_table,
+    held_agents_table,
+)
 from coordinator.results import default_directory
 from coordinator.run import check_repetitions, run_benchmark
 from coordinator.run_view import RunConsoleView, summary_table
@@ -192,6 +207,26 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
     stdout.print(f"results: {outcome.directory}")
 
 
+@cli.command("doctor")
+@_inventory_option
+@_hosts_option
+@_host_keys_option
+def doctor_command(inventory_path: Path, host_names: str | None,
+                   accept_new_host_keys: bool) -> None:
+    """Check every host for what a run needs (SSH, forwarding, SFTP, Python, memory, disk,
+    tools, the target); one line per problem with its fix; exit 1 if there is any."""
+    loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
+    with LiveHostTable(stderr, [host.name for host in hosts], "checking hosts") as view:
+        gathered = gather(loaded.inventory, hosts, options, view)
+    findings = diagnose(loaded.inventory, gathered.succeeded)
+    if findings:
+        stdout.print(findings_table(findings))
+    _exit_for(gathered)
+    if findings:
+        sys.exit(1)
+    stdout.print(f"[green]{len(hosts)} host(s) checked: no problems[/green]")
+
+
 @cli.group()
 def agents() -> None:
     """Inspect and stop agents on the inventory's hosts."""
@@ -203,11 +238,28 @@ def agents() -> None:
 @_host_keys_option
 def agents_status_command(inventory_path: Path, host_names: str | None,
                           accept_new_host_keys: bool) -> None:
-    """Start an agent on every host and show host, Python, bundle, uptime, clock offset, RTT."""
+    """Show the agents held by `coord deploy --hold` if there are any; otherwise start an
+    agent on every host and show host, Python, bundle, uptime, clock offset, RTT."""
     loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
+    if _show_held_agents(loaded, hosts, options):
+        return
     with _fleet(loaded, hosts, options, "starting agents") as fleet:
         stdout.print(agents_table(agents_status(fleet), f"{len(fleet.sessions)} agent(s)"))
     _exit_for(fleet.start_result)
+
+
+def _show_held_agents(loaded: LoadedInventory, hosts: Sequence[Host],
+                      options: DeployOptions) -> bool:
+    """Print the held agents' table and exit for unreachable hosts; False if none is held."""
+    with LiveHostTable(stderr, [host.name for host in hosts], "looking for agents") as view:
+        found = held_agents(loaded.inventory, hosts, options, view)
+    held = {name: agent for name, agent in found.succeeded.items() if agent is not None}
+    if not held:
+        return False
+    stdout.print(held_agents_table(found.succeeded,
+                                   f"{len(held)} agent(s) held by another coord process"))
+    _exit_for(found)
+    return True
 
 
 @agents.command("stop")
@@ -227,6 +279,27 @@ def agents_stop_command(inventory_path: Path, host_names: str | None,
             stdout.print(f"{name}: agent pid {stopped.pid} ignored SIGTERM; killed its group")
         else:
             stdout.print(f"{name}: stopped agent pid {stopped.pid} and its processes")
+    _exit_for(result)
+
+
+@agents.command("clean")
+@_inventory_option
+@_hosts_option
+@_host_keys_option
+def agents_clean_command(inventory_path: Path, host_names: str | None,
+                         accept_new_host_keys: bool) -> None:
+    """Stop any agent and remove coord's directory (agent.cache_dir) from the hosts."""
+    loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
+    check_clean_target(loaded.inventory)
+    with LiveHostTable(stderr, [host.name for host in hosts], "cleaning hosts") as view:
+        result = clean_agents(loaded.inventory, hosts, options, view)
+    for name, cleaned in sorted(result.succeeded.items()):
+        stopped = f"stopped agent pid {cleaned.stopped.pid}; " if cleaned.stopped.found else ""
+        if cleaned.removed:
+            stdout.print(f"{name}: {stopped}removed {cleaned.path} ({cleaned.files} file(s), "
+                         f"{cleaned.size_bytes / 2**20:.1f} MiB)")
+        else:
+            stdout.print(f"{name}: {stopped}nothing to remove")
     _exit_for(result)
 
 

@@ -81,6 +81,15 @@ def _address(value: str) -> str:
     raise ValueError("must be an IP address or a DNS host name")
 
 
+def _ip_address(value: str) -> str:
+    """An IPv4/IPv6 address (a socket binds to it: no DNS name)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("must be an IP address") from None
+    return value
+
+
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be greater than 0")
@@ -96,6 +105,7 @@ PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 Port = Annotated[int, AfterValidator(_port)]
 Name = Annotated[str, AfterValidator(_name)]
 Address = Annotated[str, AfterValidator(_address)]
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
 Role = Literal["client", "server"]
 
 
@@ -139,6 +149,11 @@ class Host(Model):
         default_factory=dict,
         description="free-form metadata (instance type, zone...) copied into the results",
     )
+    load_source_address: IPAddress | None = Field(
+        None,
+        description="client hosts: local address the load's connections leave from (e.g. the "
+        "private network's); must be one of the host's addresses; default: the kernel's choice",
+    )
 
 
 class TLS(Model):
@@ -156,6 +171,11 @@ class Server(Model):
     name: Name = Field(description="unique name of this endpoint")
     host: str = Field(description="name of the host (in hosts) that runs the server")
     port: Port = Field(6379, description="TCP port of the server")
+    address: Address | None = Field(
+        None,
+        description="address the load connects to (e.g. the host's private address when SSH "
+        "goes to a public one); default: the address of its host",
+    )
     password: str | None = Field(None, description="AUTH password")
     username: str | None = Field(None, description="ACL user name (Redis 6+)")
     tls: TLS | None = Field(None, description="connect with TLS; omit for plain TCP")
@@ -275,6 +295,10 @@ class Inventory(Model):
             if host.name == name:
                 return host
         raise KeyError(name)
+
+    def data_address(self, server: Server) -> str:
+        """Where the load reaches ``server``: its own ``address``, else its host's."""
+        return server.address or self.host(server.host).address
 
     @property
     def clients(self) -> list[Host]:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from coordinator.errors import UsageError
-from coordinator.inventory import Inventory, Server
+from coordinator.inventory import Host, Inventory, Server
 from coordinator.stats import HISTOGRAM_PARAMS
 
 SPEC_FORMAT = 1
@@ -47,9 +47,12 @@ def target_of(inventory: Inventory) -> Server:
     return inventory.servers[0]
 
 
-def load_spec(inventory: Inventory, *, first_load: bool = False) -> str:
-    """The JSON text sent to a client agent's ``prepare_load``.
+def load_spec(inventory: Inventory, client: Host | None = None, *,
+              first_load: bool = False) -> str:
+    """The JSON text sent to ``client``'s agent's ``prepare_load``.
 
+    The target is the server's data address (``servers[].address``, else its host's SSH
+    address); the load leaves from the client's ``load_source_address`` when it has one.
     ``benchmark.builtin.preload`` fills the keyspace once, so only the ``first_load`` of a run
     (one client, first repetition) asks for it.
     """
@@ -59,7 +62,6 @@ def load_spec(inventory: Inventory, *, first_load: bool = False) -> str:
             f"benchmark.driver: {bench.driver} is not supported by `coord run` yet; use builtin"
         )
     server = target_of(inventory)
-    host = inventory.host(server.host)
     run_phases = phases(inventory)
     tls = None
     if server.tls is not None:
@@ -69,8 +71,9 @@ def load_spec(inventory: Inventory, *, first_load: bool = False) -> str:
         "format": SPEC_FORMAT,
         "driver": bench.driver,
         "target": {
-            "address": host.address,
+            "address": inventory.data_address(server),
             "port": server.port,
+            "source_address": client.load_source_address if client is not None else None,
             "password": server.password,
             "username": server.username,
             "tls": tls,

@@ -11,11 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coordinator.agent_link import AgentStatus
+from coordinator.cache_dir import cache_dir_refusal
 from coordinator.deploy import DeployOptions, connect, host_state_dir, ssh_defaults
+from coordinator.errors import UsageError
 from coordinator.fanout import FleetResult, ProgressView, StageReporter, fan_out
 from coordinator.fleet import AgentSession, Fleet
 from coordinator.inventory import Host, Inventory
-from coordinator.remote_agents import StrayStop, agent_log, stop_stray_agent
+from coordinator.remote_agents import (
+    Cleaned,
+    HeldAgent,
+    StrayStop,
+    agent_log,
+    clean_host,
+    find_held_agent,
+    stop_stray_agent,
+)
 
 
 @dataclass(frozen=True)
@@ -59,5 +69,48 @@ def fetch_logs(inventory: Inventory, hosts: Sequence[Host], options: DeployOptio
         with connect(by_name[name], defaults, report) as ssh:
             report("reading log")
             return agent_log(ssh, host_state_dir(inventory.agent.cache_dir, name), lines)
+
+    return fan_out(list(by_name), one, view)
+
+
+def held_agents(inventory: Inventory, hosts: Sequence[Host], options: DeployOptions,
+                view: ProgressView | None = None) -> FleetResult[HeldAgent | None]:
+    """Each host's agent left running by another coord process (``deploy --hold``), or None.
+
+    Only looks: starting an agent here would take over the held one's pid file, and
+    `coord agents stop` could no longer find it.
+    """
+    defaults = ssh_defaults(inventory, options)
+    by_name = {host.name: host for host in hosts}
+
+    def one(name: str, report: StageReporter) -> HeldAgent | None:
+        with connect(by_name[name], defaults, report) as ssh:
+            report("looking for a held agent")
+            return find_held_agent(ssh, host_state_dir(inventory.agent.cache_dir, name))
+
+    return fan_out(list(by_name), one, view)
+
+
+def check_clean_target(inventory: Inventory) -> None:
+    """``UsageError`` unless ``agent.cache_dir`` is clearly coord's own directory."""
+    refusal = cache_dir_refusal(inventory.agent.cache_dir)
+    if refusal is not None:
+        raise UsageError(f"agent.cache_dir: refusing to remove it: {refusal}")
+
+
+def clean_agents(inventory: Inventory, hosts: Sequence[Host], options: DeployOptions,
+                 view: ProgressView | None = None) -> FleetResult[Cleaned]:
+    """Stop any agent on each host and remove coord's cache directory there (bundles, pid file,
+    logs); ``UsageError`` before any host is touched if ``agent.cache_dir`` is not clearly
+    coord's own."""
+    check_clean_target(inventory)
+    cache_dir = inventory.agent.cache_dir
+    defaults = ssh_defaults(inventory, options)
+    by_name = {host.name: host for host in hosts}
+
+    def one(name: str, report: StageReporter) -> Cleaned:
+        with connect(by_name[name], defaults, report) as ssh:
+            report("cleaning", cache_dir)
+            return clean_host(ssh, cache_dir, host_state_dir(cache_dir, name))
 
     return fan_out(list(by_name), one, view)

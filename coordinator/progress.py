@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from coordinator.doctor import Finding
 from coordinator.errors import HostError
 from coordinator.fanout import HostFailure
 from coordinator.operations import AgentRow
+from coordinator.remote_agents import HeldAgent
 
 
 class LiveHostTable:
@@ -111,4 +113,29 @@ def agents_table(rows: dict[str, AgentRow], title: str) -> Table:
             f"{clock.rtt_ns / 1e6:.3f} ms",
             f"{status.cpu_s:.2f}s" if status else "no answer",
         )
+    return table
+
+
+def held_agents_table(rows: dict[str, HeldAgent | None], title: str) -> Table:
+    """Per host: the agent another coord process holds (pid, port, bundle, uptime, memory)."""
+    table = Table(title=title, title_justify="left")
+    for column in ("host", "agent", "pid", "port", "bundle", "uptime", "rss"):
+        table.add_column(column)
+    for name, held in sorted(rows.items()):
+        if held is None:
+            table.add_row(name, "none", "", "", "", "", "")
+            continue
+        table.add_row(name, "held", str(held.pid), str(held.port),
+                      (held.bundle_hash or "?")[:12], f"{held.uptime_s:.1f}s",
+                      f"{held.rss_bytes / 2**20:.1f} MiB")
+    return table
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    """`coord doctor`'s problems: one line each, with its fix."""
+    table = Table(title=f"{len(findings)} problem(s)", title_justify="left", title_style="red")
+    for column in ("host", "check", "problem", "fix"):
+        table.add_column(column)
+    for finding in findings:
+        table.add_row(finding.host, finding.check, finding.problem, finding.fix)
     return table

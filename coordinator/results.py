@@ -71,7 +71,7 @@ from agent.histograms import HistogramParams
 from coordinator import __version__
 from coordinator.clock import ClockEstimate
 from coordinator.errors import CoordError
-from coordinator.inventory import Inventory
+from coordinator.inventory import Inventory, Server
 from coordinator.stats import (
     HISTOGRAM_PARAMS,
     AgentFigures,
@@ -181,6 +181,21 @@ class ForcedOverRecord(Model):
     held_by: str = Field(
         description="who held it, as the host's agent saw it: the other run's operator "
         "(user@machine), coordinator pid and start, or the process the kernel names"
+    )
+
+
+class TargetRecord(Model):
+    """The server the load went to, as the clients were told to reach it."""
+
+    server: str = Field(description="server name, as in the inventory")
+    address: str = Field(
+        description="the data address the load connected to (servers[].address, else the "
+        "SSH address of the server's host)"
+    )
+    port: int = Field(description="TCP port the load connected to")
+    source_addresses: dict[str, str] = Field(
+        description="client host -> the local address its load left from (only clients with "
+        "hosts[].load_source_address)"
     )
 
 
@@ -328,6 +343,9 @@ class ResultsDocument(Model):
     )
     histograms: HistogramSettings = Field(description="units and precision of every histogram")
     agents: list[AgentRecord] = Field(description="per agent: clock and software")
+    target: TargetRecord | None = Field(
+        None, description="where the load went (null in documents of coord before it was kept)"
+    )
     repetitions: list[Repetition] = Field(description="finished repetitions, in order")
     summary: SummaryRecord | None = Field(
         description="across repetitions (null until a repetition has finished)"
@@ -444,6 +462,7 @@ def new_document(
     params: HistogramParams = HISTOGRAM_PARAMS,
     created: datetime | None = None,
     forced_over: Sequence[ForcedOverRecord] = (),
+    target: TargetRecord | None = None,
 ) -> ResultsDocument:
     """The document of a run that has just started: no repetition yet, status running."""
     return ResultsDocument(
@@ -460,9 +479,24 @@ def new_document(
             significant_figures=params.significant_figures,
         ),
         agents=list(agents),
+        target=target,
         repetitions=[],
         summary=None,
         forced_over=list(forced_over),
+    )
+
+
+def target_record(inventory: Inventory, server: Server) -> TargetRecord:
+    """Where the load of a run of ``inventory`` goes, and where it leaves from."""
+    return TargetRecord(
+        server=server.name,
+        address=inventory.data_address(server),
+        port=server.port,
+        source_addresses={
+            host.name: host.load_source_address
+            for host in inventory.clients
+            if host.load_source_address is not None
+        },
     )
 
 

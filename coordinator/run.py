@@ -34,7 +34,7 @@ from coordinator.fanout import ProgressView, StageReporter, fan_out
 from coordinator.fleet import AgentSession, Fleet
 from coordinator.inventory import Inventory
 from coordinator.inventory_loader import LoadedInventory
-from coordinator.loadspec import load_spec, phases
+from coordinator.loadspec import load_spec, phases, target_of
 
 START_MARGIN_S = 0.3
 """T0 lies this far in the future (plus the slowest agent's round trip) when it is sent."""
@@ -87,8 +87,9 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
         fleet.start_result.raise_for_failures()
         forced_over = take_run_locks(fleet, run_holder(), force=force)
         marks = run_marks(inventory) + (["forced-over-run-lock"] if forced_over else [])
-        document = results.new_document(inventory, fleet_agents(fleet), marks=marks,
-                                        forced_over=forced_over)
+        document = results.new_document(
+            inventory, fleet_agents(fleet), marks=marks, forced_over=forced_over,
+            target=results.target_record(inventory, target_of(inventory)))
         writer.write(document)
         clients = [fleet.sessions[host.name] for host in inventory.clients]
         done: list[stats.RepetitionFigures] = []
@@ -182,7 +183,8 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
     preloading = clients[0].host.name if index == 0 else None
 
     def prepare(name: str, report: StageReporter) -> None:
-        by_name[name].link.prepare_load(load_spec(inventory, first_load=name == preloading))
+        spec = load_spec(inventory, by_name[name].host, first_load=name == preloading)
+        by_name[name].link.prepare_load(spec)
 
     fan_out(list(by_name), prepare).raise_for_failures()
 

@@ -59,7 +59,7 @@ from agent.drivers.errors import KIND_MEMORY
 from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
 from agent.drivers.memory import LoadShape, load_bytes, memory_problem
 from agent.drivers.spec import Fields, LoadSpec
-from agent.drivers.worker import WorkerConfig, boot_argv
+from agent.drivers.worker import WorkerConfig, boot_argv, check_source_address
 
 log = logging.getLogger("agent.drivers.builtin")
 
@@ -205,6 +205,7 @@ class BuiltinDriver(Driver):
             if spec.target.tls is not None:
                 raise DriverError(KIND_CONFIG, "TLS is not supported by the builtin driver yet")
             self._check_memory(params)
+            check_source_address(spec.target.source_address)
             self._spec = spec
             self._processes = self._make_processes(spec, params)
             self._collector = _Collector(self)

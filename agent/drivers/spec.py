@@ -4,14 +4,15 @@ Format 1 (JSON text; every field required, unknown fields refused)::
 
     {"format": 1, "driver": "builtin",
      "target": {"address": "198.18.0.10", "port": 6379, "password": null, "username": null,
-                "tls": null},
+                "tls": null, "source_address": null},
      "warmup_s": 2.0, "duration_s": 10.0, "interval_s": 1.0,
      "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
      "params": {...}}
 
-``params`` belongs to the driver named by ``driver``, which parses it. Warm-up and duration
-must be whole numbers of intervals: intervals are the unit in which every agent's data is
-lined up. Every problem is a ``DriverError("config", ...)`` naming the field.
+``target.source_address`` (optional, null by default) is the local address the load's
+connections bind to. ``params`` belongs to the driver named by ``driver``, which parses it.
+Warm-up and duration must be whole numbers of intervals: intervals are the unit in which every
+agent's data is lined up. Every problem is a ``DriverError("config", ...)`` naming the field.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ MAX_INTERVAL_S: Final = 3600.0
 
 @dataclass(frozen=True)
 class Target:
-    """The server under load. ``tls`` is passed through for the driver to accept or refuse."""
+    """The server under load. ``tls`` is passed through for the driver to accept or refuse;
+    ``source_address`` is the local address the load leaves from (None: the kernel's choice)."""
 
     address: str
     port: int
     password: str | None = field(default=None, repr=False)
     username: str | None = None
     tls: Mapping[str, Any] | None = None
+    source_address: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -57,6 +60,7 @@ class Target:
             "password": self.password,
             "username": self.username,
             "tls": dict(self.tls) if self.tls is not None else None,
+            "source_address": self.source_address,
         }
 
 
@@ -163,8 +167,13 @@ def parse_target(data: Mapping[str, Any]) -> Target:
         password=fields.optional_text("password"),
         username=fields.optional_text("username"),
         tls=fields.optional_object("tls"),
+        source_address=(
+            fields.optional_text("source_address") if fields.has("source_address") else None
+        ),
     )
     fields.no_more()
+    if target.source_address == "":
+        raise fields.problem("source_address", "must be an address or null, got ''")
     if target.username is not None and target.password is None:
         raise DriverError(KIND_CONFIG, "spec.target.username needs a password")
     return target

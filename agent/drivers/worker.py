@@ -50,6 +50,7 @@ import hiredis
 from agent.drivers.channel import Channel, ChannelClosed
 from agent.drivers.errors import (
     KIND_AUTH,
+    KIND_CONFIG,
     KIND_INTERNAL,
     KIND_SERVER,
     KIND_UNREACHABLE,
@@ -381,6 +382,7 @@ class Worker:
         try:
             sock.settimeout(CONNECT_TIMEOUT)
             try:
+                bind_source(sock, self.target.source_address)
                 sock.connect(self._address)
             except OSError as exc:
                 raise DriverError(
@@ -709,7 +711,12 @@ class Worker:
         """Start a non-blocking connection; the loop finishes it (:meth:`_advance`)."""
         sock = socket.socket(self._family, socket.SOCK_STREAM)
         sock.setblocking(False)
-        code = sock.connect_ex(self._address)
+        try:
+            bind_source(sock, self.target.source_address)
+        except OSError:
+            code = errno.EADDRNOTAVAIL
+        else:
+            code = sock.connect_ex(self._address)
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
             sock.close()
             self.errors[ERROR_CONNECTION] = self.errors.get(ERROR_CONNECTION, 0) + 1
@@ -828,6 +835,34 @@ def _handshake_error(endpoint: str, command: str, message: str) -> DriverError:
     if kind == "NOAUTH":
         return DriverError(KIND_AUTH, f"{endpoint} requires a password: {message}")
     return DriverError(KIND_SERVER, f"{endpoint} refused a new connection: {message}")
+
+
+def bind_source(sock: socket.socket, source_address: str | None) -> None:
+    """Bind ``sock`` to the load's source address (any free port) before it connects."""
+    if source_address is not None:
+        sock.bind((source_address, 0))
+
+
+def check_source_address(source_address: str | None) -> None:
+    """``DriverError("config")`` unless ``source_address`` is an address of this host.
+
+    Checked once at prepare, so a wrong inventory value is one line naming it rather than
+    every connection failing.
+    """
+    if source_address is None:
+        return
+    try:
+        infos = socket.getaddrinfo(source_address, 0, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST)
+        family, _type, _proto, _name, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        raise DriverError(
+            KIND_CONFIG,
+            f"load_source_address {source_address} is not an address of this host: "
+            f"{_reason(exc)}",
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ def test_the_spec_carries_the_target_phases_and_fixed_histogram_settings() -> No
     inventory = load_inventory(EXAMPLE, ["servers[0].password=s3cret"]).inventory
     spec = json.loads(load_spec(inventory))
     assert spec["target"] == {"address": "198.18.0.10", "port": 6379, "password": "s3cret",
-                              "username": None, "tls": None}
+                              "username": None, "tls": None, "source_address": None}
     assert (spec["warmup_s"], spec["duration_s"], spec["interval_s"]) == (5.0, 30.0, 1.0)
     assert spec["histogram"] == {"lowest_usec": 1, "highest_usec": 60_000_000,
                                  "significant_figures": 3}
