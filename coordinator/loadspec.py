@@ -47,9 +47,11 @@ def target_of(inventory: Inventory) -> Server:
     return inventory.servers[0]
 
 
-def load_spec(inventory: Inventory, *, first_load: bool = False) -> str:
+def load_spec(inventory: Inventory, *, password: str | None, first_load: bool = False) -> str:
     """The JSON text sent to a client agent's ``prepare_load``.
 
+    ``password`` is the target's, as ``coordinator.server_auth.target_password`` read it (from
+    the inventory, a file or the environment): this module does no I/O.
     ``benchmark.builtin.preload`` fills the keyspace once, so only the ``first_load`` of a run
     (one client, first repetition) asks for it.
     """
@@ -71,7 +73,7 @@ def load_spec(inventory: Inventory, *, first_load: bool = False) -> str:
         "target": {
             "address": host.address,
             "port": server.port,
-            "password": server.password,
+            "password": password,
             "username": server.username,
             "tls": tls,
         },
