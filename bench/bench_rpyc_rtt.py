@@ -45,6 +45,7 @@ from _lab import (
 
 from coordinator.deploy import DeployOptions
 from coordinator.inventory import Inventory
+from coordinator.server_auth import target_password
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
@@ -57,17 +58,27 @@ class RedisPing:
     def __init__(self, channel: paramiko.Channel) -> None:
         self.channel = channel
 
+    def authenticate(self, password: str | None) -> None:
+        """AUTH once before timing anything (the lab's Redis asks for a password)."""
+        if password is not None:
+            secret = password.encode()
+            self._exchange(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret),
+                           b"+OK\r\n", "AUTH")
+
     def __call__(self) -> None:
+        self._exchange(PING, PONG, "PING")
+
+    def _exchange(self, request: bytes, expected: bytes, what: str) -> None:
         channel = self.channel
-        channel.sendall(PING)
+        channel.sendall(request)
         answer = b""
-        while len(answer) < len(PONG):
+        while len(answer) < len(expected):
             chunk = channel.recv(64)
             if not chunk:
                 raise BenchError("redis closed the forwarded connection")
             answer += chunk
-        if answer != PONG:
-            raise BenchError(f"redis answered {answer!r} to PING")
+        if answer != expected:
+            raise BenchError(f"redis answered {answer!r} to {what}")
 
 
 def timed(call: Callable[[], object], count: int, into: list[float]) -> None:
@@ -86,6 +97,7 @@ def measure(inventory: Inventory, options: DeployOptions, calls: int, warmup: in
         channel = sessions[server_host.name].ssh.open_channel(server.port, server_host.address)
         try:
             ping = RedisPing(channel)
+            ping.authenticate(target_password(inventory))
             paths: dict[str, Callable[[], object]] = {
                 f"redis PING, forward to {server_host.name}": ping,
                 **{f"heartbeat(), agent on {name}": s.link.heartbeat

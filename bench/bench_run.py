@@ -22,6 +22,7 @@ from coordinator.inventory_loader import load_inventory
 from coordinator.loadspec import phases
 from coordinator.results import Repetition
 from coordinator.run import run_repetition
+from coordinator.server_auth import target_password
 
 
 class QuietView:
@@ -57,6 +58,7 @@ def main() -> None:
         ])
         inventory = loaded.inventory
         seconds = phases(inventory).total_s
+        password = target_password(inventory)
         with _lab.running_fleet(inventory, _lab.deploy_options(args)) as fleet:
             clients = [fleet.sessions[host.name] for host in inventory.clients]
             idle_before = {c.host.name: c.link.status().cpu_s for c in clients}
@@ -71,7 +73,8 @@ def main() -> None:
             for index in range(args.repetitions):
                 before = {c.host.name: c.link.status().cpu_s for c in clients}
                 started = time.monotonic()
-                figures, repetition = run_repetition(index, clients, inventory, QuietView())
+                figures, repetition = run_repetition(index, clients, inventory, QuietView(),
+                                                     password=password)
                 wall = time.monotonic() - started
                 for client in clients:
                     used = client.link.status().cpu_s - before[client.host.name]

@@ -176,7 +176,20 @@ class Server(Model):
         description="address the load connects to (e.g. the host's private address when SSH "
         "goes to a public one); default: the address of its host",
     )
-    password: str | None = Field(None, description="AUTH password")
+    password: str | None = Field(
+        None, description="AUTH password, written here (see password_file, password_env)"
+    )
+    password_file: str | None = Field(
+        None,
+        min_length=1,
+        description="file holding the AUTH password (one line; a trailing newline is dropped), "
+        "read by coord at run time: the secret stays out of the inventory and command lines",
+    )
+    password_env: str | None = Field(
+        None,
+        min_length=1,
+        description="environment variable holding the AUTH password, read by coord at run time",
+    )
     username: str | None = Field(None, description="ACL user name (Redis 6+)")
     tls: TLS | None = Field(None, description="connect with TLS; omit for plain TCP")
 
@@ -318,6 +331,24 @@ class Inventory(Model):
         return [host for host in self.clients if host.name in server_names]
 
 
+PASSWORD_SOURCES = ("password", "password_file", "password_env")
+"""The fields a server's AUTH password may come from; at most one per server."""
+
+
+def _password_sources(index: int, server: Server) -> list[Problem]:
+    """One problem, at the second password field given, when a server has several."""
+    given = [name for name in PASSWORD_SOURCES if getattr(server, name) is not None]
+    if len(given) < 2:
+        return []
+    return [
+        Problem(
+            f"servers[{index}].{given[1]}",
+            f"server {server.name!r} is given {' and '.join(given)}; give at most one of "
+            f"{', '.join(PASSWORD_SOURCES)}",
+        )
+    ]
+
+
 def check_references(inventory: Inventory) -> list[Problem]:
     """Problems that span fields: names, references and roles. Warnings are included."""
     problems: list[Problem] = []
@@ -344,6 +375,7 @@ def check_references(inventory: Inventory) -> list[Problem]:
             )
         else:
             seen_servers[server.name] = index
+        problems += _password_sources(index, server)
         if server.host not in seen:
             problems.append(
                 Problem(

@@ -43,6 +43,7 @@ from coordinator.lab_plan import (
     is_lab_veth,
     lab_host_of,
     plan_hosts,
+    redis_user,
     render_inventory,
     user_comment,
 )
@@ -232,6 +233,11 @@ def _check_clashes(spec: LabSpec) -> None:
 
 def _check_users(spec: LabSpec) -> None:
     comment = user_comment(spec.name)
+    redis = sysio.user_entry(redis_user(spec.name))
+    if redis is not None and redis.pw_gecos != comment:
+        raise LabError(
+            f"user {redis.pw_name} exists and is not a lab user; remove it or rename the lab"
+        )
     for host in plan_hosts(spec):
         entry = sysio.user_entry(host.user)
         if entry is not None and entry.pw_gecos != comment:
@@ -358,7 +364,12 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
     if (bridge, bridge_cidr) not in sysio.ipv4_addresses() or not sysio.is_bridge(bridge):
         problems.append(f"bridge {bridge} with {bridge_cidr} is missing")
     server = next((host for host in state.hosts if host.role == "server"), None)
-    redis = server is not None and sysio.redis_ping(server.address, REDIS_PORT, device=bridge)
+    password = sysio.read_secret(paths.redis_password)
+    if password is None:
+        problems.append(f"{paths.redis_password} is missing")
+    redis = server is not None and sysio.redis_ping(
+        server.address, REDIS_PORT, device=bridge, password=password
+    )
     if not redis:
         problems.append("redis-server does not answer PING")
     if not paths.known_hosts.exists():

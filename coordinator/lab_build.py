@@ -6,6 +6,7 @@ failure it tears down whatever :class:`Builder` made, using ``Builder.step`` in 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,12 +28,16 @@ from coordinator.lab_plan import (
     cpu_quota_us,
     home_dir,
     plan_hosts,
+    redis_conf_text,
+    redis_user,
     render_inventory,
     sshd_config_text,
     user_comment,
     veth_name,
 )
 
+REDIS_PASSWORD_BYTES = 32
+"""Random bytes in the lab's Redis password (43 URL-safe characters)."""
 SSHD_PRIVSEP_DIR = Path("/run/sshd")
 """sshd refuses to start without its privilege separation directory."""
 
@@ -175,15 +180,42 @@ class Builder:
             self.report(f"cgroup {cgroup} cpu {fraction:g} ({quota}/{CPU_PERIOD_US} us)")
 
     def _redis(self, server: LabHost) -> None:
+        """redis-server as an unprivileged user of its own, with a password.
+
+        The password is drawn here and written twice, never on a command line: in redis.conf
+        (mode 600, the redis user's) for the server, and in the state directory (mode 600,
+        root's) as the inventory's ``password_file`` for coord. So the lab exercises the
+        authenticated path, and the inventory it writes holds no secret.
+        """
         paths, bridge = self.paths, bridge_name(self.spec.name)
-        self._begin(f"redis-server on {server.name} {server.address}:{REDIS_PORT}")
-        sysio.make_dir(paths.redis_dir, 0o755)
+        user = redis_user(self.spec.name)
+        self._begin(f"user {user} and the password of redis-server")
+        sysio.run(
+            [
+                self.tools["useradd"],
+                "--system",
+                "--no-create-home",
+                "--home-dir", str(paths.redis_dir),
+                "--shell", "/usr/sbin/nologin",
+                "--comment", user_comment(self.spec.name),
+                "--user-group",
+                user,
+            ]
+        )  # fmt: skip
+        password = secrets.token_urlsafe(REDIS_PASSWORD_BYTES)
+        sysio.write_file(paths.redis_password, f"{password}\n", 0o600)
+        sysio.make_dir(paths.redis_dir, 0o700)
+        sysio.write_file(paths.redis_conf, redis_conf_text(password), 0o600)
+        sysio.give_to(paths.redis_dir, user)
+        sysio.give_to(paths.redis_conf, user)
+        self._begin(f"redis-server on {server.name} {server.address}:{REDIS_PORT} as {user}")
         sysio.start_daemon(
             [
-                self.tools["ip"], "netns", "exec", server.namespace, self.tools["redis-server"],
+                self.tools["ip"], "netns", "exec", server.namespace,
+                self.tools["setpriv"], f"--reuid={user}", f"--regid={user}", "--clear-groups",
+                self.tools["redis-server"], str(paths.redis_conf),
                 "--bind", server.address,
                 "--port", str(REDIS_PORT),
-                "--protected-mode", "no",
                 "--save", "",
                 "--appendonly", "no",
                 "--daemonize", "yes",
@@ -193,7 +225,8 @@ class Builder:
             ]
         )  # fmt: skip
         _wait_for_daemon(
-            lambda: sysio.redis_ping(server.address, REDIS_PORT, device=bridge),
+            lambda: sysio.redis_ping(server.address, REDIS_PORT, device=bridge,
+                                     password=password),
             "redis-server to answer PING",
             paths.redis_log,
         )

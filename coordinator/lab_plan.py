@@ -195,15 +195,27 @@ class LabPaths:
 
     @property
     def redis_dir(self) -> Path:
+        """Redis's working directory, owned by the redis user: its pid file, log and config
+        are written here as that user."""
         return self.host_dir("server") / "redis"
 
     @property
+    def redis_conf(self) -> Path:
+        """Redis's own configuration file (mode 600): the password, never on its argv."""
+        return self.redis_dir / "redis.conf"
+
+    @property
     def redis_pidfile(self) -> Path:
-        return self.host_dir("server") / "redis.pid"
+        return self.redis_dir / "redis.pid"
 
     @property
     def redis_log(self) -> Path:
-        return self.host_dir("server") / "redis.log"
+        return self.redis_dir / "redis.log"
+
+    @property
+    def redis_password(self) -> Path:
+        """The password coord reads (root's, mode 600): the inventory's ``password_file``."""
+        return self.root / "redis.password"
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -219,6 +231,11 @@ def namespace_name(lab: str, host: str) -> str:
 
 def user_name(lab: str, host: str) -> str:
     return f"{lab}-{host}"
+
+
+def redis_user(lab: str) -> str:
+    """The unprivileged account the lab's redis-server runs as (no login, no home of its own)."""
+    return f"{lab}-redis"
 
 
 def home_dir(user: str) -> Path:
@@ -291,6 +308,17 @@ def plan_hosts(spec: LabSpec) -> list[LabHost]:
 
 def cpu_quota_us(fraction: float) -> int:
     return max(MIN_CPU_QUOTA_US, round(fraction * CPU_PERIOD_US))
+
+
+def redis_conf_text(password: str) -> str:
+    """The lab's redis.conf: only the password (every other setting is on the command line).
+
+    ``password`` must be one token of URL-safe characters (the lab draws it so), which Redis's
+    configuration reads as is.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", password):
+        raise ValueError("the lab's Redis password must be URL-safe characters only")
+    return f"# Written by `coord lab up`; Redis reads it as its own user.\nrequirepass {password}\n"
 
 
 def _sshd_path(path: Path) -> str:
@@ -373,7 +401,12 @@ def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
     lines += [
         line
         for host in servers
-        for line in ("  - name: redis", f"    host: {host.name}", f"    port: {REDIS_PORT}")
+        for line in (
+            "  - name: redis",
+            f"    host: {host.name}",
+            f"    port: {REDIS_PORT}",
+            f"    password_file: {_yaml_str(str(paths.redis_password))}",
+        )
     ]
     lines += [
         "benchmark:",

@@ -52,6 +52,7 @@ TOOLS: dict[str, str] = {
     "redis-server": "redis-server",
     "netperf": "netperf",
     "netserver": "netperf",
+    "setpriv": "util-linux",
     "useradd": "passwd",
     "userdel": "passwd",
     "groupdel": "passwd",
@@ -181,6 +182,20 @@ def write_file(path: Path, text: str, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             Path(temporary).unlink()
         raise
+
+
+def give_to(path: Path, user: str) -> None:
+    """Make ``path`` owned by ``user`` and its group (a daemon that drops root writes there)."""
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def read_secret(path: Path) -> str | None:
+    """A one-line secret file's text without its line ending; None when it cannot be read."""
+    try:
+        return path.read_text().rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def make_dir(path: Path, mode: int) -> None:
@@ -374,21 +389,40 @@ def tcp_listening(pid: int, address: str, port: int) -> bool:
     )
 
 
-def redis_ping(address: str, port: int, *, device: str, timeout: float = 1.0) -> bool:
-    """Whether a RESP server answers PING on address:port, reached through ``device`` only.
+def redis_ping(
+    address: str, port: int, *, device: str, password: str | None = None, timeout: float = 1.0
+) -> bool:
+    """Whether a RESP server answers PING on address:port (after AUTH with ``password``),
+    reached through ``device`` only.
 
     The socket is bound to the lab's bridge, so a probe of a half-built lab can never leave
     the machine by the default route.
     """
+    request, expected = _resp_command("PING"), b"+PONG\r\n"
+    if password is not None:
+        request, expected = _resp_command("AUTH", password) + request, b"+OK\r\n" + expected
+    received = b""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as connection:
             connection.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
             connection.settimeout(timeout)
             connection.connect((address, port))
-            connection.sendall(b"PING\r\n")
-            return connection.recv(64).startswith(b"+PONG")
+            connection.sendall(request)
+            while len(received) < len(expected) and expected.startswith(received):
+                chunk = connection.recv(64)
+                if not chunk:
+                    break
+                received += chunk
     except OSError:
         return False
+    return received == expected
+
+
+def _resp_command(*words: str) -> bytes:
+    encoded = [word.encode() for word in words]
+    return f"*{len(encoded)}\r\n".encode() + b"".join(
+        b"$%d\r\n%s\r\n" % (len(word), word) for word in encoded
+    )
 
 
 # --- users ---------------------------------------------------------------------------------

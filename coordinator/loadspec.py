@@ -47,12 +47,14 @@ def target_of(inventory: Inventory) -> Server:
     return inventory.servers[0]
 
 
-def load_spec(inventory: Inventory, client: Host | None = None, *,
+def load_spec(inventory: Inventory, client: Host | None = None, *, password: str | None,
               first_load: bool = False) -> str:
     """The JSON text sent to ``client``'s agent's ``prepare_load``.
 
     The target is the server's data address (``servers[].address``, else its host's SSH
     address); the load leaves from the client's ``load_source_address`` when it has one.
+    ``password`` is the target's, as ``coordinator.server_auth.target_password`` read it (from
+    the inventory, a file or the environment): this module does no I/O.
     ``benchmark.builtin.preload`` fills the keyspace once, so only the ``first_load`` of a run
     (one client, first repetition) asks for it.
     """
@@ -74,7 +76,7 @@ def load_spec(inventory: Inventory, client: Host | None = None, *,
             "address": inventory.data_address(server),
             "port": server.port,
             "source_address": client.load_source_address if client is not None else None,
-            "password": server.password,
+            "password": password,
             "username": server.username,
             "tls": tls,
         },

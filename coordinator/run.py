@@ -35,6 +35,7 @@ from coordinator.fleet import AgentSession, Fleet
 from coordinator.inventory import Inventory
 from coordinator.inventory_loader import LoadedInventory
 from coordinator.loadspec import load_spec, phases, target_of
+from coordinator.server_auth import target_password
 
 START_MARGIN_S = 0.3
 """T0 lies this far in the future (plus the slowest agent's round trip) when it is sent."""
@@ -81,7 +82,10 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
     """Run the inventory's benchmark; results go to ``out`` as they happen. ``force`` runs
     even where another run holds a host's run lock (the results say so)."""
     inventory = loaded.inventory
-    load_spec(inventory)  # an inventory `coord run` cannot serve fails before any host is touched
+    # An inventory `coord run` cannot serve, or an unreadable password, fails before any host
+    # is touched.
+    password = target_password(inventory)
+    load_spec(inventory, password=password)
     writer = results.ResultsWriter(out, overwrite=overwrite)
     with Fleet(inventory, options=options, view=view.deploying()) as fleet:
         fleet.start_result.raise_for_failures()
@@ -96,7 +100,8 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
         try:
             for index in range(inventory.benchmark.repetitions):
                 view.repetition(index, inventory.benchmark.repetitions)
-                figures, repetition = run_repetition(index, clients, inventory, view)
+                figures, repetition = run_repetition(index, clients, inventory, view,
+                                                     password=password)
                 done.append(figures)
                 document = document.with_repetition(repetition, stats.aggregate(done))
                 writer.write(document)
@@ -176,14 +181,19 @@ def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:
 
 
 def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory,
-                   view: RunView) -> tuple[stats.RepetitionFigures, results.Repetition]:
-    """Prepare, start at a common instant, watch, collect and merge one repetition."""
+                   view: RunView, *, password: str | None,
+                   ) -> tuple[stats.RepetitionFigures, results.Repetition]:
+    """Prepare, start at a common instant, watch, collect and merge one repetition.
+
+    ``password`` is the target's, read once per run by ``target_password``.
+    """
     by_name = {client.host.name: client for client in clients}
     # The keyspace is preloaded once: by the first client, before the first repetition.
     preloading = clients[0].host.name if index == 0 else None
 
     def prepare(name: str, report: StageReporter) -> None:
-        spec = load_spec(inventory, by_name[name].host, first_load=name == preloading)
+        spec = load_spec(inventory, by_name[name].host, password=password,
+                         first_load=name == preloading)
         by_name[name].link.prepare_load(spec)
 
     fan_out(list(by_name), prepare).raise_for_failures()

@@ -31,7 +31,11 @@ def inventory_summary(loaded: LoadedInventory) -> RenderableType:
     for column in ("server", "host", "port", "auth", "tls"):
         servers.add_column(column)
     for server in inventory.servers:
-        auth = "password" if server.password else "none"
+        auth = (
+            f"password file {server.password_file}" if server.password_file
+            else f"password from ${server.password_env}" if server.password_env
+            else "password" if server.password else "none"
+        )
         servers.add_row(server.name, server.host, str(server.port), auth,
                         "yes" if server.tls else "no")
     return Group(hosts, servers, Text("\n".join(run_plan(inventory))))

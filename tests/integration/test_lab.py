@@ -43,8 +43,10 @@ STATE_ROOT = DEFAULT_STATE_ROOT
 SSH_OPTIONS = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
 
 
-def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=check)
+def run(*argv: str, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=check,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def ssh(
@@ -138,7 +140,10 @@ def test_up_builds_a_healthy_lab_and_its_inventory(lab: LabStatus, inventory: Pa
     }
     assert document["hosts"][1]["labels"] == {"cpu_quota": "0.2"}
     assert "labels" not in document["hosts"][0]
-    assert document["servers"] == [{"name": "redis", "host": "server", "port": 6379}]
+    assert document["servers"] == [{
+        "name": "redis", "host": "server", "port": 6379,
+        "password_file": str(LabPaths.of(NAME, STATE_ROOT).redis_password),
+    }]
 
 
 def test_every_host_accepts_its_key_with_strict_host_checking(lab: LabStatus) -> None:
@@ -173,13 +178,16 @@ def test_paramiko_with_reject_policy_and_the_lab_known_hosts(lab: LabStatus) -> 
 
 def test_redis_answers_on_the_lab_address_only(lab: LabStatus) -> None:
     server = lab.hosts[0]
+    password = LabPaths.of(NAME, STATE_ROOT).redis_password.read_text().strip()
     for client in lab.hosts[1:]:
         pong = run(
-            "ip", "netns", "exec", client.namespace, "redis-cli", "-h", server.address, "PING"
+            "ip", "netns", "exec", client.namespace, "redis-cli", "-h", server.address, "PING",
+            env={"REDISCLI_AUTH": password},
         )
         assert pong.stdout.strip() == "PONG"
     local = run(
-        "ip", "netns", "exec", server.namespace, "redis-cli", "-h", "127.0.0.1", "PING", check=False
+        "ip", "netns", "exec", server.namespace, "redis-cli", "-h", "127.0.0.1", "PING",
+        check=False, env={"REDISCLI_AUTH": password},
     )
     assert "PONG" not in local.stdout
     listening = run("ip", "netns", "exec", server.namespace, "ss", "-Hltn", "sport = :6379")

@@ -24,6 +24,7 @@ from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.results import Repetition, load_results
 from coordinator.run import run_benchmark
+from coordinator.server_auth import target_password
 from coordinator.stats import decode_histogram, merge
 from tests.helpers import wait_for_line
 
@@ -53,7 +54,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
 def server(lab: LabStatus) -> Iterator[redis.Redis]:
     """A client of the lab's Redis from the root namespace (through the lab bridge)."""
     address = next(host.address for host in lab.hosts if host.role == "server")
-    client = redis.Redis(host=address, port=6379, socket_timeout=10)
+    password = target_password(load_inventory(lab.inventory_path).inventory)
+    client = redis.Redis(host=address, port=6379, password=password, socket_timeout=10)
     client.flushall()
     yield client
     client.flushall()
@@ -185,8 +187,10 @@ def test_ctrl_c_in_the_second_repetition_keeps_the_first(lab: LabStatus, tmp_pat
 def test_a_wrong_password_fails_before_any_load_with_one_line(lab: LabStatus, tmp_path: Path,
                                                              server: redis.Redis) -> None:
     before = server.info("stats")["total_commands_processed"]
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("wrong\n")
     result = coord("run", "-i", str(lab.inventory_path), "--out", str(tmp_path / "auth"),
-                   *QUICK, "--set", "servers[0].password=wrong")
+                   *QUICK, "--set", f"servers[0].password_file={wrong}")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines

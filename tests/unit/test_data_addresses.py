@@ -11,6 +11,7 @@ from agent.drivers.errors import DriverError
 from agent.drivers.spec import parse_spec
 from coordinator.clock import ClockEstimate
 from coordinator.errors import InventoryError
+from coordinator.inventory import Host
 from coordinator.inventory_loader import load_inventory
 from coordinator.loadspec import load_spec
 from coordinator.results import agent_record, new_document, target_record
@@ -20,7 +21,7 @@ EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 
 def test_the_target_defaults_to_the_server_hosts_ssh_address() -> None:
     inventory = load_inventory(EXAMPLE).inventory
-    spec = parse_spec(load_spec(inventory, inventory.host("client1")))
+    spec = parse_spec(load_spec(inventory, inventory.host("client1"), password=None))
     assert spec.target.address == "198.18.0.10"
     assert spec.target.source_address is None
 
@@ -28,7 +29,7 @@ def test_the_target_defaults_to_the_server_hosts_ssh_address() -> None:
 def test_a_servers_own_address_is_the_target_and_ssh_keeps_the_hosts() -> None:
     inventory = load_inventory(EXAMPLE, ["servers[0].address=10.0.0.5"]).inventory
     assert inventory.host("server").address == "198.18.0.10"
-    spec = parse_spec(load_spec(inventory, inventory.host("client1")))
+    spec = parse_spec(load_spec(inventory, inventory.host("client1"), password=None))
     assert (spec.target.address, spec.target.port) == ("10.0.0.5", 6379)
 
 
@@ -36,8 +37,11 @@ def test_each_client_gets_its_own_load_source_address() -> None:
     inventory = load_inventory(
         EXAMPLE, ["hosts[1].load_source_address=10.0.1.11"]).inventory
     first, second = inventory.clients
-    assert parse_spec(load_spec(inventory, first)).target.source_address == "10.0.1.11"
-    assert parse_spec(load_spec(inventory, second)).target.source_address is None
+    def source_of(client: Host) -> str | None:
+        return parse_spec(load_spec(inventory, client, password=None)).target.source_address
+
+    assert source_of(first) == "10.0.1.11"
+    assert source_of(second) is None
 
 
 def test_a_load_source_address_must_be_an_ip_address() -> None:
@@ -54,7 +58,7 @@ def test_a_server_address_may_be_a_dns_name_but_not_junk() -> None:
 
 def test_an_empty_source_address_in_a_spec_is_refused() -> None:
     inventory = load_inventory(EXAMPLE).inventory
-    spec = json.loads(load_spec(inventory))
+    spec = json.loads(load_spec(inventory, password=None))
     spec["target"]["source_address"] = ""
     with pytest.raises(DriverError, match=r"spec\.target\.source_address"):
         parse_spec(json.dumps(spec))

@@ -265,6 +265,30 @@ CASES: list[tuple[str, str, str]] = [
         VALID_HEAD + "agent:\n  watchdog: -5s\n",
         "bad.yaml:14: agent.watchdog: must be a duration like",
     ),
+    (
+        "password and password_file",
+        VALID_HEAD + "    password: hunter2\n    password_file: /etc/coord/redis.password\n",
+        "bad.yaml:14: servers[0].password_file: server 'redis' is given password and "
+        "password_file; give at most one of password, password_file, password_env",
+    ),
+    (
+        "password_file and password_env",
+        VALID_HEAD + "    password_env: REDIS_PASSWORD\n    password_file: /run/redis.pw\n",
+        "bad.yaml:13: servers[0].password_env: server 'redis' is given password_file and "
+        "password_env; give at most one of password, password_file, password_env",
+    ),
+    (
+        "all three password sources",
+        VALID_HEAD + "    password_env: P\n    password_file: /f\n    password: x\n",
+        "bad.yaml:14: servers[0].password_file: server 'redis' is given password and "
+        "password_file and password_env; give at most one of password, password_file, "
+        "password_env",
+    ),
+    (
+        "empty password_env",
+        VALID_HEAD + "    password_env: ''\n",
+        "bad.yaml:13: servers[0].password_env: string should have at least 1 character, got ''",
+    ),
 ]
 
 

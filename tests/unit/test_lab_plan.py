@@ -10,12 +10,15 @@ import yaml
 from coordinator.errors import LabError
 from coordinator.inventory_loader import parse_inventory
 from coordinator.lab_plan import (
+    LabPaths,
     LabSpec,
     LabState,
     is_lab_inventory,
     is_lab_veth,
     lab_host_of,
     plan_hosts,
+    redis_conf_text,
+    redis_user,
     render_inventory,
     sshd_config_text,
     state_from_json,
@@ -138,6 +141,22 @@ def test_the_inventory_is_valid_and_labels_the_cpu_quota(client_cpu: float | Non
     assert [host.labels for host in inventory.clients] == [expected, expected]
     assert inventory.host("server").labels == {}
     assert [(s.name, s.host, s.port) for s in inventory.servers] == [("redis", "server", 6379)]
+    server = inventory.servers[0]
+    assert (server.password, server.password_env) == (None, None)
+    assert server.password_file == "/var/lib/coord-lab/demo/redis.password"
+
+
+def test_redis_runs_as_its_own_user_and_reads_its_password_from_a_file() -> None:
+    paths = LabPaths.of("demo", Path("/var/lib/coord-lab"))
+    assert redis_user("demo") == "demo-redis"
+    assert {paths.redis_conf.parent, paths.redis_pidfile.parent, paths.redis_log.parent} == {
+        paths.redis_dir
+    }
+    assert paths.redis_password.parent == paths.root
+    assert redis_conf_text("Ab-9_z").splitlines()[1:] == ["requirepass Ab-9_z"]
+    for unsafe in ("", "two words", 'quo"te', "new\nline"):
+        with pytest.raises(ValueError, match="URL-safe"):
+            redis_conf_text(unsafe)
 
 
 def test_odd_paths_are_quoted_in_the_inventory() -> None:

@@ -14,6 +14,7 @@ from coordinator.errors import UsageError
 from coordinator.inventory_loader import load_inventory, parse_inventory
 from coordinator.loadspec import load_spec, phases
 from coordinator.run import check_repetitions, repetition_marks, run_marks
+from coordinator.server_auth import target_password
 from coordinator.stats import repetition_figures
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
@@ -21,7 +22,7 @@ EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 
 def test_the_spec_carries_the_target_phases_and_fixed_histogram_settings() -> None:
     inventory = load_inventory(EXAMPLE, ["servers[0].password=s3cret"]).inventory
-    spec = json.loads(load_spec(inventory))
+    spec = json.loads(load_spec(inventory, password=target_password(inventory)))
     assert spec["target"] == {"address": "198.18.0.10", "port": 6379, "password": "s3cret",
                               "username": None, "tls": None, "source_address": None}
     assert (spec["warmup_s"], spec["duration_s"], spec["interval_s"]) == (5.0, 30.0, 1.0)
@@ -48,7 +49,7 @@ def test_every_valid_inventory_gives_a_spec_the_agent_accepts(
         f"benchmark.interval={interval_ms}ms", f"benchmark.warmup={warmup_ms}ms",
         f"benchmark.duration={duration_ms}ms",
     ]).inventory
-    parsed = parse_spec(load_spec(inventory))
+    parsed = parse_spec(load_spec(inventory, password=None))
     planned = phases(inventory)
     assert parsed.timeline.warmup_intervals == planned.warmup_intervals
     assert parsed.timeline.measure_intervals == planned.measure_intervals
@@ -57,12 +58,12 @@ def test_every_valid_inventory_gives_a_spec_the_agent_accepts(
 def test_other_drivers_and_several_targets_are_refused_clearly() -> None:
     inventory = load_inventory(EXAMPLE, ["benchmark.driver=memtier"]).inventory
     with pytest.raises(UsageError, match="memtier is not supported by `coord run` yet"):
-        load_spec(inventory)
+        load_spec(inventory, password=None)
     text = EXAMPLE.read_text().replace(
         "servers:\n", "servers:\n  - name: other\n    host: server\n    port: 6380\n")
     two = parse_inventory(text, "two.yaml").inventory
     with pytest.raises(UsageError, match="one target per run is supported for now"):
-        load_spec(two)
+        load_spec(two, password=None)
 
 
 def test_fewer_than_three_repetitions_need_an_explicit_option() -> None:
@@ -88,7 +89,9 @@ def test_repetition_marks() -> None:
 
 def test_only_the_first_load_of_a_run_preloads_the_keyspace() -> None:
     inventory = load_inventory(EXAMPLE, ["benchmark.builtin.preload=true"]).inventory
-    assert json.loads(load_spec(inventory, first_load=True))["params"]["preload"] is True
-    assert json.loads(load_spec(inventory))["params"]["preload"] is False
+    first = json.loads(load_spec(inventory, password=None, first_load=True))
+    assert first["params"]["preload"] is True
+    assert json.loads(load_spec(inventory, password=None))["params"]["preload"] is False
     without = load_inventory(EXAMPLE).inventory
-    assert json.loads(load_spec(without, first_load=True))["params"]["preload"] is False
+    unasked = json.loads(load_spec(without, password=None, first_load=True))
+    assert unasked["params"]["preload"] is False
