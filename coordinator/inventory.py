@@ -174,6 +174,11 @@ class Host(Model):
         default_factory=dict,
         description="free-form metadata (instance type, zone...) copied into the results",
     )
+    shares_machine: bool = Field(
+        False,
+        description="this host has the same address as another host and is knowingly the same "
+        "machine (both must say so); the results are marked hosts-share-a-machine",
+    )
 
 
 class TLS(Model):
@@ -330,10 +335,26 @@ class Inventory(Model):
         return [host for host in self.hosts if "server" in host.roles or host.name in names]
 
     @property
+    def same_machine_groups(self) -> list[list[int]]:
+        """Indices of hosts that share one address (one machine), for groups of two or more."""
+        by_address: dict[str, list[int]] = {}
+        for index, host in enumerate(self.hosts):
+            by_address.setdefault(machine_key(host.address), []).append(index)
+        return [group for group in by_address.values() if len(group) > 1]
+
+    @property
     def shared_hosts(self) -> list[Host]:
         """Hosts that run load and a server: the methodology wants separate machines."""
         server_names = {host.name for host in self.server_hosts}
         return [host for host in self.clients if host.name in server_names]
+
+
+def machine_key(address: str) -> str:
+    """One spelling per address (``::1`` and ``0::1`` are one; DNS names ignore case)."""
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address.lower().rstrip(".")
 
 
 def check_references(inventory: Inventory) -> list[Problem]:
@@ -379,6 +400,7 @@ def check_references(inventory: Inventory) -> list[Problem]:
                     severity="warning",
                 )
             )
+    problems += _same_machine_problems(inventory)
     if not inventory.clients:
         problems.append(Problem("hosts", "no host has the client role: nothing would run load"))
     shared = {host.name for host in inventory.shared_hosts}
@@ -402,6 +424,26 @@ def check_references(inventory: Inventory) -> list[Problem]:
                 severity="warning",
             )
         )
+    return problems
+
+
+def _same_machine_problems(inventory: Inventory) -> list[Problem]:
+    """Hosts at one address are one machine: refused unless each says ``shares_machine``."""
+    problems = []
+    for group in inventory.same_machine_groups:
+        first = inventory.hosts[group[0]]
+        if all(inventory.hosts[index].shares_machine for index in group):
+            continue
+        for index in group[1:]:
+            host = inventory.hosts[index]
+            problems.append(
+                Problem(
+                    f"hosts[{index}].address",
+                    f"host {host.name!r} has the same address as {first.name!r} "
+                    f"({host.address}): they are one machine; set shares_machine: true on each "
+                    "if that is meant (the results are then marked)",
+                )
+            )
     return problems
 
 

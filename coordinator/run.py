@@ -119,12 +119,15 @@ def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
 
 
 def run_marks(inventory: Inventory) -> list[str]:
-    """Marks the whole run carries, from the inventory (fewer repetitions, shared host)."""
+    """Marks the whole run carries, from the inventory (fewer repetitions, shared host,
+    hosts that are one machine)."""
     marks = []
     if inventory.benchmark.repetitions < 3:
         marks.append("fewer-than-3-repetitions")
     if inventory.shared_hosts:
         marks.append("load-on-server-host")
+    if inventory.same_machine_groups:
+        marks.append("hosts-share-a-machine")
     return marks
 
 

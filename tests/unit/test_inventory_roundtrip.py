@@ -19,6 +19,7 @@ from coordinator.inventory import (
     Inventory,
     Server,
     SSHDefaults,
+    machine_key,
 )
 from coordinator.inventory_loader import dump_inventory, load_inventory, parse_inventory
 
@@ -44,7 +45,7 @@ texts = st.text(
 def inventories(draw: st.DrawFn) -> Inventory:
     host_names = draw(st.lists(names, min_size=2, max_size=6, unique=True))
     host_addresses = draw(st.lists(addresses, min_size=len(host_names),
-                                   max_size=len(host_names), unique=True))
+                                   max_size=len(host_names), unique_by=machine_key))
     hosts = [
         Host(
             name=name,
