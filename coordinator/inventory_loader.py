@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails
 from coordinator.collector import collector_paused
 from coordinator.errors import InventoryError, Problem
 from coordinator.inventory import FROM_TEXT, Inventory, check_references, suggest
+from coordinator.key_files import key_file_warnings
 from coordinator.overrides import Override, apply_overrides
 from coordinator.yaml_source import PathKey, YamlDocument, YamlProblems, format_path, parse_yaml
 
@@ -106,7 +107,8 @@ def validate_document(document: YamlDocument) -> LoadedInventory:
     except ValidationError as exc:
         problems = [_problem(error, document) for error in exc.errors()]
         raise InventoryError(_sorted(problems)) from None
-    located = [_locate(problem, document) for problem in check_references(inventory)]
+    located = [_locate(problem, document)
+               for problem in [*check_references(inventory), *key_file_warnings(inventory)]]
     errors = [problem for problem in located if problem.severity == "error"]
     if errors:
         raise InventoryError(_sorted(errors))
