@@ -295,9 +295,11 @@ class Agent(Model):
     """How coord's agents behave on the hosts."""
 
     watchdog: Annotated[Duration, AfterValidator(_within(
-        MIN_WATCHDOG_S, why=" (coord heartbeats every 2s)"))] = Field(
+        MIN_WATCHDOG_S, why=f" (coord heartbeats every {format_duration(HEARTBEAT_INTERVAL)})"
+    ))] = Field(
         15.0, description="an agent that hears nothing from coord for this long stops and exits "
-        "(at least 3s: coord heartbeats every 2s)"
+        f"(at least {format_duration(MIN_WATCHDOG_S)}: coord heartbeats every "
+        f"{format_duration(HEARTBEAT_INTERVAL)})"
     )
     cache_dir: str = Field(
         "~/.cache/coord", description="where the agent bundle and logs live on each host"
