@@ -20,7 +20,7 @@ from coordinator import __version__, lab
 from coordinator.deploy import DeployOptions
 from coordinator.doctor import diagnose
 from coordinator.doctor_probe import gather
-from coordinator.errors import CoordError
+from coordinator.errors import CoordError, UsageError
 from coordinator.fanout import FleetResult
 from coordinator.fleet import Fleet, select_hosts
 from coordinator.inventory import Host
@@ -64,12 +64,25 @@ def inventory() -> None:
 
 
 @inventory.command("check")
-@click.argument("file", type=click.Path(path_type=Path))
-def inventory_check(file: Path) -> None:
-    """Validate FILE and summarize what a run with it would do."""
-    loaded = _load(file)
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("--inventory", "-i", "inventory_path", type=click.Path(path_type=Path),
+              help="The inventory file (the same as giving FILE).")
+def inventory_check(file: Path | None, inventory_path: Path | None) -> None:
+    """Validate FILE (or -i FILE) and summarize what a run with it would do."""
+    path = _one_inventory(file, inventory_path)
+    loaded = _load(path)
     stdout.print(inventory_summary(loaded))
-    stdout.print(f"[green]{file}: valid[/green]")
+    stdout.print(f"[green]{path}: valid[/green]")
+
+
+def _one_inventory(file: Path | None, option: Path | None) -> Path:
+    """The inventory named by FILE or by ``-i``: one of them, or both naming the same file."""
+    chosen = file or option
+    if chosen is None:
+        raise UsageError("no inventory given: coord inventory check FILE (or -i FILE)")
+    if file is not None and option is not None and file.absolute() != option.absolute():
+        raise UsageError(f"two inventories given ({file} and -i {option}): give one")
+    return chosen
 
 
 @cli.group("lab")
@@ -87,7 +100,7 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path),
 @lab_group.command("up")
 @click.option("--clients", type=click.IntRange(1, 20), default=2, show_default=True,
               help="Number of client hosts.")
-@click.option("--inventory", "inventory_path", type=click.Path(path_type=Path),
+@click.option("--inventory", "-i", "inventory_path", type=click.Path(path_type=Path),
               default="lab.yaml", show_default=True, help="Where to write the lab's inventory.")
 @click.option("--client-cpu", type=click.FloatRange(0.01, 64.0), default=None,
               help="CPU quota per client host, in cores (e.g. 0.5).")

@@ -14,6 +14,9 @@ _UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decima
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h))+")
 MAX_SECONDS = 7 * 24 * 3600
+RESOLUTION = Decimal("0.001")
+"""Durations are whole milliseconds: no part of a run is timed finer (``0.0000001ms`` is a
+typo, not a request)."""
 
 
 def parse_duration(text: str) -> float:
@@ -26,6 +29,8 @@ def parse_duration(text: str) -> float:
     )
     if seconds > MAX_SECONDS:
         raise ValueError("must be at most 7 days")
+    if seconds % RESOLUTION:
+        raise ValueError("must be a whole number of milliseconds")
     return float(seconds)
 
 

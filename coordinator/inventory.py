@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -25,11 +27,25 @@ from pydantic import (
     ValidationInfo,
 )
 
+from agent.protocol import HEARTBEAT_INTERVAL
 from coordinator.durations import format_duration, parse_duration
 from coordinator.errors import Problem
 
 _HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_DURATION_EXAMPLES = "must be a duration like 500ms, 5s, 2m or 1h30m"
+
+MIN_INTERVAL_S = 0.010
+"""Shortest sampling interval: every interval costs each load process a histogram snapshot and
+a message, and the live view asks for progress every 0.5 s."""
+MAX_INTERVAL_S = 3600.0
+"""Longest sampling interval the agents accept (``agent.drivers.spec.MAX_INTERVAL_S``)."""
+MAX_INTERVALS = 100_000
+"""Most intervals (warm-up and measure) in one repetition: agents keep every interval's
+histograms until the repetition's report is collected."""
+MIN_WATCHDOG_S = 1.5 * HEARTBEAT_INTERVAL
+"""Shortest agent watchdog: coord heartbeats every 2 s, and the agent must not give up between
+two heartbeats."""
 
 
 FROM_TEXT = {"from_text": True}
@@ -43,10 +59,12 @@ def _duration(value: object, info: ValidationInfo) -> object:
     if isinstance(value, bool):
         raise ValueError("must be a duration like 5s or 2m")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(_DURATION_EXAMPLES)
         if not (info.context or {}).get("from_text"):
             return float(value)
         raise ValueError(f"must be a duration with a unit, like {value}s")
-    raise ValueError("must be a duration like 500ms, 5s, 2m or 1h30m")
+    raise ValueError(_DURATION_EXAMPLES)
 
 
 def _port(value: int) -> int:
@@ -96,6 +114,23 @@ def _positive(value: float) -> float:
     return value
 
 
+def _within(low: float, high: float | None = None, why: str = "") -> Callable[[float], float]:
+    """A check that a duration lies in ``[low, high]``; ``why`` ends the message."""
+    def check(value: float) -> float:
+        if value < low:
+            raise ValueError(f"must be at least {format_duration(low)}{why}")
+        if high is not None and value > high:
+            raise ValueError(f"must be at most {format_duration(high)}{why}")
+        return value
+    return check
+
+
+def _whole_seconds(value: float) -> float:
+    if value != int(value):
+        raise ValueError("must be whole seconds (netperf -l counts seconds)")
+    return value
+
+
 Duration = Annotated[
     float,
     BeforeValidator(_duration),
@@ -112,7 +147,7 @@ Role = Literal["client", "server"]
 class Model(BaseModel):
     """Base of every inventory model: strict types, unknown keys refused, immutable."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SSHDefaults(Model):
@@ -125,8 +160,8 @@ class SSHDefaults(Model):
     known_hosts: str = Field(
         "~/.ssh/known_hosts", description="known_hosts file that host keys are checked against"
     )
-    connect_timeout: PositiveDuration = Field(
-        10.0, description="how long to wait for a host's SSH handshake"
+    connect_timeout: Annotated[Duration, AfterValidator(_within(1.0))] = Field(
+        10.0, description="how long to wait for a host's SSH handshake (at least 1s)"
     )
     host_key_policy: Literal["strict", "accept-new"] = Field(
         "strict",
@@ -153,6 +188,11 @@ class Host(Model):
         None,
         description="client hosts: local address the load's connections leave from (e.g. the "
         "private network's); must be one of the host's addresses; default: the kernel's choice",
+    )
+    shares_machine: bool = Field(
+        False,
+        description="this host has the same address as another host and is knowingly the same "
+        "machine (both must say so); the results are marked hosts-share-a-machine",
     )
 
 
@@ -253,7 +293,10 @@ class Benchmark(Model):
     )
     warmup: Duration = Field(5.0, description="warm-up per repetition, discarded")
     duration: PositiveDuration = Field(30.0, description="measure phase per repetition")
-    interval: PositiveDuration = Field(1.0, description="histogram and metrics sampling interval")
+    interval: Annotated[Duration, AfterValidator(_within(MIN_INTERVAL_S, MAX_INTERVAL_S))] = Field(
+        1.0, description="histogram and metrics sampling interval (10ms to 1h); warm-up and "
+        "duration are rounded up to whole intervals"
+    )
     error_threshold: float = Field(
         0.01, ge=0.0, le=1.0, description="error rate above which a repetition is marked"
     )
@@ -273,7 +316,9 @@ class Baseline(Model):
     """The netperf TCP_RR baseline measured between every client and every server host."""
 
     enabled: bool = Field(True, description="run the baseline before the load")
-    duration: PositiveDuration = Field(10.0, description="netperf -l per client/server pair")
+    duration: Annotated[PositiveDuration, AfterValidator(_whole_seconds)] = Field(
+        10.0, description="netperf -l per client/server pair, in whole seconds"
+    )
     request_size: int = Field(1, ge=1, le=65536, description="TCP_RR request bytes")
     response_size: int = Field(1, ge=1, le=65536, description="TCP_RR response bytes")
     port: Port = Field(12865, description="netserver control port on server hosts")
@@ -282,8 +327,12 @@ class Baseline(Model):
 class Agent(Model):
     """How coord's agents behave on the hosts."""
 
-    watchdog: PositiveDuration = Field(
-        15.0, description="an agent that hears nothing from coord for this long stops and exits"
+    watchdog: Annotated[Duration, AfterValidator(_within(
+        MIN_WATCHDOG_S, why=f" (coord heartbeats every {format_duration(HEARTBEAT_INTERVAL)})"
+    ))] = Field(
+        15.0, description="an agent that hears nothing from coord for this long stops and exits "
+        f"(at least {format_duration(MIN_WATCHDOG_S)}: coord heartbeats every "
+        f"{format_duration(HEARTBEAT_INTERVAL)})"
     )
     cache_dir: str = Field(
         "~/.cache/coord", description="where the agent bundle and logs live on each host"
@@ -325,6 +374,14 @@ class Inventory(Model):
         return [host for host in self.hosts if "server" in host.roles or host.name in names]
 
     @property
+    def same_machine_groups(self) -> list[list[int]]:
+        """Indices of hosts that share one address (one machine), for groups of two or more."""
+        by_address: dict[str, list[int]] = {}
+        for index, host in enumerate(self.hosts):
+            by_address.setdefault(machine_key(host.address), []).append(index)
+        return [group for group in by_address.values() if len(group) > 1]
+
+    @property
     def shared_hosts(self) -> list[Host]:
         """Hosts that run load and a server: the methodology wants separate machines."""
         server_names = {host.name for host in self.server_hosts}
@@ -349,6 +406,14 @@ def _password_sources(index: int, server: Server) -> list[Problem]:
     ]
 
 
+def machine_key(address: str) -> str:
+    """One spelling per address (``::1`` and ``0::1`` are one; DNS names ignore case)."""
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address.lower().rstrip(".")
+
+
 def check_references(inventory: Inventory) -> list[Problem]:
     """Problems that span fields: names, references and roles. Warnings are included."""
     problems: list[Problem] = []
@@ -363,6 +428,7 @@ def check_references(inventory: Inventory) -> list[Problem]:
             )
         else:
             seen[host.name] = index
+    by_name = {host.name: host for host in inventory.hosts}
     seen_servers: dict[str, int] = {}
     for index, server in enumerate(inventory.servers):
         if server.name in seen_servers:
@@ -384,7 +450,7 @@ def check_references(inventory: Inventory) -> list[Problem]:
                     + suggest(server.host, list(seen)),
                 )
             )
-        elif "server" not in inventory.host(server.host).roles:
+        elif "server" not in by_name[server.host].roles:
             problems.append(
                 Problem(
                     f"servers[{index}].host",
@@ -392,6 +458,7 @@ def check_references(inventory: Inventory) -> list[Problem]:
                     severity="warning",
                 )
             )
+    problems += _same_machine_problems(inventory)
     if not inventory.clients:
         problems.append(Problem("hosts", "no host has the client role: nothing would run load"))
     shared = {host.name for host in inventory.shared_hosts}
@@ -405,6 +472,7 @@ def check_references(inventory: Inventory) -> list[Problem]:
                     severity="warning",
                 )
             )
+    problems += _interval_problems(inventory)
     if inventory.benchmark.repetitions < 3:
         problems.append(
             Problem(
@@ -415,6 +483,44 @@ def check_references(inventory: Inventory) -> list[Problem]:
             )
         )
     return problems
+
+
+def _same_machine_problems(inventory: Inventory) -> list[Problem]:
+    """Hosts at one address are one machine: refused unless each says ``shares_machine``."""
+    problems = []
+    for group in inventory.same_machine_groups:
+        first = inventory.hosts[group[0]]
+        if all(inventory.hosts[index].shares_machine for index in group):
+            continue
+        for index in group[1:]:
+            host = inventory.hosts[index]
+            problems.append(
+                Problem(
+                    f"hosts[{index}].address",
+                    f"host {host.name!r} has the same address as {first.name!r} "
+                    f"({host.address}): they are one machine; set shares_machine: true on each "
+                    "if that is meant (the results are then marked)",
+                )
+            )
+    return problems
+
+
+def _interval_problems(inventory: Inventory) -> list[Problem]:
+    """A repetition of more intervals than agents are built to keep."""
+    bench = inventory.benchmark
+    intervals = (math.ceil(bench.warmup / bench.interval)
+                 + math.ceil(bench.duration / bench.interval))
+    if intervals <= MAX_INTERVALS:
+        return []
+    return [
+        Problem(
+            "benchmark.duration",
+            f"warm-up and measure make {intervals} intervals of "
+            f"{format_duration(bench.interval)}; at most {MAX_INTERVALS} per repetition (agents "
+            "keep every interval until the repetition ends): raise benchmark.interval or "
+            "shorten the repetition",
+        )
+    ]
 
 
 def suggest(word: str, choices: list[str]) -> str:

@@ -7,6 +7,9 @@ shape, values of the wrong type), the caller gets either an :class:`Inventory` o
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 import types
 import typing
 from collections.abc import Sequence
@@ -18,12 +21,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from coordinator.collector import collector_paused
 from coordinator.errors import InventoryError, Problem
 from coordinator.inventory import FROM_TEXT, Inventory, check_references, suggest
+from coordinator.key_files import key_file_warnings
 from coordinator.overrides import Override, apply_overrides
 from coordinator.yaml_source import PathKey, YamlDocument, YamlProblems, format_path, parse_yaml
 
 MAX_INVENTORY_BYTES = 4 * 1024 * 1024
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+"""What an unknown key must look like to be echoed: a mistyped field name, not file content."""
 
 _TYPE_MESSAGES = {
     "int_type": "must be an integer",
@@ -58,7 +65,9 @@ def load_inventory(path: Path | str, overrides: Sequence[Override] = ()) -> Load
     ``overrides`` are ``PATH=VALUE`` texts (``--set``), applied before validation.
     """
     source = str(path)
-    return parse_inventory(_read_text(Path(path), source), source, overrides)
+    text = _read_text(Path(path), source)
+    with collector_paused():  # linear in the file's size: see coordinator.collector
+        return parse_inventory(text, source, overrides)
 
 
 def parse_inventory(text: str, source: str = "<inventory>",
@@ -86,12 +95,20 @@ def validate_document(document: YamlDocument) -> LoadedInventory:
             [Problem("", f"the top level must be a mapping of sections (hosts, servers, ...), "
                      f"got {kind}", source, document.line_of(()))]
         )
+    if document.data and not any(key in Inventory.model_fields for key in document.data):
+        # Not an inventory at all (``/etc/passwd`` parses as a mapping): one line, and none of
+        # the file's content, which may be secret.
+        raise InventoryError(
+            [Problem("", "is not a coord inventory: none of its top-level keys is a section "
+                     f"({', '.join(Inventory.model_fields)})", source)]
+        )
     try:
         inventory = Inventory.model_validate(document.data, context=FROM_TEXT)
     except ValidationError as exc:
         problems = [_problem(error, document) for error in exc.errors()]
         raise InventoryError(_sorted(problems)) from None
-    located = [_locate(problem, document) for problem in check_references(inventory)]
+    located = [_locate(problem, document)
+               for problem in [*check_references(inventory), *key_file_warnings(inventory)]]
     errors = [problem for problem in located if problem.severity == "error"]
     if errors:
         raise InventoryError(_sorted(errors))
@@ -107,22 +124,26 @@ def dump_inventory(inventory: Inventory) -> str:
 
 
 def _read_text(path: Path, source: str) -> str:
+    """The file's text: a regular file only (a FIFO would block, ``/dev/zero`` never ends), and
+    never more than the size cap plus the one byte that proves it is over."""
     def fail(message: str) -> InventoryError:
         return InventoryError([Problem("", message, source)])
 
     try:
-        if path.is_dir():
-            raise fail("is a directory, not an inventory file")
-        size = path.stat().st_size
-        if size > MAX_INVENTORY_BYTES:
-            raise fail(f"is {size} bytes; an inventory is at most {MAX_INVENTORY_BYTES} bytes")
-        raw = path.read_bytes()
+        _require_regular(path.stat().st_mode, fail)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as stream:
+            _require_regular(os.fstat(stream.fileno()).st_mode, fail)  # replaced since?
+            raw = stream.read(MAX_INVENTORY_BYTES + 1)
     except FileNotFoundError:
         raise fail("no such file") from None
     except PermissionError:
         raise fail("permission denied") from None
     except OSError as exc:
         raise fail(f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_INVENTORY_BYTES:
+        raise fail(f"is over {MAX_INVENTORY_BYTES} bytes; an inventory is at most "
+                   f"{MAX_INVENTORY_BYTES} bytes")
     if b"\x00" in raw:
         raise fail("is a binary file, not YAML text")
     try:
@@ -134,18 +155,22 @@ def _read_text(path: Path, source: str) -> str:
         ) from None
 
 
+def _require_regular(mode: int, fail: typing.Callable[[str], InventoryError]) -> None:
+    if stat.S_ISDIR(mode):
+        raise fail("is a directory, not an inventory file")
+    if not stat.S_ISREG(mode):
+        raise fail("is not a regular file (a FIFO, device or socket); an inventory must be one")
+
+
 def _problem(error: ErrorDetails, document: YamlDocument) -> Problem:
     loc: PathKey = tuple(error["loc"])
     kind = error["type"]
     given = error.get("input")
     ctx = error.get("ctx") or {}
     show_given = True
+    shown = loc
     if kind == "extra_forbidden":
-        key = str(loc[-1])
-        choices = _fields_at(loc[:-1])
-        message = f"unknown key {key!r}" + suggest(key, choices)
-        if choices and not suggest(key, choices):
-            message += f"; expected one of: {', '.join(choices)}"
+        shown, message = _unknown_key(loc)
         show_given = False
     elif kind == "literal_error":
         expected = str(ctx.get("expected", ""))
@@ -175,7 +200,24 @@ def _problem(error: ErrorDetails, document: YamlDocument) -> Problem:
     if show_given:
         message += f", got {_render(given)}"
     source, line = document.where(loc)
-    return Problem(format_path(loc), message, source, line)
+    return Problem(format_path(shown), message, source, line)
+
+
+def _unknown_key(loc: PathKey) -> tuple[PathKey, str]:
+    """The path to show and what to say about an unknown key; a key that is no field name (a
+    line of some other file) is not echoed, and the path shown is its mapping's."""
+    key = str(loc[-1])
+    choices = _fields_at(loc[:-1])
+    hint = ""
+    if _FIELD_NAME.fullmatch(key):
+        message = f"unknown key {key!r}"
+        hint = suggest(key, choices)
+    else:
+        loc = loc[:-1]
+        message = "unknown key (not shown: it is not a field name)"
+    if choices and not hint:
+        hint = f"; expected one of: {', '.join(choices)}"
+    return loc, message + hint
 
 
 def _locate(problem: Problem, document: YamlDocument) -> Problem:
@@ -227,7 +269,11 @@ def _kind(value: object) -> str:
         return "a mapping"
     if isinstance(value, str):
         return "a string"
-    return f"{type(value).__name__} {_render(value)}"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
 
 
 def _render(value: object) -> str:

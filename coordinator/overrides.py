@@ -12,10 +12,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
 from coordinator.errors import InventoryError, Problem
-from coordinator.yaml_source import PathKey, YamlDocument, format_path
+from coordinator.yaml_source import PathKey, YamlDocument, YamlProblems, format_path, load_value
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
@@ -52,18 +50,35 @@ def apply_overrides(document: YamlDocument, overrides: Sequence[Override]) -> No
             if not separator:
                 raise ValueError("must be PATH=VALUE, e.g. benchmark.duration=30s")
             path = parse_path(path_text.strip())
-            value = yaml.safe_load(value_text) if value_text.strip() else None
+            value = load_value(value_text, origin) if value_text.strip() else None
             if document.data is None:
                 document.data = {}
+            added = _first_new(document.data, path)
             _assign(document.data, path, value)
-        except yaml.YAMLError as exc:
-            problems.append(Problem("", f"the value is not valid YAML: {exc}", origin))
+        except YamlProblems as exc:
+            reasons = "; ".join(problem.message for problem in exc.problems)
+            problems.append(Problem("", f"the value is not valid YAML: {reasons}", origin))
         except ValueError as exc:
             problems.append(Problem("", str(exc), origin))
         else:
-            document.origins[path] = origin
+            # A problem under what the override created (``--set a.b.c=1`` creates ``a``) is
+            # the override's, not the line of the file that happens to be nearest.
+            document.origins[added] = origin
     if problems:
         raise InventoryError(problems)
+
+
+def _first_new(data: Any, path: PathKey) -> PathKey:
+    """The shortest prefix of ``path`` that ``data`` does not hold yet (``path`` if all do)."""
+    node = data
+    for depth, part in enumerate(path):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return path[: depth + 1]
+        elif not isinstance(node, dict) or node.get(part) is None:
+            return path[: depth + 1]
+        node = node[part]
+    return path
 
 
 def _assign(data: Any, path: PathKey, value: Any) -> None:

@@ -99,6 +99,8 @@ MARKS: Mapping[str, str] = {
     "fewer-than-3-repetitions": "run: fewer than 3 repetitions were asked for (explicit "
     "override of the methodology's minimum)",
     "load-on-server-host": "run: a client role runs on a host that also runs a target server",
+    "hosts-share-a-machine": "run: hosts with the same address (one machine) were allowed by "
+    "hosts[].shares_machine; load from them is not load from separate machines",
     "interrupted": "run: stopped by Ctrl-C or a signal; the finished repetitions are kept",
     "error-rate-above-threshold": "repetition: error_rate above benchmark.error_threshold",
     "no-common-window": "repetition: no interval in which every agent measured completely; "

@@ -12,13 +12,10 @@ an interrupted run keeps every finished repetition. Everything statistical is in
 
 from __future__ import annotations
 
-import gc
 import getpass
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +25,7 @@ from agent.runlock import Holder, utc_text
 from coordinator import results, stats
 from coordinator.agent_link import LoadProgress
 from coordinator.clock import to_agent_time
+from coordinator.collector import collector_paused
 from coordinator.deploy import DeployOptions
 from coordinator.errors import CoordError, UsageError
 from coordinator.fanout import ProgressView, StageReporter, fan_out
@@ -134,12 +132,15 @@ def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
 
 
 def run_marks(inventory: Inventory) -> list[str]:
-    """Marks the whole run carries, from the inventory (fewer repetitions, shared host)."""
+    """Marks the whole run carries, from the inventory (fewer repetitions, shared host,
+    hosts that are one machine)."""
     marks = []
     if inventory.benchmark.repetitions < 3:
         marks.append("fewer-than-3-repetitions")
     if inventory.shared_hosts:
         marks.append("load-on-server-host")
+    if inventory.same_machine_groups:
+        marks.append("hosts-share-a-machine")
     return marks
 
 
@@ -200,7 +201,7 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
 
     slowest_rtt_s = max(client.clock.rtt_ns for client in clients) / 1e9
     t0_ns = time.time_ns() + int((START_MARGIN_S + slowest_rtt_s) * 1e9)
-    with _collector_paused():
+    with collector_paused():  # no collection (~15 ms) while start instants are sent
         def start(name: str, report: StageReporter) -> None:
             session = by_name[name]
             session.link.start_load(to_agent_time(t0_ns, session.clock))
@@ -273,16 +274,4 @@ def stop_load(clients: list[AgentSession]) -> None:
 
     by_name = {client.host.name: client for client in clients}
     fan_out(list(by_name), stop)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No garbage collection while start instants are sent (a collection costs ~15 ms)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 

@@ -15,6 +15,10 @@ from coordinator.inventory import Inventory
 from coordinator.inventory_loader import LoadedInventory
 from coordinator.lab import LabStatus
 
+MAX_ROWS = 50
+"""Rows shown per table: a 60,000-host inventory is checked in full but not printed in full
+(rendering the table cost more than checking the file)."""
+
 
 def inventory_summary(loaded: LoadedInventory) -> RenderableType:
     """A table of hosts and servers and a few lines describing the run."""
@@ -22,7 +26,7 @@ def inventory_summary(loaded: LoadedInventory) -> RenderableType:
     hosts = Table(title=f"inventory {inventory.name!r} ({loaded.source})", title_justify="left")
     for column in ("host", "roles", "address", "user", "python", "labels"):
         hosts.add_column(column)
-    for host in inventory.hosts:
+    for host in inventory.hosts[:MAX_ROWS]:
         user = host.user or inventory.ssh.user or "(operator)"
         address = f"{host.address}:{host.port}"
         labels = ", ".join(f"{key}={value}" for key, value in host.labels.items())
@@ -30,7 +34,7 @@ def inventory_summary(loaded: LoadedInventory) -> RenderableType:
     servers = Table(title="targets", title_justify="left")
     for column in ("server", "host", "port", "auth", "tls"):
         servers.add_column(column)
-    for server in inventory.servers:
+    for server in inventory.servers[:MAX_ROWS]:
         auth = (
             f"password file {server.password_file}" if server.password_file
             else f"password from ${server.password_env}" if server.password_env
@@ -38,7 +42,13 @@ def inventory_summary(loaded: LoadedInventory) -> RenderableType:
         )
         servers.add_row(server.name, server.host, str(server.port), auth,
                         "yes" if server.tls else "no")
-    return Group(hosts, servers, Text("\n".join(run_plan(inventory))))
+    parts: list[RenderableType] = [hosts]
+    if len(inventory.hosts) > MAX_ROWS:
+        parts.append(Text(f"... and {len(inventory.hosts) - MAX_ROWS} more host(s)"))
+    parts.append(servers)
+    if len(inventory.servers) > MAX_ROWS:
+        parts.append(Text(f"... and {len(inventory.servers) - MAX_ROWS} more server(s)"))
+    return Group(*parts, Text("\n".join(run_plan(inventory))))
 
 
 def run_plan(inventory: Inventory) -> list[str]:

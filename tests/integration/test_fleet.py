@@ -208,7 +208,9 @@ def test_unreachable_hosts_fail_by_name_within_the_timeout_others_succeed(
         assert isinstance(hosts, list)
         template = dict(hosts[1])
         hosts.append({**template, "name": "ghost", "address": UNUSED_ADDRESS})
-        hosts.append({**template, "name": "closed", "port": 2})
+        # A closed port on client1's own machine: two hosts at one address, said so.
+        hosts[1] = {**template, "shares_machine": True}
+        hosts.append({**template, "name": "closed", "port": 2, "shares_machine": True})
         ssh = data["ssh"]
         assert isinstance(ssh, dict)
         ssh["connect_timeout"] = "2s"

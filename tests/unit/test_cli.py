@@ -77,3 +77,30 @@ def test_run_refuses_an_unsupported_driver_before_touching_any_host(run_coord: R
         "benchmark.driver: memtier is not supported by `coord run` yet; use builtin"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_inventory_check_takes_the_file_as_an_argument_or_with_i(run_coord: RunCoord) -> None:
+    example = str(ROOT / "inventory" / "two-clients.yaml")
+    for args in ([example], ["-i", example], ["--inventory", example], [example, "-i", example]):
+        result = run_coord("inventory", "check", *args)
+        assert result.status == 0, (args, result.stderr)
+        assert f"{example}: valid" in result.stdout
+
+
+def test_inventory_check_refuses_two_different_files_or_none(run_coord: RunCoord) -> None:
+    example = str(ROOT / "inventory" / "two-clients.yaml")
+    other = str(ROOT / "inventory" / "cloud.yaml")
+    two = run_coord("inventory", "check", example, "-i", other)
+    assert (two.status, two.stderr.strip()) == (
+        2, f"two inventories given ({example} and -i {other}): give one")
+    none = run_coord("inventory", "check")
+    assert (none.status, none.stderr.strip()) == (
+        2, "no inventory given: coord inventory check FILE (or -i FILE)")
+
+
+def test_every_command_that_reads_an_inventory_takes_i(run_coord: RunCoord) -> None:
+    commands = [["inventory", "check"], ["deploy"], ["run"], ["agents", "status"],
+                ["agents", "stop"], ["agents", "logs"], ["lab", "up"]]
+    for command in commands:
+        result = run_coord(*command, "--help")
+        assert "-i, --inventory" in result.stdout, command

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from coordinator.durations import format_duration, parse_duration
 from coordinator.inventory import (
+    MAX_INTERVALS,
     Baseline,
     Benchmark,
     BuiltinDriver,
@@ -18,6 +19,7 @@ from coordinator.inventory import (
     Inventory,
     Server,
     SSHDefaults,
+    machine_key,
 )
 from coordinator.inventory_loader import dump_inventory, load_inventory, parse_inventory
 
@@ -28,6 +30,11 @@ addresses = st.one_of(
     st.from_regex(r"[a-z]{1,8}(\.[a-z]{2,6}){0,2}", fullmatch=True),
 )
 durations = st.integers(min_value=1, max_value=7 * 24 * 3600 * 1000).map(lambda ms: ms / 1000)
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def bounded_durations(low_ms: int, high_ms: int = WEEK_MS) -> st.SearchStrategy[float]:
+    return st.integers(min_value=low_ms, max_value=high_ms).map(lambda ms: ms / 1000)
 SERVER_ROLES: list[list[Literal["client", "server"]]] = [["server"], ["server", "client"]]
 texts = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=20
@@ -37,17 +44,19 @@ texts = st.text(
 @st.composite
 def inventories(draw: st.DrawFn) -> Inventory:
     host_names = draw(st.lists(names, min_size=2, max_size=6, unique=True))
+    host_addresses = draw(st.lists(addresses, min_size=len(host_names),
+                                   max_size=len(host_names), unique_by=machine_key))
     hosts = [
         Host(
             name=name,
-            address=draw(addresses),
+            address=address,
             port=draw(st.integers(1, 65535)),
             user=draw(st.none() | names),
             key_file=draw(st.none() | st.just("~/.ssh/id_ed25519")),
             roles=["client"] if index else draw(st.sampled_from(SERVER_ROLES)),
             labels=draw(st.dictionaries(names, texts, max_size=3)),
         )
-        for index, name in enumerate(host_names)
+        for index, (name, address) in enumerate(zip(host_names, host_addresses, strict=True))
     ]
     servers = [
         Server(
@@ -58,12 +67,14 @@ def inventories(draw: st.DrawFn) -> Inventory:
         )
         for index in range(draw(st.integers(1, 3)))
     ]
+    interval_ms = draw(st.integers(10, 3600 * 1000))
+    phase_ms = min(WEEK_MS, interval_ms * (MAX_INTERVALS // 2))
     benchmark = Benchmark(
         driver=draw(st.sampled_from(["builtin", "redis-benchmark", "memtier"])),
         repetitions=draw(st.integers(1, 1000)),
-        warmup=draw(durations),
-        duration=draw(durations),
-        interval=draw(durations),
+        warmup=draw(bounded_durations(0, phase_ms)),
+        duration=draw(bounded_durations(1, phase_ms)),
+        interval=interval_ms / 1000,
         builtin=BuiltinDriver(
             connections=draw(st.integers(1, 100_000)),
             pipeline=draw(st.integers(1, 10_000)),
@@ -75,12 +86,13 @@ def inventories(draw: st.DrawFn) -> Inventory:
         name=draw(names),
         ssh=SSHDefaults(
             host_key_policy=draw(st.sampled_from(["strict", "accept-new"])),
-            connect_timeout=draw(durations),
+            connect_timeout=draw(bounded_durations(1000)),
         ),
         hosts=hosts,
         servers=servers,
         benchmark=benchmark,
-        baseline=Baseline(duration=draw(durations), enabled=draw(st.booleans())),
+        baseline=Baseline(duration=float(draw(st.integers(1, 7 * 24 * 3600))),
+                          enabled=draw(st.booleans())),
     )
 
 
