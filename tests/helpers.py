@@ -12,8 +12,11 @@ from typing import IO, TypeVar
 
 import psutil
 import pytest
+import redis
 
+from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabBusy, LabSpec, LabStatus, lab_down, lab_up
+from coordinator.server_auth import target_password
 
 POLL_TICK = 0.02
 T = TypeVar("T")
@@ -60,6 +63,14 @@ def module_lab(spec: LabSpec, directory: Path) -> Iterator[LabStatus]:
         yield when_lab_is_free(lambda: lab_up(spec, inventory))
     finally:
         when_lab_is_free(lambda: lab_down(spec.name, spec.state_root))
+
+
+def lab_redis(lab: LabStatus) -> redis.Redis:
+    """A client of the lab's Redis from the root namespace (through the lab bridge), with the
+    password the lab's inventory points at: the lab's Redis refuses anyone without it."""
+    address = next(host.address for host in lab.hosts if host.role == "server")
+    password = target_password(load_inventory(lab.inventory_path).inventory)
+    return redis.Redis(host=address, port=6379, password=password, socket_timeout=10)
 
 
 def wait_for_line(stream: IO[str] | None, needle: str, timeout: float) -> list[str]:

@@ -33,6 +33,7 @@ from coordinator.lab import LabSpec, LabStatus
 from coordinator.lab_plan import LabPaths, home_dir
 from coordinator.results import Repetition, load_results
 from coordinator.run import run_benchmark
+from coordinator.server_auth import target_password
 from tests.helpers import module_lab, poll_until, process_gone, wait_for_line
 
 pytestmark = [
@@ -60,20 +61,27 @@ def netns(lab: LabStatus, host: str, *argv: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def data_redis(lab: LabStatus) -> Iterator[redis.Redis]:
+def data_redis(lab: LabStatus, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[redis.Redis]:
     """A second redis-server on a second address of the server host (its data address), and a
-    second address on client1 for the load to leave from."""
+    second address on client1 for the load to leave from. It asks for the lab's password, read
+    from a config file: the inventory's password_file serves both servers."""
     ns = {h.name: h.namespace for h in lab.hosts}
+    password = lab_password(lab)
+    config = tmp_path_factory.mktemp("data-redis") / "redis.conf"
+    config.write_text(f"requirepass {password}\n")
+    config.chmod(0o600)
     subprocess.run(["ip", "-n", ns["server"], "addr", "add", f"{DATA_ADDRESS}/24", "dev",
                     "eth0"], check=True)
     subprocess.run(["ip", "-n", ns["client1"], "addr", "add", f"{SOURCE_ADDRESS}/24", "dev",
                     "eth0"], check=True)
     server = subprocess.Popen(
-        netns(lab, "server", shutil.which("redis-server") or "redis-server",
+        netns(lab, "server", shutil.which("redis-server") or "redis-server", str(config),
               "--bind", DATA_ADDRESS, "--port", str(DATA_PORT), "--protected-mode", "no",
               "--save", "", "--appendonly", "no", "--daemonize", "no"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(host=DATA_ADDRESS, port=DATA_PORT, socket_timeout=10)
+    client = redis.Redis(host=DATA_ADDRESS, port=DATA_PORT, password=password,
+                         socket_timeout=10)
     try:
         poll_until(lambda: answers_ping(client), 30, "the second redis-server to answer PING")
         yield client
@@ -81,6 +89,10 @@ def data_redis(lab: LabStatus) -> Iterator[redis.Redis]:
         client.close()
         server.terminate()
         server.wait(30)
+
+
+def lab_password(lab: LabStatus) -> str | None:
+    return target_password(load_inventory(lab.inventory_path).inventory)
 
 
 def answers_ping(client: redis.Redis) -> bool:
@@ -182,7 +194,8 @@ def test_the_load_goes_to_the_data_address_from_the_source_address(
     lab: LabStatus, data_redis: redis.Redis, tmp_path: Path
 ) -> None:
     data_redis.flushall()
-    ssh_redis = redis.Redis(host=lab_address(lab, "server"), port=6379, socket_timeout=10)
+    ssh_redis = redis.Redis(host=lab_address(lab, "server"), port=6379,
+                            password=lab_password(lab), socket_timeout=10)
     ssh_redis.flushall()
     loaded = load_inventory(lab.inventory_path, [
         *QUICK, f"servers[0].address={DATA_ADDRESS}", f"servers[0].port={DATA_PORT}",

@@ -24,9 +24,8 @@ from coordinator.inventory_loader import load_inventory
 from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.results import Repetition, load_results
 from coordinator.run import run_benchmark
-from coordinator.server_auth import target_password
 from coordinator.stats import decode_histogram, merge
-from tests.helpers import wait_for_line
+from tests.helpers import lab_redis, wait_for_line
 
 pytestmark = [
     pytest.mark.lab,
@@ -53,9 +52,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
 @pytest.fixture
 def server(lab: LabStatus) -> Iterator[redis.Redis]:
     """A client of the lab's Redis from the root namespace (through the lab bridge)."""
-    address = next(host.address for host in lab.hosts if host.role == "server")
-    password = target_password(load_inventory(lab.inventory_path).inventory)
-    client = redis.Redis(host=address, port=6379, password=password, socket_timeout=10)
+    client = lab_redis(lab)
     client.flushall()
     yield client
     client.flushall()

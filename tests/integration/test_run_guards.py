@@ -23,7 +23,7 @@ import redis
 from agent.runlock import lock_name
 from coordinator.lab import LabSpec, LabStatus
 from coordinator.results import load_results
-from tests.helpers import module_lab, poll_until
+from tests.helpers import lab_redis, module_lab, poll_until
 
 pytestmark = [
     pytest.mark.lab,
@@ -51,8 +51,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
 
 @pytest.fixture
 def server(lab: LabStatus) -> Iterator[redis.Redis]:
-    address = next(host.address for host in lab.hosts if host.role == "server")
-    client = redis.Redis(host=address, port=6379, socket_timeout=10)
+    client = lab_redis(lab)
     client.flushall()
     yield client
     client.flushall()
@@ -70,11 +69,13 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def lab_processes() -> list[psutil.Process]:
-    """Processes of the lab's users other than their sshd (agents, load processes)."""
+    """Processes of the lab's users other than their sshd and the lab's Redis (agents, load
+    processes)."""
     found = []
     for process in psutil.process_iter(["username", "name"]):
         user = process.info["username"] or ""
-        if user.startswith(f"{SPEC.name}-") and process.info["name"] != "sshd":
+        lab_service = process.info["name"] in {"sshd", "redis-server"}
+        if user.startswith(f"{SPEC.name}-") and not lab_service:
             found.append(process)
     return found
 
