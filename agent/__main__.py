@@ -177,7 +177,7 @@ def serve(
     reason = supervise(liveness, watchdog)
 
     log.info("shutting down: %s", reason)
-    service.close_connections()
+    service.close_connections(protocol.CLOSE_REPLY_TIMEOUT)
     server.close()
     report = stop_group(protocol.CHILD_TERM_GRACE)
     if report.terminated:

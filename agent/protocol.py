@@ -49,6 +49,9 @@ AUTH_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 30.0
 #: Time a stopping agent gives its child processes between SIGTERM and SIGKILL.
 CHILD_TERM_GRACE = 3.0
+#: Time a stopping agent waits for the coordinator to acknowledge the close of its connections;
+#: a coordinator cut off by the network never answers (rpyc alone would wait 30 s).
+CLOSE_REPLY_TIMEOUT = 0.5
 #: Default time the coordinator waits for the answer to one RPyC call.
 REQUEST_TIMEOUT = 10.0
 #: Window over which the agent logs at most :data:`REFUSAL_LOG_BURST` refused connections.

@@ -166,6 +166,11 @@ class AgentConnection(Connection):  # type: ignore[misc]  # rpyc ships no type h
         return ()
 
 
+def _close_quietly(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
 _EXPOSED_NAMES: dict[type, frozenset[str]] = {}
 
 
@@ -243,18 +248,29 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
             self._connections.discard(conn)
         log.info("connection closed: %s", conn._config.get("endpoints"))
 
-    def close_connections(self) -> None:
-        """Close every open connection before the server closes their sockets.
+    def close_connections(self, timeout: float) -> None:
+        """Close every open connection before the server closes their sockets, within
+        ``timeout`` seconds.
 
         A connection marked closed first ends its serving thread quietly; a socket pulled from
         under a serving thread would be logged by rpyc as an abrupt termination, with a
-        traceback, on every ordinary shutdown.
+        traceback, on every ordinary shutdown. rpyc's close waits for the peer to acknowledge
+        it: a coordinator behind a cut link never does, so each close gets ``timeout`` seconds
+        for that reply, and all of them run at once in threads joined against one deadline
+        (a close stuck in a send is released when the server shuts the sockets down).
         """
         with self._connections_lock:
             connections = list(self._connections)
+        closers = []
         for conn in connections:
-            with contextlib.suppress(Exception):
-                conn.close()
+            conn._config["sync_request_timeout"] = timeout
+            closer = threading.Thread(target=_close_quietly, args=(conn,),
+                                      name="close-connection", daemon=True)
+            closer.start()
+            closers.append(closer)
+        deadline = time.monotonic() + timeout
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
 
     def request_started(self) -> None:
         self._liveness.touch()

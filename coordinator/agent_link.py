@@ -339,6 +339,8 @@ class AgentLink:
         self._root: Any = None
         self._methods: dict[str, Any] = {}
         self._closed = False
+        self._loss: AgentLost | None = None
+        self._in_flight = 0
         self._lock = threading.Lock()
 
     @classmethod
@@ -542,8 +544,9 @@ class AgentLink:
         try:
             result = self._guarded(name, action)
         except _Expired as exc:
-            self.close()
-            raise AgentLost(self.host, str(exc)) from None
+            lost = AgentLost(self.host, str(exc))
+            self.close(loss=lost)
+            raise lost from None
         return self._plain(name, result)
 
     def _load_json(self, name: str, timeout: float, *args: object) -> _Fields:
@@ -559,18 +562,45 @@ class AgentLink:
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
-        """Close the connection (the agent keeps running); idempotent."""
+    @property
+    def busy(self) -> bool:
+        """A call is waiting for its answer (another thread's, e.g. a long ``prepare_load``).
+
+        The agent answers one connection's calls in order, so a new call would queue behind it.
+        """
+        return self._in_flight > 0
+
+    @property
+    def loss(self) -> AgentLost | None:
+        """Why the link was closed, when it closed because the agent stopped answering."""
+        return self._loss
+
+    def close(self, loss: AgentLost | None = None) -> None:
+        """Close the connection (the agent keeps running); idempotent.
+
+        ``loss``: the agent stopped answering. Calls pending on other threads, and any later
+        call, then fail with that reason rather than with the closed connection's.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._loss = loss
             conn, self._conn = self._conn, None
             self._methods.clear()
             self._root = None
-        if conn is not None:
+        if conn is None:
+            return
+        if loss is not None or self._in_flight:
+            # rpyc's close waits for the agent to acknowledge it: a lost agent never does, and
+            # a busy one answers only after the pending call. Cutting the stream first makes
+            # the close (and the pending call) end at once.
             with contextlib.suppress(Exception):
-                conn.close()
+                conn._channel.stream.close()
+        else:
+            conn._config["sync_request_timeout"] = protocol.CLOSE_REPLY_TIMEOUT
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def __enter__(self) -> AgentLink:
         return self
@@ -601,7 +631,11 @@ class AgentLink:
 
     def _guarded(self, name: str, action: Callable[[], Any]) -> Any:
         if self._closed:
+            if self._loss is not None:
+                raise AgentLost(self.host, self._loss.reason)
             raise AgentLost(self.host, f"cannot call {name}(): the link to the agent is closed")
+        with self._lock:
+            self._in_flight += 1
         try:
             return action()
         except BaseException as exc:
@@ -609,8 +643,11 @@ class AgentLink:
             if error is None:
                 raise
             if isinstance(error, AgentLost):
-                self.close()
+                self.close(loss=error)
             raise error from exc
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _translate(self, name: str, exc: BaseException) -> AgentError | None:
         if hasattr(exc, "_remote_tb"):  # raised inside the agent, rebuilt here by rpyc
@@ -621,6 +658,8 @@ class AgentLink:
         if isinstance(exc, TimeoutError):  # rpyc's AsyncResultTimeout is the builtin
             return AgentLost(self.host, f"no answer to {name}() within {self.request_timeout:g} s")
         if isinstance(exc, (EOFError, OSError)):
+            if self._loss is not None:  # closed by another thread that saw the agent lost
+                return AgentLost(self.host, self._loss.reason)
             reason = str(exc) or type(exc).__name__
             return AgentLost(self.host, f"connection lost during {name}(): {reason}")
         return None

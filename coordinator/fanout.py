@@ -131,8 +131,15 @@ def fan_out(
         view.failed(host, failure.stage, failure.error)
 
     if hosts:
-        with ThreadPoolExecutor(max_workers=min(max_parallel, len(hosts))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(max_parallel, len(hosts)))
+        try:
             list(pool.map(one, hosts))
+        except BaseException:
+            # Ctrl-C or SIGTERM in the waiting thread: leave at once. A worker still blocked
+            # (a long preload) ends when its link closes, which the caller's clean-up does.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     if bugs:
         raise bugs[0]
     return result

@@ -53,15 +53,25 @@ class AgentSession:
     heartbeater: Heartbeater
 
     def stop(self) -> None:
-        """Ask the agent to exit, wait for it, and close the connection; never raises."""
-        self.heartbeater.stop()
-        with contextlib.suppress(CoordError, OSError, EOFError):
-            self.link.stop()
+        """Ask the agent to exit, wait for it, and close the connection; never raises.
+
+        An idle link carries the request (``stop()``). A busy one (a preload still running
+        after Ctrl-C) would queue it behind the pending call, so the link is closed instead,
+        which fails the pending call at once, and the end of the agent's stdin stops it. A lost
+        agent is not waited for: nothing it could say would arrive; its own watchdog stops it
+        (and its load processes) when no request has reached it for its period.
+        """
+        self.heartbeater.stop(timeout=0)
+        if self.link.loss is None and not self.link.busy:
+            with contextlib.suppress(CoordError, OSError, EOFError):
+                self.link.stop()
         self.link.close()
-        with contextlib.suppress(OSError, EOFError):
-            self.process.close_stdin()
-        with contextlib.suppress(TimeoutError, OSError, EOFError):
-            self.process.wait(AGENT_EXIT_TIMEOUT)
+        self.heartbeater.stop()  # its call, if any, failed when the link closed
+        if self.link.loss is None:
+            with contextlib.suppress(OSError, EOFError):
+                self.process.close_stdin()
+            with contextlib.suppress(TimeoutError, OSError, EOFError):
+                self.process.wait(AGENT_EXIT_TIMEOUT)
         self.process.close()
         self.ssh.close()
 
@@ -101,7 +111,11 @@ class Fleet:
         self._lock = threading.Lock()
 
     def __enter__(self) -> Fleet:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # Ctrl-C while deploying: stop the agents already started
+            self.stop()
+            raise
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,

@@ -116,41 +116,54 @@ def lab_up(spec: LabSpec, inventory_path: Path, report: Report = _ignore) -> Lab
     inventory_path = Path(inventory_path).absolute()
     paths = LabPaths.of(spec.name, spec.state_root)
     _check_state_root(spec.state_root)
+    made_root = not spec.state_root.is_dir()
     with _locked(spec.state_root, create=True):
-        _check_inventory_path(inventory_path)
-        state = sysio.read_state(paths)
-        if state is not None and state.complete:
-            if state.spec != spec:
-                raise LabError(
-                    f"a lab named {spec.name} is already up with "
-                    f"{state.spec.describe_difference(spec)}; run `coord lab down` first"
-                )
-            status = _status_of(state, paths)
-            if status.healthy:
-                report(f"lab {spec.name} is already up")
-                return _reuse(state, paths, inventory_path, report)
-            report(f"lab {spec.name} is unhealthy ({status.problems[0]}); rebuilding it")
-        _check_clashes(spec)
-        _check_users(spec)
-        if state is not None or _remains(spec.name):
-            report(f"removing the remains of a previous lab {spec.name}")
-            _down(spec.name, spec.state_root, report, keep_root=True)
-        builder = Builder(spec, paths, tools, inventory_path, report)
         try:
-            builder.build()
-        except (LabError, OSError, ValueError) as exc:
-            report(f"lab up failed while {builder.step}; removing what was built")
-            detail = str(exc).replace("\n", " ")
-            try:
-                _down(spec.name, spec.state_root, _ignore, keep_root=True)
-            except LabError:
-                detail += "; some of it could not be removed: run `coord lab down`"
-            raise LabError(f"lab up failed while {builder.step}: {detail}") from exc
-        except BaseException:  # interrupted: leave nothing half-built, then let it through
-            with contextlib.suppress(LabError, OSError):
-                _down(spec.name, spec.state_root, _ignore, keep_root=True)
+            return _up(spec, paths, tools, inventory_path, report)
+        except BaseException:
+            if made_root:  # refused or failed: no empty state root left behind
+                with contextlib.suppress(OSError):
+                    spec.state_root.rmdir()
             raise
-        return _status_of(builder.state, paths)
+
+
+def _up(spec: LabSpec, paths: LabPaths, tools: dict[str, str], inventory_path: Path,
+        report: Report) -> LabStatus:
+    """``lab_up``'s work, under the state root's lock."""
+    _check_inventory_path(inventory_path)
+    state = sysio.read_state(paths)
+    if state is not None and state.complete:
+        if state.spec != spec:
+            raise LabError(
+                f"a lab named {spec.name} is already up with "
+                f"{state.spec.describe_difference(spec)}; run `coord lab down` first"
+            )
+        status = _status_of(state, paths)
+        if status.healthy:
+            report(f"lab {spec.name} is already up")
+            return _reuse(state, paths, inventory_path, report)
+        report(f"lab {spec.name} is unhealthy ({status.problems[0]}); rebuilding it")
+    _check_clashes(spec)
+    _check_users(spec)
+    if state is not None or _remains(spec.name):
+        report(f"removing the remains of a previous lab {spec.name}")
+        _down(spec.name, spec.state_root, report, keep_root=True)
+    builder = Builder(spec, paths, tools, inventory_path, report)
+    try:
+        builder.build()
+    except (LabError, OSError, ValueError) as exc:
+        report(f"lab up failed while {builder.step}; removing what was built")
+        detail = str(exc).replace("\n", " ")
+        try:
+            _down(spec.name, spec.state_root, _ignore, keep_root=True)
+        except LabError:
+            detail += "; some of it could not be removed: run `coord lab down`"
+        raise LabError(f"lab up failed while {builder.step}: {detail}") from exc
+    except BaseException:  # interrupted: leave nothing half-built, then let it through
+        with contextlib.suppress(LabError, OSError):
+            _down(spec.name, spec.state_root, _ignore, keep_root=True)
+        raise
+    return _status_of(builder.state, paths)
 
 
 def lab_down(

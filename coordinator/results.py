@@ -63,7 +63,9 @@ from pydantic import (
     JsonValue,
     NonNegativeFloat,
     NonNegativeInt,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -329,6 +331,15 @@ class SummaryRecord(Model):
     error_rate: SpreadRecord = Field(description="errors / requests, 0..1")
 
 
+class FailureRecord(Model):
+    """Why a run failed, as coord reported it."""
+
+    reason: str = Field(
+        min_length=1, description="the error coord printed (one line per problem, joined by \"; \")"
+    )
+    hosts: list[str] = Field(description="the hosts the error names (empty when none)")
+
+
 class ResultsDocument(Model):
     """``results.json``: everything a run measured, readable while the run is going."""
 
@@ -357,6 +368,9 @@ class ResultsDocument(Model):
         description="hosts another run held when --force ran this one anyway (then marked "
         "forced-over-run-lock); empty otherwise",
     )
+    failure: FailureRecord | None = Field(
+        default=None, description="why the run failed; written only when status is failed"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultsDocument:
@@ -368,7 +382,18 @@ class ResultsDocument(Model):
             raise ValueError(f"repetition indices must increase, got {indices}")
         if self.summary is not None and not self.repetitions:
             raise ValueError("a summary needs at least one repetition")
+        if (self.failure is not None) != (self.status == "failed"):
+            raise ValueError("a failure reason goes with status failed, and only with it")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_failure(self, write: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``failure`` is left out unless the run failed: documents of runs that did not fail
+        read exactly as before the field existed (schema_version 1 gained it, optional)."""
+        data: dict[str, Any] = write(self)
+        if data.get("failure") is None:
+            data.pop("failure", None)
+        return data
 
     def with_repetition(
         self, repetition: Repetition, summary: Summary | SummaryRecord | None
@@ -386,12 +411,15 @@ class ResultsDocument(Model):
         *,
         marks: Sequence[str] = (),
         finished: datetime | None = None,
+        failure: FailureRecord | None = None,
     ) -> ResultsDocument:
-        """A copy marked as ended now (or at ``finished``), with ``marks`` added."""
+        """A copy marked as ended now (or at ``finished``), with ``marks`` added; a failed run
+        says why (``failure``)."""
         return ResultsDocument.model_validate(
             {
                 **dict(self),
                 "status": status,
+                "failure": failure,
                 "finished": finished or datetime.now(timezone.utc),
                 "marks": list(dict.fromkeys([*self.marks, *marks])),
             }

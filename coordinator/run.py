@@ -16,6 +16,7 @@ import getpass
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,7 @@ from coordinator.agent_link import LoadProgress
 from coordinator.clock import to_agent_time
 from coordinator.collector import collector_paused
 from coordinator.deploy import DeployOptions
-from coordinator.errors import CoordError, UsageError
+from coordinator.errors import CoordError, FleetError, HostError, UsageError
 from coordinator.fanout import ProgressView, StageReporter, fan_out
 from coordinator.fleet import AgentSession, Fleet
 from coordinator.inventory import Inventory
@@ -50,7 +51,12 @@ class RunInterrupted(CoordError):
 
 
 class RunFailed(CoordError):
-    """A repetition could not be completed (an agent was lost, a driver failed)."""
+    """A repetition could not be completed (an agent was lost, a driver failed); ``hosts``
+    are the hosts at fault."""
+
+    def __init__(self, message: str, hosts: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.hosts = list(hosts)
 
 
 class RunView(Protocol):
@@ -78,24 +84,36 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                   options: DeployOptions | None = None, *,
                   overwrite: bool = False, force: bool = False) -> RunOutcome:
     """Run the inventory's benchmark; results go to ``out`` as they happen. ``force`` runs
-    even where another run holds a host's run lock (the results say so)."""
+    even where another run holds a host's run lock (the results say so).
+
+    Once ``out`` exists, whatever happens leaves a ``results.json`` there saying how the run
+    ended: complete, interrupted, or failed with the reason and the hosts involved (a run that
+    fails while deploying included). Every agent is stopped before that last write.
+    """
     inventory = loaded.inventory
     # An inventory `coord run` cannot serve, or an unreadable password, fails before any host
     # is touched.
     password = target_password(inventory)
     load_spec(inventory, password=password)
     writer = results.ResultsWriter(out, overwrite=overwrite)
-    with Fleet(inventory, options=options, view=view.deploying()) as fleet:
-        fleet.start_result.raise_for_failures()
-        forced_over = take_run_locks(fleet, run_holder(), force=force)
-        marks = run_marks(inventory) + (["forced-over-run-lock"] if forced_over else [])
-        document = results.new_document(
-            inventory, fleet_agents(fleet), marks=marks, forced_over=forced_over,
-            target=results.target_record(inventory, target_of(inventory)))
-        writer.write(document)
-        clients = [fleet.sessions[host.name] for host in inventory.clients]
-        done: list[stats.RepetitionFigures] = []
-        try:
+    target = results.target_record(inventory, target_of(inventory))
+    document = results.new_document(inventory, [], marks=run_marks(inventory), target=target)
+    try:
+        with Fleet(inventory, options=options, view=view.deploying()) as fleet:
+            document = results.new_document(inventory, fleet_agents(fleet),
+                                            marks=run_marks(inventory), target=target,
+                                            created=document.created)
+            writer.write(document)
+            fleet.start_result.raise_for_failures()
+            forced_over = take_run_locks(fleet, run_holder(), force=force)
+            if forced_over:
+                document = results.new_document(
+                    inventory, fleet_agents(fleet),
+                    marks=[*run_marks(inventory), "forced-over-run-lock"],
+                    forced_over=forced_over, target=target, created=document.created)
+                writer.write(document)
+            clients = [fleet.sessions[host.name] for host in inventory.clients]
+            done: list[stats.RepetitionFigures] = []
             for index in range(inventory.benchmark.repetitions):
                 view.repetition(index, inventory.benchmark.repetitions)
                 figures, repetition = run_repetition(index, clients, inventory, view,
@@ -105,20 +123,36 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                 writer.write(document)
                 writer.write_hgrm(repetition.index, figures.histogram)
                 view.repetition_done(repetition)
-        except KeyboardInterrupt:
-            stop_load(clients)
-            writer.write(document.finish("interrupted", marks=["interrupted"]))
-            raise RunInterrupted(
-                f"interrupted; {len(document.repetitions)} finished repetition(s) kept in "
-                f"{writer.results_path}"
-            ) from None
-        except CoordError:
-            stop_load(clients)
-            writer.write(document.finish("failed"))
-            raise
-        document = document.finish("complete")
-        writer.write(document)
+    except KeyboardInterrupt:
+        # Leaving the fleet stopped every agent and its load at once (no stop_load: it would
+        # queue behind a pending call, a preload, on the same link).
+        writer.write(document.finish("interrupted", marks=["interrupted"]))
+        raise RunInterrupted(
+            f"interrupted; {len(document.repetitions)} finished repetition(s) kept in "
+            f"{writer.results_path}"
+        ) from None
+    except CoordError as exc:
+        writer.write(document.finish("failed", failure=failure_record(exc)))
+        raise
+    document = document.finish("complete")
+    writer.write(document)
     return RunOutcome(writer.directory, document)
+
+
+def failure_record(error: CoordError) -> results.FailureRecord:
+    """What ``results.json`` keeps of the error that ended a run: its lines and its hosts."""
+    return results.FailureRecord(reason="; ".join(error.lines()), hosts=error_hosts(error))
+
+
+def error_hosts(error: CoordError) -> list[str]:
+    """The hosts an error is about, sorted; empty for an error about no host."""
+    if isinstance(error, HostError):
+        return [error.host]
+    if isinstance(error, FleetError):
+        return sorted(error.failures)
+    if isinstance(error, RunFailed):
+        return sorted(error.hosts)
+    return []
 
 
 def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
@@ -220,7 +254,7 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
     odd = sorted(report.host for report in reports if report.interval_ns != interval_ns)
     if odd:
         raise RunFailed(f"{', '.join(odd)}: load report uses another sampling interval than "
-                        f"the {interval_ns / 1e9:g}s asked for")
+                        f"the {interval_ns / 1e9:g}s asked for", odd)
     window = stats.common_window(reports)
     figures = stats.repetition_figures(reports, window)
     marks = repetition_marks(figures, window, inventory.benchmark.error_threshold)
@@ -249,29 +283,22 @@ def _watch(by_name: dict[str, AgentSession], t0_ns: int, total_s: float,
     while True:
         polled = fan_out(list(by_name), lambda name, _: by_name[name].link.load_progress())
         if polled.failed:
-            raise RunFailed("; ".join(str(f.error) for f in polled.failed.values()))
+            raise RunFailed("; ".join(str(f.error) for f in polled.failed.values()),
+                            list(polled.failed))
         elapsed = max(0.0, time.time_ns() / 1e9 - t0_ns / 1e9)
         view.progress(min(elapsed, total_s), total_s, polled.succeeded)
         broken = {name: p for name, p in polled.succeeded.items() if p.state == "failed"}
         if broken:
             raise RunFailed("; ".join(f"{name}: load failed: {p.problem}"
-                                      for name, p in sorted(broken.items())))
+                                      for name, p in sorted(broken.items())), list(broken))
         if all(p.state in ("finished", "stopped") for p in polled.succeeded.values()):
             return
         if time.time() > deadline:
             stuck = [name for name, p in polled.succeeded.items()
                      if p.state not in ("finished", "stopped")]
             raise RunFailed(f"{', '.join(stuck)}: load did not finish "
-                            f"{FINISH_GRACE_S:g}s after its planned end")
+                            f"{FINISH_GRACE_S:g}s after its planned end", stuck)
         time.sleep(PROGRESS_PERIOD_S)
 
 
-def stop_load(clients: list[AgentSession]) -> None:
-    """Stop the load on every client, best effort (used on interrupt and failure)."""
-
-    def stop(name: str, report: StageReporter) -> None:
-        by_name[name].link.stop_load()
-
-    by_name = {client.host.name: client for client in clients}
-    fan_out(list(by_name), stop)
 

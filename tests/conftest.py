@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from signal import SIGINT, SIGTERM
 
 import pytest
 
@@ -26,12 +28,16 @@ def run_coord(capsys: pytest.CaptureFixture[str]) -> RunCoord:
 
     def run(*args: str) -> CoordResult:
         capsys.readouterr()
+        handlers = {signum: signal.getsignal(signum) for signum in (SIGINT, SIGTERM)}
         try:
             main(list(args))
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         else:
             status = 0
+        finally:  # main() sets process-wide signal handlers: give pytest its own back
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         captured = capsys.readouterr()
         return CoordResult(status, captured.out, captured.err)
 

@@ -19,6 +19,7 @@ from coordinator.results import (
     MARKS,
     READERS,
     SCHEMA_VERSION,
+    FailureRecord,
     ForcedOverRecord,
     ResultsDocument,
     ResultsError,
@@ -461,3 +462,21 @@ def test_every_field_has_a_description_with_its_meaning() -> None:
     for name, definition in [("ResultsDocument", schema), *schema["$defs"].items()]:
         for field, spec in definition.get("properties", {}).items():
             assert spec.get("description"), f"{name}.{field} has no description"
+
+
+def test_a_failed_run_says_why_and_the_reason_round_trips(tmp_path: Path) -> None:
+    failure = FailureRecord(reason="client2: no answer to heartbeat() within 10 s",
+                            hosts=["client2"])
+    failed = document().finish("failed", failure=failure)
+    path = ResultsWriter(tmp_path / "failed").write(failed)
+    assert load_results(path).failure == failure
+    assert json.loads(path.read_text())["failure"]["hosts"] == ["client2"]
+
+
+def test_the_failure_field_is_absent_unless_the_run_failed(tmp_path: Path) -> None:
+    path = ResultsWriter(tmp_path / "done").write(finished_document(1).finish("complete"))
+    assert "failure" not in json.loads(path.read_text())
+    with pytest.raises(ValidationError, match="failure reason goes with status failed"):
+        document().finish("failed")
+    with pytest.raises(ValidationError, match="failure reason goes with status failed"):
+        document().finish("complete", failure=FailureRecord(reason="no", hosts=[]))

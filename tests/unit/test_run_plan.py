@@ -10,10 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.drivers.spec import parse_spec
-from coordinator.errors import UsageError
+from coordinator.errors import AgentLost, CoordError, FleetError, HostError, UsageError
 from coordinator.inventory_loader import load_inventory, parse_inventory
 from coordinator.loadspec import load_spec, phases
-from coordinator.run import check_repetitions, repetition_marks, run_marks
+from coordinator.results import ResultsError
+from coordinator.run import (
+    RunFailed,
+    check_repetitions,
+    failure_record,
+    repetition_marks,
+    run_marks,
+)
 from coordinator.server_auth import target_password
 from coordinator.stats import repetition_figures
 
@@ -95,3 +102,18 @@ def test_only_the_first_load_of_a_run_preloads_the_keyspace() -> None:
     without = load_inventory(EXAMPLE).inventory
     unasked = json.loads(load_spec(without, password=None, first_load=True))
     assert unasked["params"]["preload"] is False
+
+
+@pytest.mark.parametrize(("error", "hosts"), [
+    (AgentLost("client2", "no answer to heartbeat() within 10 s"), ["client2"]),
+    (FleetError({"client2": HostError("client2", "down"),
+                 "client1": HostError("client1", "down")}), ["client1", "client2"]),
+    (RunFailed("client2, client1: load did not finish", ["client2", "client1"]),
+     ["client1", "client2"]),
+    (ResultsError("results: disk full"), []),
+])
+def test_a_failure_record_keeps_the_message_and_the_hosts(error: CoordError,
+                                                          hosts: list[str]) -> None:
+    record = failure_record(error)
+    assert record.hosts == hosts
+    assert record.reason == "; ".join(error.lines())
