@@ -25,7 +25,7 @@ import redis
 from coordinator.lab import LabSpec, LabStatus
 from coordinator.lab_plan import user_name, veth_name
 from coordinator.results import load_results
-from tests.helpers import module_lab, poll_until, process_gone, wait_for_line
+from tests.helpers import lab_redis, module_lab, poll_until, process_gone, wait_for_line
 
 pytestmark = [
     pytest.mark.lab,
@@ -51,8 +51,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
 
 @pytest.fixture
 def server(lab: LabStatus) -> Iterator[redis.Redis]:
-    address = next(host.address for host in lab.hosts if host.role == "server")
-    client = redis.Redis(host=address, port=6379, socket_timeout=10)
+    client = lab_redis(lab)
     client.flushall()
     yield client
     client.flushall()
@@ -237,9 +236,12 @@ def test_a_run_that_fails_before_any_load_says_why(
     lab: LabStatus, tmp_path: Path, server: redis.Redis
 ) -> None:
     out = tmp_path / "auth"
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("wrong\n")
+    wrong.chmod(0o600)
     result = subprocess.run(
         [COORD, "run", "-i", str(lab.inventory_path), "--out", str(out), *QUICK,
-         "--repetitions", "1", "--set", "servers[0].password=wrong"],
+         "--repetitions", "1", "--set", f"servers[0].password_file={wrong}"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1, result.stderr
     document = load_results(out / "results.json")

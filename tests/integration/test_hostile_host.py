@@ -280,7 +280,9 @@ def test_hosts_sharing_a_home_keep_their_own_pid_file_and_log(
 ) -> None:
     """Two inventory hosts reach the same account (so the same home): like NFS homes."""
     data = yaml.safe_load(lab.inventory_path.read_text())
-    twin = dict(next(h for h in data["hosts"] if h["name"] == "client1"), name="client1b")
+    original = next(h for h in data["hosts"] if h["name"] == "client1")
+    original["shares_machine"] = True  # one address: coord refuses it unless both say so
+    twin = dict(original, name="client1b")
     data["hosts"].append(twin)
     path = tmp_path / "shared-home.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
