@@ -27,13 +27,13 @@ from pathlib import Path
 from types import FrameType
 
 import coordinator
-from coordinator.deploy import DeployOptions
-from coordinator.errors import CoordError, LabError
-from coordinator.fanout import FleetResult
-from coordinator.fleet import AgentSession, Fleet
-from coordinator.inventory import Inventory
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
+from coordinator.core.errors import CoordError, LabError
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.schema import Inventory
+from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
+from coordinator.remote.deploy import DeployOptions
+from coordinator.remote.fanout import FleetResult
+from coordinator.remote.fleet import AgentSession, Fleet
 
 LAB_NAME = "cbench"
 LAB_SUBNET = "198.18.130.0/24"

@@ -44,7 +44,7 @@ from _lab import (
 )
 
 from agent import protocol
-from coordinator.fleet import AgentSession, Fleet
+from coordinator.remote.fleet import AgentSession, Fleet
 
 TARGET_PERCENT = 0.5
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

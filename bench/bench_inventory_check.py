@@ -24,8 +24,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from coordinator.inventory_loader import load_inventory
-from coordinator.summary import inventory_summary
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.summary import inventory_summary
 
 
 def inventory_text(clients: int) -> str:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, ms, note, ratio, table, verdict
 
-from coordinator.stats import (
+from coordinator.core.stats import (
     HISTOGRAM_PARAMS,
     AgentReport,
     CommandSample,

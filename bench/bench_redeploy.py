@@ -40,11 +40,11 @@ from _lab import (
     verdict,
 )
 
-from coordinator.bundle import Bundle, ensure_bundle
-from coordinator.deploy import DeployOptions
-from coordinator.fleet import Fleet
-from coordinator.inventory import Host, Inventory
-from coordinator.ssh import SSHHost
+from coordinator.inventory.schema import Host, Inventory
+from coordinator.remote.bundle import Bundle, ensure_bundle
+from coordinator.remote.deploy import DeployOptions
+from coordinator.remote.fleet import Fleet
+from coordinator.remote.ssh import SSHHost
 
 TARGET_S = 1.0
 T = TypeVar("T")

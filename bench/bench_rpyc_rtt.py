@@ -43,9 +43,9 @@ from _lab import (
     verdict,
 )
 
-from coordinator.deploy import DeployOptions
-from coordinator.inventory import Inventory
-from coordinator.server_auth import target_password
+from coordinator.inventory.schema import Inventory
+from coordinator.inventory.server_auth import target_password
+from coordinator.remote.deploy import DeployOptions
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"

@@ -2,7 +2,7 @@
 
 Targets (design §7): start skew ≤ 1 ms at p99 over 20 repetitions; the agent's own CPU while
 its drivers load the server ≤ 1 % of a core. Builds a lab (server + clients), deploys agents
-once, then runs short repetitions exactly as `coord run` does (``coordinator.run``), reading
+once, then runs short repetitions exactly as `coord run` does (``coordinator.run.runner``), reading
 each agent process's own CPU time (``status().cpu_s``: the agent process, not its load
 processes) before and after each repetition. Anchor for the CPU figure: the same agents' CPU
 over an idle stretch of the same length, same run.
@@ -17,12 +17,12 @@ import time
 
 import _lab
 
-from coordinator.fanout import NoProgress, ProgressView
-from coordinator.inventory_loader import load_inventory
-from coordinator.loadspec import phases
-from coordinator.results import Repetition
-from coordinator.run import run_repetition
-from coordinator.server_auth import target_password
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.server_auth import target_password
+from coordinator.remote.fanout import NoProgress, ProgressView
+from coordinator.results.model import Repetition
+from coordinator.run.loadspec import phases
+from coordinator.run.runner import run_repetition
 
 
 class QuietView:

@@ -1,6 +1,6 @@
 """The `coord` command line: parses arguments and calls the library, nothing more.
 
-Every :class:`~coordinator.errors.CoordError` becomes its message on stderr (one line per
+Every :class:`~coordinator.core.errors.CoordError` becomes its message on stderr (one line per
 problem) and the error's exit status; anything else is a bug and keeps its traceback.
 """
 
@@ -16,16 +16,19 @@ from typing import Any
 import click
 from rich.console import Console
 
-from coordinator import __version__, lab
-from coordinator.deploy import DeployOptions
-from coordinator.doctor import diagnose
-from coordinator.doctor_probe import gather
-from coordinator.errors import CoordError, UsageError
-from coordinator.fanout import FleetResult
-from coordinator.fleet import Fleet, select_hosts
-from coordinator.inventory import Host
-from coordinator.inventory_loader import LoadedInventory, load_inventory
-from coordinator.operations import (
+from coordinator import __version__
+from coordinator.core.errors import CoordError, UsageError
+from coordinator.doctor.probe import gather
+from coordinator.doctor.verdicts import diagnose
+from coordinator.inventory.loader import LoadedInventory, load_inventory
+from coordinator.inventory.overrides import Override
+from coordinator.inventory.schema import Host
+from coordinator.inventory.summary import inventory_summary, lab_summary
+from coordinator.lab import api as lab
+from coordinator.remote.deploy import DeployOptions
+from coordinator.remote.fanout import FleetResult
+from coordinator.remote.fleet import Fleet, select_hosts
+from coordinator.remote.operations import (
     agents_status,
     check_clean_target,
     clean_agents,
@@ -33,18 +36,16 @@ from coordinator.operations import (
     held_agents,
     stop_agents,
 )
-from coordinator.overrides import Override
-from coordinator.progress import (
+from coordinator.results.model import default_directory
+from coordinator.run.progress import (
     LiveHostTable,
     agents_table,
     failure_table,
     findings_table,
     held_agents_table,
 )
-from coordinator.results import default_directory
-from coordinator.run import check_repetitions, run_benchmark
-from coordinator.run_view import RunConsoleView, summary_table
-from coordinator.summary import inventory_summary, lab_summary
+from coordinator.run.runner import check_repetitions, run_benchmark
+from coordinator.run.view import RunConsoleView, summary_table
 
 PIPE_WIDTH = 160
 """Columns used when output goes to a file or pipe (rich would assume 80 and fold tables)."""

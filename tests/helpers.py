@@ -14,9 +14,9 @@ import psutil
 import pytest
 import redis
 
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabBusy, LabSpec, LabStatus, lab_down, lab_up
-from coordinator.server_auth import target_password
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.server_auth import target_password
+from coordinator.lab.api import LabBusy, LabSpec, LabStatus, lab_down, lab_up
 
 POLL_TICK = 0.02
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 One :class:`IntervalData` is one sampling interval of one load process or, merged, of the
 whole agent. Merging (:func:`merge_intervals`) adds histograms (never percentiles) and sums
-counters. Counters, as the coordinator reads them (``coordinator/stats.py``):
+counters. Counters, as the coordinator reads them (``coordinator/core/stats.py``):
 
 * ``commands[NAME].count``: replies to NAME that were not errors, recorded in the command's
   histogram, plus those whose latency was beyond the histogram's range;

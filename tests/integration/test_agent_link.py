@@ -35,7 +35,8 @@ from rpyc.core.stream import SocketStream
 
 import agent
 from agent import protocol
-from coordinator.agent_link import (
+from coordinator.core.errors import AgentAuthError, AgentError, AgentLost
+from coordinator.remote.agent_link import (
     AgentInfo,
     AgentLink,
     AgentStatus,
@@ -46,7 +47,6 @@ from coordinator.agent_link import (
     parse_ready_line,
     startup_line,
 )
-from coordinator.errors import AgentAuthError, AgentError, AgentLost
 from tests.helpers import poll_until, process_gone, read_fd_line
 
 REPO = Path(__file__).resolve().parents[2]

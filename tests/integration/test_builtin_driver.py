@@ -32,15 +32,15 @@ from agent.drivers.errors import DriverError
 from agent.drivers.intervals import LoadReport
 from agent.drivers.spec import parse_spec
 from agent.histograms import decode
-from coordinator import stats
-from coordinator.agent_link import (
+from coordinator.core import stats
+from coordinator.core.errors import AgentLost
+from coordinator.remote.agent_link import (
     AgentLink,
     LoadError,
     new_token,
     parse_ready_line,
     startup_line,
 )
-from coordinator.errors import AgentLost
 from tests.helpers import poll_until, process_gone, read_fd_line
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -615,7 +615,7 @@ def test_stop_load_through_the_agent_reports_a_cut_interval(
 def test_a_coordinator_timeout_on_prepare_closes_the_link(
     start_agent: Callable[[], AgentProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from coordinator import agent_link
+    from coordinator.remote import agent_link
 
     monkeypatch.setattr(agent_link, "LOAD_PREPARE_TIMEOUT", 0.5)
     agent = start_agent()

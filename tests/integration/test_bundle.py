@@ -22,8 +22,12 @@ from pathlib import Path
 import pytest
 import rpyc
 
-from coordinator import bundle as bundle_module
-from coordinator.bundle import (
+from coordinator.core.errors import BundleError
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.schema import Inventory
+from coordinator.lab.api import LabSpec, LabStatus
+from coordinator.remote import bundle as bundle_module
+from coordinator.remote.bundle import (
     PROBE_SCRIPT,
     Bundle,
     Interpreter,
@@ -32,11 +36,7 @@ from coordinator.bundle import (
     parse_probe,
     probe_interpreter,
 )
-from coordinator.errors import BundleError
-from coordinator.inventory import Inventory
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus
-from coordinator.ssh import SSHHost
+from coordinator.remote.ssh import SSHHost
 from tests.helpers import module_lab
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")

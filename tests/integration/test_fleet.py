@@ -19,10 +19,10 @@ import psutil
 import pytest
 import yaml
 
-from coordinator.deploy import DeployOptions
-from coordinator.fleet import Fleet
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
+from coordinator.inventory.loader import load_inventory
+from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
+from coordinator.remote.deploy import DeployOptions
+from coordinator.remote.fleet import Fleet
 from tests.helpers import poll_until, wait_for_line
 
 pytestmark = [

@@ -22,14 +22,14 @@ import psutil
 import pytest
 import yaml
 
-from coordinator.agent_link import AgentLink, new_token, parse_ready_line, startup_line
-from coordinator.deploy import DeployOptions, agent_command, deploy, host_state_dir
-from coordinator.errors import BundleError
-from coordinator.fleet import Fleet
-from coordinator.inventory import Inventory
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
-from coordinator.ssh import SSHHost
+from coordinator.core.errors import BundleError
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.schema import Inventory
+from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
+from coordinator.remote.agent_link import AgentLink, new_token, parse_ready_line, startup_line
+from coordinator.remote.deploy import DeployOptions, agent_command, deploy, host_state_dir
+from coordinator.remote.fleet import Fleet
+from coordinator.remote.ssh import SSHHost
 from tests.helpers import poll_until, wait_for_line, when_lab_is_free
 
 pytestmark = [

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.bundle import _digest_files, _source_files
-from coordinator.lab import LabSpec, LabStatus
-from coordinator.results import load_results
+from coordinator.lab.api import LabSpec, LabStatus
+from coordinator.remote.bundle import _digest_files, _source_files
+from coordinator.results.model import load_results
 from tests.helpers import module_lab
 from tests.wheel import ROOT, build_wheel
 
@@ -32,7 +32,7 @@ pytestmark = [
 SPEC = LabSpec(name="cwhl", clients=1, subnet="198.18.140.0/24")
 AGENT_SOURCE_PROBE = """\
 import json, sys
-from coordinator.bundle import _agent_dir, _digest_files, _source_files
+from coordinator.remote.bundle import _agent_dir, _digest_files, _source_files
 root = _agent_dir()
 files = _source_files(root)
 print(json.dumps({"root": str(root), "digest": _digest_files(root, files),

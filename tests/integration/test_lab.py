@@ -22,11 +22,12 @@ import paramiko
 import pytest
 import yaml
 
-from coordinator import lab_build, lab_sys
-from coordinator.errors import LabError
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus, lab_down, lab_status, lab_up
-from coordinator.lab_plan import DEFAULT_STATE_ROOT, LabPaths
+from coordinator.core.errors import LabError
+from coordinator.inventory.loader import load_inventory
+from coordinator.lab import build as lab_build
+from coordinator.lab import system as lab_sys
+from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_status, lab_up
+from coordinator.lab.plan import DEFAULT_STATE_ROOT, LabPaths
 
 pytestmark = [
     pytest.mark.lab,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import lab_sys
-from coordinator.errors import LabError
-from coordinator.lab import LabSpec, lab_status, lab_up
+from coordinator.core.errors import LabError
+from coordinator.lab import system as lab_sys
+from coordinator.lab.api import LabSpec, lab_status, lab_up
 
 ROOT = Path(__file__).parents[2]
 NAME = "clicli"

@@ -25,15 +25,15 @@ import pytest
 import redis
 import yaml
 
-from coordinator.agent_link import LoadProgress
-from coordinator.errors import CoordError
-from coordinator.fanout import NoProgress, ProgressView
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus
-from coordinator.lab_plan import LabPaths, home_dir
-from coordinator.results import Repetition, load_results
-from coordinator.run import run_benchmark
-from coordinator.server_auth import target_password
+from coordinator.core.errors import CoordError
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.server_auth import target_password
+from coordinator.lab.api import LabSpec, LabStatus
+from coordinator.lab.plan import LabPaths, home_dir
+from coordinator.remote.agent_link import LoadProgress
+from coordinator.remote.fanout import NoProgress, ProgressView
+from coordinator.results.model import Repetition, load_results
+from coordinator.run.runner import run_benchmark
 from tests.helpers import module_lab, poll_until, process_gone, wait_for_line
 
 pytestmark = [

@@ -18,13 +18,13 @@ import pytest
 import redis
 import yaml
 
-from coordinator.agent_link import LoadProgress
-from coordinator.fanout import NoProgress, ProgressView
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus, lab_down, lab_up
-from coordinator.results import Repetition, load_results
-from coordinator.run import run_benchmark
-from coordinator.stats import decode_histogram, merge
+from coordinator.core.stats import decode_histogram, merge
+from coordinator.inventory.loader import load_inventory
+from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
+from coordinator.remote.agent_link import LoadProgress
+from coordinator.remote.fanout import NoProgress, ProgressView
+from coordinator.results.model import Repetition, load_results
+from coordinator.run.runner import run_benchmark
 from tests.helpers import lab_redis, wait_for_line
 
 pytestmark = [

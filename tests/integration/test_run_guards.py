@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from agent.runlock import lock_name
-from coordinator.lab import LabSpec, LabStatus
-from coordinator.results import load_results
+from coordinator.lab.api import LabSpec, LabStatus
+from coordinator.results.model import load_results
 from tests.helpers import lab_redis, module_lab, poll_until
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""coordinator.ssh against real sshd: host keys, timeouts, quoting, uploads, processes, tunnels.
+"""remote.ssh against real sshd: host keys, timeouts, quoting, uploads, processes, tunnels.
 
 The lab ``cssh`` (198.18.110.0/24: a server and one client) is built once for the module and
 always torn down. Traffic goes only to that lab's addresses.
@@ -21,17 +21,17 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from coordinator.errors import (
+from coordinator.core.errors import (
     AgentError,
     HostKeyRejected,
     HostUnreachable,
     RemoteCommandFailed,
     SSHAuthFailed,
 )
-from coordinator.inventory import Host, Inventory, SSHDefaults
-from coordinator.inventory_loader import load_inventory
-from coordinator.lab import LabSpec, LabStatus
-from coordinator.ssh import HandshakeLimiter, SSHHost, known_hosts_name
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.schema import Host, Inventory, SSHDefaults
+from coordinator.lab.api import LabSpec, LabStatus
+from coordinator.remote.ssh import HandshakeLimiter, SSHHost, known_hosts_name
 from tests.helpers import module_lab, poll_until
 
 NAME = "cssh"

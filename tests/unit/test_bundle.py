@@ -17,7 +17,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement as PackagingRequirement
 from packaging.utils import canonicalize_name
 
-from coordinator.bundle import (
+from coordinator.core.errors import BundleError
+from coordinator.remote.bundle import (
     AGENT_DISTRIBUTIONS,
     AGENT_REQUIREMENTS,
     EXCLUDED_DEPENDENCIES,
@@ -31,7 +32,6 @@ from coordinator.bundle import (
     parse_probe,
     tree_hash,
 )
-from coordinator.errors import BundleError
 
 
 def probe_output(**changes: object) -> str:

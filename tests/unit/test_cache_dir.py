@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.cache_dir import cache_dir_refusal
+from coordinator.remote.cache_dir import cache_dir_refusal
 
 
 @pytest.mark.parametrize("path", ["~/.cache/coord", "~/.cache/coord/", "/var/tmp/coord-agent",

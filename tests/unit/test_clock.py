@@ -1,4 +1,4 @@
-"""Clock offset estimation (coordinator/clock.py): exact bounds under any delays, by property."""
+"""Clock offset estimation (core/clock.py): exact bounds under any delays, by property."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.clock import (
+from coordinator.core.clock import (
     ClockEstimate,
     ClockSample,
     estimate_offset,

@@ -9,12 +9,12 @@ import pytest
 
 from agent.drivers.errors import DriverError
 from agent.drivers.spec import parse_spec
-from coordinator.clock import ClockEstimate
-from coordinator.errors import InventoryError
-from coordinator.inventory import Host
-from coordinator.inventory_loader import load_inventory
-from coordinator.loadspec import load_spec
-from coordinator.results import agent_record, new_document, target_record
+from coordinator.core.clock import ClockEstimate
+from coordinator.core.errors import InventoryError
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.schema import Host
+from coordinator.results.model import agent_record, new_document, target_record
+from coordinator.run.loadspec import load_spec
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 

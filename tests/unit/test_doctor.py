@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.doctor import (
+from coordinator.doctor.verdicts import (
     MIN_FREE_DISK,
     MIN_FREE_MEMORY,
     HostFacts,
@@ -17,8 +17,8 @@ from coordinator.doctor import (
     endpoints,
     needed_tools,
 )
-from coordinator.inventory import Inventory
-from coordinator.inventory_loader import load_inventory
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.schema import Inventory
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 TARGET = "198.18.0.10:6379"

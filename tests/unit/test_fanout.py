@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator.errors import FleetError, HostUnreachable, InventoryError, Problem
-from coordinator.fanout import StageReporter, fan_out
+from coordinator.core.errors import FleetError, HostUnreachable, InventoryError, Problem
+from coordinator.remote.fanout import StageReporter, fan_out
 from tests.helpers import poll_until
 
 

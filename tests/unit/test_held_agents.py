@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.remote_agents import HeldAgent, held_agent
+from coordinator.remote.leftovers import HeldAgent, held_agent
 
 ARGV = ["/usr/bin/python3", "-I", "-c", "import sys; from agent.__main__ import run", "serve",
         "--watchdog", "15.0", "--state-dir", "~/.cache/coord", "--bundle-hash", "abc123", ""]

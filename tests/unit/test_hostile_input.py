@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.yaml_source import MAX_ALIAS_NODES, MAX_DEPTH
+from coordinator.inventory.yaml_source import MAX_ALIAS_NODES, MAX_DEPTH
 from tests.conftest import RunCoord
 from tests.unit.test_inventory_errors import VALID_HEAD
 
@@ -169,7 +169,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
 
 def test_only_the_size_cap_plus_one_byte_is_read(tmp_path: Path, run_coord: RunCoord,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from coordinator import inventory_loader
+    from coordinator.inventory import loader as inventory_loader
 
     monkeypatch.setattr(inventory_loader, "MAX_INVENTORY_BYTES", 100)
     path = tmp_path / "big.yaml"

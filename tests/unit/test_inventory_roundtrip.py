@@ -9,8 +9,9 @@ from typing import Literal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.durations import format_duration, parse_duration
-from coordinator.inventory import (
+from coordinator.core.durations import format_duration, parse_duration
+from coordinator.inventory.loader import dump_inventory, load_inventory, parse_inventory
+from coordinator.inventory.schema import (
     MAX_INTERVALS,
     Baseline,
     Benchmark,
@@ -21,7 +22,6 @@ from coordinator.inventory import (
     SSHDefaults,
     machine_key,
 )
-from coordinator.inventory_loader import dump_inventory, load_inventory, parse_inventory
 
 names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
 addresses = st.one_of(
@@ -124,8 +124,8 @@ def test_example_inventories_are_valid() -> None:
 
 
 def test_inventory_reference_in_docs_is_up_to_date() -> None:
-    from coordinator.inventory_docs import update_document
+    from coordinator.inventory.docs import update_document
 
     path = Path(__file__).parents[2] / "docs" / "inventory.md"
     text = path.read_text()
-    assert update_document(text) == text, "run: python -m coordinator.inventory_docs"
+    assert update_document(text) == text, "run: python -m coordinator.inventory.docs"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coordinator.errors import LabError
-from coordinator.inventory_loader import parse_inventory
-from coordinator.lab_plan import (
+from coordinator.core.errors import LabError
+from coordinator.inventory.loader import parse_inventory
+from coordinator.lab.plan import (
     LabPaths,
     LabSpec,
     LabState,

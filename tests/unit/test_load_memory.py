@@ -23,7 +23,7 @@ from agent.drivers.resp import RequestMix
 GiB = 1024**3
 MiB = 1024**2
 SIZES = {"preload_batch": worker.PRELOAD_BATCH, "recv_size": worker.RECV_SIZE}
-#: The inventory's defaults (coordinator/inventory.py BuiltinDriver).
+#: The inventory's defaults (coordinator/inventory/schema.py BuiltinDriver).
 DEFAULTS = BuiltinParams(
     processes=None, connections=50, pipeline=1, set_ratio=0.1, keyspace=100_000,
     value_size=32, preload=False,

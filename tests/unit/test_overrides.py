@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.errors import InventoryError
-from coordinator.inventory_loader import load_inventory
-from coordinator.overrides import parse_path
+from coordinator.core.errors import InventoryError
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.overrides import parse_path
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 

@@ -1,4 +1,4 @@
-"""The results document (coordinator/results.py): models, atomic writing, versioned reading."""
+"""The results document (results/model.py): models, atomic writing, versioned reading."""
 
 from __future__ import annotations
 
@@ -12,10 +12,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from coordinator.clock import ClockEstimate
-from coordinator.errors import CoordError
-from coordinator.inventory import Inventory
-from coordinator.results import (
+from coordinator.core.clock import ClockEstimate
+from coordinator.core.errors import CoordError
+from coordinator.core.stats import (
+    HistogramParams,
+    aggregate,
+    common_window,
+    counts,
+    decode_histogram,
+    repetition_figures,
+)
+from coordinator.inventory.schema import Inventory
+from coordinator.results.model import (
     MARKS,
     READERS,
     SCHEMA_VERSION,
@@ -35,14 +43,6 @@ from coordinator.results import (
     new_document,
     redact,
     update_document,
-)
-from coordinator.stats import (
-    HistogramParams,
-    aggregate,
-    common_window,
-    counts,
-    decode_histogram,
-    repetition_figures,
 )
 from tests.unit.test_stats import command, histogram_of, interval, report
 
@@ -452,7 +452,7 @@ def test_the_json_schema_is_printed_and_describes_the_document(
 
 def test_every_field_is_documented() -> None:
     text = (ROOT / "docs" / "results.md").read_text()
-    hint = "run: python -m coordinator.results --docs docs/results.md"
+    hint = "run: python -m coordinator.results.model --docs docs/results.md"
     assert update_document(text) == text, hint
     assert len(field_paths()) > 50
 

@@ -10,19 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.drivers.spec import parse_spec
-from coordinator.errors import AgentLost, CoordError, FleetError, HostError, UsageError
-from coordinator.inventory_loader import load_inventory, parse_inventory
-from coordinator.loadspec import load_spec, phases
-from coordinator.results import ResultsError
-from coordinator.run import (
+from coordinator.core.errors import AgentLost, CoordError, FleetError, HostError, UsageError
+from coordinator.core.stats import repetition_figures
+from coordinator.inventory.loader import load_inventory, parse_inventory
+from coordinator.inventory.server_auth import target_password
+from coordinator.results.model import ResultsError
+from coordinator.run.loadspec import load_spec, phases
+from coordinator.run.runner import (
     RunFailed,
     check_repetitions,
     failure_record,
     repetition_marks,
     run_marks,
 )
-from coordinator.server_auth import target_password
-from coordinator.stats import repetition_figures
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 

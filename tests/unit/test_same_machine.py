@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.errors import InventoryError
-from coordinator.inventory_loader import parse_inventory
-from coordinator.results import MARKS
-from coordinator.run import run_marks
+from coordinator.core.errors import InventoryError
+from coordinator.inventory.loader import parse_inventory
+from coordinator.results.model import MARKS
+from coordinator.run.runner import run_marks
 from tests.conftest import RunCoord
 from tests.unit.test_inventory_errors import VALID_HEAD
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.inventory_loader import load_inventory
-from coordinator.results import new_document
-from coordinator.server_auth import PasswordUnavailable, target_password
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.server_auth import PasswordUnavailable, target_password
+from coordinator.results.model import new_document
 from tests.conftest import RunCoord
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"

@@ -1,4 +1,4 @@
-"""Latency statistics (coordinator/stats.py): merging, windows, figures, aggregation, parsing."""
+"""Latency statistics (core/stats.py): merging, windows, figures, aggregation, parsing."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.clock import ClockEstimate
-from coordinator.errors import AgentError
-from coordinator.stats import (
+from coordinator.core.clock import ClockEstimate
+from coordinator.core.errors import AgentError
+from coordinator.core.stats import (
     HISTOGRAM_PARAMS,
     AgentReport,
     HistogramError,

@@ -1,0 +1,529 @@
+"""The inventory: one YAML file that says which hosts take part in a benchmark and how.
+
+The pydantic models below are the schema and the source of ``docs/inventory.md``: every field,
+its type and its default live here and nowhere else. Models are strict (no silent coercion of
+``"22"`` into ``22``) and forbid unknown keys, so a typo is an error rather than a default.
+Checks that span several fields (references between sections, duplicate names, roles) live in
+:func:`check_references`, which returns problems located by path instead of raising on the
+first one. Loading and error formatting are in :mod:`coordinator.inventory.loader`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+)
+
+from agent.protocol import HEARTBEAT_INTERVAL
+from coordinator.core.durations import format_duration, parse_duration
+from coordinator.core.errors import Problem
+
+_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_DURATION_EXAMPLES = "must be a duration like 500ms, 5s, 2m or 1h30m"
+
+MIN_INTERVAL_S = 0.010
+"""Shortest sampling interval: every interval costs each load process a histogram snapshot and
+a message, and the live view asks for progress every 0.5 s."""
+MAX_INTERVAL_S = 3600.0
+"""Longest sampling interval the agents accept (``agent.drivers.spec.MAX_INTERVAL_S``)."""
+MAX_INTERVALS = 100_000
+"""Most intervals (warm-up and measure) in one repetition: agents keep every interval's
+histograms until the repetition's report is collected."""
+MIN_WATCHDOG_S = 1.5 * HEARTBEAT_INTERVAL
+"""Shortest agent watchdog: coord heartbeats every 2 s, and the agent must not give up between
+two heartbeats."""
+
+
+FROM_TEXT = {"from_text": True}
+"""Validation context for data read from a file: there, a bare number is a mistake."""
+
+
+def _duration(value: object, info: ValidationInfo) -> object:
+    """Text like ``5s`` from files; seconds as numbers from Python code."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 5s or 2m")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(_DURATION_EXAMPLES)
+        if not (info.context or {}).get("from_text"):
+            return float(value)
+        raise ValueError(f"must be a duration with a unit, like {value}s")
+    raise ValueError(_DURATION_EXAMPLES)
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("must be 1..65535")
+    return value
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _address(value: str) -> str:
+    """An IPv4/IPv6 address or a DNS name; rejects things like ``999.1.1.1`` or ``a b``."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return value
+    labels = value.rstrip(".").split(".")
+    if (
+        len(value) <= 253
+        and all(_HOSTNAME_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    ):
+        return value
+    raise ValueError("must be an IP address or a DNS host name")
+
+
+def _ip_address(value: str) -> str:
+    """An IPv4/IPv6 address (a socket binds to it: no DNS name)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("must be an IP address") from None
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _within(low: float, high: float | None = None, why: str = "") -> Callable[[float], float]:
+    """A check that a duration lies in ``[low, high]``; ``why`` ends the message."""
+    def check(value: float) -> float:
+        if value < low:
+            raise ValueError(f"must be at least {format_duration(low)}{why}")
+        if high is not None and value > high:
+            raise ValueError(f"must be at most {format_duration(high)}{why}")
+        return value
+    return check
+
+
+def _whole_seconds(value: float) -> float:
+    if value != int(value):
+        raise ValueError("must be whole seconds (netperf -l counts seconds)")
+    return value
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+Port = Annotated[int, AfterValidator(_port)]
+Name = Annotated[str, AfterValidator(_name)]
+Address = Annotated[str, AfterValidator(_address)]
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+Role = Literal["client", "server"]
+
+
+class Model(BaseModel):
+    """Base of every inventory model: strict types, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SSHDefaults(Model):
+    """SSH settings shared by every host; a host's own field overrides the default."""
+
+    user: str | None = Field(None, description="login user; default: the operator's user name")
+    key_file: str | None = Field(
+        None, description="private key file; default: the SSH agent and ~/.ssh/id_*"
+    )
+    known_hosts: str = Field(
+        "~/.ssh/known_hosts", description="known_hosts file that host keys are checked against"
+    )
+    connect_timeout: Annotated[Duration, AfterValidator(_within(1.0))] = Field(
+        10.0, description="how long to wait for a host's SSH handshake (at least 1s)"
+    )
+    host_key_policy: Literal["strict", "accept-new"] = Field(
+        "strict",
+        description="strict: refuse unknown or changed host keys; accept-new: record unknown "
+        "keys in known_hosts (changed keys are always refused)",
+    )
+
+
+class Host(Model):
+    """One machine coord deploys an agent to."""
+
+    name: Name = Field(description="unique name used everywhere else in the inventory")
+    address: Address = Field(description="IP address or DNS name coord connects to")
+    port: Port = Field(22, description="SSH port")
+    user: str | None = Field(None, description="login user; default: ssh.user")
+    key_file: str | None = Field(None, description="private key; default: ssh.key_file")
+    python: str = Field("/usr/bin/python3", description="Python interpreter (>= 3.10) on the host")
+    roles: list[Role] = Field(min_length=1, description="client (runs load), server (runs target)")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="free-form metadata (instance type, zone...) copied into the results",
+    )
+    load_source_address: IPAddress | None = Field(
+        None,
+        description="client hosts: local address the load's connections leave from (e.g. the "
+        "private network's); must be one of the host's addresses; default: the kernel's choice",
+    )
+    shares_machine: bool = Field(
+        False,
+        description="this host has the same address as another host and is knowingly the same "
+        "machine (both must say so); the results are marked hosts-share-a-machine",
+    )
+
+
+class TLS(Model):
+    """TLS settings for a target server."""
+
+    ca_file: str | None = Field(None, description="CA bundle used to verify the server")
+    cert_file: str | None = Field(None, description="client certificate, for mutual TLS")
+    key_file: str | None = Field(None, description="client private key, for mutual TLS")
+    verify: bool = Field(True, description="verify the server's certificate")
+
+
+class Server(Model):
+    """A Redis/RESP endpoint under test, running on one of the inventory's hosts."""
+
+    name: Name = Field(description="unique name of this endpoint")
+    host: str = Field(description="name of the host (in hosts) that runs the server")
+    port: Port = Field(6379, description="TCP port of the server")
+    address: Address | None = Field(
+        None,
+        description="address the load connects to (e.g. the host's private address when SSH "
+        "goes to a public one); default: the address of its host",
+    )
+    password: str | None = Field(
+        None, description="AUTH password, written here (see password_file, password_env)"
+    )
+    password_file: str | None = Field(
+        None,
+        min_length=1,
+        description="file holding the AUTH password (one line; a trailing newline is dropped), "
+        "read by coord at run time: the secret stays out of the inventory and command lines",
+    )
+    password_env: str | None = Field(
+        None,
+        min_length=1,
+        description="environment variable holding the AUTH password, read by coord at run time",
+    )
+    username: str | None = Field(None, description="ACL user name (Redis 6+)")
+    tls: TLS | None = Field(None, description="connect with TLS; omit for plain TCP")
+
+
+class BuiltinDriver(Model):
+    """Parameters of coord's own Redis load generator."""
+
+    processes: int | None = Field(
+        None, ge=1, le=1024, description="worker processes per client host; default: its cores"
+    )
+    connections: int = Field(
+        50, ge=1, le=100_000, description="connections per client host, spread over processes"
+    )
+    pipeline: int = Field(1, ge=1, le=10_000, description="requests in flight per connection")
+    set_ratio: float = Field(
+        0.1, ge=0.0, le=1.0, description="fraction of requests that are SET; the rest are GET"
+    )
+    keyspace: int = Field(100_000, ge=1, le=10**10, description="number of distinct keys")
+    value_size: int = Field(32, ge=0, le=512 * 1024 * 1024, description="bytes per SET value")
+    rate: float | None = Field(
+        None, gt=0, description="open loop: target requests/s per client host; omit for "
+        "closed loop",
+    )
+    preload: bool = Field(
+        False, description="SET every key of the keyspace before the first repetition"
+    )
+
+
+class RedisBenchmarkDriver(Model):
+    """Parameters passed to ``redis-benchmark`` on each client host."""
+
+    tests: list[str] = Field(["set", "get"], min_length=1, description="-t: commands to run")
+    clients: int = Field(50, ge=1, le=100_000, description="-c: connections per client host")
+    pipeline: int = Field(1, ge=1, le=10_000, description="-P: pipelined requests")
+    threads: int = Field(
+        1, ge=1, le=1024, description="--threads: set explicitly (redis-benchmark defaults to 1)"
+    )
+    value_size: int = Field(3, ge=1, le=512 * 1024 * 1024, description="-d: value size in bytes")
+    keyspace: int = Field(100_000, ge=1, le=10**10, description="-r: random keys")
+
+
+class MemtierDriver(Model):
+    """Parameters passed to ``memtier_benchmark`` on each client host."""
+
+    threads: int = Field(4, ge=1, le=1024, description="--threads")
+    clients: int = Field(50, ge=1, le=100_000, description="--clients per thread")
+    pipeline: int = Field(1, ge=1, le=10_000, description="--pipeline")
+    ratio: str = Field("1:10", pattern=r"^\d+:\d+$", description="--ratio SET:GET")
+    data_size: int = Field(32, ge=1, le=512 * 1024 * 1024, description="--data-size")
+    key_maximum: int = Field(100_000, ge=1, le=10**10, description="--key-maximum")
+
+
+class Benchmark(Model):
+    """What load to run and for how long."""
+
+    driver: Literal["builtin", "redis-benchmark", "memtier"] = Field(
+        "builtin", description="load generator"
+    )
+    repetitions: int = Field(
+        3, ge=1, le=1000, description="full repetitions; fewer than 3 is marked in the results"
+    )
+    warmup: Duration = Field(5.0, description="warm-up per repetition, discarded")
+    duration: PositiveDuration = Field(30.0, description="measure phase per repetition")
+    interval: Annotated[Duration, AfterValidator(_within(MIN_INTERVAL_S, MAX_INTERVAL_S))] = Field(
+        1.0, description="histogram and metrics sampling interval (10ms to 1h); warm-up and "
+        "duration are rounded up to whole intervals"
+    )
+    error_threshold: float = Field(
+        0.01, ge=0.0, le=1.0, description="error rate above which a repetition is marked"
+    )
+    builtin: BuiltinDriver = Field(
+        default_factory=BuiltinDriver, description="parameters when driver is builtin"
+    )
+    redis_benchmark: RedisBenchmarkDriver = Field(
+        default_factory=RedisBenchmarkDriver,
+        description="parameters when driver is redis-benchmark",
+    )
+    memtier: MemtierDriver = Field(
+        default_factory=MemtierDriver, description="parameters when driver is memtier"
+    )
+
+
+class Baseline(Model):
+    """The netperf TCP_RR baseline measured between every client and every server host."""
+
+    enabled: bool = Field(True, description="run the baseline before the load")
+    duration: Annotated[PositiveDuration, AfterValidator(_whole_seconds)] = Field(
+        10.0, description="netperf -l per client/server pair, in whole seconds"
+    )
+    request_size: int = Field(1, ge=1, le=65536, description="TCP_RR request bytes")
+    response_size: int = Field(1, ge=1, le=65536, description="TCP_RR response bytes")
+    port: Port = Field(12865, description="netserver control port on server hosts")
+
+
+class Agent(Model):
+    """How coord's agents behave on the hosts."""
+
+    watchdog: Annotated[Duration, AfterValidator(_within(
+        MIN_WATCHDOG_S, why=f" (coord heartbeats every {format_duration(HEARTBEAT_INTERVAL)})"
+    ))] = Field(
+        15.0, description="an agent that hears nothing from coord for this long stops and exits "
+        f"(at least {format_duration(MIN_WATCHDOG_S)}: coord heartbeats every "
+        f"{format_duration(HEARTBEAT_INTERVAL)})"
+    )
+    cache_dir: str = Field(
+        "~/.cache/coord", description="where the agent bundle and logs live on each host"
+    )
+
+
+class Inventory(Model):
+    """A whole benchmark: hosts, targets, load and baseline."""
+
+    version: Literal[1] = Field(1, description="inventory format version")
+    name: Name = Field("benchmark", description="name used in result directory names")
+    ssh: SSHDefaults = Field(default_factory=SSHDefaults, description="SSH defaults")
+    hosts: list[Host] = Field(min_length=1, description="every machine taking part")
+    servers: list[Server] = Field(min_length=1, description="endpoints under test")
+    benchmark: Benchmark = Field(default_factory=Benchmark, description="the load")
+    baseline: Baseline = Field(default_factory=Baseline, description="netperf baseline")
+    agent: Agent = Field(default_factory=Agent, description="agent behaviour")
+
+    def host(self, name: str) -> Host:
+        """The host called ``name``; ``KeyError`` if none is."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def data_address(self, server: Server) -> str:
+        """Where the load reaches ``server``: its own ``address``, else its host's."""
+        return server.address or self.host(server.host).address
+
+    @property
+    def clients(self) -> list[Host]:
+        """Hosts that generate load."""
+        return [host for host in self.hosts if "client" in host.roles]
+
+    @property
+    def server_hosts(self) -> list[Host]:
+        """Hosts that run a target server (by role or by being named in ``servers``)."""
+        names = {server.host for server in self.servers}
+        return [host for host in self.hosts if "server" in host.roles or host.name in names]
+
+    @property
+    def same_machine_groups(self) -> list[list[int]]:
+        """Indices of hosts that share one address (one machine), for groups of two or more."""
+        by_address: dict[str, list[int]] = {}
+        for index, host in enumerate(self.hosts):
+            by_address.setdefault(machine_key(host.address), []).append(index)
+        return [group for group in by_address.values() if len(group) > 1]
+
+    @property
+    def shared_hosts(self) -> list[Host]:
+        """Hosts that run load and a server: the methodology wants separate machines."""
+        server_names = {host.name for host in self.server_hosts}
+        return [host for host in self.clients if host.name in server_names]
+
+
+PASSWORD_SOURCES = ("password", "password_file", "password_env")
+"""The fields a server's AUTH password may come from; at most one per server."""
+
+
+def _password_sources(index: int, server: Server) -> list[Problem]:
+    """One problem, at the second password field given, when a server has several."""
+    given = [name for name in PASSWORD_SOURCES if getattr(server, name) is not None]
+    if len(given) < 2:
+        return []
+    return [
+        Problem(
+            f"servers[{index}].{given[1]}",
+            f"server {server.name!r} is given {' and '.join(given)}; give at most one of "
+            f"{', '.join(PASSWORD_SOURCES)}",
+        )
+    ]
+
+
+def machine_key(address: str) -> str:
+    """One spelling per address (``::1`` and ``0::1`` are one; DNS names ignore case)."""
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address.lower().rstrip(".")
+
+
+def check_references(inventory: Inventory) -> list[Problem]:
+    """Problems that span fields: names, references and roles. Warnings are included."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, host in enumerate(inventory.hosts):
+        if host.name in seen:
+            problems.append(
+                Problem(
+                    f"hosts[{index}].name",
+                    f"duplicate host name {host.name!r}, already used by hosts[{seen[host.name]}]",
+                )
+            )
+        else:
+            seen[host.name] = index
+    by_name = {host.name: host for host in inventory.hosts}
+    seen_servers: dict[str, int] = {}
+    for index, server in enumerate(inventory.servers):
+        if server.name in seen_servers:
+            problems.append(
+                Problem(
+                    f"servers[{index}].name",
+                    f"duplicate server name {server.name!r}, already used by "
+                    f"servers[{seen_servers[server.name]}]",
+                )
+            )
+        else:
+            seen_servers[server.name] = index
+        problems += _password_sources(index, server)
+        if server.host not in seen:
+            problems.append(
+                Problem(
+                    f"servers[{index}].host",
+                    f"no host named {server.host!r} in hosts"
+                    + suggest(server.host, list(seen)),
+                )
+            )
+        elif "server" not in by_name[server.host].roles:
+            problems.append(
+                Problem(
+                    f"servers[{index}].host",
+                    f"host {server.host!r} runs a server but lacks the server role",
+                    severity="warning",
+                )
+            )
+    problems += _same_machine_problems(inventory)
+    if not inventory.clients:
+        problems.append(Problem("hosts", "no host has the client role: nothing would run load"))
+    shared = {host.name for host in inventory.shared_hosts}
+    for index, host in enumerate(inventory.hosts):
+        if host.name in shared:
+            problems.append(
+                Problem(
+                    f"hosts[{index}].roles",
+                    f"host {host.name!r} runs both load and a server; the methodology asks for "
+                    "separate machines, so its results will be marked",
+                    severity="warning",
+                )
+            )
+    problems += _interval_problems(inventory)
+    if inventory.benchmark.repetitions < 3:
+        problems.append(
+            Problem(
+                "benchmark.repetitions",
+                f"{inventory.benchmark.repetitions} repetition(s) is fewer than the 3 the "
+                "methodology asks for; results will be marked",
+                severity="warning",
+            )
+        )
+    return problems
+
+
+def _same_machine_problems(inventory: Inventory) -> list[Problem]:
+    """Hosts at one address are one machine: refused unless each says ``shares_machine``."""
+    problems = []
+    for group in inventory.same_machine_groups:
+        first = inventory.hosts[group[0]]
+        if all(inventory.hosts[index].shares_machine for index in group):
+            continue
+        for index in group[1:]:
+            host = inventory.hosts[index]
+            problems.append(
+                Problem(
+                    f"hosts[{index}].address",
+                    f"host {host.name!r} has the same address as {first.name!r} "
+                    f"({host.address}): they are one machine; set shares_machine: true on each "
+                    "if that is meant (the results are then marked)",
+                )
+            )
+    return problems
+
+
+def _interval_problems(inventory: Inventory) -> list[Problem]:
+    """A repetition of more intervals than agents are built to keep."""
+    bench = inventory.benchmark
+    intervals = (math.ceil(bench.warmup / bench.interval)
+                 + math.ceil(bench.duration / bench.interval))
+    if intervals <= MAX_INTERVALS:
+        return []
+    return [
+        Problem(
+            "benchmark.duration",
+            f"warm-up and measure make {intervals} intervals of "
+            f"{format_duration(bench.interval)}; at most {MAX_INTERVALS} per repetition (agents "
+            "keep every interval until the repetition ends): raise benchmark.interval or "
+            "shorten the repetition",
+        )
+    ]
+
+
+def suggest(word: str, choices: list[str]) -> str:
+    """A ` (did you mean 'x'?)` hint for a misspelt name, or nothing."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

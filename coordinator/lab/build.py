@@ -1,0 +1,244 @@
+"""Building a lab: the steps ``coord lab up`` carries out, in order, for a validated spec.
+
+The caller (``coordinator.lab.api.lab_up``) has checked the system and removed any remains; on a
+failure it tears down whatever :class:`Builder` made, using ``Builder.step`` in its message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from coordinator.core.errors import LabError
+from coordinator.lab import system as sysio
+from coordinator.lab.plan import (
+    CPU_PERIOD_US,
+    REDIS_PORT,
+    SSH_PORT,
+    LabHost,
+    LabPaths,
+    LabSpec,
+    LabState,
+    Report,
+    bridge_address,
+    bridge_name,
+    cgroup_group,
+    cpu_quota_us,
+    home_dir,
+    plan_hosts,
+    redis_conf_text,
+    redis_user,
+    render_inventory,
+    sshd_config_text,
+    user_comment,
+    veth_name,
+)
+
+REDIS_PASSWORD_BYTES = 32
+"""Random bytes in the lab's Redis password (43 URL-safe characters)."""
+SSHD_PRIVSEP_DIR = Path("/run/sshd")
+"""sshd refuses to start without its privilege separation directory."""
+
+
+class Builder:
+    """Carries out the plan step by step; ``step`` names the one running (for errors)."""
+
+    def __init__(
+        self,
+        spec: LabSpec,
+        paths: LabPaths,
+        tools: dict[str, str],
+        inventory: Path,
+        report: Report,
+    ) -> None:
+        self.spec, self.paths, self.tools = spec, paths, tools
+        self.inventory, self.report = inventory, report
+        self.hosts = plan_hosts(spec)
+        self.state = LabState(spec=spec, hosts=self.hosts, inventories=[inventory])
+        self.step = "starting"
+
+    def _begin(self, step: str) -> None:
+        self.step = step
+        self.report(step)
+
+    def build(self) -> None:
+        spec, paths = self.spec, self.paths
+        self.step = "creating the state directory"
+        sysio.make_dir(paths.root, 0o755)
+        sysio.write_state(paths, self.state)
+        sysio.make_dir(paths.keys, 0o700)
+        if not SSHD_PRIVSEP_DIR.is_dir():
+            sysio.make_dir(SSHD_PRIVSEP_DIR, 0o755)
+        prefix, ip = spec.network.prefixlen, self.tools["ip"]
+        bridge = bridge_name(spec.name)
+        self._begin(f"bridge {bridge} {bridge_address(spec)}/{prefix}")
+        sysio.run([ip, "link", "add", bridge, "type", "bridge"])
+        sysio.run([ip, "addr", "add", f"{bridge_address(spec)}/{prefix}", "dev", bridge])
+        sysio.run([ip, "link", "set", bridge, "up"])
+        for host in self.hosts:
+            self._network(host, bridge, prefix)
+        for host in self.hosts:
+            self._account(host)
+        self.step = "writing known_hosts"
+        entries = []
+        for host in self.hosts:
+            kind, key = paths.host_key(host.name).with_suffix(".pub").read_text().split()[:2]
+            entries.append(f"{host.address} {kind} {key}\n")
+        sysio.write_file(paths.known_hosts, "".join(entries))
+        for host in self.hosts:
+            self._sshd(host)
+        if spec.client_cpu is not None:
+            self._cgroups(spec.client_cpu)
+        self._redis(next(host for host in self.hosts if host.role == "server"))
+        self.step = "writing the inventory"
+        self.state = replace(self.state, complete=True)
+        sysio.write_state(paths, self.state)
+        sysio.write_file(self.inventory, render_inventory(spec, self.hosts))
+        self.report(f"inventory {self.inventory}")
+
+    def _network(self, host: LabHost, bridge: str, prefix: int) -> None:
+        ns, veth, ip = host.namespace, veth_name(self.spec.name, host.name), self.tools["ip"]
+        self._begin(f"namespace {ns} {host.address}")
+        sysio.run([ip, "netns", "add", ns])
+        sysio.run([ip, "-n", ns, "link", "set", "lo", "up"])
+        sysio.run([ip, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        sysio.run([ip, "link", "set", veth, "master", bridge, "up"])
+        sysio.run([ip, "-n", ns, "addr", "add", f"{host.address}/{prefix}", "dev", "eth0"])
+        sysio.run([ip, "-n", ns, "link", "set", "eth0", "up"])
+
+    def _account(self, host: LabHost) -> None:
+        paths, keygen = self.paths, self.tools["ssh-keygen"]
+        self._begin(f"user {host.user} and keys of {host.name}")
+        sysio.make_dir(paths.host_dir(host.name), 0o755)
+        for key, comment in (
+            (paths.host_key(host.name), f"{host.name}@{self.spec.name}-lab"),
+            (host.key_file, f"{host.user}@{self.spec.name}-lab"),
+        ):
+            sysio.run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)])
+        public = host.key_file.with_suffix(".pub").read_text()
+        sysio.write_file(paths.authorized_keys(host.name), public)
+        sysio.write_file(paths.sshd_config(host.name), sshd_config_text(self.spec, host))
+        sysio.run(
+            [
+                self.tools["useradd"],
+                "--create-home",
+                "--home-dir", str(home_dir(host.user)),
+                "--shell", "/bin/bash",
+                "--comment", user_comment(self.spec.name),
+                "--user-group",
+                "--password", "*",  # no password, but not locked: sshd accepts its key
+                host.user,
+            ]
+        )  # fmt: skip
+
+    def _sshd(self, host: LabHost) -> None:
+        paths = self.paths
+        self._begin(f"sshd on {host.name} {host.address}:{SSH_PORT}")
+        sysio.start_daemon(
+            [
+                self.tools["ip"], "netns", "exec", host.namespace, self.tools["sshd"],
+                "-f", str(paths.sshd_config(host.name)),
+                "-E", str(paths.sshd_log(host.name)),
+            ]
+        )  # fmt: skip
+        pidfile = paths.sshd_pidfile(host.name)
+
+        def listening() -> bool:
+            pid = sysio.read_pidfile(pidfile)
+            return pid is not None and sysio.tcp_listening(pid, host.address, SSH_PORT)
+
+        _wait_for_daemon(listening, f"sshd on {host.name}", paths.sshd_log(host.name))
+
+    def _cgroups(self, fraction: float) -> None:
+        root = sysio.cpu_cgroup_root()
+        if root is None:
+            raise LabError("--client-cpu needs the cgroup cpu controller, which is not mounted")
+        quota = cpu_quota_us(fraction)
+        cgroups: dict[str, Path] = {}
+        for host in self.hosts:
+            if host.role != "client":
+                continue
+            self.step = f"cgroup of {host.name}"
+            try:
+                cgroup = sysio.make_cpu_cgroup(
+                    root, cgroup_group(self.spec.name), host.name, quota, CPU_PERIOD_US
+                )
+            except OSError as exc:
+                where = root.path / cgroup_group(self.spec.name)
+                raise LabError(
+                    f"cannot make a {root.version} CPU cgroup under {where}: {exc}"
+                ) from exc
+            cgroups[host.name] = cgroup
+            self.state = replace(self.state, cgroups=dict(cgroups))
+            sysio.write_state(self.paths, self.state)
+            pid = sysio.read_pidfile(self.paths.sshd_pidfile(host.name))
+            if pid is None:
+                raise LabError(f"sshd of {host.name} has no pid file")
+            sysio.add_to_cgroup(cgroup, pid)
+            self.report(f"cgroup {cgroup} cpu {fraction:g} ({quota}/{CPU_PERIOD_US} us)")
+
+    def _redis(self, server: LabHost) -> None:
+        """redis-server as an unprivileged user of its own, with a password.
+
+        The password is drawn here and written twice, never on a command line: in redis.conf
+        (mode 600, the redis user's) for the server, and in the state directory (mode 600,
+        root's) as the inventory's ``password_file`` for coord. So the lab exercises the
+        authenticated path, and the inventory it writes holds no secret.
+        """
+        paths, bridge = self.paths, bridge_name(self.spec.name)
+        user = redis_user(self.spec.name)
+        self._begin(f"user {user} and the password of redis-server")
+        sysio.run(
+            [
+                self.tools["useradd"],
+                "--system",
+                "--no-create-home",
+                "--home-dir", str(paths.redis_dir),
+                "--shell", "/usr/sbin/nologin",
+                "--comment", user_comment(self.spec.name),
+                "--user-group",
+                user,
+            ]
+        )  # fmt: skip
+        password = secrets.token_urlsafe(REDIS_PASSWORD_BYTES)
+        sysio.write_file(paths.redis_password, f"{password}\n", 0o600)
+        sysio.make_dir(paths.redis_dir, 0o700)
+        sysio.write_file(paths.redis_conf, redis_conf_text(password), 0o600)
+        sysio.give_to(paths.redis_dir, user)
+        sysio.give_to(paths.redis_conf, user)
+        self._begin(f"redis-server on {server.name} {server.address}:{REDIS_PORT} as {user}")
+        sysio.start_daemon(
+            [
+                self.tools["ip"], "netns", "exec", server.namespace,
+                self.tools["setpriv"], f"--reuid={user}", f"--regid={user}", "--clear-groups",
+                self.tools["redis-server"], str(paths.redis_conf),
+                "--bind", server.address,
+                "--port", str(REDIS_PORT),
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "yes",
+                "--pidfile", str(paths.redis_pidfile),
+                "--dir", str(paths.redis_dir),
+                "--logfile", str(paths.redis_log),
+            ]
+        )  # fmt: skip
+        _wait_for_daemon(
+            lambda: sysio.redis_ping(server.address, REDIS_PORT, device=bridge,
+                                     password=password),
+            "redis-server to answer PING",
+            paths.redis_log,
+        )
+
+
+def _wait_for_daemon(ready: Callable[[], bool], what: str, log: Path) -> None:
+    """Wait for a daemon we started; on a time-out the error carries its log's last line.
+
+    A daemon that dies at start-up says why only in its log, not on the command line.
+    """
+    try:
+        sysio.wait_until(ready, timeout=sysio.START_TIMEOUT, what=what)
+    except LabError as exc:
+        line = sysio.last_log_line(log)
+        raise LabError(f"{exc}{f' ({line})' if line else ''}") from None

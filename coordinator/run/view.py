@@ -1,0 +1,145 @@
+"""What `coord run` shows while it runs, and the summary it prints at the end.
+
+One live region: the deployment's per-host stages first, then per client host its phase, the
+last interval's throughput and p99, and its errors. Each finished repetition leaves one line
+above the live region. Nothing here computes a figure: it only shows what the run reports.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from coordinator.core.errors import HostError
+from coordinator.remote.agent_link import LoadProgress
+from coordinator.remote.fanout import ProgressView
+from coordinator.results.model import Repetition, ResultsDocument, SpreadRecord
+
+
+def _ms(usec: float) -> str:
+    return f"{usec / 1000:.3f}"
+
+
+class RunConsoleView:
+    """The live view of a run; a context manager around rich's ``Live``."""
+
+    def __init__(self, console: Console, hosts: list[str]) -> None:
+        self._console = console
+        self._lock = threading.Lock()
+        self._stages: dict[str, str] = dict.fromkeys(hosts, "waiting")
+        self._clients: dict[str, LoadProgress] = {}
+        self._header = "deploying agents"
+        self._elapsed = (0.0, 0.0)
+        self._live = Live(self._render(), console=console, refresh_per_second=4,
+                          transient=True)
+
+    def __enter__(self) -> RunConsoleView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._live.__exit__(kind, value, traceback)
+
+    def deploying(self) -> ProgressView:
+        """This view, receiving per-host deployment stages."""
+        return self
+
+    def stage(self, host: str, stage: str, detail: str = "") -> None:
+        """A host entered a deployment stage."""
+        with self._lock:
+            self._stages[host] = stage
+        self._refresh()
+
+    def failed(self, host: str, stage: str, error: HostError) -> None:
+        """A host failed to deploy."""
+        with self._lock:
+            self._stages[host] = f"failed ({stage}): {error.reason}"
+        self._refresh()
+
+    def done(self, host: str, detail: str = "") -> None:
+        """A host's agent is ready."""
+        with self._lock:
+            self._stages[host] = "ready"
+        self._refresh()
+
+    def repetition(self, index: int, total: int) -> None:
+        """Repetition ``index`` (from 0) of ``total`` is starting."""
+        with self._lock:
+            self._header = f"repetition {index + 1}/{total}"
+            self._clients = {}
+            self._elapsed = (0.0, 0.0)
+        self._refresh()
+
+    def progress(self, elapsed_s: float, total_s: float,
+                 clients: dict[str, LoadProgress]) -> None:
+        """The latest progress of every client."""
+        with self._lock:
+            self._clients = dict(clients)
+            self._elapsed = (elapsed_s, total_s)
+        self._refresh()
+
+    def repetition_done(self, repetition: Repetition) -> None:
+        """Leave a line with the repetition's figures above the live region."""
+        latency = repetition.latency_usec
+        errors = sum(repetition.errors.values())
+        marks = f"  [yellow]{', '.join(repetition.marks)}[/]" if repetition.marks else ""
+        self._console.print(
+            f"repetition {repetition.index}: {repetition.ops_per_sec:,.0f} ops/s  "
+            f"p50 {_ms(latency.p50)} ms  p99 {_ms(latency.p99)} ms  max {_ms(latency.max)} ms  "
+            f"errors {errors}  start skew {repetition.start_skew_usec:.0f} µs{marks}"
+        )
+
+    def _refresh(self) -> None:
+        self._live.update(self._render())
+
+    def _render(self) -> RenderableType:
+        with self._lock:
+            if not self._clients:
+                table = Table(title=self._header, title_justify="left")
+                table.add_column("host")
+                table.add_column("stage")
+                for host, stage in sorted(self._stages.items()):
+                    table.add_row(host, stage)
+                return table
+            elapsed, total = self._elapsed
+            table = Table(title=f"{self._header}: {elapsed:.0f}/{total:.0f} s",
+                          title_justify="left")
+            for column in ("client", "phase", "ops/s", "p99 ms", "errors"):
+                table.add_column(column, justify="left" if column in ("client", "phase")
+                                 else "right")
+            for host, progress in sorted(self._clients.items()):
+                ops = "-" if progress.ops_per_sec is None else f"{progress.ops_per_sec:,.0f}"
+                p99 = "-" if progress.p99_usec is None else _ms(progress.p99_usec)
+                phase = progress.phase if progress.state == "running" else progress.state
+                table.add_row(host, phase or progress.state, ops, p99, str(progress.errors))
+            return table
+
+
+def summary_table(document: ResultsDocument) -> RenderableType:
+    """The run's figures: median across repetitions, with min, max and variation."""
+    summary = document.summary
+    if summary is None:
+        return Text("no repetition finished")
+    table = Table(title=f"summary over {summary.repetitions} repetition(s)",
+                  title_justify="left")
+    for column in ("figure", "median", "min", "max", "cv"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+
+    def row(name: str, spread: SpreadRecord, scale: float, unit: str) -> None:
+        cv = "-" if spread.cv is None else f"{spread.cv:.1%}"
+        table.add_row(f"{name} ({unit})", f"{spread.median / scale:,.3f}",
+                      f"{spread.min / scale:,.3f}", f"{spread.max / scale:,.3f}", cv)
+
+    row("throughput", summary.ops_per_sec, 1, "ops/s")
+    latency = summary.latency_usec
+    for name in ("p50", "p90", "p95", "p99", "p999", "max", "mean"):
+        row(name, getattr(latency, name), 1000, "ms")
+    row("error rate", summary.error_rate, 0.01, "%")
+    return Group(table, Text(f"marks: {', '.join(document.marks) or 'none'}"))
+
