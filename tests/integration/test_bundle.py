@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import rpyc
 
+import agent
 from coordinator.core.errors import BundleError
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.schema import Inventory
@@ -261,7 +262,7 @@ class TestOnLabHosts:
     def test_old_bundles_are_pruned(
         self, inventory: Inventory, interpreter: Interpreter, cache_root: Path, tmp_path: Path
     ) -> None:
-        agent_source = Path(bundle_module.__file__).parent.parent / "agent"
+        agent_source = Path(agent.__file__).parent
         hashes = []
         with SSHHost(inventory.host("client1"), inventory.ssh) as ssh:
             cache_dir = f"~/prune-{tmp_path.name}"
