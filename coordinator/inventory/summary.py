@@ -10,10 +10,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from coordinator.core.durations import format_duration
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.lab.api import LabStatus
+from coordinator.run.steps import plan_lines
 
 MAX_ROWS = 50
 """Rows shown per table: a 60,000-host inventory is checked in full but not printed in full
@@ -52,28 +52,9 @@ def inventory_summary(loaded: LoadedInventory) -> RenderableType:
 
 
 def run_plan(inventory: Inventory) -> list[str]:
-    """One line per step `coord run` would take with this inventory."""
-    bench = inventory.benchmark
-    clients = inventory.clients
-    server_hosts = inventory.server_hosts
-    lines = [
-        f"a run would deploy agents to {len(inventory.hosts)} host(s) "
-        f"(SSH host keys: {inventory.ssh.host_key_policy}, known_hosts "
-        f"{inventory.ssh.known_hosts})",
-    ]
-    if inventory.baseline.enabled:
-        lines.append(
-            f"netperf TCP_RR baseline: {len(clients)} client(s) x {len(server_hosts)} server "
-            f"host(s), {format_duration(inventory.baseline.duration)} each"
-        )
-    lines.append(
-        f"load: driver {bench.driver} from {len(clients)} client(s) against "
-        f"{', '.join(server.name for server in inventory.servers)}; {bench.repetitions} "
-        f"repetition(s) of {format_duration(bench.warmup)} warm-up + "
-        f"{format_duration(bench.duration)} measure, sampled every "
-        f"{format_duration(bench.interval)}"
-    )
-    return lines
+    """One line per step `coord run` would take with this inventory: the run's own step list
+    (:data:`coordinator.run.steps.STEPS`), so nothing is announced that no run performs."""
+    return ["a run would:", *plan_lines(inventory)]
 
 
 def lab_summary(status: LabStatus) -> RenderableType:

@@ -11,6 +11,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from coordinator.core.errors import AgentError, last_line
 from coordinator.inventory.schema import Host, Inventory, SSHDefaults
@@ -62,6 +63,40 @@ class Deployment:
     interpreter: Interpreter
     bundle: Bundle
     result: DeployResult
+
+
+class AgentProcess(Protocol):
+    """What the fleet needs of a started agent's process: its stdin is its lifeline."""
+
+    def close_stdin(self) -> None: ...
+    def wait(self, timeout: float) -> int: ...
+    def close(self) -> None: ...
+
+
+class HostConnection(Protocol):
+    """The way to a host that carries an agent's process and link (an SSH connection)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class PlacedAgent:
+    """An agent a :class:`Transport` started on a host, with an authenticated link to it."""
+
+    connection: HostConnection
+    deployment: Deployment | None
+    """What was shipped to the host; None when nothing was (an agent run from this checkout)."""
+    process: AgentProcess
+    link: AgentLink
+
+
+class Transport(Protocol):
+    """How a fleet puts an agent on a host and links to it: over SSH in production
+    (:class:`SSHTransport`); tests start agents on this machine behind the same seam."""
+
+    def place(self, host: Host, inventory: Inventory, report: StageReporter) -> PlacedAgent:
+        """Start an agent for ``host`` and link to it; leave nothing running on failure."""
+        ...
 
 
 @dataclass
@@ -160,6 +195,26 @@ def start_agent(ssh: SSHHost, deployment: Deployment, watchdog: float, state_dir
         process.close()
         raise
     return StartedAgent(process, ready, link)
+
+
+class SSHTransport:
+    """Connect over SSH (host key verified), ship the bundle, start the agent, link through an
+    SSH-forwarded channel."""
+
+    def __init__(self, options: DeployOptions) -> None:
+        self.options = options
+
+    def place(self, host: Host, inventory: Inventory, report: StageReporter) -> PlacedAgent:
+        ssh = connect(host, ssh_defaults(inventory, self.options), report)
+        agent = inventory.agent
+        try:
+            deployment = deploy(ssh, self.options, agent.cache_dir, report)
+            started = start_agent(ssh, deployment, agent.watchdog,
+                                  host_state_dir(agent.cache_dir, host.name), report)
+        except BaseException:
+            ssh.close()
+            raise
+        return PlacedAgent(ssh, deployment, started.process, started.link)
 
 
 def _ready_line(host: str, process: RemoteProcess) -> str:

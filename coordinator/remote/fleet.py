@@ -26,16 +26,15 @@ from coordinator.remote.agent_link import (
     measure_offset,
 )
 from coordinator.remote.deploy import (
+    AgentProcess,
     Deployment,
     DeployOptions,
-    connect,
-    deploy,
-    host_state_dir,
-    ssh_defaults,
-    start_agent,
+    HostConnection,
+    PlacedAgent,
+    SSHTransport,
+    Transport,
 )
 from coordinator.remote.fanout import FleetResult, ProgressView, StageReporter, fan_out
-from coordinator.remote.ssh import RemoteProcess, SSHHost
 
 CLOCK_ROUNDS = 8
 """Round trips used to estimate each agent's clock offset (the smallest one wins)."""
@@ -47,12 +46,13 @@ AGENT_EXIT_TIMEOUT = 10.0
 
 @dataclass
 class AgentSession:
-    """One host's live agent: its SSH connection, process, link, heartbeats and clock."""
+    """One host's live agent: its connection, process, link, heartbeats and clock."""
 
     host: Host
-    ssh: SSHHost
-    deployment: Deployment
-    process: RemoteProcess
+    connection: HostConnection
+    deployment: Deployment | None
+    """What was shipped to the host (None: nothing was, the transport runs a local agent)."""
+    process: AgentProcess
     link: AgentLink
     info: AgentInfo
     clock: ClockEstimate
@@ -79,7 +79,7 @@ class AgentSession:
             with contextlib.suppress(TimeoutError, OSError, EOFError):
                 self.process.wait(AGENT_EXIT_TIMEOUT)
         self.process.close()
-        self.ssh.close()
+        self.connection.close()
 
 
 def select_hosts(inventory: Inventory, names: Sequence[str] | None) -> list[Host]:
@@ -105,10 +105,12 @@ class Fleet:
         hosts: Sequence[Host] | None = None,
         options: DeployOptions | None = None,
         view: ProgressView | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.inventory = inventory
         self.hosts = list(hosts if hosts is not None else inventory.hosts)
         self.options = options or DeployOptions()
+        self.transport = transport or SSHTransport(self.options)
         self.view = view
         self.sessions: dict[str, AgentSession] = {}
         self.start_result: FleetResult[AgentSession] = FleetResult()
@@ -129,17 +131,17 @@ class Fleet:
         self.stop()
 
     def start(self) -> FleetResult[AgentSession]:
-        """Deploy and start agents on every host in parallel; failures stay per host."""
-        defaults = ssh_defaults(self.inventory, self.options)
+        """Start agents on every host in parallel (through the transport: deploy over SSH by
+        default); failures stay per host."""
         by_name = {host.name: host for host in self.hosts}
 
         def one(name: str, report: StageReporter) -> AgentSession:
             host = by_name[name]
-            ssh = connect(host, defaults, report)
+            placed = self.transport.place(host, self.inventory, report)
             try:
-                session = self._start_on(host, ssh, report)
+                session = self._session(host, placed, report)
             except BaseException:
-                ssh.close()
+                placed.connection.close()
                 raise
             with self._lock:
                 self.sessions[name] = session
@@ -148,25 +150,23 @@ class Fleet:
         self.start_result = fan_out(list(by_name), one, self.view)
         return self.start_result
 
-    def _start_on(self, host: Host, ssh: SSHHost, report: StageReporter) -> AgentSession:
-        agent = self.inventory.agent
-        deployment = deploy(ssh, self.options, agent.cache_dir, report)
-        started = start_agent(ssh, deployment, agent.watchdog,
-                              host_state_dir(agent.cache_dir, host.name), report)
+    def _session(self, host: Host, placed: PlacedAgent, report: StageReporter) -> AgentSession:
+        """Check the placed agent's bundle, measure its clock and start its heartbeats."""
+        deployment = placed.deployment
         try:
-            info = started.link.hello()
-            if info.bundle_hash != deployment.bundle.hash:
+            info = placed.link.hello()
+            if deployment is not None and info.bundle_hash != deployment.bundle.hash:
                 raise AgentError(host.name, f"the agent runs bundle {info.bundle_hash}, "
                                             f"not {deployment.bundle.hash}")
             report("clock", f"{CLOCK_ROUNDS} round trips")
-            clock = measure_offset(started.link, CLOCK_ROUNDS)
+            clock = measure_offset(placed.link, CLOCK_ROUNDS)
         except BaseException:
-            started.link.close()
-            started.process.close()
+            placed.link.close()
+            placed.process.close()
             raise
-        heartbeater = Heartbeater(started.link, on_lost=self._on_lost).start()
-        return AgentSession(host, ssh, deployment, started.process, started.link, info, clock,
-                            heartbeater)
+        heartbeater = Heartbeater(placed.link, on_lost=self._on_lost).start()
+        return AgentSession(host, placed.connection, deployment, placed.process, placed.link,
+                            info, clock, heartbeater)
 
     def _on_lost(self, error: AgentError) -> None:
         with self._lock:

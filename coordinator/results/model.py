@@ -73,6 +73,8 @@ from agent.histograms import HistogramParams
 from coordinator import __version__
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import CoordError
+from coordinator.core.marks import MARK_MEANINGS as MARKS  # noqa: F401  (re-exported)
+from coordinator.core.marks import marks_table
 from coordinator.inventory.schema import Inventory, Server
 from coordinator.core.stats import (
     HISTOGRAM_PARAMS,
@@ -96,21 +98,6 @@ REDACTED = "***"
 SECRET_KEYS = ("password", "secret", "token")
 """An inventory key containing one of these words has its value replaced by ``REDACTED``."""
 HISTOGRAM_ENCODING: Final = "hdrhistogram-v2-compressed-base64"
-
-MARKS: Mapping[str, str] = {
-    "fewer-than-3-repetitions": "run: fewer than 3 repetitions were asked for (explicit "
-    "override of the methodology's minimum)",
-    "load-on-server-host": "run: a client role runs on a host that also runs a target server",
-    "hosts-share-a-machine": "run: hosts with the same address (one machine) were allowed by "
-    "hosts[].shares_machine; load from them is not load from separate machines",
-    "interrupted": "run: stopped by Ctrl-C or a signal; the finished repetitions are kept",
-    "error-rate-above-threshold": "repetition: error_rate above benchmark.error_threshold",
-    "no-common-window": "repetition: no interval in which every agent measured completely; "
-    "its figures are zero",
-    "forced-over-run-lock": "run: --force ran it while another run held a host's run lock "
-    "(forced_over says who); the two runs may have measured each other's load",
-}
-"""Marks coord sets so far, with their meaning (verdicts may add more; see docs/results.md)."""
 
 
 class ResultsError(CoordError):
@@ -911,9 +898,7 @@ def render_reference() -> str:
             for name, info in model.model_fields.items()
         ]
         blocks.append(f"### {model.__name__}\n\n{doc} At: {where}.\n\n" + "\n".join(rows))
-    marks = ["| mark | meaning |", "| --- | --- |"]
-    marks += [f"| `{mark}` | {meaning} |" for mark, meaning in MARKS.items()]
-    blocks.append("### Marks\n\nMarks coord sets so far:\n\n" + "\n".join(marks))
+    blocks.append("### Marks\n\nMarks coord sets so far:\n\n" + marks_table())
     return "\n\n".join(blocks)
 
 

@@ -98,14 +98,15 @@ def agents_table(rows: dict[str, AgentRow], title: str) -> Table:
         table.add_column(column)
     for name, row in sorted(rows.items()):
         session = row.session
-        result = session.deployment.result
-        upload = "cached" if result.cached else f"{result.bytes_uploaded / 1024:.0f} KiB"
+        deployment = session.deployment
+        upload = ("local" if deployment is None else "cached" if deployment.result.cached
+                  else f"{deployment.result.bytes_uploaded / 1024:.0f} KiB")
         clock = session.clock
         status = row.status
         table.add_row(
             name,
             session.info.python,
-            session.deployment.bundle.hash[:12],
+            deployment.bundle.hash[:12] if deployment else "(checkout)",
             upload,
             str(session.info.pid),
             f"{status.uptime_s:.1f}s" if status else "?",

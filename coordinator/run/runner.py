@@ -1,9 +1,11 @@
-"""One benchmark run, as an explicit sequence of steps.
+"""One benchmark run, as the explicit steps of :data:`coordinator.run.steps.STEPS`.
 
-    deploy (cached) → for each repetition:
-        prepare every client's driver → choose T0 → start every client at T0 (in its own
-        clock) → warm-up → measure → collect → merge → persist at once
-    → aggregate → write the final document; stop every agent, whatever happened.
+    check targets → connect fleet → lock hosts → for each repetition:
+        prepare → start at T0 → watch → collect → merge → judge → persist
+
+:func:`run` takes a started fleet and leaves it running, so a sweep can run many plans over
+one fleet; :func:`run_benchmark` (`coord run`) checks the targets, starts the fleet, runs one
+plan over it and stops every agent, whatever happened.
 
 Each repetition is written to ``results.json`` (atomic replace) as soon as it is collected, so
 an interrupted run keeps every finished repetition. Everything statistical is in
@@ -12,18 +14,19 @@ an interrupted run keeps every finished repetition. Everything statistical is in
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
 from agent.runlock import Holder, utc_text
-from coordinator.core import stats
+from coordinator.core import marks, stats
 from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
 from coordinator.core.errors import CoordError, FleetError, HostError, UsageError
@@ -31,11 +34,12 @@ from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.remote.agent_link import LoadProgress
-from coordinator.remote.deploy import DeployOptions
+from coordinator.remote.deploy import DeployOptions, Transport
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.results import model as results
 from coordinator.run.loadspec import load_spec, phases, target_of
+from coordinator.run.steps import REPETITION_STEPS
 
 START_MARGIN_S = 0.3
 """T0 lies this far in the future (plus the slowest agent's round trip) when it is sent."""
@@ -81,63 +85,136 @@ class RunOutcome:
     document: results.ResultsDocument
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run does, checked before any host is touched: the inventory, the target's
+    password (read once) and the target record for the results."""
+
+    inventory: Inventory
+    password: str | None
+    target: results.TargetRecord
+
+
+StepHook = Callable[[str], None]
+"""Told the name of each step (:data:`coordinator.run.steps.STEPS`) as the run starts it."""
+
+
+def _no_hook(name: str) -> None:
+    """The default :data:`StepHook`: nothing to tell."""
+
+
+def check_targets(inventory: Inventory) -> RunPlan:
+    """Step "check targets": an inventory `coord run` cannot serve, or an unreadable password,
+    fails here, before any host is touched."""
+    password = target_password(inventory)
+    load_spec(inventory, password=password)
+    return RunPlan(inventory, password, results.target_record(inventory, target_of(inventory)))
+
+
+class RunRecord:
+    """A run's ``results.json`` as it is written: the latest document, and whether the run
+    already wrote how it ended."""
+
+    def __init__(self, plan: RunPlan, out: Path, *, overwrite: bool = False) -> None:
+        self.plan = plan
+        self.writer = results.ResultsWriter(out, overwrite=overwrite)
+        self.document = results.new_document(plan.inventory, [], marks=run_marks(plan.inventory),
+                                             target=plan.target)
+        self.ended = False
+
+    def write(self, document: results.ResultsDocument) -> None:
+        self.document = document
+        self.writer.write(document)
+
+    def end(self, document: results.ResultsDocument) -> None:
+        """Write the last document of the run (complete, interrupted or failed)."""
+        self.write(document)
+        self.ended = True
+
+
+@contextlib.contextmanager
+def recorded(record: RunRecord) -> Iterator[None]:
+    """Whatever ends the block (Ctrl-C, a ``CoordError``) is written to ``record`` as the run's
+    end, once: nested blocks leave it to the innermost. Put it outside the fleet's block and
+    every agent is stopped before that write."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not record.ended:
+            record.end(record.document.finish("interrupted", marks=[marks.INTERRUPTED.name]))
+        raise RunInterrupted(
+            f"interrupted; {len(record.document.repetitions)} finished repetition(s) kept in "
+            f"{record.writer.results_path}"
+        ) from None
+    except CoordError as exc:
+        if not record.ended:
+            record.end(record.document.finish("failed", failure=failure_record(exc)))
+        raise
+
+
 def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
-                  options: DeployOptions | None = None, *,
-                  overwrite: bool = False, force: bool = False) -> RunOutcome:
-    """Run the inventory's benchmark; results go to ``out`` as they happen. ``force`` runs
-    even where another run holds a host's run lock (the results say so).
+                  options: DeployOptions | None = None, *, overwrite: bool = False,
+                  force: bool = False, transport: Transport | None = None,
+                  on_step: StepHook = _no_hook) -> RunOutcome:
+    """Run the inventory's benchmark: check the targets, start the fleet, then :func:`run`.
+    Results go to ``out`` as they happen. ``force`` runs even where another run holds a host's
+    run lock (the results say so); ``transport`` places the agents (default: over SSH).
 
     Once ``out`` exists, whatever happens leaves a ``results.json`` there saying how the run
     ended: complete, interrupted, or failed with the reason and the hosts involved (a run that
-    fails while deploying included). Every agent is stopped before that last write.
+    fails while deploying included). Every agent is stopped before a failure is written.
     """
-    inventory = loaded.inventory
-    # An inventory `coord run` cannot serve, or an unreadable password, fails before any host
-    # is touched.
-    password = target_password(inventory)
-    load_spec(inventory, password=password)
-    writer = results.ResultsWriter(out, overwrite=overwrite)
-    target = results.target_record(inventory, target_of(inventory))
-    document = results.new_document(inventory, [], marks=run_marks(inventory), target=target)
-    try:
-        with Fleet(inventory, options=options, view=view.deploying()) as fleet:
-            document = results.new_document(inventory, fleet_agents(fleet),
-                                            marks=run_marks(inventory), target=target,
-                                            created=document.created)
-            writer.write(document)
-            fleet.start_result.raise_for_failures()
-            forced_over = take_run_locks(fleet, run_holder(), force=force)
-            if forced_over:
-                document = results.new_document(
-                    inventory, fleet_agents(fleet),
-                    marks=[*run_marks(inventory), "forced-over-run-lock"],
-                    forced_over=forced_over, target=target, created=document.created)
-                writer.write(document)
-            clients = [fleet.sessions[host.name] for host in inventory.clients]
-            done: list[stats.RepetitionFigures] = []
-            for index in range(inventory.benchmark.repetitions):
-                view.repetition(index, inventory.benchmark.repetitions)
-                figures, repetition = run_repetition(index, clients, inventory, view,
-                                                     password=password)
-                done.append(figures)
-                document = document.with_repetition(repetition, stats.aggregate(done))
-                writer.write(document)
-                writer.write_hgrm(repetition.index, figures.histogram)
-                view.repetition_done(repetition)
-    except KeyboardInterrupt:
-        # Leaving the fleet stopped every agent and its load at once (no stop_load: it would
-        # queue behind a pending call, a preload, on the same link).
-        writer.write(document.finish("interrupted", marks=["interrupted"]))
-        raise RunInterrupted(
-            f"interrupted; {len(document.repetitions)} finished repetition(s) kept in "
-            f"{writer.results_path}"
-        ) from None
-    except CoordError as exc:
-        writer.write(document.finish("failed", failure=failure_record(exc)))
-        raise
-    document = document.finish("complete")
-    writer.write(document)
-    return RunOutcome(writer.directory, document)
+    on_step("check targets")
+    plan = check_targets(loaded.inventory)
+    record = RunRecord(plan, out, overwrite=overwrite)
+    with recorded(record):
+        on_step("connect fleet")
+        with Fleet(plan.inventory, options=options, view=view.deploying(),
+                   transport=transport) as fleet:
+            return run(fleet, plan, view, record=record, force=force, on_step=on_step)
+
+
+def run(fleet: Fleet, plan: RunPlan, view: RunView, *, record: RunRecord | None = None,
+        out: Path | None = None, force: bool = False,
+        on_step: StepHook = _no_hook) -> RunOutcome:
+    """Run ``plan``'s repetitions over a started ``fleet`` (left running: a sweep runs many
+    plans over one fleet without restarting agents or re-measuring clocks).
+
+    Results go to ``record`` (or a new one in ``out``); a failure or Ctrl-C is written to it
+    before it leaves, and the agents keep running: stopping them is the fleet owner's job.
+    """
+    if record is None:
+        if out is None:
+            raise ValueError("run() needs a record or an output directory")
+        record = RunRecord(plan, out)
+    with recorded(record):
+        _adopt_fleet(record, fleet)
+        on_step("lock hosts")
+        forced_over = take_run_locks(fleet, run_holder(), force=force)
+        if forced_over:
+            record.write(results.new_document(
+                plan.inventory, fleet_agents(fleet),
+                marks=[*run_marks(plan.inventory), marks.FORCED_OVER_RUN_LOCK.name],
+                forced_over=forced_over, target=plan.target, created=record.document.created))
+        clients = {host.name: fleet.sessions[host.name] for host in plan.inventory.clients}
+        done: list[stats.RepetitionFigures] = []
+        for index in range(plan.inventory.benchmark.repetitions):
+            view.repetition(index, plan.inventory.benchmark.repetitions)
+            state = RepetitionState(index, plan, clients, view, record, done)
+            for step in REPETITION_STEPS:
+                on_step(step.name)
+                REPETITION_STEP_ACTIONS[step.name](state)
+        record.end(record.document.finish("complete"))
+    return RunOutcome(record.writer.directory, record.document)
+
+
+def _adopt_fleet(record: RunRecord, fleet: Fleet) -> None:
+    """Record the fleet's agents, then fail if some host could not start one."""
+    plan = record.plan
+    record.write(results.new_document(plan.inventory, fleet_agents(fleet),
+                                      marks=run_marks(plan.inventory), target=plan.target,
+                                      created=record.document.created))
+    fleet.start_result.raise_for_failures()
 
 
 def failure_record(error: CoordError) -> results.FailureRecord:
@@ -169,14 +246,14 @@ def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
 def run_marks(inventory: Inventory) -> list[str]:
     """Marks the whole run carries, from the inventory (fewer repetitions, shared host,
     hosts that are one machine)."""
-    marks = []
+    run_level = []
     if inventory.benchmark.repetitions < 3:
-        marks.append("fewer-than-3-repetitions")
+        run_level.append(marks.FEWER_THAN_3_REPETITIONS.name)
     if inventory.shared_hosts:
-        marks.append("load-on-server-host")
+        run_level.append(marks.LOAD_ON_SERVER_HOST.name)
     if inventory.same_machine_groups:
-        marks.append("hosts-share-a-machine")
-    return marks
+        run_level.append(marks.HOSTS_SHARE_A_MACHINE.name)
+    return run_level
 
 
 def run_holder() -> Holder:
@@ -210,84 +287,70 @@ def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:
             session.clock,
             python=session.info.python,
             agent_version=session.info.agent_version,
-            bundle_hash=session.deployment.bundle.hash,
+            bundle_hash=session.deployment.bundle.hash if session.deployment else None,
         )
         for name, session in sorted(fleet.sessions.items())
     ]
 
 
-def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory,
-                   view: RunView, *, password: str | None,
-                   ) -> tuple[stats.RepetitionFigures, results.Repetition]:
-    """Prepare, start at a common instant, watch, collect and merge one repetition.
+@dataclass
+class RepetitionState:
+    """One repetition as its steps fill it in, each step reading what the previous ones left."""
 
-    ``password`` is the target's, read once per run by ``target_password``.
-    """
-    by_name = {client.host.name: client for client in clients}
-    # The keyspace is preloaded once: by the first client, before the first repetition.
-    preloading = clients[0].host.name if index == 0 else None
+    index: int
+    plan: RunPlan
+    clients: dict[str, AgentSession]
+    view: RunView
+    record: RunRecord
+    done: list[stats.RepetitionFigures]
+    """The figures of the run's finished repetitions (for the aggregate)."""
+    t0_ns: int = 0
+    reports: list[stats.AgentReport] = field(default_factory=list)
+    window: list[int] = field(default_factory=list)
+    figures: stats.RepetitionFigures = field(
+        default_factory=lambda: stats.repetition_figures([], []))
+    """Empty until the "merge" step."""
+    marks: list[str] = field(default_factory=list)
+
+
+def _prepare(state: RepetitionState) -> None:
+    """Every client's driver prepared; the keyspace is preloaded once, by the first client,
+    before the first repetition."""
+    inventory, by_name = state.plan.inventory, state.clients
+    preloading = next(iter(by_name)) if state.index == 0 else None
 
     def prepare(name: str, report: StageReporter) -> None:
-        spec = load_spec(inventory, by_name[name].host, password=password,
+        spec = load_spec(inventory, by_name[name].host, password=state.plan.password,
                          first_load=name == preloading)
         by_name[name].link.prepare_load(spec)
 
     fan_out(list(by_name), prepare).raise_for_failures()
 
-    slowest_rtt_s = max(client.clock.rtt_ns for client in clients) / 1e9
-    t0_ns = time.time_ns() + int((START_MARGIN_S + slowest_rtt_s) * 1e9)
+
+def _start_at_t0(state: RepetitionState) -> None:
+    """T0 chosen past the slowest round trip, sent to every client in its own clock."""
+    by_name = state.clients
+    slowest_rtt_s = max(client.clock.rtt_ns for client in by_name.values()) / 1e9
+    state.t0_ns = time.time_ns() + int((START_MARGIN_S + slowest_rtt_s) * 1e9)
     with collector_paused():  # no collection (~15 ms) while start instants are sent
         def start(name: str, report: StageReporter) -> None:
             session = by_name[name]
-            session.link.start_load(to_agent_time(t0_ns, session.clock))
+            session.link.start_load(to_agent_time(state.t0_ns, session.clock))
 
         fan_out(list(by_name), start).raise_for_failures()
-    _watch(by_name, t0_ns, phases(inventory).total_s, view)
-
-    def collect(name: str, report: StageReporter) -> stats.AgentReport:
-        text = by_name[name].link.load_report()
-        return stats.parse_agent_report(text, name, stats.HISTOGRAM_PARAMS)
-
-    collected = fan_out(list(by_name), collect)
-    collected.raise_for_failures()
-    reports = [collected.succeeded[name] for name in by_name]
-    interval_ns = round(phases(inventory).interval_s * 1e9)
-    odd = sorted(report.host for report in reports if report.interval_ns != interval_ns)
-    if odd:
-        raise RunFailed(f"{', '.join(odd)}: load report uses another sampling interval than "
-                        f"the {interval_ns / 1e9:g}s asked for", odd)
-    window = stats.common_window(reports)
-    figures = stats.repetition_figures(reports, window)
-    marks = repetition_marks(figures, window, inventory.benchmark.error_threshold)
-    skew_ns = stats.start_skew_ns(reports, {name: s.clock for name, s in by_name.items()})
-    started = datetime.fromtimestamp(t0_ns / 1e9, timezone.utc)
-    repetition = results.build_repetition(index + 1, figures, started=started,
-                                          start_skew_ns=skew_ns, marks=marks)
-    return figures, repetition
 
 
-def repetition_marks(figures: stats.RepetitionFigures, window: list[int],
-                     error_threshold: float) -> list[str]:
-    """Flags on one repetition: too many errors, no common measurement window."""
-    marks = []
-    if not window:
-        marks.append("no-common-window")
-    if figures.error_rate > error_threshold:
-        marks.append("error-rate-above-threshold")
-    return marks
-
-
-def _watch(by_name: dict[str, AgentSession], t0_ns: int, total_s: float,
-           view: RunView) -> None:
+def _watch(state: RepetitionState) -> None:
     """Poll every client's progress until all finished; fail if one is lost or stuck."""
-    deadline = t0_ns / 1e9 + total_s + FINISH_GRACE_S
+    by_name, total_s = state.clients, phases(state.plan.inventory).total_s
+    deadline = state.t0_ns / 1e9 + total_s + FINISH_GRACE_S
     while True:
         polled = fan_out(list(by_name), lambda name, _: by_name[name].link.load_progress())
         if polled.failed:
             raise RunFailed("; ".join(str(f.error) for f in polled.failed.values()),
                             list(polled.failed))
-        elapsed = max(0.0, time.time_ns() / 1e9 - t0_ns / 1e9)
-        view.progress(min(elapsed, total_s), total_s, polled.succeeded)
+        elapsed = max(0.0, time.time_ns() / 1e9 - state.t0_ns / 1e9)
+        state.view.progress(min(elapsed, total_s), total_s, polled.succeeded)
         broken = {name: p for name, p in polled.succeeded.items() if p.state == "failed"}
         if broken:
             raise RunFailed("; ".join(f"{name}: load failed: {p.problem}"
@@ -302,4 +365,69 @@ def _watch(by_name: dict[str, AgentSession], t0_ns: int, total_s: float,
         time.sleep(PROGRESS_PERIOD_S)
 
 
+def _collect(state: RepetitionState) -> None:
+    """Every client's load report, refused if it was sampled at another interval."""
+    by_name = state.clients
 
+    def collect(name: str, report: StageReporter) -> stats.AgentReport:
+        text = by_name[name].link.load_report()
+        return stats.parse_agent_report(text, name, stats.HISTOGRAM_PARAMS)
+
+    collected = fan_out(list(by_name), collect)
+    collected.raise_for_failures()
+    state.reports = [collected.succeeded[name] for name in by_name]
+    interval_ns = round(phases(state.plan.inventory).interval_s * 1e9)
+    odd = sorted(r.host for r in state.reports if r.interval_ns != interval_ns)
+    if odd:
+        raise RunFailed(f"{', '.join(odd)}: load report uses another sampling interval than "
+                        f"the {interval_ns / 1e9:g}s asked for", odd)
+
+
+def _merge(state: RepetitionState) -> None:
+    """The figures of the intervals every client measured completely."""
+    state.window = stats.common_window(state.reports)
+    state.figures = stats.repetition_figures(state.reports, state.window)
+
+
+def _judge(state: RepetitionState) -> None:
+    """The repetition's marks (see :mod:`coordinator.core.marks`)."""
+    state.marks = repetition_marks(state.figures, state.window,
+                                   state.plan.inventory.benchmark.error_threshold)
+
+
+def _persist(state: RepetitionState) -> None:
+    """The repetition and the new aggregate in ``results.json``, its histogram beside it."""
+    figures = state.figures
+    clocks = {name: session.clock for name, session in state.clients.items()}
+    skew_ns = stats.start_skew_ns(state.reports, clocks)
+    started = datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc)
+    repetition = results.build_repetition(state.index + 1, figures, started=started,
+                                          start_skew_ns=skew_ns, marks=state.marks)
+    state.done.append(figures)
+    record = state.record
+    record.write(record.document.with_repetition(repetition, stats.aggregate(state.done)))
+    record.writer.write_hgrm(repetition.index, figures.histogram)
+    state.view.repetition_done(repetition)
+
+
+REPETITION_STEP_ACTIONS: Mapping[str, Callable[[RepetitionState], None]] = {
+    "prepare": _prepare,
+    "start at T0": _start_at_t0,
+    "watch": _watch,
+    "collect": _collect,
+    "merge": _merge,
+    "judge": _judge,
+    "persist": _persist,
+}
+"""What each repetition step of :data:`coordinator.run.steps.STEPS` does, by name."""
+
+
+def repetition_marks(figures: stats.RepetitionFigures, window: list[int],
+                     error_threshold: float) -> list[str]:
+    """Flags on one repetition: too many errors, no common measurement window."""
+    flags = []
+    if not window:
+        flags.append(marks.NO_COMMON_WINDOW.name)
+    if figures.error_rate > error_threshold:
+        flags.append(marks.ERROR_RATE_ABOVE_THRESHOLD.name)
+    return flags

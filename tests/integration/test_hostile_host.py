@@ -213,7 +213,7 @@ def test_a_cache_dir_planted_by_another_user_is_refused(
     cache = shared_dir / "coord"
     built = Fleet(inventory, [inventory.host("client1")])
     with built:  # learn the bundle's hash, as any local user can from an agent's argv
-        bundle_hash = built.sessions["client1"].deployment.bundle.hash
+        bundle_hash = built.sessions["client1"].deployment.bundle.hash  # type: ignore[union-attr]
     marker = shared_dir / "planted-code-ran"
     plant_bundle(cache / "bundles" / bundle_hash, marker, other)
     for path in (cache, cache / "bundles"):

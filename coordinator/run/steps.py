@@ -1,0 +1,109 @@
+"""The steps of a run, declared once: what `coord run` performs and `coord inventory check`
+announces, in order.
+
+:mod:`coordinator.run.runner` executes exactly these steps (a unit test checks that every
+repetition step has an implementation and nothing else does) and
+:func:`coordinator.inventory.summary.run_plan` prints them, so the check never announces a step
+the run does not perform. A step that is not built yet (the netperf baseline, the platform
+description) is absent from both until it is. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from coordinator.core.durations import format_duration
+from coordinator.inventory.schema import Inventory
+
+Scope = Literal["plan", "fleet", "repetition"]
+"""When a step runs: once per plan (before any host is touched, or once the fleet is up), once
+per fleet (shared by every plan run over it), or once per repetition."""
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """One named step and how to describe it for an inventory."""
+
+    name: str
+    scope: Scope
+    describe: Callable[[Inventory], str]
+
+
+def _check_targets(inventory: Inventory) -> str:
+    servers = ", ".join(server.name for server in inventory.servers)
+    return f"read the password of {servers} and build the load spec before touching any host"
+
+
+def _connect_fleet(inventory: Inventory) -> str:
+    return (f"deploy agents to {len(inventory.hosts)} host(s) and measure their clocks (SSH "
+            f"host keys: {inventory.ssh.host_key_policy}, known_hosts {inventory.ssh.known_hosts})")
+
+
+def _lock_hosts(inventory: Inventory) -> str:
+    return "take every host's run lock (--force runs over another run's, and says so)"
+
+
+def _prepare(inventory: Inventory) -> str:
+    bench = inventory.benchmark
+    servers = ", ".join(server.name for server in inventory.servers)
+    return (f"driver {bench.driver} from {len(inventory.clients)} client(s) against {servers}, "
+            f"{bench.repetitions} repetition(s) (the first preloads the keyspace if asked)")
+
+
+def _start(inventory: Inventory) -> str:
+    return "choose T0 and start every client at T0 in its own clock"
+
+
+def _watch(inventory: Inventory) -> str:
+    bench = inventory.benchmark
+    return (f"{format_duration(bench.warmup)} warm-up + {format_duration(bench.duration)} "
+            f"measure, sampled every {format_duration(bench.interval)}; a lost, failed or stuck "
+            f"client fails the run")
+
+
+def _collect(inventory: Inventory) -> str:
+    return "each client's load report (per-interval histograms)"
+
+
+def _merge(inventory: Inventory) -> str:
+    return "the intervals every client measured completely, merged exactly"
+
+
+def _judge(inventory: Inventory) -> str:
+    return (f"mark the repetition (error rate above {inventory.benchmark.error_threshold:g}, "
+            f"no common window)")
+
+
+def _persist(inventory: Inventory) -> str:
+    return "write results.json and the repetition's .hgrm at once"
+
+
+STEPS: tuple[RunStep, ...] = (
+    RunStep("check targets", "plan", _check_targets),
+    RunStep("connect fleet", "fleet", _connect_fleet),
+    RunStep("lock hosts", "plan", _lock_hosts),
+    RunStep("prepare", "repetition", _prepare),
+    RunStep("start at T0", "repetition", _start),
+    RunStep("watch", "repetition", _watch),
+    RunStep("collect", "repetition", _collect),
+    RunStep("merge", "repetition", _merge),
+    RunStep("judge", "repetition", _judge),
+    RunStep("persist", "repetition", _persist),
+)
+"""Every step of a run, in the order it is performed."""
+
+REPETITION_STEPS: tuple[RunStep, ...] = tuple(s for s in STEPS if s.scope == "repetition")
+"""The steps each repetition performs, in order."""
+
+
+def step_names(scope: Scope | None = None) -> list[str]:
+    """The names of the steps (of one scope), in order."""
+    return [step.name for step in STEPS if scope is None or step.scope == scope]
+
+
+def plan_lines(inventory: Inventory) -> list[str]:
+    """One line per step, for `coord inventory check`."""
+    return [f"{number}. {step.name}: {step.describe(inventory)}"
+            for number, step in enumerate(STEPS, start=1)]

@@ -1,0 +1,222 @@
+"""Whole runs without root: real agents on this machine over a local transport, a real Redis on
+loopback. Covers the run's steps, a plan run twice over one fleet, and the faults the run must
+catch: a stuck agent, a wrong-interval report, a lost agent, Ctrl-C. Not a lab test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from coordinator.inventory.loader import load_inventory
+from coordinator.remote.agent_link import LoadProgress
+from coordinator.remote.fanout import NoProgress, ProgressView
+from coordinator.remote.fleet import Fleet
+from coordinator.results.model import Repetition, load_results
+from coordinator.run import runner
+from coordinator.run.runner import RunFailed, RunInterrupted, check_targets, run, run_benchmark
+from coordinator.run.steps import step_names
+from tests.helpers import poll_until, process_gone
+from tests.local_transport import LocalTransport, Skew
+
+DEADLINE = 60.0
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A redis-server on a free loopback port, for the module."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    directory = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        poll_until(answers, DEADLINE, "redis-server to answer PING")
+        yield port
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(DEADLINE)
+
+
+def write_inventory(directory: Path, port: int, repetitions: int = 1) -> Path:
+    hosts = [{"name": "server", "address": "127.0.0.1", "roles": ["server"]}]
+    hosts += [{"name": f"client{n}", "address": f"127.0.0.1{n}", "roles": ["client"]}
+              for n in (1, 2)]
+    document = {
+        "version": 1, "name": "local", "hosts": hosts,
+        "servers": [{"name": "redis", "host": "server", "port": port}],
+        "benchmark": {"driver": "builtin", "repetitions": repetitions, "warmup": "1s",
+                      "duration": "1s", "interval": "500ms",
+                      "builtin": {"connections": 2, "processes": 1}},
+        "baseline": {"enabled": False},
+    }
+    path = directory / "local.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def transport(tmp_path: Path) -> Iterator[LocalTransport]:
+    local = LocalTransport(tmp_path / "hosts")
+    try:
+        yield local
+    finally:
+        local.kill_all()
+
+
+class MeasureView:
+    """A run view that records repetitions and can act once every client measures."""
+
+    def __init__(self, on_measure: object = None) -> None:
+        self.on_measure = on_measure
+        self.measuring = threading.Event()
+        self.repetitions: list[Repetition] = []
+
+    def deploying(self) -> ProgressView:
+        return NoProgress()
+
+    def repetition(self, index: int, total: int) -> None:
+        self.measuring.clear()
+
+    def progress(self, elapsed_s: float, total_s: float,
+                 clients: dict[str, LoadProgress]) -> None:
+        if clients and all(p.phase == "measure" for p in clients.values()):
+            if not self.measuring.is_set() and callable(self.on_measure):
+                self.measuring.set()
+                self.on_measure()
+            self.measuring.set()
+
+    def repetition_done(self, repetition: Repetition) -> None:
+        self.repetitions.append(repetition)
+
+
+def nothing_left(transport: LocalTransport) -> None:
+    poll_until(lambda: not transport.family(), DEADLINE, "every agent and load process to exit")
+
+
+def test_a_whole_run_performs_exactly_the_announced_steps(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    loaded = load_inventory(write_inventory(tmp_path, redis_port, repetitions=2))
+    performed: list[str] = []
+    view = MeasureView()
+    outcome = run_benchmark(loaded, tmp_path / "out", view, transport=transport,
+                            on_step=performed.append)
+    once = step_names("plan") + step_names("fleet")
+    assert sorted(performed[:3]) == sorted(once)
+    assert performed == ["check targets", "connect fleet", "lock hosts",
+                         *step_names("repetition") * 2]
+    document = load_results(tmp_path / "out" / "results.json")
+    assert document == outcome.document
+    assert document.status == "complete"
+    assert [r.index for r in document.repetitions] == [1, 2]
+    for repetition in document.repetitions:
+        assert repetition.count > 0
+        assert {agent.host for agent in repetition.agents} == {"client1", "client2"}
+    assert {agent.host for agent in document.agents} == {"server", "client1", "client2"}
+    nothing_left(transport)
+
+
+def test_many_plans_run_over_one_fleet_without_restarting_agents(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    inventory = load_inventory(write_inventory(tmp_path, redis_port)).inventory
+    plan = check_targets(inventory)
+    with Fleet(inventory, transport=transport) as fleet:
+        clocks = {name: session.clock for name, session in fleet.sessions.items()}
+        first = run(fleet, plan, MeasureView(), out=tmp_path / "first")
+        second = run(fleet, plan, MeasureView(), out=tmp_path / "second")
+        assert {name: session.clock for name, session in fleet.sessions.items()} == clocks
+        assert all(proc.poll() is None for proc in transport.agents.values())
+    assert len(transport.agents) == 3  # one agent per host for both plans
+    assert first.document.status == second.document.status == "complete"
+    assert [a.offset_ns for a in first.document.agents] == \
+        [a.offset_ns for a in second.document.agents]
+    nothing_left(transport)
+
+
+def test_a_stuck_agent_fails_the_run_at_the_deadline_naming_it(
+    tmp_path: Path, redis_port: int, transport: LocalTransport,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "FINISH_GRACE_S", 1.0)
+    transport.skews["client2"] = Skew(overrun=1000)
+    loaded = load_inventory(write_inventory(tmp_path, redis_port))
+    with pytest.raises(RunFailed, match=r"^client2: load did not finish 1s after its planned"):
+        run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    document = load_results(tmp_path / "out" / "results.json")
+    assert document.status == "failed"
+    assert document.failure is not None and document.failure.hosts == ["client2"]
+    nothing_left(transport)
+
+
+def test_a_report_at_another_interval_fails_the_run_naming_the_host(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    transport.skews["client1"] = Skew(interval_divisor=2)
+    loaded = load_inventory(write_inventory(tmp_path, redis_port))
+    with pytest.raises(RunFailed, match=r"^client1: load report uses another sampling "
+                                        r"interval than the 0.5s asked for"):
+        run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    document = load_results(tmp_path / "out" / "results.json")
+    assert document.status == "failed"
+    assert document.failure is not None and document.failure.hosts == ["client1"]
+    nothing_left(transport)
+
+
+def test_a_lost_agent_fails_the_run_naming_its_host(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    loaded = load_inventory(write_inventory(tmp_path, redis_port))
+    view = MeasureView(on_measure=lambda: os.kill(transport.agents["client2"].pid,
+                                                   signal.SIGKILL))
+    with pytest.raises(RunFailed) as failed:
+        run_benchmark(loaded, tmp_path / "out", view, transport=transport)
+    assert failed.value.hosts == ["client2"]
+    assert str(failed.value).startswith("client2: ")
+    document = load_results(tmp_path / "out" / "results.json")
+    assert document.status == "failed"
+    assert document.failure is not None and document.failure.hosts == ["client2"]
+    nothing_left(transport)
+
+
+def test_ctrl_c_keeps_finished_repetitions_and_stops_every_agent(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    loaded = load_inventory(write_inventory(tmp_path, redis_port, repetitions=2))
+    view = MeasureView()
+
+    def interrupt_in_the_second_repetition() -> None:
+        if view.repetitions:
+            raise KeyboardInterrupt
+
+    view.on_measure = interrupt_in_the_second_repetition
+    with pytest.raises(RunInterrupted, match="interrupted; 1 finished repetition"):
+        run_benchmark(loaded, tmp_path / "out", view, transport=transport)
+    document = load_results(tmp_path / "out" / "results.json")
+    assert document.status == "interrupted"
+    assert "interrupted" in document.marks
+    assert len(document.repetitions) == 1
+    assert all(process_gone(proc.pid) for proc in transport.agents.values())
+    nothing_left(transport)

@@ -1,0 +1,46 @@
+"""The run's step list and the marks registry: one declaration each, used by the run, the
+check and the docs. Pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coordinator.core import marks
+from coordinator.inventory.loader import load_inventory
+from coordinator.inventory.summary import run_plan
+from coordinator.results.model import MARKS, render_reference
+from coordinator.run import runner
+from coordinator.run.steps import REPETITION_STEPS, STEPS, step_names
+
+EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
+
+
+def test_the_check_announces_exactly_the_steps_of_the_run_and_no_baseline() -> None:
+    inventory = load_inventory(EXAMPLE).inventory
+    assert inventory.baseline.enabled  # the inventory asks for one; no run performs it yet
+    lines = run_plan(inventory)
+    assert not any("netperf" in line or "baseline" in line for line in lines)
+    announced = [line.split(". ", 1)[1].split(":", 1)[0] for line in lines[1:]]
+    assert announced == step_names()
+
+
+def test_every_repetition_step_has_an_action_and_no_action_is_unannounced() -> None:
+    assert list(runner.REPETITION_STEP_ACTIONS) == [step.name for step in REPETITION_STEPS]
+    assert step_names("repetition") == [step.name for step in REPETITION_STEPS]
+    assert len({step.name for step in STEPS}) == len(STEPS)
+
+
+def test_the_marks_registry_is_what_the_results_and_the_docs_use() -> None:
+    assert set(MARKS) == set(marks.MARKS)
+    reference = render_reference()
+    for kind in marks.REGISTRY:
+        assert f"| `{kind.name}` | {kind.scope} | {kind.severity} | {kind.meaning} |" in reference
+    docs = (Path(__file__).parents[2] / "docs" / "results.md").read_text()
+    assert marks.marks_table() in docs
+
+
+def test_the_run_sets_only_registered_marks() -> None:
+    shared = load_inventory(EXAMPLE, ["hosts[0].roles=[server, client]",
+                                      "benchmark.repetitions=2"]).inventory
+    assert set(runner.run_marks(shared)) <= set(marks.MARKS)
+    assert all(marks.MARKS[name].scope == "run" for name in runner.run_marks(shared))
