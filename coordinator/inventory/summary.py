@@ -13,7 +13,7 @@ from rich.text import Text
 from coordinator.core.durations import format_duration
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
-from coordinator.lab.api import LabStatus
+from coordinator.lab.state import LabStatus
 
 MAX_ROWS = 50
 """Rows shown per table: a 60,000-host inventory is checked in full but not printed in full

@@ -25,7 +25,7 @@ import ipaddress
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from coordinator.core.errors import LabError
@@ -53,7 +53,7 @@ from coordinator.lab.plan import (
     redis_user,
     user_comment,
 )
-from coordinator.lab.state import LabState
+from coordinator.lab.state import LabState, LabStatus
 from coordinator.lab.teardown import Teardown
 
 __all__ = [
@@ -78,33 +78,6 @@ class LabBusy(LabError):
 
 def _ignore(_: str) -> None:
     """The default ``report``: say nothing."""
-
-
-@dataclass(frozen=True)
-class LabStatus:
-    """A lab as found on the system. ``healthy`` when it is complete and nothing is wrong."""
-
-    spec: LabSpec
-    hosts: list[LabHost]
-    inventory_path: Path
-    known_hosts: Path
-    processes: dict[str, int]
-    """Host name -> number of live processes in its namespace."""
-    sshd: dict[str, bool] = field(default_factory=dict)
-    """Host name -> its sshd is alive and listening on the host's lab address."""
-    redis: bool = False
-    """The server's redis-server answers PING on its lab address."""
-    cgroups: dict[str, Path] = field(default_factory=dict)
-    """Client host name -> its CPU cgroup (only with ``client_cpu``)."""
-    inventories: list[Path] = field(default_factory=list)
-    """Every inventory file ``lab_up`` wrote for this lab (``lab_down`` removes them)."""
-    complete: bool = False
-    """The build finished (a crash midway leaves ``complete`` false)."""
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def healthy(self) -> bool:
-        return self.complete and not self.problems
 
 
 # --- public API ----------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""The lab's state file, ``<state_root>/<name>/state.json``: its model and (de)serialization.
+"""The lab's state: the state file ``<state_root>/<name>/state.json`` (its model and
+(de)serialization) and :class:`LabStatus`, a lab as ``lab_status`` finds it.
 
-Pure (no I/O); ``lab.system`` reads and writes the file.
+Pure (no I/O); ``lab.system`` reads and writes the file, ``lab.api`` fills the status, and
+readers of a status (the inventory summary) need not import the lab's I/O to name its type.
 """
 
 from __future__ import annotations
@@ -100,3 +102,30 @@ def _host_from_json(raw: Any) -> LabHost:
         user=str(raw["user"]),
         key_file=Path(str(raw["key_file"])),
     )
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    """A lab as found on the system. ``healthy`` when it is complete and nothing is wrong."""
+
+    spec: LabSpec
+    hosts: list[LabHost]
+    inventory_path: Path
+    known_hosts: Path
+    processes: dict[str, int]
+    """Host name -> number of live processes in its namespace."""
+    sshd: dict[str, bool] = field(default_factory=dict)
+    """Host name -> its sshd is alive and listening on the host's lab address."""
+    redis: bool = False
+    """The server's redis-server answers PING on its lab address."""
+    cgroups: dict[str, Path] = field(default_factory=dict)
+    """Client host name -> its CPU cgroup (only with ``client_cpu``)."""
+    inventories: list[Path] = field(default_factory=list)
+    """Every inventory file ``lab_up`` wrote for this lab (``lab_down`` removes them)."""
+    complete: bool = False
+    """The build finished (a crash midway leaves ``complete`` false)."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return self.complete and not self.problems
