@@ -261,7 +261,7 @@ class TestOnLabHosts:
     def test_old_bundles_are_pruned(
         self, inventory: Inventory, interpreter: Interpreter, cache_root: Path, tmp_path: Path
     ) -> None:
-        agent_source = Path(bundle_module.__file__).parent.parent / "agent"
+        agent_source = Path(bundle_module.__file__).parents[2] / "agent"
         hashes = []
         with SSHHost(inventory.host("client1"), inventory.ssh) as ssh:
             cache_dir = f"~/prune-{tmp_path.name}"
