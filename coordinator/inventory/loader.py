@@ -23,9 +23,11 @@ from pydantic_core import ErrorDetails
 
 from coordinator.core.collector import collector_paused
 from coordinator.core.errors import InventoryError, Problem
+from coordinator.inventory.checks import check_references, suggest
+from coordinator.inventory.fields import FROM_TEXT
 from coordinator.inventory.key_files import key_file_warnings
 from coordinator.inventory.overrides import Override, apply_overrides
-from coordinator.inventory.schema import FROM_TEXT, Inventory, check_references, suggest
+from coordinator.inventory.schema import Inventory
 from coordinator.inventory.yaml_source import (
     PathKey,
     YamlDocument,

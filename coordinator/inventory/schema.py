@@ -3,37 +3,38 @@
 The pydantic models below are the schema and the source of ``docs/inventory.md``: every field,
 its type and its default live here and nowhere else. Models are strict (no silent coercion of
 ``"22"`` into ``22``) and forbid unknown keys, so a typo is an error rather than a default.
-Checks that span several fields (references between sections, duplicate names, roles) live in
-:func:`check_references`, which returns problems located by path instead of raising on the
-first one. Loading and error formatting are in :mod:`coordinator.inventory.loader`.
+The field types are in :mod:`coordinator.inventory.fields`. Checks that span several fields
+(references between sections, duplicate names, roles) live in
+:func:`coordinator.inventory.checks.check_references`, which returns problems located by path
+instead of raising on the first one. Loading and error formatting are in
+:mod:`coordinator.inventory.loader`.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import math
-import re
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
-    ValidationInfo,
 )
 
 from agent.protocol import HEARTBEAT_INTERVAL
-from coordinator.core.durations import format_duration, parse_duration
-from coordinator.core.errors import Problem
-
-_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_DURATION_EXAMPLES = "must be a duration like 500ms, 5s, 2m or 1h30m"
+from coordinator.core.durations import format_duration
+from coordinator.inventory.fields import (
+    Address,
+    Duration,
+    IPAddress,
+    Name,
+    Port,
+    PositiveDuration,
+    Role,
+    whole_seconds,
+    within,
+)
 
 MIN_INTERVAL_S = 0.010
 """Shortest sampling interval: every interval costs each load process a histogram snapshot and
@@ -47,101 +48,6 @@ MIN_WATCHDOG_S = 1.5 * HEARTBEAT_INTERVAL
 """Shortest agent watchdog: coord heartbeats every 2 s, and the agent must not give up between
 two heartbeats."""
 
-
-FROM_TEXT = {"from_text": True}
-"""Validation context for data read from a file: there, a bare number is a mistake."""
-
-
-def _duration(value: object, info: ValidationInfo) -> object:
-    """Text like ``5s`` from files; seconds as numbers from Python code."""
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, bool):
-        raise ValueError("must be a duration like 5s or 2m")
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(_DURATION_EXAMPLES)
-        if not (info.context or {}).get("from_text"):
-            return float(value)
-        raise ValueError(f"must be a duration with a unit, like {value}s")
-    raise ValueError(_DURATION_EXAMPLES)
-
-
-def _port(value: int) -> int:
-    if not 1 <= value <= 65535:
-        raise ValueError("must be 1..65535")
-    return value
-
-
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(
-            "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return value
-
-
-def _address(value: str) -> str:
-    """An IPv4/IPv6 address or a DNS name; rejects things like ``999.1.1.1`` or ``a b``."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        pass
-    else:
-        return value
-    labels = value.rstrip(".").split(".")
-    if (
-        len(value) <= 253
-        and all(_HOSTNAME_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    ):
-        return value
-    raise ValueError("must be an IP address or a DNS host name")
-
-
-def _ip_address(value: str) -> str:
-    """An IPv4/IPv6 address (a socket binds to it: no DNS name)."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError("must be an IP address") from None
-    return value
-
-
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be greater than 0")
-    return value
-
-
-def _within(low: float, high: float | None = None, why: str = "") -> Callable[[float], float]:
-    """A check that a duration lies in ``[low, high]``; ``why`` ends the message."""
-    def check(value: float) -> float:
-        if value < low:
-            raise ValueError(f"must be at least {format_duration(low)}{why}")
-        if high is not None and value > high:
-            raise ValueError(f"must be at most {format_duration(high)}{why}")
-        return value
-    return check
-
-
-def _whole_seconds(value: float) -> float:
-    if value != int(value):
-        raise ValueError("must be whole seconds (netperf -l counts seconds)")
-    return value
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
-Port = Annotated[int, AfterValidator(_port)]
-Name = Annotated[str, AfterValidator(_name)]
-Address = Annotated[str, AfterValidator(_address)]
-IPAddress = Annotated[str, AfterValidator(_ip_address)]
-Role = Literal["client", "server"]
 
 
 class Model(BaseModel):
@@ -160,7 +66,7 @@ class SSHDefaults(Model):
     known_hosts: str = Field(
         "~/.ssh/known_hosts", description="known_hosts file that host keys are checked against"
     )
-    connect_timeout: Annotated[Duration, AfterValidator(_within(1.0))] = Field(
+    connect_timeout: Annotated[Duration, AfterValidator(within(1.0))] = Field(
         10.0, description="how long to wait for a host's SSH handshake (at least 1s)"
     )
     host_key_policy: Literal["strict", "accept-new"] = Field(
@@ -293,7 +199,7 @@ class Benchmark(Model):
     )
     warmup: Duration = Field(5.0, description="warm-up per repetition, discarded")
     duration: PositiveDuration = Field(30.0, description="measure phase per repetition")
-    interval: Annotated[Duration, AfterValidator(_within(MIN_INTERVAL_S, MAX_INTERVAL_S))] = Field(
+    interval: Annotated[Duration, AfterValidator(within(MIN_INTERVAL_S, MAX_INTERVAL_S))] = Field(
         1.0, description="histogram and metrics sampling interval (10ms to 1h); warm-up and "
         "duration are rounded up to whole intervals"
     )
@@ -316,7 +222,7 @@ class Baseline(Model):
     """The netperf TCP_RR baseline measured between every client and every server host."""
 
     enabled: bool = Field(True, description="run the baseline before the load")
-    duration: Annotated[PositiveDuration, AfterValidator(_whole_seconds)] = Field(
+    duration: Annotated[PositiveDuration, AfterValidator(whole_seconds)] = Field(
         10.0, description="netperf -l per client/server pair, in whole seconds"
     )
     request_size: int = Field(1, ge=1, le=65536, description="TCP_RR request bytes")
@@ -327,7 +233,7 @@ class Baseline(Model):
 class Agent(Model):
     """How coord's agents behave on the hosts."""
 
-    watchdog: Annotated[Duration, AfterValidator(_within(
+    watchdog: Annotated[Duration, AfterValidator(within(
         MIN_WATCHDOG_S, why=f" (coord heartbeats every {format_duration(HEARTBEAT_INTERVAL)})"
     ))] = Field(
         15.0, description="an agent that hears nothing from coord for this long stops and exits "
@@ -388,24 +294,6 @@ class Inventory(Model):
         return [host for host in self.clients if host.name in server_names]
 
 
-PASSWORD_SOURCES = ("password", "password_file", "password_env")
-"""The fields a server's AUTH password may come from; at most one per server."""
-
-
-def _password_sources(index: int, server: Server) -> list[Problem]:
-    """One problem, at the second password field given, when a server has several."""
-    given = [name for name in PASSWORD_SOURCES if getattr(server, name) is not None]
-    if len(given) < 2:
-        return []
-    return [
-        Problem(
-            f"servers[{index}].{given[1]}",
-            f"server {server.name!r} is given {' and '.join(given)}; give at most one of "
-            f"{', '.join(PASSWORD_SOURCES)}",
-        )
-    ]
-
-
 def machine_key(address: str) -> str:
     """One spelling per address (``::1`` and ``0::1`` are one; DNS names ignore case)."""
     try:
@@ -413,117 +301,3 @@ def machine_key(address: str) -> str:
     except ValueError:
         return address.lower().rstrip(".")
 
-
-def check_references(inventory: Inventory) -> list[Problem]:
-    """Problems that span fields: names, references and roles. Warnings are included."""
-    problems: list[Problem] = []
-    seen: dict[str, int] = {}
-    for index, host in enumerate(inventory.hosts):
-        if host.name in seen:
-            problems.append(
-                Problem(
-                    f"hosts[{index}].name",
-                    f"duplicate host name {host.name!r}, already used by hosts[{seen[host.name]}]",
-                )
-            )
-        else:
-            seen[host.name] = index
-    by_name = {host.name: host for host in inventory.hosts}
-    seen_servers: dict[str, int] = {}
-    for index, server in enumerate(inventory.servers):
-        if server.name in seen_servers:
-            problems.append(
-                Problem(
-                    f"servers[{index}].name",
-                    f"duplicate server name {server.name!r}, already used by "
-                    f"servers[{seen_servers[server.name]}]",
-                )
-            )
-        else:
-            seen_servers[server.name] = index
-        problems += _password_sources(index, server)
-        if server.host not in seen:
-            problems.append(
-                Problem(
-                    f"servers[{index}].host",
-                    f"no host named {server.host!r} in hosts"
-                    + suggest(server.host, list(seen)),
-                )
-            )
-        elif "server" not in by_name[server.host].roles:
-            problems.append(
-                Problem(
-                    f"servers[{index}].host",
-                    f"host {server.host!r} runs a server but lacks the server role",
-                    severity="warning",
-                )
-            )
-    problems += _same_machine_problems(inventory)
-    if not inventory.clients:
-        problems.append(Problem("hosts", "no host has the client role: nothing would run load"))
-    shared = {host.name for host in inventory.shared_hosts}
-    for index, host in enumerate(inventory.hosts):
-        if host.name in shared:
-            problems.append(
-                Problem(
-                    f"hosts[{index}].roles",
-                    f"host {host.name!r} runs both load and a server; the methodology asks for "
-                    "separate machines, so its results will be marked",
-                    severity="warning",
-                )
-            )
-    problems += _interval_problems(inventory)
-    if inventory.benchmark.repetitions < 3:
-        problems.append(
-            Problem(
-                "benchmark.repetitions",
-                f"{inventory.benchmark.repetitions} repetition(s) is fewer than the 3 the "
-                "methodology asks for; results will be marked",
-                severity="warning",
-            )
-        )
-    return problems
-
-
-def _same_machine_problems(inventory: Inventory) -> list[Problem]:
-    """Hosts at one address are one machine: refused unless each says ``shares_machine``."""
-    problems = []
-    for group in inventory.same_machine_groups:
-        first = inventory.hosts[group[0]]
-        if all(inventory.hosts[index].shares_machine for index in group):
-            continue
-        for index in group[1:]:
-            host = inventory.hosts[index]
-            problems.append(
-                Problem(
-                    f"hosts[{index}].address",
-                    f"host {host.name!r} has the same address as {first.name!r} "
-                    f"({host.address}): they are one machine; set shares_machine: true on each "
-                    "if that is meant (the results are then marked)",
-                )
-            )
-    return problems
-
-
-def _interval_problems(inventory: Inventory) -> list[Problem]:
-    """A repetition of more intervals than agents are built to keep."""
-    bench = inventory.benchmark
-    intervals = (math.ceil(bench.warmup / bench.interval)
-                 + math.ceil(bench.duration / bench.interval))
-    if intervals <= MAX_INTERVALS:
-        return []
-    return [
-        Problem(
-            "benchmark.duration",
-            f"warm-up and measure make {intervals} intervals of "
-            f"{format_duration(bench.interval)}; at most {MAX_INTERVALS} per repetition (agents "
-            "keep every interval until the repetition ends): raise benchmark.interval or "
-            "shorten the repetition",
-        )
-    ]
-
-
-def suggest(word: str, choices: list[str]) -> str:
-    """A ` (did you mean 'x'?)` hint for a misspelt name, or nothing."""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
-from coordinator.lab.api import LabStatus
+from coordinator.lab.state import LabStatus
 from coordinator.run.steps import plan_lines
 
 MAX_ROWS = 50

@@ -5,11 +5,16 @@ in each namespace an sshd of its own with its own Unix user and key, and redis-s
 server host. ``lab_up`` writes a ready inventory; ``lab_down`` removes every trace, even of a
 lab whose state file is gone. Documented for users in docs/lab.md.
 
-    lab.py           the API: lab_up, lab_down, lab_status, LabStatus; checks; the lock
-    lab_plan.py      pure: LabSpec, LabHost, names, addresses, paths, inventory, state file
-    lab_build.py     the build steps, in order
-    lab_teardown.py  removal of every trace, from the state file or by naming convention
-    lab_sys.py       thin system calls: commands, processes, links, users, cgroups
+    api.py           the API: lab_up, lab_down, lab_status, LabStatus; checks; the lock
+    plan.py          pure: LabSpec, LabHost, names, addresses, paths
+    config_files.py  pure: redis.conf, sshd_config and inventory texts
+    state.py         pure: the state file's model and (de)serialization
+    build.py         the build steps, in order
+    teardown.py      removal of every trace, from the state file or by naming convention
+    system.py        thin system calls: commands, daemons, tools, files, users
+    processes.py     /proc: live processes, their namespaces, SIGTERM then SIGKILL
+    network.py       namespaces, links, addresses, listening sockets, a Redis ping
+    cgroups.py       the CPU cgroups of client hosts
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ import ipaddress
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from coordinator.core.errors import LabError
+from coordinator.lab import cgroups as lab_cgroups
+from coordinator.lab import network as lab_network
+from coordinator.lab import processes as lab_processes
 from coordinator.lab import system as sysio
 from coordinator.lab.build import Builder
+from coordinator.lab.config_files import is_lab_inventory, render_inventory
 from coordinator.lab.plan import (
     DEFAULT_STATE_ROOT,
     NAME_RE,
@@ -34,19 +43,17 @@ from coordinator.lab.plan import (
     LabHost,
     LabPaths,
     LabSpec,
-    LabState,
     Report,
     bridge_address,
     bridge_name,
     home_dir,
-    is_lab_inventory,
     is_lab_veth,
     lab_host_of,
     plan_hosts,
     redis_user,
-    render_inventory,
     user_comment,
 )
+from coordinator.lab.state import LabState, LabStatus
 from coordinator.lab.teardown import Teardown
 
 __all__ = [
@@ -71,33 +78,6 @@ class LabBusy(LabError):
 
 def _ignore(_: str) -> None:
     """The default ``report``: say nothing."""
-
-
-@dataclass(frozen=True)
-class LabStatus:
-    """A lab as found on the system. ``healthy`` when it is complete and nothing is wrong."""
-
-    spec: LabSpec
-    hosts: list[LabHost]
-    inventory_path: Path
-    known_hosts: Path
-    processes: dict[str, int]
-    """Host name -> number of live processes in its namespace."""
-    sshd: dict[str, bool] = field(default_factory=dict)
-    """Host name -> its sshd is alive and listening on the host's lab address."""
-    redis: bool = False
-    """The server's redis-server answers PING on its lab address."""
-    cgroups: dict[str, Path] = field(default_factory=dict)
-    """Client host name -> its CPU cgroup (only with ``client_cpu``)."""
-    inventories: list[Path] = field(default_factory=list)
-    """Every inventory file ``lab_up`` wrote for this lab (``lab_down`` removes them)."""
-    complete: bool = False
-    """The build finished (a crash midway leaves ``complete`` false)."""
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def healthy(self) -> bool:
-        return self.complete and not self.problems
 
 
 # --- public API ----------------------------------------------------------------------------
@@ -234,7 +214,7 @@ def _check_inventory_path(path: Path) -> None:
 
 def _check_clashes(spec: LabSpec) -> None:
     own_bridge = bridge_name(spec.name)
-    for interface, address in sysio.ipv4_addresses():
+    for interface, address in lab_network.ipv4_addresses():
         if interface == own_bridge:
             continue
         if ipaddress.IPv4Interface(address).network.overlaps(spec.network):
@@ -266,9 +246,9 @@ def _check_users(spec: LabSpec) -> None:
 
 def _remains(name: str) -> bool:
     return bool(
-        any(lab_host_of(name, ns) for ns in sysio.namespaces())
-        or any(is_lab_veth(name, link) for link in sysio.links())
-        or sysio.link_exists(bridge_name(name))
+        any(lab_host_of(name, ns) for ns in lab_network.namespaces())
+        or any(is_lab_veth(name, link) for link in lab_network.links())
+        or lab_network.link_exists(bridge_name(name))
         or sysio.users_with_comment(user_comment(name))
     )
 
@@ -347,11 +327,11 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
     spec, problems = state.spec, []
     if not state.complete:
         problems.append("its build did not finish")
-    processes_found = sysio.scan_processes()
+    processes_found = lab_processes.scan_processes()
     processes: dict[str, int] = {}
     sshd: dict[str, bool] = {}
     for host in state.hosts:
-        ns = sysio.namespace_id(host.namespace)
+        ns = lab_network.namespace_id(host.namespace)
         processes[host.name] = sum(1 for p in processes_found if ns and p.netns == ns)
         if ns is None:
             problems.append(f"namespace {host.namespace} is missing")
@@ -359,9 +339,9 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
         sshd[host.name] = bool(
             pid
             and ns
-            and sysio.is_alive(pid)
+            and lab_processes.is_alive(pid)
             and any(p.pid == pid and p.netns == ns for p in processes_found)
-            and sysio.tcp_listening(pid, host.address, SSH_PORT)
+            and lab_network.tcp_listening(pid, host.address, SSH_PORT)
         )
         if not sshd[host.name]:
             problems.append(f"sshd of {host.name} is not listening on {host.address}:{SSH_PORT}")
@@ -370,17 +350,18 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
         if not host.key_file.exists():
             problems.append(f"key {host.key_file} is missing")
         cgroup = state.cgroups.get(host.name)
-        if cgroup is not None and (pid is None or pid not in sysio.cgroup_pids(cgroup)):
+        if cgroup is not None and (pid is None or pid not in lab_cgroups.cgroup_pids(cgroup)):
             problems.append(f"sshd of {host.name} is not in cgroup {cgroup}")
     bridge = bridge_name(spec.name)
     bridge_cidr = f"{bridge_address(spec)}/{spec.network.prefixlen}"
-    if (bridge, bridge_cidr) not in sysio.ipv4_addresses() or not sysio.is_bridge(bridge):
+    addresses = lab_network.ipv4_addresses()
+    if (bridge, bridge_cidr) not in addresses or not lab_network.is_bridge(bridge):
         problems.append(f"bridge {bridge} with {bridge_cidr} is missing")
     server = next((host for host in state.hosts if host.role == "server"), None)
     password = sysio.read_secret(paths.redis_password)
     if password is None:
         problems.append(f"{paths.redis_password} is missing")
-    redis = server is not None and sysio.redis_ping(
+    redis = server is not None and lab_network.redis_ping(
         server.address, REDIS_PORT, device=bridge, password=password
     )
     if not redis:

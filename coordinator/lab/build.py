@@ -12,7 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from coordinator.core.errors import LabError
+from coordinator.lab import cgroups as lab_cgroups
+from coordinator.lab import network as lab_network
 from coordinator.lab import system as sysio
+from coordinator.lab.config_files import redis_conf_text, render_inventory, sshd_config_text
 from coordinator.lab.plan import (
     CPU_PERIOD_US,
     REDIS_PORT,
@@ -20,7 +23,6 @@ from coordinator.lab.plan import (
     LabHost,
     LabPaths,
     LabSpec,
-    LabState,
     Report,
     bridge_address,
     bridge_name,
@@ -28,13 +30,11 @@ from coordinator.lab.plan import (
     cpu_quota_us,
     home_dir,
     plan_hosts,
-    redis_conf_text,
     redis_user,
-    render_inventory,
-    sshd_config_text,
     user_comment,
     veth_name,
 )
+from coordinator.lab.state import LabState
 
 REDIS_PASSWORD_BYTES = 32
 """Random bytes in the lab's Redis password (43 URL-safe characters)."""
@@ -147,12 +147,12 @@ class Builder:
 
         def listening() -> bool:
             pid = sysio.read_pidfile(pidfile)
-            return pid is not None and sysio.tcp_listening(pid, host.address, SSH_PORT)
+            return pid is not None and lab_network.tcp_listening(pid, host.address, SSH_PORT)
 
         _wait_for_daemon(listening, f"sshd on {host.name}", paths.sshd_log(host.name))
 
     def _cgroups(self, fraction: float) -> None:
-        root = sysio.cpu_cgroup_root()
+        root = lab_cgroups.cpu_cgroup_root()
         if root is None:
             raise LabError("--client-cpu needs the cgroup cpu controller, which is not mounted")
         quota = cpu_quota_us(fraction)
@@ -162,7 +162,7 @@ class Builder:
                 continue
             self.step = f"cgroup of {host.name}"
             try:
-                cgroup = sysio.make_cpu_cgroup(
+                cgroup = lab_cgroups.make_cpu_cgroup(
                     root, cgroup_group(self.spec.name), host.name, quota, CPU_PERIOD_US
                 )
             except OSError as exc:
@@ -176,7 +176,7 @@ class Builder:
             pid = sysio.read_pidfile(self.paths.sshd_pidfile(host.name))
             if pid is None:
                 raise LabError(f"sshd of {host.name} has no pid file")
-            sysio.add_to_cgroup(cgroup, pid)
+            lab_cgroups.add_to_cgroup(cgroup, pid)
             self.report(f"cgroup {cgroup} cpu {fraction:g} ({quota}/{CPU_PERIOD_US} us)")
 
     def _redis(self, server: LabHost) -> None:
@@ -225,7 +225,7 @@ class Builder:
             ]
         )  # fmt: skip
         _wait_for_daemon(
-            lambda: sysio.redis_ping(server.address, REDIS_PORT, device=bridge,
+            lambda: lab_network.redis_ping(server.address, REDIS_PORT, device=bridge,
                                      password=password),
             "redis-server to answer PING",
             paths.redis_log,

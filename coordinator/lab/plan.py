@@ -1,9 +1,9 @@
 """The lab's plan: what a lab of a given spec is made of, computed without touching the system.
 
 Everything here is pure (no I/O): the spec and its validation, host names and addresses,
-interface names, file paths, the inventory text ``coord lab up`` writes and the state file's
-(de)serialization. ``lab.api`` carries the plan out; ``lab.system`` holds the
-system calls it needs.
+interface names and file paths. The files it implies are rendered by ``lab.config_files``
+and the state file by ``lab.state``; ``lab.api`` carries the plan out; ``lab.system`` holds
+the system calls it needs.
 
 Layout of a lab named ``N`` on subnet ``S`` (documented in docs/lab.md):
 
@@ -15,12 +15,11 @@ Layout of a lab named ``N`` on subnet ``S`` (documented in docs/lab.md):
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from coordinator.core.errors import LabError
 
@@ -33,7 +32,6 @@ BRIDGE_OFFSET = 1
 SERVER_OFFSET = 10
 SSH_PORT = 22
 REDIS_PORT = 6379
-STATE_SCHEMA_VERSION = 1
 INVENTORY_MARKER = "# Written by `coord lab up`"
 USER_COMMENT_PREFIX = "coord lab"
 """GECOS field of every lab user (``coord lab <name>``): how clean-up tells them from others."""
@@ -308,209 +306,3 @@ def plan_hosts(spec: LabSpec) -> list[LabHost]:
 
 def cpu_quota_us(fraction: float) -> int:
     return max(MIN_CPU_QUOTA_US, round(fraction * CPU_PERIOD_US))
-
-
-def redis_conf_text(password: str) -> str:
-    """The lab's redis.conf: only the password (every other setting is on the command line).
-
-    ``password`` must be one token of URL-safe characters (the lab draws it so), which Redis's
-    configuration reads as is.
-    """
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", password):
-        raise ValueError("the lab's Redis password must be URL-safe characters only")
-    return f"# Written by `coord lab up`; Redis reads it as its own user.\nrequirepass {password}\n"
-
-
-def _sshd_path(path: Path) -> str:
-    """A path as an sshd_config value: quoted when it holds spaces or ``#`` (state roots may)."""
-    text = str(path)
-    return text if re.fullmatch(r"[\w./+@:=,-]+", text) else f'"{text}"'
-
-
-def sshd_config_text(spec: LabSpec, host: LabHost) -> str:
-    paths = LabPaths.of(spec.name, spec.state_root)
-    return "\n".join(
-        [
-            f"# sshd of lab host {host.name} ({spec.name}); written by `coord lab up`",
-            f"ListenAddress {host.address}",
-            f"Port {SSH_PORT}",
-            "AddressFamily inet",
-            f"HostKey {_sshd_path(paths.host_key(host.name))}",
-            f"PidFile {_sshd_path(paths.sshd_pidfile(host.name))}",
-            f"AuthorizedKeysFile {_sshd_path(paths.authorized_keys(host.name))}",
-            f"AllowUsers {host.user}",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin no",
-            "UsePAM no",
-            "StrictModes yes",
-            "AllowTcpForwarding local",
-            "AllowAgentForwarding no",
-            "X11Forwarding no",
-            "PrintMotd no",
-            "UseDNS no",
-            "Subsystem sftp internal-sftp",
-            "",
-        ]
-    )
-
-
-# --- the inventory -------------------------------------------------------------------------
-
-_PLAIN_SCALAR = re.compile(r"[A-Za-z0-9_./@+-]+")
-_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "~"})
-
-
-def _yaml_str(value: str) -> str:
-    """A YAML scalar for ``value``: bare when it is plainly safe, else JSON-quoted."""
-    if _PLAIN_SCALAR.fullmatch(value) and value[0] not in "-@" and value.lower() not in _YAML_WORDS:
-        return value
-    return json.dumps(value)
-
-
-def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
-    """The inventory YAML ``lab_up`` writes for ``hosts`` of the lab described by ``spec``."""
-    paths = LabPaths.of(spec.name, spec.state_root)
-    down = "coord lab down" if spec.name == "coord" else f"coord lab down --name {spec.name}"
-    lines = [
-        f"{INVENTORY_MARKER} for the lab {spec.name!r} ({spec.subnet}).",
-        f"# `{down}` removes the lab and this file with it.",
-        "version: 1",
-        f"name: {spec.name}-lab",
-        "ssh:",
-        f"  known_hosts: {_yaml_str(str(paths.known_hosts))}",
-        "  host_key_policy: strict",
-        "  connect_timeout: 10s",
-        "hosts:",
-    ]
-    for host in hosts:
-        lines += [
-            f"  - name: {host.name}",
-            f"    address: {host.address}",
-            f"    port: {SSH_PORT}",
-            f"    user: {host.user}",
-            f"    key_file: {_yaml_str(str(host.key_file))}",
-            "    python: /usr/bin/python3",
-            f"    roles: [{host.role}]",
-        ]
-        if host.role == "client" and spec.client_cpu is not None:
-            lines.append(f'    labels: {{cpu_quota: "{spec.client_cpu:g}"}}')
-    servers = [host for host in hosts if host.role == "server"]
-    lines.append("servers:")
-    lines += [
-        line
-        for host in servers
-        for line in (
-            "  - name: redis",
-            f"    host: {host.name}",
-            f"    port: {REDIS_PORT}",
-            f"    password_file: {_yaml_str(str(paths.redis_password))}",
-        )
-    ]
-    lines += [
-        "benchmark:",
-        "  driver: builtin",
-        "  repetitions: 3",
-        "  warmup: 2s",
-        "  duration: 10s",
-        "baseline:",
-        "  duration: 3s",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def is_lab_inventory(text: str, lab: str | None = None) -> bool:
-    """Whether ``text`` was written by ``coord lab up`` (for the lab ``lab``, when given)."""
-    if lab is None:
-        return text.startswith(INVENTORY_MARKER)
-    return text.startswith(f"{INVENTORY_MARKER} for the lab {lab!r} ")
-
-
-# --- the state file ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabState:
-    """What ``<state_root>/<name>/state.json`` records (schema version 1)."""
-
-    spec: LabSpec
-    hosts: list[LabHost]
-    inventories: list[Path] = field(default_factory=list)
-    complete: bool = False
-    cgroups: dict[str, Path] = field(default_factory=dict)
-
-
-def state_to_json(state: LabState) -> str:
-    spec = state.spec
-    document = {
-        "schema_version": STATE_SCHEMA_VERSION,
-        "complete": state.complete,
-        "spec": {
-            "name": spec.name,
-            "clients": spec.clients,
-            "subnet": spec.subnet,
-            "client_cpu": spec.client_cpu,
-            "state_root": str(spec.state_root),
-        },
-        "hosts": [
-            {
-                "name": host.name,
-                "role": host.role,
-                "address": host.address,
-                "namespace": host.namespace,
-                "user": host.user,
-                "key_file": str(host.key_file),
-            }
-            for host in state.hosts
-        ],
-        "inventories": [str(path) for path in state.inventories],
-        "cgroups": {host: str(path) for host, path in state.cgroups.items()},
-    }
-    return json.dumps(document, indent=2) + "\n"
-
-
-def state_from_json(text: str) -> LabState:
-    """Parse a state file; raises LabError (one line) when it is unreadable or unknown."""
-    try:
-        document = json.loads(text)
-        if not isinstance(document, Mapping):
-            raise TypeError("not a JSON object")
-        version = document.get("schema_version")
-        if version != STATE_SCHEMA_VERSION:
-            raise LabError(f"unknown lab state schema_version {version!r}")
-        raw_spec = document["spec"]
-        spec = LabSpec(
-            name=str(raw_spec["name"]),
-            clients=int(raw_spec["clients"]),
-            subnet=str(raw_spec["subnet"]),
-            client_cpu=None if raw_spec["client_cpu"] is None else float(raw_spec["client_cpu"]),
-            state_root=Path(raw_spec["state_root"]),
-        )
-        hosts = [_host_from_json(raw) for raw in document["hosts"]]
-        return LabState(
-            spec=spec,
-            hosts=hosts,
-            inventories=[Path(str(path)) for path in document.get("inventories", [])],
-            complete=bool(document.get("complete", False)),
-            cgroups={str(k): Path(str(v)) for k, v in document.get("cgroups", {}).items()},
-        )
-    except LabError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise LabError(f"lab state file is damaged ({type(exc).__name__}: {exc})") from None
-
-
-def _host_from_json(raw: Any) -> LabHost:
-    role = raw["role"]
-    if role not in ("client", "server"):
-        raise ValueError(f"unknown role {role!r}")
-    return LabHost(
-        name=str(raw["name"]),
-        role=role,
-        address=str(raw["address"]),
-        namespace=str(raw["namespace"]),
-        user=str(raw["user"]),
-        key_file=Path(str(raw["key_file"])),
-    )

@@ -17,14 +17,17 @@ from pathlib import Path
 
 from agent.runlock import LOCK_DIRECTORIES, lock_name
 from coordinator.core.errors import LabError, last_line
+from coordinator.lab import cgroups as lab_cgroups
+from coordinator.lab import network as lab_network
+from coordinator.lab import processes as lab_processes
 from coordinator.lab import system as sysio
+from coordinator.lab.config_files import is_lab_inventory
 from coordinator.lab.plan import (
     LabPaths,
     Report,
     bridge_name,
     cgroup_group,
     home_dir,
-    is_lab_inventory,
     is_lab_veth,
     lab_host_of,
     user_comment,
@@ -62,9 +65,11 @@ class Teardown:
         return True
 
     def namespaces(self) -> list[str]:
-        found = {ns for ns in sysio.namespaces() if lab_host_of(self.name, ns)}
+        found = {ns for ns in lab_network.namespaces() if lab_host_of(self.name, ns)}
         if self.state is not None:
-            found |= {h.namespace for h in self.state.hosts if sysio.namespace_id(h.namespace)}
+            found |= {
+                h.namespace for h in self.state.hosts if lab_network.namespace_id(h.namespace)
+            }
         return sorted(found)
 
     def users(self) -> list[str]:
@@ -77,7 +82,7 @@ class Teardown:
             if not victims:
                 return
             try:
-                sysio.terminate(victims)
+                lab_processes.terminate(victims)
             except LabError as exc:
                 self.failed.append(str(exc))
                 return
@@ -85,15 +90,15 @@ class Teardown:
                 self.done(f"process {pid} ({comm})")
         self.failed.append(f"processes kept appearing after {PROCESS_ROUNDS} rounds of killing")
 
-    def _victims(self) -> list[sysio.ProcessInfo]:
+    def _victims(self) -> list[lab_processes.ProcessInfo]:
         """Processes in a lab namespace or cgroup, of a lab user, or a lab sshd/redis-server."""
-        namespaces = {sysio.namespace_id(ns) for ns in self.namespaces()} - {None}
+        namespaces = {lab_network.namespace_id(ns) for ns in self.namespaces()} - {None}
         uids = {entry.pw_uid for entry in sysio.users_with_comment(user_comment(self.name))}
-        cgroup_pids = {pid for cgroup in self.cgroups() for pid in sysio.cgroup_pids(cgroup)}
+        cgroup_pids = {pid for cgroup in self.cgroups() for pid in lab_cgroups.cgroup_pids(cgroup)}
         root = str(self.paths.root)
         return [
             p
-            for p in sysio.scan_processes()
+            for p in lab_processes.scan_processes()
             if p.netns in namespaces
             or p.uid in uids
             or p.pid in cgroup_pids
@@ -105,7 +110,7 @@ class Teardown:
 
     def cgroups(self) -> list[Path]:
         found = set(self.state.cgroups.values()) if self.state is not None else set()
-        root = sysio.cpu_cgroup_root()
+        root = lab_cgroups.cpu_cgroup_root()
         if root is not None:
             group = root.path / cgroup_group(self.name)
             if group.is_dir():
@@ -137,20 +142,20 @@ class Teardown:
         return self.removed
 
     def _network(self) -> None:
-        for link in sysio.links():
-            if is_lab_veth(self.name, link) and sysio.link_kind(link) == "veth":
+        for link in lab_network.links():
+            if is_lab_veth(self.name, link) and lab_network.link_kind(link) == "veth":
                 self.attempt(f"veth {link}", partial(sysio.run, ["ip", "link", "del", link]))
         for ns in self.namespaces():
             self._run_locks(ns)
             self.attempt(f"namespace {ns}", partial(sysio.run, ["ip", "netns", "del", ns]))
         bridge = bridge_name(self.name)
-        if sysio.is_bridge(bridge):
+        if lab_network.is_bridge(bridge):
             self.attempt(f"bridge {bridge}", lambda: sysio.run(["ip", "link", "del", bridge]))
 
     def _run_locks(self, ns: str) -> None:
         """The run lock files the namespace's agents left (agent.runlock: one per network
         namespace); its processes are gone, so nothing holds them."""
-        ns_id = sysio.namespace_id(ns)
+        ns_id = lab_network.namespace_id(ns)
         if ns_id is None:
             return
         for directory in LOCK_DIRECTORIES:
@@ -161,7 +166,7 @@ class Teardown:
     def _cgroups(self) -> None:
         for cgroup in self.cgroups():  # deepest first; remove_cgroup skips one already gone
             try:
-                for path in sysio.remove_cgroup(cgroup):
+                for path in lab_cgroups.remove_cgroup(cgroup):
                     self.done(f"cgroup {path}")
             except (LabError, OSError) as exc:
                 self.failed.append(f"cgroup {cgroup}: {exc}")

@@ -43,6 +43,7 @@ from agent import protocol
 from agent.runlock import Holder
 from coordinator.core.clock import ClockEstimate, ClockSample, estimate_offset
 from coordinator.core.errors import AgentAuthError, AgentError, AgentLost
+from coordinator.remote.load_progress import LoadProgress
 
 #: What this coordinator announces, and expects from every agent.
 COORDINATOR_VERSIONS: Final = protocol.Versions(
@@ -238,25 +239,6 @@ class AgentStatus:
     heartbeat_age_s: float | None
     request_age_s: float
     watchdog_s: float
-
-
-@dataclass(frozen=True)
-class LoadProgress:
-    """``load_progress()``: a live snapshot of the agent's load.
-
-    ``state``: idle, preparing, prepared, running, finished, stopped or failed. ``interval``:
-    the last interval every load process finished (None before the first), with its
-    ``phase``, ``ops_per_sec`` and ``p99_usec`` over all commands; ``errors``: every error so
-    far; ``problem``: why a failed load failed.
-    """
-
-    state: str
-    interval: int | None
-    phase: str | None
-    ops_per_sec: float | None
-    p99_usec: float | None
-    errors: int
-    problem: str | None
 
 
 #: Longest wait for ``prepare_load`` (connections, keyspace preload; the agent gives up after

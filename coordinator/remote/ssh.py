@@ -14,42 +14,32 @@ of coord's own errors, named after the host:
     RemoteCommandFailed  a command exited non-zero, timed out, or an upload failed
     AgentError           a tunnel to the agent's port could not be opened
 
-Host keys. fabric's ``Connection`` accepts any key by default (paramiko ``AutoAddPolicy``, no
-known_hosts loaded); here the inventory's known_hosts file is loaded and the missing-key policy
-is set explicitly: ``strict`` refuses unknown keys, ``accept-new`` appends them to the
-known_hosts file (like OpenSSH's ``StrictHostKeyChecking=accept-new``). A changed key is
-always refused (paramiko raises ``BadHostKeyException`` before any policy is asked). The
-operator's ``~/.ssh/config`` and fabric's own config files are never read: an inventory means
-the same thing on every machine.
-
-Handshakes. sshd's ``MaxStartups`` drops unauthenticated connections beyond its limit; they
-show up as "Error reading SSH protocol banner" or an EOF during negotiation. A process-wide
-:class:`HandshakeLimiter` (default :data:`MAX_CONCURRENT_HANDSHAKES`) bounds the handshakes in
-flight and such transient failures are retried with full jitter, all within the host's
-connect timeout. The timeout counts from the moment the host first gets a handshake slot, so
+The module keeps the connection and the commands; its helpers each have one job:
+:mod:`coordinator.remote.host_keys` (known_hosts and the missing-key policies),
+:mod:`coordinator.remote.handshake` (the handshake limiter, retries and their deadline) and
+:mod:`coordinator.remote.process` (:class:`RemoteProcess`). The operator's ``~/.ssh/config``
+and fabric's own config files are never read: an inventory means the same thing on every
+machine. The connect timeout counts from the moment the host first gets a handshake slot, so
 hosts queued behind others are not failed for waiting their turn.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
-import select
 import shlex
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import paramiko
-from fabric import Config, Connection
-from paramiko.config import SSHConfig
+from fabric import Connection
 
 from coordinator.core.errors import (
     AgentError,
@@ -60,363 +50,39 @@ from coordinator.core.errors import (
     last_line,
 )
 from coordinator.inventory.schema import Host, SSHDefaults
+from coordinator.remote.handshake import (
+    DEADLINE_SLACK,
+    HANDSHAKE_LIMITER,
+    KEEPALIVE_INTERVAL,
+    MIN_ATTEMPT_TIME,
+    RETRY_BASE_DELAY,
+    RETRY_MAX_DELAY,
+    HandshakeLimiter,
+    Transient,
+    Watchdog,
+    fabric_config,
+    is_transient,
+    socket_reason,
+)
+from coordinator.remote.host_keys import (
+    UnknownHostKey,
+    describe_key,
+    known_hosts_name,
+    missing_key_policy,
+)
+from coordinator.remote.process import RemoteProcess, shown
 
-MAX_CONCURRENT_HANDSHAKES = 8
-"""Handshakes in flight per coordinator process (OpenSSH's default MaxStartups starts at 10)."""
-RETRY_BASE_DELAY = 0.05
-"""First back-off ceiling (seconds) after a transient handshake failure; doubles each time."""
-RETRY_MAX_DELAY = 1.0
-"""Largest back-off ceiling (seconds) between two handshake attempts."""
-MIN_ATTEMPT_TIME = 0.2
-"""No new handshake attempt is started with less than this left of the connect timeout."""
+__all__ = ["CHANNEL_OPEN_TIMEOUT", "DEFAULT_COMMAND_TIMEOUT", "RemoteProcess", "SSHHost"]
+# RemoteProcess is re-exported: deploy and fleet take it from here with the SSHHost that makes it
+
 DEFAULT_COMMAND_TIMEOUT = 60.0
 """Seconds a :meth:`SSHHost.run` command may take unless the caller says otherwise."""
 CHANNEL_OPEN_TIMEOUT = 10.0
 """Seconds to wait for the server to open a session or direct-tcpip channel."""
-KEEPALIVE_INTERVAL = 15
-"""Seconds between SSH keepalive messages on an idle connection."""
-OUTPUT_GRACE = 1.0
-"""Seconds :meth:`RemoteProcess.wait` keeps reading output that trails the exit status."""
-STDERR_KEPT = 64 * 1024
-"""Bytes of a remote process's standard error kept for error messages."""
-_READ_SIZE = 65536
-_DEADLINE_SLACK = 0.05
-_SHOWN_COMMAND = 120
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 # paramiko logs transport-thread errors (with tracebacks) that coord reports as its own errors;
 # without a handler they would reach stderr through logging's last-resort handler.
-
-_TRANSIENT_MESSAGES = (
-    "error reading ssh protocol banner",
-    "connection reset by peer",
-    "no existing session",
-)
-
-
-class HandshakeLimiter:
-    """At most ``limit`` SSH handshakes in flight at once (shared by every :class:`SSHHost`)."""
-
-    def __init__(self, limit: int = MAX_CONCURRENT_HANDSHAKES) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        self._slots = threading.BoundedSemaphore(limit)
-
-    @contextlib.contextmanager
-    def slot(self, timeout: float | None = None) -> Iterator[bool]:
-        """Hold one slot for the ``with`` body; yields False if none freed within ``timeout``."""
-        acquired = self._slots.acquire(timeout=timeout)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                self._slots.release()
-
-
-HANDSHAKE_LIMITER = HandshakeLimiter()
-"""The process-wide limiter used when an :class:`SSHHost` is not given its own."""
-
-
-def known_hosts_name(address: str, port: int) -> str:
-    """How OpenSSH names a host in known_hosts: ``addr`` on port 22, ``[addr]:port`` otherwise."""
-    return address if port == 22 else f"[{address}]:{port}"
-
-
-def describe_key(key: paramiko.PKey) -> str:
-    """``ssh-ed25519 SHA256:...``, the form ``ssh-keygen -l`` prints."""
-    return f"{key.get_name()} {key.fingerprint}"
-
-
-class _UnknownHostKey(paramiko.SSHException):
-    """Raised by the strict policy; carries the key so the message can show its fingerprint."""
-
-    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
-        super().__init__(f"unknown host key for {hostname}")
-        self.hostname = hostname
-        self.key = key
-
-
-class _StrictPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse any host key that known_hosts does not hold."""
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        raise _UnknownHostKey(hostname, key)
-
-
-_KNOWN_HOSTS_LOCK = threading.Lock()
-
-
-class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """Record an unknown host key in known_hosts (appending, never rewriting the file)."""
-
-    def __init__(self, known_hosts: Path) -> None:
-        self.known_hosts = known_hosts
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        record_host_key(self.known_hosts, hostname, key)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-def record_host_key(known_hosts: Path, hostname: str, key: paramiko.PKey) -> None:
-    """Append ``hostname key`` to ``known_hosts`` unless it is there already.
-
-    Safe against other threads and processes doing the same (the file is locked and re-read
-    under the lock). If another writer recorded a *different* key for the host in the
-    meantime, ``BadHostKeyException`` is raised, as for any changed key.
-    """
-    known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with _KNOWN_HOSTS_LOCK:
-        fd = os.open(known_hosts, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            current = paramiko.HostKeys()
-            with contextlib.suppress(OSError):
-                current.load(str(known_hosts))
-            known = current.lookup(hostname)
-            if known is not None and key.get_name() in known:
-                if known[key.get_name()] != key:
-                    raise paramiko.BadHostKeyException(hostname, key, known[key.get_name()])
-                return
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() > 0:
-                handle.seek(handle.tell() - 1)
-                if handle.read(1) != "\n":
-                    handle.write("\n")
-            line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
-            if line is None:
-                raise ValueError(f"cannot write a known_hosts line for {hostname}")
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def _fabric_config() -> Config:
-    """A fabric config that reads no file at all: no ssh_config, no fabric.yaml."""
-    return Config(lazy=True, ssh_config=SSHConfig(), overrides={"load_ssh_configs": False})
-
-
-def _shown(command: str) -> str:
-    return command if len(command) <= _SHOWN_COMMAND else command[: _SHOWN_COMMAND - 1] + "…"
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Whether a handshake failure looks like sshd dropping us (MaxStartups), worth a retry."""
-    if isinstance(exc, EOFError | ConnectionResetError | BrokenPipeError):
-        return True
-    if isinstance(exc, paramiko.SSHException) and not isinstance(
-        exc, paramiko.AuthenticationException | paramiko.BadHostKeyException
-    ):
-        text = str(exc).lower()
-        return any(message in text for message in _TRANSIENT_MESSAGES)
-    return False
-
-
-def _socket_reason(exc: OSError) -> str:
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the address ({exc.strerror or exc})"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if exc.errno is not None:
-        return os.strerror(exc.errno).lower()
-    return str(exc) or type(exc).__name__
-
-
-class _Watchdog:
-    """Shuts a socket down when a deadline passes, so no blocking read outlives the timeout."""
-
-    def __init__(self, sock: socket.socket, seconds: float) -> None:
-        self._sock = sock
-        self._lock = threading.Lock()
-        self._done = False
-        self.fired = False
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.fired = True
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-
-    def disarm(self) -> bool:
-        """Stop the watchdog; True if it had not fired (the socket is intact)."""
-        self._timer.cancel()
-        with self._lock:
-            self._done = True
-            return not self.fired
-
-
-class RemoteProcess:
-    """A command running on a host over one exec channel; its stdin is the process's lifeline.
-
-    Standard output is read line by line with :meth:`readline`; standard error is collected in
-    the background of every read (the last :data:`STDERR_KEPT` bytes are kept for messages).
-    Closing stdin (:meth:`close_stdin`, :meth:`close`, or the SSH connection dropping) is the
-    signal a well-behaved remote process (the agent) takes to exit.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        command: str,
-        channel: paramiko.Channel,
-        *,
-        stderr_limit: int | None = STDERR_KEPT,
-    ) -> None:
-        self.host = host
-        self._stderr_limit = stderr_limit
-        self.command = command
-        self._channel = channel
-        self._stdout = bytearray()
-        self._stderr = bytearray()
-        self._eof = False
-        self._lock = threading.Lock()
-
-    def _pump(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for data; move what arrived into the buffers.
-
-        Returns False once the channel is closed and drained.
-        """
-        channel = self._channel
-        if not (channel.recv_ready() or channel.recv_stderr_ready() or channel.closed):
-            poller = select.poll()  # not select(): coord may hold more than 1024 descriptors
-            poller.register(channel.fileno(), select.POLLIN)
-            poller.poll(max(timeout, 0.0) * 1000)
-        moved = False
-        while channel.recv_stderr_ready():
-            self._stderr += channel.recv_stderr(_READ_SIZE)
-            moved = True
-        limit = self._stderr_limit
-        if limit is not None and len(self._stderr) > limit:
-            del self._stderr[: len(self._stderr) - limit]
-        while channel.recv_ready():
-            self._stdout += channel.recv(_READ_SIZE)
-            moved = True
-        if not moved and (channel.closed or channel.eof_received):
-            data = channel.recv(_READ_SIZE) if not channel.closed else b""
-            if data:
-                self._stdout += data
-                return True
-            if not channel.recv_stderr_ready():
-                self._eof = True
-                return False
-        return True
-
-    def readline(self, timeout: float) -> str | None:
-        """The next line of stdout (without its newline), or None at end of output.
-
-        Raises ``TimeoutError`` if no complete line arrives within ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                newline = self._stdout.find(b"\n")
-                if newline >= 0:
-                    line = bytes(self._stdout[:newline])
-                    del self._stdout[: newline + 1]
-                    return line.decode("utf-8", "replace").rstrip("\r")
-                if self._eof:
-                    if self._stdout:
-                        rest = bytes(self._stdout)
-                        self._stdout.clear()
-                        return rest.decode("utf-8", "replace")
-                    return None
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"{self.host}: no output line from `{_shown(self.command)}` "
-                        f"within {timeout:g}s"
-                    )
-                self._pump(remaining)
-
-    def write(self, text: str) -> None:
-        """Send ``text`` to the process's standard input."""
-        self._channel.sendall(text.encode("utf-8"))
-
-    def close_stdin(self) -> None:
-        """Send EOF on the process's standard input (the agent's signal to stop)."""
-        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-            self._channel.shutdown_write()
-
-    def stderr(self) -> str:
-        """What the process wrote to stderr so far (its last :data:`STDERR_KEPT` bytes)."""
-        with self._lock:
-            if not self._eof:
-                self._pump(0)
-            return bytes(self._stderr).decode("utf-8", "replace")
-
-    def poll(self) -> int | None:
-        """The exit status if the process has ended, else None."""
-        if self._channel.exit_status_ready():
-            return self._channel.recv_exit_status()
-        return None
-
-    def _read_to_eof(self, deadline: float) -> bool:
-        """Pump until the process's output ends; False if ``deadline`` passes first."""
-        while not self._eof:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._pump(remaining)
-        return True
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the exit status (-1 if the connection dropped or no status was sent).
-
-        Output that arrives meanwhile is kept for :meth:`readline` and :meth:`stderr`.
-        Raises ``TimeoutError`` if the process is still running after ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while not self._channel.exit_status_ready():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"{self.host}: `{_shown(self.command)}` still running after {timeout:g}s"
-                    )
-                if self._eof:
-                    self._channel.status_event.wait(remaining)
-                else:
-                    self._pump(min(remaining, 0.5))
-            # sshd may send the exit status before the last of the output: collect the rest
-            self._read_to_eof(min(deadline, time.monotonic() + OUTPUT_GRACE))
-        return self._channel.recv_exit_status()
-
-    def drain(self) -> tuple[bytes, bytes]:
-        """Take every byte of stdout and stderr received so far, without waiting."""
-        with self._lock:
-            channel = self._channel
-            while channel.recv_ready() or channel.recv_stderr_ready():
-                if channel.recv_ready():
-                    self._stdout += channel.recv(_READ_SIZE)
-                if channel.recv_stderr_ready():
-                    self._stderr += channel.recv_stderr(_READ_SIZE)
-            out, err = bytes(self._stdout), bytes(self._stderr)
-            self._stdout.clear()
-            self._stderr.clear()
-            return out, err
-
-    def close(self) -> None:
-        """Close the channel (the process sees stdin close); idempotent."""
-        self._channel.close()
-
-    def __enter__(self) -> RemoteProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class SSHHost:
@@ -493,7 +159,7 @@ class SSHHost:
                 self.attempts += 1
                 try:
                     self._attempt(remaining)
-                except _Transient as exc:
+                except Transient as exc:
                     last_transient = exc.reason
                 else:
                     return self
@@ -521,9 +187,38 @@ class SSHHost:
         try:
             sock = socket.create_connection((self.address, self.port), timeout=budget)
         except OSError as exc:
-            raise self._unreachable(_socket_reason(exc)) from exc
+            raise self._unreachable(socket_reason(exc)) from exc
         left = max(budget - (time.monotonic() - started), 0.01)
-        watchdog = _Watchdog(sock, left)
+        watchdog = Watchdog(sock, left)
+        try:
+            connection = self._new_connection(sock, left)
+        except HostKeyRejected:
+            watchdog.disarm()
+            sock.close()
+            raise
+        try:
+            connection.open()
+        except BaseException as exc:
+            intact = watchdog.disarm()
+            with contextlib.suppress(Exception):
+                connection.close()
+            sock.close()
+            if isinstance(exc, Exception):
+                out_of_time = time.monotonic() >= started + budget - DEADLINE_SLACK
+                raise self._translate(exc, timed_out=not intact or out_of_time) from exc
+            raise
+        if not watchdog.disarm():
+            connection.close()
+            raise self._unreachable("no SSH handshake in time")
+        transport = connection.transport
+        assert transport is not None  # noqa: S101 (set by a successful open)
+        transport.set_keepalive(KEEPALIVE_INTERVAL)
+        self._connection = connection
+        self._transport = transport
+
+    def _new_connection(self, sock: socket.socket, budget: float) -> Connection:
+        """A fabric connection over ``sock``, known_hosts loaded and the key policy set."""
+        left = budget
         connect_kwargs: dict[str, Any] = {
             "sock": sock,
             "timeout": left,
@@ -539,7 +234,7 @@ class SSHHost:
             self.address,
             user=self.user,
             port=self.port,
-            config=_fabric_config(),
+            config=fabric_config(),
             gateway=False,
             forward_agent=False,
             connect_kwargs=connect_kwargs,
@@ -549,41 +244,18 @@ class SSHHost:
             try:
                 client.get_host_keys().load(str(self.known_hosts))
             except (OSError, paramiko.SSHException, ValueError) as exc:
-                watchdog.disarm()
-                sock.close()
                 raise HostKeyRejected(
                     self.name, f"cannot read known_hosts file {self.known_hosts}: {exc}"
                 ) from exc
-        policy: paramiko.MissingHostKeyPolicy = (
-            _AcceptNewPolicy(self.known_hosts)
-            if self.host_key_policy == "accept-new"
-            else _StrictPolicy()
+        client.set_missing_host_key_policy(
+            missing_key_policy(self.host_key_policy, self.known_hosts)
         )
-        client.set_missing_host_key_policy(policy)
-        try:
-            connection.open()
-        except BaseException as exc:
-            intact = watchdog.disarm()
-            with contextlib.suppress(Exception):
-                connection.close()
-            sock.close()
-            if isinstance(exc, Exception):
-                out_of_time = time.monotonic() >= started + budget - _DEADLINE_SLACK
-                raise self._translate(exc, timed_out=not intact or out_of_time) from exc
-            raise
-        if not watchdog.disarm():
-            connection.close()
-            raise self._unreachable("no SSH handshake in time")
-        transport = connection.transport
-        assert transport is not None  # noqa: S101 (set by a successful open)
-        transport.set_keepalive(KEEPALIVE_INTERVAL)
-        self._connection = connection
-        self._transport = transport
+        return connection
 
     def _translate(self, exc: Exception, *, timed_out: bool) -> Exception:
         """coord's error (or a retry marker) for a failed ``Connection.open``."""
         name = known_hosts_name(self.address, self.port)
-        if isinstance(exc, _UnknownHostKey):
+        if isinstance(exc, UnknownHostKey):
             return HostKeyRejected(
                 self.name,
                 f"unknown host key for {name} ({describe_key(exc.key)}); to accept it set "
@@ -609,10 +281,10 @@ class SSHHost:
             key = f"key {self.key_file}" if self.key_file else "the SSH agent and default keys"
             user = self.user or "the local user name"
             return SSHAuthFailed(self.name, f"{self.target} refused user {user} with {key}: {exc}")
-        if _is_transient(exc):
-            return _Transient(str(exc) or type(exc).__name__)
+        if is_transient(exc):
+            return Transient(str(exc) or type(exc).__name__)
         if isinstance(exc, OSError):
-            return self._unreachable(_socket_reason(exc))
+            return self._unreachable(socket_reason(exc))
         return self._unreachable(str(exc) or type(exc).__name__)
 
     def _require_transport(self) -> paramiko.Transport:
@@ -647,17 +319,16 @@ class SSHHost:
         try:
             channel.exec_command(command)
             channel.shutdown_write()
-            with process._lock:
-                if not process._read_to_eof(deadline):
-                    raise TimeoutError
+            if not process.read_to_eof(deadline):
+                raise TimeoutError
             status = process.wait(max(deadline - time.monotonic(), 0.0))
         except TimeoutError:
             raise RemoteCommandFailed(
-                self.name, f"`{_shown(command)}` did not finish within {timeout:g}s"
+                self.name, f"`{shown(command)}` did not finish within {timeout:g}s"
             ) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostUnreachable(
-                self.name, f"lost the SSH connection while running `{_shown(command)}`: {exc}"
+                self.name, f"lost the SSH connection while running `{shown(command)}`: {exc}"
             ) from exc
         finally:
             stdout_bytes, stderr_bytes = process.drain()
@@ -670,7 +341,7 @@ class SSHHost:
                 how = "was cut off (the SSH connection dropped)"
             detail = last_line(stderr)
             raise RemoteCommandFailed(
-                self.name, f"`{_shown(command)}` {how}" + (f": {detail}" if detail else "")
+                self.name, f"`{shown(command)}` {how}" + (f": {detail}" if detail else "")
             )
         return stdout, stderr
 
@@ -686,7 +357,7 @@ class SSHHost:
                 channel.sendall(stdin_text.encode("utf-8"))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             channel.close()
-            raise HostUnreachable(self.name, f"cannot start `{_shown(command)}`: {exc}") from exc
+            raise HostUnreachable(self.name, f"cannot start `{shown(command)}`: {exc}") from exc
         return RemoteProcess(self.name, command, channel)
 
     # --- files and tunnels --------------------------------------------------------------------
@@ -776,11 +447,3 @@ class SSHHost:
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
         return f"<SSHHost {self.name} {self.user or ''}@{self.target} {state}>"
-
-
-class _Transient(Exception):
-    """A handshake failure worth retrying (sshd dropped us before the key exchange ended)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

@@ -33,10 +33,10 @@ from coordinator.core.errors import CoordError, FleetError, HostError, UsageErro
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
-from coordinator.remote.agent_link import LoadProgress
 from coordinator.remote.deploy import DeployOptions, Transport
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
+from coordinator.remote.load_progress import LoadProgress
 from coordinator.results import model as results
 from coordinator.run.loadspec import load_spec, phases, target_of
 from coordinator.run.steps import REPETITION_STEPS

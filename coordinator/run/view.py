@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from coordinator.core.errors import HostError
-from coordinator.remote.agent_link import LoadProgress
 from coordinator.remote.fanout import ProgressView
+from coordinator.remote.load_progress import LoadProgress
 from coordinator.results.model import Repetition, ResultsDocument, SpreadRecord
 
 

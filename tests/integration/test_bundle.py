@@ -28,12 +28,12 @@ from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.schema import Inventory
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.remote import bundle as bundle_module
-from coordinator.remote.bundle import (
+from coordinator.remote.bundle import Bundle, build_bundle
+from coordinator.remote.bundle_ship import ensure_bundle
+from coordinator.remote.interpreter import (
     PROBE_SCRIPT,
-    Bundle,
     Interpreter,
-    build_bundle,
-    ensure_bundle,
+    agent_requirements,
     parse_probe,
     probe_interpreter,
 )
@@ -174,7 +174,7 @@ def test_an_empty_wheelhouse_names_host_interpreter_and_package(
     assert message.startswith("client3: no wheel of ")
     assert f"for {interpreter.abi} on {interpreter.machine} ({interpreter.describe()})" in message
     assert f"in wheelhouse {wheelhouse}" in message
-    named = [req for req in bundle_module.agent_requirements(interpreter) if
+    named = [req for req in agent_requirements(interpreter) if
              f"no wheel of {req.name} {req.version} " in message]  # fmt: skip
     assert len(named) == 1, message
 

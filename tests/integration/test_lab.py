@@ -25,6 +25,8 @@ import yaml
 from coordinator.core.errors import LabError
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab import build as lab_build
+from coordinator.lab import cgroups as lab_cgroups
+from coordinator.lab import processes as lab_processes
 from coordinator.lab import system as lab_sys
 from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_status, lab_up
 from coordinator.lab.plan import DEFAULT_STATE_ROOT, LabPaths
@@ -106,7 +108,7 @@ def assert_no_traces(name: str, inventories: list[Path], pids: list[int]) -> Non
     assert not lab_dir.exists()
     for path in inventories:
         assert not path.exists(), path
-    assert not [pid for pid in pids if lab_sys.is_alive(pid)]
+    assert not [pid for pid in pids if lab_processes.is_alive(pid)]
     daemons = run("ps", "-eo", "pid=,stat=,args=").stdout.splitlines()
     assert not [line for line in daemons if str(lab_dir) in line and " Z" not in line]
     assert lab_status(name, STATE_ROOT) is None
@@ -208,7 +210,7 @@ def test_a_second_up_changes_nothing(lab: LabStatus, inventory: Path) -> None:
             "users": sorted((u.pw_name, u.pw_uid) for u in pwd.getpwall() if "ctest" in u.pw_name),
             # the sshd listeners stay in their cgroups (sessions of earlier tests may linger)
             "cgroups": {
-                host: lab_pids(lab)[host] in lab_sys.cgroup_pids(path)
+                host: lab_pids(lab)[host] in lab_cgroups.cgroup_pids(path)
                 for host, path in lab.cgroups.items()
             },
         }
@@ -300,7 +302,9 @@ def test_an_unhealthy_lab_is_rebuilt_and_down_works_without_state(tmp_path: Path
         first = lab_up(spec, inventory)
         pids = lab_pids(first)
         os.kill(pids["redis"], signal.SIGKILL)
-        lab_sys.wait_until(lambda: not lab_sys.is_alive(pids["redis"]), timeout=5, what="redis")
+        lab_sys.wait_until(
+            lambda: not lab_processes.is_alive(pids["redis"]), timeout=5, what="redis"
+        )
         broken = lab_status(name, STATE_ROOT)
         assert broken is not None and not broken.healthy
         assert "redis-server does not answer PING" in broken.problems

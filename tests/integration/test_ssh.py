@@ -31,7 +31,9 @@ from coordinator.core.errors import (
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.schema import Host, Inventory, SSHDefaults
 from coordinator.lab.api import LabSpec, LabStatus
-from coordinator.remote.ssh import HandshakeLimiter, SSHHost, known_hosts_name
+from coordinator.remote.handshake import HandshakeLimiter
+from coordinator.remote.host_keys import known_hosts_name
+from coordinator.remote.ssh import SSHHost
 from tests.helpers import module_lab, poll_until
 
 NAME = "cssh"

@@ -18,19 +18,17 @@ from packaging.requirements import Requirement as PackagingRequirement
 from packaging.utils import canonicalize_name
 
 from coordinator.core.errors import BundleError
-from coordinator.remote.bundle import (
+from coordinator.remote.bundle import _load_cached, build_bundle, tree_hash
+from coordinator.remote.interpreter import (
     AGENT_DISTRIBUTIONS,
     AGENT_REQUIREMENTS,
     EXCLUDED_DEPENDENCIES,
     MIN_PYTHON,
     PROBE_SCRIPT,
     Interpreter,
-    _load_cached,
     agent_requirements,
-    build_bundle,
     compatible_platform_tags,
     parse_probe,
-    tree_hash,
 )
 
 

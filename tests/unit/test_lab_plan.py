@@ -9,22 +9,22 @@ import yaml
 
 from coordinator.core.errors import LabError
 from coordinator.inventory.loader import parse_inventory
+from coordinator.lab.config_files import (
+    is_lab_inventory,
+    redis_conf_text,
+    render_inventory,
+    sshd_config_text,
+)
 from coordinator.lab.plan import (
     LabPaths,
     LabSpec,
-    LabState,
-    is_lab_inventory,
     is_lab_veth,
     lab_host_of,
     plan_hosts,
-    redis_conf_text,
     redis_user,
-    render_inventory,
-    sshd_config_text,
-    state_from_json,
-    state_to_json,
     veth_name,
 )
+from coordinator.lab.state import LabState, state_from_json, state_to_json
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,142 @@
+"""The lab's configuration files, as text: redis.conf, each host's sshd_config, the inventory.
+
+Pure (no I/O), like :mod:`coordinator.lab.plan` whose names and paths they use; ``lab.build``
+writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from coordinator.lab.plan import (
+    INVENTORY_MARKER,
+    REDIS_PORT,
+    SSH_PORT,
+    LabHost,
+    LabPaths,
+    LabSpec,
+)
+
+
+def redis_conf_text(password: str) -> str:
+    """The lab's redis.conf: only the password (every other setting is on the command line).
+
+    ``password`` must be one token of URL-safe characters (the lab draws it so), which Redis's
+    configuration reads as is.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", password):
+        raise ValueError("the lab's Redis password must be URL-safe characters only")
+    return f"# Written by `coord lab up`; Redis reads it as its own user.\nrequirepass {password}\n"
+
+
+def _sshd_path(path: Path) -> str:
+    """A path as an sshd_config value: quoted when it holds spaces or ``#`` (state roots may)."""
+    text = str(path)
+    return text if re.fullmatch(r"[\w./+@:=,-]+", text) else f'"{text}"'
+
+
+def sshd_config_text(spec: LabSpec, host: LabHost) -> str:
+    paths = LabPaths.of(spec.name, spec.state_root)
+    return "\n".join(
+        [
+            f"# sshd of lab host {host.name} ({spec.name}); written by `coord lab up`",
+            f"ListenAddress {host.address}",
+            f"Port {SSH_PORT}",
+            "AddressFamily inet",
+            f"HostKey {_sshd_path(paths.host_key(host.name))}",
+            f"PidFile {_sshd_path(paths.sshd_pidfile(host.name))}",
+            f"AuthorizedKeysFile {_sshd_path(paths.authorized_keys(host.name))}",
+            f"AllowUsers {host.user}",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin no",
+            "UsePAM no",
+            "StrictModes yes",
+            "AllowTcpForwarding local",
+            "AllowAgentForwarding no",
+            "X11Forwarding no",
+            "PrintMotd no",
+            "UseDNS no",
+            "Subsystem sftp internal-sftp",
+            "",
+        ]
+    )
+
+
+# --- the inventory -------------------------------------------------------------------------
+
+_PLAIN_SCALAR = re.compile(r"[A-Za-z0-9_./@+-]+")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "~"})
+
+
+def _yaml_str(value: str) -> str:
+    """A YAML scalar for ``value``: bare when it is plainly safe, else JSON-quoted."""
+    if _PLAIN_SCALAR.fullmatch(value) and value[0] not in "-@" and value.lower() not in _YAML_WORDS:
+        return value
+    return json.dumps(value)
+
+
+def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
+    """The inventory YAML ``lab_up`` writes for ``hosts`` of the lab described by ``spec``."""
+    paths = LabPaths.of(spec.name, spec.state_root)
+    down = "coord lab down" if spec.name == "coord" else f"coord lab down --name {spec.name}"
+    lines = [
+        f"{INVENTORY_MARKER} for the lab {spec.name!r} ({spec.subnet}).",
+        f"# `{down}` removes the lab and this file with it.",
+        "version: 1",
+        f"name: {spec.name}-lab",
+        "ssh:",
+        f"  known_hosts: {_yaml_str(str(paths.known_hosts))}",
+        "  host_key_policy: strict",
+        "  connect_timeout: 10s",
+        "hosts:",
+    ]
+    for host in hosts:
+        lines += [
+            f"  - name: {host.name}",
+            f"    address: {host.address}",
+            f"    port: {SSH_PORT}",
+            f"    user: {host.user}",
+            f"    key_file: {_yaml_str(str(host.key_file))}",
+            "    python: /usr/bin/python3",
+            f"    roles: [{host.role}]",
+        ]
+        if host.role == "client" and spec.client_cpu is not None:
+            lines.append(f'    labels: {{cpu_quota: "{spec.client_cpu:g}"}}')
+    servers = [host for host in hosts if host.role == "server"]
+    lines.append("servers:")
+    lines += [
+        line
+        for host in servers
+        for line in (
+            "  - name: redis",
+            f"    host: {host.name}",
+            f"    port: {REDIS_PORT}",
+            f"    password_file: {_yaml_str(str(paths.redis_password))}",
+        )
+    ]
+    lines += [
+        "benchmark:",
+        "  driver: builtin",
+        "  repetitions: 3",
+        "  warmup: 2s",
+        "  duration: 10s",
+        "baseline:",
+        "  duration: 3s",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def is_lab_inventory(text: str, lab: str | None = None) -> bool:
+    """Whether ``text`` was written by ``coord lab up`` (for the lab ``lab``, when given)."""
+    if lab is None:
+        return text.startswith(INVENTORY_MARKER)
+    return text.startswith(f"{INVENTORY_MARKER} for the lab {lab!r} ")
+
+
+# --- the state file ------------------------------------------------------------------------
