@@ -43,18 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, ms, note, ratio, table, verdict
 
-from coordinator.core.stats import (
-    HISTOGRAM_PARAMS,
-    AgentReport,
-    CommandSample,
-    HistogramParams,
-    Interval,
-    decode_histogram,
-    encode_histogram,
-    latency_figures,
-    merge,
-    repetition_figures,
-)
+from agent.histograms import HistogramParams
+from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram, encode_histogram, merge
+from coordinator.core.reports import AgentReport, CommandSample, Interval
+from coordinator.core.stats import latency_figures, repetition_figures
 
 TARGET_S = 1.0
 T = TypeVar("T")

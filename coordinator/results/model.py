@@ -74,19 +74,16 @@ from coordinator import __version__
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import CoordError
 from coordinator.inventory.schema import Inventory, Server
+from coordinator.core.histograms import HISTOGRAM_PARAMS, encode_histogram, percentile_distribution
+from coordinator.core.reports import Phase, first_problem
 from coordinator.core.stats import (
-    HISTOGRAM_PARAMS,
     AgentFigures,
     CommandFigures,
     IntervalFigures,
     LatencyFigures,
-    Phase,
     RepetitionFigures,
     Spread,
     Summary,
-    encode_histogram,
-    first_problem,
-    percentile_distribution,
 )
 
 SCHEMA_VERSION: Final = 1

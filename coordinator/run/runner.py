@@ -27,6 +27,8 @@ from coordinator.core import stats
 from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
 from coordinator.core.errors import CoordError, FleetError, HostError, UsageError
+from coordinator.core.histograms import HISTOGRAM_PARAMS
+from coordinator.core.reports import AgentReport, parse_agent_report
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
@@ -244,9 +246,9 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
         fan_out(list(by_name), start).raise_for_failures()
     _watch(by_name, t0_ns, phases(inventory).total_s, view)
 
-    def collect(name: str, report: StageReporter) -> stats.AgentReport:
+    def collect(name: str, report: StageReporter) -> AgentReport:
         text = by_name[name].link.load_report()
-        return stats.parse_agent_report(text, name, stats.HISTOGRAM_PARAMS)
+        return parse_agent_report(text, name, HISTOGRAM_PARAMS)
 
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()

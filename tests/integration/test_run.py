@@ -18,7 +18,7 @@ import pytest
 import redis
 import yaml
 
-from coordinator.core.stats import decode_histogram, merge
+from coordinator.core.histograms import decode_histogram, merge
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.remote.agent_link import LoadProgress

@@ -12,16 +12,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from agent.histograms import HistogramParams
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import CoordError
-from coordinator.core.stats import (
-    HistogramParams,
-    aggregate,
-    common_window,
-    counts,
-    decode_histogram,
-    repetition_figures,
-)
+from coordinator.core.histograms import counts, decode_histogram
+from coordinator.core.stats import aggregate, common_window, repetition_figures
 from coordinator.inventory.schema import Inventory
 from coordinator.results.model import (
     MARKS,

@@ -16,28 +16,28 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.histograms import HistogramParams
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import AgentError
-from coordinator.core.stats import (
+from coordinator.core.histograms import (
     HISTOGRAM_PARAMS,
-    AgentReport,
     HistogramError,
-    HistogramParams,
-    Interval,
+    counts,
+    decode_histogram,
+    encode_histogram,
+    mean,
+    merge,
+    percentile_distribution,
+    percentiles,
+)
+from coordinator.core.reports import AgentReport, Interval, parse_agent_report
+from coordinator.core.stats import (
     LatencyFigures,
     RepetitionFigures,
     aggregate,
     common_window,
-    counts,
-    decode_histogram,
-    encode_histogram,
     error_rate,
     latency_figures,
-    mean,
-    merge,
-    parse_agent_report,
-    percentile_distribution,
-    percentiles,
     repetition_figures,
     spread,
     start_skew_ns,
