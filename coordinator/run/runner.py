@@ -7,7 +7,7 @@
 
 Each repetition is written to ``results.json`` (atomic replace) as soon as it is collected, so
 an interrupted run keeps every finished repetition. Everything statistical is in
-:mod:`coordinator.core.stats`; the document's shape is :mod:`coordinator.results.model`.
+:mod:`coordinator.core.stats`; the document's shape is :mod:`coordinator.results`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.runlock import Holder, utc_text
+from coordinator import results
 from coordinator.core import stats
 from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
 from coordinator.core.errors import CoordError, FleetError, HostError, UsageError
-from coordinator.core.histograms import HISTOGRAM_PARAMS
+from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
 from coordinator.core.reports import AgentReport, parse_agent_report
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
@@ -36,7 +37,6 @@ from coordinator.remote.agent_link import LoadProgress
 from coordinator.remote.deploy import DeployOptions
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
-from coordinator.results import model as results
 from coordinator.run.loadspec import load_spec, phases, target_of
 
 START_MARGIN_S = 0.3
@@ -116,15 +116,13 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                     forced_over=forced_over, target=target, created=document.created)
                 writer.write(document)
             clients = [fleet.sessions[host.name] for host in inventory.clients]
-            done: list[stats.RepetitionFigures] = []
             for index in range(inventory.benchmark.repetitions):
                 view.repetition(index, inventory.benchmark.repetitions)
-                figures, repetition = run_repetition(index, clients, inventory, view,
-                                                     password=password)
-                done.append(figures)
-                document = document.with_repetition(repetition, stats.aggregate(done))
+                repetition = run_repetition(index, clients, inventory, view, password=password)
+                summary = stats.aggregate([*document.repetitions, repetition])
+                document = document.with_repetition(repetition, summary)
                 writer.write(document)
-                writer.write_hgrm(repetition.index, figures.histogram)
+                writer.write_hgrm(repetition.index, decode_histogram(repetition.histogram))
                 view.repetition_done(repetition)
     except KeyboardInterrupt:
         # Leaving the fleet stopped every agent and its load at once (no stop_load: it would
@@ -220,7 +218,7 @@ def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:
 
 def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory,
                    view: RunView, *, password: str | None,
-                   ) -> tuple[stats.RepetitionFigures, results.Repetition]:
+                   ) -> results.Repetition:
     """Prepare, start at a common instant, watch, collect and merge one repetition.
 
     ``password`` is the target's, read once per run by ``target_password``.
@@ -258,23 +256,20 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
     if odd:
         raise RunFailed(f"{', '.join(odd)}: load report uses another sampling interval than "
                         f"the {interval_ns / 1e9:g}s asked for", odd)
-    window = stats.common_window(reports)
-    figures = stats.repetition_figures(reports, window)
-    marks = repetition_marks(figures, window, inventory.benchmark.error_threshold)
     skew_ns = stats.start_skew_ns(reports, {name: s.clock for name, s in by_name.items()})
-    started = datetime.fromtimestamp(t0_ns / 1e9, timezone.utc)
-    repetition = results.build_repetition(index + 1, figures, started=started,
-                                          start_skew_ns=skew_ns, marks=marks)
-    return figures, repetition
+    repetition = stats.repetition_figures(
+        reports, stats.common_window(reports), index=index + 1,
+        started=datetime.fromtimestamp(t0_ns / 1e9, timezone.utc), start_skew_ns=skew_ns)
+    return repetition.with_marks(
+        repetition_marks(repetition, inventory.benchmark.error_threshold))
 
 
-def repetition_marks(figures: stats.RepetitionFigures, window: list[int],
-                     error_threshold: float) -> list[str]:
+def repetition_marks(repetition: results.Repetition, error_threshold: float) -> list[str]:
     """Flags on one repetition: too many errors, no common measurement window."""
     marks = []
-    if not window:
+    if not repetition.window.intervals:
         marks.append("no-common-window")
-    if figures.error_rate > error_threshold:
+    if repetition.error_rate > error_threshold:
         marks.append("error-rate-above-threshold")
     return marks
 

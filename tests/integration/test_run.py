@@ -23,7 +23,7 @@ from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.remote.agent_link import LoadProgress
 from coordinator.remote.fanout import NoProgress, ProgressView
-from coordinator.results.model import Repetition, load_results
+from coordinator.results import Repetition, load_results
 from coordinator.run.runner import run_benchmark
 from tests.helpers import lab_redis, wait_for_line
 
