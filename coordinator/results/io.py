@@ -8,7 +8,8 @@ at most the repetition in progress.
 Reading goes through ``READERS``, one reader per ``schema_version`` (pyperf's habit): a reader
 turns a document of its version into the current model, so old files stay readable; an
 unknown version is refused with one line. Old-format documents are kept as test fixtures
-(``tests/fixtures/results-v<N>.json``).
+(``tests/fixtures/results-v<N>.json``). A latency figure added since a document was written
+(a new percentile) is computed on reading from the histograms the document stores.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 from pydantic import ValidationError
 
+from agent.histograms import HistogramParams
 from coordinator import __version__
 from coordinator.core.errors import CoordError
-from coordinator.core.figures import hgrm_name
-from coordinator.core.histograms import percentile_distribution
+from coordinator.core.figures import LATENCY_FIGURES, Latency, LatencySummary, hgrm_name
+from coordinator.core.histograms import decode_histogram, percentile_distribution
 from coordinator.core.reports import first_problem
 from coordinator.results.model import ResultsDocument
 
@@ -145,7 +148,61 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _read_v1(text: str) -> ResultsDocument:
+    data = json.loads(text)
+    if _add_later_latency_figures(data):
+        text = json.dumps(data)
     return ResultsDocument.model_validate_json(text)
+
+
+def _add_later_latency_figures(data: Any) -> bool:
+    """Give a document the latency figures coord added after writing it; True if it had to.
+
+    Every ``latency_usec`` sits beside the histogram it was read from, so a figure added to
+    ``LatencyFields`` later (a new percentile) is computed from that histogram, and the
+    summary's from the repetitions'. Anything malformed is left for validation to refuse.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("repetitions"), list):
+        return False
+    try:
+        settings = data["histograms"]
+        params = HistogramParams(
+            settings["lowest_usec"], settings["highest_usec"], settings["significant_figures"]
+        )
+        added = [_add_missing(part, params) for part in _latency_holders(data["repetitions"])]
+        summary = data.get("summary")
+        if summary is not None:
+            latencies = [Latency.model_validate(r["latency_usec"]) for r in data["repetitions"]]
+            added.append(_add_missing_spreads(summary["latency_usec"], latencies))
+    # HistogramError and pydantic's ValidationError are ValueErrors
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return any(added)
+
+
+def _add_missing_spreads(summary: dict[str, Any], latencies: list[Latency]) -> bool:
+    missing = [name for name in LATENCY_FIGURES if name not in summary]
+    if missing:
+        computed = LatencySummary.of(latencies).model_dump()
+        summary.update({name: computed[name] for name in missing})
+    return bool(missing)
+
+
+def _latency_holders(repetitions: list[Any]) -> list[dict[str, Any]]:
+    """The repetitions, their agents and their commands: each a latency_usec and histogram."""
+    return [
+        part
+        for repetition in repetitions
+        for part in (repetition, *repetition["agents"], *repetition["commands"].values())
+    ]
+
+
+def _add_missing(part: dict[str, Any], params: HistogramParams) -> bool:
+    latency = part["latency_usec"]
+    missing = [name for name in LATENCY_FIGURES if name not in latency]
+    if missing:
+        computed = Latency.of(decode_histogram(part["histogram"], params)).model_dump()
+        latency.update({name: computed[name] for name in missing})
+    return bool(missing)
 
 
 READERS: Mapping[int, Callable[[str], ResultsDocument]] = {1: _read_v1}

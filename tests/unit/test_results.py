@@ -468,3 +468,24 @@ def test_the_failure_field_is_absent_unless_the_run_failed(tmp_path: Path) -> No
         document().finish("failed")
     with pytest.raises(ValidationError, match="failure reason goes with status failed"):
         document().finish("complete", failure=FailureRecord(reason="no", hosts=[]))
+
+
+def test_a_latency_figure_added_since_a_document_was_written_is_read_from_its_histograms(
+    tmp_path: Path,
+) -> None:
+    data = json.loads(FIXTURE.read_text())
+    for repetition in data["repetitions"]:
+        for part in (repetition, *repetition["agents"], *repetition["commands"].values()):
+            del part["latency_usec"]["p95"]  # as if coord had added p95 after writing it
+    del data["summary"]["latency_usec"]["p95"]
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert load_results(tmp_path) == load_results(FIXTURE)
+
+
+def test_a_missing_latency_figure_without_its_histogram_is_refused(tmp_path: Path) -> None:
+    data = json.loads(FIXTURE.read_text())
+    del data["repetitions"][0]["latency_usec"]["p95"]
+    data["repetitions"][0]["histogram"] = "not a histogram"
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"repetitions\.0\.latency_usec\.p95: Field required"):
+        load_results(tmp_path)
