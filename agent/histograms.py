@@ -89,11 +89,6 @@ class HistogramParams:
 _PARAM_NAMES: Final = tuple(param.name for param in dataclasses.fields(HistogramParams))
 
 
-def new_histogram(params: HistogramParams) -> HdrHistogram:
-    """An empty histogram with these parameters."""
-    return params.empty()
-
-
 def encode(histogram: HdrHistogram) -> str:
     """The standard compressed base64 form (HdrHistogram V2 "histoblob"), as text."""
     blob: bytes = histogram.encode()
@@ -117,19 +112,10 @@ def add(into: HdrHistogram, other: HdrHistogram) -> None:
 
 def merge_encoded(texts: Iterable[str], params: HistogramParams) -> HdrHistogram:
     """One histogram holding every count of the encoded histograms ``texts``."""
-    merged = new_histogram(params)
+    merged = params.empty()
     for text in texts:
         add(merged, decode(text))
     return merged
-
-
-def params_of(histogram: HdrHistogram) -> HistogramParams:
-    """The parameters ``histogram`` was made with (for checking a decoded one)."""
-    return HistogramParams(
-        int(histogram.lowest_trackable_value),
-        int(histogram.highest_trackable_value),
-        int(histogram.significant_figures),
-    )
 
 
 def record_counts(histogram: HdrHistogram, counts: Mapping[int, int]) -> int:
@@ -230,7 +216,7 @@ class IntervalRecorder:
         for command, bucket in self._buckets.items():
             if not bucket:
                 continue
-            histogram = new_histogram(self.params)
+            histogram = self.params.empty()
             count = sum(bucket.values())
             overflow += record_counts(histogram, bucket)
             bucket.clear()

@@ -43,18 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, ms, note, ratio, table, verdict
 
-from coordinator.core.stats import (
-    HISTOGRAM_PARAMS,
-    AgentReport,
-    CommandSample,
-    HistogramParams,
-    Interval,
-    decode_histogram,
-    encode_histogram,
-    latency_figures,
-    merge,
-    repetition_figures,
-)
+from agent.histograms import HistogramParams
+from coordinator.core.figures import Latency
+from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram, encode_histogram, merge
+from coordinator.core.reports import AgentReport, CommandSample, Interval
+from coordinator.core.stats import repetition_figures
 
 TARGET_S = 1.0
 T = TypeVar("T")
@@ -178,7 +171,7 @@ def main() -> int:
     t_full, merged = timed(lambda: merge((decode_histogram(t, params) for t in encoded), params),
                            args.rounds)
     t_add, merged_again = timed(lambda: merge(decoded, params), args.rounds)
-    t_figures, figures = timed(lambda: latency_figures(merged), args.rounds)
+    t_figures, figures = timed(lambda: Latency.of(merged), args.rounds)
     reports = as_reports(decoded, 20)
     t_repetition, repetition = timed(
         lambda: repetition_figures(reports, list(range(count // 20)), params), args.rounds

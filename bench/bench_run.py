@@ -20,7 +20,7 @@ import _lab
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.remote.fanout import NoProgress, ProgressView
-from coordinator.results.model import Repetition
+from coordinator.results import Repetition
 from coordinator.run.loadspec import phases
 from coordinator.run.runner import run_repetition
 

@@ -36,7 +36,7 @@ from coordinator.remote.operations import (
     held_agents,
     stop_agents,
 )
-from coordinator.results.model import default_directory
+from coordinator.results.io import default_directory
 from coordinator.run.progress import (
     LiveHostTable,
     agents_table,

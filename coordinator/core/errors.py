@@ -21,7 +21,7 @@ escapes is a bug and keeps its traceback.
     │                               unreachable server...) (coordinator/remote/agent_link.py)
     ├── FleetError                  several hosts failed; carries each host's error
     ├── ResultsError                a results directory or document cannot be written or read
-    │                               (coordinator/results/model.py)
+    │                               (coordinator/results/io.py)
     ├── RunFailed                   a repetition could not be completed (coordinator/run/runner.py)
     └── RunInterrupted              exit 130: Ctrl-C during a run; finished repetitions kept
 """

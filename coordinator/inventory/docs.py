@@ -8,15 +8,14 @@ test fails when it drifts.
 from __future__ import annotations
 
 import sys
-import types
 import typing
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from coordinator.core import model_docs
 from coordinator.core.durations import format_duration
 from coordinator.inventory.schema import (
     TLS,
@@ -50,53 +49,31 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
 ]
 
 
+COLUMNS: list[model_docs.Column] = [
+    ("field", lambda name, _: f"`{name}`"),
+    ("type", lambda _, info: _type_name(info)),
+    ("default", lambda _, info: _default(info)),
+    ("meaning", model_docs.meaning),
+]
+
+
 def render_reference() -> str:
     """Markdown tables, one per section, listing each field, its type, default and meaning."""
-    blocks = []
-    for title, model in SECTIONS:
-        rows = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
-        for name, info in model.model_fields.items():
-            rows.append(
-                f"| `{name}` | {_type_name(info)} | {_default(info)} | {info.description or ''} |"
-            )
-        blocks.append(f"### {title}\n\n" + "\n".join(rows))
-    return "\n\n".join(blocks)
+    return "\n\n".join(
+        f"### {title}\n\n{model_docs.table(model, COLUMNS)}" for title, model in SECTIONS
+    )
 
 
 def update_document(text: str) -> str:
     """``text`` with the generated block between the markers replaced by a fresh rendering."""
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n\n{render_reference()}\n\n{END}{tail}"
+    return model_docs.replace_block(text, BEGIN, END, render_reference())
 
 
 def _type_name(info: FieldInfo) -> str:
     if any(getattr(getattr(meta, "func", None), "__name__", "") == "_duration"
            for meta in info.metadata):
         return "duration"
-    return _annotation_name(info.annotation)
-
-
-def _annotation_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
-    if origin is typing.Literal:
-        return " \\| ".join(f"`{argument}`" for argument in arguments)
-    if origin in (typing.Union, types.UnionType):
-        names = [_annotation_name(a) for a in arguments if a is not type(None)]
-        return " \\| ".join(names) + (" or null" if type(None) in arguments else "")
-    if origin is typing.Annotated:
-        return _annotation_name(arguments[0])
-    if origin is list:
-        return f"list of {_annotation_name(arguments[0])}"
-    if origin is dict:
-        return f"map {_annotation_name(arguments[0])} → {_annotation_name(arguments[1])}"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "mapping"
-    scalar_names: dict[Any, str] = {
-        str: "string", int: "integer", float: "number", bool: "boolean"
-    }
-    return scalar_names.get(annotation, str(annotation))
+    return model_docs.type_name(info.annotation)
 
 
 def _default(info: FieldInfo) -> str:

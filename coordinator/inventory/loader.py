@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -123,12 +122,6 @@ def validate_document(document: YamlDocument) -> LoadedInventory:
     return LoadedInventory(
         inventory, source, _sorted([p for p in located if p.severity == "warning"])
     )
-
-
-def dump_inventory(inventory: Inventory) -> str:
-    """YAML text that loads back to an equal inventory (defaults included, explicitly)."""
-    data = inventory.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def _read_text(path: Path, source: str) -> str:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from coordinator.core.errors import UsageError
-from coordinator.core.stats import HISTOGRAM_PARAMS
+from coordinator.core.histograms import HISTOGRAM_PARAMS
 from coordinator.inventory.schema import Host, Inventory, Server
 
 SPEC_FORMAT = 1

@@ -26,10 +26,13 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.runlock import Holder, utc_text
+from coordinator import results
 from coordinator.core import marks, stats
 from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
 from coordinator.core.errors import CoordError, FleetError, HostError, UsageError
+from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
+from coordinator.core.reports import AgentReport, parse_agent_report
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
@@ -37,7 +40,6 @@ from coordinator.remote.deploy import DeployOptions, Transport
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.remote.load_progress import LoadProgress
-from coordinator.results import model as results
 from coordinator.run.loadspec import load_spec, phases, target_of
 from coordinator.run.steps import REPETITION_STEPS
 
@@ -197,10 +199,9 @@ def run(fleet: Fleet, plan: RunPlan, view: RunView, *, record: RunRecord | None 
                 marks=[*run_marks(plan.inventory), marks.FORCED_OVER_RUN_LOCK.name],
                 forced_over=forced_over, target=plan.target, created=record.document.created))
         clients = {host.name: fleet.sessions[host.name] for host in plan.inventory.clients}
-        done: list[stats.RepetitionFigures] = []
         for index in range(plan.inventory.benchmark.repetitions):
             view.repetition(index, plan.inventory.benchmark.repetitions)
-            state = RepetitionState(index, plan, clients, view, record, done)
+            state = RepetitionState(index, plan, clients, view, record)
             for step in REPETITION_STEPS:
                 on_step(step.name)
                 REPETITION_STEP_ACTIONS[step.name](state)
@@ -302,15 +303,10 @@ class RepetitionState:
     clients: dict[str, AgentSession]
     view: RunView
     record: RunRecord
-    done: list[stats.RepetitionFigures]
-    """The figures of the run's finished repetitions (for the aggregate)."""
     t0_ns: int = 0
-    reports: list[stats.AgentReport] = field(default_factory=list)
-    window: list[int] = field(default_factory=list)
-    figures: stats.RepetitionFigures = field(
-        default_factory=lambda: stats.repetition_figures([], []))
-    """Empty until the "merge" step."""
-    marks: list[str] = field(default_factory=list)
+    reports: list[AgentReport] = field(default_factory=list)
+    repetition: results.Repetition | None = None
+    """None until the "merge" step."""
 
 
 def _prepare(state: RepetitionState) -> None:
@@ -369,9 +365,9 @@ def _collect(state: RepetitionState) -> None:
     """Every client's load report, refused if it was sampled at another interval."""
     by_name = state.clients
 
-    def collect(name: str, report: StageReporter) -> stats.AgentReport:
+    def collect(name: str, report: StageReporter) -> AgentReport:
         text = by_name[name].link.load_report()
-        return stats.parse_agent_report(text, name, stats.HISTOGRAM_PARAMS)
+        return parse_agent_report(text, name, HISTOGRAM_PARAMS)
 
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()
@@ -384,30 +380,34 @@ def _collect(state: RepetitionState) -> None:
 
 
 def _merge(state: RepetitionState) -> None:
-    """The figures of the intervals every client measured completely."""
-    state.window = stats.common_window(state.reports)
-    state.figures = stats.repetition_figures(state.reports, state.window)
+    """The repetition's figures, from the intervals every client measured completely."""
+    clocks = {name: session.clock for name, session in state.clients.items()}
+    state.repetition = stats.repetition_figures(
+        state.reports, stats.common_window(state.reports), index=state.index + 1,
+        started=datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc),
+        start_skew_ns=stats.start_skew_ns(state.reports, clocks))
 
 
 def _judge(state: RepetitionState) -> None:
     """The repetition's marks (see :mod:`coordinator.core.marks`)."""
-    state.marks = repetition_marks(state.figures, state.window,
-                                   state.plan.inventory.benchmark.error_threshold)
+    repetition = _merged(state)
+    threshold = state.plan.inventory.benchmark.error_threshold
+    state.repetition = repetition.with_marks(repetition_marks(repetition, threshold))
 
 
 def _persist(state: RepetitionState) -> None:
     """The repetition and the new aggregate in ``results.json``, its histogram beside it."""
-    figures = state.figures
-    clocks = {name: session.clock for name, session in state.clients.items()}
-    skew_ns = stats.start_skew_ns(state.reports, clocks)
-    started = datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc)
-    repetition = results.build_repetition(state.index + 1, figures, started=started,
-                                          start_skew_ns=skew_ns, marks=state.marks)
-    state.done.append(figures)
-    record = state.record
-    record.write(record.document.with_repetition(repetition, stats.aggregate(state.done)))
-    record.writer.write_hgrm(repetition.index, figures.histogram)
+    repetition, record = _merged(state), state.record
+    summary = stats.aggregate([*record.document.repetitions, repetition])
+    record.write(record.document.with_repetition(repetition, summary))
+    record.writer.write_hgrm(repetition.index, decode_histogram(repetition.histogram))
     state.view.repetition_done(repetition)
+
+
+def _merged(state: RepetitionState) -> results.Repetition:
+    if state.repetition is None:
+        raise RuntimeError("a repetition step ran before the merge step")
+    return state.repetition
 
 
 REPETITION_STEP_ACTIONS: Mapping[str, Callable[[RepetitionState], None]] = {
@@ -422,12 +422,11 @@ REPETITION_STEP_ACTIONS: Mapping[str, Callable[[RepetitionState], None]] = {
 """What each repetition step of :data:`coordinator.run.steps.STEPS` does, by name."""
 
 
-def repetition_marks(figures: stats.RepetitionFigures, window: list[int],
-                     error_threshold: float) -> list[str]:
+def repetition_marks(repetition: results.Repetition, error_threshold: float) -> list[str]:
     """Flags on one repetition: too many errors, no common measurement window."""
     flags = []
-    if not window:
+    if not repetition.window.intervals:
         flags.append(marks.NO_COMMON_WINDOW.name)
-    if figures.error_rate > error_threshold:
+    if repetition.error_rate > error_threshold:
         flags.append(marks.ERROR_RATE_ABOVE_THRESHOLD.name)
     return flags

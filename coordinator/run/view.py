@@ -16,9 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 from coordinator.core.errors import HostError
+from coordinator.core.figures import LATENCY_FIGURES
 from coordinator.remote.fanout import ProgressView
 from coordinator.remote.load_progress import LoadProgress
-from coordinator.results.model import Repetition, ResultsDocument, SpreadRecord
+from coordinator.results import Repetition, ResultsDocument, SpreadRecord
 
 
 def _ms(usec: float) -> str:
@@ -138,7 +139,7 @@ def summary_table(document: ResultsDocument) -> RenderableType:
 
     row("throughput", summary.ops_per_sec, 1, "ops/s")
     latency = summary.latency_usec
-    for name in ("p50", "p90", "p95", "p99", "p999", "max", "mean"):
+    for name in LATENCY_FIGURES:
         row(name, getattr(latency, name), 1000, "ms")
     row("error rate", summary.error_rate, 0.01, "%")
     return Group(table, Text(f"marks: {', '.join(document.marks) or 'none'}"))

@@ -32,7 +32,7 @@ from agent.drivers.errors import DriverError
 from agent.drivers.intervals import LoadReport
 from agent.drivers.spec import parse_spec
 from agent.histograms import decode
-from coordinator.core import stats
+from coordinator.core import reports, stats
 from coordinator.core.errors import AgentLost
 from coordinator.remote.agent_link import (
     AgentLink,
@@ -225,7 +225,7 @@ def test_closed_loop_over_two_processes(
     assert sets / total == pytest.approx(0.2, abs=0.02)
 
     # What the coordinator reads: its own parser accepts the report as it is.
-    parsed = stats.parse_agent_report(report.to_text(), "client1")
+    parsed = reports.parse_agent_report(report.to_text(), "client1")
     assert stats.common_window([parsed]) == [1, 2, 3]
     assert sum(i.count for i in parsed.intervals) == total
 
@@ -524,7 +524,7 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
     assert live and all(p.ops_per_sec and p.ops_per_sec > 0 for p in live)
     assert all(p.p99_usec and p.p99_usec > 0 for p in live)
     assert {p.phase for p in live} <= {"warmup", "measure"}
-    report = stats.parse_agent_report(text, "testhost")
+    report = reports.parse_agent_report(text, "testhost")
     assert report.t0_ns == t0_ns
     assert stats.common_window([report]) == [1, 2, 3]
     assert report.errors == {}
@@ -607,7 +607,7 @@ def test_stop_load_through_the_agent_reports_a_cut_interval(
         poll_until(lambda: link.load_progress().interval is not None, DEADLINE, "the load to run")
         assert link.stop_load() == "stopped"
         assert link.load_progress().state == "stopped"
-        report = stats.parse_agent_report(link.load_report(), "testhost")
+        report = reports.parse_agent_report(link.load_report(), "testhost")
         assert report.intervals[-1].complete is False
         poll_until(lambda: link.status().children == 0, DEADLINE, "load processes to exit")
 

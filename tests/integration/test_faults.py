@@ -24,7 +24,7 @@ import redis
 
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import user_name, veth_name
-from coordinator.results.model import load_results
+from coordinator.results import load_results
 from tests.helpers import lab_redis, module_lab, poll_until, process_gone, wait_for_line
 
 pytestmark = [

@@ -20,7 +20,7 @@ import pytest
 
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.remote.bundle import _digest_files, _source_files
-from coordinator.results.model import load_results
+from coordinator.results import load_results
 from tests.helpers import module_lab
 from tests.wheel import ROOT, build_wheel
 

@@ -24,7 +24,7 @@ import redis
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import LabPaths, redis_user
-from coordinator.results.model import load_results
+from coordinator.results import load_results
 from tests.helpers import module_lab
 
 pytestmark = [

@@ -32,7 +32,7 @@ from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import LabPaths, home_dir
 from coordinator.remote.fanout import NoProgress, ProgressView
 from coordinator.remote.load_progress import LoadProgress
-from coordinator.results.model import Repetition, load_results
+from coordinator.results import Repetition, load_results
 from coordinator.run.runner import run_benchmark
 from tests.helpers import module_lab, poll_until, process_gone, wait_for_line
 

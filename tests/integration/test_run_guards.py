@@ -22,7 +22,7 @@ import redis
 
 from agent.runlock import lock_name
 from coordinator.lab.api import LabSpec, LabStatus
-from coordinator.results.model import load_results
+from coordinator.results import load_results
 from tests.helpers import lab_redis, module_lab, poll_until
 
 pytestmark = [

@@ -13,7 +13,7 @@ from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import InventoryError
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.schema import Host
-from coordinator.results.model import agent_record, new_document, target_record
+from coordinator.results import agent_record, new_document, target_record
 from coordinator.run.loadspec import load_spec
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"

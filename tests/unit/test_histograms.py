@@ -18,8 +18,6 @@ from agent.histograms import (
     decode,
     encode,
     merge_encoded,
-    new_histogram,
-    params_of,
     record_counts,
 )
 
@@ -27,7 +25,7 @@ PARAMS = HistogramParams()
 
 
 def histogram_of(values: list[int], params: HistogramParams = PARAMS) -> HdrHistogram:
-    histogram = new_histogram(params)
+    histogram = params.empty()
     for value in values:
         assert histogram.record_value(value)
     return histogram
@@ -43,7 +41,7 @@ def test_encoding_is_the_standard_compressed_base64_form_and_round_trips() -> No
     assert text.startswith("HISTF")  # V2 compressed cookie, base64: what every HdrHistogram reads
     back = decode(text)
     assert back.get_total_count() == 7
-    assert params_of(back) == PARAMS
+    assert HistogramParams.of(back) == PARAMS
     for percentile in (0.0, 50.0, 90.0, 99.0, 100.0):
         assert back.get_value_at_percentile(percentile) == histogram.get_value_at_percentile(
             percentile
@@ -53,7 +51,7 @@ def test_encoding_is_the_standard_compressed_base64_form_and_round_trips() -> No
 
 
 def test_an_empty_histogram_round_trips() -> None:
-    back = decode(encode(new_histogram(PARAMS)))
+    back = decode(encode(PARAMS.empty()))
     assert back.get_total_count() == 0
 
 
@@ -66,7 +64,7 @@ def test_decoding_junk_is_a_value_error(junk: str) -> None:
 def test_adding_sums_counts_and_keeps_extremes() -> None:
     into = histogram_of([10, 20])
     add(into, histogram_of([5, 1_000_000]))
-    add(into, new_histogram(PARAMS))  # adding nothing is harmless
+    add(into, PARAMS.empty())  # adding nothing is harmless
     assert into.get_total_count() == 4
     assert into.get_min_value() == 5
     assert into.get_max_value() == into.get_highest_equivalent_value(1_000_000)
@@ -94,8 +92,8 @@ def test_merging_encoded_parts_equals_recording_everything_once(parts: list[list
 def test_record_counts_is_record_value_for_each_item(
     counts: dict[int, int], params: HistogramParams
 ) -> None:
-    fast = new_histogram(params)
-    slow = new_histogram(params)
+    fast = params.empty()
+    slow = params.empty()
     overflow = sum(count for value, count in counts.items() if not slow.record_value(value, count))
     assert record_counts(fast, counts) == overflow
     assert list(fast.counts) == list(slow.counts)

@@ -6,11 +6,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.core.durations import format_duration, parse_duration
-from coordinator.inventory.loader import dump_inventory, load_inventory, parse_inventory
+from coordinator.inventory.loader import load_inventory, parse_inventory
 from coordinator.inventory.schema import (
     MAX_INTERVALS,
     Baseline,
@@ -94,6 +95,12 @@ def inventories(draw: st.DrawFn) -> Inventory:
         baseline=Baseline(duration=float(draw(st.integers(1, 7 * 24 * 3600))),
                           enabled=draw(st.booleans())),
     )
+
+
+def dump_inventory(inventory: Inventory) -> str:
+    """YAML text that loads back to an equal inventory (defaults included, explicitly)."""
+    data = inventory.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 @settings(max_examples=150, deadline=None)

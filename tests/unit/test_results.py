@@ -1,4 +1,4 @@
-"""The results document (results/model.py): models, atomic writing, versioned reading."""
+"""The results document (results/): models, atomic writing, versioned reading, docs."""
 
 from __future__ import annotations
 
@@ -12,38 +12,30 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from agent.histograms import HistogramParams
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import CoordError
-from coordinator.core.stats import (
-    HistogramParams,
-    aggregate,
-    common_window,
-    counts,
-    decode_histogram,
-    repetition_figures,
-)
+from coordinator.core.histograms import counts, decode_histogram, merge
+from coordinator.core.stats import aggregate, common_window, repetition_figures
 from coordinator.inventory.schema import Inventory
-from coordinator.results.model import (
+from coordinator.results import (
     MARKS,
     READERS,
     SCHEMA_VERSION,
     FailureRecord,
     ForcedOverRecord,
+    Repetition,
     ResultsDocument,
     ResultsError,
     ResultsWriter,
+    Window,
     agent_record,
-    build_repetition,
-    build_window,
     default_directory,
-    field_paths,
-    json_schema,
     load_results,
-    main,
     new_document,
     redact,
-    update_document,
 )
+from coordinator.results.docs import field_paths, json_schema, main, update_document
 from tests.unit.test_stats import command, histogram_of, interval, report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +70,7 @@ def document() -> ResultsDocument:
                         created=CREATED)
 
 
-def one_repetition(index: int, base: int = 100) -> tuple[Any, Any]:
+def one_repetition(index: int, base: int = 100) -> Repetition:
     reports = [
         report(host, [
             interval(0, "warmup"),
@@ -88,20 +80,17 @@ def one_repetition(index: int, base: int = 100) -> tuple[Any, Any]:
         ])
         for host in ("client1", "client2")
     ]
-    figures = repetition_figures(reports, common_window(reports))
-    built = build_repetition(
-        index, figures, started=CREATED + timedelta(seconds=10 * index), start_skew_ns=123_456
+    return repetition_figures(
+        reports, common_window(reports), index=index,
+        started=CREATED + timedelta(seconds=10 * index), start_skew_ns=123_456,
     )
-    return figures, built
 
 
 def finished_document(repetitions: int = 2) -> ResultsDocument:
     doc = document()
-    done = []
     for index in range(1, repetitions + 1):
-        figures, built = one_repetition(index, base=100 * index)
-        done.append(figures)
-        doc = doc.with_repetition(built, aggregate(done))
+        built = one_repetition(index, base=100 * index)
+        doc = doc.with_repetition(built, aggregate([*doc.repetitions, built]))
     return doc
 
 
@@ -269,21 +258,22 @@ def test_repetitions_are_appended_with_a_fresh_summary_then_the_run_finishes() -
 
 def test_a_repetition_index_cannot_repeat() -> None:
     doc = finished_document(1)
-    _, again = one_repetition(1)
+    again = one_repetition(1)
     with pytest.raises(ValidationError, match="repetition indices must increase"):
         doc.with_repetition(again, None)
 
 
-def test_build_repetition_carries_the_figures() -> None:
-    figures, built = one_repetition(1)
+def test_a_repetition_carries_the_figures() -> None:
+    built = one_repetition(1)
     assert built.index == 1
     assert built.start_skew_usec == 123.456
     assert built.window.first == 1 and built.window.last == 2 and built.window.seconds == 2.0
-    assert built.count == figures.count == 2 * (11 + 4)
+    assert built.count == 2 * (11 + 4)
     assert built.errors == {"WRONGTYPE": 2}
-    assert built.latency_usec.p99 == figures.latency_usec.p99
+    assert built.latency_usec.p99 == 120  # the largest value in the window
     assert built.hgrm == "rep-1.hgrm"
-    assert counts(decode_histogram(built.histogram)) == counts(figures.histogram)
+    agents = [decode_histogram(agent.histogram) for agent in built.agents]
+    assert counts(decode_histogram(built.histogram)) == counts(merge(agents))
     assert set(built.commands) == {"GET", "SET"}
     assert [a.host for a in built.agents] == ["client1", "client2"]
     agent = built.agents[0]
@@ -293,22 +283,22 @@ def test_build_repetition_carries_the_figures() -> None:
     ]
     assert agent.intervals[1].ops_per_sec == 11.0
     assert agent.intervals[2].errors == {"WRONGTYPE": 1}
-    assert counts(decode_histogram(agent.histogram)) == counts(figures.agents[0].histogram)
+    in_window = [decode_histogram(i.histogram) for i in agent.intervals if i.in_window]
+    assert counts(agents[0]) == counts(merge(in_window))
 
 
 def test_started_is_stored_in_utc() -> None:
-    figures, _ = one_repetition(1)
     local = datetime(2026, 11, 25, 16, 0, tzinfo=timezone(timedelta(hours=2)))
-    built = build_repetition(1, figures, started=local, start_skew_ns=0)
+    built = repetition_figures([], [], started=local)
     assert built.started == datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
     assert built.model_dump_json().count('"started":"2026-11-25T14:00:00Z"') == 1
 
 
 def test_window_with_holes_lists_what_was_left_out() -> None:
-    window = build_window([3, 4, 6, 9], 0.5)
+    window = Window.of([3, 4, 6, 9], 0.5)
     assert (window.first, window.last, window.intervals, window.seconds) == (3, 9, 4, 2.0)
     assert window.excluded == [5, 7, 8]
-    assert build_window([], 1.0).first is None
+    assert Window.of([], 1.0).first is None
 
 
 def test_redact_hides_every_secret_at_any_depth() -> None:
@@ -416,16 +406,14 @@ def test_a_run_interrupted_in_its_second_repetition_keeps_the_first(tmp_path: Pa
     writer = ResultsWriter(tmp_path / "run")
     doc = document()
     writer.write(doc)
-    done = []
     with pytest.raises(KeyboardInterrupt):
         for index in (1, 2):
-            figures, built = one_repetition(index)
+            built = one_repetition(index)
             if index == 2:
                 raise KeyboardInterrupt  # Ctrl-C while the second repetition runs
-            done.append(figures)
-            doc = doc.with_repetition(built, aggregate(done))
+            doc = doc.with_repetition(built, aggregate([*doc.repetitions, built]))
             writer.write(doc)
-            writer.write_hgrm(index, figures.histogram)
+            writer.write_hgrm(index, decode_histogram(built.histogram))
     kept = load_results(writer.directory)
     assert [r.index for r in kept.repetitions] == [1]
     assert kept.status == "running"
@@ -452,7 +440,7 @@ def test_the_json_schema_is_printed_and_describes_the_document(
 
 def test_every_field_is_documented() -> None:
     text = (ROOT / "docs" / "results.md").read_text()
-    hint = "run: python -m coordinator.results.model --docs docs/results.md"
+    hint = "run: python -m coordinator.results.docs --docs docs/results.md"
     assert update_document(text) == text, hint
     assert len(field_paths()) > 50
 
@@ -480,3 +468,24 @@ def test_the_failure_field_is_absent_unless_the_run_failed(tmp_path: Path) -> No
         document().finish("failed")
     with pytest.raises(ValidationError, match="failure reason goes with status failed"):
         document().finish("complete", failure=FailureRecord(reason="no", hosts=[]))
+
+
+def test_a_latency_figure_added_since_a_document_was_written_is_read_from_its_histograms(
+    tmp_path: Path,
+) -> None:
+    data = json.loads(FIXTURE.read_text())
+    for repetition in data["repetitions"]:
+        for part in (repetition, *repetition["agents"], *repetition["commands"].values()):
+            del part["latency_usec"]["p95"]  # as if coord had added p95 after writing it
+    del data["summary"]["latency_usec"]["p95"]
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert load_results(tmp_path) == load_results(FIXTURE)
+
+
+def test_a_missing_latency_figure_without_its_histogram_is_refused(tmp_path: Path) -> None:
+    data = json.loads(FIXTURE.read_text())
+    del data["repetitions"][0]["latency_usec"]["p95"]
+    data["repetitions"][0]["histogram"] = "not a histogram"
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"repetitions\.0\.latency_usec\.p95: Field required"):
+        load_results(tmp_path)

@@ -14,7 +14,7 @@ from coordinator.core.errors import AgentLost, CoordError, FleetError, HostError
 from coordinator.core.stats import repetition_figures
 from coordinator.inventory.loader import load_inventory, parse_inventory
 from coordinator.inventory.server_auth import target_password
-from coordinator.results.model import ResultsError
+from coordinator.results import ResultsError
 from coordinator.run.loadspec import load_spec, phases
 from coordinator.run.runner import (
     RunFailed,
@@ -23,6 +23,7 @@ from coordinator.run.runner import (
     repetition_marks,
     run_marks,
 )
+from tests.unit.test_stats import interval, report
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 
@@ -90,8 +91,11 @@ def test_run_marks() -> None:
 
 def test_repetition_marks() -> None:
     empty = repetition_figures([], [])
-    assert repetition_marks(empty, [], 0.01) == ["no-common-window"]
-    assert repetition_marks(empty, [1, 2], 0.01) == []
+    assert repetition_marks(empty, 0.01) == ["no-common-window"]
+    measured = repetition_figures([report("a", [interval(0)])], [0])
+    assert repetition_marks(measured, 0.01) == []
+    failing = measured.model_copy(update={"error_rate": 0.5})
+    assert repetition_marks(failing, 0.01) == ["error-rate-above-threshold"]
 
 
 def test_only_the_first_load_of_a_run_preloads_the_keyspace() -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from coordinator.core import marks
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.summary import run_plan
-from coordinator.results.model import MARKS, render_reference
+from coordinator.results import MARKS
+from coordinator.results.docs import render_reference
 from coordinator.run import runner
 from coordinator.run.steps import REPETITION_STEPS, STEPS, step_names
 

@@ -8,7 +8,7 @@ import pytest
 
 from coordinator.core.errors import InventoryError
 from coordinator.inventory.loader import parse_inventory
-from coordinator.results.model import MARKS
+from coordinator.results import MARKS
 from coordinator.run.runner import run_marks
 from tests.conftest import RunCoord
 from tests.unit.test_inventory_errors import VALID_HEAD

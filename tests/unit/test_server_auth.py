@@ -8,7 +8,7 @@ import pytest
 
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import PasswordUnavailable, target_password
-from coordinator.results.model import new_document
+from coordinator.results import new_document
 from tests.conftest import RunCoord
 
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"

@@ -1,4 +1,5 @@
-"""Latency statistics (core/stats.py): merging, windows, figures, aggregation, parsing."""
+"""Latency statistics (core/stats.py, figures.py, histograms.py, reports.py): merging, windows,
+figures, aggregation, parsing."""
 
 from __future__ import annotations
 
@@ -16,34 +17,38 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.histograms import HistogramParams
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import AgentError
-from coordinator.core.stats import (
+from coordinator.core.figures import (
+    LATENCY_FIGURES,
+    PERCENTILES,
+    Latency,
+    Repetition,
+    SpreadRecord,
+)
+from coordinator.core.histograms import (
     HISTOGRAM_PARAMS,
-    AgentReport,
     HistogramError,
-    HistogramParams,
-    Interval,
-    LatencyFigures,
-    RepetitionFigures,
-    aggregate,
-    common_window,
     counts,
     decode_histogram,
     encode_histogram,
-    error_rate,
-    latency_figures,
     mean,
     merge,
-    parse_agent_report,
     percentile_distribution,
     percentiles,
+)
+from coordinator.core.reports import AgentReport, Interval, parse_agent_report
+from coordinator.core.stats import (
+    aggregate,
+    common_window,
+    error_rate,
     repetition_figures,
-    spread,
     start_skew_ns,
 )
 
 SECOND_NS = 1_000_000_000
+NO_LATENCY = Latency.model_validate(dict.fromkeys(LATENCY_FIGURES, 0))
 
 # ---------------------------------------------------------------------------------------------
 # Helpers (also used by test_results.py)
@@ -209,7 +214,7 @@ def test_percentiles_of_a_merge_equal_those_of_one_histogram_fed_every_value(
     single = histogram_of([value for part in parts for value in part])
     assert same_histogram(merged, single)
     assert percentiles(merged, LEVELS) == percentiles(single, LEVELS)
-    assert latency_figures(merged) == latency_figures(single)
+    assert Latency.of(merged) == Latency.of(single)
 
 
 @given(st.lists(value_lists, min_size=1, max_size=4))
@@ -218,7 +223,7 @@ def test_merging_decoded_histograms_equals_merging_the_originals(parts: list[lis
     originals = [histogram_of(part) for part in parts]
     decoded = [decode_histogram(encode_histogram(h)) for h in originals]
     assert same_histogram(merge(decoded), merge(originals))
-    assert latency_figures(merge(decoded)) == latency_figures(merge(originals))
+    assert Latency.of(merge(decoded)) == Latency.of(merge(originals))
 
 
 def test_merge_leaves_its_inputs_untouched() -> None:
@@ -233,7 +238,7 @@ def test_merge_of_nothing_is_an_empty_histogram_with_the_fixed_parameters() -> N
     merged = merge([])
     assert merged.get_total_count() == 0
     assert HistogramParams.of(merged) == HISTOGRAM_PARAMS
-    assert latency_figures(merged) == LatencyFigures(0, 0, 0, 0, 0, 0, 0.0)
+    assert Latency.of(merged) == NO_LATENCY
 
 
 def test_merge_keeps_the_true_minimum() -> None:
@@ -525,8 +530,7 @@ def test_repetition_figures_merge_agents_and_commands_in_the_window() -> None:
     window = common_window(reports)
     assert window == [2]
     figures = repetition_figures(reports, window)
-    assert figures.window == (2,)
-    assert figures.seconds == 1.0
+    assert (figures.window.first, figures.window.last, figures.window.seconds) == (2, 2, 1.0)
     # a: 6 GET + 2 SET; b: 3 GET + 2 SET (one of them overflowed).
     assert figures.count == 13
     assert figures.ops_per_sec == 13.0
@@ -535,7 +539,8 @@ def test_repetition_figures_merge_agents_and_commands_in_the_window() -> None:
     assert figures.error_rate == pytest.approx(3 / 16)
     assert figures.overflow == 1
     assert figures.bytes_sent == 10 * 13
-    assert figures.histogram.get_total_count() == 12  # the overflowed reply is not in it
+    # the overflowed reply is not in the histogram
+    assert decode_histogram(figures.histogram).get_total_count() == 12
     assert figures.latency_usec.max == 400
     assert set(figures.commands) == {"GET", "SET"}
     assert figures.commands["GET"].count == 9
@@ -570,21 +575,21 @@ def test_percentiles_come_from_the_merge_not_from_averaging_agents() -> None:
     assert figures.latency_usec.p999 == 50_015  # top of 50000's bucket
     assert [a.latency_usec.p99 for a in figures.agents] == [100, 50_015]
     single = histogram_of([100] * 990 + [50_000] * 10)
-    assert latency_figures(figures.histogram) == latency_figures(single)
+    assert Latency.of(decode_histogram(figures.histogram)) == Latency.of(single)
 
 
 def test_a_longer_window_divides_by_its_length() -> None:
     reports = [report("a", [interval(i, commands={"GET": command([10] * 4)}) for i in range(5)])]
     figures = repetition_figures(reports, [1, 2, 3])
     assert figures.count == 12
-    assert figures.seconds == 3.0
+    assert figures.window.seconds == 3.0
     assert figures.ops_per_sec == 4.0
 
 
 def test_an_empty_window_gives_zero_figures() -> None:
     figures = repetition_figures(two_agents(), [])
-    assert (figures.count, figures.ops_per_sec, figures.seconds) == (0, 0.0, 0.0)
-    assert figures.latency_usec == LatencyFigures(0, 0, 0, 0, 0, 0, 0.0)
+    assert (figures.count, figures.ops_per_sec, figures.window.seconds) == (0, 0.0, 0.0)
+    assert figures.latency_usec == NO_LATENCY
     assert all(not i.in_window for agent in figures.agents for i in agent.intervals)
 
 
@@ -620,11 +625,13 @@ def test_start_skew_moves_starts_to_the_coordinator_clock() -> None:
 # Across repetitions
 
 
-def repetition(ops: float, p99: int, rate: float = 0.0) -> RepetitionFigures:
+def repetition(ops: float, p99: int, rate: float = 0.0) -> Repetition:
     base = repetition_figures([report("a", [interval(0)])], [0])
-    latency = LatencyFigures(p50=p99 // 2, p90=p99, p95=p99, p99=p99, p999=p99, max=p99,
-                             mean=p99 / 3)
-    return dataclasses.replace(base, ops_per_sec=ops, latency_usec=latency, error_rate=rate)
+    latency = Latency.model_validate(
+        {**dict.fromkeys(PERCENTILES, p99), "p50": p99 // 2, "max": p99, "mean": p99 / 3}
+    )
+    return base.model_copy(update={"ops_per_sec": ops, "latency_usec": latency,
+                                   "error_rate": rate})
 
 
 def test_aggregate_takes_median_min_max_and_cv_of_each_figure() -> None:
@@ -649,7 +656,7 @@ def test_aggregate_median_of_an_even_count_is_the_mean_of_the_middle_two() -> No
 
 def test_aggregate_of_one_repetition_has_no_cv() -> None:
     summary = aggregate([repetition(5.0, 100, 0.5)])
-    assert summary.ops_per_sec == spread([5.0])
+    assert summary.ops_per_sec == SpreadRecord.of([5.0])
     assert summary.ops_per_sec.cv is None
     assert summary.error_rate.median == 0.5
 
@@ -661,7 +668,7 @@ def test_aggregate_needs_repetitions() -> None:
 
 @given(st.lists(st.floats(min_value=0, max_value=1e9), min_size=1, max_size=20))
 def test_spread_is_ordered_and_cv_never_negative(values: list[float]) -> None:
-    result = spread(values)
+    result = SpreadRecord.of(values)
     assert result.min <= result.median <= result.max
     assert result.cv is None or result.cv >= 0
     if len(set(values)) == 1 and len(values) > 1 and values[0] > 0:

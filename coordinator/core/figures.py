@@ -1,0 +1,295 @@
+"""The figures of a run: records that both compute themselves and serialize. Pure: no I/O.
+
+As in pyperf's one ``Run``/``Benchmark`` model, the classes below are at once what the
+statistics produce and what ``results.json`` stores: ``Latency.of(histogram)`` reads the
+figures of a merged histogram, ``SummaryRecord.of(repetitions)`` summarises repetitions, and
+the same objects are the document's fields (``coordinator.results.model``). No figure is
+declared twice nor copied field by field into a second class.
+
+**The latency figures are declared once**, as the fields of ``LatencyFields``: a field named
+``p<digits>`` is a percentile whose level is its digits with the point after the first two
+(``p50`` → 50, ``p999`` → 99.9, ``p9999`` → 99.99). ``Latency`` holds them for one histogram
+(µs), ``LatencySummary`` across repetitions; ``PERCENTILES`` and ``LATENCY_FIGURES`` are
+derived from the fields, and the docs, the summary table and the readers follow.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Annotated, Generic, TypeVar
+
+from hdrh.histogram import HdrHistogram
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+)
+
+from coordinator.core.histograms import mean, percentiles
+from coordinator.core.reports import Phase
+
+
+def _utc(value: datetime) -> datetime:
+    if value.utcoffset() != timezone.utc.utcoffset(None):
+        raise ValueError("must be in UTC")
+    return value
+
+
+def _mark(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value):
+        raise ValueError(f"a mark is lower-case words joined by '-', got {value!r}")
+    return value
+
+
+UTCTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Mark = Annotated[str, AfterValidator(_mark)]
+Histogram = str
+"""An HdrHistogram in the standard compressed base64 form (V2 encoding), values in µs."""
+Count = NonNegativeInt
+Errors = dict[str, NonNegativeInt]
+
+
+class Model(BaseModel):
+    """Base of every results model: strict types, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Latency: the one declaration of the latency figures
+
+PercentileValue = TypeVar("PercentileValue")
+MeanValue = TypeVar("MeanValue")
+
+
+class LatencyFields(Model, Generic[PercentileValue, MeanValue]):
+    """The latency figures, in report order (the one place they are declared)."""
+
+    p50: PercentileValue = Field(description="median, µs")
+    p90: PercentileValue = Field(description="90th percentile, µs")
+    p95: PercentileValue = Field(description="95th percentile, µs")
+    p99: PercentileValue = Field(description="99th percentile, µs")
+    p999: PercentileValue = Field(description="99.9th percentile, µs")
+    max: PercentileValue = Field(
+        description="largest value recorded, µs (top of its bucket; overflowed values excluded)"
+    )
+    mean: MeanValue = Field(description="mean, µs")
+
+
+def percentile_level(name: str) -> float:
+    """The level of a percentile figure from its name: ``p999`` → 99.9 (see the module doc)."""
+    digits = name[1:]
+    return float(f"{digits[:2]}.{digits[2:] or 0}")
+
+
+LATENCY_FIGURES: tuple[str, ...] = tuple(LatencyFields.model_fields)
+"""Names of the latency figures, in report order."""
+PERCENTILES: Mapping[str, float] = {
+    name: percentile_level(name) for name in LATENCY_FIGURES if re.fullmatch(r"p\d+", name)
+}
+"""The percentiles reported for every merged histogram: figure name -> percentile level."""
+
+
+class Latency(LatencyFields[NonNegativeInt, NonNegativeFloat]):
+    """Latency figures of one merged histogram, µs; 0 for an empty histogram."""
+
+    @classmethod
+    def of(cls, histogram: HdrHistogram) -> Latency:
+        """The figures of ``histogram``: percentiles and ``max`` are the highest value
+        equivalent to the bucket reached (HdrHistogram's convention)."""
+        values = percentiles(histogram, PERCENTILES.values())
+        return cls.model_validate(
+            {
+                **{name: values[level] for name, level in PERCENTILES.items()},
+                "max": int(histogram.get_max_value()),
+                "mean": mean(histogram),
+            }
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Across repetitions
+
+
+class SpreadRecord(Model):
+    """One figure across repetitions."""
+
+    median: float = Field(description="median over repetitions (mean of the middle two if even)")
+    min: float = Field(description="smallest value")
+    max: float = Field(description="largest value")
+    cv: NonNegativeFloat | None = Field(
+        description="coefficient of variation: sample stdev / mean (null: one repetition or "
+        "zero mean)"
+    )
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> SpreadRecord:
+        """Median, extremes and CV (sample stdev, n - 1) of ``values`` (``ValueError`` if
+        none); ``cv`` is None with fewer than two values or a zero mean."""
+        if not values:
+            raise ValueError("no values to summarise")
+        average = statistics.fmean(values)
+        cv = None
+        if len(values) >= 2 and average != 0:
+            cv = statistics.stdev(values) / abs(average)
+        return cls(
+            median=float(statistics.median(values)),
+            min=float(min(values)),
+            max=float(max(values)),
+            cv=cv,
+        )
+
+
+class LatencySummary(LatencyFields[SpreadRecord, SpreadRecord]):
+    """Each latency figure across repetitions, µs."""
+
+    @classmethod
+    def of(cls, latencies: Sequence[Latency]) -> LatencySummary:
+        """The spread of each figure over ``latencies`` (one per repetition)."""
+        return cls.model_validate(
+            {
+                name: SpreadRecord.of([float(getattr(latency, name)) for latency in latencies])
+                for name in LATENCY_FIGURES
+            }
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# One repetition
+
+
+class Window(Model):
+    """The common measurement window: intervals every agent measured completely."""
+
+    first: NonNegativeInt | None = Field(description="first interval index (null: empty)")
+    last: NonNegativeInt | None = Field(description="last interval index (null: empty)")
+    intervals: NonNegativeInt = Field(description="number of intervals in the window")
+    seconds: NonNegativeFloat = Field(description="intervals × interval length, s")
+    excluded: list[NonNegativeInt] = Field(
+        description="indices between first and last left out (some agent's interval was "
+        "missing, incomplete or not in its measure phase)"
+    )
+
+    @classmethod
+    def of(cls, window: Sequence[int], interval_s: float) -> Window:
+        """The window of these interval indices, each ``interval_s`` long."""
+        indices = sorted(window)
+        if not indices:
+            return cls(first=None, last=None, intervals=0, seconds=0.0, excluded=[])
+        kept = set(indices)
+        return cls(
+            first=indices[0],
+            last=indices[-1],
+            intervals=len(indices),
+            seconds=len(indices) * interval_s,
+            excluded=[i for i in range(indices[0], indices[-1] + 1) if i not in kept],
+        )
+
+
+class IntervalRecord(Model):
+    """One sampling interval of one agent, in or out of the window."""
+
+    index: NonNegativeInt = Field(description="interval number, counted from T0")
+    phase: Phase = Field(description="the agent's phase")
+    complete: bool = Field(description="the interval ran its whole length")
+    in_window: bool = Field(description="part of the repetition's common window")
+    count: Count = Field(description="non-error replies counted over all commands")
+    requests: Count = Field(description="requests finished (error replies included)")
+    errors: Errors = Field(description="errors by type (server error prefix or connection)")
+    overflow: Count = Field(description="latencies beyond the histogram's range (not in it)")
+    ops_per_sec: NonNegativeFloat = Field(description="count / interval length, replies/s")
+    p99_usec: NonNegativeInt = Field(description="99th percentile of this interval, µs")
+    histogram: Histogram = Field(description="this interval's histogram, commands merged (µs)")
+
+
+class AgentRepetition(Model):
+    """One agent's part of a repetition."""
+
+    host: str = Field(description="host name")
+    count: Count = Field(description="non-error replies counted in the window")
+    requests: Count = Field(description="requests finished in the window")
+    errors: Errors = Field(description="errors by type in the window")
+    error_rate: NonNegativeFloat = Field(description="errors / requests in the window, 0..1")
+    overflow: Count = Field(description="latencies beyond the histogram's range, in the window")
+    ops_per_sec: NonNegativeFloat = Field(description="count / window seconds, replies/s")
+    latency_usec: Latency = Field(description="from this agent's merged window histogram")
+    histogram: Histogram = Field(description="this agent's window histogram (µs)")
+    intervals: list[IntervalRecord] = Field(
+        description="every interval the agent reported, warm-up included"
+    )
+
+
+class CommandRecord(Model):
+    """One command type merged over all agents in the window."""
+
+    count: Count = Field(description="non-error replies counted")
+    ops_per_sec: NonNegativeFloat = Field(description="count / window seconds, replies/s")
+    latency_usec: Latency = Field(description="from the command's merged histogram")
+    histogram: Histogram = Field(description="the command's merged histogram (µs)")
+
+
+def hgrm_name(repetition_index: int) -> str:
+    """The file holding repetition ``repetition_index``'s percentile distribution."""
+    return f"rep-{repetition_index}.hgrm"
+
+
+class Repetition(Model):
+    """One finished repetition: figures merged over all agents within the common window."""
+
+    index: int = Field(ge=1, description="repetition number, from 1")
+    started: UTCTime = Field(description="T0, the common start instant (UTC, ISO 8601)")
+    start_skew_usec: NonNegativeFloat = Field(
+        description="achieved start skew across agents, µs: latest start (plus that agent's "
+        "own process spread) minus earliest, in the coordinator's clock"
+    )
+    window: Window = Field(description="the common measurement window")
+    count: Count = Field(description="non-error replies counted, all agents and commands")
+    requests: Count = Field(description="requests finished, all agents")
+    ops_per_sec: NonNegativeFloat = Field(description="count / window seconds, replies/s")
+    latency_usec: Latency = Field(description="from the merged histogram of every agent")
+    errors: Errors = Field(description="errors by type, summed over agents")
+    error_rate: NonNegativeFloat = Field(description="errors / requests, 0..1")
+    overflow: Count = Field(description="latencies beyond the histogram's range")
+    bytes_sent: Count = Field(description="bytes sent to the server(s)")
+    bytes_received: Count = Field(description="bytes received from the server(s)")
+    marks: list[Mark] = Field(description="flags on this repetition (see the marks table)")
+    histogram: Histogram = Field(description="merged histogram of every agent and command")
+    hgrm: str = Field(description="file name of its percentile distribution, beside this file")
+    commands: dict[str, CommandRecord] = Field(description="per command type (GET, SET, ...)")
+    agents: list[AgentRepetition] = Field(description="per agent")
+
+    def with_marks(self, marks: Sequence[str]) -> Repetition:
+        """A copy with ``marks`` added (each once, in order)."""
+        return Repetition.model_validate(
+            {**dict(self), "marks": list(dict.fromkeys([*self.marks, *marks]))}
+        )
+
+
+class SummaryRecord(Model):
+    """The run's figures: each repetition's figure, summarised across repetitions."""
+
+    repetitions: int = Field(ge=1, description="repetitions summarised")
+    ops_per_sec: SpreadRecord = Field(description="throughput, replies/s")
+    latency_usec: LatencySummary = Field(description="latency figures, µs")
+    error_rate: SpreadRecord = Field(description="errors / requests, 0..1")
+
+    @classmethod
+    def of(cls, repetitions: Sequence[Repetition]) -> SummaryRecord:
+        """Median, min, max and CV of each figure over ``repetitions`` (``ValueError`` if
+        none). Each repetition's percentile comes from its own merged histogram; the summary
+        is the median of those figures (the methodology's "median across repetitions")."""
+        if not repetitions:
+            raise ValueError("no repetitions to aggregate")
+        return cls(
+            repetitions=len(repetitions),
+            ops_per_sec=SpreadRecord.of([r.ops_per_sec for r in repetitions]),
+            latency_usec=LatencySummary.of([r.latency_usec for r in repetitions]),
+            error_rate=SpreadRecord.of([r.error_rate for r in repetitions]),
+        )
