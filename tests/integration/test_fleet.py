@@ -23,6 +23,7 @@ from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.remote.deploy import DeployOptions
 from coordinator.remote.fleet import Fleet
+from coordinator.remote.ssh import SSHHost
 from tests.helpers import poll_until, wait_for_line
 
 pytestmark = [
@@ -94,10 +95,14 @@ def test_deploy_twice_the_second_uploads_nothing(inventory_path: Path) -> None:
         assert set(fleet.sessions) == {"server", "client1", "client2"}
     with Fleet(inventory) as fleet:
         assert fleet.start_result.ok, fleet.start_result.failed
-        results = {name: s.deployment.result for name, s in fleet.sessions.items()}
-        assert all(result.cached for result in results.values()), results
-        assert sum(result.bytes_uploaded for result in results.values()) == 0
-        assert sum(session.ssh.bytes_uploaded for session in fleet.sessions.values()) == 0
+        deployments = [s.deployment for s in fleet.sessions.values()]
+        results = [deployment.result for deployment in deployments if deployment is not None]
+        assert len(results) == len(deployments)  # the SSH transport ships a bundle to each
+        assert all(result.cached for result in results), results
+        assert sum(result.bytes_uploaded for result in results) == 0
+        connections = [s.connection for s in fleet.sessions.values()]
+        assert all(isinstance(connection, SSHHost) for connection in connections)
+        assert sum(c.bytes_uploaded for c in connections if isinstance(c, SSHHost)) == 0
 
 
 def test_agents_status_lists_every_agent_and_leaves_none(lab: LabStatus,
