@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from agent.messages import LoadProgress, LoadState
 from agent.runlock import Holder, utc_text
 from coordinator.core import stats
 from coordinator.core.clock import to_agent_time
@@ -30,7 +31,6 @@ from coordinator.core.errors import CoordError, FleetError, HostError, UsageErro
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
-from coordinator.remote.agent_link import LoadProgress
 from coordinator.remote.deploy import DeployOptions
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
@@ -42,6 +42,8 @@ START_MARGIN_S = 0.3
 PROGRESS_PERIOD_S = 0.5
 """How often the live view asks every client for its progress."""
 FINISH_GRACE_S = 15.0
+#: Load states that end a repetition normally.
+_OVER = frozenset({LoadState.FINISHED, LoadState.STOPPED})
 """Seconds past the planned end of a repetition before agents are presumed stuck."""
 
 
@@ -245,8 +247,7 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
     _watch(by_name, t0_ns, phases(inventory).total_s, view)
 
     def collect(name: str, report: StageReporter) -> stats.AgentReport:
-        text = by_name[name].link.load_report()
-        return stats.parse_agent_report(text, name, stats.HISTOGRAM_PARAMS)
+        return stats.agent_report(by_name[name].link.load_report(), name, stats.HISTOGRAM_PARAMS)
 
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()
@@ -288,15 +289,15 @@ def _watch(by_name: dict[str, AgentSession], t0_ns: int, total_s: float,
                             list(polled.failed))
         elapsed = max(0.0, time.time_ns() / 1e9 - t0_ns / 1e9)
         view.progress(min(elapsed, total_s), total_s, polled.succeeded)
-        broken = {name: p for name, p in polled.succeeded.items() if p.state == "failed"}
+        broken = {name: p for name, p in polled.succeeded.items() if p.state is LoadState.FAILED}
         if broken:
             raise RunFailed("; ".join(f"{name}: load failed: {p.problem}"
                                       for name, p in sorted(broken.items())), list(broken))
-        if all(p.state in ("finished", "stopped") for p in polled.succeeded.values()):
+        if all(p.state in _OVER for p in polled.succeeded.values()):
             return
         if time.time() > deadline:
             stuck = [name for name, p in polled.succeeded.items()
-                     if p.state not in ("finished", "stopped")]
+                     if p.state not in _OVER]
             raise RunFailed(f"{', '.join(stuck)}: load did not finish "
                             f"{FINISH_GRACE_S:g}s after its planned end", stuck)
         time.sleep(PROGRESS_PERIOD_S)

@@ -15,8 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from agent.messages import LoadProgress, LoadState
 from coordinator.core.errors import HostError
-from coordinator.remote.agent_link import LoadProgress
 from coordinator.remote.fanout import ProgressView
 from coordinator.results.model import Repetition, ResultsDocument, SpreadRecord
 
@@ -116,8 +116,9 @@ class RunConsoleView:
             for host, progress in sorted(self._clients.items()):
                 ops = "-" if progress.ops_per_sec is None else f"{progress.ops_per_sec:,.0f}"
                 p99 = "-" if progress.p99_usec is None else _ms(progress.p99_usec)
-                phase = progress.phase if progress.state == "running" else progress.state
-                table.add_row(host, phase or progress.state, ops, p99, str(progress.errors))
+                running = progress.state is LoadState.RUNNING
+                phase = progress.phase if running else progress.state.value
+                table.add_row(host, phase or progress.state.value, ops, p99, str(progress.errors))
             return table
 
 

@@ -527,7 +527,7 @@ def test_attribute_escape_probes_fail(start_agent: AgentFactory) -> None:
     refused(root.heartbeat, [1, 2])
     refused(root.heartbeat, x={"a": 1})
     # Nothing above hurt the agent.
-    assert json.loads(root.hello())["pid"] == handle.proc.pid
+    assert json.loads(root.hello())["answer"]["pid"] == handle.proc.pid
     conn.close()
 
 
