@@ -735,6 +735,6 @@ def test_the_link_runs_over_an_ssh_channel(
     assert link.hello().pid == handle.proc.pid
     assert abs(measure_offset(link).offset_ns) < 1_000_000_000
     big = link.call("hello")  # several round trips on one channel, answers intact
-    assert isinstance(big, str) and json.loads(big)["pid"] == handle.proc.pid
+    assert isinstance(big, str) and json.loads(big)["answer"]["pid"] == handle.proc.pid
     link.stop()
     assert handle.wait_exit() == 0

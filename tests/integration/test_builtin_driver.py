@@ -517,14 +517,14 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
             return progress.state == "finished"
 
         poll_until(finished, DEADLINE, "the load to finish")
-        text = link.load_report()
-        assert link.load_report() == text  # asking again gives the same report
+        written = link.load_report()
+        assert link.load_report() == written  # asking again gives the same report
         poll_until(lambda: link.status().children == 0, DEADLINE, "load processes to exit")
     live = [p for p in seen if p.interval is not None]
     assert live and all(p.ops_per_sec and p.ops_per_sec > 0 for p in live)
     assert all(p.p99_usec and p.p99_usec > 0 for p in live)
     assert {p.phase for p in live} <= {"warmup", "measure"}
-    report = stats.parse_agent_report(text, "testhost")
+    report = stats.agent_report(written, "testhost")
     assert report.t0_ns == t0_ns
     assert stats.common_window([report]) == [1, 2, 3]
     assert report.errors == {}
