@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from agent.drivers import DRIVERS
 from agent.drivers.base import (
@@ -27,11 +26,14 @@ from agent.drivers.base import (
     KIND_STATE,
     Driver,
     DriverError,
+    LoadReport,
     LoadState,
+    Prepared,
     Progress,
     no_keepalive,
 )
 from agent.drivers.spec import parse_spec
+from agent.messages import LoadStarted, LoadStopped
 
 log = logging.getLogger("agent.load")
 
@@ -51,10 +53,8 @@ class LoadController:
             driver = self._driver
         return driver.state if driver is not None else LoadState.IDLE
 
-    def prepare(
-        self, spec_text: str, keepalive: Callable[[], None] = no_keepalive
-    ) -> dict[str, Any]:
-        """Parse the spec, make its driver and prepare it: ``{"processes", "connections"}``."""
+    def prepare(self, spec_text: str, keepalive: Callable[[], None] = no_keepalive) -> Prepared:
+        """Parse the spec, make its driver and prepare it: its processes and connections."""
         spec = parse_spec(spec_text)
         factory = self._drivers.get(spec.driver)
         if factory is None:
@@ -85,33 +85,33 @@ class LoadController:
         with self._lock:
             self._preparing = False
             self._driver = driver
-        return prepared.to_json()
+        return prepared
 
-    def start(self, t0_ns: int) -> dict[str, Any]:
+    def start(self, t0_ns: int) -> LoadStarted:
         self._current("start").start_at(t0_ns)
-        return {"t0_ns": t0_ns}
+        return LoadStarted(t0_ns=t0_ns)
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> Progress:
         with self._lock:
             driver = self._driver
             preparing = self._preparing
         if driver is None:
             state = LoadState.PREPARING if preparing else LoadState.IDLE
-            return Progress(state=state).to_json()
-        return driver.progress().to_json()
+            return Progress(state=state)
+        return driver.progress()
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> LoadStopped:
         """Stop the load if one is prepared or running; the state it ends in."""
         with self._lock:
             driver = self._driver
         if driver is None:
-            return {"state": self.state.value}
+            return LoadStopped(self.state)
         driver.stop()
-        return {"state": driver.state.value}
+        return LoadStopped(driver.state)
 
-    def report(self) -> str:
-        """The load report's JSON text (the driver must be over)."""
-        return self._current("report").report().to_text()
+    def report(self) -> LoadReport:
+        """The load report (the driver must be over)."""
+        return self._current("report").report()
 
     def close(self) -> None:
         """Stop and release the driver, if any."""

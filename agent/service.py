@@ -12,16 +12,17 @@ A client that passed the token check (:mod:`agent.auth`) reaches exactly one obj
 * :class:`AgentConnection` answers only the request kinds a method call needs (no pickle, dir,
   setattr, iteration, comparisons...), calls only allowlisted methods, and accepts and returns
   plain immutable data only (str, bytes, int, float, bool, None, tuples of those): lists, dicts
-  and objects would travel by reference, as netrefs. Structured results are JSON text.
+  and objects would travel by reference, as netrefs. Requests and answers are JSON text of the
+  typed messages :mod:`agent.api` declares (:mod:`agent.messages`).
 
-Adding a method is adding an ``exposed_`` method to :class:`AgentService` that takes and
-returns plain data. Every request on an authenticated connection counts as a heartbeat.
+Adding a method is declaring it in :mod:`agent.api` and adding its ``exposed_`` method to
+:class:`AgentService`, which serves it with :meth:`AgentService._serve`. Every request on an
+authenticated connection counts as a heartbeat.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import platform
@@ -39,9 +40,24 @@ from rpyc.core import consts
 from rpyc.core.protocol import Connection
 
 import agent
+from agent import api
+from agent.drivers.errors import DriverError
 from agent.load import LoadController
+from agent.messages import (
+    KIND_REQUEST,
+    AgentInfo,
+    AgentStatus,
+    AgentTime,
+    MessageError,
+    NoRequest,
+    RunLockTaken,
+    Stopping,
+    encode,
+    encode_answer,
+    encode_failure,
+)
 from agent.processes import count_descendants
-from agent.runlock import Holder, RunLock, parse_holder
+from agent.runlock import Holder, RunLock
 from agent.watchdog import Liveness
 
 log = logging.getLogger("agent.service")
@@ -281,106 +297,128 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
 
     # --- the API ----------------------------------------------------------------------------
 
+    def _serve(
+        self, method: api.Method[Any, Any], handler: Callable[[Any], object], request: object = None
+    ) -> str:
+        """Read ``request`` as ``method``'s request message, answer with ``handler``'s message.
+
+        A request that is not its message, and a driver's refusal, are answered as data (a
+        :class:`~agent.messages.Failure`: kind and message); anything else is a bug and
+        propagates (logged, then sent by rpyc as an exception).
+        """
+        try:
+            parsed = method.parse_request(request) if method.takes_request else NoRequest()
+        except MessageError as exc:
+            return encode_failure(KIND_REQUEST, f"{method.name}(): {exc}")
+        try:
+            answer = handler(parsed)
+        except DriverError as exc:
+            return encode_failure(exc.kind, exc.message)
+        if not isinstance(answer, method.answer):
+            raise TypeError(f"{method.name}() made a {type(answer).__name__} (a bug)")
+        return encode_answer(answer)
+
+    # Every method answers JSON text: ``{"answer": MESSAGE}`` with the message :mod:`agent.api`
+    # declares for it, or ``{"error": {"kind": ..., "message": ...}}``.
+
     def exposed_hello(self) -> str:
-        """JSON: who this agent is (versions, interpreter, platform, pid, start, bundle)."""
-        return json.dumps(
-            {
-                "agent_version": agent.__version__,
-                "rpyc_version": rpyc.__version__,
-                "python": platform.python_version(),
-                "implementation": sys.implementation.name,
-                "platform": platform.platform(),
-                "machine": platform.machine(),
-                "hostname": socket.gethostname(),
-                "pid": os.getpid(),
-                "start_time_ns": self._started_ns,
-                "bundle_hash": self._bundle_hash,
-            }
+        """Who this agent is (versions, interpreter, platform, pid, start, bundle)."""
+        return self._serve(api.HELLO, lambda _: self._info())
+
+    def _info(self) -> AgentInfo:
+        return AgentInfo(
+            agent_version=agent.__version__,
+            rpyc_version=rpyc.__version__,
+            python=platform.python_version(),
+            implementation=sys.implementation.name,
+            platform=platform.platform(),
+            machine=platform.machine(),
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            start_time_ns=self._started_ns,
+            bundle_hash=self._bundle_hash,
         )
 
-    def exposed_heartbeat(self) -> int:
-        """Keep the watchdog quiet (any call does); returns the agent's ``time.time_ns()``."""
+    def exposed_heartbeat(self) -> str:
+        """Keep the watchdog quiet (any call does); the agent's ``time.time_ns()``."""
         self._liveness.heartbeat()
-        return time.time_ns()
+        return self._serve(api.HEARTBEAT, lambda _: AgentTime(time.time_ns()))
 
-    def exposed_clock(self) -> int:
+    def exposed_clock(self) -> str:
         """The agent's wall clock, ``time.time_ns()``, for offset estimation."""
-        return time.time_ns()
+        return self._serve(api.CLOCK, lambda _: AgentTime(time.time_ns()))
 
     def exposed_status(self) -> str:
-        """JSON: uptime, resource use of the agent process itself, children, heartbeat age.
+        """Uptime, resource use of the agent process itself, children, heartbeat age."""
+        return self._serve(api.STATUS, lambda _: self._status())
 
-        ``heartbeat_age_s`` counts from the last ``heartbeat()`` call (None before the first);
-        ``request_age_s`` from the last request before this one (what the watchdog saw).
-        """
+    def _status(self) -> AgentStatus:
         with self._process.oneshot():
             cpu = self._process.cpu_times()
             rss = self._process.memory_info().rss
-        return json.dumps(
-            {
-                "uptime_s": time.monotonic() - self._started_mono,
-                "pid": os.getpid(),
-                "rss_bytes": rss,
-                "cpu_s": cpu.user + cpu.system,
-                "children": count_descendants(),
-                "heartbeat_age_s": self._liveness.heartbeat_age(),
-                "request_age_s": self._liveness.previous_request_age(),
-                "watchdog_s": self._watchdog,
-            }
+        return AgentStatus(
+            uptime_s=time.monotonic() - self._started_mono,
+            pid=os.getpid(),
+            rss_bytes=rss,
+            cpu_s=cpu.user + cpu.system,
+            children=count_descendants(),
+            heartbeat_age_s=self._liveness.heartbeat_age(),
+            request_age_s=self._liveness.previous_request_age(),
+            watchdog_s=self._watchdog,
         )
 
-    def exposed_stop(self) -> bool:
-        """Stop the agent and its processes once this call is answered; returns True."""
+    def exposed_stop(self) -> str:
+        """Stop the agent and its processes once this call is answered."""
         self._stop_requested = True
-        return True
+        return self._serve(api.STOP, lambda _: Stopping())
 
     # --- load (agent.load, agent.drivers) ---------------------------------------------------
     #
-    # A driver's failure reaches the coordinator as ``agent.drivers.errors.DriverError``
-    # (rebuilt there by rpyc as a generic exception carrying ``kind`` and ``message``), whose
-    # text is ``"kind: message"``, one line.
+    # A driver's failure (``agent.drivers.errors.DriverError``) is answered as a Failure: its
+    # kind (``config``, ``unreachable``, ``auth``, ``server``, ``state``, ``worker``, ``busy``)
+    # and one-line message.
 
-    def exposed_take_run_lock(self, holder_json: str, force: bool) -> str:
-        """Take the host's run lock (:mod:`agent.runlock`) for the run ``holder_json``
-        describes, held until this agent exits. JSON ``{"forced_over": null}`` once held; when
-        another process holds it, DriverError ``busy`` naming it, or with ``force`` the run
-        goes on without the lock: ``{"forced_over": "held by ..."}``."""
-        holder: Holder | None = None
-        if type(holder_json) is str:
-            holder = parse_holder(holder_json)
-        if holder is None or type(force) is not bool:
-            raise TypeError("take_run_lock takes the holder as JSON text and force as a bool")
-        return json.dumps({"forced_over": self._run_lock.take(holder, force=force)})
+    def exposed_take_run_lock(self, request: str) -> str:
+        """Take the host's run lock (:mod:`agent.runlock`) for the run the request's holder
+        describes, held until this agent exits. ``forced_over`` is null once held; when another
+        process holds it, Failure ``busy`` naming it, or with ``force`` the run goes on without
+        the lock: ``forced_over`` says who held it."""
+        return self._serve(api.TAKE_RUN_LOCK, self._take_run_lock, request)
+
+    def _take_run_lock(self, request: api.TakeRunLock) -> RunLockTaken:
+        holder = Holder.from_json(encode(request.holder))  # one line, bounded lengths
+        if holder is None:
+            raise TypeError("a holder the strict reader accepted was refused (a bug)")
+        return RunLockTaken(self._run_lock.take(holder, force=request.force))
 
     def exposed_prepare_load(self, spec_json: str) -> str:
-        """Prepare a load from its spec (JSON text); JSON ``{"processes": P, "connections": C}``.
+        """Prepare a load from its spec (JSON text); the processes and connections it set up.
 
         Blocks until the load processes are connected (and the keyspace preloaded, if asked);
         meanwhile the call itself keeps the watchdog quiet (its own heartbeats may queue behind
-        it on the same connection). Raises DriverError (``config``, ``unreachable``, ``auth``,
-        ``server``, ``state``, ``worker``) before any load if the target cannot be used.
+        it on the same connection). Fails (``config``, ``unreachable``, ``auth``, ``server``,
+        ``state``, ``worker``) before any load if the target cannot be used.
         """
-        if type(spec_json) is not str:
-            raise TypeError("prepare_load takes the spec as JSON text")
-        return json.dumps(self._load.prepare(spec_json, keepalive=self._liveness.touch))
+        return self._serve(
+            api.PREPARE_LOAD,
+            lambda spec: self._load.prepare(spec, keepalive=self._liveness.touch),
+            spec_json,
+        )
 
-    def exposed_start_load(self, t0_agent_ns: int) -> str:
-        """Start the prepared load at ``t0_agent_ns`` (this host's ``time.time_ns()``); returns
-        at once. JSON ``{"t0_ns": ...}``."""
-        if type(t0_agent_ns) is not int:
-            raise TypeError("start_load takes the start instant as integer nanoseconds")
-        return json.dumps(self._load.start(t0_agent_ns))
+    def exposed_start_load(self, request: str) -> str:
+        """Start the prepared load at ``t0_ns`` (this host's ``time.time_ns()``); returns at
+        once with the start instant accepted."""
+        return self._serve(api.START_LOAD, lambda start: self._load.start(start.t0_ns), request)
 
     def exposed_load_progress(self) -> str:
-        """JSON, cheap: ``{"state", "interval", "phase", "ops_per_sec", "p99_usec", "errors",
-        "problem"}`` (``interval``: the last one finished; its rate and p99 over all commands;
-        ``errors``: all so far)."""
-        return json.dumps(self._load.progress())
+        """Cheap: state, the last interval finished (its phase, rate and p99 over all
+        commands), errors so far, why a load failed."""
+        return self._serve(api.LOAD_PROGRESS, lambda _: self._load.progress())
 
     def exposed_stop_load(self) -> str:
-        """Stop the load now if one is prepared or running; JSON ``{"state": ...}`` after."""
-        return json.dumps(self._load.stop())
+        """Stop the load now if one is prepared or running; the state after."""
+        return self._serve(api.STOP_LOAD, lambda _: self._load.stop())
 
     def exposed_load_report(self) -> str:
-        """The finished or stopped load's report (JSON text, ``agent.drivers.intervals``)."""
-        return self._load.report()
+        """The finished or stopped load's report (``agent.drivers.intervals.LoadReport``)."""
+        return self._serve(api.LOAD_REPORT, lambda _: self._load.report())

@@ -11,7 +11,8 @@ A driver generates load against one target and reports it per interval. Its life
     report()             the full result, once finished or stopped (agent.drivers.intervals)
     close()              release everything: processes, sockets, threads (idempotent)
 
-States (:class:`LoadState`): ``prepared`` → ``running`` → ``finished`` (the planned end) or
+States (:class:`agent.messages.LoadState`, with ``Prepared`` and ``Progress`` the messages
+``prepare`` and ``progress`` answer): ``prepared`` → ``running`` → ``finished`` (the planned end) or
 ``stopped`` (``stop()``) or ``failed`` (the driver broke: a worker died...).
 
 Errors a user can fix leave as :class:`DriverError` with a ``kind`` and a one-line message,
@@ -21,10 +22,8 @@ e.g. ``DriverError("auth", "cannot authenticate to 198.18.0.10:6379: WRONGPASS .
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from agent.drivers.errors import (
     KIND_AUTH,
@@ -38,6 +37,8 @@ from agent.drivers.errors import (
 )
 from agent.drivers.intervals import LoadReport
 from agent.drivers.spec import LoadSpec
+from agent.messages import LoadProgress as Progress
+from agent.messages import LoadState, Prepared
 
 __all__ = [
     "KIND_AUTH",
@@ -56,58 +57,6 @@ __all__ = [
     "Progress",
     "no_keepalive",
 ]
-
-
-class LoadState(str, enum.Enum):
-    IDLE = "idle"
-    PREPARING = "preparing"
-    PREPARED = "prepared"
-    RUNNING = "running"
-    FINISHED = "finished"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-    @property
-    def done(self) -> bool:
-        """The load is over: a report can be asked for."""
-        return self in (LoadState.FINISHED, LoadState.STOPPED, LoadState.FAILED)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What ``prepare`` set up: load processes and connections (over all of them)."""
-
-    processes: int
-    connections: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"processes": self.processes, "connections": self.connections}
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A live snapshot. ``interval``: the last interval every load process finished (None
-    before the first); ``ops_per_sec`` and ``p99_usec`` are that interval's, over all
-    commands; ``errors`` counts every error so far; ``problem`` says why a load failed."""
-
-    state: LoadState
-    interval: int | None = None
-    phase: str | None = None
-    ops_per_sec: float | None = None
-    p99_usec: float | None = None
-    errors: int = 0
-    problem: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state.value,
-            "interval": self.interval,
-            "phase": self.phase,
-            "ops_per_sec": self.ops_per_sec,
-            "p99_usec": self.p99_usec,
-            "errors": self.errors,
-            "problem": self.problem,
-        }
 
 
 def no_keepalive() -> None:

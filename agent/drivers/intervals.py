@@ -16,7 +16,9 @@ counters. Counters, as the coordinator reads them (``coordinator/core/stats.py``
 An interval is ``complete`` when the load ran over all of it in every load process: a load
 stopped early, or started late, leaves its interval incomplete.
 
-The load report, format 1 (:meth:`LoadReport.to_json`)::
+The load report, format 1, is the :class:`LoadReport` message below, one schema for the agent
+that writes it and the coordinator that reads it (:meth:`LoadReport.from_text`, the strict
+reader of :mod:`agent.messages`)::
 
     {"format": 1, "driver": "builtin", "t0_ns": int, "started_ns": int,
      "start_spread_ns": int, "stopped_ns": int, "interval_ns": int,
@@ -27,24 +29,27 @@ The load report, format 1 (:meth:`LoadReport.to_json`)::
                     "commands": {NAME: {"histogram": BASE64, "count": int}},
                     "requests": int, "errors": {TYPE: int}, "bytes_sent": int,
                     "bytes_received": int, "overflow": int}],
-     "errors": {TYPE: int}}
+     "format": 1}
 
 ``started_ns`` is the earliest first send of any load process and ``start_spread_ns`` the
 latest minus the earliest; ``stopped_ns`` when the last one stopped; all in the agent's clock.
+The report's errors by type are the sum of its intervals' (:attr:`LoadReport.errors`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from agent import messages
 from agent.histograms import CommandLatencies, HistogramParams, encode, merge_encoded
 
 #: The load report format written by this agent.
 REPORT_FORMAT: Final = 1
+#: The phases an interval belongs to.
+PHASES: Final = ("warmup", "measure")
 
 
 @dataclass(frozen=True)
@@ -68,40 +73,24 @@ class IntervalData:
     def error_count(self) -> int:
         return sum(self.errors.values())
 
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"phase {self.phase!r} is not one of {', '.join(PHASES)}")
+        _counts(
+            index=self.index, requests=self.requests, bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received, overflow=self.overflow,
+            **{f"errors.{kind}": n for kind, n in self.errors.items()},
+            **{f"commands.{name}.count": c.count for name, c in self.commands.items()},
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "phase": self.phase,
-            "complete": self.complete,
-            "commands": {
-                name: {"histogram": command.histogram, "count": command.count}
-                for name, command in sorted(self.commands.items())
-            },
-            "requests": self.requests,
-            "errors": dict(sorted(self.errors.items())),
-            "bytes_sent": self.bytes_sent,
-            "bytes_received": self.bytes_received,
-            "overflow": self.overflow,
-        }
+        encoded: dict[str, Any] = messages.encode(self)
+        return encoded
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> IntervalData:
-        """The inverse of :meth:`to_json`; ValueError (or KeyError) on malformed data."""
-        commands = {
-            str(name): CommandLatencies(_text(value["histogram"]), _count(value["count"]))
-            for name, value in dict(data["commands"]).items()
-        }
-        return cls(
-            index=_count(data["index"]),
-            phase=_text(data["phase"]),
-            complete=bool(data["complete"]),
-            commands=commands,
-            requests=_count(data["requests"]),
-            errors={str(kind): _count(n) for kind, n in dict(data["errors"]).items()},
-            bytes_sent=_count(data["bytes_sent"]),
-            bytes_received=_count(data["bytes_received"]),
-            overflow=_count(data["overflow"]),
-        )
+    def from_json(cls, data: object) -> IntervalData:
+        """The inverse of :meth:`to_json`; ``MessageError`` (a ValueError) on malformed data."""
+        return messages.decode(cls, data)
 
 
 def merge_intervals(
@@ -168,39 +157,39 @@ class LoadReport:
     connections: int
     intervals: tuple[IntervalData, ...]
 
+    format: int = REPORT_FORMAT
+
+    def __post_init__(self) -> None:
+        if self.format != REPORT_FORMAT:
+            raise ValueError(f"format {self.format!r} is not {REPORT_FORMAT}")
+        if self.interval_ns <= 0:
+            raise ValueError(f"interval_ns must be > 0, got {self.interval_ns}")
+        _counts(
+            start_spread_ns=self.start_spread_ns,
+            warmup_intervals=self.warmup_intervals,
+            measure_intervals=self.measure_intervals,
+        )
+
     @property
     def errors(self) -> dict[str, int]:
         return sum_errors(interval.errors for interval in self.intervals)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": REPORT_FORMAT,
-            "driver": self.driver,
-            "t0_ns": self.t0_ns,
-            "started_ns": self.started_ns,
-            "start_spread_ns": self.start_spread_ns,
-            "stopped_ns": self.stopped_ns,
-            "interval_ns": self.interval_ns,
-            "warmup_intervals": self.warmup_intervals,
-            "measure_intervals": self.measure_intervals,
-            "histogram": self.histogram.to_json(),
-            "processes": self.processes,
-            "connections": self.connections,
-            "intervals": [interval.to_json() for interval in self.intervals],
-            "errors": self.errors,
-        }
+        encoded: dict[str, Any] = messages.encode(self)
+        return encoded
 
     def to_text(self) -> str:
-        return json.dumps(self.to_json())
+        return messages.to_text(self)
+
+    @classmethod
+    def from_text(cls, text: str | bytes) -> LoadReport:
+        """The strict reader: ``MessageError`` (one line, naming the field) for anything that
+        is not a format-1 report."""
+        return messages.from_text(cls, text)
 
 
-def _count(value: object) -> int:
-    if type(value) is not int or value < 0:
-        raise ValueError(f"expected a count, got {value!r}")
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {value!r}")
-    return value
+def _counts(**values: int) -> None:
+    """ValueError naming the first of ``values`` that is negative."""
+    for name, value in values.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")

@@ -3,17 +3,8 @@
 ``parse_agent_report(text, host, params)`` turns one agent's JSON load report into an
 ``AgentReport``, or refuses it with one line naming the host.
 
-Load report, format 1 (JSON text written by the agent; latencies in µs)::
-
-    {"format": 1, "driver": str, "t0_ns": int, "started_ns": int, "start_spread_ns": int,
-     "stopped_ns": int, "interval_ns": int, "warmup_intervals": int, "measure_intervals": int,
-     "histogram": {"lowest_usec": int, "highest_usec": int, "significant_figures": int},
-     "processes": int, "connections": int,
-     "intervals": [{"index": int, "phase": "warmup" | "measure", "complete": bool,
-                    "commands": {NAME: {"histogram": BASE64, "count": int}},
-                    "requests": int, "errors": {TYPE: int}, "bytes_sent": int,
-                    "bytes_received": int, "overflow": int}],
-     "errors": {TYPE: int}}
+The load report is the agent's schema, :class:`agent.drivers.intervals.LoadReport` (format
+1, latencies in µs), read by its strict reader; this module checks its histograms.
 
 Meaning of the counters, as this module reads them (``agent/drivers/intervals.py`` writes
 them so): a command's ``count`` is its replies in the interval that were not errors, those
@@ -27,15 +18,17 @@ included; ``errors`` counts failures by type (a server error prefix such as ``WR
 
 from __future__ import annotations
 
-import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from hdrh.histogram import HdrHistogram
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import ValidationError
 
+from agent.drivers.intervals import REPORT_FORMAT, IntervalData, LoadReport
 from agent.histograms import HistogramParams
+from agent.messages import MessageError, decode, parse_json
 from coordinator.core.errors import AgentError
 from coordinator.core.histograms import (
     HISTOGRAM_PARAMS,
@@ -43,9 +36,6 @@ from coordinator.core.histograms import (
     decode_histogram,
     encode_histogram,
 )
-
-REPORT_FORMAT = 1
-"""The load report format this coordinator reads."""
 
 Phase = Literal["warmup", "measure"]
 
@@ -153,57 +143,34 @@ def _index(interval: Interval) -> int:
     return interval.index
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class _WireParams(_Wire):
-    lowest_usec: int
-    highest_usec: int
-    significant_figures: int
-
-
-class _WireCommand(_Wire):
-    histogram: str
-    count: NonNegativeInt
-
-
-class _WireInterval(_Wire):
-    index: NonNegativeInt
-    phase: Phase
-    complete: bool
-    commands: dict[str, _WireCommand]
-    requests: NonNegativeInt
-    errors: dict[str, NonNegativeInt]
-    bytes_sent: NonNegativeInt
-    bytes_received: NonNegativeInt
-    overflow: NonNegativeInt
-
-
-class _WireReport(_Wire):
-    format: Literal[1]
-    driver: str
-    t0_ns: int
-    started_ns: int
-    start_spread_ns: NonNegativeInt
-    stopped_ns: int
-    interval_ns: PositiveInt
-    warmup_intervals: NonNegativeInt
-    measure_intervals: NonNegativeInt
-    histogram: _WireParams
-    processes: PositiveInt
-    connections: PositiveInt
-    intervals: list[_WireInterval]
-    errors: dict[str, NonNegativeInt]
-
-
 def parse_agent_report(
     text: str | bytes, host: str, expected: HistogramParams = HISTOGRAM_PARAMS
 ) -> AgentReport:
-    """Validate one agent's load report and decode its histograms.
+    """One agent's load report from its JSON text, read by the agent's own schema
+    (:meth:`agent.drivers.intervals.LoadReport.from_text`), then checked as :func:`agent_report`.
 
     ``AgentError(host, ...)`` (one line) for anything wrong: not JSON, another format, a
-    missing, unknown or mistyped field, histogram units/range/precision other than
+    missing, unknown or mistyped field, and what :func:`agent_report` refuses.
+    """
+    try:
+        data = parse_json(text)
+        if isinstance(data, dict) and data.get("format") != REPORT_FORMAT:
+            raise MessageError(
+                f"format {data.get('format')!r} is not one this coordinator reads "
+                f"({REPORT_FORMAT})"
+            )
+        report = decode(LoadReport, data)
+    except MessageError as exc:
+        raise AgentError(host, f"load report refused: {exc}") from exc
+    return agent_report(report, host, expected)
+
+
+def agent_report(
+    report: LoadReport, host: str, expected: HistogramParams = HISTOGRAM_PARAMS
+) -> AgentReport:
+    """Check one agent's load report and decode its histograms.
+
+    ``AgentError(host, ...)`` (one line) for histogram units/range/precision other than
     ``expected`` (declared or found in any encoded histogram), an undecodable histogram, a
     command ``count`` below its histogram's count, an interval index reported twice.
     """
@@ -211,35 +178,13 @@ def parse_agent_report(
     def refuse(reason: str) -> AgentError:
         return AgentError(host, f"load report refused: {reason}")
 
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise refuse(f"not JSON ({_why(exc)})") from exc
-    if not isinstance(data, dict):
-        raise refuse(f"expected a JSON object, got {type(data).__name__}")
-    if data.get("format") != REPORT_FORMAT:
+    if report.histogram != expected:
         raise refuse(
-            f"format {data.get('format')!r} is not one this coordinator reads "
-            f"({REPORT_FORMAT})"
+            f"histograms declared as {report.histogram.describe()}; "
+            f"coord fixes {expected.describe()}"
         )
-    try:
-        wire = _WireReport.model_validate(data)
-    except ValidationError as exc:
-        raise refuse(first_problem(exc)) from exc
-
-    declared = (
-        wire.histogram.lowest_usec,
-        wire.histogram.highest_usec,
-        wire.histogram.significant_figures,
-    )
-    if declared != (expected.lowest_usec, expected.highest_usec, expected.significant_figures):
-        raise refuse(
-            f"histograms declared as {declared[0]}..{declared[1]} µs, {declared[2]} "
-            f"significant figures; coord fixes {expected.describe()}"
-        )
-
     intervals = []
-    for position, interval in enumerate(wire.intervals):
+    for position, interval in enumerate(report.intervals):
         commands: dict[str, CommandSample] = {}
         for name, command in interval.commands.items():
             where = f"intervals.{position}.commands.{name}"
@@ -254,38 +199,40 @@ def parse_agent_report(
                     f"histogram"
                 )
             commands[name] = CommandSample(command.count, command.histogram, recorded, expected)
-        intervals.append(
-            Interval(
-                index=interval.index,
-                phase=interval.phase,
-                complete=interval.complete,
-                commands=commands,
-                requests=interval.requests,
-                errors=dict(interval.errors),
-                bytes_sent=interval.bytes_sent,
-                bytes_received=interval.bytes_received,
-                overflow=interval.overflow,
-            )
-        )
+        intervals.append(_interval(interval, commands))
     try:
         return AgentReport(
             host=host,
-            driver=wire.driver,
-            t0_ns=wire.t0_ns,
-            started_ns=wire.started_ns,
-            start_spread_ns=wire.start_spread_ns,
-            stopped_ns=wire.stopped_ns,
-            interval_ns=wire.interval_ns,
-            warmup_intervals=wire.warmup_intervals,
-            measure_intervals=wire.measure_intervals,
+            driver=report.driver,
+            t0_ns=report.t0_ns,
+            started_ns=report.started_ns,
+            start_spread_ns=report.start_spread_ns,
+            stopped_ns=report.stopped_ns,
+            interval_ns=report.interval_ns,
+            warmup_intervals=report.warmup_intervals,
+            measure_intervals=report.measure_intervals,
             params=expected,
-            processes=wire.processes,
-            connections=wire.connections,
+            processes=report.processes,
+            connections=report.connections,
             intervals=tuple(intervals),
-            errors=dict(wire.errors),
+            errors=report.errors,
         )
     except ValueError as exc:
         raise refuse(str(exc)) from exc
+
+
+def _interval(interval: IntervalData, commands: dict[str, CommandSample]) -> Interval:
+    return Interval(
+        index=interval.index,
+        phase=typing.cast(Phase, interval.phase),  # IntervalData checks it is one of PHASES
+        complete=interval.complete,
+        commands=commands,
+        requests=interval.requests,
+        errors=dict(interval.errors),
+        bytes_sent=interval.bytes_sent,
+        bytes_received=interval.bytes_received,
+        overflow=interval.overflow,
+    )
 
 
 def first_problem(exc: ValidationError) -> str:

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from agent.messages import LoadProgress, LoadState
 from agent.runlock import Holder, utc_text
 from coordinator import results
 from coordinator.core import marks, stats
@@ -32,14 +33,13 @@ from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
 from coordinator.core.errors import CoordError, FleetError, HostError, UsageError
 from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
-from coordinator.core.reports import AgentReport, parse_agent_report
+from coordinator.core.reports import AgentReport, agent_report
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.remote.deploy import DeployOptions, Transport
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
-from coordinator.remote.load_progress import LoadProgress
 from coordinator.run.loadspec import load_spec, phases, target_of
 from coordinator.run.steps import REPETITION_STEPS
 
@@ -48,6 +48,8 @@ START_MARGIN_S = 0.3
 PROGRESS_PERIOD_S = 0.5
 """How often the live view asks every client for its progress."""
 FINISH_GRACE_S = 15.0
+#: Load states that end a repetition normally.
+_OVER = frozenset({LoadState.FINISHED, LoadState.STOPPED})
 """Seconds past the planned end of a repetition before agents are presumed stuck."""
 
 
@@ -347,15 +349,15 @@ def _watch(state: RepetitionState) -> None:
                             list(polled.failed))
         elapsed = max(0.0, time.time_ns() / 1e9 - state.t0_ns / 1e9)
         state.view.progress(min(elapsed, total_s), total_s, polled.succeeded)
-        broken = {name: p for name, p in polled.succeeded.items() if p.state == "failed"}
+        broken = {name: p for name, p in polled.succeeded.items() if p.state is LoadState.FAILED}
         if broken:
             raise RunFailed("; ".join(f"{name}: load failed: {p.problem}"
                                       for name, p in sorted(broken.items())), list(broken))
-        if all(p.state in ("finished", "stopped") for p in polled.succeeded.values()):
+        if all(p.state in _OVER for p in polled.succeeded.values()):
             return
         if time.time() > deadline:
             stuck = [name for name, p in polled.succeeded.items()
-                     if p.state not in ("finished", "stopped")]
+                     if p.state not in _OVER]
             raise RunFailed(f"{', '.join(stuck)}: load did not finish "
                             f"{FINISH_GRACE_S:g}s after its planned end", stuck)
         time.sleep(PROGRESS_PERIOD_S)
@@ -366,8 +368,7 @@ def _collect(state: RepetitionState) -> None:
     by_name = state.clients
 
     def collect(name: str, report: StageReporter) -> AgentReport:
-        text = by_name[name].link.load_report()
-        return parse_agent_report(text, name, HISTOGRAM_PARAMS)
+        return agent_report(by_name[name].link.load_report(), name, HISTOGRAM_PARAMS)
 
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()

@@ -15,10 +15,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from agent.messages import LoadProgress, LoadState
 from coordinator.core.errors import HostError
 from coordinator.core.figures import LATENCY_FIGURES
 from coordinator.remote.fanout import ProgressView
-from coordinator.remote.load_progress import LoadProgress
 from coordinator.results import Repetition, ResultsDocument, SpreadRecord
 
 
@@ -117,8 +117,9 @@ class RunConsoleView:
             for host, progress in sorted(self._clients.items()):
                 ops = "-" if progress.ops_per_sec is None else f"{progress.ops_per_sec:,.0f}"
                 p99 = "-" if progress.p99_usec is None else _ms(progress.p99_usec)
-                phase = progress.phase if progress.state == "running" else progress.state
-                table.add_row(host, phase or progress.state, ops, p99, str(progress.errors))
+                running = progress.state is LoadState.RUNNING
+                phase = progress.phase if running else progress.state.value
+                table.add_row(host, phase or progress.state.value, ops, p99, str(progress.errors))
             return table
 
 

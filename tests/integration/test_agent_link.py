@@ -527,7 +527,7 @@ def test_attribute_escape_probes_fail(start_agent: AgentFactory) -> None:
     refused(root.heartbeat, [1, 2])
     refused(root.heartbeat, x={"a": 1})
     # Nothing above hurt the agent.
-    assert json.loads(root.hello())["pid"] == handle.proc.pid
+    assert json.loads(root.hello())["answer"]["pid"] == handle.proc.pid
     conn.close()
 
 
@@ -735,6 +735,6 @@ def test_the_link_runs_over_an_ssh_channel(
     assert link.hello().pid == handle.proc.pid
     assert abs(measure_offset(link).offset_ns) < 1_000_000_000
     big = link.call("hello")  # several round trips on one channel, answers intact
-    assert isinstance(big, str) and json.loads(big)["pid"] == handle.proc.pid
+    assert isinstance(big, str) and json.loads(big)["answer"]["pid"] == handle.proc.pid
     link.stop()
     assert handle.wait_exit() == 0

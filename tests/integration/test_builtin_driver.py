@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from agent import protocol
-from agent.drivers.base import LoadState
+from agent.drivers.base import LoadState, Prepared
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.errors import DriverError
 from agent.drivers.intervals import LoadReport
@@ -498,7 +498,7 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
     spec = make_spec(server.port, processes=2, connections=4, pipeline=4, preload=True)
     with agent.link() as first:
         assert first.load_progress().state == "idle"
-        assert first.prepare_load(json.dumps(spec)) == {"processes": 2, "connections": 4}
+        assert first.prepare_load(json.dumps(spec)) == Prepared(processes=2, connections=4)
         assert first.load_progress().state == "prepared"
     workers = agent.workers()
     assert len(workers) == 2
@@ -517,14 +517,14 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
             return progress.state == "finished"
 
         poll_until(finished, DEADLINE, "the load to finish")
-        text = link.load_report()
-        assert link.load_report() == text  # asking again gives the same report
+        written = link.load_report()
+        assert link.load_report() == written  # asking again gives the same report
         poll_until(lambda: link.status().children == 0, DEADLINE, "load processes to exit")
     live = [p for p in seen if p.interval is not None]
     assert live and all(p.ops_per_sec and p.ops_per_sec > 0 for p in live)
     assert all(p.p99_usec and p.p99_usec > 0 for p in live)
     assert {p.phase for p in live} <= {"warmup", "measure"}
-    report = reports.parse_agent_report(text, "testhost")
+    report = reports.agent_report(written, "testhost")
     assert report.t0_ns == t0_ns
     assert stats.common_window([report]) == [1, 2, 3]
     assert report.errors == {}
@@ -601,13 +601,13 @@ def test_stop_load_through_the_agent_reports_a_cut_interval(
     server = redis_server()
     agent = start_agent()
     with agent.link() as link:
-        assert link.stop_load() == "idle"  # nothing to stop: harmless
+        assert link.stop_load() is LoadState.IDLE  # nothing to stop: harmless
         link.prepare_load(json.dumps(make_spec(server.port, duration_s=30.0)))
         link.start_load(link.clock() + START_MARGIN_NS)
         poll_until(lambda: link.load_progress().interval is not None, DEADLINE, "the load to run")
-        assert link.stop_load() == "stopped"
+        assert link.stop_load() is LoadState.STOPPED
         assert link.load_progress().state == "stopped"
-        report = reports.parse_agent_report(link.load_report(), "testhost")
+        report = reports.agent_report(link.load_report(), "testhost")
         assert report.intervals[-1].complete is False
         poll_until(lambda: link.status().children == 0, DEADLINE, "load processes to exit")
 
@@ -615,9 +615,9 @@ def test_stop_load_through_the_agent_reports_a_cut_interval(
 def test_a_coordinator_timeout_on_prepare_closes_the_link(
     start_agent: Callable[[], AgentProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from coordinator.remote import agent_link
+    from coordinator.remote import agent_calls
 
-    monkeypatch.setattr(agent_link, "LOAD_PREPARE_TIMEOUT", 0.5)
+    monkeypatch.setattr(agent_calls, "LOAD_PREPARE_TIMEOUT", 0.5)
     agent = start_agent()
     with socket.socket() as silent:  # accepts connections, never answers PING
         silent.bind(("127.0.0.1", 0))

@@ -17,10 +17,10 @@ import pytest
 import redis
 import yaml
 
+from agent.messages import LoadProgress
 from coordinator.inventory.loader import load_inventory
 from coordinator.remote.fanout import NoProgress, ProgressView
 from coordinator.remote.fleet import Fleet
-from coordinator.remote.load_progress import LoadProgress
 from coordinator.results import Repetition, load_results
 from coordinator.run import runner
 from coordinator.run.runner import RunFailed, RunInterrupted, check_targets, run, run_benchmark

@@ -25,13 +25,13 @@ import pytest
 import redis
 import yaml
 
+from agent.messages import LoadProgress
 from coordinator.core.errors import CoordError
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import LabPaths, home_dir
 from coordinator.remote.fanout import NoProgress, ProgressView
-from coordinator.remote.load_progress import LoadProgress
 from coordinator.results import Repetition, load_results
 from coordinator.run.runner import run_benchmark
 from tests.helpers import module_lab, poll_until, process_gone, wait_for_line

@@ -18,11 +18,11 @@ import pytest
 import redis
 import yaml
 
+from agent.messages import LoadProgress
 from coordinator.core.histograms import decode_histogram, merge
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
 from coordinator.remote.fanout import NoProgress, ProgressView
-from coordinator.remote.load_progress import LoadProgress
 from coordinator.results import Repetition, load_results
 from coordinator.run.runner import run_benchmark
 from tests.helpers import lab_redis, wait_for_line

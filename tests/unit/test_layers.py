@@ -41,7 +41,6 @@ LAB_IO = {
         ("coordinator.lab.plan", LAB_IO),
         ("coordinator.lab.config_files", LAB_IO),
         ("coordinator.lab.state", LAB_IO),
-        ("coordinator.remote.load_progress", {"coordinator.remote.agent_link", "rpyc"}),
         ("coordinator.remote.interpreter", {"paramiko", "fabric"}),
         ("coordinator.inventory.checks", {"coordinator.remote.ssh", "paramiko"}),
     ],

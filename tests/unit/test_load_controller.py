@@ -11,6 +11,7 @@ from agent.drivers.base import Driver, DriverError, LoadState, Prepared, Progres
 from agent.drivers.intervals import LoadReport
 from agent.drivers.spec import LoadSpec
 from agent.load import LoadController
+from agent.messages import LoadStarted, LoadStopped
 
 SPEC = {
     "format": 1,
@@ -98,19 +99,19 @@ def spec(**params: object) -> str:
 
 
 def test_a_whole_load(controller: LoadController, made: list[FakeDriver]) -> None:
-    assert controller.progress()["state"] == "idle"
+    assert controller.progress().state is LoadState.IDLE
     kept_alive: list[int] = []
     prepared = controller.prepare(spec(), keepalive=lambda: kept_alive.append(1))
-    assert prepared == {"processes": 2, "connections": 8}
+    assert prepared == Prepared(processes=2, connections=8)
     assert kept_alive == [1]
     assert controller.state is LoadState.PREPARED
-    assert controller.start(123) == {"t0_ns": 123}
-    assert controller.progress()["state"] == "running"
+    assert controller.start(123) == LoadStarted(t0_ns=123)
+    assert controller.progress().state is LoadState.RUNNING
     with pytest.raises(DriverError, match="state: not over"):
         controller.report()
     made[0].finish()
-    assert json.loads(controller.report())["driver"] == "fake"
-    assert controller.stop() == {"state": "finished"}  # over already: nothing to stop
+    assert controller.report().driver == "fake"
+    assert controller.stop() == LoadStopped(LoadState.FINISHED)  # over already: nothing to stop
 
 
 def test_calls_out_of_order_are_state_errors(controller: LoadController) -> None:
@@ -118,7 +119,7 @@ def test_calls_out_of_order_are_state_errors(controller: LoadController) -> None
         controller.start(1)
     with pytest.raises(DriverError, match=r"^state: cannot report: no load is prepared$"):
         controller.report()
-    assert controller.stop() == {"state": "idle"}
+    assert controller.stop() == LoadStopped(LoadState.IDLE)
     controller.prepare(spec())
     controller.start(1)
     with pytest.raises(DriverError, match="a load is running already; stop it"):
@@ -129,7 +130,7 @@ def test_a_new_prepare_replaces_a_load_that_is_over(
     controller: LoadController, made: list[FakeDriver]
 ) -> None:
     controller.prepare(spec())
-    assert controller.stop() == {"state": "stopped"}
+    assert controller.stop() == LoadStopped(LoadState.STOPPED)
     controller.prepare(spec())
     first, second = made
     assert first.closed and not second.closed

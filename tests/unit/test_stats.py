@@ -17,6 +17,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.drivers.intervals import IntervalData, LoadReport
 from agent.histograms import HistogramParams
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import AgentError
@@ -96,26 +97,22 @@ def interval(
 
 
 def report_data(intervals: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
-    totals: dict[str, int] = {}
-    for item in intervals:
-        for kind, number in item["errors"].items():
-            totals[kind] = totals.get(kind, 0) + number
-    data: dict[str, Any] = {
-        "format": 1,
-        "driver": "builtin",
-        "t0_ns": 5 * SECOND_NS,
-        "started_ns": 5 * SECOND_NS + 1000,
-        "start_spread_ns": 200,
-        "stopped_ns": 5 * SECOND_NS + len(intervals) * SECOND_NS,
-        "interval_ns": SECOND_NS,
-        "warmup_intervals": sum(1 for i in intervals if i["phase"] == "warmup"),
-        "measure_intervals": sum(1 for i in intervals if i["phase"] == "measure"),
-        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
-        "processes": 2,
-        "connections": 8,
-        "intervals": intervals,
-        "errors": totals,
-    }
+    """A report as the agent writes it (its own schema, ``LoadReport``), then ``overrides``."""
+    written = LoadReport(
+        driver="builtin",
+        t0_ns=5 * SECOND_NS,
+        started_ns=5 * SECOND_NS + 1000,
+        start_spread_ns=200,
+        stopped_ns=5 * SECOND_NS + len(intervals) * SECOND_NS,
+        interval_ns=SECOND_NS,
+        warmup_intervals=sum(1 for i in intervals if i["phase"] == "warmup"),
+        measure_intervals=sum(1 for i in intervals if i["phase"] == "measure"),
+        histogram=HISTOGRAM_PARAMS,
+        processes=2,
+        connections=8,
+        intervals=tuple(IntervalData.from_json(item) for item in intervals),
+    )
+    data: dict[str, Any] = written.to_json()
     data.update(overrides)
     return data
 
@@ -382,16 +379,25 @@ _DELETE = object()
     [
         ("not json", "not JSON"),
         pytest.param("[" * 100_000, "not JSON (maximum recursion depth", id="nested-too-deep"),
-        ("[1, 2]", "expected a JSON object"),
+        ("[1, 2]", "expected an object, got [1, 2]"),
         (_mutate("format", 2), "format 2 is not one this coordinator reads"),
-        (_mutate("driver", _DELETE), "driver: Field required"),
-        (_mutate("surprise", 1), "surprise: Extra inputs are not permitted"),
-        (_mutate("interval_ns", 0), "interval_ns: Input should be greater than 0"),
-        (_mutate("processes", True), "processes: Input should be a valid integer"),
-        (_mutate("intervals.1.phase", "cooldown"), "intervals.1.phase"),
-        (_mutate("intervals.1.requests", "12"), "intervals.1.requests"),
-        (_mutate("intervals.1.commands.GET.count", -1), "greater than or equal to 0"),
-        (_mutate("intervals.1.errors", {"WRONGTYPE": -2}), "intervals.1.errors.WRONGTYPE"),
+        (_mutate("driver", _DELETE), "driver: missing"),
+        (_mutate("surprise", 1), "surprise: unknown field"),
+        (_mutate("interval_ns", 0), "interval_ns must be > 0, got 0"),
+        (_mutate("processes", True), "processes: expected an integer, got True"),
+        (_mutate("intervals.1.phase", "cooldown"), "intervals.1: phase 'cooldown' is not one of"),
+        (
+            _mutate("intervals.1.requests", "12"),
+            "intervals.1.requests: expected an integer, got '12'",
+        ),
+        (
+            _mutate("intervals.1.commands.GET.count", -1),
+            "intervals.1: commands.GET.count must be >= 0, got -1",
+        ),
+        (
+            _mutate("intervals.1.errors", {"WRONGTYPE": -2}),
+            "intervals.1: errors.WRONGTYPE must be >= 0, got -2",
+        ),
         # Units: a report in nanoseconds, or another range or precision.
         (
             _mutate("histogram.highest_usec", 60_000_000_000),

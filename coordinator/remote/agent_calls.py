@@ -1,0 +1,173 @@
+"""The agent's remote methods as typed calls: the coordinator's half of :mod:`agent.api`.
+
+Each call sends its request message (:mod:`agent.messages`) as JSON text, reads the answer's
+envelope with the same definitions the agent encoded it with, and returns the message. A
+refusal the agent answers as data (a driver's ``Failure``: kind and message) leaves as
+:class:`LoadError`; an answer that does not match its declaration as ``AgentError`` naming the
+field. :class:`AgentCalls` is the base of :class:`coordinator.remote.agent_link.AgentLink`,
+which carries the calls.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from typing import Any, Final, TypeVar
+
+from agent import api
+from agent.drivers.intervals import LoadReport
+from agent.messages import (
+    AgentInfo,
+    AgentStatus,
+    Failure,
+    LoadProgress,
+    LoadState,
+    MessageError,
+    NoRequest,
+    Prepared,
+    StartLoad,
+    decode_reply,
+    to_text,
+)
+from agent.runlock import Holder
+from coordinator.core.errors import AgentError, AgentLost
+
+__all__ = [
+    "LOAD_PREPARE_TIMEOUT",
+    "LOAD_REPORT_TIMEOUT",
+    "LOAD_STOP_TIMEOUT",
+    "AgentCalls",
+    "AgentInfo",
+    "AgentStatus",
+    "LoadError",
+    "LoadProgress",
+    "shown",
+]
+
+Answer = TypeVar("Answer")
+
+#: Longest wait for ``prepare_load`` (connections, keyspace preload; the agent gives up after
+#: 600 s itself), ``stop_load`` and ``load_report`` (merging a long run's intervals).
+LOAD_PREPARE_TIMEOUT = 660.0
+LOAD_STOP_TIMEOUT = 30.0
+LOAD_REPORT_TIMEOUT = 120.0
+
+_SHOWN_JUNK: Final = 120
+
+
+class LoadError(AgentError):
+    """The agent's load driver refused or failed: ``kind`` (``config``, ``unreachable``,
+    ``auth``, ``server``, ``state``, ``worker``...) and a one-line ``message`` for the user,
+    e.g. ``client1: cannot authenticate to 198.18.0.10:6379: WRONGPASS invalid ...``."""
+
+    def __init__(self, host: str, kind: str, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(host, message)
+
+
+class AgentCalls(abc.ABC):
+    """Typed calls over :meth:`call` / :meth:`call_within`, which carry plain data."""
+
+    host: str
+    request_timeout: float
+
+    @abc.abstractmethod
+    def call(self, name: str, *args: object) -> object:
+        """The agent method ``name``'s plain-data answer to plain-data ``args``."""
+
+    @abc.abstractmethod
+    def call_within(self, name: str, timeout: float, *args: object) -> object:
+        """:meth:`call`, waiting up to ``timeout`` seconds for the answer."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the link (the agent keeps running)."""
+
+    def ask(
+        self,
+        method: api.Method[Any, Answer],
+        request: object = NoRequest(),
+        timeout: float | None = None,
+    ) -> Answer:
+        """Call ``method`` with its ``request`` (a message, or text it reads itself); its
+        answer message. ``LoadError`` when the agent refuses, ``AgentError`` for junk."""
+        args: tuple[object, ...] = ()
+        if method.takes_request:
+            args = (request if type(request) is str else to_text(request),)
+        if timeout is None:
+            raw = self.call(method.name, *args)
+        else:
+            raw = self.call_within(method.name, timeout, *args)
+        if type(raw) is not str:
+            raise AgentError(self.host, f"{method.name}() answered {shown(raw)}, not JSON text")
+        try:
+            reply = decode_reply(method.answer, raw)
+        except MessageError as exc:
+            raise AgentError(self.host, f"{method.name}() answered junk: {exc}") from None
+        if isinstance(reply, Failure):
+            raise LoadError(self.host, reply.kind, reply.message)
+        return reply
+
+    def hello(self) -> AgentInfo:
+        return self.ask(api.HELLO)
+
+    def heartbeat(self) -> int:
+        """Keep the agent's watchdog quiet; returns the agent's ``time.time_ns()``."""
+        return self.ask(api.HEARTBEAT).time_ns
+
+    def clock(self) -> int:
+        """The agent's ``time.time_ns()``."""
+        return self.ask(api.CLOCK).time_ns
+
+    def status(self) -> AgentStatus:
+        return self.ask(api.STATUS)
+
+    def stop(self) -> None:
+        """Ask the agent to stop (it answers first, then stops its processes and exits) and
+        close the link. An agent that vanishes while answering has stopped too."""
+        with contextlib.suppress(AgentLost):
+            self.ask(api.STOP)
+        self.close()
+
+    # --- load (agent.load) -----------------------------------------------------------------
+
+    def take_run_lock(self, holder: Holder, *, force: bool) -> str | None:
+        """Take the host's run lock for ``holder`` (held until the agent exits); ``LoadError``
+        of kind ``busy`` naming whoever holds it, or with ``force``, who held it (None when
+        this run holds the lock)."""
+        request = api.TakeRunLock(holder=holder, force=force)
+        return self.ask(api.TAKE_RUN_LOCK, request, self.request_timeout).forced_over
+
+    def prepare_load(self, spec_json: str) -> Prepared:
+        """Prepare the load described by ``spec_json``: its processes and connections.
+
+        May take long (preloading the keyspace); ``LoadError`` if the agent's driver refuses
+        (wrong password, unreachable target, unsupported parameter...): no load has started.
+        """
+        return self.ask(api.PREPARE_LOAD, spec_json, LOAD_PREPARE_TIMEOUT)
+
+    def start_load(self, t0_agent_ns: int) -> int:
+        """Start the prepared load at ``t0_agent_ns`` in the agent's clock; returns at once
+        with the start instant the agent accepted."""
+        started = self.ask(api.START_LOAD, StartLoad(t0_agent_ns), self.request_timeout)
+        return started.t0_ns
+
+    def load_progress(self) -> LoadProgress:
+        return self.ask(api.LOAD_PROGRESS, timeout=self.request_timeout)
+
+    def stop_load(self) -> LoadState:
+        """Stop the agent's load if one is prepared or running (the interval in progress is
+        cut); the state it is in afterwards."""
+        return self.ask(api.STOP_LOAD, timeout=LOAD_STOP_TIMEOUT).state
+
+    def load_report(self) -> LoadReport:
+        """The finished or stopped load's report, as the agent's own schema
+        (``agent/drivers/intervals.py``; ``coordinator.core.stats`` checks its histograms)."""
+        return self.ask(api.LOAD_REPORT, timeout=LOAD_REPORT_TIMEOUT)
+
+
+def shown(value: object) -> str:
+    """``value`` for an error message, cut short."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_JUNK else text[: _SHOWN_JUNK - 3] + "..."
