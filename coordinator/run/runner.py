@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from agent.drivers.spec import Timeline
 from agent.runlock import Holder, utc_text
 from coordinator.core import stats
 from coordinator.core.clock import to_agent_time
@@ -95,7 +96,8 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
     # An inventory `coord run` cannot serve, or an unreadable password, fails before any host
     # is touched.
     password = target_password(inventory)
-    load_spec(inventory, password=password)
+    timeline = phases(inventory)
+    load_spec(inventory, password=password, timeline=timeline)
     writer = results.ResultsWriter(out, overwrite=overwrite)
     target = results.target_record(inventory, target_of(inventory))
     document = results.new_document(inventory, [], marks=run_marks(inventory), target=target)
@@ -118,7 +120,7 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
             for index in range(inventory.benchmark.repetitions):
                 view.repetition(index, inventory.benchmark.repetitions)
                 figures, repetition = run_repetition(index, clients, inventory, view,
-                                                     password=password)
+                                                     password=password, timeline=timeline)
                 done.append(figures)
                 document = document.with_repetition(repetition, stats.aggregate(done))
                 writer.write(document)
@@ -217,11 +219,12 @@ def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:
 
 
 def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory,
-                   view: RunView, *, password: str | None,
+                   view: RunView, *, password: str | None, timeline: Timeline,
                    ) -> tuple[stats.RepetitionFigures, results.Repetition]:
     """Prepare, start at a common instant, watch, collect and merge one repetition.
 
-    ``password`` is the target's, read once per run by ``target_password``.
+    ``password`` is the target's, read once per run by ``target_password``; ``timeline`` the
+    run's phases in whole intervals, computed once per run by ``phases``.
     """
     by_name = {client.host.name: client for client in clients}
     # The keyspace is preloaded once: by the first client, before the first repetition.
@@ -229,7 +232,7 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
 
     def prepare(name: str, report: StageReporter) -> None:
         spec = load_spec(inventory, by_name[name].host, password=password,
-                         first_load=name == preloading)
+                         first_load=name == preloading, timeline=timeline)
         by_name[name].link.prepare_load(spec)
 
     fan_out(list(by_name), prepare).raise_for_failures()
@@ -242,7 +245,7 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
             session.link.start_load(to_agent_time(t0_ns, session.clock))
 
         fan_out(list(by_name), start).raise_for_failures()
-    _watch(by_name, t0_ns, phases(inventory).total_s, view)
+    _watch(by_name, t0_ns, timeline.total_s, view)
 
     def collect(name: str, report: StageReporter) -> stats.AgentReport:
         text = by_name[name].link.load_report()
@@ -251,7 +254,7 @@ def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()
     reports = [collected.succeeded[name] for name in by_name]
-    interval_ns = round(phases(inventory).interval_s * 1e9)
+    interval_ns = timeline.interval_ns
     odd = sorted(report.host for report in reports if report.interval_ns != interval_ns)
     if odd:
         raise RunFailed(f"{', '.join(odd)}: load report uses another sampling interval than "

@@ -131,7 +131,7 @@ def make_spec(
     }
     builtin.update(params)
     return {
-        "format": 1,
+        "format": 2,
         "driver": "builtin",
         "target": {
             "address": "127.0.0.1",
@@ -140,9 +140,11 @@ def make_spec(
             "username": None,
             "tls": None,
         },
-        "warmup_s": warmup_s,
-        "duration_s": duration_s,
-        "interval_s": interval_s,
+        "timeline": {
+            "interval_ns": round(interval_s * 1e9),
+            "warmup_intervals": round(warmup_s / interval_s),
+            "measure_intervals": round(duration_s / interval_s),
+        },
         "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
         "params": builtin,
     }
@@ -165,13 +167,13 @@ def run_load(
     during: Callable[[BuiltinDriver], None] | None = None,
 ) -> LoadReport:
     """Prepare, start a little in the future, optionally act while it runs, wait, report."""
-    driver.prepare(parse_spec(json.dumps(spec)))
+    parsed = parse_spec(json.dumps(spec))
+    driver.prepare(parsed)
     t0_ns = time.time_ns() + START_MARGIN_NS
     driver.start_at(t0_ns)
     if during is not None:
         during(driver)
-    total_s = spec["warmup_s"] + spec["duration_s"]
-    poll_until(lambda: driver.state.done, total_s + DEADLINE, "the load to end")
+    poll_until(lambda: driver.state.done, parsed.timeline.total_s + DEADLINE, "the load to end")
     return driver.report()
 
 

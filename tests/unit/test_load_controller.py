@@ -13,12 +13,10 @@ from agent.drivers.spec import LoadSpec
 from agent.load import LoadController
 
 SPEC = {
-    "format": 1,
+    "format": 2,
     "driver": "fake",
     "target": {"address": "h", "port": 1, "password": None, "username": None, "tls": None},
-    "warmup_s": 0,
-    "duration_s": 1,
-    "interval_s": 1,
+    "timeline": {"interval_ns": 1_000_000_000, "warmup_intervals": 0, "measure_intervals": 1},
     "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
     "params": {},
 }
@@ -155,8 +153,9 @@ def test_an_unknown_driver_or_a_bad_spec_is_a_config_error(
 ) -> None:
     with pytest.raises(DriverError, match=r"^config: unknown driver 'memtier' \(known: fake\)$"):
         controller.prepare(json.dumps(dict(SPEC, driver="memtier")))
-    with pytest.raises(DriverError, match=r"^config: spec\.interval_s must be more than 0"):
-        controller.prepare(json.dumps(dict(SPEC, interval_s=0)))
+    with pytest.raises(DriverError, match=r"^config: spec\.timeline\.interval_ns must be at "):
+        timeline = {"interval_ns": 0, "warmup_intervals": 0, "measure_intervals": 1}
+        controller.prepare(json.dumps(dict(SPEC, timeline=timeline)))
     assert made == []
 
 
