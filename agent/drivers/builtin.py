@@ -54,11 +54,12 @@ from agent.drivers.base import (
     Progress,
     no_keepalive,
 )
+from agent.drivers.builtin_params import BuiltinParams, load_shapes, parse_params, plan
 from agent.drivers.channel import Channel, ChannelClosed
 from agent.drivers.errors import KIND_MEMORY
 from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
-from agent.drivers.memory import LoadShape, load_bytes, memory_problem
-from agent.drivers.spec import Fields, LoadSpec
+from agent.drivers.memory import load_bytes, memory_problem
+from agent.drivers.spec import LoadSpec
 from agent.drivers.worker import WorkerConfig, boot_argv, check_source_address
 
 log = logging.getLogger("agent.drivers.builtin")
@@ -72,41 +73,7 @@ EXIT_TIMEOUT = 2.0
 #: How often a waiting ``prepare`` calls its keepalive.
 KEEPALIVE_PERIOD = 1.0
 
-MAX_CONNECTIONS: Final = 1_000_000
-MAX_PIPELINE: Final = 1_000_000
-MAX_VALUE_SIZE: Final = 512 * 1024 * 1024
 _SEED_SPREAD: Final = 0x9E3779B97F4A7C15
-
-
-@dataclass(frozen=True)
-class BuiltinParams:
-    processes: int | None
-    connections: int
-    pipeline: int
-    set_ratio: float
-    keyspace: int
-    value_size: int
-    preload: bool
-    seed: int | None = None
-
-
-def parse_params(params: dict[str, Any]) -> BuiltinParams:
-    """The builtin driver's ``params``; DriverError("config", ...) for anything wrong."""
-    fields = Fields(params, "spec.params")
-    parsed = BuiltinParams(
-        processes=fields.optional_integer("processes", minimum=1),
-        connections=fields.integer("connections", minimum=1, maximum=MAX_CONNECTIONS),
-        pipeline=fields.integer("pipeline", minimum=1, maximum=MAX_PIPELINE),
-        set_ratio=fields.number("set_ratio", minimum=0.0, maximum=1.0),
-        keyspace=fields.integer("keyspace", minimum=1),
-        value_size=fields.integer("value_size", minimum=0, maximum=MAX_VALUE_SIZE),
-        preload=fields.boolean("preload"),
-        seed=fields.optional_integer("seed", minimum=0) if fields.has("seed") else None,
-    )
-    if fields.get("rate") is not None:
-        raise DriverError(KIND_CONFIG, "open loop (rate) is not supported yet")
-    fields.no_more()
-    return parsed
 
 
 def usable_cores() -> int:
@@ -114,34 +81,6 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
-
-
-def plan(params: BuiltinParams, cores: int) -> list[tuple[int, tuple[int, int]]]:
-    """Per load process: its connections and its share of the keyspace (for preloading)."""
-    processes = min(params.processes or cores, params.connections)
-    base, extra = divmod(params.connections, processes)
-    keyspace = params.keyspace
-    shares = []
-    for index in range(processes):
-        first = keyspace * index // processes
-        end = keyspace * (index + 1) // processes
-        shares.append((base + (1 if index < extra else 0), (first, end)))
-    return shares
-
-
-def load_shapes(params: BuiltinParams, cores: int) -> list[LoadShape]:
-    """What each load process of :func:`plan` will hold, for the memory estimate."""
-    return [
-        LoadShape(
-            connections=connections,
-            pipeline=params.pipeline,
-            set_ratio=params.set_ratio,
-            keyspace=params.keyspace,
-            value_size=params.value_size,
-            preload_keys=end - first if params.preload else 0,
-        )
-        for connections, (first, end) in plan(params, cores)
-    ]
 
 
 def available_memory_bytes() -> int:

@@ -6,11 +6,14 @@ import copy
 import json
 from typing import Any
 
+import pydantic
 import pytest
 
-from agent.drivers.builtin import BuiltinParams, parse_params, plan
+from agent.drivers import builtin_params
+from agent.drivers.builtin_params import BuiltinParams, parse_params, plan
 from agent.drivers.errors import DriverError
 from agent.drivers.spec import Timeline, parse_spec
+from coordinator.inventory.schema import BuiltinDriver as InventoryBuiltin
 
 SPEC: dict[str, Any] = {
     "format": 2,
@@ -171,3 +174,31 @@ def test_processes_default_to_the_cores_and_never_outnumber_connections() -> Non
     assert [c for c, _ in plan(params(None, 50), cores=4)] == [13, 13, 12, 12]
     assert [c for c, _ in plan(params(8, 3), cores=4)] == [1, 1, 1]
     assert plan(params(None, 1, keyspace=1), cores=64) == [(1, (0, 1))]
+
+
+BOUNDED = ["processes", "connections", "pipeline", "set_ratio", "keyspace", "value_size"]
+
+
+def agent_accepts(name: str, value: object) -> bool:
+    try:
+        parse_params(dict(SPEC["params"], **{name: value}))
+    except DriverError:
+        return False
+    return True
+
+
+def inventory_accepts(name: str, value: object) -> bool:
+    try:
+        InventoryBuiltin.model_validate({name: value})
+    except pydantic.ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_the_inventory_and_the_agent_share_each_builtin_limit(name: str) -> None:
+    limit = getattr(builtin_params, name.upper())
+    step = 1 if isinstance(limit.maximum, int) else 1e-9
+    for value in (limit.minimum - step, limit.minimum, limit.maximum, limit.maximum + step):
+        assert inventory_accepts(name, value) == agent_accepts(name, value), value
+    assert agent_accepts(name, limit.maximum) and not agent_accepts(name, limit.maximum + step)
