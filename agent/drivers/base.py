@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import abc
 import enum
+import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,7 +39,7 @@ from agent.drivers.errors import (
     DriverError,
 )
 from agent.drivers.intervals import LoadReport
-from agent.drivers.spec import LoadSpec
+from agent.drivers.spec import Fields, LoadSpec
 
 __all__ = [
     "KIND_AUTH",
@@ -55,6 +57,7 @@ __all__ = [
     "Prepared",
     "Progress",
     "no_keepalive",
+    "this_interpreter",
 ]
 
 
@@ -75,13 +78,48 @@ class LoadState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Prepared:
-    """What ``prepare`` set up: load processes and connections (over all of them)."""
+    """What ``prepare`` set up, as the client will actually run it: the driver and its version,
+    load processes and connections (over all of them), requests in flight per connection
+    (None: the driver does not pipeline), and the interpreter of the load processes (an
+    external tool's driver names the tool here). The coordinator records it per agent in
+    results.json, the same for every driver."""
 
     processes: int
     connections: int
+    driver: str = ""
+    driver_version: str = ""
+    pipeline: int | None = None
+    interpreter: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"processes": self.processes, "connections": self.connections}
+        return {
+            "processes": self.processes,
+            "connections": self.connections,
+            "driver": self.driver,
+            "driver_version": self.driver_version,
+            "pipeline": self.pipeline,
+            "interpreter": self.interpreter,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> Prepared:
+        """The inverse of :meth:`to_json`; ``DriverError("config")`` naming a bad field."""
+        fields = Fields(data, "prepared")
+        prepared = cls(
+            processes=fields.integer("processes", minimum=0),
+            connections=fields.integer("connections", minimum=0),
+            driver=fields.text("driver"),
+            driver_version=fields.text("driver_version"),
+            pipeline=fields.optional_integer("pipeline", minimum=1),
+            interpreter=fields.text("interpreter"),
+        )
+        fields.no_more()
+        return prepared
+
+
+def this_interpreter() -> str:
+    """The interpreter load processes started with ``sys.executable`` run, for :class:`Prepared`."""
+    return f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
 
 
 @dataclass(frozen=True)
@@ -119,6 +157,8 @@ class Driver(abc.ABC):
 
     #: The ``driver`` value of a spec that selects this driver.
     name: ClassVar[str]
+    #: What ``Prepared.driver_version`` says (an external tool's driver: the tool's version).
+    version: ClassVar[str]
 
     @abc.abstractmethod
     def prepare(self, spec: LoadSpec, keepalive: Callable[[], None] = no_keepalive) -> Prepared:

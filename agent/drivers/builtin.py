@@ -26,8 +26,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import hiredis
 import psutil
 
+from agent import __version__
 from agent.drivers import worker
 from agent.drivers.base import KIND_CONFIG, DriverError
 from agent.drivers.builtin_params import BuiltinParams, load_shapes, parse_params, plan
@@ -57,6 +59,7 @@ def available_memory_bytes() -> int:
 
 class BuiltinDriver(ProcessDriver):
     name = "builtin"
+    version = f"coord {__version__}, hiredis {hiredis.__version__}"
     process_module = worker.MODULE
 
     def __init__(
@@ -91,6 +94,9 @@ class BuiltinDriver(ProcessDriver):
             )
             plans.append(ProcessPlan(connections, config.to_json()))
         return plans
+
+    def pipeline(self, spec: LoadSpec) -> int | None:
+        return parse_params(dict(spec.params)).pipeline
 
     def _check_memory(self, params: BuiltinParams) -> None:
         """Refuse, before any process starts, a load the host has not the memory for."""

@@ -40,6 +40,7 @@ from rpyc.utils.factory import connect_stream
 
 import coordinator
 from agent import protocol
+from agent.drivers.base import DriverError, Prepared
 from agent.runlock import Holder
 from coordinator.core.clock import ClockEstimate, ClockSample, estimate_offset
 from coordinator.core.errors import AgentAuthError, AgentError, AgentLost
@@ -452,19 +453,17 @@ class AgentLink:
 
     # --- load (agent.load) -----------------------------------------------------------------
 
-    def prepare_load(self, spec_json: str) -> dict[str, int]:
-        """Prepare the load described by ``spec_json``: ``{"processes": P, "connections": C}``.
+    def prepare_load(self, spec_json: str) -> Prepared:
+        """Prepare the load described by ``spec_json``: what the client will run with.
 
         May take long (preloading the keyspace); ``LoadError`` if the agent's driver refuses
         (wrong password, unreachable target, unsupported parameter...): no load has started.
         """
-        fields = self._load_json("prepare_load", LOAD_PREPARE_TIMEOUT, spec_json)
-        prepared = {
-            "processes": fields.integer("processes"),
-            "connections": fields.integer("connections"),
-        }
-        fields.no_more()
-        return prepared
+        answer = self._call_load("prepare_load", LOAD_PREPARE_TIMEOUT, spec_json)
+        try:
+            return Prepared.from_json(_json_object(self._json_text("prepare_load", answer)))
+        except DriverError as exc:
+            raise AgentError(self.host, f"prepare_load() answered: {exc.message}") from None
 
     def take_run_lock(self, holder: Holder, *, force: bool) -> str | None:
         """Take the host's run lock for ``holder`` (held until the agent exits); ``LoadError``

@@ -16,12 +16,13 @@ import getpass
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from agent.drivers.base import Prepared
 from agent.drivers.spec import Timeline
 from agent.runlock import Holder, utc_text
 from coordinator.core import stats
@@ -117,10 +118,17 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                 writer.write(document)
             clients = [fleet.sessions[host.name] for host in inventory.clients]
             done: list[stats.RepetitionFigures] = []
+
+            def record_ran_with(prepared: Mapping[str, Prepared]) -> None:
+                nonlocal document
+                document = document.with_ran_with(ran_with_records(prepared))
+                writer.write(document)
+
             for index in range(inventory.benchmark.repetitions):
                 view.repetition(index, inventory.benchmark.repetitions)
-                figures, repetition = run_repetition(index, clients, inventory, view,
-                                                     password=password, timeline=timeline)
+                figures, repetition = run_repetition(
+                    index, clients, inventory, view, password=password, timeline=timeline,
+                    on_prepared=record_ran_with if index == 0 else None)
                 done.append(figures)
                 document = document.with_repetition(repetition, stats.aggregate(done))
                 writer.write(document)
@@ -218,24 +226,38 @@ def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:
     ]
 
 
+def ran_with_records(prepared: Mapping[str, Prepared]) -> dict[str, results.RanWithRecord]:
+    """Per client: what its load runs with, for its agent's record."""
+    return {name: results.RanWithRecord(
+                driver=answer.driver, driver_version=answer.driver_version,
+                processes=answer.processes, connections=answer.connections,
+                pipeline=answer.pipeline, interpreter=answer.interpreter)
+            for name, answer in prepared.items()}
+
+
 def run_repetition(index: int, clients: list[AgentSession], inventory: Inventory,
                    view: RunView, *, password: str | None, timeline: Timeline,
+                   on_prepared: Callable[[Mapping[str, Prepared]], None] | None = None,
                    ) -> tuple[stats.RepetitionFigures, results.Repetition]:
     """Prepare, start at a common instant, watch, collect and merge one repetition.
 
     ``password`` is the target's, read once per run by ``target_password``; ``timeline`` the
-    run's phases in whole intervals, computed once per run by ``phases``.
+    run's phases in whole intervals, computed once per run by ``phases``; ``on_prepared``
+    hears what every client prepared (what its load will run with).
     """
     by_name = {client.host.name: client for client in clients}
     # The keyspace is preloaded once: by the first client, before the first repetition.
     preloading = clients[0].host.name if index == 0 else None
 
-    def prepare(name: str, report: StageReporter) -> None:
+    def prepare(name: str, report: StageReporter) -> Prepared:
         spec = load_spec(inventory, by_name[name].host, password=password,
                          first_load=name == preloading, timeline=timeline)
-        by_name[name].link.prepare_load(spec)
+        return by_name[name].link.prepare_load(spec)
 
-    fan_out(list(by_name), prepare).raise_for_failures()
+    prepared = fan_out(list(by_name), prepare)
+    prepared.raise_for_failures()
+    if on_prepared is not None:
+        on_prepared(prepared.succeeded)
 
     slowest_rtt_s = max(client.clock.rtt_ns for client in clients) / 1e9
     t0_ns = time.time_ns() + int((START_MARGIN_S + slowest_rtt_s) * 1e9)

@@ -500,7 +500,10 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
     spec = make_spec(server.port, processes=2, connections=4, pipeline=4, preload=True)
     with agent.link() as first:
         assert first.load_progress().state == "idle"
-        assert first.prepare_load(json.dumps(spec)) == {"processes": 2, "connections": 4}
+        prepared = first.prepare_load(json.dumps(spec))
+        assert (prepared.driver, prepared.processes, prepared.connections, prepared.pipeline) \
+            == ("builtin", 2, 4, 4)
+        assert prepared.interpreter.startswith("CPython") and "hiredis" in prepared.driver_version
         assert first.load_progress().state == "prepared"
     workers = agent.workers()
     assert len(workers) == 2

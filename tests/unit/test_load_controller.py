@@ -24,6 +24,7 @@ SPEC = {
 
 class FakeDriver(Driver):
     name = "fake"
+    version = "1"
 
     def __init__(self, made: list[FakeDriver]) -> None:
         self._state = LoadState.IDLE
@@ -37,7 +38,8 @@ class FakeDriver(Driver):
         keepalive()
         self.spec = spec
         self._state = LoadState.PREPARED
-        return Prepared(processes=2, connections=8)
+        return Prepared(processes=2, connections=8, driver="fake", driver_version="1",
+                        interpreter="none")
 
     def start_at(self, t0_ns: int) -> None:
         if self._state is not LoadState.PREPARED:
@@ -99,7 +101,8 @@ def test_a_whole_load(controller: LoadController, made: list[FakeDriver]) -> Non
     assert controller.progress()["state"] == "idle"
     kept_alive: list[int] = []
     prepared = controller.prepare(spec(), keepalive=lambda: kept_alive.append(1))
-    assert prepared == {"processes": 2, "connections": 8}
+    assert prepared == {"processes": 2, "connections": 8, "driver": "fake", "driver_version": "1",
+                        "pipeline": None, "interpreter": "none"}
     assert kept_alive == [1]
     assert controller.state is LoadState.PREPARED
     assert controller.start(123) == {"t0_ns": 123}

@@ -29,6 +29,7 @@ from coordinator.results.model import (
     SCHEMA_VERSION,
     FailureRecord,
     ForcedOverRecord,
+    RanWithRecord,
     ResultsDocument,
     ResultsError,
     ResultsWriter,
@@ -480,3 +481,19 @@ def test_the_failure_field_is_absent_unless_the_run_failed(tmp_path: Path) -> No
         document().finish("failed")
     with pytest.raises(ValidationError, match="failure reason goes with status failed"):
         document().finish("complete", failure=FailureRecord(reason="no", hosts=[]))
+
+
+def test_what_each_client_ran_with_is_recorded_on_its_agent_only() -> None:
+    doc = load_results(FIXTURE)
+    ran = RanWithRecord(driver="builtin", driver_version="coord 0.1.0, hiredis 3.0.0",
+                        processes=2, connections=50, pipeline=16,
+                        interpreter="CPython 3.11.7 (/usr/bin/python3)")
+    client = doc.agents[-1].host
+    recorded = doc.with_ran_with({client: ran})
+    by_host = {agent.host: agent.ran_with for agent in recorded.agents}
+    assert by_host[client] == ran
+    assert all(record is None for host, record in by_host.items() if host != client)
+    written = json.loads(recorded.model_dump_json())
+    assert [("ran_with" in agent) for agent in written["agents"]] == [
+        agent.host == client for agent in doc.agents]
+    assert ResultsDocument.model_validate_json(json.dumps(written)) == recorded

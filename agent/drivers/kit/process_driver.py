@@ -29,6 +29,7 @@ from agent.drivers.base import (
     Prepared,
     Progress,
     no_keepalive,
+    this_interpreter,
 )
 from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
 from agent.drivers.kit.supervisor import Supervisor
@@ -97,6 +98,11 @@ class ProcessDriver(Driver):
         """The load processes ``spec`` needs; DriverError("config"...) if this host or driver
         cannot run it. Called once, by ``prepare``, before any process starts."""
 
+    def pipeline(self, spec: LoadSpec) -> int | None:
+        """Requests in flight per connection under ``spec`` (None: not pipelined), for
+        :class:`Prepared`; called after :meth:`plan_load` accepted ``spec``."""
+        return None
+
     # --- the Driver interface -----------------------------------------------------------
 
     def prepare(self, spec: LoadSpec, keepalive: Callable[[], None] = no_keepalive) -> Prepared:
@@ -122,7 +128,14 @@ class ProcessDriver(Driver):
         connections = sum(process.connections for process in self._processes)
         log.info("%s driver prepared: %d process(es), %d connection(s) to %s", self.name,
                  len(self._processes), connections, spec.target.endpoint)
-        return Prepared(processes=len(self._processes), connections=connections)
+        return Prepared(
+            processes=len(self._processes),
+            connections=connections,
+            driver=self.name,
+            driver_version=self.version,
+            pipeline=self.pipeline(spec),
+            interpreter=this_interpreter(),
+        )
 
     def start_at(self, t0_ns: int) -> None:
         with self._lock:
