@@ -7,7 +7,10 @@ range and precision) here, so that their histograms can be added and their inter
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
+from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.spec import SPEC_FORMAT, Timeline
 from coordinator.core.errors import UsageError
 from coordinator.core.stats import HISTOGRAM_PARAMS
@@ -45,16 +48,17 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
     (computed here when not given).
     """
     bench = inventory.benchmark
-    if bench.driver != "builtin":
+    build_params = SPEC_PARAMS.get(bench.driver)
+    if build_params is None:
+        known = ", ".join(sorted(SPEC_PARAMS))
         raise UsageError(
-            f"benchmark.driver: {bench.driver} is not supported by `coord run` yet; use builtin"
+            f"benchmark.driver: {bench.driver} is not supported by `coord run` yet; use {known}"
         )
     server = target_of(inventory)
     run_phases = timeline if timeline is not None else phases(inventory)
     tls = None
     if server.tls is not None:
         tls = server.tls.model_dump(mode="json")
-    params = bench.builtin
     spec = {
         "format": SPEC_FORMAT,
         "driver": bench.driver,
@@ -72,15 +76,32 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
             "highest_usec": HISTOGRAM_PARAMS.highest_usec,
             "significant_figures": HISTOGRAM_PARAMS.significant_figures,
         },
-        "params": {
-            "processes": params.processes,
-            "connections": params.connections,
-            "pipeline": params.pipeline,
-            "set_ratio": params.set_ratio,
-            "keyspace": params.keyspace,
-            "value_size": params.value_size,
-            "rate": params.rate,
-            "preload": params.preload and first_load,
-        },
+        "params": build_params(inventory, first_load),
     }
     return json.dumps(spec, sort_keys=True)
+
+
+ParamsBuilder = Callable[[Inventory, bool], dict[str, Any]]
+"""A driver's spec ``params`` from the inventory; the flag is ``first_load`` (see
+:func:`load_spec`)."""
+
+
+def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+    """``params`` of the builtin driver (agent/drivers/builtin_params.py reads them)."""
+    params = inventory.benchmark.builtin
+    return {
+        "processes": params.processes,
+        "connections": params.connections,
+        "pipeline": params.pipeline,
+        "set_ratio": params.set_ratio,
+        "keyspace": params.keyspace,
+        "value_size": params.value_size,
+        "rate": params.rate,
+        "preload": params.preload and first_load,
+    }
+
+
+SPEC_PARAMS: Final[Mapping[str, ParamsBuilder]] = {BuiltinDriver.name: builtin_params}
+"""The coordinator half of each driver: its spec builder, by the name the agent's
+``agent.drivers.DRIVERS`` knows it by. A new driver adds one entry here and one there; the run,
+the merge and the results never name a driver."""
