@@ -96,8 +96,7 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
     inventory = loaded.inventory
     # An inventory `coord run` cannot serve, or an unreadable password, fails before any host
     # is touched.
-    password = target_password(inventory)
-    timeline = phases(inventory)
+    password, timeline = target_password(inventory), phases(inventory)
     load_spec(inventory, password=password, timeline=timeline)
     writer = results.ResultsWriter(out, overwrite=overwrite)
     target = results.target_record(inventory, target_of(inventory))
@@ -118,19 +117,15 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                 writer.write(document)
             clients = [fleet.sessions[host.name] for host in inventory.clients]
             done: list[stats.RepetitionFigures] = []
-
-            def record_ran_with(prepared: Mapping[str, Prepared]) -> None:
-                nonlocal document
-                document = document.with_ran_with(ran_with_records(prepared))
-                writer.write(document)
-
+            prepared: dict[str, Prepared] = {}  # what each client's load runs with
             for index in range(inventory.benchmark.repetitions):
                 view.repetition(index, inventory.benchmark.repetitions)
                 figures, repetition = run_repetition(
                     index, clients, inventory, view, password=password, timeline=timeline,
-                    on_prepared=record_ran_with if index == 0 else None)
+                    on_prepared=prepared.update)
                 done.append(figures)
-                document = document.with_repetition(repetition, stats.aggregate(done))
+                document = document.with_repetition(repetition, stats.aggregate(done)) \
+                    .with_ran_with(ran_with_records(prepared))
                 writer.write(document)
                 writer.write_hgrm(repetition.index, figures.histogram)
                 view.repetition_done(repetition)
