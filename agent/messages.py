@@ -292,10 +292,18 @@ class RunLockTaken:
 
 @dataclass(frozen=True)
 class Prepared:
-    """``prepare_load()``: the load processes and connections set up (over all of them)."""
+    """``prepare_load()``: what the load will run with, as the client will actually run it: the
+    load processes and connections (over all of them), the driver and its version, requests in
+    flight per connection (None: the driver does not pipeline), and the interpreter of the load
+    processes (an external tool's driver names the tool here). The coordinator records it per
+    agent in results.json, the same for every driver."""
 
     processes: int
     connections: int
+    driver: str = ""
+    driver_version: str = ""
+    pipeline: int | None = None
+    interpreter: str = ""
 
 
 @dataclass(frozen=True)

@@ -392,7 +392,8 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         return RunLockTaken(self._run_lock.take(holder, force=request.force))
 
     def exposed_prepare_load(self, spec_json: str) -> str:
-        """Prepare a load from its spec (JSON text); the processes and connections it set up.
+        """Prepare a load from its spec (JSON text); ``agent.messages.Prepared``: what
+        the load will run with (driver and version, processes, connections, pipeline, interpreter).
 
         Blocks until the load processes are connected (and the keyspace preloaded, if asked);
         meanwhile the call itself keeps the watchdog quiet (its own heartbeats may queue behind

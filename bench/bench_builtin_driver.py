@@ -189,13 +189,12 @@ def run_redis_benchmark(
 
 def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
     spec = {
-        "format": 1,
+        "format": 2,
         "driver": "builtin",
         "target": {"address": "127.0.0.1", "port": port, "password": None, "username": None,
                    "tls": None},
-        "warmup_s": 1.0,
-        "duration_s": float(args.seconds),
-        "interval_s": 1.0,
+        "timeline": {"interval_ns": 1_000_000_000, "warmup_intervals": 1,
+                     "measure_intervals": args.seconds},
         "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
         "params": {"processes": 1, "connections": CONNECTIONS, "pipeline": pipeline,
                    "set_ratio": 0.5, "keyspace": args.keyspace, "value_size": args.value_size,

@@ -74,7 +74,8 @@ def main() -> None:
                 before = {c.host.name: c.link.status().cpu_s for c in clients}
                 started = time.monotonic()
                 figures, repetition = run_repetition(index, clients, inventory, QuietView(),
-                                                     password=password)
+                                                     password=password,
+                                                     timeline=phases(inventory))
                 wall = time.monotonic() - started
                 for client in clients:
                     used = client.link.status().cpu_s - before[client.host.name]

@@ -22,6 +22,8 @@ e.g. ``DriverError("auth", "cannot authenticate to 198.18.0.10:6379: WRONGPASS .
 from __future__ import annotations
 
 import abc
+import platform
+import sys
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -56,7 +58,13 @@ __all__ = [
     "Prepared",
     "Progress",
     "no_keepalive",
+    "this_interpreter",
 ]
+
+
+def this_interpreter() -> str:
+    """The interpreter load processes started with ``sys.executable`` run, for :class:`Prepared`."""
+    return f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
 
 
 def no_keepalive() -> None:
@@ -68,6 +76,8 @@ class Driver(abc.ABC):
 
     #: The ``driver`` value of a spec that selects this driver.
     name: ClassVar[str]
+    #: What ``Prepared.driver_version`` says (an external tool's driver: the tool's version).
+    version: ClassVar[str]
 
     @abc.abstractmethod
     def prepare(self, spec: LoadSpec, keepalive: Callable[[], None] = no_keepalive) -> Prepared:

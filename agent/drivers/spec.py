@@ -1,18 +1,19 @@
 """The load spec the coordinator sends to ``prepare_load``, parsed and checked. Pure.
 
-Format 1 (JSON text; every field required, unknown fields refused)::
+Format 2 (JSON text; every field required, unknown fields refused)::
 
-    {"format": 1, "driver": "builtin",
+    {"format": 2, "driver": "builtin",
      "target": {"address": "198.18.0.10", "port": 6379, "password": null, "username": null,
                 "tls": null, "source_address": null},
-     "warmup_s": 2.0, "duration_s": 10.0, "interval_s": 1.0,
+     "timeline": {"interval_ns": 1000000000, "warmup_intervals": 2, "measure_intervals": 10},
      "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
      "params": {...}}
 
 ``target.source_address`` (optional, null by default) is the local address the load's
 connections bind to. ``params`` belongs to the driver named by ``driver``, which parses it.
-Warm-up and duration must be whole numbers of intervals: intervals are the unit in which every
-agent's data is lined up. Every problem is a ``DriverError("config", ...)`` naming the field.
+The phases travel as whole intervals (:class:`Timeline`), computed once by the coordinator:
+intervals are the unit in which every agent's data is lined up, so no agent converts seconds
+back into intervals. Every problem is a ``DriverError("config", ...)`` naming the field.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ from typing import Any, Final
 from agent.drivers.errors import KIND_CONFIG, DriverError
 from agent.histograms import HistogramParams
 
-#: The spec format this agent reads.
-SPEC_FORMAT: Final = 1
-#: How far from a whole number of intervals warm-up and duration may be (rounding of floats).
-WHOLE_INTERVAL_TOLERANCE: Final = 1e-6
+#: The spec format this agent reads (2: phases as a :class:`Timeline` of whole intervals).
+SPEC_FORMAT: Final = 2
 #: Longest interval accepted (a sanity bound: intervals are seconds, not hours).
-MAX_INTERVAL_S: Final = 3600.0
+MAX_INTERVAL_NS: Final = 3600 * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,10 @@ class Timeline:
         """From T0 to the end of the measure phase."""
         return self.interval_ns * self.intervals
 
+    @property
+    def total_s(self) -> float:
+        return self.total_ns / 1e9
+
     def phase(self, index: int) -> str:
         return "warmup" if index < self.warmup_intervals else "measure"
 
@@ -94,9 +97,9 @@ class Timeline:
 
     @classmethod
     def from_json(cls, fields: Mapping[str, Any]) -> Timeline:
-        reader = Fields(fields, "timeline")
+        reader = Fields(fields, "spec.timeline")
         timeline = cls(
-            interval_ns=reader.integer("interval_ns", minimum=1),
+            interval_ns=reader.integer("interval_ns", minimum=1, maximum=MAX_INTERVAL_NS),
             warmup_intervals=reader.integer("warmup_intervals", minimum=0),
             measure_intervals=reader.integer("measure_intervals", minimum=1),
         )
@@ -129,27 +132,13 @@ def parse_spec(text: str) -> LoadSpec:
         )
     driver = fields.text("driver")
     target = parse_target(fields.object("target"))
-    warmup_s = fields.number("warmup_s", minimum=0.0)
-    duration_s = fields.number("duration_s", minimum=0.0, exclusive=True)
-    interval_s = fields.number("interval_s", minimum=0.0, exclusive=True)
-    if interval_s > MAX_INTERVAL_S:
-        raise fields.problem("interval_s", f"must be at most {MAX_INTERVAL_S:g} s")
+    timeline = Timeline.from_json(fields.object("timeline"))
     try:
         histogram = HistogramParams.from_json(fields.object("histogram"))
     except ValueError as exc:
         raise DriverError(KIND_CONFIG, f"spec.{exc}") from None
     params = fields.object("params")
     fields.no_more()
-    interval_ns = round(interval_s * 1e9)
-    if interval_ns < 1:
-        raise fields.problem("interval_s", f"must be at least 1 ns, got {interval_s:g} s")
-    timeline = Timeline(
-        interval_ns=interval_ns,
-        warmup_intervals=_whole_intervals("warmup_s", warmup_s, interval_s),
-        measure_intervals=_whole_intervals("duration_s", duration_s, interval_s),
-    )
-    if timeline.measure_intervals < 1:
-        raise DriverError(KIND_CONFIG, "spec.duration_s must last at least one interval")
     return LoadSpec(
         driver=driver,
         target=target,
@@ -177,20 +166,6 @@ def parse_target(data: Mapping[str, Any]) -> Target:
     if target.username is not None and target.password is None:
         raise DriverError(KIND_CONFIG, "spec.target.username needs a password")
     return target
-
-
-def _whole_intervals(name: str, seconds: float, interval_s: float) -> int:
-    count = seconds / interval_s
-    if not math.isfinite(count):
-        raise DriverError(KIND_CONFIG, f"spec.{name} ({seconds:g} s) is too long")
-    whole = round(count)
-    if abs(count - whole) > WHOLE_INTERVAL_TOLERANCE * max(1.0, count):
-        raise DriverError(
-            KIND_CONFIG,
-            f"spec.{name} ({seconds:g} s) must be a whole number of intervals "
-            f"(interval_s is {interval_s:g} s)",
-        )
-    return int(whole)
 
 
 class Fields:

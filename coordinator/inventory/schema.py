@@ -22,6 +22,7 @@ from pydantic import (
     Field,
 )
 
+from agent.drivers import builtin_params
 from agent.protocol import HEARTBEAT_INTERVAL
 from coordinator.core.durations import format_duration
 from coordinator.inventory.fields import (
@@ -143,18 +144,31 @@ class Server(Model):
 class BuiltinDriver(Model):
     """Parameters of coord's own Redis load generator."""
 
+    # Limits: the agent's own (agent/drivers/builtin_params.py), declared there once.
     processes: int | None = Field(
-        None, ge=1, le=1024, description="worker processes per client host; default: its cores"
+        None, ge=builtin_params.PROCESSES.minimum, le=builtin_params.PROCESSES.maximum,
+        description="worker processes per client host; default: its cores",
     )
     connections: int = Field(
-        50, ge=1, le=100_000, description="connections per client host, spread over processes"
+        50, ge=builtin_params.CONNECTIONS.minimum, le=builtin_params.CONNECTIONS.maximum,
+        description="connections per client host, spread over processes",
     )
-    pipeline: int = Field(1, ge=1, le=10_000, description="requests in flight per connection")
+    pipeline: int = Field(
+        1, ge=builtin_params.PIPELINE.minimum, le=builtin_params.PIPELINE.maximum,
+        description="requests in flight per connection",
+    )
     set_ratio: float = Field(
-        0.1, ge=0.0, le=1.0, description="fraction of requests that are SET; the rest are GET"
+        0.1, ge=builtin_params.SET_RATIO.minimum, le=builtin_params.SET_RATIO.maximum,
+        description="fraction of requests that are SET; the rest are GET",
     )
-    keyspace: int = Field(100_000, ge=1, le=10**10, description="number of distinct keys")
-    value_size: int = Field(32, ge=0, le=512 * 1024 * 1024, description="bytes per SET value")
+    keyspace: int = Field(
+        100_000, ge=builtin_params.KEYSPACE.minimum, le=builtin_params.KEYSPACE.maximum,
+        description="number of distinct keys",
+    )
+    value_size: int = Field(
+        32, ge=builtin_params.VALUE_SIZE.minimum, le=builtin_params.VALUE_SIZE.maximum,
+        description="bytes per SET value",
+    )
     rate: float | None = Field(
         None, gt=0, description="open loop: target requests/s per client host; omit for "
         "closed loop",

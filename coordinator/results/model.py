@@ -29,7 +29,7 @@ A typical run::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Final, Literal
 
@@ -37,6 +37,7 @@ from pydantic import (
     Field,
     JsonValue,
     NonNegativeInt,
+    PositiveInt,
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
@@ -76,6 +77,7 @@ __all__ = [
     "IntervalRecord",
     "Latency",
     "LatencySummary",
+    "RanWithRecord",
     "Repetition",
     "ResultsDocument",
     "SpreadRecord",
@@ -114,6 +116,19 @@ class HistogramSettings(Model):
     )
 
 
+class RanWithRecord(Model):
+    """What a client's load actually ran with, as its driver reported it at prepare."""
+
+    driver: str = Field(description="the load driver (benchmark.driver)")
+    driver_version: str = Field(description="the driver's version (and its libraries')")
+    processes: NonNegativeInt = Field(description="load processes on the host")
+    connections: NonNegativeInt = Field(description="connections, over all load processes")
+    pipeline: PositiveInt | None = Field(
+        description="requests in flight per connection; null: the driver does not pipeline"
+    )
+    interpreter: str = Field(description="what ran the load processes (Python version, path)")
+
+
 class AgentRecord(Model):
     """One agent of the run, as it was when the run started."""
 
@@ -128,6 +143,19 @@ class AgentRecord(Model):
     python: str = Field(description="the agent's Python version")
     agent_version: str = Field(description="the agent's coord version")
     bundle_hash: str | None = Field(description="content hash of the agent bundle it runs")
+    ran_with: RanWithRecord | None = Field(
+        None, description="client hosts: what the load ran with, from the first repetition's "
+        "prepare; absent for servers, before any load, and in documents older than the field"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_ran_with(self, write: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``ran_with`` is left out when unknown: such records read exactly as before the field
+        existed (schema_version 1 gained it, optional)."""
+        data: dict[str, Any] = write(self)
+        if data.get("ran_with") is None:
+            data.pop("ran_with", None)
+        return data
 
 
 class ForcedOverRecord(Model):
@@ -226,6 +254,12 @@ class ResultsDocument(Model):
         return ResultsDocument.model_validate(
             {**dict(self), "repetitions": [*self.repetitions, repetition], "summary": summary}
         )
+
+    def with_ran_with(self, ran_with: Mapping[str, RanWithRecord]) -> ResultsDocument:
+        """A copy whose agents named in ``ran_with`` record what their load ran with."""
+        agents = [agent.model_copy(update={"ran_with": ran_with[agent.host]})
+                  if agent.host in ran_with else agent for agent in self.agents]
+        return ResultsDocument.model_validate({**dict(self), "agents": agents})
 
     def finish(
         self,

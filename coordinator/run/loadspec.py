@@ -7,36 +7,24 @@ range and precision) here, so that their histograms can be added and their inter
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
+from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.spec import SPEC_FORMAT, Timeline
 from coordinator.core.errors import UsageError
 from coordinator.core.histograms import HISTOGRAM_PARAMS
 from coordinator.inventory.schema import Host, Inventory, Server
 
-SPEC_FORMAT = 1
 
-
-@dataclass(frozen=True)
-class Phases:
-    """Whole sampling intervals of warm-up and measure, as every agent will count them."""
-
-    interval_s: float
-    warmup_intervals: int
-    measure_intervals: int
-
-    @property
-    def total_s(self) -> float:
-        """Seconds from the start instant to the end of the measure phase."""
-        return self.interval_s * (self.warmup_intervals + self.measure_intervals)
-
-
-def phases(inventory: Inventory) -> Phases:
-    """The run's phases in whole intervals (a partial interval is rounded up)."""
+def phases(inventory: Inventory) -> Timeline:
+    """The run's phases in whole intervals (a partial interval is rounded up), computed once
+    per run and sent as they are: agents never convert seconds into intervals."""
     bench = inventory.benchmark
-    interval = bench.interval
-    warmup = int(-(-round(bench.warmup * 1e9) // round(interval * 1e9)))
-    measure = max(1, int(-(-round(bench.duration * 1e9) // round(interval * 1e9))))
-    return Phases(interval, warmup, measure)
+    interval_ns = round(bench.interval * 1e9)
+    warmup = -(-round(bench.warmup * 1e9) // interval_ns)
+    measure = max(1, -(-round(bench.duration * 1e9) // interval_ns))
+    return Timeline(interval_ns=interval_ns, warmup_intervals=warmup, measure_intervals=measure)
 
 
 def target_of(inventory: Inventory) -> Server:
@@ -48,7 +36,7 @@ def target_of(inventory: Inventory) -> Server:
 
 
 def load_spec(inventory: Inventory, client: Host | None = None, *, password: str | None,
-              first_load: bool = False) -> str:
+              first_load: bool = False, timeline: Timeline | None = None) -> str:
     """The JSON text sent to ``client``'s agent's ``prepare_load``.
 
     The target is the server's data address (``servers[].address``, else its host's SSH
@@ -56,19 +44,21 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
     ``password`` is the target's, as ``inventory.server_auth.target_password`` read it (from
     the inventory, a file or the environment): this module does no I/O.
     ``benchmark.builtin.preload`` fills the keyspace once, so only the ``first_load`` of a run
-    (one client, first repetition) asks for it.
+    (one client, first repetition) asks for it. ``timeline``: the run's :func:`phases`
+    (computed here when not given).
     """
     bench = inventory.benchmark
-    if bench.driver != "builtin":
+    build_params = SPEC_PARAMS.get(bench.driver)
+    if build_params is None:
+        known = ", ".join(sorted(SPEC_PARAMS))
         raise UsageError(
-            f"benchmark.driver: {bench.driver} is not supported by `coord run` yet; use builtin"
+            f"benchmark.driver: {bench.driver} is not supported by `coord run` yet; use {known}"
         )
     server = target_of(inventory)
-    run_phases = phases(inventory)
+    run_phases = timeline if timeline is not None else phases(inventory)
     tls = None
     if server.tls is not None:
         tls = server.tls.model_dump(mode="json")
-    params = bench.builtin
     spec = {
         "format": SPEC_FORMAT,
         "driver": bench.driver,
@@ -80,23 +70,38 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
             "username": server.username,
             "tls": tls,
         },
-        "warmup_s": run_phases.interval_s * run_phases.warmup_intervals,
-        "duration_s": run_phases.interval_s * run_phases.measure_intervals,
-        "interval_s": run_phases.interval_s,
+        "timeline": run_phases.to_json(),
         "histogram": {
             "lowest_usec": HISTOGRAM_PARAMS.lowest_usec,
             "highest_usec": HISTOGRAM_PARAMS.highest_usec,
             "significant_figures": HISTOGRAM_PARAMS.significant_figures,
         },
-        "params": {
-            "processes": params.processes,
-            "connections": params.connections,
-            "pipeline": params.pipeline,
-            "set_ratio": params.set_ratio,
-            "keyspace": params.keyspace,
-            "value_size": params.value_size,
-            "rate": params.rate,
-            "preload": params.preload and first_load,
-        },
+        "params": build_params(inventory, first_load),
     }
     return json.dumps(spec, sort_keys=True)
+
+
+ParamsBuilder = Callable[[Inventory, bool], dict[str, Any]]
+"""A driver's spec ``params`` from the inventory; the flag is ``first_load`` (see
+:func:`load_spec`)."""
+
+
+def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+    """``params`` of the builtin driver (agent/drivers/builtin_params.py reads them)."""
+    params = inventory.benchmark.builtin
+    return {
+        "processes": params.processes,
+        "connections": params.connections,
+        "pipeline": params.pipeline,
+        "set_ratio": params.set_ratio,
+        "keyspace": params.keyspace,
+        "value_size": params.value_size,
+        "rate": params.rate,
+        "preload": params.preload and first_load,
+    }
+
+
+SPEC_PARAMS: Final[Mapping[str, ParamsBuilder]] = {BuiltinDriver.name: builtin_params}
+"""The coordinator half of each driver: its spec builder, by the name the agent's
+``agent.drivers.DRIVERS`` knows it by. A new driver adds one entry here and one there; the run,
+the merge and the results never name a driver."""

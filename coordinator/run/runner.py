@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from agent.messages import LoadProgress, LoadState
+from agent.drivers.spec import Timeline
+from agent.messages import LoadProgress, LoadState, Prepared
 from agent.runlock import Holder, utc_text
 from coordinator import results
 from coordinator.core import marks, stats
@@ -92,11 +93,13 @@ class RunOutcome:
 @dataclass(frozen=True)
 class RunPlan:
     """What one run does, checked before any host is touched: the inventory, the target's
-    password (read once) and the target record for the results."""
+    password (read once), the target record for the results, and the phases in whole
+    intervals (computed once, sent as they are to every client)."""
 
     inventory: Inventory
     password: str | None
     target: results.TargetRecord
+    timeline: Timeline
 
 
 StepHook = Callable[[str], None]
@@ -110,9 +113,10 @@ def _no_hook(name: str) -> None:
 def check_targets(inventory: Inventory) -> RunPlan:
     """Step "check targets": an inventory `coord run` cannot serve, or an unreadable password,
     fails here, before any host is touched."""
-    password = target_password(inventory)
-    load_spec(inventory, password=password)
-    return RunPlan(inventory, password, results.target_record(inventory, target_of(inventory)))
+    password, timeline = target_password(inventory), phases(inventory)
+    load_spec(inventory, password=password, timeline=timeline)
+    return RunPlan(inventory, password, results.target_record(inventory, target_of(inventory)),
+                   timeline)
 
 
 class RunRecord:
@@ -317,12 +321,24 @@ def _prepare(state: RepetitionState) -> None:
     inventory, by_name = state.plan.inventory, state.clients
     preloading = next(iter(by_name)) if state.index == 0 else None
 
-    def prepare(name: str, report: StageReporter) -> None:
+    def prepare(name: str, report: StageReporter) -> Prepared:
         spec = load_spec(inventory, by_name[name].host, password=state.plan.password,
-                         first_load=name == preloading)
-        by_name[name].link.prepare_load(spec)
+                         first_load=name == preloading, timeline=state.plan.timeline)
+        return by_name[name].link.prepare_load(spec)
 
-    fan_out(list(by_name), prepare).raise_for_failures()
+    prepared = fan_out(list(by_name), prepare)
+    prepared.raise_for_failures()
+    record = state.record
+    record.write(record.document.with_ran_with(ran_with_records(prepared.succeeded)))
+
+
+def ran_with_records(prepared: Mapping[str, Prepared]) -> dict[str, results.RanWithRecord]:
+    """Per client: what its load runs with, for its agent's record."""
+    return {name: results.RanWithRecord(
+                driver=answer.driver, driver_version=answer.driver_version,
+                processes=answer.processes, connections=answer.connections,
+                pipeline=answer.pipeline, interpreter=answer.interpreter)
+            for name, answer in prepared.items()}
 
 
 def _start_at_t0(state: RepetitionState) -> None:
@@ -340,7 +356,7 @@ def _start_at_t0(state: RepetitionState) -> None:
 
 def _watch(state: RepetitionState) -> None:
     """Poll every client's progress until all finished; fail if one is lost or stuck."""
-    by_name, total_s = state.clients, phases(state.plan.inventory).total_s
+    by_name, total_s = state.clients, state.plan.timeline.total_s
     deadline = state.t0_ns / 1e9 + total_s + FINISH_GRACE_S
     while True:
         polled = fan_out(list(by_name), lambda name, _: by_name[name].link.load_progress())
@@ -373,7 +389,7 @@ def _collect(state: RepetitionState) -> None:
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()
     state.reports = [collected.succeeded[name] for name in by_name]
-    interval_ns = round(phases(state.plan.inventory).interval_s * 1e9)
+    interval_ns = state.plan.timeline.interval_ns
     odd = sorted(r.host for r in state.reports if r.interval_ns != interval_ns)
     if odd:
         raise RunFailed(f"{', '.join(odd)}: load report uses another sampling interval than "

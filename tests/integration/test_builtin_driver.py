@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from agent import protocol
-from agent.drivers.base import LoadState, Prepared
+from agent.drivers.base import LoadState
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.errors import DriverError
 from agent.drivers.intervals import LoadReport
@@ -131,7 +131,7 @@ def make_spec(
     }
     builtin.update(params)
     return {
-        "format": 1,
+        "format": 2,
         "driver": "builtin",
         "target": {
             "address": "127.0.0.1",
@@ -140,9 +140,11 @@ def make_spec(
             "username": None,
             "tls": None,
         },
-        "warmup_s": warmup_s,
-        "duration_s": duration_s,
-        "interval_s": interval_s,
+        "timeline": {
+            "interval_ns": round(interval_s * 1e9),
+            "warmup_intervals": round(warmup_s / interval_s),
+            "measure_intervals": round(duration_s / interval_s),
+        },
         "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
         "params": builtin,
     }
@@ -165,13 +167,13 @@ def run_load(
     during: Callable[[BuiltinDriver], None] | None = None,
 ) -> LoadReport:
     """Prepare, start a little in the future, optionally act while it runs, wait, report."""
-    driver.prepare(parse_spec(json.dumps(spec)))
+    parsed = parse_spec(json.dumps(spec))
+    driver.prepare(parsed)
     t0_ns = time.time_ns() + START_MARGIN_NS
     driver.start_at(t0_ns)
     if during is not None:
         during(driver)
-    total_s = spec["warmup_s"] + spec["duration_s"]
-    poll_until(lambda: driver.state.done, total_s + DEADLINE, "the load to end")
+    poll_until(lambda: driver.state.done, parsed.timeline.total_s + DEADLINE, "the load to end")
     return driver.report()
 
 
@@ -498,7 +500,10 @@ def test_a_load_through_the_agent_outlives_the_link_that_prepared_it(
     spec = make_spec(server.port, processes=2, connections=4, pipeline=4, preload=True)
     with agent.link() as first:
         assert first.load_progress().state == "idle"
-        assert first.prepare_load(json.dumps(spec)) == Prepared(processes=2, connections=4)
+        prepared = first.prepare_load(json.dumps(spec))
+        assert (prepared.driver, prepared.processes, prepared.connections, prepared.pipeline) \
+            == ("builtin", 2, 4, 4)
+        assert prepared.interpreter.startswith("CPython") and "hiredis" in prepared.driver_version
         assert first.load_progress().state == "prepared"
     workers = agent.workers()
     assert len(workers) == 2

@@ -96,6 +96,15 @@ def test_three_synchronized_repetitions_merge_exactly(lab: LabStatus, tmp_path: 
     assert document.status == "complete"
     assert len(document.repetitions) == 3
     assert {agent.host for agent in document.agents} == {"server", "client1", "client2"}
+    ran_with = {agent.host: agent.ran_with for agent in document.agents}
+    assert ran_with["server"] is None
+    for client in ("client1", "client2"):
+        record = ran_with[client]
+        assert record is not None
+        assert (record.driver, record.processes, record.connections, record.pipeline) == (
+            "builtin", 1, 4, 1)
+        assert record.interpreter.startswith("CPython 3.")
+        assert record.driver_version.startswith("coord ")
     for repetition in document.repetitions:
         assert repetition.count > 0
         assert repetition.count == sum(agent.count for agent in repetition.agents)

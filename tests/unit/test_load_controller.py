@@ -14,12 +14,10 @@ from agent.load import LoadController
 from agent.messages import LoadStarted, LoadStopped
 
 SPEC = {
-    "format": 1,
+    "format": 2,
     "driver": "fake",
     "target": {"address": "h", "port": 1, "password": None, "username": None, "tls": None},
-    "warmup_s": 0,
-    "duration_s": 1,
-    "interval_s": 1,
+    "timeline": {"interval_ns": 1_000_000_000, "warmup_intervals": 0, "measure_intervals": 1},
     "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
     "params": {},
 }
@@ -27,6 +25,7 @@ SPEC = {
 
 class FakeDriver(Driver):
     name = "fake"
+    version = "1"
 
     def __init__(self, made: list[FakeDriver]) -> None:
         self._state = LoadState.IDLE
@@ -40,7 +39,8 @@ class FakeDriver(Driver):
         keepalive()
         self.spec = spec
         self._state = LoadState.PREPARED
-        return Prepared(processes=2, connections=8)
+        return Prepared(processes=2, connections=8, driver="fake", driver_version="1",
+                        interpreter="none")
 
     def start_at(self, t0_ns: int) -> None:
         if self._state is not LoadState.PREPARED:
@@ -102,7 +102,8 @@ def test_a_whole_load(controller: LoadController, made: list[FakeDriver]) -> Non
     assert controller.progress().state is LoadState.IDLE
     kept_alive: list[int] = []
     prepared = controller.prepare(spec(), keepalive=lambda: kept_alive.append(1))
-    assert prepared == Prepared(processes=2, connections=8)
+    assert prepared == Prepared(processes=2, connections=8, driver="fake", driver_version="1",
+                                pipeline=None, interpreter="none")
     assert kept_alive == [1]
     assert controller.state is LoadState.PREPARED
     assert controller.start(123) == LoadStarted(t0_ns=123)
@@ -156,8 +157,9 @@ def test_an_unknown_driver_or_a_bad_spec_is_a_config_error(
 ) -> None:
     with pytest.raises(DriverError, match=r"^config: unknown driver 'memtier' \(known: fake\)$"):
         controller.prepare(json.dumps(dict(SPEC, driver="memtier")))
-    with pytest.raises(DriverError, match=r"^config: spec\.interval_s must be more than 0"):
-        controller.prepare(json.dumps(dict(SPEC, interval_s=0)))
+    with pytest.raises(DriverError, match=r"^config: spec\.timeline\.interval_ns must be at "):
+        timeline = {"interval_ns": 0, "warmup_intervals": 0, "measure_intervals": 1}
+        controller.prepare(json.dumps(dict(SPEC, timeline=timeline)))
     assert made == []
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.drivers import worker
-from agent.drivers.builtin import BuiltinParams, load_shapes
+from agent.drivers.builtin_params import BuiltinParams, load_shapes
 from agent.drivers.memory import (
     PROCESS_BASE_BYTES,
     USABLE_SHARE,

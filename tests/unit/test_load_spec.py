@@ -6,14 +6,17 @@ import copy
 import json
 from typing import Any
 
+import pydantic
 import pytest
 
-from agent.drivers.builtin import BuiltinParams, parse_params, plan
+from agent.drivers import builtin_params
+from agent.drivers.builtin_params import BuiltinParams, parse_params, plan
 from agent.drivers.errors import DriverError
 from agent.drivers.spec import Timeline, parse_spec
+from coordinator.inventory.schema import BuiltinDriver as InventoryBuiltin
 
 SPEC: dict[str, Any] = {
-    "format": 1,
+    "format": 2,
     "driver": "builtin",
     "target": {
         "address": "198.18.0.10",
@@ -22,9 +25,7 @@ SPEC: dict[str, Any] = {
         "username": None,
         "tls": None,
     },
-    "warmup_s": 2.0,
-    "duration_s": 10.0,
-    "interval_s": 1.0,
+    "timeline": {"interval_ns": 1_000_000_000, "warmup_intervals": 2, "measure_intervals": 10},
     "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
     "params": {
         "processes": None,
@@ -82,16 +83,16 @@ def test_a_password_never_shows_in_the_target_repr() -> None:
     assert "hunter2" not in repr(spec.target)
 
 
-def test_fractional_intervals_line_up() -> None:
-    spec = json.loads(spec_with("interval_s", 0.1))
-    spec.update(warmup_s=0.3, duration_s=0.7)
+def test_the_phases_arrive_as_the_whole_intervals_sent() -> None:
+    spec = json.loads(spec_with("timeline.interval_ns", 100_000_000))
+    spec["timeline"].update(warmup_intervals=3, measure_intervals=7)
     assert parse_spec(json.dumps(spec)).timeline == Timeline(100_000_000, 3, 7)
 
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("format", 2, "format 2 is not supported"),
+        ("format", 1, "format 1 is not supported"),
         ("format", KeyError, "spec.format is missing"),
         ("driver", "", "spec.driver must be a non-empty string"),
         ("target.port", 0, "spec.target.port must be at least 1"),
@@ -99,11 +100,13 @@ def test_fractional_intervals_line_up() -> None:
         ("target.address", KeyError, "spec.target.address is missing"),
         ("target.username", "bench", "spec.target.username needs a password"),
         ("target.extra", 1, "spec.target has unknown field(s): extra"),
-        ("warmup_s", -1, "spec.warmup_s must be at least 0"),
-        ("duration_s", 0, "spec.duration_s must be more than 0"),
-        ("duration_s", 0.5, "spec.duration_s (0.5 s) must be a whole number of intervals"),
-        ("warmup_s", 2.5, "spec.warmup_s (2.5 s) must be a whole number of intervals"),
-        ("interval_s", True, "spec.interval_s must be a number"),
+        ("timeline.warmup_intervals", -1, "spec.timeline.warmup_intervals must be at least 0"),
+        ("timeline.measure_intervals", 0, "spec.timeline.measure_intervals must be at least 1"),
+        ("timeline.measure_intervals", 2.5, "spec.timeline.measure_intervals must be an integer"),
+        ("timeline.interval_ns", 0, "spec.timeline.interval_ns must be at least 1"),
+        ("timeline.interval_ns", 4e12, "spec.timeline.interval_ns must be an integer"),
+        ("timeline.interval_ns", 3601 * 10**9, "spec.timeline.interval_ns must be at most"),
+        ("timeline.warmup_s", 1.0, "spec.timeline has unknown field(s): warmup_s"),
         ("histogram.significant_figures", 9, "significant_figures must be 1..5"),
         ("params", [], "spec.params must be a JSON object"),
         ("surprise", 1, "spec has unknown field(s): surprise"),
@@ -171,3 +174,31 @@ def test_processes_default_to_the_cores_and_never_outnumber_connections() -> Non
     assert [c for c, _ in plan(params(None, 50), cores=4)] == [13, 13, 12, 12]
     assert [c for c, _ in plan(params(8, 3), cores=4)] == [1, 1, 1]
     assert plan(params(None, 1, keyspace=1), cores=64) == [(1, (0, 1))]
+
+
+BOUNDED = ["processes", "connections", "pipeline", "set_ratio", "keyspace", "value_size"]
+
+
+def agent_accepts(name: str, value: object) -> bool:
+    try:
+        parse_params(dict(SPEC["params"], **{name: value}))
+    except DriverError:
+        return False
+    return True
+
+
+def inventory_accepts(name: str, value: object) -> bool:
+    try:
+        InventoryBuiltin.model_validate({name: value})
+    except pydantic.ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_the_inventory_and_the_agent_share_each_builtin_limit(name: str) -> None:
+    limit = getattr(builtin_params, name.upper())
+    step = 1 if isinstance(limit.maximum, int) else 1e-9
+    for value in (limit.minimum - step, limit.minimum, limit.maximum, limit.maximum + step):
+        assert inventory_accepts(name, value) == agent_accepts(name, value), value
+    assert agent_accepts(name, limit.maximum) and not agent_accepts(name, limit.maximum + step)

@@ -24,6 +24,7 @@ from coordinator.results import (
     SCHEMA_VERSION,
     FailureRecord,
     ForcedOverRecord,
+    RanWithRecord,
     Repetition,
     ResultsDocument,
     ResultsError,
@@ -489,3 +490,19 @@ def test_a_missing_latency_figure_without_its_histogram_is_refused(tmp_path: Pat
     (tmp_path / "results.json").write_text(json.dumps(data))
     with pytest.raises(ResultsError, match=r"repetitions\.0\.latency_usec\.p95: Field required"):
         load_results(tmp_path)
+
+
+def test_what_each_client_ran_with_is_recorded_on_its_agent_only() -> None:
+    doc = load_results(FIXTURE)
+    ran = RanWithRecord(driver="builtin", driver_version="coord 0.1.0, hiredis 3.0.0",
+                        processes=2, connections=50, pipeline=16,
+                        interpreter="CPython 3.11.7 (/usr/bin/python3)")
+    client = doc.agents[-1].host
+    recorded = doc.with_ran_with({client: ran})
+    by_host = {agent.host: agent.ran_with for agent in recorded.agents}
+    assert by_host[client] == ran
+    assert all(record is None for host, record in by_host.items() if host != client)
+    written = json.loads(recorded.model_dump_json())
+    assert [("ran_with" in agent) for agent in written["agents"]] == [
+        agent.host == client for agent in doc.agents]
+    assert ResultsDocument.model_validate_json(json.dumps(written)) == recorded

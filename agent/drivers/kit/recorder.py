@@ -1,0 +1,53 @@
+"""One load process's current interval: latencies per command and counters, rolled into an
+:class:`~agent.drivers.intervals.IntervalData` once per interval.
+
+A hot loop takes a command's live ``{latency_usec: count}`` dict once (:meth:`bucket`) and
+adds to it directly, and keeps its counters in locals it adds here now and then: rolling
+empties everything in place, so the dicts it holds stay valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agent.drivers.intervals import IntervalData
+from agent.drivers.spec import Timeline
+from agent.histograms import HistogramParams, IntervalRecorder
+
+
+class LoadRecorder:
+    """Latencies, requests, bytes and errors of the interval in progress."""
+
+    def __init__(self, params: HistogramParams, commands: Iterable[str],
+                 timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.latencies = IntervalRecorder(params, commands)
+        self.requests = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.errors: dict[str, int] = {}
+
+    def bucket(self, command: str) -> dict[int, int]:
+        """The live ``{latency_usec: count}`` dict of ``command`` (latency at least 1)."""
+        return self.latencies.bucket(command)
+
+    def count_error(self, kind: str, count: int = 1) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + count
+
+    def roll(self, index: int, *, complete: bool) -> IntervalData:
+        """Interval ``index`` as recorded; the next one starts empty."""
+        recorded = self.latencies.roll(index)
+        errors, self.errors = self.errors, {}
+        data = IntervalData(
+            index=index,
+            phase=self.timeline.phase(index),
+            complete=complete,
+            commands=recorded.commands,
+            requests=self.requests,
+            errors=errors,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            overflow=recorded.overflow,
+        )
+        self.requests = self.bytes_sent = self.bytes_received = 0
+        return data

@@ -1,0 +1,400 @@
+"""Connections of a RESP load process: blocking at prepare, non-blocking (``epoll``) while the
+load runs, with reconnection.
+
+A connection that fails during the load counts its lost requests as ``connection`` errors and
+reconnects (authenticating again) while the others go on: :class:`RespConnections` keeps the
+poller, the reconnection timers and that state machine (connecting, authenticating, ready);
+the load loop (:class:`agent.drivers.worker.Worker`) only sends and reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import hiredis
+
+from agent.drivers.errors import KIND_AUTH, KIND_CONFIG, KIND_SERVER, KIND_UNREACHABLE, DriverError
+from agent.drivers.kit.recorder import LoadRecorder
+from agent.drivers.resp import Batch, auth_command, encode_command, error_type
+from agent.drivers.spec import Target
+
+# --- tunables (module level so tests may shrink them) -----------------------------------------
+
+#: Time to open and authenticate one connection during prepare.
+CONNECT_TIMEOUT = 5.0
+#: Waits between reconnection attempts of one connection (the last one repeats).
+RECONNECT_DELAYS_S: tuple[float, ...] = (0.0, 0.01, 0.1, 0.5, 1.0)
+#: Size of the receive buffer (``recv_into`` a reused buffer: no allocation per read).
+RECV_SIZE = 262144
+
+ERROR_CONNECTION: Final = "connection"
+
+# epoll event bits (the same values as poll's on Linux).
+IN: Final = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
+OUT: Final = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 4
+ERR: Final = select.EPOLLERR if hasattr(select, "EPOLLERR") else 8
+HUP: Final = select.EPOLLHUP if hasattr(select, "EPOLLHUP") else 16
+READ_EVENTS: Final = IN | ERR | HUP
+
+# Connection states.
+READY: Final = 0
+CONNECTING: Final = 1
+AUTHENTICATING: Final = 2
+DOWN: Final = 3
+
+
+class Connection:
+    """One connection to the target and the batch it has in flight."""
+
+    __slots__ = (
+        "attempts",
+        "batch",
+        "fd",
+        "feed",
+        "gets",
+        "out",
+        "received",
+        "recv_into",
+        "retry_at",
+        "send",
+        "sent_ns",
+        "sock",
+        "state",
+    )
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.state = DOWN
+        self.batch: Batch | None = None
+        self.received = 0  # replies of the batch received so far
+        self.sent_ns = 0
+        self.out = b""  # bytes of the batch still to send
+        self.attempts = 0  # failed connection attempts in a row
+        self.retry_at = 0
+        self.recv_into: Callable[[bytearray], int] = _closed_recv
+        self.send: Callable[[bytes], int] = _closed_send
+        self.gets: Callable[[], Any] = _nothing
+        self.feed: Callable[..., None] = _ignore
+
+    def attach(self, sock: socket.socket) -> None:
+        reader = hiredis.Reader()
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.recv_into = sock.recv_into
+        self.send = sock.send
+        self.gets = reader.gets
+        self.feed = reader.feed
+        self.batch = None
+        self.received = 0
+        self.out = b""
+
+    def detach(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        self.sock = None
+        self.fd = -1
+        self.state = DOWN
+        self.recv_into = _closed_recv
+        self.send = _closed_send
+        self.gets = _nothing
+        self.feed = _ignore
+        self.batch = None
+        self.received = 0
+        self.out = b""
+
+    @property
+    def in_flight(self) -> int:
+        if self.batch is None:
+            return 0
+        return len(self.batch.kinds) - self.received
+
+
+def _closed_recv(_buffer: bytearray) -> int:
+    raise OSError(errno.EBADF, "connection closed")
+
+
+def _closed_send(_data: bytes) -> int:
+    raise OSError(errno.EBADF, "connection closed")
+
+
+def _nothing() -> Any:
+    return False
+
+
+def _ignore(_data: bytearray, _offset: int, _length: int) -> None:
+    return None
+
+
+class RespConnections:
+    """The connections of one load process to its target, and their reconnection."""
+
+    def __init__(self, target: Target, count: int, recorder: LoadRecorder) -> None:
+        self.target = target
+        self.recorder = recorder
+        self.connections = [Connection() for _ in range(count)]
+        self._auth = auth_command(target.username, target.password)
+        # What a new connection sends during prepare, and the commands it expects replies to.
+        self.handshake = (self._auth or b"") + encode_command("PING")
+        self._handshake_commands = ("PING",) if self._auth is None else ("AUTH", "PING")
+        self._address: tuple[Any, ...] = ()
+        self._family = socket.AF_INET
+        self._poller: Any = None
+        self._by_fd: dict[int, Connection] = {}
+        self._timers: list[Connection] = []
+        self._buffer = bytearray(RECV_SIZE)
+
+    def _send_batch(self, conn: Connection, now: int) -> None:
+        """Send ``conn`` its next batch (the load's business)."""
+        raise NotImplementedError
+
+    def open_all(self) -> None:
+        """Open and authenticate every connection (blocking); DriverError if the target
+        cannot be used."""
+        self._resolve()
+        for conn in self.connections:
+            sock = self._open_blocking()
+            conn.attach(sock)
+            conn.state = READY
+
+    def set_nonblocking(self) -> None:
+        for conn in self.connections:
+            if conn.sock is not None:
+                conn.sock.setblocking(False)
+
+    def _resolve(self) -> None:
+        target = self.target
+        try:
+            infos = socket.getaddrinfo(target.address, target.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DriverError(
+                KIND_UNREACHABLE, f"cannot resolve {target.address}: {describe_os_error(exc)}"
+            ) from None
+        family, _type, _proto, _name, address = infos[0]
+        self._family = family
+        self._address = address
+
+    def _open_blocking(self) -> socket.socket:
+        endpoint = self.target.endpoint
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(CONNECT_TIMEOUT)
+            try:
+                bind_source(sock, self.target.source_address)
+                sock.connect(self._address)
+            except OSError as exc:
+                raise DriverError(
+                    KIND_UNREACHABLE, f"cannot connect to {endpoint}: {describe_os_error(exc)}"
+                ) from None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            commands = self._handshake_commands
+            replies = exchange(sock, self.handshake, len(commands), endpoint)
+            for reply, command in zip(replies, commands, strict=True):
+                if isinstance(reply, hiredis.ReplyError):
+                    raise handshake_error(endpoint, command, str(reply))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _open_poller(self, control_fd: int) -> None:
+        """Poll the ready connections and ``control_fd`` (the agent's channel)."""
+        self._poller = select.epoll() if hasattr(select, "epoll") else PollAdapter()
+        self._poller.register(control_fd, IN)
+        for conn in self.connections:
+            if conn.state == READY:
+                self._by_fd[conn.fd] = conn
+                self._poller.register(conn.fd, IN)
+
+    def _fail(self, conn: Connection) -> None:
+        """The connection broke: count its lost requests, drop it, reconnect."""
+        was_ready = conn.state == READY
+        lost = max(1, conn.in_flight) if was_ready else 1
+        self.recorder.count_error(ERROR_CONNECTION, lost)
+        self._drop(conn)
+        if was_ready:
+            conn.attempts = 0
+        self._schedule(conn)
+
+    def _drop(self, conn: Connection) -> None:
+        if conn.fd >= 0:
+            self._by_fd.pop(conn.fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self._poller.unregister(conn.fd)
+        conn.detach()
+
+    def _schedule(self, conn: Connection) -> None:
+        delay = RECONNECT_DELAYS_S[min(conn.attempts, len(RECONNECT_DELAYS_S) - 1)]
+        conn.attempts += 1
+        conn.retry_at = time.perf_counter_ns() + int(delay * 1e9)
+        self._timers.append(conn)
+
+    def _connect(self, conn: Connection) -> None:
+        """Start a non-blocking connection; the loop finishes it (:meth:`_advance`)."""
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            bind_source(sock, self.target.source_address)
+        except OSError:
+            code = errno.EADDRNOTAVAIL
+        else:
+            code = sock.connect_ex(self._address)
+        if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            sock.close()
+            self.recorder.count_error(ERROR_CONNECTION)
+            self._schedule(conn)
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.attach(sock)
+        conn.state = CONNECTING
+        self._by_fd[conn.fd] = conn
+        self._poller.register(conn.fd, OUT | IN)
+
+    def _advance(self, conn: Connection, events: int) -> None:
+        """A connecting or authenticating connection has news."""
+        sock = conn.sock
+        if sock is None:
+            return
+        if conn.state == CONNECTING:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code or events & (ERR | HUP):
+                self._fail(conn)
+                return
+            if self._auth is None:
+                self._ready(conn)
+                return
+            try:
+                sock.send(self._auth)  # tiny: the socket buffer of a new connection holds it
+            except OSError:
+                self._fail(conn)
+                return
+            conn.state = AUTHENTICATING
+            self._poller.modify(conn.fd, IN)
+            return
+        try:
+            size = conn.recv_into(self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._fail(conn)
+            return
+        if not size:
+            self._fail(conn)
+            return
+        conn.feed(self._buffer, 0, size)
+        reply = conn.gets()
+        if reply is False:
+            return
+        if isinstance(reply, hiredis.ReplyError):
+            kind = error_type(str(reply))
+            self.recorder.count_error(kind)
+            self._drop(conn)
+            self._schedule(conn)
+            return
+        self._ready(conn)
+
+    def _ready(self, conn: Connection) -> None:
+        conn.state = READY
+        conn.attempts = 0
+        self._poller.modify(conn.fd, IN)
+        self._send_batch(conn, time.perf_counter_ns())
+
+    def close(self) -> None:
+        for conn in self.connections:
+            conn.detach()
+        if self._poller is not None:
+            with contextlib.suppress(OSError):
+                self._poller.close()
+
+
+class PollAdapter:
+    """``select.poll`` with epoll's timeout in seconds (for systems without epoll)."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self.register = self._poll.register
+        self.modify = self._poll.modify
+        self.unregister = self._poll.unregister
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        return self._poll.poll(max(0.0, timeout) * 1000)
+
+    def close(self) -> None:
+        return None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def exchange(sock: socket.socket, payload: bytes, replies: int, endpoint: str) -> list[Any]:
+    """Send ``payload`` on a blocking socket and read ``replies`` replies."""
+    reader = hiredis.Reader()
+    try:
+        sock.sendall(payload)
+        answers: list[Any] = []
+        while len(answers) < replies:
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                raise DriverError(
+                    KIND_UNREACHABLE, f"{endpoint} closed the connection before answering"
+                )
+            reader.feed(data)
+            while len(answers) < replies and (reply := reader.gets()) is not False:
+                answers.append(reply)
+    except TimeoutError:
+        raise DriverError(KIND_UNREACHABLE, f"{endpoint} did not answer in time") from None
+    except OSError as exc:
+        raise DriverError(
+            KIND_UNREACHABLE, f"connection to {endpoint} failed: {describe_os_error(exc)}"
+        ) from None
+    return answers
+
+
+def handshake_error(endpoint: str, command: str, message: str) -> DriverError:
+    kind = error_type(message)
+    if command == "AUTH" or kind in ("WRONGPASS", "NOPERM"):
+        return DriverError(KIND_AUTH, f"cannot authenticate to {endpoint}: {message}")
+    if kind == "NOAUTH":
+        return DriverError(KIND_AUTH, f"{endpoint} requires a password: {message}")
+    return DriverError(KIND_SERVER, f"{endpoint} refused a new connection: {message}")
+
+
+def bind_source(sock: socket.socket, source_address: str | None) -> None:
+    """Bind ``sock`` to the load's source address (any free port) before it connects."""
+    if source_address is not None:
+        sock.bind((source_address, 0))
+
+
+def check_source_address(source_address: str | None) -> None:
+    """``DriverError("config")`` unless ``source_address`` is an address of this host.
+
+    Checked once at prepare, so a wrong inventory value is one line naming it rather than
+    every connection failing.
+    """
+    if source_address is None:
+        return
+    try:
+        infos = socket.getaddrinfo(source_address, 0, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST)
+        family, _type, _proto, _name, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        raise DriverError(
+            KIND_CONFIG,
+            f"load_source_address {source_address} is not an address of this host: "
+            f"{describe_os_error(exc)}",
+        ) from None
+
+
+def describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
