@@ -6,8 +6,10 @@ problem) and the error's exit status; anything else is a bug and keeps its trace
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -442,5 +444,36 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(130)
 
 
+def entry() -> None:
+    """The `coord` console script: :func:`main`, then an exit no stray thread can hold up.
+
+    Python joins every non-daemon thread before it exits, among them a worker of a fan-out
+    still blocked on a host that stopped answering (its link is closed, but a remote call can
+    take its own timeout to notice). Everything coord must do before leaving (stop the agents,
+    write the results) is done by then, so such an exit leaves at once instead.
+    """
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            status = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            status = 1
+    else:
+        status = 0
+    if _stray_threads():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
+def _stray_threads() -> list[threading.Thread]:
+    """Threads that would hold up the interpreter's exit."""
+    return [thread for thread in threading.enumerate()
+            if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
+
+
 if __name__ == "__main__":
-    main()
+    entry()

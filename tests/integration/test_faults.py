@@ -77,10 +77,18 @@ def host_pythons(host: str) -> list[psutil.Process]:
 def load_running(host: str) -> list[int] | None:
     """The pids of ``host``'s agent and its load processes, once both are there."""
     procs = host_pythons(host)
-    agents = [p for p in procs if "serve" in p.cmdline()]
+    agents = [p for p in procs if "serve" in command_line(p)]
     if len(agents) == 1 and len(procs) >= 2:
         return [p.pid for p in procs]
     return None
+
+
+def command_line(process: psutil.Process) -> list[str]:
+    """Its argv, or nothing if it has already gone (a short-lived probe of the host)."""
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def commands(server: redis.Redis) -> int:

@@ -121,3 +121,18 @@ def test_the_first_signal_interrupts_and_later_ones_never_break_into_the_clean_u
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_a_thread_blocked_on_a_host_does_not_hold_up_coords_exit() -> None:
+    """A fan-out worker still waiting on a dead host must not keep coord from exiting."""
+    script = (
+        "import threading\n"
+        "from coordinator.cli import entry\n"
+        "threading.Thread(target=threading.Event().wait).start()\n"
+        "import sys; sys.argv = ['coord', '--version']\n"
+        "entry()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("coord, version ")
