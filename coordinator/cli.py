@@ -458,7 +458,7 @@ def entry() -> None:
         if exc.code is None or isinstance(exc.code, int):
             status = exc.code or 0
         else:
-            print(exc.code, file=sys.stderr)
+            stderr.print(str(exc.code), markup=False, highlight=False)
             status = 1
     else:
         status = 0
