@@ -70,7 +70,8 @@ CLOCK: Final = Method("clock", NoRequest, AgentTime)
 STATUS: Final = Method("status", NoRequest, AgentStatus)
 STOP: Final = Method("stop", NoRequest, Stopping)
 TAKE_RUN_LOCK: Final = Method("take_run_lock", TakeRunLock, RunLockTaken)
-PREPARE_LOAD: Final = Method("prepare_load", str, Prepared)
+PREPARE_LOAD: Final = Method("prepare_load", str, LoadProgress)
+PREPARED: Final = Method("prepared", NoRequest, Prepared)
 START_LOAD: Final = Method("start_load", StartLoad, LoadStarted)
 LOAD_PROGRESS: Final = Method("load_progress", NoRequest, LoadProgress)
 STOP_LOAD: Final = Method("stop_load", NoRequest, LoadStopped)
@@ -80,7 +81,7 @@ LOAD_REPORT: Final = Method("load_report", NoRequest, LoadReport)
 METHODS: Final[dict[str, Method[Any, Any]]] = {
     method.name: method
     for method in (
-        HELLO, HEARTBEAT, CLOCK, STATUS, STOP, TAKE_RUN_LOCK, PREPARE_LOAD, START_LOAD,
-        LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT,
+        HELLO, HEARTBEAT, CLOCK, STATUS, STOP, TAKE_RUN_LOCK, PREPARE_LOAD, PREPARED,
+        START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT,
     )
 }  # fmt: skip

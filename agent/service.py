@@ -392,19 +392,21 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         return RunLockTaken(self._run_lock.take(holder, force=request.force))
 
     def exposed_prepare_load(self, spec_json: str) -> str:
-        """Prepare a load from its spec (JSON text); ``agent.messages.Prepared``: what
-        the load will run with (driver and version, processes, connections, pipeline, interpreter).
+        """Start preparing a load from its spec (JSON text) and answer at once: progress in
+        state ``preparing``. Poll ``load_progress`` until ``prepared`` or ``failed``, then ask
+        ``prepared`` for the outcome.
 
-        Blocks until the load processes are connected (and the keyspace preloaded, if asked);
-        meanwhile the call itself keeps the watchdog quiet (its own heartbeats may queue behind
-        it on the same connection). Fails (``config``, ``unreachable``, ``auth``, ``server``,
-        ``state``, ``worker``) before any load if the target cannot be used.
+        The preparation (load processes connected, the keyspace preloaded if asked) runs in a
+        thread of its own, so this connection's heartbeats are answered meanwhile and the
+        watchdog sees them. Fails at once (``config``, ``state``) for a spec it cannot use.
         """
-        return self._serve(
-            api.PREPARE_LOAD,
-            lambda spec: self._load.prepare(spec, keepalive=self._liveness.touch),
-            spec_json,
-        )
+        return self._serve(api.PREPARE_LOAD, self._load.begin_prepare, spec_json)
+
+    def exposed_prepared(self) -> str:
+        """What the prepared load will run with (``agent.messages.Prepared``: driver and
+        version, processes, connections, pipeline, interpreter), or the preparation's failure
+        (``unreachable``, ``auth``, ``server``, ``worker``, ``memory``...)."""
+        return self._serve(api.PREPARED, lambda _: self._load.prepared())
 
     def exposed_start_load(self, request: str) -> str:
         """Start the prepared load at ``t0_ns`` (this host's ``time.time_ns()``); returns at

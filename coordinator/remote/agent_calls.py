@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import time
 from typing import Any, Final, TypeVar
 
 from agent import api
@@ -50,6 +51,8 @@ Answer = TypeVar("Answer")
 #: 600 s itself), ``stop_load`` and ``load_report`` (merging a long run's intervals).
 LOAD_PREPARE_TIMEOUT = 660.0
 LOAD_STOP_TIMEOUT = 30.0
+#: Seconds between two ``load_progress`` calls while the agent prepares a load.
+PREPARE_POLL_INTERVAL = 0.1
 LOAD_REPORT_TIMEOUT = 120.0
 
 _SHOWN_JUNK: Final = 120
@@ -142,10 +145,23 @@ class AgentCalls(abc.ABC):
     def prepare_load(self, spec_json: str) -> Prepared:
         """Prepare the load described by ``spec_json``: its processes and connections.
 
-        May take long (preloading the keyspace); ``LoadError`` if the agent's driver refuses
-        (wrong password, unreachable target, unsupported parameter...): no load has started.
+        May take long (preloading the keyspace): the agent prepares in a thread of its own and
+        answers at once, so heartbeats keep flowing; this polls ``load_progress`` until the
+        preparation is over, then asks ``prepared`` for its answer. ``LoadError`` if the
+        agent's driver refuses (wrong password, unreachable target, unsupported parameter...):
+        no load has started. ``AgentLost`` (the link closed) if it takes longer than
+        :data:`LOAD_PREPARE_TIMEOUT`.
         """
-        return self.ask(api.PREPARE_LOAD, spec_json, LOAD_PREPARE_TIMEOUT)
+        deadline = time.monotonic() + LOAD_PREPARE_TIMEOUT
+        self.ask(api.PREPARE_LOAD, spec_json, self.request_timeout)
+        while self.load_progress().state is LoadState.PREPARING:
+            if time.monotonic() >= deadline:
+                self.close()
+                raise AgentLost(
+                    self.host, f"no answer to prepare_load() within {LOAD_PREPARE_TIMEOUT:g} s"
+                )
+            time.sleep(PREPARE_POLL_INTERVAL)
+        return self.ask(api.PREPARED, timeout=self.request_timeout)
 
     def start_load(self, t0_agent_ns: int) -> int:
         """Start the prepared load at ``t0_agent_ns`` in the agent's clock; returns at once

@@ -538,12 +538,12 @@ def test_every_method_returns_plain_data(start_agent: AgentFactory) -> None:
     described = conn.sync_request(consts.HANDLE_INSPECT, conn.root.____id_pack__)
     exposed = {name for name, _doc in described}
     assert exposed == {"hello", "heartbeat", "clock", "status", "stop", "prepare_load",
-                       "start_load", "load_progress", "stop_load", "load_report",
+                       "prepared", "start_load", "load_progress", "stop_load", "load_report",
                        "take_run_lock"}
     # Methods that take no argument; the load methods are checked in test_builtin_driver, the
     # run lock in test_run_guards.
-    for name in sorted(exposed - {"stop", "prepare_load", "start_load", "load_report",
-                                  "take_run_lock"}):
+    for name in sorted(exposed - {"stop", "prepare_load", "prepared", "start_load",
+                                  "load_report", "take_run_lock"}):
         assert_is_plain(getattr(conn.root, name)())
     assert_is_plain(conn.root.stop())
     close_after_stop(conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,7 @@ from agent.drivers.intervals import LoadReport
 from agent.drivers.spec import LoadSpec
 from agent.load import LoadController
 from agent.messages import LoadStarted, LoadStopped
+from tests.helpers import poll_until
 
 SPEC = {
     "format": 2,
@@ -167,3 +169,50 @@ def test_a_driver_error_is_one_line() -> None:
     error = DriverError("server", "first line\n  second line ")
     assert error.message == "first line second line"
     assert str(error) == "server: first line second line"
+
+
+class GatedDriver(FakeDriver):
+    """A FakeDriver whose prepare waits for the test to open its gate (a long preload)."""
+
+    def __init__(self, made: list[FakeDriver], gate: threading.Event) -> None:
+        super().__init__(made)
+        self.gate = gate
+
+    def prepare(self, spec: LoadSpec, keepalive: Callable[[], None] = no_keepalive) -> Prepared:
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().prepare(spec, keepalive)
+
+
+def test_a_background_preparation_answers_at_once_and_keeps_its_outcome(
+    made: list[FakeDriver],
+) -> None:
+    gate = threading.Event()
+    controller = LoadController({"fake": lambda: GatedDriver(made, gate)})
+    assert controller.begin_prepare(spec()) == Progress(state=LoadState.PREPARING)
+    assert controller.progress().state is LoadState.PREPARING
+    with pytest.raises(DriverError, match=r"^state: the load is still being prepared$"):
+        controller.prepared()
+    with pytest.raises(DriverError, match=r"^state: a load is being prepared already$"):
+        controller.begin_prepare(spec())
+    gate.set()
+    poll_until(lambda: controller.state is LoadState.PREPARED, 30, "the preparation to end")
+    assert controller.prepared().processes == 2
+    assert controller.prepared() == controller.prepared()  # asking again: the same answer
+
+
+def test_a_failed_background_preparation_leaves_idle_with_its_kind_and_message(
+    controller: LoadController,
+) -> None:
+    with pytest.raises(DriverError, match=r"^state: no load was prepared$"):
+        controller.prepared()
+    controller.begin_prepare(spec(fail=True))
+    poll_until(lambda: controller.state is not LoadState.PREPARING, 30, "the failure")
+    progress = controller.progress()
+    assert (progress.state, progress.problem) == (
+        LoadState.IDLE, "cannot authenticate to h:1: WRONGPASS")
+    with pytest.raises(DriverError, match=r"^auth: cannot authenticate to h:1: WRONGPASS$"):
+        controller.prepared()
+    with pytest.raises(DriverError, match=r"^config: unknown driver"):  # checked at once
+        controller.begin_prepare(json.dumps(dict(SPEC, driver="memtier")))
+    controller.begin_prepare(spec())  # and usable
+    poll_until(lambda: controller.state is LoadState.PREPARED, 30, "the preparation to end")
