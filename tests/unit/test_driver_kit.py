@@ -119,6 +119,10 @@ def test_a_stopped_kit_load_reports_its_last_interval_incomplete(driver: TickDri
     assert driver.state is LoadState.STOPPED
     report = driver.report()
     assert not report.intervals[-1].complete
-    assert all(interval.complete for interval in report.intervals[:-1])
+    # The first interval is complete only if the load process started on time, which a busy
+    # machine does not promise (a late start makes it partial, as it should); the ones between
+    # the first and the stopped one are whole.
+    assert all(interval.complete for interval in report.intervals[1:-1]), [
+        (interval.index, interval.complete) for interval in report.intervals]
     driver.close()
     poll_until(lambda: gone(pids), DEADLINE, "the load processes to exit")
