@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import selectors
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,9 +15,12 @@ import psutil
 import pytest
 import redis
 
+from agent.messages import LoadProgress
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.lab.api import LabBusy, LabSpec, LabStatus, lab_down, lab_up
+from coordinator.remote.fanout import NoProgress, ProgressView
+from coordinator.results import Repetition
 
 POLL_TICK = 0.02
 T = TypeVar("T")
@@ -73,6 +77,18 @@ def lab_redis(lab: LabStatus) -> redis.Redis:
     return redis.Redis(host=address, port=6379, password=password, socket_timeout=10)
 
 
+def emptied_lab_redis(lab: LabStatus) -> Iterator[redis.Redis]:
+    """The body of a ``server`` fixture (``yield from``): the lab's Redis, emptied before the
+    test and after it."""
+    client = lab_redis(lab)
+    client.flushall()
+    try:
+        yield client
+        client.flushall()
+    finally:
+        client.close()
+
+
 def wait_for_line(stream: IO[str] | None, needle: str, timeout: float) -> list[str]:
     """Read a child's pipe until a line contains ``needle``; return the lines read.
 
@@ -111,3 +127,30 @@ def read_fd_line(fd: int, timeout: float) -> bytes:
                 break
             data += chunk
     return data
+
+
+class MeasureView:
+    """A run view for tests: records the repetitions, signals (``measuring``) once every client
+    is in the measure phase, and calls ``on_measure`` the first time it is."""
+
+    def __init__(self, on_measure: Callable[[], object] | None = None) -> None:
+        self.on_measure = on_measure
+        self.measuring = threading.Event()
+        self.repetitions: list[Repetition] = []
+
+    def deploying(self) -> ProgressView:
+        return NoProgress()
+
+    def repetition(self, index: int, total: int) -> None:
+        self.measuring.clear()
+
+    def progress(self, elapsed_s: float, total_s: float,
+                 clients: dict[str, LoadProgress]) -> None:
+        if clients and all(p.phase == "measure" for p in clients.values()):
+            first = not self.measuring.is_set()
+            self.measuring.set()
+            if first and self.on_measure is not None:
+                self.on_measure()
+
+    def repetition_done(self, repetition: Repetition) -> None:
+        self.repetitions.append(repetition)

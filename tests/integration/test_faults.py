@@ -25,7 +25,7 @@ import redis
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import user_name, veth_name
 from coordinator.results import load_results
-from tests.helpers import lab_redis, module_lab, poll_until, process_gone, wait_for_line
+from tests.helpers import emptied_lab_redis, module_lab, poll_until, process_gone, wait_for_line
 
 pytestmark = [
     pytest.mark.lab,
@@ -51,11 +51,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
 
 @pytest.fixture
 def server(lab: LabStatus) -> Iterator[redis.Redis]:
-    client = lab_redis(lab)
-    client.flushall()
-    yield client
-    client.flushall()
-    client.close()
+    yield from emptied_lab_redis(lab)
 
 
 def start_coord(*args: str) -> subprocess.Popen[str]:

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,15 +16,13 @@ import pytest
 import redis
 import yaml
 
-from agent.messages import LoadProgress
 from coordinator.inventory.loader import load_inventory
-from coordinator.remote.fanout import NoProgress, ProgressView
 from coordinator.remote.fleet import Fleet
-from coordinator.results import Repetition, load_results
+from coordinator.results import load_results
 from coordinator.run import runner
 from coordinator.run.runner import RunFailed, RunInterrupted, check_targets, run, run_benchmark
 from coordinator.run.steps import step_names
-from tests.helpers import poll_until, process_gone
+from tests.helpers import MeasureView, poll_until, process_gone
 from tests.local_transport import LocalTransport, Skew
 
 DEADLINE = 60.0
@@ -85,30 +82,6 @@ def transport(tmp_path: Path) -> Iterator[LocalTransport]:
         local.kill_all()
 
 
-class MeasureView:
-    """A run view that records repetitions and can act once every client measures."""
-
-    def __init__(self, on_measure: object = None) -> None:
-        self.on_measure = on_measure
-        self.measuring = threading.Event()
-        self.repetitions: list[Repetition] = []
-
-    def deploying(self) -> ProgressView:
-        return NoProgress()
-
-    def repetition(self, index: int, total: int) -> None:
-        self.measuring.clear()
-
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
-        if clients and all(p.phase == "measure" for p in clients.values()):
-            if not self.measuring.is_set() and callable(self.on_measure):
-                self.measuring.set()
-                self.on_measure()
-            self.measuring.set()
-
-    def repetition_done(self, repetition: Repetition) -> None:
-        self.repetitions.append(repetition)
 
 
 def nothing_left(transport: LocalTransport) -> None:

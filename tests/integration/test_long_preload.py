@@ -19,10 +19,8 @@ import redis
 from agent import protocol
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus
-from coordinator.remote.fanout import NoProgress, ProgressView
-from coordinator.results import Repetition
 from coordinator.run.runner import run_benchmark
-from tests.helpers import lab_redis, module_lab
+from tests.helpers import MeasureView, emptied_lab_redis, module_lab
 
 pytestmark = [
     pytest.mark.lab,
@@ -45,25 +43,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
 
 @pytest.fixture
 def server(lab: LabStatus) -> Iterator[redis.Redis]:
-    client = lab_redis(lab)
-    client.flushall()
-    yield client
-    client.flushall()
-    client.close()
+    yield from emptied_lab_redis(lab)
 
 
-class QuietView:
-    def deploying(self) -> ProgressView:
-        return NoProgress()
-
-    def repetition(self, index: int, total: int) -> None:
-        pass
-
-    def progress(self, elapsed_s: float, total_s: float, clients: object) -> None:
-        pass
-
-    def repetition_done(self, repetition: Repetition) -> None:
-        pass
 
 
 def test_a_preload_longer_than_the_heartbeat_timeout_completes_and_the_run_succeeds(
@@ -77,7 +59,7 @@ def test_a_preload_longer_than_the_heartbeat_timeout_completes_and_the_run_succe
         "benchmark.builtin.preload=true", f"benchmark.builtin.keyspace={KEYSPACE}",
     ])
     steps: dict[str, float] = {}
-    outcome = run_benchmark(loaded, tmp_path / "results", QuietView(),  # type: ignore[arg-type]
+    outcome = run_benchmark(loaded, tmp_path / "results", MeasureView(),
                             on_step=lambda step: steps.setdefault(step, time.monotonic()))
     document = outcome.document
     assert document.status == "complete", document.failure

@@ -25,16 +25,14 @@ import pytest
 import redis
 import yaml
 
-from agent.messages import LoadProgress
 from coordinator.core.errors import CoordError
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import LabPaths, home_dir
-from coordinator.remote.fanout import NoProgress, ProgressView
-from coordinator.results import Repetition, load_results
+from coordinator.results import load_results
 from coordinator.run.runner import run_benchmark
-from tests.helpers import module_lab, poll_until, process_gone, wait_for_line
+from tests.helpers import MeasureView, module_lab, poll_until, process_gone, wait_for_line
 
 pytestmark = [
     pytest.mark.lab,
@@ -165,25 +163,6 @@ def test_agents_status_starts_agents_when_none_is_held(lab: LabStatus) -> None:
 # --- 19: a server's data address and a client's load source address ------------------------
 
 
-class MeasureView:
-    """A run view that signals the measure phase."""
-
-    def __init__(self) -> None:
-        self.measuring = threading.Event()
-
-    def deploying(self) -> ProgressView:
-        return NoProgress()
-
-    def repetition(self, index: int, total: int) -> None:
-        self.measuring.clear()
-
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
-        if clients and all(p.phase == "measure" for p in clients.values()):
-            self.measuring.set()
-
-    def repetition_done(self, repetition: Repetition) -> None:
-        pass
 
 
 QUICK = ["benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=2s",

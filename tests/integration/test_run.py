@@ -18,14 +18,12 @@ import pytest
 import redis
 import yaml
 
-from agent.messages import LoadProgress
 from coordinator.core.histograms import decode_histogram, merge
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus, lab_down, lab_up
-from coordinator.remote.fanout import NoProgress, ProgressView
-from coordinator.results import Repetition, load_results
+from coordinator.results import load_results
 from coordinator.run.runner import run_benchmark
-from tests.helpers import lab_redis, wait_for_line
+from tests.helpers import MeasureView, emptied_lab_redis, wait_for_line
 
 pytestmark = [
     pytest.mark.lab,
@@ -52,11 +50,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
 @pytest.fixture
 def server(lab: LabStatus) -> Iterator[redis.Redis]:
     """A client of the lab's Redis from the root namespace (through the lab bridge)."""
-    client = lab_redis(lab)
-    client.flushall()
-    yield client
-    client.flushall()
-    client.close()
+    yield from emptied_lab_redis(lab)
 
 
 def coord(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,26 +58,6 @@ def coord(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-class EventView:
-    """A run view that records what it is told and signals the measure phase."""
-
-    def __init__(self) -> None:
-        self.measuring = threading.Event()
-        self.repetitions: list[Repetition] = []
-
-    def deploying(self) -> ProgressView:
-        return NoProgress()
-
-    def repetition(self, index: int, total: int) -> None:
-        self.measuring.clear()
-
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
-        if clients and all(p.phase == "measure" for p in clients.values()):
-            self.measuring.set()
-
-    def repetition_done(self, repetition: Repetition) -> None:
-        self.repetitions.append(repetition)
 
 
 def test_three_synchronized_repetitions_merge_exactly(lab: LabStatus, tmp_path: Path,
@@ -126,7 +100,7 @@ def test_a_server_stall_shows_in_the_max_latency(lab: LabStatus, tmp_path: Path,
         "benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=3s",
         "benchmark.builtin.connections=4", "benchmark.builtin.processes=1",
     ])
-    view = EventView()
+    view = MeasureView()
     failures: list[BaseException] = []
 
     def pause_when_measuring() -> None:
