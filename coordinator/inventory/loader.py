@@ -7,6 +7,7 @@ shape, values of the wrong type), the caller gets either an :class:`Inventory` o
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -124,18 +125,43 @@ def validate_document(document: YamlDocument) -> LoadedInventory:
     )
 
 
+class IrregularFile(OSError):
+    """A FIFO, device or socket where a regular file was expected."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EINVAL, "not a regular file (a FIFO, device or socket)")
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a regular file (a FIFO would block, ``/dev/zero`` never
+    ends); the one byte past ``limit`` proves the file is over it. ``IsADirectoryError``,
+    :class:`IrregularFile` or the ``OSError`` of opening or reading it otherwise."""
+    _require_regular(path.stat().st_mode)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as stream:
+        _require_regular(os.fstat(stream.fileno()).st_mode)  # replaced since?
+        return stream.read(limit + 1)
+
+
+def _require_regular(mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory")
+    if not stat.S_ISREG(mode):
+        raise IrregularFile
+
+
 def _read_text(path: Path, source: str) -> str:
-    """The file's text: a regular file only (a FIFO would block, ``/dev/zero`` never ends), and
-    never more than the size cap plus the one byte that proves it is over."""
+    """The inventory's text, read by :func:`read_regular_file` under the size cap."""
     def fail(message: str) -> InventoryError:
         return InventoryError([Problem("", message, source)])
 
     try:
-        _require_regular(path.stat().st_mode, fail)
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-        with os.fdopen(descriptor, "rb") as stream:
-            _require_regular(os.fstat(stream.fileno()).st_mode, fail)  # replaced since?
-            raw = stream.read(MAX_INVENTORY_BYTES + 1)
+        raw = read_regular_file(path, MAX_INVENTORY_BYTES)
+    except IsADirectoryError:
+        raise fail("is a directory, not an inventory file") from None
+    except IrregularFile:
+        raise fail("is not a regular file (a FIFO, device or socket); an inventory must be "
+                   "one") from None
     except FileNotFoundError:
         raise fail("no such file") from None
     except PermissionError:
@@ -154,13 +180,6 @@ def _read_text(path: Path, source: str) -> str:
         raise InventoryError(
             [Problem("", "is not UTF-8 text (binary data?)", source, line)]
         ) from None
-
-
-def _require_regular(mode: int, fail: typing.Callable[[str], InventoryError]) -> None:
-    if stat.S_ISDIR(mode):
-        raise fail("is a directory, not an inventory file")
-    if not stat.S_ISREG(mode):
-        raise fail("is not a regular file (a FIFO, device or socket); an inventory must be one")
 
 
 def _problem(error: ErrorDetails, document: YamlDocument) -> Problem:

@@ -14,8 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from coordinator.core.errors import UsageError
+from coordinator.inventory.loader import read_regular_file
 from coordinator.inventory.schema import Inventory, Server
 from coordinator.run.loadspec import target_of
+
+MAX_PASSWORD_FILE_BYTES = 64 * 1024
+"""A password file is one line; anything longer is not one (and ``/dev/zero`` never ends)."""
 
 
 class PasswordUnavailable(UsageError):
@@ -41,7 +45,8 @@ def server_password(
         field = f"servers[{index}].password_file"
         path = Path(server.password_file).expanduser()
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = read_regular_file(path, MAX_PASSWORD_FILE_BYTES)
+            text = raw.decode("utf-8")
         except OSError as exc:
             raise PasswordUnavailable(
                 f"{field}: cannot read the password of server {server.name!r} from {path}: "
@@ -51,6 +56,11 @@ def server_password(
             raise PasswordUnavailable(
                 f"{field}: the password file {path} of server {server.name!r} is not UTF-8 text"
             ) from None
+        if len(raw) > MAX_PASSWORD_FILE_BYTES:
+            raise PasswordUnavailable(
+                f"{field}: the password file {path} of server {server.name!r} is over "
+                f"{MAX_PASSWORD_FILE_BYTES} bytes; it holds one line"
+            )
         return _non_empty(_without_line_end(text), field, server, f"the file {path}")
     if server.password_env is not None:
         field = f"servers[{index}].password_env"

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from coordinator.inventory.loader import load_inventory
-from coordinator.inventory.server_auth import PasswordUnavailable, target_password
+from coordinator.inventory.server_auth import (
+    MAX_PASSWORD_FILE_BYTES,
+    PasswordUnavailable,
+    target_password,
+)
 from coordinator.results import new_document
 from tests.conftest import RunCoord
 
@@ -99,3 +103,20 @@ def test_a_secret_in_the_file_never_shows_in_the_results_inventory(tmp_path: Pat
     assert target_password(inventory) == SECRET
     document = new_document(inventory, [], marks=[])
     assert SECRET not in document.model_dump_json()
+
+
+def test_a_device_or_an_oversized_file_is_refused_without_reading_it_whole(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(PasswordUnavailable) as device:
+        password_with("servers[0].password_file=/dev/zero")
+    assert device.value.lines() == [
+        "servers[0].password_file: cannot read the password of server 'redis' from /dev/zero: "
+        "not a regular file (a FIFO, device or socket)"]
+    huge = tmp_path / "huge"
+    huge.write_text("x" * (MAX_PASSWORD_FILE_BYTES + 10))
+    with pytest.raises(PasswordUnavailable) as oversized:
+        password_with(f"servers[0].password_file={huge}")
+    assert oversized.value.lines() == [
+        f"servers[0].password_file: the password file {huge} of server 'redis' is over "
+        f"{MAX_PASSWORD_FILE_BYTES} bytes; it holds one line"]
