@@ -291,3 +291,25 @@ def _no_extra(fields: dict[str, object], known: set[str]) -> None:
     extra = sorted(set(fields) - known)
     if extra:
         raise ProtocolError(f"unknown field(s): {', '.join(extra)}")
+
+
+#: The rpyc protocol settings both ends of an agent link start from: deny by default. Neither
+#: side may read, set or pickle anything of the other's, nor rebuild its exceptions.
+DENY_BY_DEFAULT: Final[dict[str, object]] = {
+    "allow_safe_attrs": False,
+    "safe_attrs": frozenset(),
+    "allow_exposed_attrs": False,  # the root's allowlist (_rpyc_getattr) is the only way in
+    "allow_public_attrs": False,
+    "allow_all_attrs": False,
+    "allow_getattr": False,
+    "allow_setattr": False,
+    "allow_delattr": False,
+    "allow_pickle": False,
+    "import_custom_exceptions": False,
+    "instantiate_custom_exceptions": False,
+    "instantiate_oldstyle_exceptions": False,
+    "propagate_SystemExit_locally": False,
+    "include_local_traceback": False,  # errors carry type and message; tracebacks go to the log
+    "include_local_version": False,
+    "close_catchall": True,
+}

@@ -40,7 +40,7 @@ from rpyc.core import consts
 from rpyc.core.protocol import Connection
 
 import agent
-from agent import api
+from agent import api, protocol
 from agent.drivers.errors import DriverError
 from agent.load import LoadController
 from agent.messages import (
@@ -64,25 +64,11 @@ log = logging.getLogger("agent.service")
 
 EXPOSED_PREFIX: Final = "exposed_"
 
-#: rpyc protocol configuration of the agent's side of every connection: deny by default.
+#: rpyc protocol configuration of the agent's side of every connection: deny by default, and a
+#: KeyboardInterrupt in a request stays with the agent.
 SERVER_CONFIG: Final[dict[str, object]] = {
-    "allow_safe_attrs": False,
-    "safe_attrs": frozenset(),
-    "allow_exposed_attrs": False,  # the root's allowlist (_rpyc_getattr) is the only way in
-    "allow_public_attrs": False,
-    "allow_all_attrs": False,
-    "allow_getattr": False,
-    "allow_setattr": False,
-    "allow_delattr": False,
-    "allow_pickle": False,
-    "import_custom_exceptions": False,
-    "instantiate_custom_exceptions": False,
-    "instantiate_oldstyle_exceptions": False,
-    "propagate_SystemExit_locally": False,
+    **protocol.DENY_BY_DEFAULT,
     "propagate_KeyboardInterrupt_locally": False,
-    "include_local_traceback": False,  # errors carry type and message; tracebacks go to the log
-    "include_local_version": False,
-    "close_catchall": True,
 }
 
 #: The request kinds a client needs to call a method; everything else is refused.

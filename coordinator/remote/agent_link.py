@@ -81,24 +81,7 @@ COORDINATOR_VERSIONS: Final = protocol.Versions(
 )
 
 #: rpyc protocol configuration of the coordinator's side: the agent may read nothing of ours.
-CLIENT_CONFIG: Final[dict[str, object]] = {
-    "allow_safe_attrs": False,
-    "safe_attrs": frozenset(),
-    "allow_exposed_attrs": False,
-    "allow_public_attrs": False,
-    "allow_all_attrs": False,
-    "allow_getattr": False,
-    "allow_setattr": False,
-    "allow_delattr": False,
-    "allow_pickle": False,
-    "import_custom_exceptions": False,
-    "instantiate_custom_exceptions": False,
-    "instantiate_oldstyle_exceptions": False,
-    "propagate_SystemExit_locally": False,
-    "include_local_traceback": False,
-    "include_local_version": False,
-    "close_catchall": True,
-}
+CLIENT_CONFIG: Final[dict[str, object]] = dict(protocol.DENY_BY_DEFAULT)
 
 _PLAIN_TYPES: Final = frozenset({str, bytes, int, float, bool, type(None)})
 
