@@ -221,7 +221,7 @@ def network_bound(series: HostSeries, window: Sequence[int], repetition: int,
             findings.append(Finding("undecided", reason=f"{host} {interface}: link speed "
                                                         f"unknown, utilisation not judged"))
             continue
-        used = [(i, None if v is None else v * 8 / interval_s / (speed * 1e4))
+        used = [(i, None if v is None else v * 8 * 100 / (interval_s * speed * 1e6))
                 for i, v in window_points(series.interval_indices,
                                           [None if v is None else float(v) for v in values],
                                           window)]

@@ -88,7 +88,7 @@ def trend_percent(points: Sequence[tuple[int, float]]) -> float:
     xs = [float(i) for i, _ in points]
     ys = [v for _, v in points]
     slope, _ = statistics.linear_regression(xs, ys)
-    return slope * (xs[-1] - xs[0]) / statistics.fmean(ys) * 100
+    return slope * (xs[-1] - xs[0]) * 100 / statistics.fmean(ys)
 
 
 def unstable_verdict(points: Sequence[tuple[int, float]], repetition: int,
@@ -116,7 +116,7 @@ def unstable_verdict(points: Sequence[tuple[int, float]], repetition: int,
                    f"{points[0][0]} to {points[-1][0]}")))
     median = statistics.median(values)
     base = median if median > 0 else statistics.fmean(values)
-    deviations = [(i, abs(v - median) / base * 100, v) for i, v in points]
+    deviations = [(i, abs(v - median) * 100 / base, v) for i, v in points]
     far = [(i, d, v) for i, d, v in deviations if d > thresholds.outlier_percent]
     if far:
         worst = max(far, key=lambda item: item[1])
@@ -161,7 +161,7 @@ def too_short_verdict(points: Sequence[tuple[int, float]], repetition: int,
     """Too short: fewer intervals in the window than the minimum, or throughput still rising
     after the warm-up (the first intervals below the rest)."""
     kind, count, settle = marks.TOO_SHORT, len(points), thresholds.settle_intervals
-    findings: list[Finding] = []
+    findings: list[Finding] = [Finding("clear")]
     if count < thresholds.min_intervals:
         findings.append(Finding("flagged", Evidence(
             metric="window_intervals", host=None, intervals=[i for i, _ in points],
@@ -175,7 +175,7 @@ def too_short_verdict(points: Sequence[tuple[int, float]], repetition: int,
     else:
         first = statistics.fmean(v for _, v in points[:settle])
         rest = statistics.median(v for _, v in points[settle:])
-        deficit = (rest - first) / rest * 100 if rest > 0 else 0.0
+        deficit = (rest - first) * 100 / rest if rest > 0 else 0.0
         if deficit > thresholds.settle_percent:
             findings.append(Finding("flagged", Evidence(
                 metric="settle_deficit_percent", host=None,
@@ -232,7 +232,7 @@ def across_repetitions(repetitions: Sequence[Repetition], thresholds: Thresholds
     if mean <= 0:
         return Verdict(name=kind.name, state="undecided", repetitions=indices, hosts=[],
                        summary="undecided: no throughput", evidence=[])
-    cv = statistics.stdev(throughput) / mean * 100
+    cv = statistics.stdev(throughput) * 100 / mean
     evidence = Evidence(metric="throughput_cov_percent", host=None, intervals=[], value=cv,
                         threshold=thresholds.cov_percent,
                         detail=f"throughput CoV {cv:.1f} % over {len(throughput)} repetitions "
