@@ -32,7 +32,13 @@ from coordinator import results
 from coordinator.core import marks, stats, verdicts
 from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
-from coordinator.core.errors import CoordError, FleetError, HostError, UsageError
+from coordinator.core.errors import (
+    CoordError,
+    FleetError,
+    HostError,
+    StrictVerdicts,
+    UsageError,
+)
 from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
 from coordinator.core.reports import AgentReport, agent_report
 from coordinator.inventory.loader import LoadedInventory
@@ -248,6 +254,14 @@ def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
             f"benchmark.repetitions is {count}; the methodology asks for at least 3 "
             f"(pass --repetitions {count} to run fewer on purpose; the results are marked)"
         )
+
+
+def enforce_strict(document: results.ResultsDocument) -> None:
+    """``coord run --strict``: fail (exit 3) when a verdict that fails it was flagged, one line
+    per verdict (client-bound, unstable, errors, skewed start; see the marks registry)."""
+    failures = verdicts.strict_failures(document.repetitions, document.verdicts)
+    if failures:
+        raise StrictVerdicts(failures)
 
 
 def run_marks(inventory: Inventory) -> list[str]:
