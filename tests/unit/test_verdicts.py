@@ -3,16 +3,18 @@ over, and missing metrics (undecided, never guessed clear). Pure."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordinator import cli
 from coordinator.core import marks
 from coordinator.core.figures import Repetition
 from coordinator.core.host_verdicts import NO_METRICS, HostSeries, host_verdicts
-from coordinator.core.stats import repetition_figures
+from coordinator.core.stats import aggregate, repetition_figures
 from coordinator.core.verdicts import (
     Verdict,
     flagged_marks,
@@ -24,9 +26,13 @@ from coordinator.core.verdicts import (
     too_short_verdict,
     unstable_verdict,
 )
+from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.schema import Thresholds
+from coordinator.results import ResultsDocument, new_document
+from coordinator.run.runner import RunOutcome
 from tests.unit.test_stats import command, interval, report
 
+EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 DEFAULTS = Thresholds()
 WINDOW = list(range(5, 35))
 """30 measured intervals, after 5 of warm-up."""
@@ -401,3 +407,42 @@ def test_thresholds_are_validated_like_every_inventory_field() -> None:
         thresholds(cov_percent=101.0)
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         thresholds(min_intervals=0)
+
+
+def judged_document(skew_ns: int) -> ResultsDocument:
+    """A finished, judged two-repetition document; the second started ``skew_ns`` apart."""
+    document = new_document(load_inventory(EXAMPLE).inventory, [])
+    done: list[Repetition] = []
+    for index in (1, 2):
+        rep = repetition([100] * 12, index=index, skew_ns=skew_ns if index == 2 else 0)
+        judged = repetition_verdicts(rep, interval_s=1.0, error_threshold=0.01,
+                                     thresholds=DEFAULTS, hosts=None)
+        done.append(rep.with_verdicts(judged, flagged_marks(judged)))
+        document = document.with_repetition(done[-1], aggregate(done))
+    return document.with_verdicts(run_verdicts(done, DEFAULTS)).finish("complete")
+
+
+@pytest.mark.parametrize(("skew_ns", "status"), [(5_000_000, 3), (0, 0)])
+def test_coord_run_strict_exits_3_naming_each_failing_verdict(
+    skew_ns: int, status: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI's wiring only: the run itself is replaced by its finished document (whole runs
+    with --strict's check are in tests/integration/test_local_run.py)."""
+    document = judged_document(skew_ns)
+    monkeypatch.setattr(cli, "run_benchmark",
+                        lambda *args, **kwargs: RunOutcome(tmp_path, document))
+    try:
+        cli._main(["run", "-i", str(EXAMPLE), "--out", str(tmp_path / "out"), "--strict"])
+        code: object = 0
+    except SystemExit as exited:
+        code = exited.code
+    assert code == status
+    captured = capsys.readouterr()
+    assert captured.out.index("verdicts") < captured.out.index("summary over 2 repetition")
+    failing = [line for line in captured.err.splitlines() if line.startswith("--strict: ")]
+    if status:
+        assert failing == [line for line in failing if "repetition 2: skewed-start: " in line]
+        assert len(failing) == 1
+    else:
+        assert failing == []
