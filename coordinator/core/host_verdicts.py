@@ -138,9 +138,7 @@ def client_findings(series: HostSeries, window: Sequence[int],
                                points(series.hottest_thread_cpu),
                                thresholds.process_cpu_percent, share, unit=" % of a core"))
     if series.throttled_periods is not None:
-        throttled = [(i, None if v is None else float(v))
-                     for i, v in points([None if v is None else float(v)
-                                         for v in series.throttled_periods])]
+        throttled = points([None if v is None else float(v) for v in series.throttled_periods])
         findings.append(saturation(host, "cgroup_throttled_periods", "cgroup CPU throttling",
                                    throttled, 0, 0, unit=" periods"))
     return findings
