@@ -46,7 +46,7 @@ from coordinator.run.progress import (
     findings_table,
     held_agents_table,
 )
-from coordinator.run.runner import check_repetitions, run_benchmark
+from coordinator.run.runner import check_repetitions, enforce_strict, run_benchmark
 from coordinator.run.view import RunConsoleView, summary_table
 
 PIPE_WIDTH = 160
@@ -201,10 +201,14 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
 @click.option("--force", is_flag=True,
               help="Run even on hosts another run holds (the results are marked "
                    "forced-over-run-lock and name the holder).")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 3 when a repetition is judged client-bound, unstable, "
+                   "skewed or above the error threshold (one line per verdict).")
 def run_command(inventory_path: Path, repetitions: int | None, warmup: str | None,
                 duration: str | None, out: Path | None, overwrite: bool,
                 overrides: tuple[str, ...],
-                accept_new_host_keys: bool, wheelhouse: Path | None, force: bool) -> None:
+                accept_new_host_keys: bool, wheelhouse: Path | None, force: bool,
+                strict: bool) -> None:
     """Run the benchmark: synchronized load from every client, repeated, merged, saved."""
     shorthands = {"repetitions": ("benchmark.repetitions", repetitions),
                   "warmup": ("benchmark.warmup", warmup),
@@ -221,6 +225,8 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
                                 force=force)
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
+    if strict:
+        enforce_strict(outcome.document)
 
 
 @cli.command("doctor")

@@ -23,6 +23,8 @@ escapes is a bug and keeps its traceback.
     ├── ResultsError                a results directory or document cannot be written or read
     │                               (coordinator/results/io.py)
     ├── RunFailed                   a repetition could not be completed (coordinator/run/runner.py)
+    ├── StrictVerdicts              exit 3: `coord run --strict` and a repetition was judged
+    │                               client-bound, unstable, skewed or erroneous
     └── RunInterrupted              exit 130: Ctrl-C during a run; finished repetitions kept
 """
 
@@ -146,3 +148,17 @@ class FleetError(CoordError):
         for host, error in self.failures.items():
             by_reason.setdefault(error.reason, []).append(host)
         return [f"{', '.join(sorted(hosts))}: {reason}" for reason, hosts in by_reason.items()]
+
+
+class StrictVerdicts(CoordError):
+    """``coord run --strict``: a verdict that fails it was flagged; one line per verdict. The
+    run itself finished and its results are kept."""
+
+    exit_status = 3
+
+    def __init__(self, failures: Sequence[str]) -> None:
+        self.failures = list(failures)
+        super().__init__("; ".join(self.failures))
+
+    def lines(self) -> list[str]:
+        return [f"--strict: {failure}" for failure in self.failures]

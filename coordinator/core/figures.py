@@ -19,7 +19,7 @@ import re
 import statistics
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from hdrh.histogram import HdrHistogram
 from pydantic import (
@@ -30,10 +30,13 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    SerializerFunctionWrapHandler,
+    model_serializer,
 )
 
 from coordinator.core.histograms import mean, percentiles
 from coordinator.core.reports import Phase
+from coordinator.core.verdict_records import Verdict
 
 
 def _utc(value: datetime) -> datetime:
@@ -264,6 +267,24 @@ class Repetition(Model):
     hgrm: str = Field(description="file name of its percentile distribution, beside this file")
     commands: dict[str, CommandRecord] = Field(description="per command type (GET, SET, ...)")
     agents: list[AgentRepetition] = Field(description="per agent")
+    verdicts: list[Verdict] = Field(
+        default_factory=list, description="whether its figures can be trusted, with the "
+        "evidence (coordinator.core.verdicts); absent in documents older than the field")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_verdicts(self, write: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``verdicts`` is left out when there are none: such records read exactly as before
+        the field existed (schema_version 1 gained it, optional)."""
+        data: dict[str, Any] = write(self)
+        if not data.get("verdicts"):
+            data.pop("verdicts", None)
+        return data
+
+    def with_verdicts(self, verdicts: Sequence[Verdict], marks: Sequence[str]) -> Repetition:
+        """A copy judged: ``verdicts`` replace its verdicts, ``marks`` are added."""
+        return Repetition.model_validate(
+            {**dict(self), "verdicts": list(verdicts),
+             "marks": list(dict.fromkeys([*self.marks, *marks]))})
 
     def with_marks(self, marks: Sequence[str]) -> Repetition:
         """A copy with ``marks`` added (each once, in order)."""

@@ -202,6 +202,54 @@ class MemtierDriver(Model):
     key_maximum: int = Field(100_000, ge=1, le=10**10, description="--key-maximum")
 
 
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+
+
+class Thresholds(Model):
+    """The thresholds each repetition is judged by (docs/methodology.md explains every
+    verdict). A value exactly at a threshold does not flag, except the server's, which is
+    bound "at or above"."""
+
+    client_cpu_percent: Percent = Field(
+        90.0, description="client-bound: a client host's total CPU (all cores) above this, %")
+    process_cpu_percent: Percent = Field(
+        95.0, description="client-bound: one load process, or the hottest load thread, above "
+        "this % of one core")
+    server_cpu_percent: Percent = Field(
+        90.0, description="server-bound: the server process at or above this % of the CPU it "
+        "can use")
+    saturated_intervals_percent: Percent = Field(
+        10.0, description="a CPU or link threshold flags a host when it is exceeded in more than "
+        "this % of the window's intervals")
+    link_percent: Percent = Field(
+        90.0, description="network-bound: an interface above this % of its link speed")
+    retransmits: int = Field(
+        0, ge=0, description="network-bound: more TCP retransmits than this on a host in the "
+        "window")
+    cov_percent: Percent = Field(
+        5.0, description="unstable across repetitions: throughput coefficient of variation "
+        "above this, %")
+    trend_percent: Percent = Field(
+        10.0, description="unstable: the throughput trend (least-squares line) changes by more "
+        "than this % of the mean over the window")
+    outlier_percent: Percent = Field(
+        50.0, description="unstable: one interval's throughput further than this % from the "
+        "window's median")
+    start_skew: Duration = Field(
+        0.001, description="skewed start: start skew above this")
+    start_skew_interval_percent: Percent = Field(
+        10.0, description="skewed start: start skew above this % of an interval")
+    min_intervals: int = Field(
+        10, ge=1, le=MAX_INTERVALS, description="too short: fewer intervals than this in the "
+        "common window")
+    settle_intervals: int = Field(
+        3, ge=1, le=MAX_INTERVALS, description="too short: how many first intervals of the "
+        "window must have settled after the warm-up")
+    settle_percent: Percent = Field(
+        10.0, description="too short: the first settle_intervals' mean throughput below the "
+        "median of the rest by more than this %")
+
+
 class Benchmark(Model):
     """What load to run and for how long."""
 
@@ -220,6 +268,9 @@ class Benchmark(Model):
     error_threshold: float = Field(
         0.01, ge=0.0, le=1.0, description="error rate above which a repetition is marked"
     )
+    thresholds: Thresholds = Field(
+        default_factory=Thresholds,
+        description="what each repetition's verdicts are judged by (docs/methodology.md)")
     builtin: BuiltinDriver = Field(
         default_factory=BuiltinDriver, description="parameters when driver is builtin"
     )

@@ -63,6 +63,8 @@ from coordinator.core.figures import (
 )
 from coordinator.core.histograms import HISTOGRAM_PARAMS
 from coordinator.core.marks import MARK_MEANINGS as MARKS
+from coordinator.core.marks import MARKS as MARK_KINDS
+from coordinator.core.verdict_records import Evidence, Verdict
 from coordinator.inventory.schema import Inventory, Server
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "AgentRecord",
     "AgentRepetition",
     "CommandRecord",
+    "Evidence",
     "FailureRecord",
     "ForcedOverRecord",
     "HistogramSettings",
@@ -83,6 +86,7 @@ __all__ = [
     "SpreadRecord",
     "SummaryRecord",
     "TargetRecord",
+    "Verdict",
     "Window",
     "agent_record",
     "hgrm_name",
@@ -223,6 +227,12 @@ class ResultsDocument(Model):
     failure: FailureRecord | None = Field(
         default=None, description="why the run failed; written only when status is failed"
     )
+    verdicts: list[Verdict] = Field(
+        default_factory=list,
+        description="the run's verdicts: throughput across repetitions, then each repetition "
+        "verdict summarised (its worst state, the repetitions in it); absent until a "
+        "repetition is judged, and in documents older than the field",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultsDocument:
@@ -245,6 +255,8 @@ class ResultsDocument(Model):
         data: dict[str, Any] = write(self)
         if data.get("failure") is None:
             data.pop("failure", None)
+        if not data.get("verdicts"):
+            data.pop("verdicts", None)
         return data
 
     def with_repetition(
@@ -254,6 +266,17 @@ class ResultsDocument(Model):
         return ResultsDocument.model_validate(
             {**dict(self), "repetitions": [*self.repetitions, repetition], "summary": summary}
         )
+
+    def with_verdicts(self, verdicts: Sequence[Verdict]) -> ResultsDocument:
+        """A copy with the run's ``verdicts`` replaced, and its marks of run verdicts set to
+        the flagged ones (a verdict across repetitions may clear as repetitions are added)."""
+        run_verdicts = {name for name, kind in MARK_KINDS.items()
+                        if kind.verdict and kind.scope == "run"}
+        flagged = [v.name for v in verdicts if v.state == "flagged" and v.name in run_verdicts]
+        kept = [mark for mark in self.marks if mark not in run_verdicts]
+        return ResultsDocument.model_validate(
+            {**dict(self), "verdicts": list(verdicts),
+             "marks": list(dict.fromkeys([*kept, *flagged]))})
 
     def with_ran_with(self, ran_with: Mapping[str, RanWithRecord]) -> ResultsDocument:
         """A copy whose agents named in ``ran_with`` record what their load ran with."""

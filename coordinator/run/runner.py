@@ -29,10 +29,16 @@ from agent.drivers.spec import Timeline
 from agent.messages import LoadProgress, LoadState, Prepared
 from agent.runlock import Holder, utc_text
 from coordinator import results
-from coordinator.core import marks, stats
+from coordinator.core import marks, stats, verdicts
 from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
-from coordinator.core.errors import CoordError, FleetError, HostError, UsageError
+from coordinator.core.errors import (
+    CoordError,
+    FleetError,
+    HostError,
+    StrictVerdicts,
+    UsageError,
+)
 from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
 from coordinator.core.reports import AgentReport, agent_report
 from coordinator.inventory.loader import LoadedInventory
@@ -250,6 +256,14 @@ def check_repetitions(inventory: Inventory, *, explicit: bool) -> None:
         )
 
 
+def enforce_strict(document: results.ResultsDocument) -> None:
+    """``coord run --strict``: fail (exit 3) when a verdict that fails it was flagged, one line
+    per verdict (client-bound, unstable, errors, skewed start; see the marks registry)."""
+    failures = verdicts.strict_failures(document.repetitions, document.verdicts)
+    if failures:
+        raise StrictVerdicts(failures)
+
+
 def run_marks(inventory: Inventory) -> list[str]:
     """Marks the whole run carries, from the inventory (fewer repetitions, shared host,
     hosts that are one machine)."""
@@ -313,6 +327,9 @@ class RepetitionState:
     reports: list[AgentReport] = field(default_factory=list)
     repetition: results.Repetition | None = None
     """None until the "merge" step."""
+    host_series: list[verdicts.HostSeries] | None = None
+    """The hosts' metric series for the verdicts; None: not sampled (the host verdicts are
+    undecided)."""
 
 
 def _prepare(state: RepetitionState) -> None:
@@ -406,17 +423,25 @@ def _merge(state: RepetitionState) -> None:
 
 
 def _judge(state: RepetitionState) -> None:
-    """The repetition's marks (see :mod:`coordinator.core.marks`)."""
-    repetition = _merged(state)
-    threshold = state.plan.inventory.benchmark.error_threshold
-    state.repetition = repetition.with_marks(repetition_marks(repetition, threshold))
+    """The repetition's verdicts with their evidence (:mod:`coordinator.core.verdicts`), and
+    its marks: the flagged verdicts' and the run's own (see :mod:`coordinator.core.marks`)."""
+    repetition, inventory = _merged(state), state.plan.inventory
+    threshold = inventory.benchmark.error_threshold
+    judged = verdicts.repetition_verdicts(
+        repetition, interval_s=state.plan.timeline.interval_ns / 1e9, error_threshold=threshold,
+        thresholds=inventory.benchmark.thresholds, hosts=state.host_series,
+        server_hosts=[host.name for host in inventory.server_hosts])
+    state.repetition = repetition.with_verdicts(
+        judged, [*repetition_marks(repetition, threshold), *verdicts.flagged_marks(judged)])
 
 
 def _persist(state: RepetitionState) -> None:
     """The repetition and the new aggregate in ``results.json``, its histogram beside it."""
     repetition, record = _merged(state), state.record
     summary = stats.aggregate([*record.document.repetitions, repetition])
-    record.write(record.document.with_repetition(repetition, summary))
+    document = record.document.with_repetition(repetition, summary)
+    thresholds = state.plan.inventory.benchmark.thresholds
+    record.write(document.with_verdicts(verdicts.run_verdicts(document.repetitions, thresholds)))
     record.writer.write_hgrm(repetition.index, decode_histogram(repetition.histogram))
     state.view.repetition_done(repetition)
 
@@ -444,6 +469,6 @@ def repetition_marks(repetition: results.Repetition, error_threshold: float) -> 
     flags = []
     if not repetition.window.intervals:
         flags.append(marks.NO_COMMON_WINDOW.name)
-    if repetition.error_rate > error_threshold:
+    if verdicts.error_verdict(repetition, error_threshold).state == "flagged":
         flags.append(marks.ERROR_RATE_ABOVE_THRESHOLD.name)
     return flags

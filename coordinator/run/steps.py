@@ -72,8 +72,9 @@ def _merge(inventory: Inventory) -> str:
 
 
 def _judge(inventory: Inventory) -> str:
-    return (f"mark the repetition (error rate above {inventory.benchmark.error_threshold:g}, "
-            f"no common window)")
+    return (f"verdicts with evidence (error rate above "
+            f"{inventory.benchmark.error_threshold:g}, unstable, skewed start, too short; "
+            f"client-, server-, network-bound from host metrics) and marks")
 
 
 def _persist(inventory: Inventory) -> str:

@@ -1,8 +1,10 @@
 """What `coord run` shows while it runs, and the summary it prints at the end.
 
 One live region: the deployment's per-host stages first, then per client host its phase, the
-last interval's throughput and p99, and its errors. Each finished repetition leaves one line
-above the live region. Nothing here computes a figure: it only shows what the run reports.
+last interval's throughput and p99, its errors, and the verdicts of the last finished
+repetition that concern it. Each finished repetition leaves one line above the live region. The
+summary puts the verdicts with their evidence above the figures. Nothing here computes a
+figure or decides a verdict: it only shows what the run reports.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.messages import LoadProgress, LoadState
+from coordinator.core import marks
 from coordinator.core.errors import HostError
 from coordinator.core.figures import LATENCY_FIGURES
+from coordinator.core.verdict_records import Evidence, Verdict
 from coordinator.remote.fanout import ProgressView
 from coordinator.results import Repetition, ResultsDocument, SpreadRecord
 
@@ -36,6 +40,7 @@ class RunConsoleView:
         self._clients: dict[str, LoadProgress] = {}
         self._header = "deploying agents"
         self._elapsed = (0.0, 0.0)
+        self._judged: list[Verdict] = []
         self._live = Live(self._render(), console=console, refresh_per_second=4,
                           transient=True)
 
@@ -87,6 +92,8 @@ class RunConsoleView:
 
     def repetition_done(self, repetition: Repetition) -> None:
         """Leave a line with the repetition's figures above the live region."""
+        with self._lock:
+            self._judged = list(repetition.verdicts)
         latency = repetition.latency_usec
         errors = sum(repetition.errors.values())
         marks = f"  [yellow]{', '.join(repetition.marks)}[/]" if repetition.marks else ""
@@ -111,16 +118,86 @@ class RunConsoleView:
             elapsed, total = self._elapsed
             table = Table(title=f"{self._header}: {elapsed:.0f}/{total:.0f} s",
                           title_justify="left")
-            for column in ("client", "phase", "ops/s", "p99 ms", "errors"):
-                table.add_column(column, justify="left" if column in ("client", "phase")
-                                 else "right")
+            for column in ("client", "phase", "ops/s", "p99 ms", "errors", "verdict"):
+                table.add_column(column, justify="left" if column in ("client", "phase",
+                                                                      "verdict") else "right")
             for host, progress in sorted(self._clients.items()):
                 ops = "-" if progress.ops_per_sec is None else f"{progress.ops_per_sec:,.0f}"
                 p99 = "-" if progress.p99_usec is None else _ms(progress.p99_usec)
                 running = progress.state is LoadState.RUNNING
                 phase = progress.phase if running else progress.state.value
-                table.add_row(host, phase or progress.state.value, ops, p99, str(progress.errors))
+                table.add_row(host, phase or progress.state.value, ops, p99, str(progress.errors),
+                              verdict_cell(self._judged, host))
             return table
+
+
+def verdict_cell(judged: list[Verdict], host: str) -> str:
+    """The last finished repetition's flagged verdicts about ``host`` (or about every client):
+    "-" before any, "clear" when none flagged."""
+    if not judged:
+        return "-"
+    flagged = [v.name for v in judged if v.state == "flagged" and (not v.hosts or host in v.hosts)]
+    return ", ".join(dict.fromkeys(flagged)) or "clear"
+
+
+def _intervals(indices: list[int]) -> str:
+    """``[5, 6, 7, 9]`` -> ``5-7, 9``."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
+
+
+def _evidence_line(evidence: Evidence) -> str:
+    where = f" on {evidence.host}" if evidence.host else ""
+    measured = "" if evidence.value is None else f" {evidence.value:,.6g}"
+    limit = "" if evidence.threshold is None else f", threshold {evidence.threshold:,.6g}"
+    spans = f", intervals {_intervals(evidence.intervals)}" if evidence.intervals else ""
+    return f"    {evidence.detail} ({evidence.metric}{where}:{measured}{limit}{spans})"
+
+
+def _style(verdict: Verdict) -> str:
+    if verdict.state == "undecided":
+        return "dim"
+    if verdict.name == marks.SERVER_BOUND.name:
+        return "green"
+    return "bold red" if marks.MARKS[verdict.name].strict else "yellow"
+
+
+def verdict_report(document: ResultsDocument) -> RenderableType:
+    """The verdicts, with their evidence, in words a user acts on: each flagged one per
+    repetition, each undecided reason once, then the kinds that were clear."""
+    judged: dict[str, list[Verdict]] = {}
+    for repetition in document.repetitions:
+        for verdict in repetition.verdicts:
+            judged.setdefault(verdict.name, []).append(verdict)
+    for verdict in document.verdicts:
+        if marks.MARKS[verdict.name].scope == "run":
+            judged.setdefault(verdict.name, []).append(verdict)
+    if not judged:
+        return Text("verdicts: none (no repetition was judged)")
+    lines: list[Text] = [Text("verdicts", style="bold")]
+    clear = []
+    for kind in marks.VERDICTS:
+        verdicts = judged.get(kind.name, [])
+        flagged = [v for v in verdicts if v.state == "flagged"]
+        undecided = list(dict.fromkeys(v.summary for v in verdicts if v.state == "undecided"))
+        for verdict in flagged:
+            where = ("across repetitions" if kind.scope == "run" else
+                     f"repetition {', '.join(map(str, verdict.repetitions))}")
+            lines.append(Text(f"{kind.name} ({where}): {verdict.summary}",
+                              style=_style(verdict)))
+            lines += [Text(_evidence_line(e)) for e in verdict.evidence]
+        if not flagged:
+            lines += [Text(f"{kind.name}: {summary}", style="dim") for summary in undecided]
+        if verdicts and not flagged and not undecided:
+            clear.append(kind.name)
+    if clear:
+        lines.append(Text(f"clear: {', '.join(clear)}", style="green"))
+    return Group(*lines)
 
 
 def summary_table(document: ResultsDocument) -> RenderableType:
@@ -143,5 +220,6 @@ def summary_table(document: ResultsDocument) -> RenderableType:
     for name in LATENCY_FIGURES:
         row(name, getattr(latency, name), 1000, "ms")
     row("error rate", summary.error_rate, 0.01, "%")
-    return Group(table, Text(f"marks: {', '.join(document.marks) or 'none'}"))
+    return Group(verdict_report(document), table,
+                 Text(f"marks: {', '.join(document.marks) or 'none'}"))
 

@@ -1,6 +1,7 @@
 """Whole runs without root: real agents on this machine over a local transport, a real Redis on
-loopback. Covers the run's steps, a plan run twice over one fleet, and the faults the run must
-catch: a stuck agent, a wrong-interval report, a lost agent, Ctrl-C. Not a lab test.
+loopback. Covers the run's steps, a plan run twice over one fleet, the faults the run must
+catch (a stuck agent, a wrong-interval report, a lost agent, Ctrl-C) and the verdicts a run
+judges without host metrics (a CLIENT PAUSE is unstable; --strict). Not a lab test.
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ import pytest
 import redis
 import yaml
 
+from agent.messages import LoadProgress
+from coordinator.core.errors import StrictVerdicts
 from coordinator.inventory.loader import load_inventory
 from coordinator.remote.fleet import Fleet
 from coordinator.results import load_results
 from coordinator.run import runner
-from coordinator.run.runner import RunFailed, RunInterrupted, check_targets, run, run_benchmark
+from coordinator.run.runner import (
+    RunFailed,
+    RunInterrupted,
+    check_targets,
+    enforce_strict,
+    run,
+    run_benchmark,
+)
 from coordinator.run.steps import step_names
 from tests.helpers import MeasureView, poll_until, process_gone
 from tests.local_transport import LocalTransport, Skew
@@ -192,4 +202,77 @@ def test_ctrl_c_keeps_finished_repetitions_and_stops_every_agent(
     assert "interrupted" in document.marks
     assert len(document.repetitions) == 1
     assert all(process_gone(proc.pid) for proc in transport.agents.values())
+    nothing_left(transport)
+
+
+PAUSE_MS = 1500
+INTERVAL_S = 0.5
+QUIET = ["benchmark.thresholds.trend_percent=100", "benchmark.thresholds.outlier_percent=100",
+         "benchmark.thresholds.start_skew=10s",
+         "benchmark.thresholds.start_skew_interval_percent=100",
+         "benchmark.thresholds.min_intervals=1", "benchmark.thresholds.settle_intervals=1",
+         "benchmark.thresholds.settle_percent=100", "benchmark.error_threshold=1",
+         "benchmark.duration=2s"]
+"""Thresholds no run on a shared, busy machine crosses without a fault: a clean run that must
+pass --strict whatever else this machine is doing."""
+
+
+class PausingView(MeasureView):
+    """Pauses every Redis client (CLIENT PAUSE) once the repetition's elapsed time passes
+    ``at_s``, driven by the run's own progress reports; keeps the elapsed time it paused at."""
+
+    def __init__(self, port: int, at_s: float) -> None:
+        super().__init__()
+        self.port, self.at_s = port, at_s
+        self.paused_at: float | None = None
+
+    def progress(self, elapsed_s: float, total_s: float,
+                 clients: dict[str, LoadProgress]) -> None:
+        super().progress(elapsed_s, total_s, clients)
+        if self.paused_at is None and elapsed_s >= self.at_s:
+            with redis.Redis(port=self.port) as client:
+                client.client_pause(PAUSE_MS)
+            self.paused_at = elapsed_s
+
+
+def test_a_client_pause_mid_repetition_is_unstable_naming_the_interval_and_fails_strict(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    loaded = load_inventory(write_inventory(tmp_path, redis_port), ["benchmark.duration=5s"])
+    view = PausingView(redis_port, at_s=3.0)  # 1 s warm-up + 2 s of the 5 s measure phase
+    outcome = run_benchmark(loaded, tmp_path / "out", view, transport=transport)
+    assert view.paused_at is not None
+    (repetition,) = load_results(tmp_path / "out" / "results.json").repetitions
+    unstable = next(v for v in repetition.verdicts if v.name == "unstable")
+    assert unstable.state == "flagged", unstable.summary
+    assert "unstable" in repetition.marks
+    named = {i for e in unstable.evidence if e.metric == "throughput_outlier_percent"
+             for i in e.intervals}
+    first_paused = int(view.paused_at / INTERVAL_S)
+    paused = set(range(first_paused, first_paused + int(PAUSE_MS / 1000 / INTERVAL_S) + 2))
+    assert named & paused, (named, paused, unstable.summary)
+    assert f"interval {min(named & paused)}" in unstable.summary
+    with pytest.raises(StrictVerdicts) as failed:
+        enforce_strict(outcome.document)
+    assert failed.value.exit_status == 3
+    (line,) = [line for line in failed.value.lines() if " unstable: " in line]
+    assert line.startswith("--strict: repetition 1: unstable: throughput was unstable: ")
+    assert f"interval {min(named & paused)} at " in line
+    nothing_left(transport)
+
+
+def test_a_run_within_its_thresholds_passes_strict_and_keeps_its_verdicts(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    loaded = load_inventory(write_inventory(tmp_path, redis_port), QUIET)
+    outcome = run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    document = load_results(tmp_path / "out" / "results.json")
+    (repetition,) = document.repetitions
+    states = {v.name: v.state for v in repetition.verdicts}
+    assert states == {"error-rate-above-threshold": "clear", "client-bound": "undecided",
+                      "server-bound": "undecided", "network-bound": "undecided",
+                      "unstable": "clear", "skewed-start": "clear", "too-short": "clear"}
+    assert document.verdicts[0].name == "unstable-across-repetitions"
+    assert document.verdicts[0].state == "undecided"  # one repetition: no spread to judge
+    enforce_strict(outcome.document)
     nothing_left(transport)

@@ -1,0 +1,271 @@
+"""Host verdicts: client-bound, server-bound, network-bound, from the hosts' metric series.
+Pure: no I/O.
+
+The host metrics arrive as :class:`HostSeries`, a minimal model of what the agents' samplers
+measure, one value per interval of the run's grid; a sampler's own record is adapted to it.
+A metric that is missing makes its verdict undecided, never clear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from coordinator.core import marks
+from coordinator.core.figures import Repetition
+from coordinator.core.verdict_records import (
+    Evidence,
+    Finding,
+    Thresholds,
+    Verdict,
+    combined_state,
+    details,
+    reasons,
+    verdict_of,
+)
+
+NO_METRICS = "no metrics: the hosts' metric series were not sampled"
+"""Why the host verdicts are undecided when a repetition comes without host series."""
+
+
+@dataclass(frozen=True)
+class HostSeries:
+    """One host's metrics over a repetition, one value per interval of ``interval_indices``
+    (the run's interval grid, counted from T0 like the load's intervals). ``None`` in a series
+    is an interval without a sample; an empty series or mapping is a metric not measured at
+    all. Both make the verdicts that need the metric undecided.
+
+    CPU figures are percentages: ``cpu_total_percent`` of all the host's cores (0..100), the
+    per-process and per-thread ones of one core (a process may exceed 100).
+    """
+
+    host: str
+    role: Literal["client", "server"]
+    interval_indices: Sequence[int]
+    cpu_total_percent: Sequence[float | None] = ()
+    """Host CPU busy (user + system + softirq + steal ...), % of all cores."""
+    load_process_cpu: Mapping[str, Sequence[float | None]] = field(default_factory=dict)
+    """Client hosts: per load process (named as the user knows it, e.g. "2"), % of one core."""
+    hottest_thread_cpu: Sequence[float | None] = ()
+    """Client hosts: the busiest thread of any load process in the interval, % of one core."""
+    throttled_periods: Sequence[int | None] | None = None
+    """cgroup CPU periods throttled in the interval; ``None``: the host has no CPU quota."""
+    retransmits: Sequence[int | None] = ()
+    """TCP segments retransmitted in the interval."""
+    interface_bytes: Mapping[str, Sequence[int | None]] = field(default_factory=dict)
+    """Per interface: bytes in its busier direction (max of sent, received) in the interval."""
+    link_speed_mbps: Mapping[str, int | None] = field(default_factory=dict)
+    """Per interface: link speed, Mbit/s; ``None`` or absent: unknown (utilisation skipped)."""
+    server_process_cpu: Sequence[float | None] | None = None
+    """Server hosts: the target server's process, % of one core; ``None`` on a client host."""
+    server_cpu_limit_cores: float | None = None
+    """Server hosts: the CPU the server can use, in cores (its quota, or 1 for a server that
+    runs on one thread); ``None``: unknown, so server-bound is undecided."""
+
+
+# --------------------------------------------------------------------------------------------
+# One metric against one threshold
+
+
+Points = Sequence[tuple[int, float | None]]
+"""(interval index, value) over a repetition's window."""
+
+
+def saturation(host: str, metric: str, label: str, points: Points, threshold: float,
+               share_percent: float, *, at_or_above: bool = False,
+               unit: str = " %") -> Finding:
+    """Flagged when ``points`` exceed ``threshold`` (or reach it, ``at_or_above``) in more than
+    ``share_percent`` of the intervals; undecided when not flagged and a sample is missing."""
+    if not points:
+        return Finding("undecided", reason=f"{host}: no interval to judge {metric} over")
+
+    def crosses(value: float) -> bool:
+        return value >= threshold if at_or_above else value > threshold
+
+    over = [(index, value) for index, value in points if value is not None and crosses(value)]
+    if over and 100 * len(over) / len(points) > share_percent:
+        worst = max(value for _, value in over)
+        return Finding("flagged", Evidence(
+            metric=metric, host=host, intervals=[index for index, _ in over], value=worst,
+            threshold=threshold,
+            detail=f"{label} at {worst:,.0f}{unit} in {len(over)} of {len(points)} intervals"))
+    missing = sum(1 for _, value in points if value is None)
+    if missing:
+        return Finding("undecided", reason=f"{host}: no {metric} sample in {missing} of "
+                                           f"{len(points)} intervals")
+    return Finding("clear")
+
+
+def window_points(indices: Sequence[int], values: Sequence[float | None],
+                  window: Sequence[int]) -> list[tuple[int, float | None]]:
+    """The values of the window's intervals (``None`` where none was sampled)."""
+    by_index = dict(zip(indices, values, strict=False))
+    return [(index, by_index.get(index)) for index in window]
+
+
+def window_indices(repetition: Repetition) -> list[int]:
+    """The interval indices of the repetition's common window."""
+    window = repetition.window
+    if window.first is None or window.last is None:
+        return []
+    excluded = set(window.excluded)
+    return [i for i in range(window.first, window.last + 1) if i not in excluded]
+
+
+# --------------------------------------------------------------------------------------------
+# The verdicts
+
+
+def client_findings(series: HostSeries, window: Sequence[int],
+                    thresholds: Thresholds) -> list[Finding]:
+    """Every CPU metric of a client host against its threshold."""
+    share = thresholds.saturated_intervals_percent
+    host = series.host
+
+    def points(values: Sequence[float | None]) -> Points:
+        return window_points(series.interval_indices, values, window)
+
+    findings = [saturation(host, "cpu_total_percent", "host CPU", points(series.cpu_total_percent),
+                           thresholds.client_cpu_percent, share)]
+    if not series.load_process_cpu:
+        findings.append(Finding("undecided", reason=f"{host}: no load process CPU measured"))
+    for name, values in sorted(series.load_process_cpu.items()):
+        findings.append(saturation(host, f"load_process_cpu_percent[{name}]",
+                                   f"load process {name}", points(values),
+                                   thresholds.process_cpu_percent, share, unit=" % of a core"))
+    findings.append(saturation(host, "hottest_thread_cpu_percent", "its hottest load thread",
+                               points(series.hottest_thread_cpu),
+                               thresholds.process_cpu_percent, share, unit=" % of a core"))
+    if series.throttled_periods is not None:
+        throttled = points([None if v is None else float(v) for v in series.throttled_periods])
+        findings.append(saturation(host, "cgroup_throttled_periods", "cgroup CPU throttling",
+                                   throttled, 0, 0, unit=" periods"))
+    return findings
+
+
+def client_bound(series: HostSeries | None, host: str, window: Sequence[int], repetition: int,
+                 thresholds: Thresholds) -> Verdict:
+    """Client-bound on one client host: total CPU, a load process, its hottest thread, cgroup
+    throttling."""
+    kind = marks.CLIENT_BOUND
+    if series is None:
+        return verdict_of(kind, "undecided", repetition, [host],
+                        f"undecided: no metrics from {host}")
+    findings = client_findings(series, window, thresholds)
+    state = combined_state(findings)
+    if state == "flagged":
+        summary = (f"{host} was the bottleneck: {details(findings)}; add client machines or "
+                   f"load processes (the figures measure the client, not the server)")
+    elif state == "undecided":
+        summary = f"undecided whether {host} was the bottleneck: {reasons(findings)}"
+    else:
+        summary = f"{host} had headroom: no CPU metric over its threshold"
+    return verdict_of(kind, state, repetition, [host], summary, findings)
+
+
+def server_bound(series: HostSeries | None, host: str, window: Sequence[int], repetition: int,
+                 clients: Sequence[Verdict], thresholds: Thresholds) -> Verdict:
+    """Server-bound on one server host: its process at or near the CPU it can use while every
+    client had headroom (good news)."""
+    kind = marks.SERVER_BOUND
+    saturated = [v.hosts[0] for v in clients if v.state == "flagged" and v.hosts]
+    if saturated:
+        return verdict_of(kind, "clear", repetition, [host],
+                        f"not server-bound: {', '.join(saturated)} ran out of CPU first")
+    if series is None:
+        return verdict_of(kind, "undecided", repetition, [host],
+                        f"undecided: no metrics from {host}")
+    if series.server_process_cpu is None or not series.server_process_cpu:
+        return verdict_of(kind, "undecided", repetition, [host],
+                        f"undecided: the server process's CPU on {host} was not measured")
+    limit = series.server_cpu_limit_cores
+    if limit is None or limit <= 0:
+        return verdict_of(kind, "undecided", repetition, [host],
+                        f"undecided: the CPU the server on {host} can use is unknown")
+    usable = [(i, None if v is None else v / limit)
+              for i, v in window_points(series.interval_indices, series.server_process_cpu,
+                                        window)]
+    finding = saturation(host, "server_process_cpu_percent_of_usable", "the server process",
+                         usable, thresholds.server_cpu_percent,
+                         thresholds.saturated_intervals_percent, at_or_above=True,
+                         unit=f" % of its {limit:g} core(s)")
+    undecided_clients = [v for v in clients if v.state != "clear"]
+    if finding.state == "flagged" and undecided_clients:
+        return verdict_of(kind, "undecided", repetition, [host],
+                        f"undecided: the server was busy ({details([finding])}) but whether "
+                        f"every client had headroom is not known", [finding])
+    if finding.state == "flagged":
+        return verdict_of(kind, "flagged", repetition, [host],
+                        f"good news: the server on {host} was the bottleneck, as a benchmark "
+                        f"of it should be: {details([finding])}; every client had headroom",
+                        [finding])
+    if finding.state == "undecided":
+        return verdict_of(kind, "undecided", repetition, [host], f"undecided: {finding.reason}")
+    return verdict_of(kind, "clear", repetition, [host],
+                    f"the server on {host} had CPU to spare: the load did not reach its limit")
+
+
+def network_bound(series: HostSeries, window: Sequence[int], repetition: int,
+                  interval_s: float, thresholds: Thresholds) -> Verdict:
+    """Network-bound on one host: an interface near its link speed, or TCP retransmits."""
+    host, findings = series.host, []
+    share = thresholds.saturated_intervals_percent
+    if not series.interface_bytes:
+        findings.append(Finding("undecided", reason=f"{host}: no interface counters"))
+    for interface, values in sorted(series.interface_bytes.items()):
+        speed = series.link_speed_mbps.get(interface)
+        if speed is None or speed <= 0:
+            findings.append(Finding("undecided", reason=f"{host} {interface}: link speed "
+                                                        f"unknown, utilisation not judged"))
+            continue
+        used = [(i, None if v is None else v * 8 * 100 / (interval_s * speed * 1e6))
+                for i, v in window_points(series.interval_indices,
+                                          [None if v is None else float(v) for v in values],
+                                          window)]
+        findings.append(saturation(host, f"link_percent[{interface}]", f"{interface}", used,
+                                   thresholds.link_percent, share,
+                                   unit=f" % of {speed} Mbit/s"))
+    retransmitted = window_points(series.interval_indices,
+                                  [None if v is None else float(v) for v in series.retransmits],
+                                  window)
+    missing = [i for i, v in retransmitted if v is None]
+    total = sum(v for _, v in retransmitted if v is not None)
+    if retransmitted and total > thresholds.retransmits:
+        findings.append(Finding("flagged", Evidence(
+            metric="tcp_retransmits", host=host,
+            intervals=[i for i, v in retransmitted if v], value=total,
+            threshold=thresholds.retransmits,
+            detail=f"{total:,.0f} TCP retransmits in the window")))
+    elif missing or not retransmitted:
+        findings.append(Finding("undecided", reason=f"{host}: TCP retransmits not measured in "
+                                                    f"{len(missing) or len(window)} interval(s)"))
+    state = combined_state(findings)
+    if state == "flagged":
+        summary = (f"the network of {host} was a limit: {details(findings)}; use a faster or "
+                   f"quieter network, or fewer bytes per request")
+    elif state == "undecided":
+        summary = f"undecided: {reasons(findings)}"
+    else:
+        summary = f"{host}'s network had headroom and no retransmits"
+    return verdict_of(marks.NETWORK_BOUND, state, repetition, [host], summary, findings)
+
+
+def host_verdicts(repetition: Repetition, hosts: Sequence[HostSeries] | None,
+                  server_hosts: Sequence[str], interval_s: float,
+                  thresholds: Thresholds) -> list[Verdict]:
+    """Client-bound per client, server-bound per server host, network-bound per host; each
+    undecided ("no metrics") when ``hosts`` is None."""
+    index = repetition.index
+    if hosts is None:
+        return [verdict_of(kind, "undecided", index, [], f"undecided: {NO_METRICS}")
+                for kind in (marks.CLIENT_BOUND, marks.SERVER_BOUND, marks.NETWORK_BOUND)]
+    window = window_indices(repetition)
+    by_host = {series.host: series for series in hosts}
+    clients = [client_bound(by_host.get(agent.host), agent.host, window, index, thresholds)
+               for agent in repetition.agents]
+    servers = [server_bound(by_host.get(name), name, window, index, clients, thresholds)
+               for name in server_hosts]
+    network = [network_bound(series, window, index, interval_s, thresholds)
+               for series in sorted(hosts, key=lambda s: s.host)]
+    return [*clients, *servers, *network]
