@@ -79,6 +79,7 @@ def interval(
     requests: int | None = None,
     errors: dict[str, int] | None = None,
     overflow: int = 0,
+    gap_usec: int = 0,
 ) -> dict[str, Any]:
     commands = {"GET": command([100, 200])} if commands is None else commands
     count = sum(c["count"] for c in commands.values())
@@ -93,6 +94,7 @@ def interval(
         "bytes_sent": 10 * count,
         "bytes_received": 20 * count,
         "overflow": overflow,
+        "gap_usec": gap_usec,
     }
 
 
