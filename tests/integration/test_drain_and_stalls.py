@@ -176,8 +176,11 @@ def test_a_pause_in_the_middle_shows_in_the_interval_series(
 
     outcome = run(lab, tmp_path, MeasureView(on_measure=pause), "benchmark.interval=0.1s",
                   "benchmark.warmup=0.5s", "benchmark.duration=3s")
-    agent = only_agent(outcome.document.repetitions[0])
+    repetition = outcome.document.repetitions[0]
+    agent = only_agent(repetition)
     measured = [interval for interval in agent.intervals if interval.phase == "measure"]
+    print(f"repetition: {repetition.requests} requests, p99 {repetition.latency_usec.p99} µs, "
+          f"p99.9 {repetition.latency_usec.p999} µs, max {repetition.latency_usec.max} µs")
     counts = [interval.count for interval in measured]
     empty = [interval for interval in measured if interval.count == 0]
     print("counts:", counts)
