@@ -11,7 +11,13 @@ counters. Counters, as the coordinator reads them (``coordinator/core/stats.py``
 * ``errors``: failures by type: an error reply's prefix (``WRONGTYPE``, ``OOM``, ``NOAUTH``,
   ``ERR``...) one per reply, and ``connection``: one per request lost in flight when its
   connection failed (at least one per failure) and one per failed reconnection attempt;
-* ``bytes_sent`` / ``bytes_received``: on the load connections (RESP, all included).
+  ``timeout``: one per request still unanswered when the end-of-phase drain limit passed
+  (counted in the last interval);
+* ``bytes_sent`` / ``bytes_received``: on the load connections (RESP, all included);
+* ``gap_usec``: the longest time one connection went without a reply, over the interval's
+  connections: between two consecutive replies (the first reply counts from the first send),
+  or, for a reply still awaited when the interval ended, from the last one to that end. A
+  stall shows here even in an interval with no reply at all. Merged as a max.
 
 An interval is ``complete`` when the load ran over all of it in every load process: a load
 stopped early, or started late, leaves its interval incomplete.
@@ -28,7 +34,7 @@ reader of :mod:`agent.messages`)::
      "intervals": [{"index": int, "phase": "warmup" | "measure", "complete": bool,
                     "commands": {NAME: {"histogram": BASE64, "count": int}},
                     "requests": int, "errors": {TYPE: int}, "bytes_sent": int,
-                    "bytes_received": int, "overflow": int}],
+                    "bytes_received": int, "overflow": int, "gap_usec": int}],
      "format": 1}
 
 ``started_ns`` is the earliest first send of any load process and ``start_spread_ns`` the
@@ -63,6 +69,7 @@ class IntervalData:
     bytes_sent: int = 0
     bytes_received: int = 0
     overflow: int = 0
+    gap_usec: int = 0
 
     @property
     def count(self) -> int:
@@ -78,7 +85,7 @@ class IntervalData:
             raise ValueError(f"phase {self.phase!r} is not one of {', '.join(PHASES)}")
         _counts(
             index=self.index, requests=self.requests, bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received, overflow=self.overflow,
+            bytes_received=self.bytes_received, overflow=self.overflow, gap_usec=self.gap_usec,
             **{f"errors.{kind}": n for kind, n in self.errors.items()},
             **{f"commands.{name}.count": c.count for name, c in self.commands.items()},
         )  # fmt: skip
@@ -124,6 +131,7 @@ def merge_intervals(
         bytes_sent=sum(part.bytes_sent for part in parts),
         bytes_received=sum(part.bytes_received for part in parts),
         overflow=sum(part.overflow for part in parts),
+        gap_usec=max(part.gap_usec for part in parts),
     )
 
 

@@ -58,6 +58,7 @@ class Connection:
         "fd",
         "feed",
         "gets",
+        "last_reply_ns",
         "out",
         "received",
         "recv_into",
@@ -75,6 +76,7 @@ class Connection:
         self.batch: Batch | None = None
         self.received = 0  # replies of the batch received so far
         self.sent_ns = 0
+        self.last_reply_ns = 0  # perf clock: the last reply read (or the first send)
         self.out = b""  # bytes of the batch still to send
         self.attempts = 0  # failed connection attempts in a row
         self.retry_at = 0

@@ -5,7 +5,8 @@ Format 2 (JSON text; every field required, unknown fields refused)::
     {"format": 2, "driver": "builtin",
      "target": {"address": "198.18.0.10", "port": 6379, "password": null, "username": null,
                 "tls": null, "source_address": null},
-     "timeline": {"interval_ns": 1000000000, "warmup_intervals": 2, "measure_intervals": 10},
+     "timeline": {"interval_ns": 1000000000, "warmup_intervals": 2, "measure_intervals": 10,
+                  "drain_ns": 10000000000},
      "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
      "params": {...}}
 
@@ -13,7 +14,9 @@ Format 2 (JSON text; every field required, unknown fields refused)::
 connections bind to. ``params`` belongs to the driver named by ``driver``, which parses it.
 The phases travel as whole intervals (:class:`Timeline`), computed once by the coordinator:
 intervals are the unit in which every agent's data is lined up, so no agent converts seconds
-back into intervals. Every problem is a ``DriverError("config", ...)`` naming the field.
+back into intervals. ``timeline.drain_ns`` (optional, 10 s when absent) bounds the end-of-phase
+drain: how long a load waits, at the planned end, for the replies still in flight. Every
+problem is a ``DriverError("config", ...)`` naming the field.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from agent.histograms import HistogramParams
 SPEC_FORMAT: Final = 2
 #: Longest interval accepted (a sanity bound: intervals are seconds, not hours).
 MAX_INTERVAL_NS: Final = 3600 * 1_000_000_000
+#: The drain limit when the spec gives none.
+DEFAULT_DRAIN_NS: Final = 10 * 1_000_000_000
+#: Longest drain limit accepted (the inventory's ``benchmark.drain_timeout`` bound).
+MAX_DRAIN_NS: Final = 600 * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -66,11 +73,14 @@ class Target:
 @dataclass(frozen=True)
 class Timeline:
     """Intervals counted from T0: ``warmup_intervals`` of warm-up, then ``measure_intervals``
-    of measure. Interval ``k`` covers ``[t0 + k * interval_ns, t0 + (k + 1) * interval_ns)``."""
+    of measure. Interval ``k`` covers ``[t0 + k * interval_ns, t0 + (k + 1) * interval_ns)``.
+    ``drain_ns``: at the planned end, how long the load may wait for the replies still in
+    flight (they count in the last interval; those that never come are ``timeout`` errors)."""
 
     interval_ns: int
     warmup_intervals: int
     measure_intervals: int
+    drain_ns: int = DEFAULT_DRAIN_NS
 
     @property
     def intervals(self) -> int:
@@ -85,6 +95,10 @@ class Timeline:
     def total_s(self) -> float:
         return self.total_ns / 1e9
 
+    @property
+    def drain_s(self) -> float:
+        return self.drain_ns / 1e9
+
     def phase(self, index: int) -> str:
         return "warmup" if index < self.warmup_intervals else "measure"
 
@@ -93,6 +107,7 @@ class Timeline:
             "interval_ns": self.interval_ns,
             "warmup_intervals": self.warmup_intervals,
             "measure_intervals": self.measure_intervals,
+            "drain_ns": self.drain_ns,
         }
 
     @classmethod
@@ -102,6 +117,8 @@ class Timeline:
             interval_ns=reader.integer("interval_ns", minimum=1, maximum=MAX_INTERVAL_NS),
             warmup_intervals=reader.integer("warmup_intervals", minimum=0),
             measure_intervals=reader.integer("measure_intervals", minimum=1),
+            drain_ns=(reader.integer("drain_ns", minimum=0, maximum=MAX_DRAIN_NS)
+                      if reader.has("drain_ns") else DEFAULT_DRAIN_NS),
         )
         reader.no_more()
         return timeline

@@ -15,6 +15,17 @@ reconnects (:mod:`agent.drivers.resp_connection`) while the others go on.
 The loop rolls the :class:`~agent.drivers.kit.recorder.LoadRecorder` when the perf clock
 passes an interval boundary of the grid (replies handled in the poll round that crosses a
 boundary still count for the interval that ends: a few microseconds of slack).
+
+At the planned end the loop drains: it sends no new batch, keeps reading until every batch in
+flight is answered or the drain limit (``timeline.drain_ns``, from the planned end) passes, and
+records the late replies, at their real latency, in the last interval, reported only then;
+the requests still unanswered at the limit count as ``timeout`` errors. Without the drain a
+stall that overlaps the end would leave no trace (its replies were simply never read). A stop
+from the agent still ends the drain at once.
+
+Each connection keeps the instant of its last reply; the loop keeps the longest gap between
+two replies of one connection (``gap_usec`` of the interval): two assignments and a compare per
+read, nothing per reply.
 """
 
 from __future__ import annotations
@@ -53,6 +64,8 @@ MODULE: Final = "agent.drivers.worker"
 PRELOAD_REPLY_TIMEOUT = 60.0
 #: SET commands per preload batch.
 PRELOAD_BATCH = 1000
+#: The error type of a request still unanswered when the end-of-phase drain limit passed.
+ERROR_TIMEOUT: Final = "timeout"
 
 
 @dataclass(frozen=True)
@@ -189,7 +202,9 @@ class Worker(RespConnections):
         buckets = [recorder.bucket(name) for name in RequestMix.commands]
         reply_error = hiredis.ReplyError
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
-        requests = bytes_in = bytes_out = 0
+        requests = bytes_in = bytes_out = gap = 0
+        last: tuple[int, bool] | None = None  # the last interval, reported after the drain
+        drain_end = grid.end + self.config.timeline.drain_ns
         wake = self._wake(grid)
         while True:
             now = perf()
@@ -197,10 +212,16 @@ class Worker(RespConnections):
                 recorder.requests += requests
                 recorder.bytes_received += bytes_in
                 recorder.bytes_sent += bytes_out
-                requests = bytes_in = bytes_out = 0
-                if self._housekeeping(grid, now):
+                recorder.note_gap(gap)
+                requests = bytes_in = bytes_out = gap = 0
+                if last is None:
+                    last = self._housekeeping(grid, now)
+                    if last is not None:
+                        self._drain_start()
+                if last is not None and (now >= drain_end or self._answered()):
+                    self._drained(last, now)
                     return COMPLETED
-                wake = self._wake(grid)
+                wake = drain_end if last is not None else self._wake(grid)
             timeout = (wake - now) / 1e9
             if timeout < 0:  # (never, by construction; a negative timeout would block forever)
                 timeout = 0.0
@@ -211,8 +232,11 @@ class Worker(RespConnections):
                         recorder.requests += requests
                         recorder.bytes_received += bytes_in
                         recorder.bytes_sent += bytes_out
-                        requests = bytes_in = bytes_out = 0
+                        recorder.note_gap(gap)
+                        requests = bytes_in = bytes_out = gap = 0
                         if stop_requested(self.channel):
+                            if last is not None:  # the drain is cut short
+                                self.report_interval(last[0], complete=False)
                             return STOPPED
                     continue
                 if conn.state:  # not READY: connecting or authenticating
@@ -229,11 +253,11 @@ class Worker(RespConnections):
                     continue
                 except OSError:
                     self._fail(conn)
-                    wake = self._wake(grid)
+                    wake = self._wake(grid) if last is None else now
                     continue
                 if not size:
                     self._fail(conn)
-                    wake = self._wake(grid)
+                    wake = self._wake(grid) if last is None else now
                     continue
                 received_ns = perf()
                 bytes_in += size
@@ -250,10 +274,14 @@ class Worker(RespConnections):
                     done += 1
                 if done == first:
                     continue
+                waited = received_ns - conn.last_reply_ns
+                if waited > gap:  # noqa: PLR1730 - a call to max() per read costs more
+                    gap = waited
+                conn.last_reply_ns = received_ns
                 batch = conn.batch
                 if batch is None:  # replies nobody asked for: the server is confused
                     self._fail(conn)
-                    wake = self._wake(grid)
+                    wake = self._wake(grid) if last is None else now
                     continue
                 requests += done - first
                 latency = (received_ns - conn.sent_ns) // 1000 or 1
@@ -269,6 +297,11 @@ class Worker(RespConnections):
                 if done < wanted:
                     conn.received = done
                     continue
+                if last is not None:  # draining: no new batch; the loop's top sees if all came
+                    conn.batch = None
+                    conn.received = 0
+                    wake = now
+                    continue
                 # The whole batch is answered: send the next one (closed loop).
                 batch = next_batch()
                 conn.batch = batch
@@ -281,7 +314,7 @@ class Worker(RespConnections):
                     sent = 0
                 except OSError:
                     self._fail(conn)
-                    wake = self._wake(grid)
+                    wake = self._wake(grid) if last is None else now
                     continue
                 bytes_out += sent
                 if sent < len(payload):
@@ -300,10 +333,11 @@ class Worker(RespConnections):
         return counts
 
     def _send_batch(self, conn: Connection, now: int) -> None:
+        """The first batch of a connection that became ready (its reply gaps start here)."""
         batch = self.mix.next_batch()
         conn.batch = batch
         conn.received = 0
-        conn.sent_ns = now
+        conn.sent_ns = conn.last_reply_ns = now
         try:
             sent = conn.send(batch.payload)
         except (BlockingIOError, InterruptedError):
@@ -342,19 +376,48 @@ class Worker(RespConnections):
             wake = min(wake, conn.retry_at)
         return wake
 
-    def _housekeeping(self, grid: IntervalGrid, now: int) -> bool:
-        """Roll every interval that ended, fire due reconnections; True at the planned end."""
-        for index, complete in grid.roll(now):
+    def _housekeeping(self, grid: IntervalGrid, now: int) -> tuple[int, bool] | None:
+        """Roll every interval that ended, fire due reconnections. At the planned end, the
+        last interval (index, complete), not reported yet: the drain adds to it."""
+        ended = grid.roll(now)
+        final = ended.pop() if grid.over else None
+        for index, complete in ended:
             self.report_interval(index, complete=complete)
-        if grid.over:
-            return True
+        if final is not None:
+            return final
         if self._timers:
             due = [conn for conn in self._timers if conn.retry_at <= now]
             for conn in due:
                 self._timers.remove(conn)
                 self._connect(conn)
-        return False
+        return None
 
-    def report_interval(self, index: int, *, complete: bool) -> None:
+    def _drain_start(self) -> None:
+        """Stop everything but the batches in flight: connections still (re)connecting are
+        closed and never retried."""
+        self._timers.clear()
+        for conn in self.connections:
+            if conn.state != READY:
+                self._drop(conn)
+
+    def _answered(self) -> bool:
+        """No batch is in flight any more."""
+        return all(conn.batch is None for conn in self.connections)
+
+    def _drained(self, last: tuple[int, bool], now: int) -> None:
+        """The drain is over: what is still unanswered is a ``timeout`` error; the last
+        interval reported, late replies included."""
+        unanswered = sum(conn.in_flight for conn in self.connections)
+        if unanswered:
+            self.recorder.count_error(ERROR_TIMEOUT, unanswered)
+        index, complete = last
+        self.report_interval(index, complete=complete, now=now)
+
+    def report_interval(self, index: int, *, complete: bool, now: int | None = None) -> None:
+        """Send interval ``index``; a reply still awaited counts in its gap up to ``now``."""
+        clock = time.perf_counter_ns() if now is None else now
+        for conn in self.connections:
+            if conn.batch is not None:
+                self.recorder.note_gap(clock - conn.last_reply_ns)
         data = self.recorder.roll(index, complete=complete)
         self.channel.send({"type": "interval", "interval": data.to_json()})

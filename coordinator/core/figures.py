@@ -208,8 +208,23 @@ class IntervalRecord(Model):
     errors: Errors = Field(description="errors by type (server error prefix or connection)")
     overflow: Count = Field(description="latencies beyond the histogram's range (not in it)")
     ops_per_sec: NonNegativeFloat = Field(description="count / interval length, replies/s")
-    p99_usec: NonNegativeInt = Field(description="99th percentile of this interval, µs")
+    p99_usec: NonNegativeInt | None = Field(
+        description="99th percentile of this interval, µs (null: no reply in the interval)"
+    )
     histogram: Histogram = Field(description="this interval's histogram, commands merged (µs)")
+    p999_usec: NonNegativeInt | None = Field(
+        None, description="99.9th percentile of this interval, µs (null: no reply in the "
+        "interval, or a document older than the field)"
+    )
+    max_usec: NonNegativeInt | None = Field(
+        None, description="largest latency of this interval, µs, late replies of the "
+        "end-of-phase drain included (null: no reply, or a document older than the field)"
+    )
+    gap_usec: NonNegativeInt | None = Field(
+        None, description="longest time one connection went without a reply, µs: between two "
+        "replies, or from the last reply to the interval's end while one was awaited; a stall "
+        "shows here even when no reply came (null: a document older than the field)"
+    )
 
 
 class AgentRepetition(Model):
@@ -226,6 +241,10 @@ class AgentRepetition(Model):
     histogram: Histogram = Field(description="this agent's window histogram (µs)")
     intervals: list[IntervalRecord] = Field(
         description="every interval the agent reported, warm-up included"
+    )
+    gap_usec: NonNegativeInt | None = Field(
+        None, description="longest gap_usec of the window's intervals, µs (null: empty window, "
+        "or a document older than the field)"
     )
 
 

@@ -86,6 +86,7 @@ class Interval:
     bytes_sent: int
     bytes_received: int
     overflow: int
+    gap_usec: int = 0  # the longest wait for a reply on one connection (IntervalData's)
 
     @property
     def count(self) -> int:
@@ -232,6 +233,7 @@ def _interval(interval: IntervalData, commands: dict[str, CommandSample]) -> Int
         bytes_sent=interval.bytes_sent,
         bytes_received=interval.bytes_received,
         overflow=interval.overflow,
+        gap_usec=interval.gap_usec,
     )
 
 

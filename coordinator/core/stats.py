@@ -130,6 +130,7 @@ class _Merging:
             latency_usec=Latency.of(histogram),
             histogram=encode_histogram(histogram),
             intervals=series,
+            gap_usec=max((record.gap_usec or 0 for record in measured), default=None),
         )
 
     def interval(self, interval: Interval, agent_histogram: HdrHistogram) -> IntervalRecord:
@@ -157,8 +158,9 @@ class _Merging:
             errors=dict(interval.errors),
             overflow=interval.overflow,
             ops_per_sec=interval.count / self.interval_s,
-            p99_usec=percentiles(histogram, [99.0])[99.0],
             histogram=encoded,
+            **stall_figures(histogram),
+            gap_usec=interval.gap_usec,
         )
 
     def command(self, name: str) -> CommandRecord:
@@ -170,6 +172,16 @@ class _Merging:
             latency_usec=Latency.of(self.commands[name]),
             histogram=encode_histogram(self.commands[name]),
         )
+
+
+def stall_figures(histogram: HdrHistogram) -> dict[str, int | None]:
+    """An interval's tail: p99, p99.9 and max, µs; all None (not 0) when it has no reply, so
+    that an interval a stall emptied does not read as a fast one."""
+    if not histogram.get_total_count():
+        return {"p99_usec": None, "p999_usec": None, "max_usec": None}
+    values = percentiles(histogram, [99.0, 99.9])
+    return {"p99_usec": values[99.0], "p999_usec": values[99.9],
+            "max_usec": int(histogram.get_max_value())}
 
 
 def repetition_figures(

@@ -45,6 +45,8 @@ MAX_INTERVAL_S = 3600.0
 MAX_INTERVALS = 100_000
 """Most intervals (warm-up and measure) in one repetition: agents keep every interval's
 histograms until the repetition's report is collected."""
+MAX_DRAIN_S = 600.0
+"""Longest end-of-phase drain (``agent.drivers.spec.MAX_DRAIN_NS``)."""
 MIN_WATCHDOG_S = 1.5 * HEARTBEAT_INTERVAL
 """Shortest agent watchdog: coord heartbeats every 2 s, and the agent must not give up between
 two heartbeats."""
@@ -271,6 +273,11 @@ class Benchmark(Model):
     thresholds: Thresholds = Field(
         default_factory=Thresholds,
         description="what each repetition's verdicts are judged by (docs/methodology.md)")
+    drain_timeout: Annotated[Duration, AfterValidator(within(0.0, MAX_DRAIN_S))] = Field(
+        10.0, description="at the planned end, how long the load waits for the replies still "
+        "in flight (recorded in the last interval; those that never come count as timeout "
+        "errors); 0s to 10min"
+    )
     builtin: BuiltinDriver = Field(
         default_factory=BuiltinDriver, description="parameters when driver is builtin"
     )

@@ -24,7 +24,8 @@ def phases(inventory: Inventory) -> Timeline:
     interval_ns = round(bench.interval * 1e9)
     warmup = -(-round(bench.warmup * 1e9) // interval_ns)
     measure = max(1, -(-round(bench.duration * 1e9) // interval_ns))
-    return Timeline(interval_ns=interval_ns, warmup_intervals=warmup, measure_intervals=measure)
+    return Timeline(interval_ns=interval_ns, warmup_intervals=warmup, measure_intervals=measure,
+                    drain_ns=round(bench.drain_timeout * 1e9))
 
 
 def target_of(inventory: Inventory) -> Server:

@@ -374,7 +374,8 @@ def _start_at_t0(state: RepetitionState) -> None:
 def _watch(state: RepetitionState) -> None:
     """Poll every client's progress until all finished; fail if one is lost or stuck."""
     by_name, total_s = state.clients, state.plan.timeline.total_s
-    deadline = state.t0_ns / 1e9 + total_s + FINISH_GRACE_S
+    drain_s = state.plan.timeline.drain_s  # the loads may wait this long for late replies
+    deadline = state.t0_ns / 1e9 + total_s + drain_s + FINISH_GRACE_S
     while True:
         polled = fan_out(list(by_name), lambda name, _: by_name[name].link.load_progress())
         if polled.failed:
@@ -392,7 +393,8 @@ def _watch(state: RepetitionState) -> None:
             stuck = [name for name, p in polled.succeeded.items()
                      if p.state not in _OVER]
             raise RunFailed(f"{', '.join(stuck)}: load did not finish "
-                            f"{FINISH_GRACE_S:g}s after its planned end", stuck)
+                            f"{FINISH_GRACE_S:g}s after its planned end and "
+                            f"{drain_s:g}s drain", stuck)
         time.sleep(PROGRESS_PERIOD_S)
 
 

@@ -59,8 +59,9 @@ def _start(inventory: Inventory) -> str:
 def _watch(inventory: Inventory) -> str:
     bench = inventory.benchmark
     return (f"{format_duration(bench.warmup)} warm-up + {format_duration(bench.duration)} "
-            f"measure, sampled every {format_duration(bench.interval)}; a lost, failed or stuck "
-            f"client fails the run")
+            f"measure, sampled every {format_duration(bench.interval)}, then up to "
+            f"{format_duration(bench.drain_timeout)} for the replies in flight; a lost, failed "
+            f"or stuck client fails the run")
 
 
 def _collect(inventory: Inventory) -> str:

@@ -633,3 +633,38 @@ def test_a_coordinator_timeout_on_prepare_closes_the_link(
         ):
             link.prepare_load(json.dumps(make_spec(silent.getsockname()[1])))
         assert link.closed  # (closing waits for the busy agent's answer to rpyc's CLOSE)
+
+
+# --- the end-of-phase drain ------------------------------------------------------------------
+
+
+def test_a_stop_ends_the_drain_at_once_and_cuts_the_last_interval(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    """A server paused over the planned end keeps the load draining (10 s by default); a
+    stop from the agent (Ctrl-C) must not wait for the pause, nor count timeouts."""
+    server = redis_server()
+    pause_ms = 4000
+    spec = make_spec(server.port, connections=3, pipeline=2, duration_s=1.0)
+    parsed = parse_spec(json.dumps(spec))
+    driver.prepare(parsed)
+    t0_ns = time.time_ns() + START_MARGIN_NS
+    planned_end_ns = t0_ns + parsed.timeline.total_ns
+    driver.start_at(t0_ns)
+    wait_for_interval(driver, 0)
+    with server.client() as client:
+        paused_ns = time.time_ns()
+        client.client_pause(pause_ms)
+    if paused_ns >= planned_end_ns:
+        pytest.fail("the pause came after the planned end (machine too busy?)")
+    poll_until(lambda: time.time_ns() > planned_end_ns, DEADLINE, "the planned end")
+    assert driver.state is LoadState.RUNNING  # draining: the paused replies are awaited
+    driver.stop()
+    assert driver.state is LoadState.STOPPED
+    report = driver.report()
+    last = report.intervals[-1]
+    assert last.index == parsed.timeline.intervals - 1  # reported once, by the drain
+    assert [i.index for i in report.intervals] == list(range(parsed.timeline.intervals))
+    assert last.complete is False
+    assert report.errors == {}
+    assert report.stopped_ns < paused_ns + pause_ms * 1_000_000  # it did not wait the pause out

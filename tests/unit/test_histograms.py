@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -224,6 +225,14 @@ def test_a_merged_interval_is_complete_only_if_every_part_is_there_and_complete(
     assert not merge_intervals([a, cut], PARAMS, expected_parts=2).complete
     with pytest.raises(ValueError, match="different intervals"):
         merge_intervals([a, interval(1, {})], PARAMS, expected_parts=2)
+
+
+def test_the_longest_reply_gap_merges_as_a_max() -> None:
+    parts = [dataclasses.replace(interval(3, {"GET": [10]}), gap_usec=gap)
+             for gap in (1_500, 512_000, 0)]
+    assert merge_intervals(parts, PARAMS, expected_parts=3).gap_usec == 512_000
+    with pytest.raises(ValueError, match="gap_usec must be >= 0"):
+        dataclasses.replace(parts[0], gap_usec=-1)
 
 
 def test_p99_of_an_empty_interval_is_none() -> None:

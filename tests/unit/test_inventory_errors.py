@@ -152,6 +152,16 @@ CASES: list[tuple[str, str, str]] = [
         "bad.yaml:14: benchmark.duration: must be at most 7 days, got '99999h'",
     ),
     (
+        "drain limit too long",
+        VALID_HEAD + "benchmark:\n  drain_timeout: 11m\n",
+        "bad.yaml:14: benchmark.drain_timeout: must be at most 10m",
+    ),
+    (
+        "drain limit with a bad unit",
+        VALID_HEAD + "benchmark:\n  drain_timeout: 10x\n",
+        "bad.yaml:14: benchmark.drain_timeout: must be a duration like",
+    ),
+    (
         "repetitions as a string",
         VALID_HEAD + "benchmark:\n  repetitions: 'three'\n",
         "bad.yaml:14: benchmark.repetitions: must be an integer, got 'three'",

@@ -89,6 +89,15 @@ def test_the_phases_arrive_as_the_whole_intervals_sent() -> None:
     assert parse_spec(json.dumps(spec)).timeline == Timeline(100_000_000, 3, 7)
 
 
+def test_the_drain_limit_travels_with_the_phases_and_defaults_to_ten_seconds() -> None:
+    spec = json.loads(spec_with("timeline.drain_ns", 250_000_000))
+    timeline = parse_spec(json.dumps(spec)).timeline
+    assert timeline.drain_ns == 250_000_000
+    assert Timeline.from_json(timeline.to_json()) == timeline
+    del spec["timeline"]["drain_ns"]
+    assert parse_spec(json.dumps(spec)).timeline.drain_ns == 10_000_000_000
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
@@ -107,6 +116,9 @@ def test_the_phases_arrive_as_the_whole_intervals_sent() -> None:
         ("timeline.interval_ns", 4e12, "spec.timeline.interval_ns must be an integer"),
         ("timeline.interval_ns", 3601 * 10**9, "spec.timeline.interval_ns must be at most"),
         ("timeline.warmup_s", 1.0, "spec.timeline has unknown field(s): warmup_s"),
+        ("timeline.drain_ns", -1, "spec.timeline.drain_ns must be at least 0"),
+        ("timeline.drain_ns", 601 * 10**9, "spec.timeline.drain_ns must be at most"),
+        ("timeline.drain_ns", 1.5, "spec.timeline.drain_ns must be an integer"),
         ("histogram.significant_figures", 9, "significant_figures must be 1..5"),
         ("params", [], "spec.params must be a JSON object"),
         ("surprise", 1, "spec has unknown field(s): surprise"),

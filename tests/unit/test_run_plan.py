@@ -34,7 +34,7 @@ def test_the_spec_carries_the_target_phases_and_fixed_histogram_settings() -> No
     assert spec["target"] == {"address": "198.18.0.10", "port": 6379, "password": "s3cret",
                               "username": None, "tls": None, "source_address": None}
     assert spec["timeline"] == {"interval_ns": 1_000_000_000, "warmup_intervals": 5,
-                                "measure_intervals": 30}
+                                "measure_intervals": 30, "drain_ns": 10_000_000_000}
     assert spec["histogram"] == {"lowest_usec": 1, "highest_usec": 60_000_000,
                                  "significant_figures": 3}
     assert spec["params"]["connections"] == 50

@@ -79,6 +79,7 @@ def interval(
     requests: int | None = None,
     errors: dict[str, int] | None = None,
     overflow: int = 0,
+    gap_usec: int = 0,
 ) -> dict[str, Any]:
     commands = {"GET": command([100, 200])} if commands is None else commands
     count = sum(c["count"] for c in commands.values())
@@ -93,6 +94,7 @@ def interval(
         "bytes_sent": 10 * count,
         "bytes_received": 20 * count,
         "overflow": overflow,
+        "gap_usec": gap_usec,
     }
 
 
@@ -706,3 +708,22 @@ def test_percentile_distribution_of_an_empty_histogram() -> None:
     text = percentile_distribution(merge([]))
     assert text.splitlines()[0].split()[0] == "Value"
     assert "#[Mean    =        0.000, StdDeviation   =        0.000]" in text
+
+
+def test_the_stall_series_shows_an_empty_interval_as_null_not_as_zero() -> None:
+    """A 500 ms stall in 100 ms intervals: the emptied interval has no percentile at all (0
+    would read as fast), its gap still shows the stall, and the interval where the stall ends
+    carries it in its max."""
+    parsed = report("a", [
+        interval(0, commands={"GET": command([100] * 99 + [900])}, gap_usec=1_000),
+        interval(1, commands={}, gap_usec=300_000),
+        interval(2, commands={"GET": command([500_000, 120])}, gap_usec=500_100),
+    ])
+    (agent,) = repetition_figures([parsed], [0, 1, 2]).agents
+    before, stalled, after = agent.intervals
+    assert (stalled.count, stalled.p99_usec, stalled.p999_usec, stalled.max_usec) == (
+        0, None, None, None)
+    assert stalled.gap_usec == 300_000
+    assert (before.p99_usec, before.p999_usec, before.max_usec) == (100, 900, 900)
+    assert after.max_usec == 500_223  # top of 500000's bucket
+    assert agent.gap_usec == 500_100

@@ -25,6 +25,7 @@ class LoadRecorder:
         self.requests = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.gap_ns = 0  # the longest wait for a reply on one connection, this interval
         self.errors: dict[str, int] = {}
 
     def bucket(self, command: str) -> dict[int, int]:
@@ -33,6 +34,10 @@ class LoadRecorder:
 
     def count_error(self, kind: str, count: int = 1) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + count
+
+    def note_gap(self, gap_ns: int) -> None:
+        """A connection went ``gap_ns`` without a reply (kept if the longest so far)."""
+        self.gap_ns = max(self.gap_ns, gap_ns)
 
     def roll(self, index: int, *, complete: bool) -> IntervalData:
         """Interval ``index`` as recorded; the next one starts empty."""
@@ -48,6 +53,7 @@ class LoadRecorder:
             bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received,
             overflow=recorded.overflow,
+            gap_usec=(self.gap_ns + 500) // 1000,
         )
-        self.requests = self.bytes_sent = self.bytes_received = 0
+        self.requests = self.bytes_sent = self.bytes_received = self.gap_ns = 0
         return data

@@ -10,6 +10,10 @@ clock passes :attr:`IntervalGrid.boundary`. What a load process tells the agent:
 
 ``reason`` is ``completed`` (the planned end) or ``stopped`` (the agent said stop: the interval
 in progress is reported incomplete).
+
+A load may drain at the planned end (:attr:`~agent.drivers.spec.Timeline.drain_ns`): it stops
+sending, waits for the replies still in flight and only then reports the last interval, with
+them in it. Its loop reports that interval itself, even when a stop cuts the drain short.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ def run_timed(channel: Channel, timeline: Timeline, t0_ns: int, load: TimedLoad)
     load.begin(grid)
     channel.send({"type": "started", "first_send_ns": first_send_ns})
     reason = load.loop(grid)
-    if reason == STOPPED:
+    if reason == STOPPED and not grid.over:  # (a load stopped while draining reported it)
         load.report_interval(grid.index, complete=False)
     finish(channel, reason)
 
