@@ -32,7 +32,8 @@ from pydantic import (
     NonNegativeInt,
 )
 
-from coordinator.core.histograms import mean, percentiles
+from agent.histograms import percentiles
+from coordinator.core.histograms import mean
 from coordinator.core.reports import Phase
 
 
