@@ -133,7 +133,7 @@ def cases(draw: st.DrawFn) -> Case:
 
 levels = st.lists(st.floats(0.0, 100.0, allow_nan=False), max_size=20)
 JAVA_SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -195,7 +195,7 @@ def test_a_percentile_that_hdrh_rounds_down_is_read_as_java_does(java: JavaRefer
 
 
 @given(cases())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_every_hgrm_row_is_the_percentile_results_json_reports(case: Case) -> None:
     histogram = case.histogram()
     for row in percentile_rows(histogram):
