@@ -12,11 +12,17 @@ costs tens of nanoseconds; :meth:`IntervalRecorder.roll` turns the dicts into hi
 per interval (one ``record_value`` per distinct value, not per request). Values beyond the
 histogram's range (``record_value`` returns False) are counted as ``overflow``, never dropped
 silently.
+
+:func:`percentiles` is the one reading of a percentile for agent and coordinator alike:
+HdrHistogram's reference (Java) rank convention, not the ``hdrh`` package's.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -25,6 +31,8 @@ from hdrh.histogram import HdrHistogram
 
 #: Nanoseconds per microsecond: the unit every histogram here records.
 NS_PER_USEC: Final = 1000
+#: Added before the integer division so that a latency is rounded to the nearest µs, not floored.
+HALF_USEC_NS: Final = NS_PER_USEC // 2
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,51 @@ def merge_encoded(texts: Iterable[str], params: HistogramParams) -> HdrHistogram
     return merged
 
 
+def counts_view(histogram: HdrHistogram) -> memoryview:
+    """The counts array without copying (hdrh keeps it as a ctypes array of 64-bit words)."""
+    return memoryview(histogram.counts).cast("B").cast("Q")[: histogram.counts_len]
+
+
+def percentile_rank(level: float, total: int) -> int:
+    """How many of ``total`` values lie at or below percentile ``level`` (0..100): the rank
+    HdrHistogram's Java ``getValueAtPercentile`` seeks, ``max(1, ceil(level / 100 * total))``.
+
+    Exactly Java's arithmetic: the level is first lowered by one ulp (so that a level whose
+    share is an integer, as 50 % of 10, is not pushed one rank up by a rounding error) and
+    kept within 0..100. The ``hdrh`` package rounds half up instead, one rank (hence up to
+    one bucket) lower whenever the share's fraction is below one half.
+    """
+    requested = min(max(math.nextafter(level, -math.inf), 0.0), 100.0)
+    return max(math.ceil(requested * total / 100.0), 1)
+
+
+def percentiles(histogram: HdrHistogram, levels: Iterable[float]) -> dict[float, int]:
+    """Value at each percentile ``level`` (0..100), as HdrHistogram's Java implementation
+    reads it; 0 for an empty histogram.
+
+    The value is that of the first bucket whose cumulative count reaches
+    :func:`percentile_rank`: its highest equivalent value (its lowest for level 0), as in
+    Java's ``getValueAtPercentile``. The cumulative counts are computed once, in C.
+    """
+    wanted = list(levels)
+    total = int(histogram.total_count)
+    if not total:
+        return dict.fromkeys(wanted, 0)
+    cumulative = list(itertools.accumulate(counts_view(histogram)))
+    found = {}
+    for level in wanted:
+        index = bisect.bisect_left(cumulative, percentile_rank(level, total))
+        if index >= len(cumulative):
+            found[level] = 0
+            continue
+        value = histogram.get_value_from_index(index)
+        if level:
+            found[level] = int(histogram.get_highest_equivalent_value(value))
+        else:
+            found[level] = int(histogram.get_lowest_equivalent_value(value))
+    return found
+
+
 def record_counts(histogram: HdrHistogram, counts: Mapping[int, int]) -> int:
     """Record ``{value: count}`` into ``histogram``; returns the count of values out of range.
 
@@ -185,8 +238,9 @@ class IntervalRecorder:
     """Latencies of one worker's current interval, per command name; rolled once per interval.
 
     :meth:`record` is the convenient entry point. A hot loop can instead take the live
-    counting dict of a command once with :meth:`bucket` (microseconds, at least 1 -> count)
-    and add to it directly; :meth:`roll` empties the dicts in place, so they stay valid.
+    counting dict of a command once with :meth:`bucket` (microseconds, rounded to the nearest,
+    at least 1 -> count) and add to it directly; :meth:`roll` empties the dicts in place, so
+    they stay valid.
     """
 
     def __init__(self, params: HistogramParams, commands: Iterable[str] = ()) -> None:
@@ -203,8 +257,9 @@ class IntervalRecorder:
         return bucket
 
     def record(self, command: str, latency_ns: int, count: int = 1) -> None:
-        """Count ``count`` replies of ``command`` that took ``latency_ns`` (below 1 µs: 1 µs)."""
-        usec = max(1, latency_ns // NS_PER_USEC)
+        """Count ``count`` replies of ``command`` that took ``latency_ns``, rounded to the
+        nearest µs (below 1 µs: 1 µs)."""
+        usec = max(1, (latency_ns + HALF_USEC_NS) // NS_PER_USEC)
         bucket = self.bucket(command)
         bucket[usec] = bucket.get(usec, 0) + count
 

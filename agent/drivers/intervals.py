@@ -50,7 +50,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from agent import messages
-from agent.histograms import CommandLatencies, HistogramParams, encode, merge_encoded
+from agent.histograms import (
+    CommandLatencies,
+    HistogramParams,
+    encode,
+    merge_encoded,
+    percentiles,
+)
 
 #: The load report format written by this agent.
 REPORT_FORMAT: Final = 1
@@ -143,11 +149,12 @@ def sum_errors(counters: Iterable[Mapping[str, int]]) -> dict[str, int]:
 
 
 def p99_usec(interval: IntervalData, params: HistogramParams) -> float | None:
-    """The 99th percentile over all commands of ``interval`` (None without replies)."""
+    """The 99th percentile over all commands of ``interval`` (None without replies), read as
+    everywhere else (:func:`agent.histograms.percentiles`)."""
     merged = merge_encoded((command.histogram for command in interval.commands.values()), params)
     if not merged.get_total_count():
         return None
-    return float(merged.get_value_at_percentile(99.0))
+    return float(percentiles(merged, [99.0])[99.0])
 
 
 @dataclass(frozen=True)

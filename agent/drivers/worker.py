@@ -284,7 +284,7 @@ class Worker(RespConnections):
                     wake = self._wake(grid) if last is None else now
                     continue
                 requests += done - first
-                latency = (received_ns - conn.sent_ns) // 1000 or 1
+                latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # nearest µs
                 wanted = len(batch.kinds)
                 if bad is None and first == 0 and done == wanted:
                     counts: Sequence[int] = batch.counts

@@ -34,7 +34,8 @@ from pydantic import (
     model_serializer,
 )
 
-from coordinator.core.histograms import mean, percentiles
+from agent.histograms import percentiles
+from coordinator.core.histograms import mean
 from coordinator.core.reports import Phase
 from coordinator.core.verdict_records import Verdict
 

@@ -8,13 +8,13 @@ other ones is refused rather than merged approximately.
 
 from __future__ import annotations
 
-import bisect
 import functools
-import io
-import itertools
+import math
 import operator
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from hdrh.codec import (
     HdrCookieException,
@@ -24,7 +24,10 @@ from hdrh.codec import (
 )
 from hdrh.histogram import HdrHistogram
 
-from agent.histograms import HistogramParams
+from agent.histograms import HistogramParams, counts_view
+
+HGRM_TICKS_PER_HALF_DISTANCE = 5
+"""Rows of an ``.hgrm`` table per halving of the distance to 100 % (HdrHistogram's default)."""
 
 HGRM_UNIT_RATIO = 1000
 """``.hgrm`` values are milliseconds: µs recorded / 1000 (see ``percentile_distribution``)."""
@@ -113,39 +116,7 @@ def add_into(target: HdrHistogram, histogram: HdrHistogram) -> None:
 
 def counts(histogram: HdrHistogram) -> list[int]:
     """The raw counts array (one count per bucket index), for comparisons and tests."""
-    return list(_counts_view(histogram))
-
-
-def _counts_view(histogram: HdrHistogram) -> memoryview:
-    """The counts array without copying (hdrh keeps it as a ctypes array of 64-bit words)."""
-    return memoryview(histogram.counts).cast("B").cast("Q")[: histogram.counts_len]
-
-
-def percentiles(histogram: HdrHistogram, levels: Iterable[float]) -> dict[float, int]:
-    """Value (µs) at each percentile level (0..100); 0 for an empty histogram.
-
-    Exactly hdrh's ``get_value_at_percentile`` (the first bucket whose cumulative count
-    reaches the level's share of the total, rounded half up; its highest equivalent value, or
-    its lowest for level 0), with the cumulative counts computed once, in C.
-    """
-    wanted = list(levels)
-    total = int(histogram.total_count)
-    if not total:
-        return dict.fromkeys(wanted, 0)
-    cumulative = list(itertools.accumulate(_counts_view(histogram)))
-    found = {}
-    for level in wanted:
-        target = max(int(min(level, 100.0) * total / 100 + 0.5), 1)
-        index = bisect.bisect_left(cumulative, target)
-        if index >= len(cumulative):
-            found[level] = 0
-            continue
-        value = histogram.get_value_from_index(index)
-        if level:
-            found[level] = int(histogram.get_highest_equivalent_value(value))
-        else:
-            found[level] = int(histogram.get_lowest_equivalent_value(value))
-    return found
+    return list(counts_view(histogram))
 
 
 def mean(histogram: HdrHistogram) -> float:
@@ -154,7 +125,7 @@ def mean(histogram: HdrHistogram) -> float:
     if not total:
         return 0.0
     middles = _bucket_middles(HistogramParams.of(histogram))
-    weighted: int = sum(map(operator.mul, _counts_view(histogram), middles))
+    weighted: int = sum(map(operator.mul, counts_view(histogram), middles))
     return weighted / total
 
 
@@ -171,26 +142,110 @@ def _bucket_middles(params: HistogramParams) -> tuple[int, ...]:
     return tuple(middles)
 
 
+@dataclass(frozen=True)
+class PercentileRow:
+    """One row of an ``.hgrm`` table: the value reached at a percentile level."""
+
+    value_usec: int
+    level: float
+    """Percent, 0..100."""
+    total_count: int
+    """Values at or below ``value_usec``."""
+
+
+def percentile_rows(
+    histogram: HdrHistogram, ticks_per_half_distance: int = HGRM_TICKS_PER_HALF_DISTANCE
+) -> list[PercentileRow]:
+    """The rows of ``histogram``'s ``.hgrm`` table: HdrHistogram Java's ``PercentileIterator``.
+
+    Levels start at 0 and step by ``100 / (ticks * 2^(⌊log2(100 / (100 - level))⌋ + 1))``, so
+    each halving of the distance to 100 % gets ``ticks`` rows; a row shows the top of the first
+    bucket whose cumulative share reaches its level, which is the value :func:`percentiles`
+    gives that level (but for level 0, where it gives the bottom). The last bucket gets one row
+    at the level pending, then one at 100 %. The ``hdrh`` package steps without the floor
+    (other levels than Java's); these are Java's, exactly, floating point included.
+    """
+    total = int(histogram.total_count)
+    rows: list[PercentileRow] = []
+    level = 0.0
+    cumulative = 0
+    for value, count in _recorded(histogram):
+        cumulative += count
+        if cumulative >= total:
+            rows.append(PercentileRow(value, level, cumulative))
+            rows.append(PercentileRow(value, 100.0, cumulative))
+            break
+        while 100.0 * cumulative / total >= level:
+            rows.append(PercentileRow(value, level, cumulative))
+            halvings = int(math.log(100.0 / (100.0 - level)) / math.log(2.0))
+            level += 100.0 / (ticks_per_half_distance * int(2.0 ** (halvings + 1)))
+    return rows
+
+
 def percentile_distribution(histogram: HdrHistogram) -> str:
     """The standard ``.hgrm`` text of ``histogram``, values in **milliseconds**.
 
-    The table is HdrHistogram's ``outputPercentileDistribution`` (header ``Value Percentile
-    TotalCount 1/(1-Percentile)``, 5 ticks per half distance) with µs divided by 1000 and
-    printed with 3 decimals, so no µs is lost; milliseconds are what HdrHistogram's plotter
-    and wrk2/memtier ``.hgrm`` files use. The footer gives mean, standard deviation and max in
-    ms (hdrh prints the standard deviation unscaled; it is scaled here) and the total count.
+    Character for character what HdrHistogram's Java ``outputPercentileDistribution(out, 5,
+    1000.0)`` writes (a unit test compares them): the :func:`percentile_rows` with µs divided
+    by 1000 and printed with as many decimals as significant figures (3: no µs is lost),
+    numbers rounded half up as Java's ``Formatter`` does; then mean, standard deviation and max
+    in ms, and the total count. Milliseconds are what HdrHistogram's plotter and wrk2/memtier
+    ``.hgrm`` files use.
     """
-    out = io.BytesIO()
-    histogram.output_percentile_distribution(out, HGRM_UNIT_RATIO)
-    lines = out.getvalue().decode("ascii").splitlines()
     digits = int(histogram.significant_figures)
-    stddev = float(histogram.get_stddev()) / HGRM_UNIT_RATIO if histogram.total_count else 0.0
-    footer = (
-        f"#[Mean    = {mean(histogram) / HGRM_UNIT_RATIO:12.{digits}f}, "
-        f"StdDeviation   = {stddev:12.{digits}f}]"
-    )
-    lines = [footer if line.startswith("#[Mean") else line for line in lines]
+    ratio = float(HGRM_UNIT_RATIO)
+    lines = [f"{'Value':>12} {'Percentile':>14} {'TotalCount':>10} {'1/(1-Percentile)':>14}", ""]
+    for row in percentile_rows(histogram):
+        columns = (
+            f"{_fixed(row.value_usec / ratio, digits, 12)} {_fixed(row.level / 100.0, 12, 2)} "
+            f"{row.total_count:10d}"
+        )
+        if row.level != 100.0:
+            columns += f" {_fixed(1 / (1.0 - row.level / 100.0), 2, 14)}"
+        lines.append(columns)
+    java_mean, stddev = _java_mean_and_stddev(histogram)
+    lines += [
+        f"#[Mean    = {_fixed(java_mean / ratio, digits, 12)}, "
+        f"StdDeviation   = {_fixed(stddev / ratio, digits, 12)}]",
+        f"#[Max     = {_fixed(int(histogram.get_max_value()) / ratio, digits, 12)}, "
+        f"Total count    = {int(histogram.total_count):12d}]",
+        f"#[Buckets = {int(histogram.bucket_count):12d}, "
+        f"SubBuckets     = {int(histogram.sub_bucket_count):12d}]",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _recorded(histogram: HdrHistogram) -> Iterator[tuple[int, int]]:
+    """(highest equivalent value, count) of each bucket with a count, in value order."""
+    for index, count in enumerate(counts_view(histogram)):
+        if count:
+            value = histogram.get_value_from_index(index)
+            yield int(histogram.get_highest_equivalent_value(value)), count
+
+
+def _java_mean_and_stddev(histogram: HdrHistogram) -> tuple[float, float]:
+    """Java's ``getMean`` and ``getStdDeviation``: bucket middles summed in floating point in
+    value order (so the ``.hgrm`` footer rounds as Java's does); 0 for an empty histogram."""
+    total = int(histogram.total_count)
+    if not total:
+        return 0.0, 0.0
+    middles = _bucket_middles(HistogramParams.of(histogram))
+    recorded = [(float(middles[i]), n) for i, n in enumerate(counts_view(histogram)) if n]
+    weighted = 0.0
+    for middle, count in recorded:
+        weighted += middle * count
+    java_mean = weighted * 1.0 / total
+    deviations = 0.0
+    for middle, count in recorded:
+        deviation = middle - java_mean
+        deviations += deviation * deviation * count
+    return java_mean, math.sqrt(deviations / total)
+
+
+def _fixed(number: float, decimals: int, width: int) -> str:
+    """``number`` as Java's ``%WIDTH.DECIMALSf``: its shortest decimal form, rounded half up."""
+    exact = Decimal(repr(number)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return f"{exact:>{width}f}"
 
 
 def _why(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 
 from hdrh.histogram import HdrHistogram
 
-from agent.histograms import HistogramParams
+from agent.histograms import HistogramParams, percentiles
 from coordinator.core.clock import ClockEstimate, to_coordinator_time
 from coordinator.core.figures import (
     AgentRepetition,
@@ -51,7 +51,6 @@ from coordinator.core.histograms import (
     add_into,
     encode_histogram,
     merge,
-    percentiles,
 )
 from coordinator.core.reports import AgentReport, Interval
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +59,18 @@ def test_a_percentile_level_is_read_from_its_name() -> None:
 
 @given(st.lists(st.integers(1, 10_000_000), min_size=1, max_size=200))
 @settings(max_examples=40)
-def test_latency_of_a_histogram_reads_each_percentile_as_hdrhistogram_does(
+def test_latency_of_a_histogram_reads_each_percentile_as_hdrhistogram_java_does(
     values: list[int],
 ) -> None:
+    # The value of rank ceil(p/100 * n) among the sorted values, at the top of its bucket
+    # (tests/unit/test_reference_percentiles.py compares with Java itself).
     histogram = histogram_of(values)
     latency = Latency.of(histogram)
+    ranked = sorted(values)
     for name, level in PERCENTILES.items():
-        assert getattr(latency, name) == histogram.get_value_at_percentile(level), name
+        rank = max(1, math.ceil(Fraction(repr(level)) * len(values) / 100))
+        top = histogram.get_highest_equivalent_value(ranked[rank - 1])
+        assert getattr(latency, name) == top, name
     assert latency.max == histogram.get_max_value()
 
 

@@ -141,7 +141,7 @@ def test_latencies_are_recorded_in_microseconds_and_below_one_count_as_one() -> 
     assert interval.commands["GET"].count == 6
     assert get.get_total_count() == 6
     assert get.get_count_at_value(1) == 3
-    assert get.get_count_at_value(2_999) == 3  # 2_999_999 ns is 2_999 µs (truncated)
+    assert get.get_count_at_value(3_000) == 3  # 2_999_999 ns is 3_000 µs (the nearest)
     assert interval.overflow == 0
 
 

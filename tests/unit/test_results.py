@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.histograms import HistogramParams
+from agent.histograms import HistogramParams, percentiles
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import CoordError
 from coordinator.core.histograms import counts, decode_histogram, merge
@@ -115,7 +115,7 @@ def test_the_v1_fixture_loads_and_is_consistent() -> None:
         assert repetition.start_skew_usec > 0
         merged = decode_histogram(repetition.histogram, params)
         assert merged.get_total_count() == repetition.count - repetition.overflow
-        assert merged.get_value_at_percentile(99) == repetition.latency_usec.p99
+        assert percentiles(merged, [99.0])[99.0] == repetition.latency_usec.p99
         assert repetition.ops_per_sec == repetition.count / repetition.window.seconds
         for agent in repetition.agents:
             in_window = [i for i in agent.intervals if i.in_window]

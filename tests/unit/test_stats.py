@@ -7,8 +7,10 @@ import base64
 import ctypes
 import dataclasses
 import json
+import math
 import zlib
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.drivers.intervals import IntervalData, LoadReport
-from agent.histograms import HistogramParams
+from agent.histograms import HistogramParams, percentiles
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.errors import AgentError
 from coordinator.core.figures import (
@@ -37,7 +39,6 @@ from coordinator.core.histograms import (
     mean,
     merge,
     percentile_distribution,
-    percentiles,
 )
 from coordinator.core.reports import AgentReport, Interval, parse_agent_report
 from coordinator.core.stats import (
@@ -253,12 +254,20 @@ def test_merge_refuses_histograms_of_other_parameters() -> None:
 
 @given(value_lists)
 @settings(max_examples=300)
-def test_percentiles_and_mean_agree_with_hdrh(values: list[int]) -> None:
+def test_the_mean_agrees_with_hdrh_and_percentiles_take_the_rank_java_takes(
+    values: list[int],
+) -> None:
     histogram = histogram_of(values)
     assert mean(histogram) == histogram.get_mean_value()
-    expected = {level: histogram.get_value_at_percentile(level) for level in LEVELS}
-    if values:
-        assert percentiles(histogram, LEVELS) == expected
+    ranked = sorted(values)
+    expected = dict.fromkeys(LEVELS, 0)
+    for level in LEVELS if values else []:
+        value = ranked[max(1, math.ceil(Fraction(repr(level)) * len(values) / 100)) - 1]
+        if level:
+            expected[level] = histogram.get_highest_equivalent_value(value)
+        else:
+            expected[level] = histogram.get_lowest_equivalent_value(value)
+    assert percentiles(histogram, LEVELS) == expected
 
 
 def test_histogram_parameters_are_checked() -> None:
