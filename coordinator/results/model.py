@@ -63,6 +63,7 @@ from coordinator.core.figures import (
 )
 from coordinator.core.histograms import HISTOGRAM_PARAMS
 from coordinator.core.marks import MARK_MEANINGS as MARKS
+from coordinator.core.platform import PlatformRecord
 from coordinator.inventory.schema import Inventory, Server
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "IntervalRecord",
     "Latency",
     "LatencySummary",
+    "PlatformRecord",
     "RanWithRecord",
     "Repetition",
     "ResultsDocument",
@@ -223,6 +225,11 @@ class ResultsDocument(Model):
     failure: FailureRecord | None = Field(
         default=None, description="why the run failed; written only when status is failed"
     )
+    platform: PlatformRecord | None = Field(
+        default=None, description="where the run ran: every host and target server, as the "
+        "agents described them once the hosts were locked (absent before that, and in "
+        "documents of coord before the field)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultsDocument:
@@ -245,6 +252,8 @@ class ResultsDocument(Model):
         data: dict[str, Any] = write(self)
         if data.get("failure") is None:
             data.pop("failure", None)
+        if data.get("platform") is None:  # likewise, optional
+            data.pop("platform", None)
         return data
 
     def with_repetition(
@@ -254,6 +263,10 @@ class ResultsDocument(Model):
         return ResultsDocument.model_validate(
             {**dict(self), "repetitions": [*self.repetitions, repetition], "summary": summary}
         )
+
+    def with_platform(self, platform: PlatformRecord) -> ResultsDocument:
+        """A copy recording where the run ran."""
+        return ResultsDocument.model_validate({**dict(self), "platform": platform})
 
     def with_ran_with(self, ran_with: Mapping[str, RanWithRecord]) -> ResultsDocument:
         """A copy whose agents named in ``ran_with`` record what their load ran with."""
