@@ -16,11 +16,13 @@ from agent.messages import (
     AgentInfo,
     AgentStatus,
     AgentTime,
+    DescribeRequest,
     LoadProgress,
     LoadStarted,
     LoadStopped,
     MessageError,
     NoRequest,
+    PlatformDescription,
     Prepared,
     RunLockTaken,
     StartLoad,
@@ -76,12 +78,13 @@ START_LOAD: Final = Method("start_load", StartLoad, LoadStarted)
 LOAD_PROGRESS: Final = Method("load_progress", NoRequest, LoadProgress)
 STOP_LOAD: Final = Method("stop_load", NoRequest, LoadStopped)
 LOAD_REPORT: Final = Method("load_report", NoRequest, LoadReport)
+DESCRIBE: Final = Method("describe", DescribeRequest, PlatformDescription)
 
 #: Every remote method, by name: what the service exposes, no more, no less.
 METHODS: Final[dict[str, Method[Any, Any]]] = {
     method.name: method
     for method in (
         HELLO, HEARTBEAT, CLOCK, STATUS, STOP, TAKE_RUN_LOCK, PREPARE_LOAD, PREPARED,
-        START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT,
+        START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT, DESCRIBE,
     )
 }  # fmt: skip

@@ -353,3 +353,96 @@ class ReadyInfo:
     agent_version: str
     python: str
     rpyc_version: str
+
+
+# --- the platform description (agent.platform) -----------------------------------------------
+#
+# A value that could not be read is None, and its field's name is a key of ``unknown`` whose
+# value says why; None without an ``unknown`` entry means there is none (no CPU quota, say).
+
+
+@dataclass(frozen=True)
+class ToolVersion:
+    """A tool a run may use, and its version line; ``reason`` says why it is unknown."""
+
+    name: str
+    version: str | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class NetInterface:
+    """One network interface: speed (Mb/s), MTU, driver, and the offloads ``ethtool -k``
+    reports (on/off)."""
+
+    name: str
+    speed_mbps: int | None
+    mtu: int | None
+    driver: str | None
+    offloads: Mapping[str, bool] | None
+    unknown: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class HostPlatform:
+    """What a host is: processors, memory, kernel and OS, virtualization, CPU quota of the
+    agent's cgroup (in cores), clock source, Python, tools and interfaces."""
+
+    hostname: str
+    cpu_model: str | None
+    sockets: int | None
+    cores: int | None
+    threads: int | None
+    numa_nodes: int | None
+    governor: str | None
+    boost: str | None
+    memory_bytes: int | None
+    kernel: str
+    os_release: str | None
+    virtualization: str | None
+    dmi_vendor: str | None
+    dmi_product: str | None
+    cpu_quota_cores: float | None
+    cpu_cgroup: str | None
+    clock_source: str | None
+    python: str
+    tools: tuple[ToolVersion, ...]
+    interfaces: tuple[NetInterface, ...]
+    unknown: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ServerProbe:
+    """A target server the agent is asked to describe, reached as the load reaches it."""
+
+    address: str
+    port: int
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    source_address: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerPlatform:
+    """A target server: its ``INFO server`` (less the fields that change as it runs) and the
+    ``CONFIG GET`` values that change performance."""
+
+    endpoint: str
+    info: Mapping[str, str]
+    config: Mapping[str, str]
+    unknown: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DescribeRequest:
+    """``describe()``'s request: the server to describe too, if any."""
+
+    server: ServerProbe | None = None
+
+
+@dataclass(frozen=True)
+class PlatformDescription:
+    """``describe()``: the agent's host, and the server it was asked about."""
+
+    host: HostPlatform
+    server: ServerPlatform | None

@@ -41,6 +41,7 @@ from rpyc.core.protocol import Connection
 
 import agent
 from agent import api, protocol
+from agent import platform as host_platform
 from agent.drivers.errors import DriverError
 from agent.load import LoadController
 from agent.messages import (
@@ -411,3 +412,13 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
     def exposed_load_report(self) -> str:
         """The finished or stopped load's report (``agent.drivers.intervals.LoadReport``)."""
         return self._serve(api.LOAD_REPORT, lambda _: self._load.report())
+
+    # --- the platform description (agent.platform) -----------------------------------------
+
+    def exposed_describe(self, request: str) -> str:
+        """This host's platform description (CPU, memory, kernel, OS, virtualization, CPU
+        quota, interfaces, tools), and the request's server's (``INFO server``, performance
+        settings) when it names one. Never fails: what cannot be read is unknown, with why."""
+        return self._serve(
+            api.DESCRIBE, lambda asked: host_platform.describe(asked.server), request
+        )

@@ -6,6 +6,7 @@ problem) and the error's exit status; anything else is a bug and keeps its trace
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -39,6 +40,8 @@ from coordinator.remote.operations import (
     stop_agents,
 )
 from coordinator.results.io import default_directory
+from coordinator.run.platform import compare_runs, describe_inventory
+from coordinator.run.platform_view import differences_table, platform_tables
 from coordinator.run.progress import (
     LiveHostTable,
     agents_table,
@@ -247,6 +250,48 @@ def doctor_command(inventory_path: Path, host_names: str | None,
     if findings:
         sys.exit(1)
     stdout.print(f"[green]{len(hosts)} host(s) checked: no problems[/green]")
+
+
+@cli.command("describe")
+@click.option("--inventory", "-i", "inventory_path", type=click.Path(path_type=Path),
+              default=None, help="Describe the hosts and servers of this inventory.")
+@click.option("--diff", "diff_paths", nargs=2, type=click.Path(path_type=Path), default=None,
+              metavar="RESULTS_A RESULTS_B",
+              help="Instead: what differs between the platforms of two runs (results "
+                   "directories or results.json files).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@_hosts_option
+@_host_keys_option
+def describe_command(inventory_path: Path | None, diff_paths: tuple[Path, Path] | None,
+                     as_json: bool, host_names: str | None,
+                     accept_new_host_keys: bool) -> None:
+    """Describe the platform: every host (CPU, memory, kernel, OS, virtualization, CPU quota,
+    interfaces, tool versions) and target server (INFO server, performance settings)."""
+    if diff_paths is not None:
+        if inventory_path is not None:
+            raise UsageError("give --inventory or --diff, not both")
+        first, second = diff_paths
+        differences = compare_runs(first, second)
+        if as_json:
+            click.echo(json.dumps([d.model_dump(mode="json") for d in differences], indent=2))
+        elif differences:
+            stdout.print(differences_table(differences, str(first), str(second)))
+        else:
+            stdout.print("the two platforms do not differ")
+        return
+    if inventory_path is None:
+        raise UsageError("no inventory given: coord describe --inventory FILE "
+                         "(or --diff RESULTS_A RESULTS_B)")
+    loaded, hosts, options = _targets(inventory_path, host_names, accept_new_host_keys)
+    with _fleet(loaded, hosts, options, "describing hosts") as fleet:
+        platform, described = describe_inventory(fleet, loaded.inventory)
+    if as_json:
+        click.echo(platform.model_dump_json(indent=2))
+    else:
+        for table in platform_tables(platform):
+            stdout.print(table)
+    _exit_for(described)
+    _exit_for(fleet.start_result)
 
 
 @cli.group()

@@ -136,13 +136,12 @@ class Builder:
     def _sshd(self, host: LabHost) -> None:
         paths = self.paths
         self._begin(f"sshd on {host.name} {host.address}:{SSH_PORT}")
-        sysio.start_daemon(
-            [
-                self.tools["ip"], "netns", "exec", host.namespace, self.tools["sshd"],
-                "-f", str(paths.sshd_config(host.name)),
-                "-E", str(paths.sshd_log(host.name)),
-            ]
-        )  # fmt: skip
+        sshd = lab_cgroups.visible_cgroups_argv(lab_cgroups.cpu_cgroup_root(), [
+            self.tools["sshd"],
+            "-f", str(paths.sshd_config(host.name)),
+            "-E", str(paths.sshd_log(host.name)),
+        ])  # fmt: skip
+        sysio.start_daemon([self.tools["ip"], "netns", "exec", host.namespace, *sshd])
         pidfile = paths.sshd_pidfile(host.name)
 
         def listening() -> bool:

@@ -7,6 +7,7 @@ Works on cgroup v2 (unified) and v1 (the ``cpu`` mount); each client host's proc
 from __future__ import annotations
 
 import errno
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,8 @@ CgroupVersion = Literal["v1", "v2"]
 class CpuCgroupRoot:
     version: CgroupVersion
     path: Path
+    options: str = ""
+    """The v1 mount's options (``rw,relatime,cpu``): a host's namespace mounts it alike."""
 
 
 def cpu_cgroup_root() -> CpuCgroupRoot | None:
@@ -39,8 +42,28 @@ def cpu_cgroup_root() -> CpuCgroupRoot | None:
     for line in mounts:
         fields = line.split()
         if len(fields) > 3 and fields[2] == "cgroup" and "cpu" in fields[3].split(","):
-            return CpuCgroupRoot("v1", Path(fields[1]))
+            return CpuCgroupRoot("v1", Path(fields[1]), fields[3])
     return None
+
+
+def visible_cgroups_argv(root: CpuCgroupRoot | None, argv: list[str]) -> list[str]:
+    """``argv`` run after mounting the cpu hierarchy where a real host has it.
+
+    ``ip netns exec`` mounts a fresh sysfs on ``/sys`` (in a mount namespace of its own), which
+    hides ``/sys/fs/cgroup``: a lab host's agent could not read its CPU quota, as a real
+    host's can. The mount is the namespace's own; if it fails, ``argv`` runs all the same.
+    """
+    if root is None:
+        return argv
+    if root.version == "v2":
+        mount = f"mount -t cgroup2 cgroup2 {shlex.quote(str(root.path))}"
+    else:
+        parent = root.path.parent
+        mount = (f"mount -t tmpfs -o mode=755 cgroup_root {shlex.quote(str(parent))} && "
+                 f"mkdir -p {shlex.quote(str(root.path))} && "
+                 f"mount -t cgroup -o {shlex.quote(root.options)} cgroup "
+                 f"{shlex.quote(str(root.path))}")
+    return ["/bin/sh", "-c", f'{{ {mount}; }} 2>/dev/null; exec "$0" "$@"', *argv]
 
 
 def _enable_cpu_controller(group: Path) -> None:

@@ -20,12 +20,15 @@ from agent.drivers.intervals import LoadReport
 from agent.messages import (
     AgentInfo,
     AgentStatus,
+    DescribeRequest,
     Failure,
     LoadProgress,
     LoadState,
     MessageError,
     NoRequest,
+    PlatformDescription,
     Prepared,
+    ServerProbe,
     StartLoad,
     decode_reply,
     to_text,
@@ -54,6 +57,8 @@ LOAD_STOP_TIMEOUT = 30.0
 #: Seconds between two ``load_progress`` calls while the agent prepares a load.
 PREPARE_POLL_INTERVAL = 0.1
 LOAD_REPORT_TIMEOUT = 120.0
+#: Longest wait for ``describe`` (it runs a few tools, each given 5 s at most).
+DESCRIBE_TIMEOUT = 120.0
 
 _SHOWN_JUNK: Final = 120
 
@@ -181,6 +186,11 @@ class AgentCalls(abc.ABC):
         """The finished or stopped load's report, as the agent's own schema
         (``agent/drivers/intervals.py``; ``coordinator.core.stats`` checks its histograms)."""
         return self.ask(api.LOAD_REPORT, timeout=LOAD_REPORT_TIMEOUT)
+
+    def describe(self, server: ServerProbe | None = None) -> PlatformDescription:
+        """The host's platform description, and ``server``'s when given (never a failure:
+        what the agent cannot read comes back as unknown, with why)."""
+        return self.ask(api.DESCRIBE, DescribeRequest(server), DESCRIBE_TIMEOUT)
 
 
 def shown(value: object) -> str:

@@ -64,6 +64,7 @@ from coordinator.core.figures import (
 from coordinator.core.histograms import HISTOGRAM_PARAMS
 from coordinator.core.marks import MARK_MEANINGS as MARKS
 from coordinator.core.marks import MARKS as MARK_KINDS
+from coordinator.core.platform import PlatformRecord
 from coordinator.core.verdict_records import Evidence, Verdict
 from coordinator.inventory.schema import Inventory, Server
 
@@ -80,6 +81,7 @@ __all__ = [
     "IntervalRecord",
     "Latency",
     "LatencySummary",
+    "PlatformRecord",
     "RanWithRecord",
     "Repetition",
     "ResultsDocument",
@@ -233,6 +235,11 @@ class ResultsDocument(Model):
         "verdict summarised (its worst state, the repetitions in it); absent until a "
         "repetition is judged, and in documents older than the field",
     )
+    platform: PlatformRecord | None = Field(
+        default=None, description="where the run ran: every host and target server, as the "
+        "agents described them once the hosts were locked (absent before that, and in "
+        "documents of coord before the field)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultsDocument:
@@ -257,6 +264,8 @@ class ResultsDocument(Model):
             data.pop("failure", None)
         if not data.get("verdicts"):
             data.pop("verdicts", None)
+        if data.get("platform") is None:  # likewise, optional
+            data.pop("platform", None)
         return data
 
     def with_repetition(
@@ -277,6 +286,10 @@ class ResultsDocument(Model):
         return ResultsDocument.model_validate(
             {**dict(self), "verdicts": list(verdicts),
              "marks": list(dict.fromkeys([*kept, *flagged]))})
+
+    def with_platform(self, platform: PlatformRecord) -> ResultsDocument:
+        """A copy recording where the run ran."""
+        return ResultsDocument.model_validate({**dict(self), "platform": platform})
 
     def with_ran_with(self, ran_with: Mapping[str, RanWithRecord]) -> ResultsDocument:
         """A copy whose agents named in ``ran_with`` record what their load ran with."""

@@ -1,6 +1,6 @@
 """One benchmark run, as the explicit steps of :data:`coordinator.run.steps.STEPS`.
 
-    check targets → connect fleet → lock hosts → for each repetition:
+    check targets → connect fleet → lock hosts → describe platform → for each repetition:
         prepare → start at T0 → watch → collect → merge → judge → persist
 
 :func:`run` takes a started fleet and leaves it running, so a sweep can run many plans over
@@ -48,6 +48,7 @@ from coordinator.remote.deploy import DeployOptions, Transport
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.run.loadspec import load_spec, phases, target_of
+from coordinator.run.platform import describe_fleet
 from coordinator.run.steps import REPETITION_STEPS
 
 START_MARGIN_S = 0.3
@@ -210,6 +211,8 @@ def run(fleet: Fleet, plan: RunPlan, view: RunView, *, record: RunRecord | None 
                 plan.inventory, fleet_agents(fleet),
                 marks=[*run_marks(plan.inventory), marks.FORCED_OVER_RUN_LOCK.name],
                 forced_over=forced_over, target=plan.target, created=record.document.created))
+        on_step("describe platform")
+        record.write(record.document.with_platform(describe_platform(fleet, plan)))
         clients = {host.name: fleet.sessions[host.name] for host in plan.inventory.clients}
         for index in range(plan.inventory.benchmark.repetitions):
             view.repetition(index, plan.inventory.benchmark.repetitions)
@@ -298,6 +301,14 @@ def take_run_locks(fleet: Fleet, holder: Holder, *,
     taken.raise_for_failures()
     return [results.ForcedOverRecord(host=name, held_by=held_by)
             for name, held_by in sorted(taken.succeeded.items()) if held_by is not None]
+
+
+def describe_platform(fleet: Fleet, plan: RunPlan) -> results.PlatformRecord:
+    """Step "describe platform": every host, and the target as the first client reaches it."""
+    platform, described = describe_fleet(fleet, plan.inventory,
+                                         {plan.target.server: plan.password})
+    described.raise_for_failures()
+    return platform
 
 
 def fleet_agents(fleet: Fleet) -> list[results.AgentRecord]:

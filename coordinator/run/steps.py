@@ -4,8 +4,8 @@ announces, in order.
 :mod:`coordinator.run.runner` executes exactly these steps (a unit test checks that every
 repetition step has an implementation and nothing else does) and
 :func:`coordinator.inventory.summary.run_plan` prints them, so the check never announces a step
-the run does not perform. A step that is not built yet (the netperf baseline, the platform
-description) is absent from both until it is. Pure: no I/O.
+the run does not perform. A step that is not built yet (the netperf baseline) is absent from
+both until it is. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ def _connect_fleet(inventory: Inventory) -> str:
 
 def _lock_hosts(inventory: Inventory) -> str:
     return "take every host's run lock (--force runs over another run's, and says so)"
+
+
+def _describe_platform(inventory: Inventory) -> str:
+    servers = ", ".join(server.name for server in inventory.servers)
+    return (f"every host's CPU, memory, kernel, OS, CPU quota, interfaces and tool versions, "
+            f"and {servers}'s INFO server and performance settings, into results.json")
 
 
 def _prepare(inventory: Inventory) -> str:
@@ -86,6 +92,7 @@ STEPS: tuple[RunStep, ...] = (
     RunStep("check targets", "plan", _check_targets),
     RunStep("connect fleet", "fleet", _connect_fleet),
     RunStep("lock hosts", "plan", _lock_hosts),
+    RunStep("describe platform", "plan", _describe_platform),
     RunStep("prepare", "repetition", _prepare),
     RunStep("start at T0", "repetition", _start),
     RunStep("watch", "repetition", _watch),

@@ -177,7 +177,7 @@ def test_load_states_are_one_enum() -> None:
 def test_the_method_table_names_each_method_once() -> None:
     assert set(api.METHODS) == {
         "hello", "heartbeat", "clock", "status", "stop", "take_run_lock", "prepare_load",
-        "prepared", "start_load", "load_progress", "stop_load", "load_report",
+        "prepared", "start_load", "load_progress", "stop_load", "load_report", "describe",
     }  # fmt: skip
     with pytest.raises(MessageError, match="takes its request as JSON text"):
         api.START_LOAD.parse_request(5)
