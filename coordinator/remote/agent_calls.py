@@ -20,13 +20,18 @@ from agent.drivers.intervals import LoadReport
 from agent.messages import (
     AgentInfo,
     AgentStatus,
+    BaselineTools,
     Failure,
+    FindBaselineTools,
     LoadProgress,
     LoadState,
     MessageError,
+    NetperfResult,
     NoRequest,
     Prepared,
+    RunNetperf,
     StartLoad,
+    StartNetserver,
     decode_reply,
     to_text,
 )
@@ -54,6 +59,10 @@ LOAD_STOP_TIMEOUT = 30.0
 #: Seconds between two ``load_progress`` calls while the agent prepares a load.
 PREPARE_POLL_INTERVAL = 0.1
 LOAD_REPORT_TIMEOUT = 120.0
+#: Longest wait for a netserver to start (the agent gives up after 10 s) or stop.
+NETSERVER_START_TIMEOUT = 30.0
+#: Seconds between two ``netperf_result`` calls while a netperf run goes on.
+NETPERF_POLL_INTERVAL = 0.2
 
 _SHOWN_JUNK: Final = 120
 
@@ -181,6 +190,30 @@ class AgentCalls(abc.ABC):
         """The finished or stopped load's report, as the agent's own schema
         (``agent/drivers/intervals.py``; ``coordinator.core.stats`` checks its histograms)."""
         return self.ask(api.LOAD_REPORT, timeout=LOAD_REPORT_TIMEOUT)
+
+    # --- the netperf baseline (agent.baseline) ----------------------------------------------
+
+    def baseline_tools(self, search_path: str | None) -> BaselineTools:
+        """Where netperf and netserver are on the host (None: not on ``search_path``)."""
+        return self.ask(api.BASELINE_TOOLS, FindBaselineTools(search_path), self.request_timeout)
+
+    def start_netserver(self, request: StartNetserver) -> int:
+        """Start the host's netserver; its pid, once it listens."""
+        return self.ask(api.START_NETSERVER, request, NETSERVER_START_TIMEOUT).pid
+
+    def stop_netserver(self) -> bool:
+        """Stop the host's netserver; whether it was still running."""
+        return self.ask(api.STOP_NETSERVER, timeout=NETSERVER_START_TIMEOUT).was_running
+
+    def run_netperf(self, request: RunNetperf) -> NetperfResult:
+        """One netperf run from this host, polled until it ends (the agent kills a run that
+        outlives its length by 30 s, so this ends too)."""
+        self.ask(api.START_NETPERF, request, self.request_timeout)
+        while True:
+            result = self.ask(api.NETPERF_RESULT, timeout=self.request_timeout)
+            if result.done:
+                return result
+            time.sleep(NETPERF_POLL_INTERVAL)
 
 
 def shown(value: object) -> str:
