@@ -53,9 +53,25 @@ FORCED_OVER_RUN_LOCK = MarkKind(
     "--force ran it while another run held a host's run lock (forced_over says who); the two "
     "runs may have measured each other's load")
 
+NO_BASELINE = MarkKind(
+    "no-baseline", "run", "note",
+    "the netperf baselines were skipped (--no-baseline or baseline.enabled: false): nothing "
+    "says what the bare network could do")
+BASELINE_INCOMPLETE = MarkKind(
+    "baseline-incomplete", "run", "warning",
+    "a pair of a netperf baseline failed (its row says why); the other pairs reported")
+BASELINE_INCONSISTENT = MarkKind(
+    "baseline-inconsistent", "run", "warning",
+    "a baseline pair's transactions/s disagrees with 1 / mean latency by more than 10 %")
+NETWORK_DRIFT = MarkKind(
+    "network-drift", "run", "warning",
+    "a pair's TCP_RR p50 moved between the baselines before and after the benchmark by more "
+    "than its own spread across iterations (baselines.drift says which)")
+
 REGISTRY: tuple[MarkKind, ...] = (
     FEWER_THAN_3_REPETITIONS, LOAD_ON_SERVER_HOST, HOSTS_SHARE_A_MACHINE, INTERRUPTED,
-    ERROR_RATE_ABOVE_THRESHOLD, NO_COMMON_WINDOW, FORCED_OVER_RUN_LOCK,
+    ERROR_RATE_ABOVE_THRESHOLD, NO_COMMON_WINDOW, FORCED_OVER_RUN_LOCK, NO_BASELINE,
+    BASELINE_INCOMPLETE, BASELINE_INCONSISTENT, NETWORK_DRIFT,
 )
 """Every mark coord sets, in the order the docs list them."""
 

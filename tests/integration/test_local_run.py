@@ -97,9 +97,9 @@ def test_a_whole_run_performs_exactly_the_announced_steps(
     outcome = run_benchmark(loaded, tmp_path / "out", view, transport=transport,
                             on_step=performed.append)
     once = step_names("plan") + step_names("fleet")
-    assert sorted(performed[:3]) == sorted(once)
-    assert performed == ["check targets", "connect fleet", "lock hosts",
-                         *step_names("repetition") * 2]
+    assert sorted([*performed[:4], performed[-1]]) == sorted(once)
+    assert performed == ["check targets", "connect fleet", "lock hosts", "baseline before",
+                         *step_names("repetition") * 2, "baseline after"]
     document = load_results(tmp_path / "out" / "results.json")
     assert document == outcome.document
     assert document.status == "complete"
