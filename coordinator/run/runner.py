@@ -244,6 +244,16 @@ def measure_baseline(fleet: Fleet, record: RunRecord, view: RunView, when: str) 
     record.write(record.document.with_baselines(updated, baseline_marks(updated)))
 
 
+def baseline_only(fleet: Fleet, inventory: Inventory, on_pair: baseline.PairHook, *,
+                  force: bool = False) -> list[BaselinePair]:
+    """`coord baseline`: over a started fleet, the hosts' run locks (a running benchmark is
+    not disturbed), the tools checked, then every pair measured, netservers stopped after."""
+    fleet.start_result.raise_for_failures()
+    take_run_locks(fleet, run_holder(), force=force)
+    baseline.check_tools(fleet, inventory)
+    return baseline.measure(fleet, inventory, on_pair)
+
+
 def _adopt_fleet(record: RunRecord, fleet: Fleet) -> None:
     """Record the fleet's agents, then fail if some host could not start one."""
     plan = record.plan
