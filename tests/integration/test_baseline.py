@@ -115,6 +115,7 @@ def test_pairs_all_measures_the_full_matrix(lab: LabStatus) -> None:
 
 
 def test_ctrl_c_in_the_middle_leaves_no_netserver(lab: LabStatus) -> None:
+    assert not netservers()
     child = subprocess.Popen(
         [sys.executable, "-m", "coordinator.cli", "baseline", "-i", str(lab.inventory_path),
          "--set", "baseline.duration=2s", "--set", "baseline.iterations=3"],
