@@ -176,7 +176,7 @@ def beside_baseline_lines(document: ResultsDocument) -> list[str]:
         network = round_trip_for(document.baselines, host, target.address)
         if network is None:
             continue
-        share = f" ({network / p50:.0%})" if p50 > 0 else ""
+        share = f" ({network / p50:.1%})" if p50 > 0 else ""
         lines.append(f"{host} → {target.server}: p50 {p50:,.0f} µs, of which the bare network "
                      f"round trip is {network:g} µs{share}")
     return lines
