@@ -50,7 +50,7 @@ class BaselineFigures(Model):
 
 
 class BaselinePair(Model):
-    """One measured pair: netperf from ``client`` to the netserver of ``server``."""
+    """One measured pair: netperf on the client host to the netserver of the server host."""
 
     client: str = Field(description="host netperf ran on")
     server: str = Field(description="host whose netserver answered")
