@@ -16,16 +16,24 @@ from agent.messages import (
     AgentInfo,
     AgentStatus,
     AgentTime,
+    BaselineTools,
     DescribeRequest,
+    FindBaselineTools,
     LoadProgress,
     LoadStarted,
     LoadStopped,
     MessageError,
+    NetperfResult,
+    NetperfStarted,
+    NetserverStarted,
+    NetserverStopped,
     NoRequest,
     PlatformDescription,
     Prepared,
     RunLockTaken,
+    RunNetperf,
     StartLoad,
+    StartNetserver,
     Stopping,
     from_text,
 )
@@ -79,12 +87,18 @@ LOAD_PROGRESS: Final = Method("load_progress", NoRequest, LoadProgress)
 STOP_LOAD: Final = Method("stop_load", NoRequest, LoadStopped)
 LOAD_REPORT: Final = Method("load_report", NoRequest, LoadReport)
 DESCRIBE: Final = Method("describe", DescribeRequest, PlatformDescription)
+BASELINE_TOOLS: Final = Method("baseline_tools", FindBaselineTools, BaselineTools)
+START_NETSERVER: Final = Method("start_netserver", StartNetserver, NetserverStarted)
+STOP_NETSERVER: Final = Method("stop_netserver", NoRequest, NetserverStopped)
+START_NETPERF: Final = Method("start_netperf", RunNetperf, NetperfStarted)
+NETPERF_RESULT: Final = Method("netperf_result", NoRequest, NetperfResult)
 
 #: Every remote method, by name: what the service exposes, no more, no less.
 METHODS: Final[dict[str, Method[Any, Any]]] = {
     method.name: method
     for method in (
         HELLO, HEARTBEAT, CLOCK, STATUS, STOP, TAKE_RUN_LOCK, PREPARE_LOAD, PREPARED,
-        START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT, DESCRIBE,
+        START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT, DESCRIBE, BASELINE_TOOLS,
+        START_NETSERVER, STOP_NETSERVER, START_NETPERF, NETPERF_RESULT,
     )
 }  # fmt: skip

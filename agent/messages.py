@@ -446,3 +446,78 @@ class PlatformDescription:
 
     host: HostPlatform
     server: ServerPlatform | None
+
+
+# --- the netperf baseline (agent.baseline) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FindBaselineTools:
+    """``baseline_tools()``'s request: the PATH to search (None: the agent's own)."""
+
+    search_path: str | None = None
+
+
+@dataclass(frozen=True)
+class BaselineTools:
+    """``baseline_tools()``: where ``netperf`` and ``netserver`` are (None: not found)."""
+
+    netperf: str | None
+    netserver: str | None
+
+
+@dataclass(frozen=True)
+class StartNetserver:
+    """``start_netserver()``'s request: the address and control port it binds to."""
+
+    address: str
+    port: int
+    search_path: str | None = None
+
+
+@dataclass(frozen=True)
+class NetserverStarted:
+    """``start_netserver()``: it accepts connections."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class NetserverStopped:
+    """``stop_netserver()``: whether one was still running."""
+
+    was_running: bool
+
+
+@dataclass(frozen=True)
+class RunNetperf:
+    """``start_netperf()``'s request: one netperf run (``TCP_RR`` or ``TCP_STREAM``) towards
+    ``host``'s netserver on ``port``, for ``duration_s`` seconds, leaving from
+    ``local_address`` when set."""
+
+    test: str
+    host: str
+    port: int
+    duration_s: int
+    request_size: int = 1
+    response_size: int = 1
+    local_address: str | None = None
+    search_path: str | None = None
+
+
+@dataclass(frozen=True)
+class NetperfStarted:
+    """``start_netperf()``: the run's process."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class NetperfResult:
+    """``netperf_result()``: ``done`` once the run ended, with its exit status and what it
+    printed (read by ``coordinator.core.netperf``); ``timed_out`` when the agent killed it."""
+
+    done: bool
+    exit_status: int | None
+    output: str
+    timed_out: bool

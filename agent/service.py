@@ -42,6 +42,7 @@ from rpyc.core.protocol import Connection
 import agent
 from agent import api, protocol
 from agent import platform as host_platform
+from agent.baseline import Baseline
 from agent.drivers.errors import DriverError
 from agent.load import LoadController
 from agent.messages import (
@@ -217,6 +218,7 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         self._connections: set[Connection] = set()
         self._connections_lock = threading.Lock()
         self._load = LoadController()
+        self._baseline = Baseline()
         self._run_lock = RunLock()
 
     # --- what rpyc and AgentConnection call -------------------------------------------------
@@ -422,3 +424,25 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         return self._serve(
             api.DESCRIBE, lambda asked: host_platform.describe(asked.server), request
         )
+
+    # --- the netperf baseline (agent.baseline) ----------------------------------------------
+
+    def exposed_baseline_tools(self, request: str) -> str:
+        """Where netperf and netserver are on this host (null: not found)."""
+        return self._serve(api.BASELINE_TOOLS, Baseline.tools, request)
+
+    def exposed_start_netserver(self, request: str) -> str:
+        """Start netserver on the request's address and port; answered once it listens."""
+        return self._serve(api.START_NETSERVER, self._baseline.start_server, request)
+
+    def exposed_stop_netserver(self) -> str:
+        """Stop this agent's netserver (and the tests it forked); idempotent."""
+        return self._serve(api.STOP_NETSERVER, lambda _: self._baseline.stop_server())
+
+    def exposed_start_netperf(self, request: str) -> str:
+        """Start one netperf run; answered at once. Poll ``netperf_result`` until done."""
+        return self._serve(api.START_NETPERF, self._baseline.start_netperf, request)
+
+    def exposed_netperf_result(self) -> str:
+        """The current netperf run: still going, or its exit status and output."""
+        return self._serve(api.NETPERF_RESULT, lambda _: self._baseline.netperf_result())

@@ -49,8 +49,13 @@ from coordinator.run.progress import (
     findings_table,
     held_agents_table,
 )
-from coordinator.run.runner import check_repetitions, enforce_strict, run_benchmark
-from coordinator.run.view import RunConsoleView, summary_table
+from coordinator.run.runner import (
+    baseline_only,
+    check_repetitions,
+    enforce_strict,
+    run_benchmark,
+)
+from coordinator.run.view import RunConsoleView, baseline_table, pair_line, summary_table
 
 PIPE_WIDTH = 160
 """Columns used when output goes to a file or pipe (rich would assume 80 and fold tables)."""
@@ -207,11 +212,14 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
 @click.option("--strict", is_flag=True,
               help="Exit with status 3 when a repetition is judged client-bound, unstable, "
                    "skewed or above the error threshold (one line per verdict).")
+@click.option("--no-baseline", is_flag=True,
+              help="Skip the netperf baselines before and after (the results are marked "
+                   "no-baseline).")
 def run_command(inventory_path: Path, repetitions: int | None, warmup: str | None,
                 duration: str | None, out: Path | None, overwrite: bool,
                 overrides: tuple[str, ...],
                 accept_new_host_keys: bool, wheelhouse: Path | None, force: bool,
-                strict: bool) -> None:
+                strict: bool, no_baseline: bool) -> None:
     """Run the benchmark: synchronized load from every client, repeated, merged, saved."""
     shorthands = {"repetitions": ("benchmark.repetitions", repetitions),
                   "warmup": ("benchmark.warmup", warmup),
@@ -219,6 +227,8 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
     settings: list[Override] = [*overrides]
     settings += [(f"{path}={value}", f"--{option} {value}")
                  for option, (path, value) in shorthands.items() if value is not None]
+    if no_baseline:
+        settings.append(("baseline.enabled=false", "--no-baseline"))
     loaded = _load(inventory_path, settings)
     check_repetitions(loaded.inventory, explicit=repetitions is not None)
     directory = out or default_directory(loaded.inventory.name)
@@ -230,6 +240,27 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
     stdout.print(f"results: {outcome.directory}")
     if strict:
         enforce_strict(outcome.document)
+
+
+@cli.command("baseline")
+@_inventory_option
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+              help="Override one inventory field, e.g. --set baseline.pairs=all (repeatable).")
+@_host_keys_option
+@click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Build agent bundles from these wheels only (no package registry).")
+def baseline_command(inventory_path: Path, overrides: tuple[str, ...],
+                     accept_new_host_keys: bool, wheelhouse: Path | None) -> None:
+    """Measure only the netperf baseline (TCP_RR per pair) and print it; exit 1 if a pair
+    failed."""
+    loaded = _load(inventory_path, list(overrides))
+    options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
+    with _fleet(loaded, loaded.inventory.hosts, options, "starting agents") as fleet:
+        rows = baseline_only(fleet, loaded.inventory, lambda pair: stderr.print(
+            f"baseline: {pair_line(pair)}", markup=False, highlight=False, soft_wrap=True))
+    stdout.print(baseline_table(rows, "netperf baseline (µs; medians across iterations)"))
+    if any(row.error for row in rows):
+        sys.exit(1)
 
 
 @cli.command("doctor")

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from agent.messages import LoadProgress
+from coordinator.core.baselines import BaselinePair
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.lab.api import LabBusy, LabSpec, LabStatus, lab_down, lab_up
@@ -137,6 +138,7 @@ class MeasureView:
         self.on_measure = on_measure
         self.measuring = threading.Event()
         self.repetitions: list[Repetition] = []
+        self.baseline_pairs: list[tuple[str, BaselinePair]] = []
 
     def deploying(self) -> ProgressView:
         return NoProgress()
@@ -154,3 +156,6 @@ class MeasureView:
 
     def repetition_done(self, repetition: Repetition) -> None:
         self.repetitions.append(repetition)
+
+    def baseline_pair(self, when: str, pair: BaselinePair) -> None:
+        self.baseline_pairs.append((when, pair))

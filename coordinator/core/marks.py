@@ -88,12 +88,27 @@ TOO_SHORT = MarkKind(
     "too-short", "repetition", "warning",
     "fewer intervals in the window than benchmark.thresholds.min_intervals, or "
     "throughput still rising after the warm-up", verdict=True)
+NO_BASELINE = MarkKind(
+    "no-baseline", "run", "note",
+    "the netperf baselines were skipped (--no-baseline or baseline.enabled: false): nothing "
+    "says what the bare network could do")
+BASELINE_INCOMPLETE = MarkKind(
+    "baseline-incomplete", "run", "warning",
+    "a pair of a netperf baseline failed (its row says why); the other pairs reported")
+BASELINE_INCONSISTENT = MarkKind(
+    "baseline-inconsistent", "run", "warning",
+    "a baseline pair's transactions/s disagrees with 1 / mean latency by more than 10 %")
+NETWORK_DRIFT = MarkKind(
+    "network-drift", "run", "warning",
+    "a pair's TCP_RR p50 moved between the baselines before and after the benchmark by more "
+    "than its own spread across iterations (baselines.drift says which)")
 
 REGISTRY: tuple[MarkKind, ...] = (
     FEWER_THAN_3_REPETITIONS, LOAD_ON_SERVER_HOST, HOSTS_SHARE_A_MACHINE, INTERRUPTED,
     ERROR_RATE_ABOVE_THRESHOLD, NO_COMMON_WINDOW, FORCED_OVER_RUN_LOCK,
     CLIENT_BOUND, SERVER_BOUND, NETWORK_BOUND, UNSTABLE, UNSTABLE_ACROSS_REPETITIONS,
-    SKEWED_START, TOO_SHORT,
+    SKEWED_START, TOO_SHORT, NO_BASELINE, BASELINE_INCOMPLETE, BASELINE_INCONSISTENT,
+    NETWORK_DRIFT,
 )
 """Every mark coord sets, in the order the docs list them."""
 

@@ -103,6 +103,11 @@ class Host(Model):
         description="this host has the same address as another host and is knowingly the same "
         "machine (both must say so); the results are marked hosts-share-a-machine",
     )
+    tool_path: str | None = Field(
+        None, min_length=1,
+        description="PATH (directories separated by ':') where the agent looks for the tools "
+        "it runs (netperf, netserver); default: the PATH of its SSH session",
+    )
 
 
 class TLS(Model):
@@ -293,12 +298,27 @@ class Benchmark(Model):
 class Baseline(Model):
     """The netperf TCP_RR baseline measured between every client and every server host."""
 
-    enabled: bool = Field(True, description="run the baseline before the load")
+    enabled: bool = Field(
+        True, description="run the baseline before the first repetition and after the last"
+    )
     duration: Annotated[PositiveDuration, AfterValidator(whole_seconds)] = Field(
         10.0, description="netperf -l per client/server pair, in whole seconds"
     )
+    iterations: int = Field(
+        3, ge=1, le=100, description="netperf runs per pair, one after the other; their "
+        "spread is what a drift between the baselines before and after is judged against"
+    )
+    pairs: Literal["clients-to-servers", "all"] = Field(
+        "clients-to-servers", description="clients-to-servers: every client to every server "
+        "host; all: every host to every other host (a matrix, to find a slow link)"
+    )
     request_size: int = Field(1, ge=1, le=65536, description="TCP_RR request bytes")
     response_size: int = Field(1, ge=1, le=65536, description="TCP_RR response bytes")
+    value_size_from_benchmark: bool = Field(
+        False, description="use the benchmark driver's value size as the TCP_RR request and "
+        "response size instead of request_size and response_size"
+    )
+    stream: bool = Field(False, description="also measure bandwidth with netperf TCP_STREAM")
     port: Port = Field(12865, description="netserver control port on server hosts")
 
 

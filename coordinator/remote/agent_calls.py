@@ -20,16 +20,21 @@ from agent.drivers.intervals import LoadReport
 from agent.messages import (
     AgentInfo,
     AgentStatus,
+    BaselineTools,
     DescribeRequest,
     Failure,
+    FindBaselineTools,
     LoadProgress,
     LoadState,
     MessageError,
+    NetperfResult,
     NoRequest,
     PlatformDescription,
     Prepared,
+    RunNetperf,
     ServerProbe,
     StartLoad,
+    StartNetserver,
     decode_reply,
     to_text,
 )
@@ -59,6 +64,10 @@ PREPARE_POLL_INTERVAL = 0.1
 LOAD_REPORT_TIMEOUT = 120.0
 #: Longest wait for ``describe`` (it runs a few tools, each given 5 s at most).
 DESCRIBE_TIMEOUT = 120.0
+#: Longest wait for a netserver to start (the agent gives up after 10 s) or stop.
+NETSERVER_START_TIMEOUT = 30.0
+#: Seconds between two ``netperf_result`` calls while a netperf run goes on.
+NETPERF_POLL_INTERVAL = 0.2
 
 _SHOWN_JUNK: Final = 120
 
@@ -191,6 +200,30 @@ class AgentCalls(abc.ABC):
         """The host's platform description, and ``server``'s when given (never a failure:
         what the agent cannot read comes back as unknown, with why)."""
         return self.ask(api.DESCRIBE, DescribeRequest(server), DESCRIBE_TIMEOUT)
+
+    # --- the netperf baseline (agent.baseline) ----------------------------------------------
+
+    def baseline_tools(self, search_path: str | None) -> BaselineTools:
+        """Where netperf and netserver are on the host (None: not on ``search_path``)."""
+        return self.ask(api.BASELINE_TOOLS, FindBaselineTools(search_path), self.request_timeout)
+
+    def start_netserver(self, request: StartNetserver) -> int:
+        """Start the host's netserver; its pid, once it listens."""
+        return self.ask(api.START_NETSERVER, request, NETSERVER_START_TIMEOUT).pid
+
+    def stop_netserver(self) -> bool:
+        """Stop the host's netserver; whether it was still running."""
+        return self.ask(api.STOP_NETSERVER, timeout=NETSERVER_START_TIMEOUT).was_running
+
+    def run_netperf(self, request: RunNetperf) -> NetperfResult:
+        """One netperf run from this host, polled until it ends (the agent kills a run that
+        outlives its length by 30 s, so this ends too)."""
+        self.ask(api.START_NETPERF, request, self.request_timeout)
+        while True:
+            result = self.ask(api.NETPERF_RESULT, timeout=self.request_timeout)
+            if result.done:
+                return result
+            time.sleep(NETPERF_POLL_INTERVAL)
 
 
 def shown(value: object) -> str:

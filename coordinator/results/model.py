@@ -45,6 +45,7 @@ from pydantic import (
 
 from agent.histograms import HistogramParams
 from coordinator import __version__
+from coordinator.core.baselines import Baselines
 from coordinator.core.clock import ClockEstimate
 from coordinator.core.figures import (
     AgentRepetition,
@@ -240,6 +241,10 @@ class ResultsDocument(Model):
         "agents described them once the hosts were locked (absent before that, and in "
         "documents of coord before the field)"
     )
+    baselines: Baselines | None = Field(
+        default=None, description="the netperf baselines before the first repetition and "
+        "after the last, per pair (absent in documents of coord before they were taken)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultsDocument:
@@ -260,13 +265,18 @@ class ResultsDocument(Model):
         """``failure`` is left out unless the run failed: documents of runs that did not fail
         read exactly as before the field existed (schema_version 1 gained it, optional)."""
         data: dict[str, Any] = write(self)
-        if data.get("failure") is None:
-            data.pop("failure", None)
+        for optional in ("failure", "platform", "baselines"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         if not data.get("verdicts"):
             data.pop("verdicts", None)
-        if data.get("platform") is None:  # likewise, optional
-            data.pop("platform", None)
         return data
+
+    def with_baselines(self, baselines: Baselines, marks: Sequence[str] = ()) -> ResultsDocument:
+        """A copy with the run's baselines replaced and ``marks`` added."""
+        return ResultsDocument.model_validate(
+            {**dict(self), "baselines": baselines,
+             "marks": list(dict.fromkeys([*self.marks, *marks]))})
 
     def with_repetition(
         self, repetition: Repetition, summary: SummaryRecord | None

@@ -1,7 +1,9 @@
 """One benchmark run, as the explicit steps of :data:`coordinator.run.steps.STEPS`.
 
-    check targets → connect fleet → lock hosts → describe platform → for each repetition:
+    check targets → connect fleet → lock hosts → describe platform → baseline before →
+    for each repetition:
         prepare → start at T0 → watch → collect → merge → judge → persist
+    → baseline after
 
 :func:`run` takes a started fleet and leaves it running, so a sweep can run many plans over
 one fleet; :func:`run_benchmark` (`coord run`) checks the targets, starts the fleet, runs one
@@ -30,6 +32,7 @@ from agent.messages import LoadProgress, LoadState, Prepared
 from agent.runlock import Holder, utc_text
 from coordinator import results
 from coordinator.core import marks, stats, verdicts
+from coordinator.core.baselines import BaselinePair, Baselines, baseline_marks, drift_lines
 from coordinator.core.clock import to_agent_time
 from coordinator.core.collector import collector_paused
 from coordinator.core.errors import (
@@ -47,6 +50,7 @@ from coordinator.inventory.server_auth import target_password
 from coordinator.remote.deploy import DeployOptions, Transport
 from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
 from coordinator.remote.fleet import AgentSession, Fleet
+from coordinator.run import baseline
 from coordinator.run.loadspec import load_spec, phases, target_of
 from coordinator.run.platform import describe_fleet
 from coordinator.run.steps import REPETITION_STEPS
@@ -87,6 +91,8 @@ class RunView(Protocol):
                  clients: dict[str, LoadProgress]) -> None: ...
 
     def repetition_done(self, repetition: results.Repetition) -> None: ...
+
+    def baseline_pair(self, when: str, pair: BaselinePair) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,8 @@ def run(fleet: Fleet, plan: RunPlan, view: RunView, *, record: RunRecord | None 
                 forced_over=forced_over, target=plan.target, created=record.document.created))
         on_step("describe platform")
         record.write(record.document.with_platform(describe_platform(fleet, plan)))
+        on_step("baseline before")
+        measure_baseline(fleet, record, view, "before")
         clients = {host.name: fleet.sessions[host.name] for host in plan.inventory.clients}
         for index in range(plan.inventory.benchmark.repetitions):
             view.repetition(index, plan.inventory.benchmark.repetitions)
@@ -220,8 +228,40 @@ def run(fleet: Fleet, plan: RunPlan, view: RunView, *, record: RunRecord | None 
             for step in REPETITION_STEPS:
                 on_step(step.name)
                 REPETITION_STEP_ACTIONS[step.name](state)
+        on_step("baseline after")
+        measure_baseline(fleet, record, view, "after")
         record.end(record.document.finish("complete"))
     return RunOutcome(record.writer.directory, record.document)
+
+
+def measure_baseline(fleet: Fleet, record: RunRecord, view: RunView, when: str) -> None:
+    """Steps "baseline before" and "baseline after": every pair's netperf rows in the results
+    (a missing netperf fails the run before any load); skipped, and marked, when disabled."""
+    inventory = record.plan.inventory
+    if not inventory.baseline.enabled:
+        skipped = Baselines(skipped=True)
+        record.write(record.document.with_baselines(skipped, baseline_marks(skipped)))
+        return
+    if when == "before":
+        baseline.check_tools(fleet, inventory)
+    rows = baseline.measure(fleet, inventory, lambda pair: view.baseline_pair(when, pair))
+    current = record.document.baselines or Baselines()
+    if when == "before":
+        updated = current.model_copy(update={"before": rows})
+    else:
+        updated = current.model_copy(update={"after": rows,
+                                              "drift": drift_lines(current.before, rows)})
+    record.write(record.document.with_baselines(updated, baseline_marks(updated)))
+
+
+def baseline_only(fleet: Fleet, inventory: Inventory, on_pair: baseline.PairHook, *,
+                  force: bool = False) -> list[BaselinePair]:
+    """`coord baseline`: over a started fleet, the hosts' run locks (a running benchmark is
+    not disturbed), the tools checked, then every pair measured, netservers stopped after."""
+    fleet.start_result.raise_for_failures()
+    take_run_locks(fleet, run_holder(), force=force)
+    baseline.check_tools(fleet, inventory)
+    return baseline.measure(fleet, inventory, on_pair)
 
 
 def _adopt_fleet(record: RunRecord, fleet: Fleet) -> None:

@@ -4,8 +4,7 @@ announces, in order.
 :mod:`coordinator.run.runner` executes exactly these steps (a unit test checks that every
 repetition step has an implementation and nothing else does) and
 :func:`coordinator.inventory.summary.run_plan` prints them, so the check never announces a step
-the run does not perform. A step that is not built yet (the netperf baseline) is absent from
-both until it is. Pure: no I/O.
+the run does not perform. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -51,6 +50,19 @@ def _describe_platform(inventory: Inventory) -> str:
             f"and {servers}'s INFO server and performance settings, into results.json")
 
 
+def _baseline(when: str) -> Callable[[Inventory], str]:
+    def describe(inventory: Inventory) -> str:
+        baseline = inventory.baseline
+        if not baseline.enabled:
+            return "skipped (baseline.enabled: false); the results are marked no-baseline"
+        between = ("every host to every other host" if baseline.pairs == "all"
+                   else "every client to every server host")
+        return (f"netperf TCP_RR {when}, {between}, {baseline.iterations} x "
+                f"{format_duration(baseline.duration)} per pair, netserver on port "
+                f"{baseline.port} started and stopped by coord")
+    return describe
+
+
 def _prepare(inventory: Inventory) -> str:
     bench = inventory.benchmark
     servers = ", ".join(server.name for server in inventory.servers)
@@ -93,6 +105,7 @@ STEPS: tuple[RunStep, ...] = (
     RunStep("connect fleet", "fleet", _connect_fleet),
     RunStep("lock hosts", "plan", _lock_hosts),
     RunStep("describe platform", "plan", _describe_platform),
+    RunStep("baseline before", "plan", _baseline("before the first repetition")),
     RunStep("prepare", "repetition", _prepare),
     RunStep("start at T0", "repetition", _start),
     RunStep("watch", "repetition", _watch),
@@ -100,6 +113,7 @@ STEPS: tuple[RunStep, ...] = (
     RunStep("merge", "repetition", _merge),
     RunStep("judge", "repetition", _judge),
     RunStep("persist", "repetition", _persist),
+    RunStep("baseline after", "plan", _baseline("after the last repetition")),
 )
 """Every step of a run, in the order it is performed."""
 

@@ -9,7 +9,9 @@ figure or decides a verdict: it only shows what the run reports.
 
 from __future__ import annotations
 
+import statistics
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -19,6 +21,7 @@ from rich.text import Text
 
 from agent.messages import LoadProgress, LoadState
 from coordinator.core import marks
+from coordinator.core.baselines import BaselinePair, round_trip_for
 from coordinator.core.errors import HostError
 from coordinator.core.figures import LATENCY_FIGURES
 from coordinator.core.verdict_records import Evidence, Verdict
@@ -102,6 +105,10 @@ class RunConsoleView:
             f"p50 {_ms(latency.p50)} ms  p99 {_ms(latency.p99)} ms  max {_ms(latency.max)} ms  "
             f"errors {errors}  start skew {repetition.start_skew_usec:.0f} µs{marks}"
         )
+
+    def baseline_pair(self, when: str, pair: BaselinePair) -> None:
+        """Leave a line with a baseline pair's figures (or its error) above the live region."""
+        self._console.print(f"baseline {when}: {pair_line(pair)}", markup=False)
 
     def _refresh(self) -> None:
         self._live.update(self._render())
@@ -200,6 +207,58 @@ def verdict_report(document: ResultsDocument) -> RenderableType:
     return Group(*lines)
 
 
+def pair_line(pair: BaselinePair) -> str:
+    """One baseline pair in a line: its TCP_RR medians, or why it failed."""
+    if pair.median is None:
+        return f"{pair.label}: {pair.error}"
+    median = pair.median
+    line = (f"{pair.label}: TCP_RR p50 {median.p50_usec:g} µs, mean {median.mean_usec:g} µs, "
+            f"p99 {median.p99_usec:g} µs, {median.transactions_per_sec:,.0f} transactions/s")
+    return line + (f" ({pair.error})" if pair.error else "")
+
+
+def baseline_table(pairs: Sequence[BaselinePair], title: str) -> RenderableType:
+    """The baseline's rows: per pair, the medians across iterations (µs) and the rate."""
+    table = Table(title=title, title_justify="left")
+    columns = ("pair", "min", "mean", "p50", "p90", "p99", "max", "stddev", "trans/s",
+               "p50 spread", "Mbit/s", "note")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("pair", "note") else "right")
+    for pair in pairs:
+        median = pair.median
+        figures = ["-"] * 8 if median is None else [
+            f"{median.min_usec:g}", f"{median.mean_usec:g}", f"{median.p50_usec:g}",
+            f"{median.p90_usec:g}", f"{median.p99_usec:g}", f"{median.max_usec:g}",
+            f"{median.stddev_usec:g}", f"{median.transactions_per_sec:,.0f}"]
+        notes = [note for note in (pair.error, "inconsistent" if pair.inconsistent else None)
+                 if note]
+        stream = "-" if pair.stream_mbps is None else f"{pair.stream_mbps:,.0f}"
+        table.add_row(pair.label, *figures, f"{pair.p50_spread_usec:g}", stream,
+                      "; ".join(notes))
+    return table
+
+
+def beside_baseline_lines(document: ResultsDocument) -> list[str]:
+    """Per client: its p50 (median across repetitions) beside the bare network's round trip
+    to the target's host: how much of a request's latency the network alone costs."""
+    target = document.target
+    if target is None or not document.repetitions:
+        return []
+    lines = []
+    hosts = sorted({agent.host for rep in document.repetitions for agent in rep.agents})
+    for host in hosts:
+        p50s = [agent.latency_usec.p50 for rep in document.repetitions for agent in rep.agents
+                if agent.host == host]
+        p50 = statistics.median(p50s)
+        network = round_trip_for(document.baselines, host, target.address)
+        if network is None:
+            continue
+        share = f" ({network / p50:.1%})" if p50 > 0 else ""
+        lines.append(f"{host} → {target.server}: p50 {p50:,.0f} µs, of which the bare network "
+                     f"round trip is {network:g} µs{share}")
+    return lines
+
+
 def summary_table(document: ResultsDocument) -> RenderableType:
     """The run's figures: median across repetitions, with min, max and variation."""
     summary = document.summary
@@ -220,6 +279,16 @@ def summary_table(document: ResultsDocument) -> RenderableType:
     for name in LATENCY_FIGURES:
         row(name, getattr(latency, name), 1000, "ms")
     row("error rate", summary.error_rate, 0.01, "%")
-    return Group(verdict_report(document), table,
-                 Text(f"marks: {', '.join(document.marks) or 'none'}"))
+    parts: list[RenderableType] = [verdict_report(document), table]
+    baselines = document.baselines
+    if baselines is not None and baselines.before:
+        parts.append(baseline_table(baselines.before, "netperf baseline before the benchmark "
+                                    "(µs; medians across iterations)"))
+    if baselines is not None and baselines.after:
+        parts.append(baseline_table(baselines.after, "netperf baseline after the benchmark"))
+    parts += [Text(line) for line in beside_baseline_lines(document)]
+    if baselines is not None:
+        parts += [Text(f"network drift: {line}") for line in baselines.drift]
+    parts.append(Text(f"marks: {', '.join(document.marks) or 'none'}"))
+    return Group(*parts)
 

@@ -36,7 +36,8 @@ ROOT = Path(__file__).parents[2]
 COORD = str(ROOT / ".venv" / "bin" / "coord")
 NAME = "cflt"
 SUBNET = "198.18.156.0/24"
-QUICK = ["--set", "benchmark.builtin.connections=4", "--set", "benchmark.builtin.processes=1"]
+QUICK = ["--set", "benchmark.builtin.connections=4", "--set", "benchmark.builtin.processes=1",
+         "--no-baseline"]  # test_baseline.py measures baselines
 LOST_HOST_DEADLINE_S = 20.0
 """From the cut to coord naming the lost host: the heartbeat timeout (10 s) plus margin."""
 AGENT_GONE_DEADLINE_S = 30.0

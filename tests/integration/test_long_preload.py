@@ -54,6 +54,7 @@ def test_a_preload_longer_than_the_heartbeat_timeout_completes_and_the_run_succe
     monkeypatch.setattr(protocol, "REQUEST_TIMEOUT", REQUEST_TIMEOUT_S)
     monkeypatch.setattr(protocol, "HEARTBEAT_INTERVAL", 0.2)
     loaded = load_inventory(lab.inventory_path, [
+        "baseline.enabled=false",
         "benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=2s",
         "benchmark.builtin.connections=4", "benchmark.builtin.processes=1",
         "benchmark.builtin.preload=true", f"benchmark.builtin.keyspace={KEYSPACE}",

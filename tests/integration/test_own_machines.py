@@ -165,7 +165,8 @@ def test_agents_status_starts_agents_when_none_is_held(lab: LabStatus) -> None:
 
 
 
-QUICK = ["benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=2s",
+QUICK = ["baseline.enabled=false", "benchmark.repetitions=1", "benchmark.warmup=1s",
+         "benchmark.duration=2s",
          "benchmark.builtin.connections=3", "benchmark.builtin.processes=1"]
 
 

@@ -34,7 +34,8 @@ ROOT = Path(__file__).parents[2]
 NAME = "crun"
 SUBNET = "198.18.121.0/24"
 QUICK = ["--warmup", "1s", "--duration", "2s",
-         "--set", "benchmark.builtin.connections=4", "--set", "benchmark.builtin.processes=1"]
+         "--set", "benchmark.builtin.connections=4", "--set", "benchmark.builtin.processes=1",
+         "--no-baseline"]  # test_baseline.py measures baselines
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,7 @@ def test_three_synchronized_repetitions_merge_exactly(lab: LabStatus, tmp_path: 
 def test_a_server_stall_shows_in_the_max_latency(lab: LabStatus, tmp_path: Path,
                                                  server: redis.Redis) -> None:
     loaded = load_inventory(lab.inventory_path, [
+        "baseline.enabled=false",
         "benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=3s",
         "benchmark.builtin.connections=4", "benchmark.builtin.processes=1",
     ])

@@ -16,11 +16,15 @@ from coordinator.run.steps import REPETITION_STEPS, STEPS, step_names
 EXAMPLE = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
 
 
-def test_the_check_announces_exactly_the_steps_of_the_run_and_no_baseline() -> None:
+def test_the_check_announces_exactly_the_steps_of_the_run_baselines_included() -> None:
     inventory = load_inventory(EXAMPLE).inventory
-    assert inventory.baseline.enabled  # the inventory asks for one; no run performs it yet
+    assert inventory.baseline.enabled
     lines = run_plan(inventory)
-    assert not any("netperf" in line or "baseline" in line for line in lines)
+    assert [line for line in lines if "netperf TCP_RR" in line] == [
+        "4. baseline before: netperf TCP_RR before the first repetition, every client to every "
+        "server host, 3 x 10s per pair, netserver on port 12865 started and stopped by coord",
+        "12. baseline after: netperf TCP_RR after the last repetition, every client to every "
+        "server host, 3 x 10s per pair, netserver on port 12865 started and stopped by coord"]
     announced = [line.split(". ", 1)[1].split(":", 1)[0] for line in lines[1:]]
     assert announced == step_names()
 
