@@ -21,9 +21,9 @@ def test_the_check_announces_exactly_the_steps_of_the_run_baselines_included() -
     assert inventory.baseline.enabled
     lines = run_plan(inventory)
     assert [line for line in lines if "netperf TCP_RR" in line] == [
-        "4. baseline before: netperf TCP_RR before the first repetition, every client to every "
+        "5. baseline before: netperf TCP_RR before the first repetition, every client to every "
         "server host, 3 x 10s per pair, netserver on port 12865 started and stopped by coord",
-        "12. baseline after: netperf TCP_RR after the last repetition, every client to every "
+        "13. baseline after: netperf TCP_RR after the last repetition, every client to every "
         "server host, 3 x 10s per pair, netserver on port 12865 started and stopped by coord"]
     announced = [line.split(". ", 1)[1].split(":", 1)[0] for line in lines[1:]]
     assert announced == step_names()
