@@ -27,6 +27,7 @@ from agent.messages import (
     Stopping,
     from_text,
 )
+from agent.metrics.model import MetricsPlan, MetricsReport, MetricsStarted
 from agent.runlock import Holder
 
 Request = TypeVar("Request")
@@ -76,12 +77,16 @@ START_LOAD: Final = Method("start_load", StartLoad, LoadStarted)
 LOAD_PROGRESS: Final = Method("load_progress", NoRequest, LoadProgress)
 STOP_LOAD: Final = Method("stop_load", NoRequest, LoadStopped)
 LOAD_REPORT: Final = Method("load_report", NoRequest, LoadReport)
+START_METRICS: Final = Method("start_metrics", MetricsPlan, MetricsStarted)
+ALIGN_METRICS: Final = Method("align_metrics", StartLoad, MetricsStarted)
+METRICS_REPORT: Final = Method("metrics_report", NoRequest, MetricsReport)
 
 #: Every remote method, by name: what the service exposes, no more, no less.
 METHODS: Final[dict[str, Method[Any, Any]]] = {
     method.name: method
     for method in (
         HELLO, HEARTBEAT, CLOCK, STATUS, STOP, TAKE_RUN_LOCK, PREPARE_LOAD, PREPARED,
-        START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT,
+        START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT, START_METRICS, ALIGN_METRICS,
+        METRICS_REPORT,
     )
 }  # fmt: skip

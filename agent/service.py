@@ -41,7 +41,7 @@ from rpyc.core.protocol import Connection
 
 import agent
 from agent import api, protocol
-from agent.drivers.errors import DriverError
+from agent.drivers.errors import KIND_STATE, DriverError
 from agent.load import LoadController
 from agent.messages import (
     KIND_REQUEST,
@@ -51,11 +51,14 @@ from agent.messages import (
     MessageError,
     NoRequest,
     RunLockTaken,
+    StartLoad,
     Stopping,
     encode,
     encode_answer,
     encode_failure,
 )
+from agent.metrics.model import MetricsPlan, MetricsReport, MetricsStarted
+from agent.metrics.sampler import MetricsSampler
 from agent.processes import count_descendants
 from agent.runlock import Holder, RunLock
 from agent.watchdog import Liveness
@@ -217,6 +220,8 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         self._connections_lock = threading.Lock()
         self._load = LoadController()
         self._run_lock = RunLock()
+        self._sampler: MetricsSampler | None = None
+        self._sampler_lock = threading.Lock()
 
     # --- what rpyc and AgentConnection call -------------------------------------------------
 
@@ -411,3 +416,46 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
     def exposed_load_report(self) -> str:
         """The finished or stopped load's report (``agent.drivers.intervals.LoadReport``)."""
         return self._serve(api.LOAD_REPORT, lambda _: self._load.report())
+
+    # --- metrics (agent.metrics) ------------------------------------------------------------
+
+    def exposed_start_metrics(self, request: str) -> str:
+        """Start sampling this host (``agent.metrics.model.MetricsPlan``): a baseline now, then
+        every boundary of the load's grid once aligned. Replaces a sampling not collected."""
+        return self._serve(api.START_METRICS, self._start_metrics, request)
+
+    def _start_metrics(self, plan: MetricsPlan) -> MetricsStarted:
+        sampler = MetricsSampler(plan)
+        with self._sampler_lock:
+            previous, self._sampler = self._sampler, sampler
+        if previous is not None:
+            previous.finish()
+        sampler.start()
+        return MetricsStarted()
+
+    def exposed_align_metrics(self, request: str) -> str:
+        """Sample on the grid of the load's T0 (``t0_ns``: this host's ``time.time_ns()``)."""
+        return self._serve(api.ALIGN_METRICS, self._align_metrics, request)
+
+    def _align_metrics(self, start: StartLoad) -> MetricsStarted:
+        self._current_sampler("align").align(start.t0_ns)
+        return MetricsStarted(start.t0_ns)
+
+    def exposed_metrics_report(self) -> str:
+        """Stop sampling; every interval sampled and Redis INFO
+        (``agent.metrics.model.MetricsReport``)."""
+        return self._serve(api.METRICS_REPORT, lambda _: self._metrics_report())
+
+    def _metrics_report(self) -> MetricsReport:
+        sampler = self._current_sampler("report")
+        with self._sampler_lock:
+            if self._sampler is sampler:
+                self._sampler = None
+        return sampler.finish()
+
+    def _current_sampler(self, what: str) -> MetricsSampler:
+        with self._sampler_lock:
+            sampler = self._sampler
+        if sampler is None:
+            raise DriverError(KIND_STATE, f"cannot {what} metrics: sampling was not started")
+        return sampler
