@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from coordinator.core.histograms import mean, percentiles
+from coordinator.core.metrics import HostMetrics
 from coordinator.core.reports import Phase
 
 
@@ -264,12 +265,21 @@ class Repetition(Model):
     hgrm: str = Field(description="file name of its percentile distribution, beside this file")
     commands: dict[str, CommandRecord] = Field(description="per command type (GET, SET, ...)")
     agents: list[AgentRepetition] = Field(description="per agent")
+    metrics: list[HostMetrics] = Field(
+        default_factory=list,
+        description="per host (clients and servers): system metrics per interval (schema 2; "
+        "empty in documents of schema 1)",
+    )
 
     def with_marks(self, marks: Sequence[str]) -> Repetition:
         """A copy with ``marks`` added (each once, in order)."""
         return Repetition.model_validate(
             {**dict(self), "marks": list(dict.fromkeys([*self.marks, *marks]))}
         )
+
+    def with_metrics(self, metrics: Sequence[HostMetrics]) -> Repetition:
+        """A copy carrying the hosts' system metrics."""
+        return Repetition.model_validate({**dict(self), "metrics": list(metrics)})
 
 
 class SummaryRecord(Model):

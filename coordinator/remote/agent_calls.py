@@ -30,6 +30,7 @@ from agent.messages import (
     decode_reply,
     to_text,
 )
+from agent.metrics.model import MetricsPlan, MetricsReport
 from agent.runlock import Holder
 from coordinator.core.errors import AgentError, AgentLost
 
@@ -181,6 +182,20 @@ class AgentCalls(abc.ABC):
         """The finished or stopped load's report, as the agent's own schema
         (``agent/drivers/intervals.py``; ``coordinator.core.stats`` checks its histograms)."""
         return self.ask(api.LOAD_REPORT, timeout=LOAD_REPORT_TIMEOUT)
+
+    # --- metrics (agent.metrics) -----------------------------------------------------------
+
+    def start_metrics(self, plan: MetricsPlan) -> None:
+        """Start sampling the host (a baseline now; the grid once aligned)."""
+        self.ask(api.START_METRICS, plan, self.request_timeout)
+
+    def align_metrics(self, t0_agent_ns: int) -> None:
+        """Sample on the grid of the load's T0, ``t0_agent_ns`` in the agent's clock."""
+        self.ask(api.ALIGN_METRICS, StartLoad(t0_agent_ns), self.request_timeout)
+
+    def metrics_report(self) -> MetricsReport:
+        """Stop sampling; every interval sampled, and Redis INFO on a server host."""
+        return self.ask(api.METRICS_REPORT, timeout=LOAD_REPORT_TIMEOUT)
 
 
 def shown(value: object) -> str:
