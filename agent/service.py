@@ -48,6 +48,7 @@ from agent.messages import (
     AgentInfo,
     AgentStatus,
     AgentTime,
+    LoadStarted,
     MessageError,
     NoRequest,
     RunLockTaken,
@@ -401,8 +402,16 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
 
     def exposed_start_load(self, request: str) -> str:
         """Start the prepared load at ``t0_ns`` (this host's ``time.time_ns()``); returns at
-        once with the start instant accepted."""
-        return self._serve(api.START_LOAD, lambda start: self._load.start(start.t0_ns), request)
+        once with the start instant accepted. A sampling started aligns on it too."""
+        return self._serve(api.START_LOAD, self._start_load, request)
+
+    def _start_load(self, start: StartLoad) -> LoadStarted:
+        started = self._load.start(start.t0_ns)
+        with self._sampler_lock:
+            sampler = self._sampler
+        if sampler is not None:  # no second call: the sampler knows T0 as early as the load
+            sampler.align(start.t0_ns)
+        return started
 
     def exposed_load_progress(self) -> str:
         """Cheap: state, the last interval finished (its phase, rate and p99 over all
@@ -434,7 +443,8 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         return MetricsStarted()
 
     def exposed_align_metrics(self, request: str) -> str:
-        """Sample on the grid of the load's T0 (``t0_ns``: this host's ``time.time_ns()``)."""
+        """Sample on the grid of the load's T0 (``t0_ns``: this host's ``time.time_ns()``), on
+        a host without load (``start_load`` aligns a client's sampling itself)."""
         return self._serve(api.ALIGN_METRICS, self._align_metrics, request)
 
     def _align_metrics(self, start: StartLoad) -> MetricsStarted:

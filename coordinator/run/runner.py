@@ -40,7 +40,13 @@ from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.remote.deploy import DeployOptions, Transport
-from coordinator.remote.fanout import HostFailure, ProgressView, StageReporter, fan_out
+from coordinator.remote.fanout import (
+    FleetResult,
+    HostFailure,
+    ProgressView,
+    StageReporter,
+    fan_out,
+)
 from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.run.loadspec import load_spec, phases, target_of
 from coordinator.run.metrics_plan import host_roles, metrics_plan
@@ -364,22 +370,26 @@ def ran_with_records(prepared: Mapping[str, Prepared]) -> dict[str, results.RanW
 
 
 def _start_at_t0(state: RepetitionState) -> None:
-    """T0 chosen past the slowest round trip, sent to every client in its own clock."""
-    by_name = state.clients
+    """T0 chosen past the slowest round trip, sent to every client in its own clock (which
+    aligns the client's sampling too), and to every other sampling host's metrics."""
+    by_name, hosts = state.clients, state.hosts
     slowest_rtt_s = max(client.clock.rtt_ns for client in by_name.values()) / 1e9
     state.t0_ns = time.time_ns() + int((START_MARGIN_S + slowest_rtt_s) * 1e9)
+    samplers_only = [name for name in state.sampling() if name not in by_name]
     with collector_paused():  # no collection (~15 ms) while start instants are sent
         def start(name: str, report: StageReporter) -> None:
-            session = by_name[name]
-            session.link.start_load(to_agent_time(state.t0_ns, session.clock))
+            session = hosts[name] if name in samplers_only else by_name[name]
+            t0 = to_agent_time(state.t0_ns, session.clock)
+            if name in samplers_only:
+                session.link.align_metrics(t0)
+            else:
+                session.link.start_load(t0)
 
-        fan_out(list(by_name), start).raise_for_failures()
-    hosts = state.hosts
-
-    def align(name: str, report: StageReporter) -> None:
-        hosts[name].link.align_metrics(to_agent_time(state.t0_ns, hosts[name].clock))
-
-    state.sampling_failed(fan_out(state.sampling(), align).failed)
+        started = fan_out([*by_name, *samplers_only], start)
+    state.sampling_failed({name: failure for name, failure in started.failed.items()
+                           if name in samplers_only})
+    FleetResult(failed={name: failure for name, failure in started.failed.items()
+                        if name in by_name}).raise_for_failures()
 
 
 def _watch(state: RepetitionState) -> None:
