@@ -125,5 +125,25 @@ def find_quota_cgroup(
     return _closest_with_quota(root / relative.lstrip("/"), root, "v1")
 
 
+def unseen_cgroup(
+    own: Path = PROC_SELF_CGROUP, mounts: Path = PROC_MOUNTS, mount: Path = CGROUP_MOUNT
+) -> str | None:
+    """Why this process's cgroup cannot be read, when it is not the root cgroup but no cgroup
+    filesystem is mounted where this process looks (``ip netns exec`` mounts a fresh /sys
+    without them): a quota may throttle it unseen. None when there is nothing to say."""
+    try:
+        paths = parse_own_cgroups(own.read_text())
+        mounted = (mount / "cgroup.controllers").exists() or v1_cpu_mount(mounts.read_text())
+    except OSError:
+        return None
+    placed = {names: path for names, path in paths.items()
+              if path not in ("", "/") and ("cpu" in names.split(",") or names == "")}
+    if not placed or mounted:
+        return None
+    names, path = next(iter(placed.items()))
+    return (f"this process is in cgroup {names or 'unified'}:{path} but no cgroup filesystem "
+            f"is mounted under {mount} here: a CPU quota cannot be read")
+
+
 def read_throttling(cgroup: QuotaCgroup) -> ThrottleCounters:
     return parse_cpu_stat((cgroup.path / "cpu.stat").read_text(), cgroup.version)

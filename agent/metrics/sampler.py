@@ -104,6 +104,9 @@ class MetricsSampler:
             quota = cgroup.find_quota_cgroup()
         except _READ_ERRORS as exc:
             self._missing["throttling"] = f"cannot find the cgroup: {exc}"
+        unseen = cgroup.unseen_cgroup() if quota is None else None
+        if unseen is not None:
+            self._missing["throttling"] = unseen
         self._snapshotter = snapshotter or Snapshotter(quota)
         self._lock = threading.Lock()
         self._wake = threading.Event()

@@ -52,7 +52,11 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
     assert sorted(by_host) == ["client1", "client2", "server"]
     for name in ("client1", "client2"):
         client = by_host[name]
-        assert client.roles == ["client"] and client.missing == {}
+        assert client.roles == ["client"]
+        # `ip netns exec` gives a lab host a /sys without the cgroup filesystem: the agent
+        # cannot read its quota, and says so instead of reporting no throttling.
+        assert "no cgroup filesystem is mounted" in client.missing.pop("throttling")
+        assert client.missing == {}
         load = [client.interval(index) for index in range(4)]
         assert all(interval is not None for interval in load), client.intervals
         assert [interval.phase for interval in load if interval] == ["warmup", *["measure"] * 3]
@@ -62,11 +66,13 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
             assert "eth0" in interval.interfaces
         used = [p.cpu_percent for i in load if i for p in i.load_processes]
         assert sum(used) > 0
-        throttled = [i.throttling for i in load if i]
-        assert all(t is not None and t.quota_cores == CPU for t in throttled)
-        assert sum(t.throttled_periods for t in throttled if t) > 0
+        assert all(i.throttling is None for i in load if i)
+        stat = (lab.cgroups[name] / "cpu.stat").read_text().split()
+        assert int(stat[stat.index("nr_throttled") + 1]) > 0  # the quota did hold it back
     server = by_host["server"]
-    assert server.roles == ["server"] and server.missing == {}
+    assert server.roles == ["server"]
+    assert "no cgroup filesystem is mounted" in server.missing.pop("throttling")
+    assert server.missing == {}
     measured = [i for i in server.intervals if i.phase == "measure"]
     redis_cpu = [p.cpu_percent for i in measured for p in i.server_processes
                  if p.name == "redis-server"]
@@ -77,7 +83,6 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
     processed = [int(info.sections["stats"]["total_commands_processed"]) for info in (start, end)]
     assert processed[1] > processed[0]
     assert "used_cpu_user" in end.sections["cpu"] and end.sections["commandstats"]
-    assert all(i.throttling is not None for i in measured)
 
 
 def test_server_cpu_throttles_redis_and_what_runs_over_ssh(lab: LabStatus) -> None:

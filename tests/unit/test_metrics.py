@@ -178,6 +178,17 @@ def test_a_host_without_a_cpu_quota_has_nothing_to_throttle(tmp_path: Path, vers
     assert cgroup.find_quota_cgroup(tmp_path / "absent", mounts, mount) is None
 
 
+def test_a_cgroup_without_its_filesystem_is_said_to_be_unseen(tmp_path: Path) -> None:
+    own, mounts, mount = cgroup_tree(tmp_path, "v1", "20000")
+    assert cgroup.unseen_cgroup(own, mounts, mount) is None  # mounted: readable
+    mounts.write_text("sysfs /sys sysfs rw 0 0\n")  # what `ip netns exec` leaves
+    assert cgroup.find_quota_cgroup(own, mounts, mount) is None
+    reason = cgroup.unseen_cgroup(own, mounts, mount)
+    assert reason is not None and "cgroup cpu,cpuacct:/lab/c1" in reason
+    own.write_text("1:cpu:/\n0::/\n")
+    assert cgroup.unseen_cgroup(own, mounts, mount) is None  # the root cgroup: no quota
+
+
 def busy_process() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
