@@ -37,6 +37,7 @@ from agent.messages import (
     Stopping,
     from_text,
 )
+from agent.metrics.model import MetricsPlan, MetricsReport, MetricsStarted
 from agent.runlock import Holder
 
 Request = TypeVar("Request")
@@ -92,6 +93,9 @@ START_NETSERVER: Final = Method("start_netserver", StartNetserver, NetserverStar
 STOP_NETSERVER: Final = Method("stop_netserver", NoRequest, NetserverStopped)
 START_NETPERF: Final = Method("start_netperf", RunNetperf, NetperfStarted)
 NETPERF_RESULT: Final = Method("netperf_result", NoRequest, NetperfResult)
+START_METRICS: Final = Method("start_metrics", MetricsPlan, MetricsStarted)
+ALIGN_METRICS: Final = Method("align_metrics", StartLoad, MetricsStarted)
+METRICS_REPORT: Final = Method("metrics_report", NoRequest, MetricsReport)
 
 #: Every remote method, by name: what the service exposes, no more, no less.
 METHODS: Final[dict[str, Method[Any, Any]]] = {
@@ -99,6 +103,7 @@ METHODS: Final[dict[str, Method[Any, Any]]] = {
     for method in (
         HELLO, HEARTBEAT, CLOCK, STATUS, STOP, TAKE_RUN_LOCK, PREPARE_LOAD, PREPARED,
         START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT, DESCRIBE, BASELINE_TOOLS,
-        START_NETSERVER, STOP_NETSERVER, START_NETPERF, NETPERF_RESULT,
+        START_NETSERVER, STOP_NETSERVER, START_NETPERF, NETPERF_RESULT, START_METRICS,
+        ALIGN_METRICS, METRICS_REPORT,
     )
 }  # fmt: skip

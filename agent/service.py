@@ -43,21 +43,25 @@ import agent
 from agent import api, protocol
 from agent import platform as host_platform
 from agent.baseline import Baseline
-from agent.drivers.errors import DriverError
+from agent.drivers.errors import KIND_STATE, DriverError
 from agent.load import LoadController
 from agent.messages import (
     KIND_REQUEST,
     AgentInfo,
     AgentStatus,
     AgentTime,
+    LoadStarted,
     MessageError,
     NoRequest,
     RunLockTaken,
+    StartLoad,
     Stopping,
     encode,
     encode_answer,
     encode_failure,
 )
+from agent.metrics.model import MetricsPlan, MetricsReport, MetricsStarted
+from agent.metrics.sampler import MetricsSampler
 from agent.processes import count_descendants
 from agent.runlock import Holder, RunLock
 from agent.watchdog import Liveness
@@ -220,6 +224,8 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         self._load = LoadController()
         self._baseline = Baseline()
         self._run_lock = RunLock()
+        self._sampler: MetricsSampler | None = None
+        self._sampler_lock = threading.Lock()
 
     # --- what rpyc and AgentConnection call -------------------------------------------------
 
@@ -399,8 +405,16 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
 
     def exposed_start_load(self, request: str) -> str:
         """Start the prepared load at ``t0_ns`` (this host's ``time.time_ns()``); returns at
-        once with the start instant accepted."""
-        return self._serve(api.START_LOAD, lambda start: self._load.start(start.t0_ns), request)
+        once with the start instant accepted. A sampling started aligns on it too."""
+        return self._serve(api.START_LOAD, self._start_load, request)
+
+    def _start_load(self, start: StartLoad) -> LoadStarted:
+        started = self._load.start(start.t0_ns)
+        with self._sampler_lock:
+            sampler = self._sampler
+        if sampler is not None:  # no second call: the sampler knows T0 as early as the load
+            sampler.align(start.t0_ns)
+        return started
 
     def exposed_load_progress(self) -> str:
         """Cheap: state, the last interval finished (its phase, rate and p99 over all
@@ -446,3 +460,47 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
     def exposed_netperf_result(self) -> str:
         """The current netperf run: still going, or its exit status and output."""
         return self._serve(api.NETPERF_RESULT, lambda _: self._baseline.netperf_result())
+
+    # --- metrics (agent.metrics) ------------------------------------------------------------
+
+    def exposed_start_metrics(self, request: str) -> str:
+        """Start sampling this host (``agent.metrics.model.MetricsPlan``): a baseline now, then
+        every boundary of the load's grid once aligned. Replaces a sampling not collected."""
+        return self._serve(api.START_METRICS, self._start_metrics, request)
+
+    def _start_metrics(self, plan: MetricsPlan) -> MetricsStarted:
+        sampler = MetricsSampler(plan)
+        with self._sampler_lock:
+            previous, self._sampler = self._sampler, sampler
+        if previous is not None:
+            previous.finish()
+        sampler.start()
+        return MetricsStarted()
+
+    def exposed_align_metrics(self, request: str) -> str:
+        """Sample on the grid of the load's T0 (``t0_ns``: this host's ``time.time_ns()``), on
+        a host without load (``start_load`` aligns a client's sampling itself)."""
+        return self._serve(api.ALIGN_METRICS, self._align_metrics, request)
+
+    def _align_metrics(self, start: StartLoad) -> MetricsStarted:
+        self._current_sampler("align").align(start.t0_ns)
+        return MetricsStarted(start.t0_ns)
+
+    def exposed_metrics_report(self) -> str:
+        """Stop sampling; every interval sampled and Redis INFO
+        (``agent.metrics.model.MetricsReport``)."""
+        return self._serve(api.METRICS_REPORT, lambda _: self._metrics_report())
+
+    def _metrics_report(self) -> MetricsReport:
+        sampler = self._current_sampler("report")
+        with self._sampler_lock:
+            if self._sampler is sampler:
+                self._sampler = None
+        return sampler.finish()
+
+    def _current_sampler(self, what: str) -> MetricsSampler:
+        with self._sampler_lock:
+            sampler = self._sampler
+        if sampler is None:
+            raise DriverError(KIND_STATE, f"cannot {what} metrics: sampling was not started")
+        return sampler

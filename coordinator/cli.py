@@ -115,15 +115,18 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path),
               default="lab.yaml", show_default=True, help="Where to write the lab's inventory.")
 @click.option("--client-cpu", type=click.FloatRange(0.01, 64.0), default=None,
               help="CPU quota per client host, in cores (e.g. 0.5).")
+@click.option("--server-cpu", type=click.FloatRange(0.01, 64.0), default=None,
+              help="CPU quota of the server host (sshd and redis-server), in cores: makes "
+              "Redis the bottleneck on purpose.")
 @click.option("--subnet", default="198.18.0.0/24", show_default=True,
               help="Lab addresses, inside 198.18.0.0/15.")
 @_name_option
 @_state_option
-def lab_up(clients: int, inventory_path: Path, client_cpu: float | None, subnet: str,
-           name: str, state_dir: Path) -> None:
+def lab_up(clients: int, inventory_path: Path, client_cpu: float | None,
+           server_cpu: float | None, subnet: str, name: str, state_dir: Path) -> None:
     """Build the lab and write a ready inventory."""
     spec = lab.LabSpec(name=name, clients=clients, subnet=subnet, client_cpu=client_cpu,
-                       state_root=state_dir)
+                       state_root=state_dir, server_cpu=server_cpu)
     status = lab.lab_up(spec, inventory_path, report=_progress)
     stdout.print(status.inventory_path.read_text(), markup=False, highlight=False)
     stdout.print(f"[green]lab {name!r} is up; inventory written to {status.inventory_path}[/]")

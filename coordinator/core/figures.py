@@ -36,6 +36,7 @@ from pydantic import (
 
 from agent.histograms import percentiles
 from coordinator.core.histograms import mean
+from coordinator.core.metrics import HostMetrics
 from coordinator.core.reports import Phase
 from coordinator.core.verdict_records import Verdict
 
@@ -290,6 +291,11 @@ class Repetition(Model):
     verdicts: list[Verdict] = Field(
         default_factory=list, description="whether its figures can be trusted, with the "
         "evidence (coordinator.core.verdicts); absent in documents older than the field")
+    metrics: list[HostMetrics] = Field(
+        default_factory=list,
+        description="per host (clients and servers): system metrics per interval (schema 2; "
+        "empty in documents of schema 1)",
+    )
 
     @model_serializer(mode="wrap")
     def _without_absent_verdicts(self, write: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -311,6 +317,10 @@ class Repetition(Model):
         return Repetition.model_validate(
             {**dict(self), "marks": list(dict.fromkeys([*self.marks, *marks]))}
         )
+
+    def with_metrics(self, metrics: Sequence[HostMetrics]) -> Repetition:
+        """A copy carrying the hosts' system metrics."""
+        return Repetition.model_validate({**dict(self), "metrics": list(metrics)})
 
 
 class SummaryRecord(Model):

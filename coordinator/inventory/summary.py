@@ -75,6 +75,8 @@ def lab_summary(status: LabStatus) -> RenderableType:
     ]
     if spec.client_cpu is not None:
         lines.append(f"client CPU quota: {spec.client_cpu} core(s) per client host")
+    if spec.server_cpu is not None:
+        lines.append(f"server CPU quota: {spec.server_cpu} core(s) (sshd and redis-server)")
     if status.healthy:
         lines.append("healthy")
     else:

@@ -14,7 +14,7 @@ lab whose state file is gone. Documented for users in docs/lab.md.
     system.py        thin system calls: commands, daemons, tools, files, users
     processes.py     /proc: live processes, their namespaces, SIGTERM then SIGKILL
     network.py       namespaces, links, addresses, listening sockets, a Redis ping
-    cgroups.py       the CPU cgroups of client hosts
+    cgroups.py       the CPU cgroups of client hosts and of the server host
 """
 
 from __future__ import annotations
@@ -366,6 +366,10 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
     )
     if not redis:
         problems.append("redis-server does not answer PING")
+    server_cgroup = state.cgroups.get(server.name) if server is not None else None
+    redis_pid = sysio.read_pidfile(paths.redis_pidfile)
+    if server_cgroup is not None and redis_pid not in lab_cgroups.cgroup_pids(server_cgroup):
+        problems.append(f"redis-server is not in cgroup {server_cgroup}")
     if not paths.known_hosts.exists():
         problems.append(f"{paths.known_hosts} is missing")
     return LabStatus(

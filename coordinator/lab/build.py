@@ -89,9 +89,11 @@ class Builder:
         sysio.write_file(paths.known_hosts, "".join(entries))
         for host in self.hosts:
             self._sshd(host)
-        if spec.client_cpu is not None:
-            self._cgroups(spec.client_cpu)
-        self._redis(next(host for host in self.hosts if host.role == "server"))
+        if spec.client_cpu is not None or spec.server_cpu is not None:
+            self._cgroups()
+        server = next(host for host in self.hosts if host.role == "server")
+        self._redis(server)
+        self._redis_cgroup(server)
         self.step = "writing the inventory"
         self.state = replace(self.state, complete=True)
         sysio.write_state(paths, self.state)
@@ -150,15 +152,19 @@ class Builder:
 
         _wait_for_daemon(listening, f"sshd on {host.name}", paths.sshd_log(host.name))
 
-    def _cgroups(self, fraction: float) -> None:
+    def _cgroups(self) -> None:
+        """A CPU cgroup per host with a quota (``--client-cpu``, ``--server-cpu``), holding its
+        sshd: everything started over SSH on the host inherits it."""
         root = lab_cgroups.cpu_cgroup_root()
         if root is None:
-            raise LabError("--client-cpu needs the cgroup cpu controller, which is not mounted")
-        quota = cpu_quota_us(fraction)
+            option = "--client-cpu" if self.spec.client_cpu is not None else "--server-cpu"
+            raise LabError(f"{option} needs the cgroup cpu controller, which is not mounted")
         cgroups: dict[str, Path] = {}
         for host in self.hosts:
-            if host.role != "client":
+            fraction = self.spec.cpu_quota(host.role)
+            if fraction is None:
                 continue
+            quota = cpu_quota_us(fraction)
             self.step = f"cgroup of {host.name}"
             try:
                 cgroup = lab_cgroups.make_cpu_cgroup(
@@ -177,6 +183,18 @@ class Builder:
                 raise LabError(f"sshd of {host.name} has no pid file")
             lab_cgroups.add_to_cgroup(cgroup, pid)
             self.report(f"cgroup {cgroup} cpu {fraction:g} ({quota}/{CPU_PERIOD_US} us)")
+
+    def _redis_cgroup(self, server: LabHost) -> None:
+        """redis-server joins the server host's cgroup (``--server-cpu``), like its sshd."""
+        cgroup = self.state.cgroups.get(server.name)
+        if cgroup is None:
+            return
+        pid = sysio.read_pidfile(self.paths.redis_pidfile)
+        if pid is None:
+            raise LabError("redis-server has no pid file")
+        self.step = f"redis-server into the cgroup of {server.name}"
+        lab_cgroups.add_to_cgroup(cgroup, pid)
+        self.report(f"redis-server (pid {pid}) in cgroup {cgroup}")
 
     def _redis(self, server: LabHost) -> None:
         """redis-server as an unprivileged user of its own, with a password.

@@ -1,7 +1,8 @@
 """The lab's CPU cgroups: find the hierarchy with the cpu controller, make, fill and remove groups.
 
-Works on cgroup v2 (unified) and v1 (the ``cpu`` mount); each client host's processes go into
-``<root>/<group>/<host>``, limited to a quota of CPU time.
+Works on cgroup v2 (unified) and v1 (the ``cpu`` mount); each limited host's processes (client
+hosts with ``--client-cpu``, the server host's sshd and redis-server with ``--server-cpu``) go
+into ``<root>/<group>/<host>``, limited to a quota of CPU time.
 """
 
 from __future__ import annotations

@@ -105,8 +105,9 @@ def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
             "    python: /usr/bin/python3",
             f"    roles: [{host.role}]",
         ]
-        if host.role == "client" and spec.client_cpu is not None:
-            lines.append(f'    labels: {{cpu_quota: "{spec.client_cpu:g}"}}')
+        quota = spec.cpu_quota(host.role)
+        if quota is not None:
+            lines.append(f'    labels: {{cpu_quota: "{quota:g}"}}')
     servers = [host for host in hosts if host.role == "server"]
     lines.append("servers:")
     lines += [

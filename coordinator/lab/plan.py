@@ -59,6 +59,9 @@ class LabSpec:
     subnet: str = "198.18.0.0/24"
     client_cpu: float | None = None
     state_root: Path = DEFAULT_STATE_ROOT
+    server_cpu: float | None = None
+    """CPU quota of the server host (its sshd and redis-server), in cores: Redis made the
+    bottleneck on purpose."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
@@ -80,18 +83,20 @@ class LabSpec:
                 f"(hosts use .{SERVER_OFFSET} to .{last_host}); use a larger subnet"
             )
         object.__setattr__(self, "subnet", str(network))
-        if self.client_cpu is not None:
-            cpu = self.client_cpu
+        for role in ("client", "server"):
+            cpu = getattr(self, f"{role}_cpu")
+            if cpu is None:
+                continue
             if (
                 isinstance(cpu, bool)
                 or not isinstance(cpu, int | float)
                 or not (cpu * CPU_PERIOD_US >= MIN_CPU_QUOTA_US and cpu <= 1024)
             ):
                 raise LabError(
-                    f"client cpu must be a fraction of a core of at least "
+                    f"{role} cpu must be a fraction of a core of at least "
                     f"{MIN_CPU_QUOTA_US / CPU_PERIOD_US}, not {cpu!r}"
                 )
-            object.__setattr__(self, "client_cpu", float(cpu))
+            object.__setattr__(self, f"{role}_cpu", float(cpu))
         root = Path(self.state_root)
         if not root.is_absolute():
             raise LabError(f"state root must be an absolute path, not {self.state_root}")
@@ -102,6 +107,10 @@ class LabSpec:
                 "configuration cannot name; choose another state root"
             )
         object.__setattr__(self, "state_root", root)
+
+    def cpu_quota(self, role: Role) -> float | None:
+        """The CPU quota of a host of ``role``, in cores (None: unlimited)."""
+        return self.client_cpu if role == "client" else self.server_cpu
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -117,6 +126,9 @@ class LabSpec:
         if self.client_cpu != other.client_cpu:
             cpu = "no CPU limit" if self.client_cpu is None else f"client cpu {self.client_cpu:g}"
             parts.append(cpu)
+        if self.server_cpu != other.server_cpu:
+            parts.append("no server CPU limit" if self.server_cpu is None
+                         else f"server cpu {self.server_cpu:g}")
         if self.state_root != other.state_root:
             parts.append(f"state root {self.state_root}")
         return ", ".join(parts) or "the same spec"

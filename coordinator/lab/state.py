@@ -40,6 +40,7 @@ def state_to_json(state: LabState) -> str:
             "clients": spec.clients,
             "subnet": spec.subnet,
             "client_cpu": spec.client_cpu,
+            "server_cpu": spec.server_cpu,
             "state_root": str(spec.state_root),
         },
         "hosts": [
@@ -75,6 +76,8 @@ def state_from_json(text: str) -> LabState:
             subnet=str(raw_spec["subnet"]),
             client_cpu=None if raw_spec["client_cpu"] is None else float(raw_spec["client_cpu"]),
             state_root=Path(raw_spec["state_root"]),
+            server_cpu=(None if raw_spec.get("server_cpu") is None
+                        else float(raw_spec["server_cpu"])),
         )
         hosts = [_host_from_json(raw) for raw in document["hosts"]]
         return LabState(
@@ -119,7 +122,8 @@ class LabStatus:
     redis: bool = False
     """The server's redis-server answers PING on its lab address."""
     cgroups: dict[str, Path] = field(default_factory=dict)
-    """Client host name -> its CPU cgroup (only with ``client_cpu``)."""
+    """Host name -> its CPU cgroup (clients with ``client_cpu``, the server with
+    ``server_cpu``)."""
     inventories: list[Path] = field(default_factory=list)
     """Every inventory file ``lab_up`` wrote for this lab (``lab_down`` removes them)."""
     complete: bool = False

@@ -38,6 +38,7 @@ from agent.messages import (
     decode_reply,
     to_text,
 )
+from agent.metrics.model import MetricsPlan, MetricsReport
 from agent.runlock import Holder
 from coordinator.core.errors import AgentError, AgentLost
 
@@ -224,6 +225,20 @@ class AgentCalls(abc.ABC):
             if result.done:
                 return result
             time.sleep(NETPERF_POLL_INTERVAL)
+
+    # --- metrics (agent.metrics) -----------------------------------------------------------
+
+    def start_metrics(self, plan: MetricsPlan) -> None:
+        """Start sampling the host (a baseline now; the grid once aligned)."""
+        self.ask(api.START_METRICS, plan, self.request_timeout)
+
+    def align_metrics(self, t0_agent_ns: int) -> None:
+        """Sample on the grid of the load's T0, ``t0_agent_ns`` in the agent's clock."""
+        self.ask(api.ALIGN_METRICS, StartLoad(t0_agent_ns), self.request_timeout)
+
+    def metrics_report(self) -> MetricsReport:
+        """Stop sampling; every interval sampled, and Redis INFO on a server host."""
+        return self.ask(api.METRICS_REPORT, timeout=LOAD_REPORT_TIMEOUT)
 
 
 def shown(value: object) -> str:

@@ -148,6 +148,19 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _read_v1(text: str) -> ResultsDocument:
+    """Schema 1 is schema 2 without system metrics: its repetitions read with none."""
+    data = json.loads(text)
+    if isinstance(data, dict):
+        repetitions = data.get("repetitions")
+        if isinstance(repetitions, list) and any(
+            isinstance(r, dict) and "metrics" in r for r in repetitions
+        ):
+            raise ResultsError("repetitions[].metrics exist only from schema_version 2")
+        data["schema_version"] = 2
+    return _read_v2(json.dumps(data))
+
+
+def _read_v2(text: str) -> ResultsDocument:
     data = json.loads(text)
     if _add_later_latency_figures(data):
         text = json.dumps(data)
@@ -205,7 +218,7 @@ def _add_missing(part: dict[str, Any], params: HistogramParams) -> bool:
     return bool(missing)
 
 
-READERS: Mapping[int, Callable[[str], ResultsDocument]] = {1: _read_v1}
+READERS: Mapping[int, Callable[[str], ResultsDocument]] = {1: _read_v1, 2: _read_v2}
 """schema_version -> reader turning a document of that version into the current model."""
 
 
@@ -241,6 +254,8 @@ def load_results(path: str | os.PathLike[str]) -> ResultsDocument:
         )
     try:
         return reader(text)
+    except ResultsError as exc:
+        raise ResultsError(f"{path}: schema_version {version}: {exc}") from exc
     except ValidationError as exc:
         raise ResultsError(
             f"{path}: not a valid results document (schema_version {version}): "

@@ -3,7 +3,7 @@
 One directory per run::
 
     results/<date>-<time>-<inventory name>/
-        results.json        this document (``schema_version`` 1), rewritten atomically after
+        results.json        this document (``schema_version`` 2), rewritten atomically after
                             every repetition (``coordinator.results.io``)
         rep-<n>.hgrm        the merged percentile distribution of repetition n (ms)
 
@@ -99,8 +99,8 @@ __all__ = [
     "target_record",
 ]
 
-SCHEMA_VERSION: Final = 1
-"""The version this coord writes."""
+SCHEMA_VERSION: Final = 2
+"""The version this coord writes (2: repetitions carry per-host system metrics)."""
 REDACTED = "***"
 SECRET_KEYS = ("password", "secret", "token")
 """An inventory key containing one of these words has its value replaced by ``REDACTED``."""
@@ -202,7 +202,7 @@ class FailureRecord(Model):
 class ResultsDocument(Model):
     """``results.json``: everything a run measured, readable while the run is going."""
 
-    schema_version: Literal[1] = Field(description="version of this document's shape")
+    schema_version: Literal[2] = Field(description="version of this document's shape")
     coord_version: str = Field(description="version of coord that wrote it")
     created: UTCTime = Field(description="when the run started (UTC, ISO 8601)")
     finished: UTCTime | None = Field(description="when the run ended (null while running)")

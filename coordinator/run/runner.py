@@ -43,15 +43,23 @@ from coordinator.core.errors import (
     UsageError,
 )
 from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
+from coordinator.core.metrics import HostMetrics, host_metrics, unsampled
 from coordinator.core.reports import AgentReport, agent_report
 from coordinator.inventory.loader import LoadedInventory
 from coordinator.inventory.schema import Inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.remote.deploy import DeployOptions, Transport
-from coordinator.remote.fanout import ProgressView, StageReporter, fan_out
+from coordinator.remote.fanout import (
+    FleetResult,
+    HostFailure,
+    ProgressView,
+    StageReporter,
+    fan_out,
+)
 from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.run import baseline
 from coordinator.run.loadspec import load_spec, phases, target_of
+from coordinator.run.metrics_plan import host_roles, metrics_plan
 from coordinator.run.platform import describe_fleet
 from coordinator.run.steps import REPETITION_STEPS
 
@@ -224,7 +232,8 @@ def run(fleet: Fleet, plan: RunPlan, view: RunView, *, record: RunRecord | None 
         clients = {host.name: fleet.sessions[host.name] for host in plan.inventory.clients}
         for index in range(plan.inventory.benchmark.repetitions):
             view.repetition(index, plan.inventory.benchmark.repetitions)
-            state = RepetitionState(index, plan, clients, view, record)
+            state = RepetitionState(index, plan, clients, view, record,
+                                    hosts=dict(sorted(fleet.sessions.items())))
             for step in REPETITION_STEPS:
                 on_step(step.name)
                 REPETITION_STEP_ACTIONS[step.name](state)
@@ -381,6 +390,18 @@ class RepetitionState:
     host_series: list[verdicts.HostSeries] | None = None
     """The hosts' metric series for the verdicts; None: not sampled (the host verdicts are
     undecided)."""
+    hosts: dict[str, AgentSession] = field(default_factory=dict)
+    """Every host's agent (clients and servers): each samples its host's metrics."""
+    unsampled: dict[str, str] = field(default_factory=dict)
+    """Hosts whose sampling failed, and why: the load goes on without their metrics."""
+    metrics: list[HostMetrics] = field(default_factory=list)
+
+    def sampling(self) -> list[str]:
+        return [name for name in self.hosts if name not in self.unsampled]
+
+    def sampling_failed(self, failures: Mapping[str, HostFailure]) -> None:
+        for name, failure in failures.items():
+            self.unsampled.setdefault(name, str(failure.error))
 
 
 def _prepare(state: RepetitionState) -> None:
@@ -388,6 +409,13 @@ def _prepare(state: RepetitionState) -> None:
     before the first repetition."""
     inventory, by_name = state.plan.inventory, state.clients
     preloading = next(iter(by_name)) if state.index == 0 else None
+    hosts = state.hosts
+
+    def sample(name: str, report: StageReporter) -> None:
+        hosts[name].link.start_metrics(metrics_plan(inventory, hosts[name].host,
+                                                    state.plan.timeline, state.plan.password))
+
+    state.sampling_failed(fan_out(list(hosts), sample).failed)
 
     def prepare(name: str, report: StageReporter) -> Prepared:
         spec = load_spec(inventory, by_name[name].host, password=state.plan.password,
@@ -410,16 +438,26 @@ def ran_with_records(prepared: Mapping[str, Prepared]) -> dict[str, results.RanW
 
 
 def _start_at_t0(state: RepetitionState) -> None:
-    """T0 chosen past the slowest round trip, sent to every client in its own clock."""
-    by_name = state.clients
+    """T0 chosen past the slowest round trip, sent to every client in its own clock (which
+    aligns the client's sampling too), and to every other sampling host's metrics."""
+    by_name, hosts = state.clients, state.hosts
     slowest_rtt_s = max(client.clock.rtt_ns for client in by_name.values()) / 1e9
     state.t0_ns = time.time_ns() + int((START_MARGIN_S + slowest_rtt_s) * 1e9)
+    samplers_only = [name for name in state.sampling() if name not in by_name]
     with collector_paused():  # no collection (~15 ms) while start instants are sent
         def start(name: str, report: StageReporter) -> None:
-            session = by_name[name]
-            session.link.start_load(to_agent_time(state.t0_ns, session.clock))
+            session = hosts[name] if name in samplers_only else by_name[name]
+            t0 = to_agent_time(state.t0_ns, session.clock)
+            if name in samplers_only:
+                session.link.align_metrics(t0)
+            else:
+                session.link.start_load(t0)
 
-        fan_out(list(by_name), start).raise_for_failures()
+        started = fan_out([*by_name, *samplers_only], start)
+    state.sampling_failed({name: failure for name, failure in started.failed.items()
+                           if name in samplers_only})
+    FleetResult(failed={name: failure for name, failure in started.failed.items()
+                        if name in by_name}).raise_for_failures()
 
 
 def _watch(state: RepetitionState) -> None:
@@ -458,6 +496,7 @@ def _collect(state: RepetitionState) -> None:
 
     collected = fan_out(list(by_name), collect)
     collected.raise_for_failures()
+    _collect_metrics(state)
     state.reports = [collected.succeeded[name] for name in by_name]
     interval_ns = state.plan.timeline.interval_ns
     odd = sorted(r.host for r in state.reports if r.interval_ns != interval_ns)
@@ -466,13 +505,27 @@ def _collect(state: RepetitionState) -> None:
                         f"the {interval_ns / 1e9:g}s asked for", odd)
 
 
+def _collect_metrics(state: RepetitionState) -> None:
+    """Every host's metrics; a host whose sampling failed is stored with the reason."""
+    hosts, inventory = state.hosts, state.plan.inventory
+    sampled = fan_out(state.sampling(), lambda name, _: hosts[name].link.metrics_report())
+    state.sampling_failed(sampled.failed)
+    state.metrics = [
+        host_metrics(name, host_roles(inventory, session.host), sampled.succeeded[name])
+        if name in sampled.succeeded else
+        unsampled(name, host_roles(inventory, session.host), state.plan.timeline.interval_ns,
+                  state.unsampled.get(name, "not sampled"))
+        for name, session in hosts.items()
+    ]  # fmt: skip
+
+
 def _merge(state: RepetitionState) -> None:
     """The repetition's figures, from the intervals every client measured completely."""
     clocks = {name: session.clock for name, session in state.clients.items()}
     state.repetition = stats.repetition_figures(
         state.reports, stats.common_window(state.reports), index=state.index + 1,
         started=datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc),
-        start_skew_ns=stats.start_skew_ns(state.reports, clocks))
+        start_skew_ns=stats.start_skew_ns(state.reports, clocks)).with_metrics(state.metrics)
 
 
 def _judge(state: RepetitionState) -> None:

@@ -67,7 +67,8 @@ def _prepare(inventory: Inventory) -> str:
     bench = inventory.benchmark
     servers = ", ".join(server.name for server in inventory.servers)
     return (f"driver {bench.driver} from {len(inventory.clients)} client(s) against {servers}, "
-            f"{bench.repetitions} repetition(s) (the first preloads the keyspace if asked)")
+            f"{bench.repetitions} repetition(s) (the first preloads the keyspace if asked); "
+            f"every host's agent starts sampling its system metrics")
 
 
 def _start(inventory: Inventory) -> str:
@@ -83,7 +84,8 @@ def _watch(inventory: Inventory) -> str:
 
 
 def _collect(inventory: Inventory) -> str:
-    return "each client's load report (per-interval histograms)"
+    return ("each client's load report (per-interval histograms) and every host's system "
+            "metrics per interval")
 
 
 def _merge(inventory: Inventory) -> str:

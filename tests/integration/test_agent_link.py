@@ -539,11 +539,12 @@ def test_every_method_returns_plain_data(start_agent: AgentFactory) -> None:
     exposed = {name for name, _doc in described}
     assert exposed == {"hello", "heartbeat", "clock", "status", "stop", "prepare_load",
                        "prepared", "start_load", "load_progress", "stop_load", "load_report",
-                       "take_run_lock"}
+                       "take_run_lock", "start_metrics", "align_metrics", "metrics_report"}
     # Methods that take no argument; the load methods are checked in test_builtin_driver, the
-    # run lock in test_run_guards.
+    # run lock in test_run_guards, the metrics in test_local_run and test_metrics_lab.
     for name in sorted(exposed - {"stop", "prepare_load", "prepared", "start_load",
-                                  "load_report", "take_run_lock"}):
+                                  "load_report", "take_run_lock", "start_metrics",
+                                  "align_metrics"}):
         assert_is_plain(getattr(conn.root, name)())
     assert_is_plain(conn.root.stop())
     close_after_stop(conn)

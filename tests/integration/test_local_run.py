@@ -121,6 +121,29 @@ def test_a_whole_run_performs_exactly_the_announced_steps(
     nothing_left(transport)
 
 
+def test_every_host_samples_its_metrics_on_the_loads_interval_grid(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    loaded = load_inventory(write_inventory(tmp_path, redis_port))
+    outcome = run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    (repetition,) = load_results(tmp_path / "out").repetitions
+    assert repetition == outcome.document.repetitions[0]
+    by_host = {metrics.host: metrics for metrics in repetition.metrics}
+    assert sorted(by_host) == ["client1", "client2", "server"]
+    for name in ("client1", "client2"):
+        client = by_host[name]
+        assert (client.roles, client.missing, client.interval_ms) == (["client"], {}, 500.0)
+        load = [client.interval(index) for index in range(4)]
+        assert [i.phase if i else None for i in load] == ["warmup"] * 2 + ["measure"] * 2
+        assert all(i is not None and i.cpu is not None and len(i.load_processes) == 1
+                   for i in load)
+    server = by_host["server"]
+    assert server.missing == {}
+    assert {p.name for i in server.intervals for p in i.server_processes} == {"redis-server"}
+    assert [(info.moment, info.problem) for info in server.redis_info] == [("start", None),
+                                                                          ("end", None)]
+
+
 def test_many_plans_run_over_one_fleet_without_restarting_agents(
     tmp_path: Path, redis_port: int, transport: LocalTransport
 ) -> None:

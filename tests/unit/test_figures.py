@@ -26,10 +26,10 @@ from coordinator.core.figures import (
 )
 from coordinator.inventory import docs as inventory_docs
 from coordinator.inventory.schema import Host
-from coordinator.results import AgentRepetition, CommandRecord, Repetition
+from coordinator.results import AgentRepetition, CommandRecord, Repetition, load_results
 from coordinator.results import docs as results_docs
 from coordinator.run.view import summary_table
-from tests.unit.test_results import FIXTURE, finished_document
+from tests.unit.test_results import FIXTURE, FIXTURE_V2, finished_document
 from tests.unit.test_stats import histogram_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,15 +104,25 @@ def _key_shape(value: Any, prefix: str = "") -> set[str]:
     return found
 
 
-def test_results_json_keeps_the_v1_shape() -> None:
-    written = json.loads(finished_document(3).finish("complete").model_dump_json())
-    fixture = json.loads(FIXTURE.read_text())
-    # target and the stall series came later (optional in v1); every other key is the
-    # fixture's, and all of them.
+def test_results_json_keeps_the_v2_shape() -> None:
+    document = finished_document(3)
+    metrics = load_results(FIXTURE_V2).repetitions[0].metrics
+    document = document.model_copy(update={
+        "repetitions": [r.with_metrics(metrics) for r in document.repetitions]})
+    written = json.loads(document.finish("complete").model_dump_json())
+    fixture = json.loads(FIXTURE_V2.read_text())
+    # target and the stall series came later (optional); every other key is the fixture's,
+    # and all of them.
     later = {"target", "repetitions[].agents[].gap_usec",
              *(f"repetitions[].agents[].intervals[].{key}"
                for key in ("p999_usec", "max_usec", "gap_usec"))}
     assert _key_shape(written) - later == _key_shape(fixture)
+
+
+def test_results_json_is_the_v1_shape_plus_metrics() -> None:
+    written = json.loads(finished_document(3).finish("complete").model_dump_json())
+    fixture = json.loads(FIXTURE.read_text())
+    assert _key_shape(written) - {"target", "repetitions[].metrics"} == _key_shape(fixture)
 
 
 def _oversized(relative: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,8 @@ from coordinator.lab.state import LabState, state_from_json, state_to_json
         ({"subnet": "198.18.0.0/28", "clients": 5}, "too small"),
         ({"client_cpu": 0.0}, "at least 0.01"),
         ({"client_cpu": -1.0}, "at least 0.01"),
+        ({"server_cpu": 0.0}, "server cpu must be a fraction of a core of at least 0.01"),
+        ({"server_cpu": True}, "server cpu must be"),
         ({"state_root": Path("relative")}, "absolute"),
         ({"state_root": Path("/srv/100%")}, "sshd configuration cannot name"),
         ({"state_root": Path('/srv/"lab"')}, "sshd configuration cannot name"),
@@ -140,6 +144,10 @@ def test_the_inventory_is_valid_and_labels_the_cpu_quota(client_cpu: float | Non
     expected = {} if client_cpu is None else {"cpu_quota": "0.5"}
     assert [host.labels for host in inventory.clients] == [expected, expected]
     assert inventory.host("server").labels == {}
+    limited = LabSpec(name="demo", clients=1, client_cpu=client_cpu, server_cpu=0.2)
+    limited_inventory = parse_inventory(render_inventory(limited, plan_hosts(limited))).inventory
+    assert limited_inventory.host("server").labels == {"cpu_quota": "0.2"}
+    assert [host.labels for host in limited_inventory.clients] == [expected]
     assert [(s.name, s.host, s.port) for s in inventory.servers] == [("redis", "server", 6379)]
     server = inventory.servers[0]
     assert (server.password, server.password_env) == (None, None)
@@ -182,6 +190,13 @@ def test_the_state_file_round_trips_and_rejects_what_it_does_not_know() -> None:
         cgroups={"client1": Path("/sys/fs/cgroup/cpu/demo-lab/client1")},
     )
     assert state_from_json(state_to_json(state)) == state
+    limited = replace(state, spec=replace(spec, server_cpu=0.5),
+                      cgroups={"server": Path("/sys/fs/cgroup/demo-lab/server")})
+    assert state_from_json(state_to_json(limited)) == limited
+    older = json.loads(state_to_json(state))
+    del older["spec"]["server_cpu"]  # a state written before --server-cpu existed
+    assert state_from_json(json.dumps(older)) == state
+    assert "server cpu 0.5" in limited.spec.describe_difference(spec)
     with pytest.raises(LabError, match="unknown lab state schema_version 99"):
         state_from_json(state_to_json(state).replace('"schema_version": 1', '"schema_version": 99'))
     with pytest.raises(LabError, match="damaged"):

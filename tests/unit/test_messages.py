@@ -27,6 +27,19 @@ from agent.messages import (
     from_text,
     to_text,
 )
+from agent.metrics.model import (
+    INFO_MOMENTS,
+    METRICS_PHASES,
+    CpuShare,
+    InterfaceTraffic,
+    MetricsInterval,
+    MetricsPlan,
+    MetricsReport,
+    ProcessCpu,
+    RedisInfo,
+    RedisTarget,
+    Throttling,
+)
 
 counts = st.integers(min_value=0, max_value=2**63)
 names = st.text(min_size=1, max_size=8)
@@ -60,6 +73,36 @@ reports = st.builds(
     intervals=st.lists(intervals, max_size=4).map(tuple),
 )
 
+cpu_shares = st.builds(CpuShare, *[finite] * 7)
+processes = st.builds(ProcessCpu, st.integers(), st.text(), finite, counts,
+                      st.none() | st.integers(), st.none() | finite)
+metrics_intervals = st.builds(
+    lambda index, phase, start, length, cpu, cores, load, processes, missing: MetricsInterval(
+        index=index, phase=phase, start_ns=start, end_ns=start + length, cpu=cpu, cores=cores,
+        load_average_1m=load, memory_used_bytes=None, memory_available_bytes=1,
+        interfaces={"eth0": InterfaceTraffic(1, 2, 3, 4)}, tcp_retransmits=0, listen_drops=None,
+        listen_overflows=1, context_switches=9,
+        throttling=Throttling("/sys/fs/cgroup/x", "v2", 0.2, 1, 1, 1),
+        load_processes=processes, server_processes=(), missing=missing),
+    st.integers(), st.sampled_from(METRICS_PHASES), st.integers(), counts,
+    st.none() | cpu_shares, st.lists(cpu_shares, max_size=2).map(tuple), st.none() | finite,
+    st.lists(processes, max_size=2).map(tuple), st.dictionaries(names, st.text(), max_size=2),
+)  # fmt: skip
+metrics_reports = st.builds(
+    MetricsReport, interval_ns=st.integers(min_value=1), t0_ns=st.none() | st.integers(),
+    intervals=st.lists(metrics_intervals, max_size=3).map(tuple),
+    redis_info=st.lists(st.builds(RedisInfo, st.sampled_from(INFO_MOMENTS), st.integers(),
+                                  st.dictionaries(names, st.dictionaries(names, st.text()))),
+                        max_size=2).map(tuple),
+    missing=st.dictionaries(names, st.text(), max_size=2),
+)  # fmt: skip
+metrics_plans = st.builds(
+    MetricsPlan, interval_ns=st.integers(min_value=1), warmup_intervals=counts,
+    intervals=st.integers(min_value=1),
+    server_ports=st.lists(st.integers(1, 65535), max_size=2).map(tuple),
+    redis=st.none() | st.builds(RedisTarget, st.text(), st.integers(1, 65535)),
+)  # fmt: skip
+
 
 def _messages() -> list[type]:
     kinds = {Failure, ReadyInfo}
@@ -75,6 +118,10 @@ def instances(kind: type) -> st.SearchStrategy[Any]:
     """Any valid ``kind``; floats finite (NaN is not equal to itself, nor JSON)."""
     if kind is LoadReport:
         return reports
+    if kind is MetricsReport:
+        return metrics_reports
+    if kind is MetricsPlan:
+        return metrics_plans
     hints = typing.get_type_hints(kind)
     floats = {
         name: finite if hint is float else st.none() | finite
@@ -179,6 +226,7 @@ def test_the_method_table_names_each_method_once() -> None:
         "hello", "heartbeat", "clock", "status", "stop", "take_run_lock", "prepare_load",
         "prepared", "start_load", "load_progress", "stop_load", "load_report", "describe",
         "baseline_tools", "start_netserver", "stop_netserver", "start_netperf", "netperf_result",
+        "start_metrics", "align_metrics", "metrics_report",
     }  # fmt: skip
     with pytest.raises(MessageError, match="takes its request as JSON text"):
         api.START_LOAD.parse_request(5)

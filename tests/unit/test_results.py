@@ -41,6 +41,7 @@ from tests.unit.test_stats import command, histogram_of, interval, report
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "results-v1.json"
+FIXTURE_V2 = ROOT / "tests" / "fixtures" / "results-v2.json"
 CREATED = datetime(2026, 11, 25, 14, 30, tzinfo=timezone.utc)
 
 
@@ -101,7 +102,8 @@ def finished_document(repetitions: int = 2) -> ResultsDocument:
 
 def test_the_v1_fixture_loads_and_is_consistent() -> None:
     doc = load_results(FIXTURE)
-    assert doc.schema_version == 1
+    assert doc.schema_version == SCHEMA_VERSION  # read into the current model
+    assert all(repetition.metrics == [] for repetition in doc.repetitions)
     assert doc.status == "complete"
     assert doc.inventory["servers"][0]["password"] == "***"  # type: ignore[call-overload,index]
     params = HistogramParams(
@@ -134,16 +136,49 @@ def test_the_v1_fixture_loads_and_is_consistent() -> None:
 
 
 def test_the_fixture_round_trips_without_loss() -> None:
-    doc = load_results(FIXTURE)
-    # `target` and the stall series came later in version 1: a document without them reads
-    # them as null.
-    expected = {**json.loads(FIXTURE.read_text()), "target": None}
+    doc = load_results(FIXTURE_V2)
+    # `target` and the stall series came later: a document without them reads them as null.
+    expected = {**json.loads(FIXTURE_V2.read_text()), "target": None}
     for repetition in expected["repetitions"]:
         for agent in repetition["agents"]:
             agent["gap_usec"] = None
             for record in agent["intervals"]:
                 record.update(p999_usec=None, max_usec=None, gap_usec=None)
     assert json.loads(doc.model_dump_json()) == expected
+
+
+def test_a_v1_document_reads_as_the_v2_document_without_metrics() -> None:
+    """The v2 fixture is the v1 fixture plus metrics (real sampler output)."""
+    v1, v2 = load_results(FIXTURE), load_results(FIXTURE_V2)
+    assert v1.model_copy(update={
+        "repetitions": [r.with_metrics(w.metrics) for r, w in zip(v1.repetitions, v2.repetitions,
+                                                                   strict=True)],
+    }) == v2  # fmt: skip
+
+
+def test_the_v2_fixture_carries_metrics_per_repetition_per_host_per_interval() -> None:
+    doc = load_results(FIXTURE_V2)
+    for repetition in doc.repetitions:
+        by_host = {metrics.host: metrics for metrics in repetition.metrics}
+        assert sorted(by_host) == ["client1", "client2", "server1"]
+        client, server = by_host["client1"], by_host["server1"]
+        assert [i.index for i in client.intervals][:6] == [-1, 0, 1, 2, 3, 4]
+        assert client.interval(0) is not None
+        hottest = client.intervals[1].hottest_load_process()
+        assert hottest is not None
+        assert hottest.cpu_percent > 0
+        assert server.roles == ["server"]
+        assert server.intervals[1].server_processes[0].name == "redis-server"
+        assert [info.moment for info in server.redis_info] == ["start", "end"]
+        assert server.redis_info[0].sections["server"]["redis_version"]
+
+
+def test_a_v1_document_with_metrics_is_refused(tmp_path: Path) -> None:
+    data = json.loads(FIXTURE_V2.read_text())
+    data["schema_version"] = 1
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"schema_version 1.*metrics.*schema_version 2"):
+        load_results(tmp_path)
 
 
 def test_a_document_written_before_forced_over_existed_still_reads(tmp_path: Path) -> None:
@@ -196,7 +231,7 @@ def fixture_with(**changes: Any) -> str:
         ("[1]", "not a coord results document (no schema_version)"),
         (fixture_with(drop_schema_version=None), "no schema_version"),
         (fixture_with(schema_version=99), "schema_version 99 is not supported (written by a "
-                                          "newer coord); coord 0.1.0 reads 1"),
+                                          "newer coord); coord 0.1.0 reads 1, 2"),
         (fixture_with(schema_version=0), "schema_version 0 is not supported; coord"),
         (fixture_with(schema_version="1"), "schema_version '1' is not supported"),
         (fixture_with(schema_version=True), "schema_version True is not supported"),
@@ -439,7 +474,7 @@ def test_the_json_schema_is_printed_and_describes_the_document(
     assert schema == json.loads(json.dumps(json_schema()))
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["schema_version"]["const"] == 1
+    assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
     fixture = json.loads(FIXTURE.read_text())
     assert set(schema["required"]) <= set(fixture) <= set(schema["properties"])
     assert "µs" in schema["$defs"]["Latency"]["properties"]["p99"]["description"]

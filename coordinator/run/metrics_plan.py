@@ -1,0 +1,35 @@
+"""What each host's sampler is asked to watch (``start_metrics``). Pure: no I/O.
+
+Every host samples on the load's timeline. A host that runs a target server also watches the
+server's processes (by their listening port) and takes Redis INFO from the run's target at the
+start and the end of every repetition, at the data address the clients use.
+"""
+
+from __future__ import annotations
+
+from agent.drivers.spec import Timeline
+from agent.metrics.model import MetricsPlan, RedisTarget
+from coordinator.inventory.schema import Host, Inventory
+from coordinator.run.loadspec import target_of
+
+
+def metrics_plan(inventory: Inventory, host: Host, timeline: Timeline,
+                 password: str | None) -> MetricsPlan:
+    ports = tuple(sorted({server.port for server in inventory.servers
+                          if server.host == host.name}))
+    target = target_of(inventory)
+    redis = None
+    if target.host == host.name:
+        redis = RedisTarget(address=inventory.data_address(target), port=target.port,
+                            password=password, username=target.username,
+                            tls=target.tls is not None)
+    return MetricsPlan(interval_ns=timeline.interval_ns,
+                       warmup_intervals=timeline.warmup_intervals,
+                       intervals=timeline.intervals, server_ports=ports, redis=redis)
+
+
+def host_roles(inventory: Inventory, host: Host) -> list[str]:
+    """``client`` and/or ``server``, as the metrics record them."""
+    servers = {server.name for server in inventory.server_hosts}
+    roles = ["client"] if "client" in host.roles else []
+    return [*roles, "server"] if host.name in servers else roles

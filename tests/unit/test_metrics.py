@@ -1,0 +1,296 @@
+"""The agent's metrics sampler (agent/metrics/) and their stored form (coordinator/core/metrics).
+
+Parsers and deltas are pure and tested on /proc texts; the sampler runs for real on this host
+(its own /proc), watching real processes that exit under it; cgroup hierarchies are built in a
+temporary directory (v1 and v2 files as the kernel writes them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent import messages
+from agent.metrics import cgroup, procfs
+from agent.metrics.deltas import HostSnapshot, cpu_share, interval_between
+from agent.metrics.model import MetricsPlan, MetricsReport
+from agent.metrics.sampler import MetricsSampler, Snapshotter
+from agent.metrics.server import parse_info
+from coordinator.core.metrics import host_metrics, unsampled
+from coordinator.inventory.schema import Inventory
+from coordinator.run.loadspec import phases
+from coordinator.run.metrics_plan import host_roles, metrics_plan
+from tests.helpers import poll_until, process_gone
+
+STAT = """cpu  100 5 50 800 10 1 4 30 0 0
+cpu0 50 5 25 400 5 1 2 12 0 0
+cpu1 50 0 25 400 5 0 2 18 0 0
+intr 1 2 3
+ctxt 12345
+btime 1
+"""
+NET_DEV = (
+    "Inter-|   Receive                                  |  Transmit\n"
+    " face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo"
+    " colls carrier compressed\n"
+    "    lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0\n"
+    "  eth0: 5000000 4000 0 0 0 0 0 0 2000000 3000 0 0 0 0 0 0\n"
+)
+SNMP = """Ip: Forwarding DefaultTTL
+Ip: 1 64
+Tcp: RtoAlgorithm ActiveOpens RetransSegs InErrs
+Tcp: 1 20 7 0
+"""
+NETSTAT = """TcpExt: SyncookiesSent ListenOverflows ListenDrops
+TcpExt: 0 2 3
+IpExt: InNoRoutes
+IpExt: 0
+"""
+
+
+def test_proc_texts_are_read_into_counters() -> None:
+    stat = procfs.parse_stat(STAT)
+    assert stat.total.user == 100 and stat.total.steal == 30 and len(stat.cores) == 2
+    assert stat.context_switches == 12345
+    assert procfs.parse_net_dev(NET_DEV)["eth0"] == procfs.Interface(5000000, 4000, 2000000, 3000)
+    assert procfs.tcp_counters(SNMP, NETSTAT) == procfs.TcpCounters(7, 3, 2)
+    memory = procfs.parse_meminfo("MemTotal: 1000 kB\nMemFree: 10 kB\nMemAvailable: 600 kB\n")
+    assert memory == procfs.Memory(1024000, 614400)
+    assert procfs.parse_loadavg("0.52 0.40 0.30 1/100 42\n") == 0.52
+
+
+def test_a_process_name_with_spaces_and_parentheses_is_read() -> None:
+    line = "42 (my (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0 1"
+    assert procfs.parse_process_stat(line) == ("my (odd) name", 280)
+
+
+def test_redis_info_text_is_read_by_section() -> None:
+    text = "# Server\r\nredis_version:7.0.15\r\nprocess_id:12\r\n\r\n# Commandstats\r\n" \
+           "cmdstat_get:calls=3,usec=5,usec_per_call=1.67\r\n"
+    assert parse_info(text) == {
+        "server": {"redis_version": "7.0.15", "process_id": "12"},
+        "commandstats": {"cmdstat_get": "calls=3,usec=5,usec_per_call=1.67"},
+    }
+
+
+ticks = st.integers(min_value=0, max_value=10**6)
+
+
+@given(st.lists(ticks, min_size=8, max_size=8), st.lists(ticks, min_size=8, max_size=8))
+def test_cpu_shares_are_percentages_of_the_elapsed_ticks(a: list[int], b: list[int]) -> None:
+    before = procfs.CpuTicks(*a)
+    after = procfs.CpuTicks(*[x + y for x, y in zip(a, b, strict=True)])
+    share = cpu_share(before, after)
+    parts = [share.user, share.system, share.irq, share.softirq, share.steal, share.iowait,
+             share.idle]
+    assert all(0.0 <= part <= 100.0 + 1e-9 for part in parts)
+    assert sum(parts) == pytest.approx(100.0 if sum(b) else 0.0)
+    assert 0.0 <= share.busy <= 100.0
+
+
+def snapshot(time_ns: int, user: int, idle: int, **parts: object) -> HostSnapshot:
+    stat = procfs.SystemStat(procfs.CpuTicks(user, 0, 0, idle, 0, 0, 0, 0), (), 10)
+    return HostSnapshot(time_ns=time_ns, stat=stat, **parts)  # type: ignore[arg-type]
+
+
+def test_an_interval_is_the_difference_of_its_snapshots() -> None:
+    thread = {7: 100, 8: 5}
+    load_before = {7: procfs.ProcessTicks(7, "load", 105, thread)}
+    load_after = {7: procfs.ProcessTicks(7, "load", 205, {7: 195, 8: 10})}
+    quota = cgroup.QuotaCgroup(Path("/sys/fs/cgroup/coord/c1"), "v2", 0.2)
+    interval = interval_between(
+        snapshot(0, 0, 1000, load_processes=load_before,
+                 throttle=cgroup.ThrottleCounters(10, 2, 1000)),
+        snapshot(1_000_000_000, 500, 1500, load_processes=load_after,
+                 throttle=cgroup.ThrottleCounters(20, 9, 61000)),
+        index=3, phase="measure", ticks_per_second=100, quota=quota)  # fmt: skip
+    assert interval.cpu is not None and interval.cpu.user == 50.0
+    (process,) = interval.load_processes
+    assert process.cpu_percent == 100.0
+    assert (process.hottest_thread, process.hottest_thread_percent) == (7, 95.0)
+    assert interval.throttling is not None
+    assert (interval.throttling.throttled_periods, interval.throttling.throttled_usec) == (7, 60000)
+    assert interval.missing == {"interfaces": "not read", "tcp": "not read",
+                                "memory": "not read", "load_average": "not read"}
+
+
+def test_a_part_that_could_not_be_read_is_missing_with_its_reason() -> None:
+    before = HostSnapshot(time_ns=0, problems={"stat": "PermissionError: /proc/stat"})
+    after = HostSnapshot(time_ns=1, load_processes={1: procfs.ProcessTicks(1, "x", 0, {})})
+    interval = interval_between(before, after, index=0, phase="warmup", ticks_per_second=100,
+                                quota=None)
+    assert interval.cpu is None
+    assert interval.missing["cpu"] == "PermissionError: /proc/stat"
+    assert interval.missing["load_processes.started"] == "process(es) 1 started"
+    assert interval.throttling is None and "throttling" not in interval.missing
+
+
+def cgroup_tree(tmp_path: Path, version: str, quota: str | None) -> tuple[Path, Path, Path]:
+    """A cgroup hierarchy with this process in ``/lab/c1``: (own, mounts, mount)."""
+    mount = tmp_path / "cgroup"
+    leaf = mount / "lab" / "c1"
+    leaf.mkdir(parents=True)
+    own, mounts = tmp_path / "own", tmp_path / "mounts"
+    if version == "v2":
+        (mount / "cgroup.controllers").write_text("cpu io memory\n")
+        own.write_text("0::/lab/c1\n")
+        mounts.write_text("")
+        (leaf / "cpu.max").write_text("max 100000\n")
+        (mount / "lab" / "cpu.max").write_text(f"{quota or 'max'} 100000\n")
+        (leaf / "cpu.stat").write_text("usage_usec 5\nnr_periods 40\nnr_throttled 12\n"
+                                       "throttled_usec 3000\n")
+    else:
+        own.write_text("5:cpu,cpuacct:/lab/c1\n4:memory:/lab/c1\n")
+        mounts.write_text(f"cgroup {mount} cgroup rw,nosuid,cpu,cpuacct 0 0\n")
+        for directory in (leaf, mount / "lab"):
+            (directory / "cpu.cfs_quota_us").write_text("-1\n")
+            (directory / "cpu.cfs_period_us").write_text("100000\n")
+        if quota is not None:
+            (leaf / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+        (leaf / "cpu.stat").write_text("nr_periods 40\nnr_throttled 12\nthrottled_time 3000000\n")
+    return own, mounts, mount
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_closest_cgroup_with_a_quota_is_found_and_its_throttling_read(
+    tmp_path: Path, version: str
+) -> None:
+    own, mounts, mount = cgroup_tree(tmp_path, version, "20000")
+    found = cgroup.find_quota_cgroup(own, mounts, mount)
+    assert found is not None
+    assert (found.version, found.quota_cores) == (version, 0.2)
+    expected = mount / "lab" if version == "v2" else mount / "lab" / "c1"
+    assert found.path == expected
+    if version == "v1":
+        assert cgroup.read_throttling(found) == cgroup.ThrottleCounters(40, 12, 3000)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_host_without_a_cpu_quota_has_nothing_to_throttle(tmp_path: Path, version: str) -> None:
+    own, mounts, mount = cgroup_tree(tmp_path, version, None)
+    assert cgroup.find_quota_cgroup(own, mounts, mount) is None
+    assert cgroup.find_quota_cgroup(tmp_path / "absent", mounts, mount) is None
+
+
+def test_a_cgroup_without_its_filesystem_is_said_to_be_unseen(tmp_path: Path) -> None:
+    own, mounts, mount = cgroup_tree(tmp_path, "v1", "20000")
+    assert cgroup.unseen_cgroup(own, mounts, mount) is None  # mounted: readable
+    mounts.write_text("sysfs /sys sysfs rw 0 0\n")  # what `ip netns exec` leaves
+    assert cgroup.find_quota_cgroup(own, mounts, mount) is None
+    reason = cgroup.unseen_cgroup(own, mounts, mount)
+    assert reason is not None and "cgroup cpu,cpuacct:/lab/c1" in reason
+    own.write_text("1:cpu:/\n0::/\n")
+    assert cgroup.unseen_cgroup(own, mounts, mount) is None  # the root cgroup: no quota
+
+
+def busy_process() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run_sampler(sampler: MetricsSampler, until: int) -> MetricsReport:
+    """Sample until ``until`` intervals are in, then finish."""
+    sampler.start()
+    sampler.align(time.time_ns() + 300_000_000)  # T0 ahead, as the coordinator chooses it
+    poll_until(lambda: len(sampler._intervals) >= until, 60, f"{until} intervals sampled")
+    return sampler.finish()
+
+
+def test_the_sampler_keeps_going_when_a_watched_process_exits(tmp_path: Path) -> None:
+    doomed, lasting = busy_process(), busy_process()
+    plan = MetricsPlan(interval_ns=50_000_000, warmup_intervals=1, intervals=100)
+    sampler = MetricsSampler(plan, find_load_pids=lambda: {doomed.pid, lasting.pid})
+    try:
+        sampler.start()
+        sampler.align(time.time_ns())
+        poll_until(lambda: len(sampler._intervals) >= 3, 60, "3 intervals")
+        doomed.kill()
+        doomed.wait()
+        poll_until(lambda: process_gone(doomed.pid), 30, "the watched process to go")
+        count = len(sampler._intervals)
+        poll_until(lambda: len(sampler._intervals) >= count + 3, 60, "3 more intervals")
+        report = sampler.finish()
+    finally:
+        lasting.kill()
+        lasting.wait()
+    assert "sampler" not in report.missing
+    exits = [i for i in report.intervals if "load_processes.exited" in i.missing]
+    assert len(exits) == 1 and str(doomed.pid) in exits[0].missing["load_processes.exited"]
+    after = report.intervals[-2]
+    assert [p.pid for p in after.load_processes] == [lasting.pid]
+    assert any(p.cpu_percent > 0 for i in report.intervals for p in i.load_processes)
+
+
+def test_the_sampler_on_a_host_without_a_quota_records_no_throttling() -> None:
+    plan = MetricsPlan(interval_ns=20_000_000, warmup_intervals=0, intervals=3)
+    sampler = MetricsSampler(plan, snapshotter=Snapshotter(quota=None),
+                             find_load_pids=set)
+    report = run_sampler(sampler, 4)
+    assert report.missing == {}
+    assert [i.index for i in report.intervals][:4] == [-1, 0, 1, 2]
+    assert all(i.throttling is None and "throttling" not in i.missing for i in report.intervals)
+    assert all(i.cpu is not None and i.cores for i in report.intervals)
+    assert messages.from_text(MetricsReport, messages.to_text(report)) == report
+
+
+class BrokenSnapshotter(Snapshotter):
+    def __init__(self) -> None:
+        super().__init__(quota=None)
+        self.reads = 0
+
+    def read(self) -> HostSnapshot:
+        self.reads += 1
+        if self.reads > 2:
+            raise RuntimeError("broken reader")
+        return super().read()
+
+
+def test_a_sampler_failure_is_recorded_not_raised() -> None:
+    plan = MetricsPlan(interval_ns=20_000_000, warmup_intervals=0, intervals=3)
+    broken = BrokenSnapshotter()
+    sampler = MetricsSampler(plan, snapshotter=broken, find_load_pids=set)
+    sampler.start()
+    sampler.align(time.time_ns())
+    poll_until(lambda: broken.reads > 2, 30, "the reader to break")
+    report = sampler.finish()
+    assert report.missing["sampler"] == "sampling stopped: RuntimeError: broken reader"
+    assert report.missing["last_interval"].startswith("RuntimeError: broken reader")
+    assert len(report.intervals) == 1
+
+
+def test_the_report_is_stored_per_host_per_interval() -> None:
+    plan = MetricsPlan(interval_ns=20_000_000, warmup_intervals=1, intervals=2)
+    report = run_sampler(MetricsSampler(plan, snapshotter=Snapshotter(quota=None),
+                                        find_load_pids=set), 3)
+    stored = host_metrics("client1", ["client"], report)
+    assert stored.interval_ms == 20.0
+    assert [i.phase for i in stored.intervals][:3] == ["before", "warmup", "measure"]
+    first = stored.interval(0)
+    assert first is not None and first.cpu is not None
+    assert first.cpu.busy == pytest.approx(100 - first.cpu.idle - first.cpu.iowait)
+    assert unsampled("server1", ["server"], 10**9, "no agent").missing == {"all": "no agent"}
+
+
+def test_the_server_host_watches_the_target_and_clients_only_their_load() -> None:
+    inventory = Inventory.model_validate({
+        "name": "lab",
+        "hosts": [{"name": "s1", "address": "198.18.0.2", "roles": ["server"]},
+                  {"name": "c1", "address": "198.18.0.3", "roles": ["client"]}],
+        "servers": [{"name": "redis", "host": "s1", "port": 6390, "password": "pw"}],
+    })  # fmt: skip
+    server, client = inventory.hosts
+    timeline = phases(inventory)
+    plan = metrics_plan(inventory, server, timeline, "pw")
+    assert plan.server_ports == (6390,)
+    assert plan.redis is not None and (plan.redis.address, plan.redis.password) == ("198.18.0.2",
+                                                                                    "pw")
+    assert "pw" not in repr(plan)
+    assert metrics_plan(inventory, client, timeline, "pw") == MetricsPlan(
+        timeline.interval_ns, timeline.warmup_intervals, timeline.intervals)
+    assert (host_roles(inventory, server), host_roles(inventory, client)) == (["server"],
+                                                                              ["client"])
