@@ -63,14 +63,25 @@ class Target:
         }
 
 
+#: How load processes wait for T0 (agent.drivers.kit.timed; measured in docs/methodology.md).
+SPIN: Final = "spin"
+SLEEP_SPIN: Final = "sleep-spin"
+SLEEP: Final = "sleep"
+START_WAITS: Final = (SPIN, SLEEP_SPIN, SLEEP)
+#: The way every run waits; the others exist for bench/bench_start_skew.py.
+DEFAULT_START_WAIT: Final = SLEEP_SPIN
+
+
 @dataclass(frozen=True)
 class Timeline:
     """Intervals counted from T0: ``warmup_intervals`` of warm-up, then ``measure_intervals``
-    of measure. Interval ``k`` covers ``[t0 + k * interval_ns, t0 + (k + 1) * interval_ns)``."""
+    of measure. Interval ``k`` covers ``[t0 + k * interval_ns, t0 + (k + 1) * interval_ns)``.
+    ``start_wait`` is how load processes wait for T0 (one of :data:`START_WAITS`)."""
 
     interval_ns: int
     warmup_intervals: int
     measure_intervals: int
+    start_wait: str = DEFAULT_START_WAIT
 
     @property
     def intervals(self) -> int:
@@ -88,12 +99,15 @@ class Timeline:
     def phase(self, index: int) -> str:
         return "warmup" if index < self.warmup_intervals else "measure"
 
-    def to_json(self) -> dict[str, int]:
-        return {
+    def to_json(self) -> dict[str, int | str]:
+        fields: dict[str, int | str] = {
             "interval_ns": self.interval_ns,
             "warmup_intervals": self.warmup_intervals,
             "measure_intervals": self.measure_intervals,
         }
+        if self.start_wait != DEFAULT_START_WAIT:  # only a benchmark asks for another
+            fields["start_wait"] = self.start_wait
+        return fields
 
     @classmethod
     def from_json(cls, fields: Mapping[str, Any]) -> Timeline:
@@ -102,7 +116,12 @@ class Timeline:
             interval_ns=reader.integer("interval_ns", minimum=1, maximum=MAX_INTERVAL_NS),
             warmup_intervals=reader.integer("warmup_intervals", minimum=0),
             measure_intervals=reader.integer("measure_intervals", minimum=1),
+            start_wait=(reader.text("start_wait") if reader.has("start_wait")
+                        else DEFAULT_START_WAIT),
         )
+        if timeline.start_wait not in START_WAITS:
+            raise DriverError(KIND_CONFIG, f"spec.timeline.start_wait: {timeline.start_wait!r} "
+                              f"is not one of {', '.join(START_WAITS)}")
         reader.no_more()
         return timeline
 

@@ -402,7 +402,9 @@ def _merge(state: RepetitionState) -> None:
     state.repetition = stats.repetition_figures(
         state.reports, stats.common_window(state.reports), index=state.index + 1,
         started=datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc),
-        start_skew_ns=stats.start_skew_ns(state.reports, clocks))
+        start_skew_ns=stats.start_skew_ns(state.reports, clocks),
+        start_skew_uncertainty_ns=stats.start_skew_uncertainty_ns(state.reports, clocks),
+        first_request_spread_ns=stats.first_request_spread_ns(state.reports))
 
 
 def _judge(state: RepetitionState) -> None:

@@ -135,9 +135,12 @@ def test_the_v1_fixture_loads_and_is_consistent() -> None:
 
 def test_the_fixture_round_trips_without_loss() -> None:
     doc = load_results(FIXTURE)
-    # `target` came later in version 1: a document without it reads as target null.
-    assert json.loads(doc.model_dump_json()) == {**json.loads(FIXTURE.read_text()),
-                                                 "target": None}
+    # `target` came later in version 1: a document without it reads as target null; so did
+    # the start skew's uncertainty and the first-request spread of each repetition.
+    fixture = json.loads(FIXTURE.read_text())
+    later = {"start_skew_uncertainty_usec": None, "first_request_spread_usec": None}
+    fixture["repetitions"] = [{**rep, **later} for rep in fixture["repetitions"]]
+    assert json.loads(doc.model_dump_json()) == {**fixture, "target": None}
 
 
 def test_a_document_written_before_forced_over_existed_still_reads(tmp_path: Path) -> None:
