@@ -12,14 +12,15 @@ clock passes :attr:`IntervalGrid.boundary`. What a load process tells the agent:
 ``first_send_ns`` is the instant (agent clock) the process's first request was sent: read as
 each connection's first ``send`` returned, the earliest of them; ``first_spread_ns`` the latest
 of those minus the earliest. That, not the end of the wait for T0, is when the load started.
+``reason`` is ``completed`` (the planned end) or ``stopped`` (the agent said stop: the interval
+in progress is reported incomplete).
 
 Waiting for T0 (:data:`START_WAITS`, chosen by :attr:`Timeline.start_wait`; figures of each in
 docs/methodology.md): ``spin`` sleeps until 2 ms before T0, then spins on the clock;
 ``sleep-spin`` sleeps (absolute ``clock_nanosleep`` on ``CLOCK_REALTIME``, timer slack
 lowered to 1 ns) until 100 µs before T0, then spins; ``sleep`` sleeps to T0 itself. A spin
 holds a core: with more load processes than free cores, spinning processes delay each other.
-``reason`` is ``completed`` (the planned end) or ``stopped`` (the agent said stop: the interval
-in progress is reported incomplete).
+The sleeps listen for a stop from the agent until 20 ms before T0, not in those last 20 ms.
 """
 
 from __future__ import annotations
