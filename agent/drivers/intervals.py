@@ -28,6 +28,7 @@ reader of :mod:`agent.messages`)::
 
     {"format": 1, "driver": "builtin", "t0_ns": int, "started_ns": int,
      "start_spread_ns": int, "stopped_ns": int, "interval_ns": int,
+     "first_request_spread_ns": int,
      "warmup_intervals": int, "measure_intervals": int,
      "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
      "processes": int, "connections": int,
@@ -37,8 +38,12 @@ reader of :mod:`agent.messages`)::
                     "bytes_received": int, "overflow": int, "gap_usec": int}],
      "format": 1}
 
-``started_ns`` is the earliest first send of any load process and ``start_spread_ns`` the
-latest minus the earliest; ``stopped_ns`` when the last one stopped; all in the agent's clock.
+A load process's start is the instant its first request was sent (its connections' first
+``send`` calls returned, the earliest of them: agent.drivers.kit.timed). ``started_ns`` is the
+earliest start of any load process and ``start_spread_ns`` the latest minus the earliest;
+``first_request_spread_ns`` the latest first request of any connection minus ``started_ns``
+(so at least ``start_spread_ns``); ``stopped_ns`` when the last one stopped; all in the agent's
+clock.
 The report's errors by type are the sum of its intervals' (:attr:`LoadReport.errors`).
 """
 
@@ -171,6 +176,7 @@ class LoadReport:
     processes: int
     connections: int
     intervals: tuple[IntervalData, ...]
+    first_request_spread_ns: int = 0
 
     format: int = REPORT_FORMAT
 
@@ -181,6 +187,7 @@ class LoadReport:
             raise ValueError(f"interval_ns must be > 0, got {self.interval_ns}")
         _counts(
             start_spread_ns=self.start_spread_ns,
+            first_request_spread_ns=self.first_request_spread_ns,
             warmup_intervals=self.warmup_intervals,
             measure_intervals=self.measure_intervals,
         )

@@ -153,8 +153,8 @@ class RespConnections:
         self._timers: list[Connection] = []
         self._buffer = bytearray(RECV_SIZE)
 
-    def _send_batch(self, conn: Connection, now: int) -> None:
-        """Send ``conn`` its next batch (the load's business)."""
+    def _send_batch(self, conn: Connection, now: int) -> bool:
+        """Send ``conn`` its next batch (the load's business); whether any of it went out."""
         raise NotImplementedError
 
     def open_all(self) -> None:

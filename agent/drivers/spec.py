@@ -70,17 +70,28 @@ class Target:
         }
 
 
+#: How load processes wait for T0 (agent.drivers.kit.timed; measured in docs/methodology.md).
+SPIN: Final = "spin"
+SLEEP_SPIN: Final = "sleep-spin"
+SLEEP: Final = "sleep"
+START_WAITS: Final = (SPIN, SLEEP_SPIN, SLEEP)
+#: The way every run waits; the others exist for bench/bench_start_skew.py.
+DEFAULT_START_WAIT: Final = SLEEP_SPIN
+
+
 @dataclass(frozen=True)
 class Timeline:
     """Intervals counted from T0: ``warmup_intervals`` of warm-up, then ``measure_intervals``
     of measure. Interval ``k`` covers ``[t0 + k * interval_ns, t0 + (k + 1) * interval_ns)``.
     ``drain_ns``: at the planned end, how long the load may wait for the replies still in
-    flight (they count in the last interval; those that never come are ``timeout`` errors)."""
+    flight (they count in the last interval; those that never come are ``timeout`` errors).
+    ``start_wait`` is how load processes wait for T0 (one of :data:`START_WAITS`)."""
 
     interval_ns: int
     warmup_intervals: int
     measure_intervals: int
     drain_ns: int = DEFAULT_DRAIN_NS
+    start_wait: str = DEFAULT_START_WAIT
 
     @property
     def intervals(self) -> int:
@@ -102,13 +113,16 @@ class Timeline:
     def phase(self, index: int) -> str:
         return "warmup" if index < self.warmup_intervals else "measure"
 
-    def to_json(self) -> dict[str, int]:
-        return {
+    def to_json(self) -> dict[str, int | str]:
+        fields: dict[str, int | str] = {
             "interval_ns": self.interval_ns,
             "warmup_intervals": self.warmup_intervals,
             "measure_intervals": self.measure_intervals,
             "drain_ns": self.drain_ns,
         }
+        if self.start_wait != DEFAULT_START_WAIT:  # only a benchmark asks for another
+            fields["start_wait"] = self.start_wait
+        return fields
 
     @classmethod
     def from_json(cls, fields: Mapping[str, Any]) -> Timeline:
@@ -119,7 +133,12 @@ class Timeline:
             measure_intervals=reader.integer("measure_intervals", minimum=1),
             drain_ns=(reader.integer("drain_ns", minimum=0, maximum=MAX_DRAIN_NS)
                       if reader.has("drain_ns") else DEFAULT_DRAIN_NS),
+            start_wait=(reader.text("start_wait") if reader.has("start_wait")
+                        else DEFAULT_START_WAIT),
         )
+        if timeline.start_wait not in START_WAITS:
+            raise DriverError(KIND_CONFIG, f"spec.timeline.start_wait: {timeline.start_wait!r} "
+                              f"is not one of {', '.join(START_WAITS)}")
         reader.no_more()
         return timeline
 

@@ -158,6 +158,7 @@ class Worker(RespConnections):
             first, end = self.config.preload
             self._preload(self.connections[0], first, end)
         self.set_nonblocking()
+        self._open_poller(self.channel.fileno())  # set-up done before T0, not at it
         return len(self.connections)
 
     def _preload(self, conn: Connection, first: int, end: int) -> None:
@@ -181,12 +182,14 @@ class Worker(RespConnections):
     def run_at(self, t0_ns: int) -> None:
         run_timed(self.channel, self.config.timeline, t0_ns, self)
 
-    def begin(self, grid: IntervalGrid) -> None:
-        """Every ready connection sends its first batch."""
-        self._open_poller(self.channel.fileno())
+    def begin(self, grid: IntervalGrid) -> list[int]:
+        """Every ready connection sends its first batch; the instant each ``send`` returned,
+        for those that sent (the poller was set up by :meth:`prepare`, before T0)."""
+        sent_at: list[int] = []
         for conn in self.connections:
-            if conn.state == READY:
-                self._send_batch(conn, time.perf_counter_ns())
+            if conn.state == READY and self._send_batch(conn, time.perf_counter_ns()):
+                sent_at.append(time.time_ns())
+        return sent_at
 
     def loop(self, grid: IntervalGrid) -> str:  # noqa: PLR0912, PLR0915
         """The event loop; returns why it ended: ``completed`` or ``stopped``.
@@ -332,8 +335,8 @@ class Worker(RespConnections):
             self.recorder.count_error(error_type(str(reply)))
         return counts
 
-    def _send_batch(self, conn: Connection, now: int) -> None:
-        """The first batch of a connection that became ready (its reply gaps start here)."""
+    def _send_batch(self, conn: Connection, now: int) -> bool:
+        """Send ``conn`` a new batch (its reply gaps start here); whether any of it went out."""
         batch = self.mix.next_batch()
         conn.batch = batch
         conn.received = 0
@@ -344,10 +347,11 @@ class Worker(RespConnections):
             sent = 0
         except OSError:
             self._fail(conn)
-            return
+            return False
         self.recorder.bytes_sent += sent
         if sent < len(batch.payload):
             self._pend(conn, batch.payload[sent:])
+        return sent > 0
 
     def _pend(self, conn: Connection, rest: bytes) -> None:
         """Keep what the socket did not take; send it when it becomes writable."""

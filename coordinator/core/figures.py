@@ -271,7 +271,18 @@ class Repetition(Model):
     started: UTCTime = Field(description="T0, the common start instant (UTC, ISO 8601)")
     start_skew_usec: NonNegativeFloat = Field(
         description="achieved start skew across agents, µs: latest start (plus that agent's "
-        "own process spread) minus earliest, in the coordinator's clock"
+        "own process spread) minus earliest, in the coordinator's clock; a load process "
+        "starts when its first request is sent"
+    )
+    start_skew_uncertainty_usec: NonNegativeFloat | None = Field(
+        default=None,
+        description="the true skew is within start_skew_usec ± this, µs: the sum of the two "
+        "largest clock offset uncertainties (null in documents from before it was recorded)",
+    )
+    first_request_spread_usec: NonNegativeFloat | None = Field(
+        default=None,
+        description="largest, over agents, of its last connection's first request minus its "
+        "first, µs, in the agent's clock (null in documents from before it was recorded)",
     )
     window: Window = Field(description="the common measurement window")
     count: Count = Field(description="non-error replies counted, all agents and commands")

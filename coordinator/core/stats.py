@@ -72,9 +72,11 @@ def common_window(reports: Sequence[AgentReport]) -> list[int]:
 def start_skew_ns(reports: Sequence[AgentReport], clocks: Mapping[str, ClockEstimate]) -> int:
     """How far apart the agents started, in the coordinator's clock, ns (0 without reports).
 
-    Each agent's start runs from ``started_ns`` to ``started_ns + start_spread_ns`` (its own
-    processes' spread) in its clock, moved to the coordinator's with its offset estimate; the
-    skew is the latest end minus the earliest start. ``ValueError`` for a host without clock.
+    A load process starts when its first request is sent (the agent reads its clock as the
+    ``send`` returns). Each agent's start runs from ``started_ns`` (its earliest process) to
+    ``started_ns + start_spread_ns`` (its latest) in its clock, moved to the coordinator's with
+    its offset estimate; the skew is the latest end minus the earliest start. Within
+    :func:`start_skew_uncertainty_ns` of the truth. ``ValueError`` for a host without clock.
     """
     starts: list[int] = []
     ends: list[int] = []
@@ -87,11 +89,40 @@ def start_skew_ns(reports: Sequence[AgentReport], clocks: Mapping[str, ClockEsti
     return max(ends) - min(starts) if reports else 0
 
 
+def start_skew_uncertainty_ns(reports: Sequence[AgentReport],
+                              clocks: Mapping[str, ClockEstimate]) -> int:
+    """How far :func:`start_skew_ns` may be from the true skew, ns: the sum of the two largest
+    offset uncertainties among the agents (0 for one agent: its skew is read on one clock).
+
+    The skew is a difference of two instants, each moved by its own agent's offset estimate,
+    and each estimate is within its uncertainty of the truth, independently: so the
+    difference is within the sum of the two, never more (the largest alone is no bound).
+    ``ValueError`` for a host without clock.
+    """
+    missing = [report.host for report in reports if report.host not in clocks]
+    if missing:
+        raise ValueError(f"no clock estimate for {missing[0]}")
+    if len({report.host for report in reports}) < 2:
+        return 0
+    largest = sorted((clocks[report.host].uncertainty_ns for report in reports), reverse=True)
+    return largest[0] + largest[1]
+
+
+def first_request_spread_ns(reports: Sequence[AgentReport]) -> int:
+    """The largest, over agents, of the time between its first and its last connection's
+    first request, ns (read on the agent's one clock: no offset involved)."""
+    return max((report.first_request_spread_ns for report in reports), default=0)
+
+
 def error_rate(errors: int, requests: int) -> float:
     """``errors / requests``, at most 1; 1 when errors happened and no request finished."""
     if requests <= 0:
         return 1.0 if errors > 0 else 0.0
     return min(1.0, errors / requests)
+
+
+def _usec(ns: int | None) -> float | None:
+    return ns / 1000 if ns is not None else None
 
 
 @dataclass
@@ -191,6 +222,8 @@ def repetition_figures(
     index: int = 1,
     started: datetime | None = None,
     start_skew_ns: int = 0,
+    start_skew_uncertainty_ns: int | None = None,
+    first_request_spread_ns: int | None = None,
 ) -> Repetition:
     """Repetition ``index``: every agent's and command's histograms merged over ``window``.
 
@@ -221,6 +254,8 @@ def repetition_figures(
         index=index,
         started=(started or datetime.fromtimestamp(0, timezone.utc)).astimezone(timezone.utc),
         start_skew_usec=start_skew_ns / 1000,
+        start_skew_uncertainty_usec=_usec(start_skew_uncertainty_ns),
+        first_request_spread_usec=_usec(first_request_spread_ns),
         window=Window.of(window, interval_s),
         count=count,
         requests=requests,

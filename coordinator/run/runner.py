@@ -525,7 +525,10 @@ def _merge(state: RepetitionState) -> None:
     state.repetition = stats.repetition_figures(
         state.reports, stats.common_window(state.reports), index=state.index + 1,
         started=datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc),
-        start_skew_ns=stats.start_skew_ns(state.reports, clocks)).with_metrics(state.metrics)
+        start_skew_ns=stats.start_skew_ns(state.reports, clocks),
+        start_skew_uncertainty_ns=stats.start_skew_uncertainty_ns(state.reports, clocks),
+        first_request_spread_ns=stats.first_request_spread_ns(state.reports),
+    ).with_metrics(state.metrics)
 
 
 def _judge(state: RepetitionState) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 
@@ -15,8 +16,9 @@ from hypothesis import strategies as st
 
 from agent.drivers import DRIVERS
 from agent.drivers.base import LoadState, Prepared
-from agent.drivers.kit.timed import IntervalGrid
-from agent.drivers.spec import Timeline, parse_spec
+from agent.drivers.channel import Channel
+from agent.drivers.kit.timed import IntervalGrid, wait_for_t0
+from agent.drivers.spec import START_WAITS, Timeline, parse_spec
 from agent.messages import MessageError, decode, encode
 from coordinator.run.loadspec import SPEC_PARAMS
 from tests.helpers import poll_until
@@ -126,3 +128,15 @@ def test_a_stopped_kit_load_reports_its_last_interval_incomplete(driver: TickDri
         (interval.index, interval.complete) for interval in report.intervals]
     driver.close()
     poll_until(lambda: gone(pids), DEADLINE, "the load processes to exit")
+
+
+@pytest.mark.parametrize("how", START_WAITS)
+def test_each_start_wait_returns_at_t0_or_after_and_yields_to_a_stop(how: str) -> None:
+    agent_end, load_end = socket.socketpair()
+    with agent_end, load_end:
+        channel = Channel(load_end)
+        t0_ns = time.time_ns() + 30_000_000
+        assert wait_for_t0(channel, t0_ns, how)
+        assert time.time_ns() >= t0_ns
+        Channel(agent_end).send({"type": "stop"})
+        assert not wait_for_t0(channel, time.time_ns() + 3600 * 10**9, how)

@@ -114,6 +114,7 @@ def test_results_json_keeps_the_v2_shape() -> None:
     # target and the stall series came later (optional); every other key is the fixture's,
     # and all of them.
     later = {"target", "repetitions[].agents[].gap_usec",
+             "repetitions[].start_skew_uncertainty_usec", "repetitions[].first_request_spread_usec",
              *(f"repetitions[].agents[].intervals[].{key}"
                for key in ("p999_usec", "max_usec", "gap_usec"))}
     assert _key_shape(written) - later == _key_shape(fixture)
@@ -122,7 +123,11 @@ def test_results_json_keeps_the_v2_shape() -> None:
 def test_results_json_is_the_v1_shape_plus_metrics() -> None:
     written = json.loads(finished_document(3).finish("complete").model_dump_json())
     fixture = json.loads(FIXTURE.read_text())
-    assert _key_shape(written) - {"target", "repetitions[].metrics"} == _key_shape(fixture)
+    # target, the metrics and the start skew's uncertainty and first-request spread came later
+    # (optional in v1); every other key is the fixture's, and all of them.
+    later = {"target", "repetitions[].metrics", "repetitions[].start_skew_uncertainty_usec",
+             "repetitions[].first_request_spread_usec"}
+    assert _key_shape(written) - later == _key_shape(fixture)
 
 
 def _oversized(relative: str) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from agent.drivers import builtin_params
 from agent.drivers.builtin_params import BuiltinParams, parse_params, plan
 from agent.drivers.errors import DriverError
-from agent.drivers.spec import Timeline, parse_spec
+from agent.drivers.spec import START_WAITS, Timeline, parse_spec
 from coordinator.inventory.schema import BuiltinDriver as InventoryBuiltin
 
 SPEC: dict[str, Any] = {
@@ -214,3 +214,14 @@ def test_the_inventory_and_the_agent_share_each_builtin_limit(name: str) -> None
     for value in (limit.minimum - step, limit.minimum, limit.maximum, limit.maximum + step):
         assert inventory_accepts(name, value) == agent_accepts(name, value), value
     assert agent_accepts(name, limit.maximum) and not agent_accepts(name, limit.maximum + step)
+
+
+def test_the_start_wait_is_sent_only_when_not_the_default_and_read_strictly() -> None:
+    default = Timeline(1_000_000_000, 0, 2)
+    assert "start_wait" not in default.to_json()
+    assert Timeline.from_json(default.to_json()) == default
+    for wait in START_WAITS:
+        timeline = Timeline(1_000_000_000, 0, 2, start_wait=wait)
+        assert Timeline.from_json(timeline.to_json()) == timeline
+    with pytest.raises(DriverError, match=r"spec.timeline.start_wait: 'nap' is not one of"):
+        Timeline.from_json({**default.to_json(), "start_wait": "nap"})

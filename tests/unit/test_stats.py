@@ -45,8 +45,10 @@ from coordinator.core.stats import (
     aggregate,
     common_window,
     error_rate,
+    first_request_spread_ns,
     repetition_figures,
     start_skew_ns,
+    start_skew_uncertainty_ns,
 )
 
 SECOND_NS = 1_000_000_000
@@ -736,3 +738,53 @@ def test_the_stall_series_shows_an_empty_interval_as_null_not_as_zero() -> None:
     assert (before.p99_usec, before.p999_usec, before.max_usec) == (100, 900, 900)
     assert after.max_usec == 500_223  # top of 500000's bucket
     assert agent.gap_usec == 500_100
+
+
+@given(
+    starts=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 10**7)), min_size=1,
+                    max_size=5),
+    clock_errors=st.lists(st.tuples(st.integers(0, 10**6), st.floats(-1, 1)), min_size=5,
+                          max_size=5),
+)
+def test_the_true_skew_is_within_the_reported_uncertainty(
+    starts: list[tuple[int, int]], clock_errors: list[tuple[int, float]]
+) -> None:
+    # Every agent's clock reads the coordinator's exactly (true offset 0); each estimate is off
+    # by at most its uncertainty. The skew computed with those estimates is within the
+    # reported uncertainty of the one computed with the true offsets.
+    reports = [
+        dataclasses.replace(bare_report(f"h{i}", []), started_ns=start, start_spread_ns=spread)
+        for i, (start, spread) in enumerate(starts)
+    ]
+    estimates = {
+        f"h{i}": ClockEstimate(offset_ns=int(uncertainty * share), uncertainty_ns=uncertainty,
+                               rtt_ns=2 * uncertainty, samples=1)
+        for i, (uncertainty, share) in enumerate(clock_errors)
+    }
+    exact = {host: ClockEstimate(0, 0, 0, 1) for host in estimates}
+    true_skew = start_skew_ns(reports, exact)
+    bound = start_skew_uncertainty_ns(reports, estimates)
+    assert abs(start_skew_ns(reports, estimates) - true_skew) <= bound
+
+
+def test_the_skew_uncertainty_adds_the_two_largest_offset_uncertainties() -> None:
+    # The largest alone is no bound: a at +u_a, b at -u_b puts the error at u_a + u_b.
+    reports = [bare_report(host, []) for host in ("a", "b", "c")]
+    clocks = {host: ClockEstimate(0, u, 2 * u, 1)
+              for host, u in (("a", 70_000), ("b", 90_000), ("c", 10_000))}
+    assert start_skew_uncertainty_ns(reports, clocks) == 160_000
+    assert start_skew_uncertainty_ns(reports[:1], clocks) == 0  # one clock: no conversion error
+    with pytest.raises(ValueError, match="no clock estimate for d"):
+        start_skew_uncertainty_ns([bare_report("d", [])], clocks)
+
+
+def test_the_first_request_spread_is_the_widest_agents() -> None:
+    reports = [dataclasses.replace(bare_report(host, []), first_request_spread_ns=spread)
+               for host, spread in (("a", 3_000), ("b", 5_000))]
+    assert first_request_spread_ns(reports) == 5_000
+    assert first_request_spread_ns([]) == 0
+    figures = repetition_figures(
+        [report("a", [interval(0)])], [0], start_skew_ns=1_500,
+        start_skew_uncertainty_ns=120_000, first_request_spread_ns=4_000)
+    assert (figures.start_skew_usec, figures.start_skew_uncertainty_usec,
+            figures.first_request_spread_usec) == (1.5, 120.0, 4.0)

@@ -61,7 +61,8 @@ class _Process:
     connections: int
     ready: bool = False
     error: DriverError | None = None
-    first_send_ns: int | None = None
+    first_send_ns: int | None = None  # its connections' earliest first request
+    first_spread_ns: int = 0  # their latest minus earliest
     stopped_ns: int | None = None
     reason: str | None = None  # "completed" / "stopped" once finished
     lost: str | None = None  # why it ended without finishing
@@ -203,6 +204,8 @@ class ProcessDriver(Driver):
             processes = list(self._processes)
             indices = sorted({i for process in processes for i in process.intervals})
             firsts = [p.first_send_ns for p in processes if p.first_send_ns is not None]
+            lasts = [p.first_send_ns + p.first_spread_ns
+                     for p in processes if p.first_send_ns is not None]
             stops = [p.stopped_ns for p in processes if p.stopped_ns is not None]
         t0_ns = self._t0_ns if self._t0_ns is not None else 0
         started_ns = min(firsts) if firsts else t0_ns
@@ -211,6 +214,7 @@ class ProcessDriver(Driver):
             t0_ns=t0_ns,
             started_ns=started_ns,
             start_spread_ns=max(firsts) - min(firsts) if firsts else 0,
+            first_request_spread_ns=max(lasts) - min(firsts) if firsts else 0,
             stopped_ns=max(stops) if stops else started_ns,
             interval_ns=spec.timeline.interval_ns,
             warmup_intervals=spec.timeline.warmup_intervals,
@@ -307,6 +311,7 @@ class ProcessDriver(Driver):
                     process.error = error
             elif kind == "started":
                 process.first_send_ns = int(message["first_send_ns"])
+                process.first_spread_ns = int(message.get("first_spread_ns", 0))
             elif kind == "interval":
                 interval = IntervalData.from_json(message["interval"])
                 process.intervals[interval.index] = interval  # each index comes once
