@@ -16,7 +16,7 @@ from coordinator.core.baselines import (
 )
 from coordinator.core.netperf import RRFigures, parse_rr
 from coordinator.inventory.schema import Inventory
-from coordinator.results import ResultsDocument, target_record
+from coordinator.results import ResultsDocument, load_results, target_record
 from coordinator.run.baseline import Pair, baseline_pairs, rr_sizes
 from coordinator.run.view import beside_baseline_lines, pair_line
 from tests.unit.test_results import FIXTURE, finished_document, inventory
@@ -107,6 +107,6 @@ def test_the_summary_puts_each_clients_p50_beside_the_bare_round_trip() -> None:
 
 
 def test_documents_without_baselines_still_read_and_write_none() -> None:
-    old = ResultsDocument.model_validate_json(FIXTURE.read_text())
+    old = load_results(FIXTURE)
     assert old.baselines is None
     assert "baselines" not in json.loads(old.model_dump_json())

@@ -126,7 +126,9 @@ def test_results_json_is_the_v1_shape_plus_metrics() -> None:
     # target, the metrics and the start skew's uncertainty and first-request spread came later
     # (optional in v1); every other key is the fixture's, and all of them.
     later = {"target", "repetitions[].metrics", "repetitions[].start_skew_uncertainty_usec",
-             "repetitions[].first_request_spread_usec"}
+             "repetitions[].first_request_spread_usec", "repetitions[].agents[].gap_usec",
+             *(f"repetitions[].agents[].intervals[].{key}"
+               for key in ("p999_usec", "max_usec", "gap_usec"))}
     assert _key_shape(written) - later == _key_shape(fixture)
 
 
