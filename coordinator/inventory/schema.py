@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    model_validator,
 )
 
 from agent.drivers import builtin_params
@@ -179,16 +180,36 @@ class BuiltinDriver(Model):
 
 
 class RedisBenchmarkDriver(Model):
-    """Parameters passed to ``redis-benchmark`` on each client host."""
+    """Parameters passed to ``redis-benchmark`` on each client host (docs/drivers.md)."""
 
-    tests: list[str] = Field(["set", "get"], min_length=1, description="-t: commands to run")
+    tests: list[str] = Field(
+        ["set", "get"], min_length=1, description="-t: the tool's tests to run (not with command)"
+    )
+    command: list[str] | None = Field(
+        None, min_length=1, description="an arbitrary command and its arguments, one word per "
+        "item, instead of tests (__rand_int__: a random number below keyspace)",
+    )
     clients: int = Field(50, ge=1, le=100_000, description="-c: connections per client host")
     pipeline: int = Field(1, ge=1, le=10_000, description="-P: pipelined requests")
     threads: int = Field(
-        1, ge=1, le=1024, description="--threads: set explicitly (redis-benchmark defaults to 1)"
+        1, ge=1, le=500, description="--threads: always passed (redis-benchmark defaults to 1)"
     )
     value_size: int = Field(3, ge=1, le=512 * 1024 * 1024, description="-d: value size in bytes")
-    keyspace: int = Field(100_000, ge=1, le=10**10, description="-r: random keys")
+    keyspace: int | None = Field(
+        100_000, ge=1, le=10**10, description="-r: random keys (null: one key)"
+    )
+    requests: int | None = Field(
+        None, ge=1, description="-n per client host and repetition; omit to size it from a "
+        "calibration run so the run lasts about benchmark.duration",
+    )
+    precision: int = Field(3, ge=1, le=4, description="--precision: the tool's histogram's "
+                           "significant figures")
+
+    @model_validator(mode="after")
+    def _tests_or_command(self) -> RedisBenchmarkDriver:
+        if self.command is not None and "tests" in self.model_fields_set:
+            raise ValueError("give tests or command, not both")
+        return self
 
 
 class MemtierDriver(Model):

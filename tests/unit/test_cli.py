@@ -77,7 +77,8 @@ def test_run_refuses_an_unsupported_driver_before_touching_any_host(run_coord: R
                        "--set", "benchmark.driver=memtier")
     assert result.status == 2
     assert result.stderr.strip() == (
-        "benchmark.driver: memtier is not supported by `coord run` yet; use builtin"
+        "benchmark.driver: memtier is not supported by `coord run` yet; "
+        "use builtin, redis-benchmark"
     )
     assert not (tmp_path / "r").exists()
 

@@ -9,10 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drivers.spec import parse_spec
+from agent.drivers.redis_benchmark_plan import parse_driver_params
+from agent.drivers.spec import Timeline, parse_spec
 from coordinator.core.errors import AgentLost, CoordError, FleetError, HostError, UsageError
 from coordinator.core.stats import repetition_figures
 from coordinator.inventory.loader import load_inventory, parse_inventory
+from coordinator.inventory.schema import RedisBenchmarkDriver
 from coordinator.inventory.server_auth import target_password
 from coordinator.results import ResultsError
 from coordinator.run.loadspec import load_spec, phases
@@ -121,3 +123,34 @@ def test_a_failure_record_keeps_the_message_and_the_hosts(error: CoordError,
     record = failure_record(error)
     assert record.hosts == hosts
     assert record.reason == "; ".join(error.lines())
+
+
+def test_a_redis_benchmark_spec_is_what_its_driver_reads() -> None:
+    inventory = load_inventory(EXAMPLE, [
+        "benchmark.driver=redis-benchmark", "benchmark.warmup=2s", "benchmark.duration=5s",
+        "benchmark.redis_benchmark.threads=3", "benchmark.redis_benchmark.requests=40000",
+    ]).inventory
+    parsed = parse_spec(load_spec(inventory, password=None))
+    assert parsed.driver == "redis-benchmark"
+    # no per-interval data: one measure interval as long as the measure phase, after whole
+    # such intervals covering the warm-up (a separate, unmeasured run)
+    assert parsed.timeline == Timeline(5_000_000_000, 1, 1) == phases(inventory)
+    params = parse_driver_params(parsed.params)
+    assert (params.sized, params.warmup_s) == (True, 2.0)
+    assert (params.tool.threads, params.tool.requests, params.tool.tests) == (3, 40000,
+                                                                            ("set", "get"))
+
+
+def test_a_redis_benchmark_command_replaces_the_tests_and_requests_may_be_sized() -> None:
+    inventory = load_inventory(EXAMPLE, ["benchmark.driver=redis-benchmark"]).inventory
+    bench = inventory.benchmark.model_copy(update={
+        "redis_benchmark": RedisBenchmarkDriver(command=["HSET", "h", "f:__rand_int__", "v"])})
+    inventory = inventory.model_copy(update={"benchmark": bench})
+    params = parse_driver_params(parse_spec(load_spec(inventory, password=None)).params)
+    assert (params.tool.tests, params.tool.command) == (None, ("HSET", "h", "f:__rand_int__", "v"))
+    assert params.sized is False
+
+
+def test_redis_benchmark_tests_and_command_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="give tests or command, not both"):
+        RedisBenchmarkDriver(tests=["set"], command=["PING"])
