@@ -6,15 +6,16 @@ persistence, stopped on the way out) with the same command line
 (``agent.drivers.redis_benchmark_command.command_line``: ``-t set,get -c 50 --threads 1 -P N
 -n REQUESTS -r 100000 -d 32 --precision 3``), alternated, ``--rounds`` rounds, medians:
 
-- by hand: ``subprocess.run`` of the command; throughput = the tool's requests over the
-  seconds it reports for its tests;
+- by hand: ``subprocess.run`` of the command; throughput = the tool's requests over its
+  tests' durations, from each test's "throughput summary" (its printed seconds have only two
+  decimals: 2 % of a half-second test);
 - through coord: the redis-benchmark driver (``agent.drivers.redis_benchmark``, called
   directly as the agent does: its load process spawns the tool at T0, reads its report and
   rebuilds the histograms); throughput = the report's count over its run, from the first
   request (spawn + measured launch delay) to the load's end (a little beyond the tool's own
   seconds: its exit is counted against coord).
 
-    .venv/bin/python bench/bench_external_drivers.py [--rounds 3] [--requests 200000]
+    .venv/bin/python bench/bench_external_drivers.py [--rounds 3] [--requests 1000000]
 
 Needs redis-server and redis-benchmark on PATH; no lab, no root.
 """
@@ -84,7 +85,8 @@ def by_hand(port: int, requests: int, pipeline: int) -> float:
     argv = command_line(tool, Target(address="127.0.0.1", port=port))
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True)
     tests = read_report(done.stdout)
-    return sum(t.requests for t in tests) / sum(t.seconds for t in tests)
+    # the summary's rps (ms resolution), not "completed in X.XX seconds" (10 ms resolution)
+    return sum(t.requests for t in tests) / sum(t.requests / t.throughput_rps for t in tests)
 
 
 def through_coord(port: int, requests: int, pipeline: int) -> float:
@@ -116,7 +118,7 @@ def through_coord(port: int, requests: int, pipeline: int) -> float:
 def main() -> int:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--rounds", type=int, default=3)
-    cli.add_argument("--requests", type=int, default=200_000, help="-n per test")
+    cli.add_argument("--requests", type=int, default=1_000_000, help="-n per test")
     cli.add_argument("--pipelines", type=int, nargs="+", default=[1, 16])
     args = cli.parse_args()
     header("redis-benchmark through coord ÷ by hand")
