@@ -7,10 +7,12 @@ range and precision) here, so that their histograms can be added and their inter
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.memtier import MemtierDriver
 from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 from agent.drivers.spec import SPEC_FORMAT, Timeline
 from coordinator.core.errors import UsageError
@@ -90,7 +92,7 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
     return json.dumps(spec, sort_keys=True)
 
 
-ONE_WINDOW_DRIVERS: Final = frozenset({RedisBenchmarkDriver.name})
+ONE_WINDOW_DRIVERS: Final = frozenset({RedisBenchmarkDriver.name, MemtierDriver.name})
 """Drivers whose tool gives no per-interval data: a repetition's window is the tool's run."""
 
 ParamsBuilder = Callable[[Inventory, bool], dict[str, Any]]
@@ -130,9 +132,35 @@ def redis_benchmark_params(inventory: Inventory, first_load: bool) -> dict[str, 
     }
 
 
+def memtier_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+    """``params`` of the memtier driver (agent/drivers/memtier_command.py, plus warmup_s)."""
+    bench = inventory.benchmark
+    params = bench.memtier
+    commands = None
+    if params.commands is not None:
+        commands = [{"command": c.command, "ratio": c.ratio, "key_pattern": c.key_pattern}
+                    for c in params.commands]
+    return {
+        "threads": params.threads,
+        "clients": params.clients,
+        "pipeline": params.pipeline,
+        "ratio": None if commands is not None else params.ratio,
+        "commands": commands,
+        "key_pattern": params.key_pattern,
+        "key_minimum": params.key_minimum,
+        "key_maximum": params.key_maximum,
+        "data_size": params.data_size,
+        "test_time": math.ceil(bench.duration) if params.requests is None else None,
+        "requests": params.requests,
+        "rate_limiting": params.rate_limiting,
+        "warmup_s": bench.warmup,
+    }
+
+
 SPEC_PARAMS: Final[Mapping[str, ParamsBuilder]] = {
     BuiltinDriver.name: builtin_params,
     RedisBenchmarkDriver.name: redis_benchmark_params,
+    MemtierDriver.name: memtier_params,
 }
 """The coordinator half of each driver: its spec builder, by the name the agent's
 ``agent.drivers.DRIVERS`` knows it by. A new driver adds one entry here and one there; the run,
