@@ -13,7 +13,7 @@
                                          memtier's placeholders
      "key_pattern": "R:R",               --key-pattern SET:GET (with ratio only: memtier
                                          refuses it with --command)
-     "key_minimum": 0, "key_maximum": K, --key-minimum / --key-maximum
+     "key_minimum": 1, "key_maximum": K, --key-minimum (at least 1) / --key-maximum
      "data_size": B,                     --data-size
      "test_time": S | null,              --test-time (seconds) ...
      "requests": N | null,               ... or --requests per connection (exactly one)
@@ -81,7 +81,7 @@ def parse_params(data: Mapping[str, Any]) -> MemtierParams:
         ratio=ratio,
         commands=_commands(fields),
         key_pattern=key_pattern,
-        key_minimum=fields.integer("key_minimum", 0),
+        key_minimum=fields.integer("key_minimum", 1),
         key_maximum=fields.integer("key_maximum", 1),
         data_size=fields.integer("data_size", 1),
         test_time=fields.optional_integer("test_time", 1),

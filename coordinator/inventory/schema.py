@@ -237,7 +237,7 @@ class MemtierDriver(Model):
     key_pattern: str = Field("R:R", pattern=r"^[RSGP]:[RSGP]$",
                              description="--key-pattern SET:GET (with ratio)")
     data_size: int = Field(32, ge=1, le=512 * 1024 * 1024, description="--data-size")
-    key_minimum: int = Field(0, ge=0, le=10**10, description="--key-minimum")
+    key_minimum: int = Field(1, ge=1, le=10**10, description="--key-minimum (memtier: > 0)")
     key_maximum: int = Field(100_000, ge=1, le=10**10, description="--key-maximum")
     requests: int | None = Field(
         None, ge=1, description="--requests per connection; omit for --test-time = "

@@ -12,7 +12,7 @@ from agent.drivers.spec import Target
 
 PARAMS: dict[str, Any] = {
     "threads": 4, "clients": 50, "pipeline": 1, "ratio": "1:10", "commands": None,
-    "key_pattern": "R:R", "key_minimum": 0, "key_maximum": 100000, "data_size": 32,
+    "key_pattern": "R:R", "key_minimum": 1, "key_maximum": 100000, "data_size": 32,
     "test_time": 10, "requests": None, "rate_limiting": None,
 }  # fmt: skip
 SECRET = "pw"
@@ -23,7 +23,7 @@ def test_every_parameter_is_on_the_command_line() -> None:
     argv = command_line(parse_params({**PARAMS, "rate_limiting": 100}), TARGET, "P", "J")
     assert argv == [
         "memtier_benchmark", "-s", "198.18.0.10", "-p", "6379", "-a", "u:pw",
-        "--threads", "4", "--clients", "50", "--pipeline", "1", "--key-minimum", "0",
+        "--threads", "4", "--clients", "50", "--pipeline", "1", "--key-minimum", "1",
         "--key-maximum", "100000", "--data-size", "32", "--ratio", "1:10", "--key-pattern",
         "R:R", "--test-time", "10", "--rate-limiting", "100", "--hdr-file-prefix", "P",
         "--json-out-file", "J", "--hide-histogram",
