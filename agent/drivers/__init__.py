@@ -10,7 +10,11 @@ from typing import Final
 
 from agent.drivers.base import Driver
 from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.memtier import MemtierDriver
+from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 
 DRIVERS: Final[Mapping[str, Callable[[], Driver]]] = {
     BuiltinDriver.name: BuiltinDriver,
+    RedisBenchmarkDriver.name: RedisBenchmarkDriver,
+    MemtierDriver.name: MemtierDriver,
 }

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    model_validator,
 )
 
 from agent.drivers import builtin_params
@@ -186,27 +187,78 @@ class BuiltinDriver(Model):
 
 
 class RedisBenchmarkDriver(Model):
-    """Parameters passed to ``redis-benchmark`` on each client host."""
+    """Parameters passed to ``redis-benchmark`` on each client host (docs/drivers.md)."""
 
-    tests: list[str] = Field(["set", "get"], min_length=1, description="-t: commands to run")
+    tests: list[str] = Field(
+        ["set", "get"], min_length=1, description="-t: the tool's tests to run (not with command)"
+    )
+    command: list[str] | None = Field(
+        None, min_length=1, description="an arbitrary command and its arguments, one word per "
+        "item, instead of tests (__rand_int__: a random number below keyspace)",
+    )
     clients: int = Field(50, ge=1, le=100_000, description="-c: connections per client host")
     pipeline: int = Field(1, ge=1, le=10_000, description="-P: pipelined requests")
     threads: int = Field(
-        1, ge=1, le=1024, description="--threads: set explicitly (redis-benchmark defaults to 1)"
+        1, ge=1, le=500, description="--threads: always passed (redis-benchmark defaults to 1)"
     )
     value_size: int = Field(3, ge=1, le=512 * 1024 * 1024, description="-d: value size in bytes")
-    keyspace: int = Field(100_000, ge=1, le=10**10, description="-r: random keys")
+    keyspace: int | None = Field(
+        100_000, ge=1, le=10**10, description="-r: random keys (null: one key)"
+    )
+    requests: int | None = Field(
+        None, ge=1, description="-n per client host and repetition; omit to size it from a "
+        "calibration run so the run lasts about benchmark.duration",
+    )
+    precision: int = Field(3, ge=1, le=4, description="--precision: the tool's histogram's "
+                           "significant figures")
+
+    @model_validator(mode="after")
+    def _tests_or_command(self) -> RedisBenchmarkDriver:
+        if self.command is not None and "tests" in self.model_fields_set:
+            raise ValueError("give tests or command, not both")
+        return self
+
+
+class MemtierCommand(Model):
+    """One arbitrary command of memtier_benchmark (``--command`` and its options)."""
+
+    command: str = Field(min_length=1, description="--command: the command line; __key__ and "
+                         "__data__ are memtier's placeholders")
+    ratio: int = Field(1, ge=1, description="--command-ratio")
+    key_pattern: Literal["R", "S", "G", "P"] = Field(
+        "R", description="--command-key-pattern: random, sequential, gaussian, parallel"
+    )
 
 
 class MemtierDriver(Model):
-    """Parameters passed to ``memtier_benchmark`` on each client host."""
+    """Parameters passed to ``memtier_benchmark`` on each client host (docs/drivers.md)."""
 
     threads: int = Field(4, ge=1, le=1024, description="--threads")
     clients: int = Field(50, ge=1, le=100_000, description="--clients per thread")
     pipeline: int = Field(1, ge=1, le=10_000, description="--pipeline")
-    ratio: str = Field("1:10", pattern=r"^\d+:\d+$", description="--ratio SET:GET")
+    ratio: str = Field("1:10", pattern=r"^\d+:\d+$", description="--ratio SET:GET (not with "
+                       "commands)")
+    commands: list[MemtierCommand] | None = Field(
+        None, min_length=1, description="--command, repeatable, instead of ratio"
+    )
+    key_pattern: str = Field("R:R", pattern=r"^[RSGP]:[RSGP]$",
+                             description="--key-pattern SET:GET (with ratio)")
     data_size: int = Field(32, ge=1, le=512 * 1024 * 1024, description="--data-size")
+    key_minimum: int = Field(1, ge=1, le=10**10, description="--key-minimum (memtier: > 0)")
     key_maximum: int = Field(100_000, ge=1, le=10**10, description="--key-maximum")
+    requests: int | None = Field(
+        None, ge=1, description="--requests per connection; omit for --test-time = "
+        "benchmark.duration (whole seconds, rounded up)",
+    )
+    rate_limiting: int | None = Field(
+        None, ge=1, description="--rate-limiting: requests/s per connection"
+    )
+
+    @model_validator(mode="after")
+    def _ratio_or_commands(self) -> MemtierDriver:
+        if self.commands is not None and "ratio" in self.model_fields_set:
+            raise ValueError("give ratio or commands, not both")
+        return self
 
 
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]

@@ -7,10 +7,13 @@ range and precision) here, so that their histograms can be added and their inter
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.memtier import MemtierDriver
+from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 from agent.drivers.spec import SPEC_FORMAT, Timeline
 from coordinator.core.errors import UsageError
 from coordinator.core.histograms import HISTOGRAM_PARAMS
@@ -19,8 +22,16 @@ from coordinator.inventory.schema import Host, Inventory, Server
 
 def phases(inventory: Inventory) -> Timeline:
     """The run's phases in whole intervals (a partial interval is rounded up), computed once
-    per run and sent as they are: agents never convert seconds into intervals."""
+    per run and sent as they are: agents never convert seconds into intervals.
+
+    A driver without per-interval data (:data:`ONE_WINDOW_DRIVERS`) gets one measure interval
+    as long as the measure phase, after whole such intervals covering the warm-up (which the
+    driver runs separately, unmeasured): no interval is invented."""
     bench = inventory.benchmark
+    if bench.driver in ONE_WINDOW_DRIVERS:
+        length_ns = round(bench.duration * 1e9)
+        warmup_runs = -(-round(bench.warmup * 1e9) // length_ns)
+        return Timeline(interval_ns=length_ns, warmup_intervals=warmup_runs, measure_intervals=1)
     interval_ns = round(bench.interval * 1e9)
     warmup = -(-round(bench.warmup * 1e9) // interval_ns)
     measure = max(1, -(-round(bench.duration * 1e9) // interval_ns))
@@ -82,6 +93,9 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
     return json.dumps(spec, sort_keys=True)
 
 
+ONE_WINDOW_DRIVERS: Final = frozenset({RedisBenchmarkDriver.name, MemtierDriver.name})
+"""Drivers whose tool gives no per-interval data: a repetition's window is the tool's run."""
+
 ParamsBuilder = Callable[[Inventory, bool], dict[str, Any]]
 """A driver's spec ``params`` from the inventory; the flag is ``first_load`` (see
 :func:`load_spec`)."""
@@ -102,7 +116,53 @@ def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
     }
 
 
-SPEC_PARAMS: Final[Mapping[str, ParamsBuilder]] = {BuiltinDriver.name: builtin_params}
+def redis_benchmark_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+    """``params`` of the redis-benchmark driver (agent/drivers/redis_benchmark_plan.py)."""
+    params = inventory.benchmark.redis_benchmark
+    return {
+        "tests": None if params.command is not None else params.tests,
+        "command": params.command,
+        "clients": params.clients,
+        "threads": params.threads,
+        "pipeline": params.pipeline,
+        "value_size": params.value_size,
+        "keyspace": params.keyspace,
+        "requests": params.requests,
+        "precision": params.precision,
+        "warmup_s": inventory.benchmark.warmup,
+    }
+
+
+def memtier_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+    """``params`` of the memtier driver (agent/drivers/memtier_command.py, plus warmup_s)."""
+    bench = inventory.benchmark
+    params = bench.memtier
+    commands = None
+    if params.commands is not None:
+        commands = [{"command": c.command, "ratio": c.ratio, "key_pattern": c.key_pattern}
+                    for c in params.commands]
+    return {
+        "threads": params.threads,
+        "clients": params.clients,
+        "pipeline": params.pipeline,
+        "ratio": None if commands is not None else params.ratio,
+        "commands": commands,
+        "key_pattern": params.key_pattern,
+        "key_minimum": params.key_minimum,
+        "key_maximum": params.key_maximum,
+        "data_size": params.data_size,
+        "test_time": math.ceil(bench.duration) if params.requests is None else None,
+        "requests": params.requests,
+        "rate_limiting": params.rate_limiting,
+        "warmup_s": bench.warmup,
+    }
+
+
+SPEC_PARAMS: Final[Mapping[str, ParamsBuilder]] = {
+    BuiltinDriver.name: builtin_params,
+    RedisBenchmarkDriver.name: redis_benchmark_params,
+    MemtierDriver.name: memtier_params,
+}
 """The coordinator half of each driver: its spec builder, by the name the agent's
 ``agent.drivers.DRIVERS`` knows it by. A new driver adds one entry here and one there; the run,
 the merge and the results never name a driver."""

@@ -74,11 +74,10 @@ def test_run_refuses_an_unsupported_driver_before_touching_any_host(run_coord: R
                                                                     tmp_path: Path) -> None:
     example = str(ROOT / "inventory" / "two-clients.yaml")
     result = run_coord("run", "-i", example, "--out", str(tmp_path / "r"),
-                       "--set", "benchmark.driver=memtier")
+                       "--set", "benchmark.driver=wrk")
     assert result.status == 2
-    assert result.stderr.strip() == (
-        "benchmark.driver: memtier is not supported by `coord run` yet; use builtin"
-    )
+    assert result.stderr.strip().startswith("--set benchmark.driver=wrk: benchmark.driver: ")
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
 
 

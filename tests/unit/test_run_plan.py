@@ -9,10 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drivers.spec import parse_spec
+from agent.drivers.memtier import driver_params
+from agent.drivers.redis_benchmark_plan import parse_driver_params
+from agent.drivers.spec import Timeline, parse_spec
 from coordinator.core.errors import AgentLost, CoordError, FleetError, HostError, UsageError
 from coordinator.core.stats import repetition_figures
 from coordinator.inventory.loader import load_inventory, parse_inventory
+from coordinator.inventory.schema import MemtierCommand, MemtierDriver, RedisBenchmarkDriver
 from coordinator.inventory.server_auth import target_password
 from coordinator.results import ResultsError
 from coordinator.run.loadspec import load_spec, phases
@@ -64,8 +67,10 @@ def test_every_valid_inventory_gives_a_spec_the_agent_accepts(
 
 
 def test_other_drivers_and_several_targets_are_refused_clearly() -> None:
-    inventory = load_inventory(EXAMPLE, ["benchmark.driver=memtier"]).inventory
-    with pytest.raises(UsageError, match="memtier is not supported by `coord run` yet"):
+    valid = load_inventory(EXAMPLE).inventory
+    bench = valid.benchmark.model_copy(update={"driver": "wrk"})  # past the schema's Literal
+    inventory = valid.model_copy(update={"benchmark": bench})
+    with pytest.raises(UsageError, match="wrk is not supported by `coord run` yet"):
         load_spec(inventory, password=None)
     text = EXAMPLE.read_text().replace(
         "servers:\n", "servers:\n  - name: other\n    host: server\n    port: 6380\n")
@@ -121,3 +126,54 @@ def test_a_failure_record_keeps_the_message_and_the_hosts(error: CoordError,
     record = failure_record(error)
     assert record.hosts == hosts
     assert record.reason == "; ".join(error.lines())
+
+
+def test_a_redis_benchmark_spec_is_what_its_driver_reads() -> None:
+    inventory = load_inventory(EXAMPLE, [
+        "benchmark.driver=redis-benchmark", "benchmark.warmup=2s", "benchmark.duration=5s",
+        "benchmark.redis_benchmark.threads=3", "benchmark.redis_benchmark.requests=40000",
+    ]).inventory
+    parsed = parse_spec(load_spec(inventory, password=None))
+    assert parsed.driver == "redis-benchmark"
+    # no per-interval data: one measure interval as long as the measure phase, after whole
+    # such intervals covering the warm-up (a separate, unmeasured run)
+    assert parsed.timeline == Timeline(5_000_000_000, 1, 1) == phases(inventory)
+    params = parse_driver_params(parsed.params)
+    assert (params.sized, params.warmup_s) == (True, 2.0)
+    assert (params.tool.threads, params.tool.requests, params.tool.tests) == (3, 40000,
+                                                                            ("set", "get"))
+
+
+def test_a_redis_benchmark_command_replaces_the_tests_and_requests_may_be_sized() -> None:
+    inventory = load_inventory(EXAMPLE, ["benchmark.driver=redis-benchmark"]).inventory
+    bench = inventory.benchmark.model_copy(update={
+        "redis_benchmark": RedisBenchmarkDriver(command=["HSET", "h", "f:__rand_int__", "v"])})
+    inventory = inventory.model_copy(update={"benchmark": bench})
+    params = parse_driver_params(parse_spec(load_spec(inventory, password=None)).params)
+    assert (params.tool.tests, params.tool.command) == (None, ("HSET", "h", "f:__rand_int__", "v"))
+    assert params.sized is False
+
+
+def test_redis_benchmark_tests_and_command_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="give tests or command, not both"):
+        RedisBenchmarkDriver(tests=["set"], command=["PING"])
+
+
+def test_a_memtier_spec_is_what_its_driver_reads() -> None:
+    inventory = load_inventory(EXAMPLE, [
+        "benchmark.driver=memtier", "benchmark.duration=2500ms", "benchmark.warmup=1s",
+        "benchmark.memtier.commands=[{command: 'HSET h __key__ __data__', ratio: 2}, "
+        "{command: 'GET __key__', key_pattern: G}]",
+    ]).inventory
+    parsed = parse_spec(load_spec(inventory, password=None))
+    assert parsed.timeline == Timeline(2_500_000_000, 1, 1)
+    params = driver_params(parsed)
+    assert (params.ratio, params.test_time, params.requests) == (None, 3, None)
+    assert params.commands is not None
+    assert [(c.command, c.ratio, c.key_pattern) for c in params.commands] == [
+        ("HSET h __key__ __data__", 2, "R"), ("GET __key__", 1, "G")]
+
+
+def test_memtier_ratio_and_commands_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="give ratio or commands, not both"):
+        MemtierDriver(ratio="1:1", commands=[MemtierCommand(command="PING")])

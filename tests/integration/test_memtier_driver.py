@@ -1,0 +1,121 @@
+"""The memtier driver on the kit, against a loopback redis-server: two --commands, one measure
+interval whose per-command counts equal memtier's JSON totals and Redis's INFO commandstats
+calls, the warm-up as a separate run, the missing binary in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agent.drivers.base import DriverError
+from agent.drivers.memtier import MemtierDriver
+from agent.drivers.spec import parse_spec
+from agent.histograms import decode
+from tests.helpers import poll_until, process_gone
+from tests.integration.test_builtin_driver import PASSWORD, RedisServer, redis_server
+
+__all__ = ["redis_server"]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("memtier_benchmark") is None or shutil.which("redis-server") is None,
+    reason="needs memtier_benchmark and redis-server on PATH",
+)
+DEADLINE = 120.0
+START_MARGIN_NS = 200_000_000
+COMMANDS = [
+    {"command": "HSET h __key__ __data__", "ratio": 1, "key_pattern": "R"},
+    {"command": "GET __key__", "ratio": 1, "key_pattern": "R"},
+]
+
+
+def make_spec(port: int, *, warmup_s: float = 0.0, **params: Any) -> str:
+    tool = {
+        "threads": 2, "clients": 3, "pipeline": 2, "ratio": None, "commands": COMMANDS,
+        "key_pattern": "R:R", "key_minimum": 1, "key_maximum": 500, "data_size": 8,
+        "test_time": None, "requests": 400, "rate_limiting": None, "warmup_s": warmup_s,
+    }  # fmt: skip
+    tool.update(params)
+    return json.dumps({
+        "format": 2, "driver": "memtier",
+        "target": {"address": "127.0.0.1", "port": port, "password": PASSWORD,
+                   "username": None, "tls": None, "source_address": None},
+        "timeline": {"interval_ns": 2_000_000_000,
+                     "warmup_intervals": 1 if warmup_s else 0, "measure_intervals": 1},
+        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
+        "params": tool,
+    })  # fmt: skip
+
+
+@pytest.fixture
+def driver() -> Iterator[MemtierDriver]:
+    made = MemtierDriver()
+    yield made
+    pids = made.worker_pids()
+    made.close()
+    for pid in pids:
+        if not process_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def commandstats(server: RedisServer) -> dict[str, int]:
+    with server.client() as client:
+        stats: dict[str, Any] = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def test_two_commands_one_interval_counts_equal_the_servers_calls(
+    driver: MemtierDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    with server.client() as client:
+        client.config_resetstat()
+    spec = parse_spec(make_spec(server.port))
+    prepared = driver.prepare(spec)
+    assert (prepared.connections, prepared.pipeline) == (6, 2)
+    assert prepared.driver_version.startswith("memtier_benchmark")
+    t0_ns = time.time_ns() + START_MARGIN_NS
+    driver.start_at(t0_ns)
+    poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
+    report = driver.report()
+    calls = commandstats(server)
+    assert driver.state.value == "finished"
+    (interval,) = report.intervals
+    assert (interval.index, interval.phase, interval.complete) == (0, "measure", True)
+    counts = {name: c.count for name, c in interval.commands.items()}
+    assert counts == {"HSET": calls["hset"], "GET": calls["get"]}
+    assert sum(counts.values()) == 2 * 3 * 400 == interval.requests
+    recorded = sum(decode(c.histogram).get_total_count() for c in interval.commands.values())
+    assert recorded + interval.overflow == interval.requests
+    assert report.started_ns >= t0_ns - 1_000_000  # memtier's own start, in ms
+
+
+def test_the_warmup_is_a_separate_unmeasured_run(
+    driver: MemtierDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    spec = parse_spec(make_spec(server.port, warmup_s=1.0))
+    driver.prepare(spec)
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
+    (interval,) = driver.report().intervals
+    assert (interval.index, interval.phase) == (1, "measure")
+    calls = commandstats(server)
+    assert calls["hset"] + calls["get"] == 2 * interval.requests  # warm-up: the same run again
+
+
+def test_a_missing_binary_is_one_line_before_any_process_starts(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server(password=PASSWORD)
+    driver = MemtierDriver(which=lambda name: None)
+    with pytest.raises(DriverError) as caught:
+        driver.prepare(parse_spec(make_spec(server.port)))
+    assert "memtier_benchmark is not on PATH" in caught.value.message
+    assert "\n" not in caught.value.message and driver.worker_pids() == []

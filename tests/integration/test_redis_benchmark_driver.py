@@ -1,0 +1,193 @@
+"""The redis-benchmark driver on the kit, against a loopback redis-server: one measure interval
+per run, counts equal to Redis's INFO commandstats calls, calibration, warm-up as a separate
+run, the missing binary, an unreachable target, a stop, nothing left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from agent.drivers.base import DriverError
+from agent.drivers.intervals import LoadReport
+from agent.drivers.redis_benchmark import RedisBenchmarkDriver
+from agent.drivers.spec import parse_spec
+from agent.histograms import decode
+from tests.helpers import poll_until, process_gone
+from tests.integration.test_builtin_driver import PASSWORD, RedisServer, free_port, redis_server
+
+__all__ = ["redis_server"]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None,
+    reason="needs redis-benchmark and redis-server on PATH",
+)
+DEADLINE = 120.0
+START_MARGIN_NS = 200_000_000
+
+
+def make_spec(port: int, *, password: str | None = PASSWORD, warmup_s: float = 0.0,
+              duration_s: float = 1.0, **params: Any) -> str:
+    tool = {
+        "tests": ["set", "get"], "command": None, "clients": 4, "threads": 2, "pipeline": 2,
+        "value_size": 8, "keyspace": 500, "requests": 3000, "precision": 3,
+        "warmup_s": warmup_s,
+    }  # fmt: skip
+    tool.update(params)
+    warmup_intervals = -(-round(warmup_s * 1e9) // round(duration_s * 1e9))
+    return json.dumps({
+        "format": 2, "driver": "redis-benchmark",
+        "target": {"address": "127.0.0.1", "port": port, "password": password,
+                   "username": None, "tls": None, "source_address": None},
+        "timeline": {"interval_ns": round(duration_s * 1e9),
+                     "warmup_intervals": warmup_intervals, "measure_intervals": 1},
+        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
+        "params": tool,
+    })  # fmt: skip
+
+
+@pytest.fixture
+def driver() -> Iterator[RedisBenchmarkDriver]:
+    made = RedisBenchmarkDriver()
+    yield made
+    pids = made.worker_pids()
+    made.close()
+    for pid in pids:
+        if not process_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def run_load(driver: RedisBenchmarkDriver, spec_text: str) -> LoadReport:
+    spec = parse_spec(spec_text)
+    driver.prepare(spec)
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    poll_until(lambda: driver.state.done, spec.timeline.total_s + DEADLINE, "the load to end")
+    return driver.report()
+
+
+def commandstats(server: RedisServer) -> dict[str, int]:
+    with server.client() as client:
+        stats: dict[str, Any] = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def test_one_measure_interval_whose_counts_are_the_servers_calls(
+    driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    with server.client() as client:
+        client.config_resetstat()
+    report = run_load(driver, make_spec(server.port))
+    calls = commandstats(server)
+    assert driver.state.value == "finished"
+    assert len(report.intervals) == 1
+    (interval,) = report.intervals
+    assert (interval.index, interval.phase, interval.complete) == (0, "measure", True)
+    assert {name: c.count for name, c in interval.commands.items()} == {"GET": 3000, "SET": 3000}
+    assert calls["set"] == calls["get"] == 3000
+    assert interval.requests == 6000 and not interval.errors
+    recorded = sum(decode(c.histogram).get_total_count()
+                   for c in interval.commands.values())
+    assert recorded + interval.overflow == 6000
+    assert report.t0_ns <= report.started_ns <= report.stopped_ns
+
+
+def test_an_arbitrary_command_with_rand_int_runs(
+    driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    report = run_load(driver, make_spec(
+        server.port, tests=None, command=["HSET", "h", "f:__rand_int__", "v"], requests=2000))
+    (interval,) = report.intervals
+    assert {name: c.count for name, c in interval.commands.items()} == {"HSET": 2000}
+    assert commandstats(server)["hset"] == 2000
+    with server.client() as client:
+        assert 1 < client.hlen("h") <= 500
+
+
+def test_requests_sized_by_calibration_and_warmup_run_apart(
+    driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    prepared = driver.prepare(parse_spec(make_spec(
+        server.port, tests=["set"], requests=None, warmup_s=0.5, duration_s=1.0)))
+    assert "sized by calibration" in prepared.driver_version
+    assert prepared.driver_version.startswith("redis-benchmark ")
+    calibrated = commandstats(server)["set"]
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
+    report = driver.report()
+    (interval,) = report.intervals
+    assert (interval.index, interval.phase) == (1, "measure")  # after one warm-up interval
+    measured = interval.commands["SET"].count
+    sized = int(prepared.driver_version.split("-n ")[1].split()[0])
+    assert measured == sized
+    warmup = commandstats(server)["set"] - calibrated - measured
+    assert 0 < warmup < measured  # the separate warm-up run: half the measure's length
+
+
+def test_a_missing_binary_is_one_line_before_any_process_starts(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server(password=PASSWORD)
+    driver = RedisBenchmarkDriver(which=lambda name: None)
+    with pytest.raises(DriverError) as caught:
+        driver.prepare(parse_spec(make_spec(server.port)))
+    assert caught.value.kind == "config"
+    assert "redis-benchmark is not on PATH" in caught.value.message
+    assert "apt-get install redis-tools" in caught.value.message
+    assert driver.worker_pids() == []
+
+
+def test_an_unreachable_target_fails_in_prepare_instead_of_spinning(
+    driver: RedisBenchmarkDriver,
+) -> None:
+    with pytest.raises(DriverError) as caught:
+        driver.prepare(parse_spec(make_spec(free_port())))
+    assert caught.value.kind == "unreachable"
+
+
+def test_an_error_reply_fails_the_load_in_one_line(
+    driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    with server.client() as client:
+        client.set("h", "a string")
+    spec = parse_spec(make_spec(server.port, tests=None, command=["HSET", "h", "f", "v"]))
+    driver.prepare(spec)
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
+    assert driver.state.value == "failed"
+    problem = driver.progress().problem or ""
+    assert "redis-benchmark measured run exited with status 1" in problem
+    assert "WRONGTYPE" in problem and "\n" not in problem
+
+
+def test_a_stop_kills_the_tool_and_leaves_nothing_running(
+    driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    spec = parse_spec(make_spec(server.port, tests=["ping_mbulk"], requests=10**9,
+                                duration_s=60.0, clients=2, threads=1))
+    driver.prepare(spec)
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    (load_pid,) = driver.worker_pids()
+
+    def tool_pids() -> list[int]:
+        try:
+            return [child.pid for child in psutil.Process(load_pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    poll_until(lambda: bool(tool_pids()), DEADLINE, "redis-benchmark to start")
+    (tool_pid,) = tool_pids()
+    driver.stop()
+    assert driver.state.value == "stopped"
+    poll_until(lambda: process_gone(tool_pid), DEADLINE, "redis-benchmark to end")

@@ -1,0 +1,78 @@
+"""The redis-benchmark driver's pure decisions: its params, sizing, and the one interval a
+run's report becomes (real captured output)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.drivers.errors import DriverError
+from agent.drivers.redis_benchmark_output import read_errors, read_report
+from agent.drivers.redis_benchmark_plan import (
+    CALIBRATION_MIN_S,
+    command_name,
+    next_calibration,
+    parse_driver_params,
+    rate_of,
+    requests_for,
+    run_interval,
+)
+from agent.histograms import HistogramParams, decode
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "redis-benchmark"
+PARAMS = {
+    "tests": ["set"], "command": None, "clients": 4, "threads": 2, "pipeline": 1,
+    "value_size": 8, "keyspace": 100, "requests": None, "precision": 3, "warmup_s": 0,
+}  # fmt: skip
+
+
+def test_null_requests_means_sized_and_warmup_is_required() -> None:
+    assert parse_driver_params(PARAMS).sized is False
+    assert parse_driver_params({**PARAMS, "requests": 5}).with_requests(7).requests == 7
+    with pytest.raises(DriverError, match=r"spec\.params\.warmup_s must be a number >= 0"):
+        parse_driver_params({**PARAMS, "warmup_s": -1})
+    with pytest.raises(DriverError, match=r"spec\.params\.warmup_s"):
+        parse_driver_params({k: v for k, v in PARAMS.items() if k != "warmup_s"})
+
+
+@given(st.integers(1, 10**7), st.floats(0.0, 100.0))
+def test_calibration_grows_until_a_run_is_long_enough(requests: int, seconds: float) -> None:
+    following = next_calibration(requests, seconds)
+    if seconds >= CALIBRATION_MIN_S:
+        assert following is None
+    else:
+        assert following is not None and following >= 2 * requests
+
+
+@given(st.floats(1.0, 1e7), st.floats(0.01, 3600.0))
+def test_sized_requests_last_the_phase(rate: float, seconds: float) -> None:
+    sized = requests_for(rate, seconds)
+    assert sized >= 1 and abs(sized - max(1.0, rate * seconds)) <= 0.5 + 1e-9 * rate * seconds
+
+
+def test_a_run_becomes_one_measure_interval_per_command() -> None:
+    tests = read_report((FIXTURES / "set-get.stdout").read_text())
+    interval = run_interval(3, tests, read_errors(""), HistogramParams(), complete=True)
+    assert (interval.index, interval.phase, interval.complete) == (3, "measure", True)
+    assert {name: c.count for name, c in interval.commands.items()} == {
+        command_name(test): test.requests for test in tests}
+    assert interval.requests == sum(test.requests for test in tests)
+    recorded = sum(decode(c.histogram).get_total_count() for c in interval.commands.values())
+    assert recorded + interval.overflow == interval.requests
+    assert rate_of(tests) > 0
+
+
+def test_an_arbitrary_commands_name_is_its_first_word() -> None:
+    (test,) = read_report((FIXTURES / "hset.stdout").read_text())
+    assert command_name(test) == "HSET"
+
+
+def test_error_replies_are_requests_and_errors_by_type() -> None:
+    errors = read_errors((FIXTURES / "wrongtype.stderr").read_text())
+    tests = read_report((FIXTURES / "set-get.stdout").read_text())
+    interval = run_interval(0, tests, errors, HistogramParams(), complete=False)
+    assert interval.errors == {"WRONGTYPE": 1}
+    assert interval.requests == sum(test.requests for test in tests) + 1
