@@ -1,0 +1,39 @@
+"""Writing a results directory's standard files and report, from its ``results.json``.
+
+``write_standard_files`` and ``write_report`` are what ``coord run`` calls at the end and what
+``coord report DIR`` calls on any results directory (they can be regenerated at will: they
+are derived from ``results.json`` alone). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from coordinator.report.standard_files import hlog_name, interval_log, summary_csv
+from coordinator.results.io import ResultsError, atomic_write, load_results
+from coordinator.results.model import ResultsDocument
+
+SUMMARY_CSV = "summary.csv"
+REPORT_HTML = "report.html"
+
+
+def load_directory(directory: str | os.PathLike[str]) -> ResultsDocument:
+    """The document of a results directory; ``ResultsError`` (one line) if it is not one."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise ResultsError(f"{path}: not a results directory (no such directory)")
+    if not (path / "results.json").is_file():
+        raise ResultsError(f"{path}: not a results directory (no results.json)")
+    return load_results(path)
+
+
+def write_standard_files(directory: Path, document: ResultsDocument) -> list[Path]:
+    """Write ``summary.csv`` and every repetition's ``rep-<n>.hlog`` into ``directory``."""
+    written = [directory / SUMMARY_CSV]
+    atomic_write(written[0], summary_csv(document).encode("utf-8"))
+    for repetition in document.repetitions:
+        path = directory / hlog_name(repetition.index)
+        atomic_write(path, interval_log(document, repetition).encode("utf-8"))
+        written.append(path)
+    return written
