@@ -7,9 +7,11 @@ problem) and the error's exit status; anything else is a bug and keeps its trace
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -38,6 +40,9 @@ from coordinator.remote.operations import (
     held_agents,
     stop_agents,
 )
+from coordinator.report.data import report_data
+from coordinator.report.generate import load_directory, write_report
+from coordinator.report.text import render_text
 from coordinator.results.io import default_directory
 from coordinator.run.progress import (
     LiveHostTable,
@@ -204,11 +209,13 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
 @click.option("--strict", is_flag=True,
               help="Exit with status 3 when a repetition is judged client-bound, unstable, "
                    "skewed or above the error threshold (one line per verdict).")
+@click.option("--open", "open_report", is_flag=True,
+              help="Open the run's report.html in a web browser at the end.")
 def run_command(inventory_path: Path, repetitions: int | None, warmup: str | None,
                 duration: str | None, out: Path | None, overwrite: bool,
                 overrides: tuple[str, ...],
                 accept_new_host_keys: bool, wheelhouse: Path | None, force: bool,
-                strict: bool) -> None:
+                strict: bool, open_report: bool) -> None:
     """Run the benchmark: synchronized load from every client, repeated, merged, saved."""
     shorthands = {"repetitions": ("benchmark.repetitions", repetitions),
                   "warmup": ("benchmark.warmup", warmup),
@@ -225,8 +232,33 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
                                 force=force)
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
+    report = write_report(outcome.directory, _invocation())
+    stdout.print(f"report: {report}")
+    if open_report:
+        webbrowser.open(report.resolve().as_uri())
     if strict:
         enforce_strict(outcome.document)
+
+
+@cli.command("report")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--text", "as_text", is_flag=True,
+              help="Print the report to the terminal instead of only writing report.html.")
+@click.option("--open", "open_report", is_flag=True,
+              help="Open report.html in a web browser.")
+def report_command(directory: Path, as_text: bool, open_report: bool) -> None:
+    """Write DIRECTORY/report.html, summary.csv and rep-<n>.hlog from its results.json."""
+    report = write_report(directory, _invocation())
+    if as_text:
+        stdout.print(render_text(report_data(load_directory(directory)), _invocation()))
+    stdout.print(f"report: {report}")
+    if open_report:
+        webbrowser.open(report.resolve().as_uri())
+
+
+def _invocation() -> str:
+    """The command line coord was started with, for the report's provenance."""
+    return shlex.join(["coord", *sys.argv[1:]])
 
 
 @cli.command("doctor")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from coordinator.report.data import report_data
+from coordinator.report.html import render_html
 from coordinator.report.standard_files import hlog_name, interval_log, summary_csv
 from coordinator.results.io import ResultsError, atomic_write, load_results
 from coordinator.results.model import ResultsDocument
@@ -37,3 +39,16 @@ def write_standard_files(directory: Path, document: ResultsDocument) -> list[Pat
         atomic_write(path, interval_log(document, repetition).encode("utf-8"))
         written.append(path)
     return written
+
+
+def write_report(directory: str | os.PathLike[str], invocation: str) -> Path:
+    """Write the standard files and ``report.html`` of a results directory; the report's path.
+
+    ``ResultsError`` (one line) if ``directory`` is not a readable results directory.
+    """
+    path = Path(directory)
+    document = load_directory(path)
+    write_standard_files(path, document)
+    report = path / REPORT_HTML
+    atomic_write(report, render_html(report_data(document), invocation).encode("utf-8"))
+    return report
