@@ -13,21 +13,32 @@ from pathlib import Path
 from coordinator.report.data import report_data
 from coordinator.report.html import render_html
 from coordinator.report.standard_files import hlog_name, interval_log, summary_csv
-from coordinator.results.io import ResultsError, atomic_write, load_results
+from coordinator.results.io import RESULTS_FILE, ResultsError, atomic_write, load_results
 from coordinator.results.model import ResultsDocument
 
 SUMMARY_CSV = "summary.csv"
 REPORT_HTML = "report.html"
 
 
+class NotAResultsDirectory(ResultsError):
+    """What was given to report on is not a readable results directory of a supported schema:
+    a usage error (exit status 2), one line naming the path."""
+
+    exit_status = 2
+
+
 def load_directory(directory: str | os.PathLike[str]) -> ResultsDocument:
-    """The document of a results directory; ``ResultsError`` (one line) if it is not one."""
+    """The document of a results directory; ``NotAResultsDirectory`` (one line) if it is none,
+    its results.json is not JSON or truncated, or of a schema_version coord does not read."""
     path = Path(directory)
     if not path.is_dir():
-        raise ResultsError(f"{path}: not a results directory (no such directory)")
-    if not (path / "results.json").is_file():
-        raise ResultsError(f"{path}: not a results directory (no results.json)")
-    return load_results(path)
+        raise NotAResultsDirectory(f"{path}: not a results directory (no such directory)")
+    if not (path / RESULTS_FILE).is_file():
+        raise NotAResultsDirectory(f"{path}: not a results directory (no {RESULTS_FILE})")
+    try:
+        return load_results(path)
+    except ResultsError as exc:
+        raise NotAResultsDirectory(str(exc)) from exc
 
 
 def write_standard_files(directory: Path, document: ResultsDocument) -> list[Path]:

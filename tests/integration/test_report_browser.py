@@ -65,7 +65,8 @@ def page_requests(net_log: Path) -> list[str]:
 
 
 def test_the_report_of_a_real_run_renders_every_plot_offline_without_console_errors(
-        tmp_path: Path, redis_port: int, transport: LocalTransport) -> None:
+        tmp_path: Path, redis_port: int, transport: LocalTransport,  # noqa: F811
+) -> None:
     loaded = load_inventory(write_inventory(tmp_path, redis_port, repetitions=3))
     outcome = run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
     report = write_report(outcome.directory, "coord report (test)")
