@@ -232,7 +232,7 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
                                 force=force)
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
-    report = write_report(outcome.directory, _invocation())
+    report = write_report(outcome.directory, _invocation(), outcome.document)
     stdout.print(f"report: {report}")
     if open_report:
         webbrowser.open(report.resolve().as_uri())

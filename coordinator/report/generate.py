@@ -52,13 +52,17 @@ def write_standard_files(directory: Path, document: ResultsDocument) -> list[Pat
     return written
 
 
-def write_report(directory: str | os.PathLike[str], invocation: str) -> Path:
+def write_report(directory: str | os.PathLike[str], invocation: str,
+                 document: ResultsDocument | None = None) -> Path:
     """Write the standard files and ``report.html`` of a results directory; the report's path.
 
-    ``ResultsError`` (one line) if ``directory`` is not a readable results directory.
+    ``document`` is the directory's results (a run that just wrote them passes them); without
+    it they are read, ``NotAResultsDirectory`` (one line) if ``directory`` is no results
+    directory.
     """
     path = Path(directory)
-    document = load_directory(path)
+    if document is None:
+        document = load_directory(path)
     write_standard_files(path, document)
     report = path / REPORT_HTML
     atomic_write(report, render_html(report_data(document), invocation).encode("utf-8"))

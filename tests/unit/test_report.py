@@ -11,10 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordinator import cli
 from coordinator.core.histograms import decode_histogram
 from coordinator.report import data
 from coordinator.report.html import _json, render_html
 from coordinator.results import Evidence, Verdict, load_results
+from coordinator.run.runner import RunOutcome
 from tests.conftest import RunCoord
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results-v1.json"
@@ -152,3 +154,17 @@ def test_a_bad_results_directory_is_one_line_and_status_2(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert says in result.stderr
     assert not (results_dir / "report.html").exists()
+
+
+def test_coord_run_writes_the_report_at_the_end_and_prints_its_path(
+        run_coord: RunCoord, results_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's wiring only: the run is replaced by its finished document (the report of a
+    whole real run is tests/integration/test_report_browser.py's)."""
+    document = load_results(FIXTURE)
+    monkeypatch.setattr(cli, "run_benchmark",
+                        lambda *args, **kwargs: RunOutcome(results_dir, document))
+    example = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
+    result = run_coord("run", "-i", str(example), "--out", str(results_dir))
+    assert result.status == 0, result.stderr
+    assert f"report: {results_dir / 'report.html'}" in result.stdout
+    assert (results_dir / "summary.csv").is_file()
