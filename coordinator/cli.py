@@ -40,10 +40,12 @@ from coordinator.remote.operations import (
     held_agents,
     stop_agents,
 )
-from coordinator.report.data import report_data
+from coordinator.report.compare import RegressionFound, compare
+from coordinator.report.compare_view import comparison_html, comparison_text
+from coordinator.report.data import report_data, spectra
 from coordinator.report.generate import load_directory, write_report
 from coordinator.report.text import render_text
-from coordinator.results.io import default_directory
+from coordinator.results.io import atomic_write, default_directory
 from coordinator.run.progress import (
     LiveHostTable,
     agents_table,
@@ -254,6 +256,31 @@ def report_command(directory: Path, as_text: bool, open_report: bool) -> None:
     stdout.print(f"report: {report}")
     if open_report:
         webbrowser.open(report.resolve().as_uri())
+
+
+@cli.command("compare")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--fail-on-regression", "fail_percent", type=click.FloatRange(0.0), default=None,
+              metavar="PCT", help="Exit with status 1 when a figure regressed beyond noise "
+                                  "and by more than PCT percent (the figure is named).")
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None,
+              metavar="OUT", help="Also write the comparison, spectra overlaid, to OUT.")
+def compare_command(directories: tuple[Path, ...], fail_percent: float | None,
+                    html_out: Path | None) -> None:
+    """Compare results directories, the first as reference: medians, spread, noise."""
+    if len(directories) < 2:
+        raise UsageError("coord compare needs at least two results directories")
+    documents = [load_directory(directory) for directory in directories]
+    comparison = compare([str(d) for d in directories], documents)
+    stdout.print(comparison_text(comparison))
+    if html_out is not None:
+        page = comparison_html(comparison, [spectra(document)[0] for document in documents])
+        atomic_write(html_out, page.encode("utf-8"))
+        stdout.print(f"comparison: {html_out}")
+    if fail_percent is not None:
+        regressions = comparison.regressions(fail_percent)
+        if regressions:
+            raise RegressionFound(regressions, fail_percent)
 
 
 def _invocation() -> str:
