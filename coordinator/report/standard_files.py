@@ -72,14 +72,17 @@ def interval_log(document: ResultsDocument, repetition: Repetition) -> str:
     ]
     for index in _window_indices(repetition):
         per_agent = [
-            (agent.host, decode_histogram(interval.histogram, params))
+            (agent.host, interval.histogram, decode_histogram(interval.histogram, params))
             for agent in repetition.agents
             for interval in agent.intervals
             if interval.index == index and interval.in_window
         ]
         stamp = index * interval_s
-        lines.append(_line(None, stamp, interval_s, merge((h for _, h in per_agent), params)))
-        lines += [_line(host, stamp, interval_s, histogram) for host, histogram in per_agent]
+        merged = merge((histogram for _, _, histogram in per_agent), params)
+        lines.append(_line(None, stamp, interval_s, merged, encode_histogram(merged)))
+        # an agent's line carries its interval histogram exactly as results.json stores it
+        lines += [_line(host, stamp, interval_s, histogram, encoded)
+                  for host, encoded, histogram in per_agent]
     return "\n".join(lines) + "\n"
 
 
@@ -88,10 +91,11 @@ def _window_indices(repetition: Repetition) -> list[int]:
                    for interval in agent.intervals if interval.in_window})
 
 
-def _line(tag: str | None, stamp: float, length: float, histogram: HdrHistogram) -> str:
+def _line(tag: str | None, stamp: float, length: float, histogram: HdrHistogram,
+          encoded: str) -> str:
     prefix = f"Tag={tag}," if tag is not None else ""
     maximum = histogram.get_max_value() / MAX_UNIT_RATIO if histogram.total_count else 0.0
-    return f"{prefix}{stamp:.3f},{length:.3f},{maximum:.3f},{encode_histogram(histogram)}"
+    return f"{prefix}{stamp:.3f},{length:.3f},{maximum:.3f},{encoded}"
 
 
 # --------------------------------------------------------------------------------------------
