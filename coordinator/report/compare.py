@@ -10,7 +10,9 @@ call anything significant at 5 %; its most extreme outcome (U = 0, one-sided p =
 the non-overlapping ranges. The ranges need no distribution, read at a glance in the table,
 and get stricter, not looser, as repetitions are added (a wider range overlaps more easily).
 A run with a single repetition has a range of one point: any change against it is beyond
-noise, so compare runs of at least 3 repetitions (the methodology's minimum).
+noise, so compare runs of at least 3 repetitions (the methodology's minimum). Its false-alarm
+rate on equal runs is 1/C(n+m, n) per figure and direction: 5 % with 3 against 3, 0.4 % with
+5 against 5 (docs/reports.md).
 
 A **regression** is a change beyond noise in the worse direction (throughput down; latency or
 error rate up). ``--fail-on-regression PCT`` fails on regressions larger than PCT percent.
