@@ -271,6 +271,10 @@ def compare_command(directories: tuple[Path, ...], fail_percent: float | None,
     if len(directories) < 2:
         raise UsageError("coord compare needs at least two results directories")
     documents = [load_directory(directory) for directory in directories]
+    empty = [str(d) for d, document in zip(directories, documents, strict=True)
+             if not document.repetitions]
+    if empty:
+        raise UsageError(f"{', '.join(empty)}: no finished repetition to compare")
     comparison = compare([str(d) for d in directories], documents)
     stdout.print(comparison_text(comparison))
     if html_out is not None:

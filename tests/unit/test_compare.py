@@ -124,3 +124,14 @@ def test_coord_compare_of_a_non_results_directory_is_one_line_status_2(
     result = run_coord("compare", str(a), str(tmp_path))
     assert result.status == 2
     assert result.stderr.strip() == f"{tmp_path}: not a results directory (no results.json)"
+
+
+def test_coord_compare_refuses_a_run_without_a_finished_repetition(
+        run_coord: RunCoord, two_runs: tuple[Path, Path]) -> None:
+    a, slow = two_runs
+    document = json.loads((slow / "results.json").read_text())
+    document.update(repetitions=[], summary=None, status="running", finished=None)
+    (slow / "results.json").write_text(json.dumps(document))
+    result = run_coord("compare", str(a), str(slow))
+    assert result.status == 2
+    assert result.stderr.strip() == f"{slow}: no finished repetition to compare"
