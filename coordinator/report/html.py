@@ -19,8 +19,14 @@ from typing import Any
 import yaml
 from pydantic import JsonValue
 
+from coordinator.core.errors import CoordError
 from coordinator.report.data import NOT_RECORDED, ReportData, SummaryRow
 from coordinator.report.plots import spectrum_figure, timeline_figure
+
+
+class PlotlyMissing(CoordError):
+    """The plotly package (coord's dependency that carries plotly.js) is not installed."""
+
 
 MAX_GENERIC_ROWS = 200
 """An optional section's list longer than this is cut (the rest is in results.json)."""
@@ -65,8 +71,14 @@ LOADER = """
 @functools.lru_cache(maxsize=1)
 def packed_plotly() -> str:
     """plotly.min.js from the installed plotly package, gzipped and base64-encoded."""
-    source = resources.files("plotly") / "package_data" / "plotly.min.js"
-    return base64.b64encode(gzip.compress(source.read_bytes(), 9, mtime=0)).decode("ascii")
+    try:
+        source = resources.files("plotly") / "package_data" / "plotly.min.js"
+        code = source.read_bytes()
+    except (ModuleNotFoundError, OSError) as exc:
+        raise PlotlyMissing(
+            f"report.html not written: plotly.js cannot be read from the plotly package ({exc}); "
+            "reinstall coord (scripts/install-python-env)") from exc
+    return base64.b64encode(gzip.compress(code, 9, mtime=0)).decode("ascii")
 
 
 def render_html(data: ReportData, invocation: str) -> str:

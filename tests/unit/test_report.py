@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from coordinator import cli
 from coordinator.core.histograms import decode_histogram
 from coordinator.report import data
+from coordinator.report import html as html_module
 from coordinator.report.html import _json, render_html
 from coordinator.results import Evidence, Verdict, load_results
 from coordinator.run.runner import RunOutcome
@@ -168,3 +169,17 @@ def test_coord_run_writes_the_report_at_the_end_and_prints_its_path(
     assert result.status == 0, result.stderr
     assert f"report: {results_dir / 'report.html'}" in result.stdout
     assert (results_dir / "summary.csv").is_file()
+
+
+def test_a_missing_plotly_package_is_one_line_naming_the_fix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(package: str) -> None:
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(html_module.resources, "files", missing)
+    html_module.packed_plotly.cache_clear()
+    try:
+        with pytest.raises(html_module.PlotlyMissing, match="reinstall coord"):
+            html_module.packed_plotly()
+    finally:
+        html_module.packed_plotly.cache_clear()
