@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -39,7 +41,12 @@ from coordinator.remote.operations import (
     held_agents,
     stop_agents,
 )
-from coordinator.results.io import default_directory
+from coordinator.report.compare import RegressionFound, compare
+from coordinator.report.compare_view import comparison_html, comparison_text
+from coordinator.report.data import report_data, spectra
+from coordinator.report.generate import load_directory, write_report
+from coordinator.report.text import render_text
+from coordinator.results.io import atomic_write, default_directory
 from coordinator.run.platform import compare_runs, describe_inventory
 from coordinator.run.platform_view import differences_table, platform_tables
 from coordinator.run.progress import (
@@ -218,11 +225,13 @@ def deploy(inventory_path: Path, host_names: str | None, accept_new_host_keys: b
 @click.option("--no-baseline", is_flag=True,
               help="Skip the netperf baselines before and after (the results are marked "
                    "no-baseline).")
+@click.option("--open", "open_report", is_flag=True,
+              help="Open the run's report.html in a web browser at the end.")
 def run_command(inventory_path: Path, repetitions: int | None, warmup: str | None,
                 duration: str | None, out: Path | None, overwrite: bool,
                 overrides: tuple[str, ...],
                 accept_new_host_keys: bool, wheelhouse: Path | None, force: bool,
-                strict: bool, no_baseline: bool) -> None:
+                strict: bool, no_baseline: bool, open_report: bool) -> None:
     """Run the benchmark: synchronized load from every client, repeated, merged, saved."""
     shorthands = {"repetitions": ("benchmark.repetitions", repetitions),
                   "warmup": ("benchmark.warmup", warmup),
@@ -241,6 +250,10 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
                                 force=force)
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
+    report = write_report(outcome.directory, _invocation(), outcome.document)
+    stdout.print(f"report: {report}")
+    if open_report:
+        webbrowser.open(report.resolve().as_uri())
     if strict:
         enforce_strict(outcome.document)
 
@@ -264,6 +277,56 @@ def baseline_command(inventory_path: Path, overrides: tuple[str, ...],
     stdout.print(baseline_table(rows, "netperf baseline (µs; medians across iterations)"))
     if any(row.error for row in rows):
         sys.exit(1)
+
+
+@cli.command("report")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--text", "as_text", is_flag=True,
+              help="Print the report to the terminal instead of only writing report.html.")
+@click.option("--open", "open_report", is_flag=True,
+              help="Open report.html in a web browser.")
+def report_command(directory: Path, as_text: bool, open_report: bool) -> None:
+    """Write DIRECTORY/report.html, summary.csv and rep-<n>.hlog from its results.json."""
+    report = write_report(directory, _invocation())
+    if as_text:
+        stdout.print(render_text(report_data(load_directory(directory)), _invocation()))
+    stdout.print(f"report: {report}")
+    if open_report:
+        webbrowser.open(report.resolve().as_uri())
+
+
+@cli.command("compare")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--fail-on-regression", "fail_percent", type=click.FloatRange(0.0), default=None,
+              metavar="PCT", help="Exit with status 1 when a figure regressed beyond noise "
+                                  "and by more than PCT percent (the figure is named).")
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None,
+              metavar="OUT", help="Also write the comparison, spectra overlaid, to OUT.")
+def compare_command(directories: tuple[Path, ...], fail_percent: float | None,
+                    html_out: Path | None) -> None:
+    """Compare results directories, the first as reference: medians, spread, noise."""
+    if len(directories) < 2:
+        raise UsageError("coord compare needs at least two results directories")
+    documents = [load_directory(directory) for directory in directories]
+    empty = [str(d) for d, document in zip(directories, documents, strict=True)
+             if not document.repetitions]
+    if empty:
+        raise UsageError(f"{', '.join(empty)}: no finished repetition to compare")
+    comparison = compare([str(d) for d in directories], documents)
+    stdout.print(comparison_text(comparison))
+    if html_out is not None:
+        page = comparison_html(comparison, [spectra(document)[0] for document in documents])
+        atomic_write(html_out, page.encode("utf-8"))
+        stdout.print(f"comparison: {html_out}")
+    if fail_percent is not None:
+        regressions = comparison.regressions(fail_percent)
+        if regressions:
+            raise RegressionFound(regressions, fail_percent)
+
+
+def _invocation() -> str:
+    """The command line coord was started with, for the report's provenance."""
+    return shlex.join(["coord", *sys.argv[1:]])
 
 
 @cli.command("doctor")

@@ -87,13 +87,13 @@ class ResultsWriter:
     def write(self, document: ResultsDocument) -> Path:
         """Replace ``results.json`` with ``document``, atomically and durably."""
         text = document.model_dump_json(indent=2) + "\n"
-        _atomic_write(self.results_path, text.encode("utf-8"))
+        atomic_write(self.results_path, text.encode("utf-8"))
         return self.results_path
 
     def write_hgrm(self, repetition_index: int, histogram: HdrHistogram) -> Path:
         """Write ``rep-<n>.hgrm``: the histogram's percentile distribution, values in ms."""
         path = self.hgrm_path(repetition_index)
-        _atomic_write(path, percentile_distribution(histogram).encode("ascii"))
+        atomic_write(path, percentile_distribution(histogram).encode("ascii"))
         return path
 
     def _owned_files(self) -> list[Path]:
@@ -102,11 +102,13 @@ class ResultsWriter:
             *self.directory.glob("rep-*.hgrm"),
             *self.directory.glob(f".{RESULTS_FILE}.*.tmp"),
             *self.directory.glob(".rep-*.hgrm.*.tmp"),
+            *self.directory.glob("rep-*.hlog"),
+            *[self.directory / name for name in ("summary.csv", "report.html")],
         ]
         return [path for path in owned if path.is_file()]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a same-directory temporary file, fsync and replace.
 
     The temporary file is removed on any failure, Ctrl-C included; ``path`` then still holds

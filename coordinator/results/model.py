@@ -6,6 +6,9 @@ One directory per run::
         results.json        this document (``schema_version`` 2), rewritten atomically after
                             every repetition (``coordinator.results.io``)
         rep-<n>.hgrm        the merged percentile distribution of repetition n (ms)
+        rep-<n>.hlog, summary.csv, report.html
+                            derived from this document when the run ends
+                            (``coordinator.report``; ``coord report DIR`` rewrites them)
 
 The models are the document's schema and the source of its documentation: every field carries
 its meaning and unit; ``docs/results.md``'s field reference and the JSON Schema are generated
