@@ -34,7 +34,7 @@ from rpyc.core import consts, netref
 from rpyc.core.stream import SocketStream
 
 import agent
-from agent import protocol
+from agent import api, protocol
 from coordinator.core.errors import AgentAuthError, AgentError, AgentLost
 from coordinator.remote.agent_link import (
     AgentInfo,
@@ -537,14 +537,13 @@ def test_every_method_returns_plain_data(start_agent: AgentFactory) -> None:
     # The root describes itself by its exposed names only.
     described = conn.sync_request(consts.HANDLE_INSPECT, conn.root.____id_pack__)
     exposed = {name for name, _doc in described}
-    assert exposed == {"hello", "heartbeat", "clock", "status", "stop", "prepare_load",
-                       "prepared", "start_load", "load_progress", "stop_load", "load_report",
-                       "take_run_lock", "start_metrics", "align_metrics", "metrics_report"}
+    assert exposed == set(api.METHODS)
     # Methods that take no argument; the load methods are checked in test_builtin_driver, the
     # run lock in test_run_guards, the metrics in test_local_run and test_metrics_lab.
     for name in sorted(exposed - {"stop", "prepare_load", "prepared", "start_load",
                                   "load_report", "take_run_lock", "start_metrics",
-                                  "align_metrics"}):
+                                  "align_metrics", "describe", "baseline_tools",
+                                  "start_netserver", "start_netperf"}):
         assert_is_plain(getattr(conn.root, name)())
     assert_is_plain(conn.root.stop())
     close_after_stop(conn)
