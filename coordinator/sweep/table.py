@@ -143,7 +143,8 @@ def _cells_table(index: SweepIndex, summary: SweepSummary) -> Table:
             if cell.key in knees:
                 notes.append("◆ knee")
             notes += [f"[red]{flag}[/red] (not ranked)" for flag in cell.flags]
-            notes += [f"{name}: undecided" for name in cell.undecided]
+            if cell.undecided:
+                notes.append(f"undecided: {', '.join(cell.undecided)}")
             if cell.ramp_stop:
                 notes.append(f"ramp stop: {cell.ramp_stop}")
             if cell.status in ("failed", "skipped") and cell.reason:
