@@ -145,3 +145,10 @@ def test_cells_are_the_product_with_distinct_directories(matrix: dict[str, list[
     assert len(cells) == expected
     assert len({cell.key for cell in cells}) == expected
     assert all(re.fullmatch(r"[A-Za-z0-9=._-]+", cell.slug) for cell in cells)
+
+
+def test_the_example_plan_is_valid() -> None:
+    loaded = load_sweep(EXAMPLE.parent / "sweep" / "plan.yaml")
+    assert len(loaded.cells) == 12
+    assert {planned.cell.inventory.name for planned in loaded.cells} == {"c6i-2xlarge",
+                                                                         "m7i-2xlarge"}
