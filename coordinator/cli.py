@@ -63,6 +63,11 @@ from coordinator.run.runner import (
     run_benchmark,
 )
 from coordinator.run.view import RunConsoleView, baseline_table, pair_line, summary_table
+from coordinator.sweep.executor import resumed_index, run_sweep
+from coordinator.sweep.load import load_sweep
+from coordinator.sweep.store import read_index
+from coordinator.sweep.table import SweepConsoleView, dry_run_table
+from coordinator.sweep.table import report as sweep_report
 
 PIPE_WIDTH = 160
 """Columns used when output goes to a file or pipe (rich would assume 80 and fold tables)."""
@@ -256,6 +261,43 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
         webbrowser.open(report.resolve().as_uri())
     if strict:
         enforce_strict(outcome.document)
+
+
+@cli.command("sweep")
+@click.option("--plan", "plan_path", required=True, type=click.Path(path_type=Path),
+              help="The sweep plan (docs/sweeps.md).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The sweep directory (default: results/sweep-<plan name>/); the same "
+                   "directory again resumes the sweep.")
+@click.option("--dry-run", is_flag=True,
+              help="List the cells and the estimated duration; run nothing.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Print the report of the sweep directory; run nothing.")
+@_host_keys_option
+@click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Build agent bundles from these wheels only (no package registry).")
+@click.option("--force", is_flag=True,
+              help="Run even on hosts another run holds (each cell's results are marked).")
+def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only: bool,
+                  accept_new_host_keys: bool, wheelhouse: Path | None, force: bool) -> None:
+    """Run a sweep: every cell of the plan a full run, one fleet per inventory, resumable."""
+    loaded = load_sweep(plan_path)
+    directory = out or Path("results") / f"sweep-{loaded.plan.name}"
+    bound = loaded.plan.report.p99_bound
+    if report_only:
+        written = read_index(directory)
+        if written is None:
+            raise UsageError(f"{directory}: no sweep index here (index.json); run the sweep "
+                             "first")
+        stdout.print(sweep_report(written, bound))
+        return
+    if dry_run:
+        stdout.print(dry_run_table(loaded.cells, resumed_index(loaded, directory)))
+        return
+    options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
+    outcome = run_sweep(loaded, directory, SweepConsoleView(stderr), options, force=force)
+    stdout.print(sweep_report(outcome.index, bound))
+    stdout.print(f"sweep: {outcome.directory}")
 
 
 @cli.command("baseline")

@@ -113,8 +113,7 @@ def validate_document(document: YamlDocument) -> LoadedInventory:
     try:
         inventory = Inventory.model_validate(document.data, context=FROM_TEXT)
     except ValidationError as exc:
-        problems = [_problem(error, document) for error in exc.errors()]
-        raise InventoryError(_sorted(problems)) from None
+        raise InventoryError(located_problems(exc, document)) from None
     located = [_locate(problem, document)
                for problem in [*check_references(inventory), *key_file_warnings(inventory)]]
     errors = [problem for problem in located if problem.severity == "error"]
@@ -182,7 +181,15 @@ def _read_text(path: Path, source: str) -> str:
         ) from None
 
 
-def _problem(error: ErrorDetails, document: YamlDocument) -> Problem:
+def located_problems(error: ValidationError, document: YamlDocument,
+                     root: type[BaseModel] = Inventory) -> list[Problem]:
+    """Each refusal of ``root``'s validation as a one-line ``file:line: path: message``
+    problem, sorted by line (other YAML files, sweep plans, share the inventory's messages)."""
+    return _sorted([_problem(details, document, root) for details in error.errors()])
+
+
+def _problem(error: ErrorDetails, document: YamlDocument,
+             root: type[BaseModel] = Inventory) -> Problem:
     loc: PathKey = tuple(error["loc"])
     kind = error["type"]
     given = error.get("input")
@@ -190,7 +197,7 @@ def _problem(error: ErrorDetails, document: YamlDocument) -> Problem:
     show_given = True
     shown = loc
     if kind == "extra_forbidden":
-        shown, message = _unknown_key(loc)
+        shown, message = _unknown_key(loc, root)
         show_given = False
     elif kind == "literal_error":
         expected = str(ctx.get("expected", ""))
@@ -223,11 +230,11 @@ def _problem(error: ErrorDetails, document: YamlDocument) -> Problem:
     return Problem(format_path(shown), message, source, line)
 
 
-def _unknown_key(loc: PathKey) -> tuple[PathKey, str]:
+def _unknown_key(loc: PathKey, root: type[BaseModel]) -> tuple[PathKey, str]:
     """The path to show and what to say about an unknown key; a key that is no field name (a
     line of some other file) is not echoed, and the path shown is its mapping's."""
     key = str(loc[-1])
-    choices = _fields_at(loc[:-1])
+    choices = _fields_at(loc[:-1], root)
     hint = ""
     if _FIELD_NAME.fullmatch(key):
         message = f"unknown key {key!r}"
@@ -258,9 +265,9 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda problem: (problem.line or 0, problem.path))
 
 
-def _fields_at(path: PathKey) -> list[str]:
+def _fields_at(path: PathKey, root: type[BaseModel] = Inventory) -> list[str]:
     """The keys allowed in the mapping at ``path``, for did-you-mean hints."""
-    model: type[BaseModel] | None = Inventory
+    model: type[BaseModel] | None = root
     for part in path:
         if model is None:
             return []
