@@ -43,6 +43,8 @@ from coordinator.core.errors import (
     UsageError,
 )
 from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
+from coordinator.core.host_series import all_host_series
+from coordinator.core.host_verdicts import window_indices
 from coordinator.core.metrics import HostMetrics, host_metrics, unsampled
 from coordinator.core.reports import AgentReport, agent_report
 from coordinator.inventory.loader import LoadedInventory
@@ -536,6 +538,9 @@ def _judge(state: RepetitionState) -> None:
     its marks: the flagged verdicts' and the run's own (see :mod:`coordinator.core.marks`)."""
     repetition, inventory = _merged(state), state.plan.inventory
     threshold = inventory.benchmark.error_threshold
+    if state.metrics:
+        state.host_series = all_host_series(state.metrics, window_indices(repetition),
+                                            state.record.document.platform)
     judged = verdicts.repetition_verdicts(
         repetition, interval_s=state.plan.timeline.interval_ns / 1e9, error_threshold=threshold,
         thresholds=inventory.benchmark.thresholds, hosts=state.host_series,
