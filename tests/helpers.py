@@ -7,7 +7,7 @@ import select
 import selectors
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from agent.messages import LoadProgress
+from agent.metrics.model import MetricsInterval
 from coordinator.core.baselines import BaselinePair
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
@@ -146,8 +147,8 @@ class MeasureView:
     def repetition(self, index: int, total: int) -> None:
         self.measuring.clear()
 
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None:
         if clients and all(p.phase == "measure" for p in clients.values()):
             first = not self.measuring.is_set()
             self.measuring.set()

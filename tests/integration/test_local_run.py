@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import redis
 import yaml
 
 from agent.messages import LoadProgress
+from agent.metrics.model import MetricsInterval
 from coordinator.core.errors import StrictVerdicts
 from coordinator.inventory.loader import load_inventory
 from coordinator.remote.fleet import Fleet
@@ -257,9 +258,9 @@ class PausingView(MeasureView):
         self.port, self.at_s = port, at_s
         self.paused_at: float | None = None
 
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
-        super().progress(elapsed_s, total_s, clients)
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None:
+        super().progress(elapsed_s, total_s, clients, hosts)
         if self.paused_at is None and elapsed_s >= self.at_s:
             with redis.Redis(port=self.port) as client:
                 client.client_pause(PAUSE_MS)
