@@ -132,14 +132,16 @@ def read_fd_line(fd: int, timeout: float) -> bytes:
 
 
 class MeasureView:
-    """A run view for tests: records the repetitions, signals (``measuring``) once every client
-    is in the measure phase, and calls ``on_measure`` the first time it is."""
+    """A run view for tests: records the repetitions and the last interval each host sampled
+    (``sampled``, as the live view gets it), signals (``measuring``) once every client is in
+    the measure phase, and calls ``on_measure`` the first time it is."""
 
     def __init__(self, on_measure: Callable[[], object] | None = None) -> None:
         self.on_measure = on_measure
         self.measuring = threading.Event()
         self.repetitions: list[Repetition] = []
         self.baseline_pairs: list[tuple[str, BaselinePair]] = []
+        self.sampled: dict[str, MetricsInterval] = {}
 
     def deploying(self) -> ProgressView:
         return NoProgress()
@@ -149,6 +151,7 @@ class MeasureView:
 
     def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
                  hosts: Mapping[str, MetricsInterval]) -> None:
+        self.sampled.update(hosts)
         if clients and all(p.phase == "measure" for p in clients.values()):
             first = not self.measuring.is_set()
             self.measuring.set()

@@ -126,8 +126,13 @@ def test_every_host_samples_its_metrics_on_the_loads_interval_grid(
     tmp_path: Path, redis_port: int, transport: LocalTransport
 ) -> None:
     loaded = load_inventory(write_inventory(tmp_path, redis_port))
-    outcome = run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    view = MeasureView()
+    outcome = run_benchmark(loaded, tmp_path / "out", view, transport=transport)
     (repetition,) = load_results(tmp_path / "out").repetitions
+    # while the load ran, the live view got every host's latest sampled interval
+    assert sorted(view.sampled) == ["client1", "client2", "server"]
+    assert all(interval.cpu is not None for interval in view.sampled.values())
+    assert view.sampled["server"].server_processes
     assert repetition == outcome.document.repetitions[0]
     by_host = {metrics.host: metrics for metrics in repetition.metrics}
     assert sorted(by_host) == ["client1", "client2", "server"]
