@@ -37,7 +37,7 @@ from agent.messages import (
     Stopping,
     from_text,
 )
-from agent.metrics.model import MetricsPlan, MetricsReport, MetricsStarted
+from agent.metrics.model import LatestMetrics, MetricsPlan, MetricsReport, MetricsStarted
 from agent.runlock import Holder
 
 Request = TypeVar("Request")
@@ -96,6 +96,7 @@ NETPERF_RESULT: Final = Method("netperf_result", NoRequest, NetperfResult)
 START_METRICS: Final = Method("start_metrics", MetricsPlan, MetricsStarted)
 ALIGN_METRICS: Final = Method("align_metrics", StartLoad, MetricsStarted)
 METRICS_REPORT: Final = Method("metrics_report", NoRequest, MetricsReport)
+LATEST_METRICS: Final = Method("latest_metrics", NoRequest, LatestMetrics)
 
 #: Every remote method, by name: what the service exposes, no more, no less.
 METHODS: Final[dict[str, Method[Any, Any]]] = {
@@ -104,6 +105,6 @@ METHODS: Final[dict[str, Method[Any, Any]]] = {
         HELLO, HEARTBEAT, CLOCK, STATUS, STOP, TAKE_RUN_LOCK, PREPARE_LOAD, PREPARED,
         START_LOAD, LOAD_PROGRESS, STOP_LOAD, LOAD_REPORT, DESCRIBE, BASELINE_TOOLS,
         START_NETSERVER, STOP_NETSERVER, START_NETPERF, NETPERF_RESULT, START_METRICS,
-        ALIGN_METRICS, METRICS_REPORT,
+        ALIGN_METRICS, METRICS_REPORT, LATEST_METRICS,
     )
 }  # fmt: skip

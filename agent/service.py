@@ -60,7 +60,7 @@ from agent.messages import (
     encode_answer,
     encode_failure,
 )
-from agent.metrics.model import MetricsPlan, MetricsReport, MetricsStarted
+from agent.metrics.model import LatestMetrics, MetricsPlan, MetricsReport, MetricsStarted
 from agent.metrics.sampler import MetricsSampler
 from agent.processes import count_descendants
 from agent.runlock import Holder, RunLock
@@ -490,6 +490,16 @@ class AgentService(rpyc.Service):  # type: ignore[misc]  # rpyc ships no type hi
         """Stop sampling; every interval sampled and Redis INFO
         (``agent.metrics.model.MetricsReport``)."""
         return self._serve(api.METRICS_REPORT, lambda _: self._metrics_report())
+
+    def exposed_latest_metrics(self) -> str:
+        """The last interval sampled so far (``agent.metrics.model.LatestMetrics``), for the
+        live view: cheap, and sampling goes on; none when not sampling."""
+        return self._serve(api.LATEST_METRICS, lambda _: self._latest_metrics())
+
+    def _latest_metrics(self) -> LatestMetrics:
+        with self._sampler_lock:
+            sampler = self._sampler
+        return LatestMetrics(None if sampler is None else sampler.latest())
 
     def _metrics_report(self) -> MetricsReport:
         sampler = self._current_sampler("report")

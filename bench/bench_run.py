@@ -34,7 +34,8 @@ class QuietView:
     def repetition(self, index: int, total: int) -> None:
         """Nothing to show."""
 
-    def progress(self, elapsed_s: float, total_s: float, clients: object) -> None:
+    def progress(self, elapsed_s: float, total_s: float, clients: object,
+                 hosts: object) -> None:
         """Nothing to show."""
 
     def repetition_done(self, repetition: Repetition) -> None:

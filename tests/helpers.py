@@ -7,7 +7,7 @@ import select
 import selectors
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from agent.messages import LoadProgress
+from agent.metrics.model import MetricsInterval
 from coordinator.core.baselines import BaselinePair
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
@@ -131,14 +132,16 @@ def read_fd_line(fd: int, timeout: float) -> bytes:
 
 
 class MeasureView:
-    """A run view for tests: records the repetitions, signals (``measuring``) once every client
-    is in the measure phase, and calls ``on_measure`` the first time it is."""
+    """A run view for tests: records the repetitions and the last interval each host sampled
+    (``sampled``, as the live view gets it), signals (``measuring``) once every client is in
+    the measure phase, and calls ``on_measure`` the first time it is."""
 
     def __init__(self, on_measure: Callable[[], object] | None = None) -> None:
         self.on_measure = on_measure
         self.measuring = threading.Event()
         self.repetitions: list[Repetition] = []
         self.baseline_pairs: list[tuple[str, BaselinePair]] = []
+        self.sampled: dict[str, MetricsInterval] = {}
 
     def deploying(self) -> ProgressView:
         return NoProgress()
@@ -146,8 +149,9 @@ class MeasureView:
     def repetition(self, index: int, total: int) -> None:
         self.measuring.clear()
 
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None:
+        self.sampled.update(hosts)
         if clients and all(p.phase == "measure" for p in clients.values()):
             first = not self.measuring.is_set()
             self.measuring.set()

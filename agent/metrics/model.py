@@ -154,6 +154,14 @@ class MetricsInterval:
 
 
 @dataclass(frozen=True)
+class LatestMetrics:
+    """``latest_metrics()``: the last interval sampled so far (None: none yet, or no
+    sampling), for the live view; sampling goes on."""
+
+    interval: MetricsInterval | None = None
+
+
+@dataclass(frozen=True)
 class RedisInfo:
     """Redis INFO at ``moment`` (start or end of the load): section -> field -> value, as the
     server wrote them; ``problem`` when it could not be taken (then no sections)."""

@@ -134,6 +134,11 @@ class MetricsSampler:
         with self._lock:
             return self._t0_ns
 
+    def latest(self) -> MetricsInterval | None:
+        """The last interval sampled so far, if any."""
+        with self._lock:
+            return self._intervals[-1] if self._intervals else None
+
     def finish(self) -> MetricsReport:
         """Stop sampling, take the last (partial) interval, and report everything."""
         self._stopped.set()

@@ -38,7 +38,7 @@ from agent.messages import (
     decode_reply,
     to_text,
 )
-from agent.metrics.model import MetricsPlan, MetricsReport
+from agent.metrics.model import MetricsInterval, MetricsPlan, MetricsReport
 from agent.runlock import Holder
 from coordinator.core.errors import AgentError, AgentLost
 
@@ -239,6 +239,10 @@ class AgentCalls(abc.ABC):
     def metrics_report(self) -> MetricsReport:
         """Stop sampling; every interval sampled, and Redis INFO on a server host."""
         return self.ask(api.METRICS_REPORT, timeout=LOAD_REPORT_TIMEOUT)
+
+    def latest_metrics(self) -> MetricsInterval | None:
+        """The last interval the host's sampler took so far (for the live view)."""
+        return self.ask(api.LATEST_METRICS, timeout=self.request_timeout).interval
 
 
 def shown(value: object) -> str:

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from agent.drivers.spec import Timeline
 from agent.messages import LoadProgress, LoadState, Prepared
+from agent.metrics.model import MetricsInterval
 from agent.runlock import Holder, utc_text
 from coordinator import results
 from coordinator.core import marks, stats, verdicts
@@ -43,6 +44,8 @@ from coordinator.core.errors import (
     UsageError,
 )
 from coordinator.core.histograms import HISTOGRAM_PARAMS, decode_histogram
+from coordinator.core.host_series import all_host_series
+from coordinator.core.host_verdicts import window_indices
 from coordinator.core.metrics import HostMetrics, host_metrics, unsampled
 from coordinator.core.reports import AgentReport, agent_report
 from coordinator.inventory.loader import LoadedInventory
@@ -95,8 +98,8 @@ class RunView(Protocol):
 
     def repetition(self, index: int, total: int) -> None: ...
 
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None: ...
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None: ...
 
     def repetition_done(self, repetition: results.Repetition) -> None: ...
 
@@ -471,7 +474,8 @@ def _watch(state: RepetitionState) -> None:
             raise RunFailed("; ".join(str(f.error) for f in polled.failed.values()),
                             list(polled.failed))
         elapsed = max(0.0, time.time_ns() / 1e9 - state.t0_ns / 1e9)
-        state.view.progress(min(elapsed, total_s), total_s, polled.succeeded)
+        state.view.progress(min(elapsed, total_s), total_s, polled.succeeded,
+                            _latest_metrics(state))
         broken = {name: p for name, p in polled.succeeded.items() if p.state is LoadState.FAILED}
         if broken:
             raise RunFailed("; ".join(f"{name}: load failed: {p.problem}"
@@ -485,6 +489,15 @@ def _watch(state: RepetitionState) -> None:
                             f"{FINISH_GRACE_S:g}s after its planned end and "
                             f"{drain_s:g}s drain", stuck)
         time.sleep(PROGRESS_PERIOD_S)
+
+
+def _latest_metrics(state: RepetitionState) -> dict[str, MetricsInterval]:
+    """Every sampling host's last interval, for the live view; a host that does not answer
+    is left out (its metrics still arrive with the collect step)."""
+    hosts = state.hosts
+    latest = fan_out(state.sampling(), lambda name, _: hosts[name].link.latest_metrics())
+    return {name: interval for name, interval in latest.succeeded.items()
+            if interval is not None}
 
 
 def _collect(state: RepetitionState) -> None:
@@ -536,6 +549,9 @@ def _judge(state: RepetitionState) -> None:
     its marks: the flagged verdicts' and the run's own (see :mod:`coordinator.core.marks`)."""
     repetition, inventory = _merged(state), state.plan.inventory
     threshold = inventory.benchmark.error_threshold
+    if state.metrics:
+        state.host_series = all_host_series(state.metrics, window_indices(repetition),
+                                            state.record.document.platform)
     judged = verdicts.repetition_verdicts(
         repetition, interval_s=state.plan.timeline.interval_ns / 1e9, error_threshold=threshold,
         thresholds=inventory.benchmark.thresholds, hosts=state.host_series,

@@ -1,17 +1,19 @@
 """What `coord run` shows while it runs, and the summary it prints at the end.
 
 One live region: the deployment's per-host stages first, then per client host its phase, the
-last interval's throughput and p99, its errors, and the verdicts of the last finished
-repetition that concern it. Each finished repetition leaves one line above the live region. The
-summary puts the verdicts with their evidence above the figures. Nothing here computes a
-figure or decides a verdict: it only shows what the run reports.
+last interval's throughput and p99, its errors, its CPU and its hottest load process in the
+last interval its agent sampled, and the verdicts of the last finished repetition that concern
+it; then per server host its CPU and its server process's. Each finished repetition leaves one
+line above the live region. The summary puts the verdicts with their evidence above the
+figures. Nothing here computes a figure or decides a verdict: it only shows what the run
+reports.
 """
 
 from __future__ import annotations
 
 import statistics
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -20,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.messages import LoadProgress, LoadState
+from agent.metrics.model import MetricsInterval
 from coordinator.core import marks
 from coordinator.core.baselines import BaselinePair, round_trip_for
 from coordinator.core.errors import HostError
@@ -41,6 +44,7 @@ class RunConsoleView:
         self._lock = threading.Lock()
         self._stages: dict[str, str] = dict.fromkeys(hosts, "waiting")
         self._clients: dict[str, LoadProgress] = {}
+        self._sampled: dict[str, MetricsInterval] = {}
         self._header = "deploying agents"
         self._elapsed = (0.0, 0.0)
         self._judged: list[Verdict] = []
@@ -82,14 +86,16 @@ class RunConsoleView:
         with self._lock:
             self._header = f"repetition {index + 1}/{total}"
             self._clients = {}
+            self._sampled = {}
             self._elapsed = (0.0, 0.0)
         self._refresh()
 
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
-        """The latest progress of every client."""
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None:
+        """The latest progress of every client, and the last interval each host sampled."""
         with self._lock:
             self._clients = dict(clients)
+            self._sampled.update(hosts)
             self._elapsed = (elapsed_s, total_s)
         self._refresh()
 
@@ -125,21 +131,54 @@ class RunConsoleView:
             elapsed, total = self._elapsed
             table = Table(title=f"{self._header}: {elapsed:.0f}/{total:.0f} s",
                           title_justify="left")
-            for column in ("client", "phase", "ops/s", "p99 ms", "errors", "verdict"):
-                table.add_column(column, justify="left" if column in ("client", "phase",
-                                                                      "verdict") else "right")
+            for column in ("host", "phase", "ops/s", "p99 ms", "errors", "cpu %",
+                           "hottest process", "verdict"):
+                table.add_column(column, justify="right" if column in (
+                    "ops/s", "p99 ms", "errors", "cpu %") else "left")
             for host, progress in sorted(self._clients.items()):
                 ops = "-" if progress.ops_per_sec is None else f"{progress.ops_per_sec:,.0f}"
                 p99 = "-" if progress.p99_usec is None else _ms(progress.p99_usec)
                 running = progress.state is LoadState.RUNNING
                 phase = progress.phase if running else progress.state.value
+                sampled = self._sampled.get(host)
                 table.add_row(host, phase or progress.state.value, ops, p99, str(progress.errors),
+                              cpu_cell(sampled), hottest_load_cell(sampled),
                               verdict_cell(self._judged, host))
+            for host, sampled in sorted(self._sampled.items()):
+                if host not in self._clients:
+                    table.add_row(host, "server", "", "", "", cpu_cell(sampled),
+                                  server_cell(sampled), verdict_cell(self._judged, host))
             return table
 
 
+def cpu_cell(sampled: MetricsInterval | None) -> str:
+    """The host's CPU busy in its last sampled interval, % of all its cores."""
+    if sampled is None or sampled.cpu is None:
+        return "-"
+    return f"{sampled.cpu.busy:.0f}"
+
+
+def hottest_load_cell(sampled: MetricsInterval | None) -> str:
+    """The load process that used the most CPU, named as the verdicts name it (its rank in
+    pid order), with its CPU in % of one core."""
+    if sampled is None or not sampled.load_processes:
+        return "-"
+    ranks = {pid: rank for rank, pid in
+             enumerate(sorted(p.pid for p in sampled.load_processes), start=1)}
+    hottest = max(sampled.load_processes, key=lambda p: p.cpu_percent)
+    return f"load process {ranks[hottest.pid]}: {hottest.cpu_percent:.0f} % of a core"
+
+
+def server_cell(sampled: MetricsInterval) -> str:
+    """The target server's processes, their CPU in % of one core."""
+    if not sampled.server_processes:
+        return "-"
+    return ", ".join(f"{p.name}: {p.cpu_percent:.0f} % of a core"
+                     for p in sampled.server_processes)
+
+
 def verdict_cell(judged: list[Verdict], host: str) -> str:
-    """The last finished repetition's flagged verdicts about ``host`` (or about every client):
+    """The last finished repetition's flagged verdicts about ``host`` (or about every host):
     "-" before any, "clear" when none flagged."""
     if not judged:
         return "-"

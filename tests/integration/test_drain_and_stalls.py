@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import redis
 
 from agent.messages import LoadProgress
+from agent.metrics.model import MetricsInterval
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.results import AgentRepetition, Repetition
@@ -65,9 +66,9 @@ class EndView(MeasureView):
         self.failures: list[BaseException] = []
         self._timer: threading.Timer | None = None
 
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
-        super().progress(elapsed_s, total_s, clients)
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None:
+        super().progress(elapsed_s, total_s, clients, hosts)
         if self._timer is None and 0 < elapsed_s < total_s - self.before_end_s - 0.1:
             self.planned_end = time.time() - elapsed_s + total_s
             delay = self.planned_end - self.before_end_s - time.time()

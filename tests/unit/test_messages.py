@@ -226,7 +226,7 @@ def test_the_method_table_names_each_method_once() -> None:
         "hello", "heartbeat", "clock", "status", "stop", "take_run_lock", "prepare_load",
         "prepared", "start_load", "load_progress", "stop_load", "load_report", "describe",
         "baseline_tools", "start_netserver", "stop_netserver", "start_netperf", "netperf_result",
-        "start_metrics", "align_metrics", "metrics_report",
+        "start_metrics", "align_metrics", "metrics_report", "latest_metrics",
     }  # fmt: skip
     with pytest.raises(MessageError, match="takes its request as JSON text"):
         api.START_LOAD.parse_request(5)

@@ -1,0 +1,147 @@
+"""The hosts' stored metrics (:class:`~coordinator.core.metrics.HostMetrics`) as the verdicts'
+input (:class:`~coordinator.core.host_verdicts.HostSeries`). Pure: no I/O.
+
+Choices, each so that a verdict is never decided on a figure that was not measured:
+
+- **role**: a host that runs load is judged as a client (its load processes, its throttling);
+  if it also runs the target server, its server process's CPU is kept as well, so the same
+  host is judged server-bound too.
+- **load processes** are named as the user counts them: ``1``, ``2``... in pid order (the
+  order the agent spawned them), with the command name and pid beside (``2 (python, pid
+  2319)``). Only processes seen in the window count: one that ran only in the warm-up is not
+  missing from the window. An interval where a process was not sampled is None.
+- **throttled periods**: None when the host has no CPU quota; an empty series (not measured,
+  so client-bound is undecided) when a quota may exist but its counters could not be read.
+- **interfaces**: bytes in the busier direction; the loopback is left out, as it has no link
+  to saturate (and no link speed: it would make network-bound undecided for ever).
+- **server CPU limit**: Redis executes commands on one thread, so one core is the most it can
+  use, whatever the host has; a CPU quota below that is the limit instead. The quota is the
+  server host agent's cgroup's (the lab puts sshd, hence the agent, and redis-server in one
+  cgroup). A quota whose counters could not be read leaves the limit unknown: the server may
+  be held to less than a core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from coordinator.core.host_verdicts import HostSeries
+from coordinator.core.metrics import HostInterval, HostMetrics
+from coordinator.core.platform import PlatformRecord
+
+LOOPBACK = "lo"
+"""The loopback interface: never a network limit."""
+
+SINGLE_THREAD_CORES = 1.0
+"""The CPU a server that executes commands on one thread (Redis) can use, in cores."""
+
+
+def host_series(metrics: HostMetrics, window: Sequence[int],
+                platform: PlatformRecord | None) -> HostSeries:
+    """One host's series over its intervals, for the verdicts on ``window`` (the
+    repetition's common window's interval indices)."""
+    intervals = [item for item in metrics.intervals if item.index >= 0]
+    indices = [item.index for item in intervals]
+    in_window = [item for item in intervals if item.index in set(window)]
+    client, server = "client" in metrics.roles, "server" in metrics.roles
+    throttled = throttled_periods(metrics, intervals)
+    return HostSeries(
+        host=metrics.host,
+        role="client" if client or not server else "server",
+        interval_indices=indices,
+        cpu_total_percent=[None if item.cpu is None else item.cpu.busy for item in intervals],
+        load_process_cpu=load_process_cpu(intervals, in_window) if client else {},
+        hottest_thread_cpu=[hottest_thread(item) for item in intervals] if client else [],
+        throttled_periods=throttled,
+        retransmits=[item.tcp_retransmits for item in intervals],
+        interface_bytes=interface_bytes(intervals),
+        link_speed_mbps=link_speeds(metrics.host, platform),
+        server_process_cpu=[server_cpu(item) for item in intervals] if server else None,
+        server_cpu_limit_cores=server_cpu_limit(metrics, intervals) if server else None,
+    )
+
+
+def all_host_series(metrics: Sequence[HostMetrics], window: Sequence[int],
+                    platform: PlatformRecord | None) -> list[HostSeries]:
+    """Every sampled host's series; a host whose agent could not sample at all is left out,
+    so its verdicts say "no metrics from" it."""
+    return [host_series(item, window, platform) for item in metrics if item.intervals]
+
+
+def process_labels(intervals: Sequence[HostInterval]) -> dict[int, str]:
+    """pid -> the name the user knows the load process by: its rank in pid order."""
+    names = {p.pid: p.name for item in intervals for p in item.load_processes}
+    return {pid: f"{rank} ({names[pid]}, pid {pid})"
+            for rank, pid in enumerate(sorted(names), start=1)}
+
+
+def load_process_cpu(intervals: Sequence[HostInterval],
+                     in_window: Sequence[HostInterval]) -> dict[str, list[float | None]]:
+    """Per load process seen in the window: its CPU, % of one core, per interval."""
+    labels = process_labels(in_window)
+    by_interval = [{p.pid: p.cpu_percent for p in item.load_processes} for item in intervals]
+    return {label: [cpu.get(pid) for cpu in by_interval] for pid, label in labels.items()}
+
+
+def hottest_thread(interval: HostInterval) -> float | None:
+    """The busiest thread of any load process, % of one core (None: none was sampled)."""
+    threads = [p.hottest_thread_percent for p in interval.load_processes
+               if p.hottest_thread_percent is not None]
+    return max(threads, default=None)
+
+
+def throttling_unread(metrics: HostMetrics, intervals: Sequence[HostInterval]) -> bool:
+    """Whether a CPU quota's counters could not be read (the host, or an interval, says so)."""
+    return "throttling" in metrics.missing or any("throttling" in item.missing
+                                                  for item in intervals)
+
+
+def throttled_periods(metrics: HostMetrics,
+                      intervals: Sequence[HostInterval]) -> list[int | None] | None:
+    """Throttled periods per interval; None: no quota; empty: a quota not measured."""
+    if any(item.throttling is not None for item in intervals):
+        return [None if item.throttling is None else item.throttling.throttled_periods
+                for item in intervals]
+    return [] if throttling_unread(metrics, intervals) else None
+
+
+def interface_bytes(intervals: Sequence[HostInterval]) -> dict[str, list[int | None]]:
+    """Per interface but the loopback: bytes in its busier direction, per interval."""
+    names = sorted({name for item in intervals for name in item.interfaces} - {LOOPBACK})
+    series: dict[str, list[int | None]] = {}
+    for name in names:
+        values: list[int | None] = []
+        for item in intervals:
+            traffic = item.interfaces.get(name)
+            values.append(None if traffic is None
+                          else max(traffic.bytes_sent, traffic.bytes_received))
+        series[name] = values
+    return series
+
+
+def link_speeds(host: str, platform: PlatformRecord | None) -> Mapping[str, int | None]:
+    """Per interface, its link speed from the run's platform description (empty: none)."""
+    if platform is None:
+        return {}
+    record = next((item for item in platform.hosts if item.host == host), None)
+    if record is None:
+        return {}
+    return {interface.name: interface.speed_mbps for interface in record.interfaces}
+
+
+def server_cpu(interval: HostInterval) -> float | None:
+    """The target server's processes' CPU, % of one core (None: none was sampled)."""
+    if not interval.server_processes:
+        return None
+    return sum(p.cpu_percent for p in interval.server_processes)
+
+
+def server_cpu_limit(metrics: HostMetrics, intervals: Sequence[HostInterval]) -> float | None:
+    """The CPU the server can use, in cores: one (one thread), or the host's CPU quota if
+    smaller; None when a quota's counters could not be read."""
+    quotas = [item.throttling.quota_cores for item in intervals if item.throttling is not None]
+    if quotas:
+        return min(SINGLE_THREAD_CORES, *quotas)
+    if throttling_unread(metrics, intervals):
+        return None
+    return SINGLE_THREAD_CORES

@@ -1,0 +1,256 @@
+"""The hosts' stored metrics as the verdicts' series: over the v2 fixture (real sampler output)
+and hand-built hosts (a quota, a quota not read, a host with both roles, a process that
+exits, link speeds from the platform). Pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.core import marks
+from coordinator.core.host_series import all_host_series, host_series
+from coordinator.core.host_verdicts import host_verdicts, window_indices
+from coordinator.core.metrics import HostMetrics
+from coordinator.core.platform import PlatformRecord
+from coordinator.inventory.schema import Thresholds
+from coordinator.results import load_results
+from tests.unit.test_verdicts import repetition
+
+FIXTURE_V2 = Path(__file__).parents[2] / "tests" / "fixtures" / "results-v2.json"
+DEFAULTS = Thresholds()
+
+
+def cpu(busy: float) -> dict[str, float]:
+    return {"user": busy, "system": 0.0, "irq": 0.0, "softirq": 0.0, "steal": 0.0,
+            "iowait": 0.0, "idle": 100.0 - busy, "busy": busy}
+
+
+def process(pid: int, percent: float, name: str = "python",
+            thread: float | None = None) -> dict[str, Any]:
+    return {"pid": pid, "name": name, "cpu_percent": percent, "threads": 1,
+            "hottest_thread": pid, "hottest_thread_percent": percent if thread is None else thread}
+
+
+def interval(index: int, *, busy: float = 50.0, load: list[dict[str, Any]] | None = None,
+             server: list[dict[str, Any]] | None = None, throttled: int | None = None,
+             quota: float = 0.2, sent: int = 1000, received: int = 4000,
+             retransmits: int | None = 0, missing: dict[str, str] | None = None
+             ) -> dict[str, Any]:
+    throttling = None if throttled is None else {
+        "cgroup": "/sys/fs/cgroup/cpu/lab/client1", "version": "v1", "quota_cores": quota,
+        "periods": 10, "throttled_periods": throttled, "throttled_usec": throttled * 80_000}
+    traffic = {"bytes_received": received, "bytes_sent": sent, "packets_received": 4,
+               "packets_sent": 1}
+    return {
+        "index": index, "phase": "before" if index < 0 else "measure",
+        "start_ms": 500.0 * index, "duration_ms": 500.0, "cpu": cpu(busy), "cores": [cpu(busy)],
+        "load_average_1m": 0.5, "memory_used_bytes": 1, "memory_available_bytes": 1,
+        "interfaces": {"eth0": traffic, "lo": {**traffic, "bytes_sent": 10**9}},
+        "tcp_retransmits": retransmits, "listen_drops": 0, "listen_overflows": 0,
+        "context_switches": 1, "throttling": throttling, "load_processes": load or [],
+        "server_processes": server or [], "missing": missing or {},
+    }  # fmt: skip
+
+
+def host(intervals: list[dict[str, Any]], roles: list[str] | None = None,
+         name: str = "client1", missing: dict[str, str] | None = None) -> HostMetrics:
+    return HostMetrics.model_validate({
+        "host": name, "roles": roles or ["client"], "interval_ms": 500.0,
+        "intervals": intervals, "redis_info": [], "missing": missing or {}})  # fmt: skip
+
+
+def platform(speed: int | None) -> PlatformRecord:
+    host_record = {
+        "host": "client1", "hostname": "c1", "cpu_model": None, "sockets": None, "cores": None,
+        "threads": None, "numa_nodes": None, "governor": None, "boost": None,
+        "memory_bytes": None, "kernel": "Linux", "os_release": None, "virtualization": None,
+        "dmi_vendor": None, "dmi_product": None, "cpu_quota_cores": None, "cpu_cgroup": None,
+        "clock_source": None, "python": "3.11", "tools": [], "unknown": {},
+        "interfaces": [{"name": "eth0", "speed_mbps": speed, "mtu": 1500, "driver": None,
+                        "offloads": None, "unknown": {}}],
+    }  # fmt: skip
+    return PlatformRecord.model_validate({"hosts": [host_record], "servers": []})
+
+
+# --------------------------------------------------------------------------------------------
+# the v2 fixture: real sampler output
+
+
+def test_the_v2_fixtures_hosts_become_series_of_their_load_intervals() -> None:
+    document = load_results(FIXTURE_V2)
+    (first, *_) = document.repetitions
+    window = window_indices(first)
+    assert window == [2, 3]
+    series = {s.host: s for s in all_host_series(first.metrics, window, document.platform)}
+    assert sorted(series) == ["client1", "client2", "server1"]
+    client = series["client1"]
+    assert client.role == "client" and list(client.interval_indices) == [0, 1, 2, 3, 4, 5]
+    assert list(client.cpu_total_percent) == [100.0] * 6
+    # the agent's two descendants, named by their rank in pid order
+    assert sorted(client.load_process_cpu) == ["1 (redis-server, pid 2305)",
+                                               "2 (python, pid 2319)"]
+    python = client.load_process_cpu["2 (python, pid 2319)"]
+    assert python[2] == pytest.approx(44.67121175941222)
+    assert client.hottest_thread_cpu[0] == pytest.approx(40.57760878935028)
+    assert client.throttled_periods is None  # no quota on the host, nothing missing
+    assert list(client.retransmits) == [0] * 6
+    assert sorted(client.interface_bytes) == ["eth0"]  # the loopback left out
+    assert client.link_speed_mbps == {}  # the fixture has no platform description
+    assert client.server_process_cpu is None and client.server_cpu_limit_cores is None
+    server = series["server1"]
+    assert server.role == "server" and server.load_process_cpu == {}
+    assert list(server.server_process_cpu or []) == [0.0] * 6
+    assert server.server_cpu_limit_cores == 1.0
+
+
+def test_the_v2_fixtures_host_verdicts_are_decided_from_its_metrics() -> None:
+    document = load_results(FIXTURE_V2)
+    first = document.repetitions[0]
+    series = all_host_series(first.metrics, window_indices(first), None)
+    judged = {(v.name, tuple(v.hosts)): v
+              for v in host_verdicts(first, series, ["server1"], 0.25, DEFAULTS)}
+    # the fixture's host was fully busy (a loaded shared machine): client-bound, with evidence
+    client = judged[(marks.CLIENT_BOUND.name, ("client1",))]
+    assert client.state == "flagged"
+    assert client.evidence[0].metric == "cpu_total_percent"
+    assert client.evidence[0].intervals == [2, 3]
+    assert judged[(marks.SERVER_BOUND.name, ("server1",))].summary.startswith(
+        "not server-bound: client1")
+    network = judged[(marks.NETWORK_BOUND.name, ("client1",))]
+    assert network.state == "undecided" and "link speed unknown" in network.summary
+    assert "no metrics" not in " ".join(v.summary for v in judged.values())
+
+
+# --------------------------------------------------------------------------------------------
+# hand-built hosts
+
+
+WINDOW = [0, 1, 2, 3]
+
+
+def test_a_saturated_load_process_is_named_by_its_rank_and_flags_client_bound() -> None:
+    intervals = [interval(-1), *[interval(i, load=[process(41, 99.0), process(40, 20.0)])
+                                 for i in WINDOW]]
+    series = host_series(host(intervals), WINDOW, None)
+    assert list(series.interval_indices) == WINDOW  # before T0 left out
+    assert dict(series.load_process_cpu) == {"1 (python, pid 40)": [20.0] * 4,
+                                             "2 (python, pid 41)": [99.0] * 4}
+    (verdict, *_) = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
+    assert verdict.state == "flagged"
+    assert "load process 2 (python, pid 41) at 99 % of a core in 4 of 4 intervals" in (
+        verdict.summary)
+
+
+def test_a_process_seen_only_in_the_warmup_is_not_missing_from_the_window() -> None:
+    intervals = [interval(0, load=[process(40, 20.0), process(39, 5.0)]),
+                 *[interval(i, load=[process(40, 20.0)]) for i in (1, 2, 3)]]
+    series = host_series(host(intervals), [1, 2, 3], None)
+    assert dict(series.load_process_cpu) == {"1 (python, pid 40)": [20.0] * 4}
+
+
+def test_a_process_that_exits_in_the_window_is_none_where_it_was_not_sampled() -> None:
+    intervals = [interval(0, load=[process(40, 20.0), process(41, 30.0)]),
+                 interval(1, load=[process(40, 20.0)])]
+    series = host_series(host(intervals), [0, 1], None)
+    assert series.load_process_cpu["2 (python, pid 41)"] == [30.0, None]
+    assert list(series.hottest_thread_cpu) == [30.0, 20.0]
+
+
+def test_a_quota_gives_throttled_periods_and_the_throttling_flags_client_bound() -> None:
+    intervals = [interval(i, load=[process(40, 19.0)], throttled=5) for i in WINDOW]
+    series = host_series(host(intervals), WINDOW, None)
+    assert list(series.throttled_periods or []) == [5, 5, 5, 5]
+    (verdict, *_) = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
+    assert verdict.state == "flagged"
+    assert [e.metric for e in verdict.evidence] == ["cgroup_throttled_periods"]
+
+
+def test_without_a_quota_there_is_no_throttling_to_judge() -> None:
+    series = host_series(host([interval(i, load=[process(40, 19.0)]) for i in WINDOW]),
+                         WINDOW, None)
+    assert series.throttled_periods is None
+    (verdict, *_) = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
+    assert verdict.state == "clear"
+
+
+@pytest.mark.parametrize("where", ["host", "interval"])
+def test_a_quota_not_read_leaves_client_bound_undecided(where: str) -> None:
+    reason = {"throttling": "no cgroup filesystem is mounted"}
+    intervals = [interval(i, load=[process(40, 19.0)],
+                          missing=reason if where == "interval" else None) for i in WINDOW]
+    series = host_series(host(intervals, missing=reason if where == "host" else None),
+                         WINDOW, None)
+    assert series.throttled_periods == []
+    (verdict, *_) = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
+    assert verdict.state == "undecided"
+    assert "cgroup_throttled_periods" in verdict.summary
+
+
+def test_a_host_with_both_roles_is_judged_as_a_client_and_as_the_server() -> None:
+    intervals = [interval(i, load=[process(40, 30.0)], server=[process(7, 99.0, "redis-server")])
+                 for i in WINDOW]
+    series = host_series(host(intervals, roles=["client", "server"]), WINDOW, None)
+    assert series.role == "client" and list(series.load_process_cpu) == ["1 (python, pid 40)"]
+    assert list(series.server_process_cpu or []) == [99.0] * 4
+    assert series.server_cpu_limit_cores == 1.0
+    judged = host_verdicts(repetition([100] * 4), [series], ["client1"], 0.5, DEFAULTS)
+    states = {v.name: v.state for v in judged}
+    assert states[marks.CLIENT_BOUND.name] == "clear"
+    assert states[marks.SERVER_BOUND.name] == "flagged"
+
+
+def test_the_server_limit_is_one_core_or_its_quota_if_smaller() -> None:
+    def limit(quota: float | None, missing: dict[str, str] | None = None) -> float | None:
+        intervals = [interval(i, server=[process(7, 19.5, "redis-server")],
+                              throttled=None if quota is None else 0, quota=quota or 0.0)
+                     for i in WINDOW]
+        return host_series(host(intervals, ["server"], "server", missing),
+                           WINDOW, None).server_cpu_limit_cores
+
+    assert limit(None) == 1.0
+    assert limit(0.2) == 0.2
+    assert limit(4.0) == 1.0  # Redis runs its commands on one thread
+    assert limit(None, {"throttling": "not mounted"}) is None  # maybe held below a core
+
+
+def test_a_server_at_its_quota_with_idle_clients_is_server_bound() -> None:
+    server = host([interval(i, server=[process(7, 19.5, "redis-server")], throttled=3)
+                   for i in WINDOW], ["server"], "server")
+    client = host([interval(i, busy=10.0, load=[process(40, 10.0)]) for i in WINDOW])
+    series = all_host_series([client, server], WINDOW, None)
+    judged = {v.name: v for v in host_verdicts(repetition([100] * 4), series, ["server"], 0.5,
+                                               DEFAULTS)}
+    assert judged[marks.CLIENT_BOUND.name].state == "clear"
+    bound = judged[marks.SERVER_BOUND.name]
+    assert bound.state == "flagged" and bound.summary.startswith("good news")
+    assert "of its 0.2 core(s)" in bound.summary
+
+
+def test_an_unsampled_host_is_left_out_so_its_verdicts_say_no_metrics() -> None:
+    empty = HostMetrics.model_validate({
+        "host": "client1", "roles": ["client"], "interval_ms": 500.0, "intervals": [],
+        "redis_info": [], "missing": {"all": "agent lost"}})  # fmt: skip
+    assert all_host_series([empty], WINDOW, None) == []
+    (verdict, *_) = host_verdicts(repetition([100] * 4), [], [], 0.5, DEFAULTS)
+    assert verdict.summary == "undecided: no metrics from client1"
+
+
+def test_interfaces_take_the_busier_direction_and_the_platforms_link_speed() -> None:
+    intervals = [interval(i, sent=10, received=60_000_000) for i in WINDOW]
+    series = host_series(host(intervals), WINDOW, platform(1000))
+    assert dict(series.interface_bytes) == {"eth0": [60_000_000] * 4}
+    assert dict(series.link_speed_mbps) == {"eth0": 1000}
+    judged = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
+    network = next(v for v in judged if v.name == marks.NETWORK_BOUND.name)
+    # 60 MB in 0.5 s = 960 Mbit/s of a 1000 Mbit/s link
+    assert network.state == "flagged" and "96 % of 1000 Mbit/s" in network.summary
+    assert host_series(host(intervals), WINDOW, platform(None)).link_speed_mbps == {
+        "eth0": None}
+
+
+def test_retransmits_not_read_stay_none() -> None:
+    series = host_series(host([interval(0, retransmits=None), interval(1, retransmits=3)]),
+                         [0, 1], None)
+    assert list(series.retransmits) == [None, 3]

@@ -1,0 +1,58 @@
+"""The live view of `coord run`: each client's CPU and its hottest load process, the server's
+CPU, beside the verdict column, from the last interval each host's agent sampled. Pure."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from agent.messages import LoadProgress, LoadState
+from agent.metrics.model import CpuShare, MetricsInterval, ProcessCpu
+from coordinator.run.view import RunConsoleView
+
+
+def share(busy: float) -> CpuShare:
+    return CpuShare(user=busy, system=0.0, irq=0.0, softirq=0.0, steal=0.0, iowait=0.0,
+                    idle=100.0 - busy)
+
+
+def process(pid: int, percent: float, name: str = "python3") -> ProcessCpu:
+    return ProcessCpu(pid=pid, name=name, cpu_percent=percent, threads=1, hottest_thread=pid,
+                      hottest_thread_percent=percent)
+
+
+def sampled(busy: float, load: tuple[ProcessCpu, ...] = (),
+            server: tuple[ProcessCpu, ...] = ()) -> MetricsInterval:
+    return MetricsInterval(
+        index=3, phase="measure", start_ns=0, end_ns=500_000_000, cpu=share(busy), cores=(),
+        load_average_1m=None, memory_used_bytes=None, memory_available_bytes=None,
+        interfaces={}, tcp_retransmits=None, listen_drops=None, listen_overflows=None,
+        context_switches=None, throttling=None, load_processes=load, server_processes=server)
+
+
+def rendered(hosts: dict[str, MetricsInterval]) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False)
+    view = RunConsoleView(console, ["client1", "client2", "server"])
+    view.repetition(0, 2)
+    running = LoadProgress(state=LoadState.RUNNING, interval=3, phase="measure",
+                           ops_per_sec=1200.0, p99_usec=900.0)
+    view.progress(1.5, 4.0, {"client1": running, "client2": running}, hosts)
+    console.print(view._render())  # the live region, as it is drawn
+    return out.getvalue()
+
+
+def test_the_live_view_shows_each_clients_cpu_its_hottest_process_and_the_servers_cpu() -> None:
+    text = rendered({
+        "client1": sampled(97.0, (process(40, 12.0), process(41, 99.4))),
+        "server": sampled(30.0, server=(process(7, 19.6, "redis-server"),)),
+    })
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    assert "cpu %" in text and "hottest process" in text and "verdict" in text
+    client1 = [cell.strip() for cell in lines["client1"].split("│")]
+    assert "97" in client1 and "load process 2: 99 % of a core" in client1
+    client2 = [cell.strip() for cell in lines["client2"].split("│")]
+    assert client2.count("-") >= 3  # not sampled yet: said so, nothing guessed
+    server = [cell.strip() for cell in lines["server"].split("│")]
+    assert "30" in server and "redis-server: 20 % of a core" in server
