@@ -4,13 +4,14 @@ the sweep report's tables. Nothing here computes a figure: the index and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from agent.messages import LoadProgress
+from agent.metrics.model import MetricsInterval
 from coordinator.core.baselines import BaselinePair
 from coordinator.remote.fanout import NoProgress, ProgressView
 from coordinator.results import Repetition
@@ -47,8 +48,8 @@ class QuietRunView:
     def repetition(self, index: int, total: int) -> None:
         """Nothing: the repetition's line comes when it is done."""
 
-    def progress(self, elapsed_s: float, total_s: float,
-                 clients: dict[str, LoadProgress]) -> None:
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None:
         """Nothing: a sweep shows cells, not intervals."""
 
     def repetition_done(self, repetition: Repetition) -> None:
