@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -117,7 +118,12 @@ def ansible_inventory_yaml(inventory: Inventory, source: str) -> str:
 
 
 def _key_file(inventory: Inventory, host: Host) -> str | None:
-    return host.key_file or inventory.ssh.key_file
+    return _expanded(host.key_file or inventory.ssh.key_file)
+
+
+def _expanded(path: str | None) -> str | None:
+    """``~`` expanded as coord expands it: Ansible's lookups and key options may not."""
+    return str(Path(path).expanduser()) if path is not None else None
 
 
 def _instance(inventory: Inventory, server: Server) -> RedisInstance:
@@ -125,7 +131,7 @@ def _instance(inventory: Inventory, server: Server) -> RedisInstance:
         name=server.name,
         port=server.port,
         bind=inventory.data_address(server),
-        password_file=server.password_file,
+        password_file=_expanded(server.password_file),
         password_env=server.password_env,
         password=server.password,
     )

@@ -110,6 +110,7 @@ def test_ansible_inventory_accepts_the_export(run_coord: RunCoord, tmp_path: Pat
     load_1 = document["_meta"]["hostvars"]["load-1"]
     assert load_1["ansible_host"] == "203.0.113.21"
     assert load_1["ansible_user"] == "admin"
+    assert load_1["ansible_ssh_private_key_file"] == str(Path("~/.ssh/coord-bench").expanduser())
     assert "StrictHostKeyChecking=accept-new" in load_1["ansible_ssh_common_args"]
 
 
