@@ -1,6 +1,6 @@
 """`coord provision` against a real lab: the playbooks converge, the server role leaves a Redis
-with the inventory's port, bind address and password, a rerun changes nothing, and `coord run`
-then succeeds against that Redis.
+with the inventory's port, bind address and password, a rerun changes nothing, changed settings
+restart it (`--tags redis`), and `coord run` then succeeds against that Redis.
 
 Needs root. One lab (``ans`` on 198.18.226.0/24: one client and a server), always torn down.
 The lab's hosts are reached as their own unprivileged users (no root login, no sudo), so the
@@ -65,7 +65,7 @@ def summary(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith(("server:", "client1:"))]
 
 
-def test_provision_converges_and_a_rerun_changes_nothing(
+def test_provision_converges_reruns_with_no_change_and_coord_run_succeeds(
         provisioned: tuple[Path, str], run_coord: RunCoord, tmp_path: Path) -> None:
     inventory, password = provisioned
     first = run_coord("provision", "-i", str(inventory), *LAB_RUN, "--log",
@@ -98,12 +98,19 @@ def test_provision_converges_and_a_rerun_changes_nothing(
     assert all("no change" in line for line in summary(second.stdout)), second.stdout
     assert second.stdout.strip().splitlines()[-1] == "no change"
 
+    changed_settings = '{"coord_redis_settings": {"save": "\\"\\"", "maxmemory": "64mb"}}'
+    third = run_coord("provision", "-i", str(inventory), "--tags", "redis", *LAB_RUN,
+                      "-e", changed_settings)
+    assert third.status == 0, third.stderr
+    server_line = next(line for line in summary(third.stdout) if line.startswith("server:"))
+    assert "Stop the instance to apply its new configuration" in server_line, server_line
+    restarted = redis.Redis(host=SERVER_ADDRESS, port=PROVISIONED_PORT, password=password,
+                            socket_timeout=10)
+    try:
+        assert restarted.config_get("maxmemory") == {"maxmemory": str(64 * 1024 * 1024)}
+    finally:
+        restarted.close()
 
-def test_coord_run_succeeds_against_the_provisioned_redis(
-        provisioned: tuple[Path, str], run_coord: RunCoord, tmp_path: Path) -> None:
-    inventory, _ = provisioned
-    provisioned_run = run_coord("provision", "-i", str(inventory), *LAB_RUN)
-    assert provisioned_run.status == 0, provisioned_run.stderr
     result = run_coord("run", "-i", str(inventory), "--repetitions", "1", "--warmup", "1s",
                        "--duration", "2s", "--no-baseline", "--out", str(tmp_path / "results"))
     assert result.status == 0, result.stderr
