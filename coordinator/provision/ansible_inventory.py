@@ -32,6 +32,22 @@ HEADER = (
 )
 
 
+class Literal(str):
+    """A value Ansible must take as written, never as a template: an inline password holding
+    ``{{`` would otherwise be evaluated. Written with YAML's ``!unsafe`` tag."""
+
+
+class _ExportDumper(yaml.SafeDumper):
+    """The safe dumper, plus ``!unsafe`` for :class:`Literal` values."""
+
+
+def _represent_literal(dumper: yaml.SafeDumper, value: Literal) -> yaml.ScalarNode:
+    return dumper.represent_scalar("!unsafe", str(value))
+
+
+_ExportDumper.add_representer(Literal, _represent_literal)
+
+
 @dataclass(frozen=True)
 class RedisInstance:
     """What the server role needs to know about one server under test on a host."""
@@ -46,10 +62,12 @@ class RedisInstance:
     def as_vars(self) -> dict[str, Any]:
         """The instance as role variables: only the password source that is set."""
         values: dict[str, Any] = {"name": self.name, "port": self.port, "bind": self.bind}
-        for key in ("password_file", "password_env", "password"):
+        for key in ("password_file", "password_env"):
             value = getattr(self, key)
             if value is not None:
                 values[key] = value
+        if self.password is not None:
+            values["password"] = Literal(self.password)
         return values
 
 
@@ -113,7 +131,8 @@ def ansible_inventory(inventory: Inventory) -> dict[str, Any]:
 
 def ansible_inventory_yaml(inventory: Inventory, source: str) -> str:
     """The export as the text of a YAML file, with a header naming where it came from."""
-    body = yaml.safe_dump(ansible_inventory(inventory), sort_keys=False, default_flow_style=False)
+    body = yaml.dump(ansible_inventory(inventory), Dumper=_ExportDumper, sort_keys=False,
+                     default_flow_style=False)
     return HEADER.format(source=source.replace("\n", " ")) + body
 
 

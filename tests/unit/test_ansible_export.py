@@ -4,6 +4,7 @@ always checked, and ansible-inventory reading it back as coord meant."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from tests.conftest import RunCoord
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "inventory" / "cloud.yaml"
 ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
+ANSIBLE = Path(sys.executable).parent / "ansible"
 
 LAB_LIKE = """
 version: 1
@@ -93,7 +95,25 @@ def test_the_yaml_export_reads_back_and_names_its_source() -> None:
     loaded = load_inventory(CLOUD)
     text = ansible_inventory_yaml(loaded.inventory, str(CLOUD))
     assert text.startswith("# Ansible inventory written by `coord inventory export")
-    assert yaml.safe_load(text) == ansible_inventory(loaded.inventory)
+    assert "password: !unsafe 'change-me'" in text
+    loader = type("Loader", (yaml.SafeLoader,), {})
+    loader.add_constructor("!unsafe", lambda load, node: load.construct_scalar(node))
+    assert yaml.load(text, Loader=loader) == ansible_inventory(loaded.inventory)  # noqa: S506
+
+
+def test_an_inline_password_is_never_a_template(tmp_path: Path) -> None:
+    template = 'x{{ lookup("env", "HOME") }}'
+    text = LAB_LIKE.replace("password_env: REDIS_PW", f"password: '{template}'")
+    inventory = parse_inventory(text, "lab.yaml").inventory
+    target = tmp_path / "hosts.yml"
+    target.write_text(ansible_inventory_yaml(inventory, "lab.yaml"))
+    if not ANSIBLE.exists():
+        pytest.skip("the ansible extra is not installed")
+    shown = subprocess.run(  # debug runs on the controller: no connection to the host
+        [str(ANSIBLE), "both", "-i", str(target), "-m", "ansible.builtin.debug",
+         "-a", "var=coord_redis_servers[0].password"],
+        capture_output=True, text=True, check=True, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    assert json.dumps(template) in shown.stdout, shown.stdout
 
 
 @pytest.mark.skipif(not ANSIBLE_INVENTORY.exists(), reason="the ansible extra is not installed")
