@@ -92,7 +92,8 @@ def provision(loaded: LoadedInventory, options: ProvisionOptions) -> ProvisionOu
     failed or was unreachable (after the run: the others are provisioned all the same)."""
     playbooks = options.playbooks or default_playbooks()
     if not (playbooks / PLAYBOOK).is_file():
-        raise UsageError(f"--playbooks: {playbooks} holds no {PLAYBOOK}")
+        raise UsageError(f"--playbooks: {playbooks} holds no {PLAYBOOK} (coord's playbooks are "
+                         "in ansible/ of its source tree; give that directory)")
     executable = find_ansible_playbook()
     with tempfile.TemporaryDirectory(prefix="coord-provision-") as scratch:
         inventory_file = Path(scratch) / "inventory.yml"
