@@ -30,6 +30,8 @@ from coordinator.inventory.overrides import Override
 from coordinator.inventory.schema import Host
 from coordinator.inventory.summary import inventory_summary, lab_summary
 from coordinator.lab import api as lab
+from coordinator.provision.ansible_inventory import ansible_inventory_yaml
+from coordinator.provision.playbook import ProvisionFailed, ProvisionOptions, provision
 from coordinator.remote.deploy import DeployOptions
 from coordinator.remote.fanout import FleetResult
 from coordinator.remote.fleet import Fleet, select_hosts
@@ -96,6 +98,29 @@ def inventory_check(file: Path | None, inventory_path: Path | None) -> None:
     loaded = _load(path)
     stdout.print(inventory_summary(loaded))
     stdout.print(f"[green]{path}: valid[/green]")
+
+
+@inventory.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--inventory", "-i", "inventory_path", required=True,
+              type=click.Path(path_type=Path), help="The coord inventory to convert.")
+@click.option("--format", "output_format", type=click.Choice(["ansible"]), required=True,
+              help="ansible: an Ansible inventory (YAML) for the playbooks in ansible/.")
+def inventory_export(file: Path, inventory_path: Path, output_format: str) -> None:
+    """Write the inventory in another tool's format to FILE (mode 600; `-` for stdout)."""
+    loaded = _load(inventory_path)
+    text = ansible_inventory_yaml(loaded.inventory, loaded.source)
+    if str(file) == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        file.touch(mode=0o600)
+        file.chmod(0o600)
+        file.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"{file}: cannot write the {output_format} inventory: "
+                         f"{exc.strerror or exc}") from exc
+    stderr.print(f"{file}: {output_format} inventory of {len(loaded.inventory.hosts)} host(s)")
 
 
 def _one_inventory(file: Path | None, option: Path | None) -> Path:
@@ -298,6 +323,37 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
     outcome = run_sweep(loaded, directory, SweepConsoleView(stderr), options, force=force)
     stdout.print(sweep_report(outcome.index, bound))
     stdout.print(f"sweep: {outcome.directory}")
+
+
+@cli.command("provision")
+@_inventory_option
+@click.option("--tags", multiple=True, metavar="TAGS",
+              help="Only the tasks with these Ansible tags (repeatable; e.g. redis, client).")
+@click.option("--skip-tags", multiple=True, metavar="TAGS",
+              help="Not the tasks with these tags (e.g. system: everything that needs root).")
+@click.option("--extra-vars", "-e", "extra_vars", multiple=True, metavar="KEY=VALUE",
+              help="A playbook variable, as ansible-playbook's -e (repeatable).")
+@click.option("--playbooks", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory holding site.yml (default: ansible/ of coord's source tree).")
+@click.option("--log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write ansible-playbook's whole output to this file.")
+def provision_command(inventory_path: Path, tags: tuple[str, ...], skip_tags: tuple[str, ...],
+                      extra_vars: tuple[str, ...], playbooks: Path | None,
+                      log: Path | None) -> None:
+    """Prepare the hosts with Ansible (the playbooks in ansible/); say what changed on each."""
+    loaded = _load(inventory_path)
+    options = ProvisionOptions(tags=tags, skip_tags=skip_tags, extra_vars=extra_vars,
+                               playbooks=playbooks, log=log)
+    stderr.print(f"provisioning {len(loaded.inventory.hosts)} host(s) with ansible-playbook")
+    try:
+        outcome = provision(loaded, options)
+    except ProvisionFailed as failed:
+        for host in failed.recap.hosts:
+            stdout.print(host.summary(), markup=False)
+        raise
+    for host in outcome.recap.hosts:
+        stdout.print(host.summary(), markup=False)
+    stdout.print("changed" if outcome.recap.changed else "no change")
 
 
 @cli.command("baseline")

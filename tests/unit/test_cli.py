@@ -102,7 +102,8 @@ def test_inventory_check_refuses_two_different_files_or_none(run_coord: RunCoord
 
 def test_every_command_that_reads_an_inventory_takes_i(run_coord: RunCoord) -> None:
     commands = [["inventory", "check"], ["deploy"], ["run"], ["agents", "status"],
-                ["agents", "stop"], ["agents", "logs"], ["lab", "up"]]
+                ["agents", "stop"], ["agents", "logs"], ["lab", "up"], ["inventory", "export"],
+                ["provision"]]
     for command in commands:
         result = run_coord(*command, "--help")
         assert "-i, --inventory" in result.stdout, command
