@@ -11,6 +11,7 @@ KIND_AUTH: Final = "auth"  # the target refused our credentials, or wants some
 KIND_SERVER: Final = "server"  # the target answered an error where the driver needs success
 KIND_STATE: Final = "state"  # a call out of order (start before prepare, report while running)
 KIND_WORKER: Final = "worker"  # a load process failed or vanished
+KIND_TOOL: Final = "tool"  # an external load tool failed itself (crash, signal, its output)
 KIND_MEMORY: Final = "memory"  # the host has not the memory the load would need
 KIND_INTERNAL: Final = "internal"  # a bug
 

@@ -28,7 +28,7 @@ reader of :mod:`agent.messages`)::
 
     {"format": 1, "driver": "builtin", "t0_ns": int, "started_ns": int,
      "start_spread_ns": int, "stopped_ns": int, "interval_ns": int,
-     "first_request_spread_ns": int,
+     "first_request_spread_ns": int, "window_ns": int | null,
      "warmup_intervals": int, "measure_intervals": int,
      "histogram": {"lowest_usec": 1, "highest_usec": 60000000, "significant_figures": 3},
      "processes": int, "connections": int,
@@ -45,6 +45,13 @@ earliest start of any load process and ``start_spread_ns`` the latest minus the 
 (so at least ``start_spread_ns``); ``stopped_ns`` when the last one stopped; all in the agent's
 clock.
 The report's errors by type are the sum of its intervals' (:attr:`LoadReport.errors`).
+
+``window_ns`` is set by a one-window driver only (an external tool whose measured run is the
+report's one measure interval): the measured run's length from ``started_ns``, the tool's own
+elapsed time where it prints one, else its spawn to its exit (over several load processes, the
+latest end minus ``started_ns``). The coordinator divides the agent's counts by it rather than
+by the interval grid's length (``benchmark.duration``), which the tool's run need not match.
+Null for interval drivers: their window is the grid's intervals.
 """
 
 from __future__ import annotations
@@ -177,6 +184,7 @@ class LoadReport:
     connections: int
     intervals: tuple[IntervalData, ...]
     first_request_spread_ns: int = 0
+    window_ns: int | None = None
 
     format: int = REPORT_FORMAT
 
@@ -185,6 +193,8 @@ class LoadReport:
             raise ValueError(f"format {self.format!r} is not {REPORT_FORMAT}")
         if self.interval_ns <= 0:
             raise ValueError(f"interval_ns must be > 0, got {self.interval_ns}")
+        if self.window_ns is not None and self.window_ns <= 0:
+            raise ValueError(f"window_ns must be > 0 or null, got {self.window_ns}")
         _counts(
             start_spread_ns=self.start_spread_ns,
             first_request_spread_ns=self.first_request_spread_ns,

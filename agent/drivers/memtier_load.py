@@ -5,7 +5,8 @@ Like :mod:`agent.drivers.redis_benchmark_load`: the target is checked in ``prepa
 separate, unmeasured warm-up run (``--test-time`` = the warm-up, rounded up to whole seconds)
 if asked for, then the measured run, each spawned at once (memtier has no "wait" mode), dying
 with this process, killed on a stop or at the timeline's end plus a grace. The first request's
-instant is memtier's own: the JSON's ``Runtime.Start time`` (ms). memtier's histogram files
+instant is memtier's own: the JSON's ``Runtime.Start time`` (ms), and the run's length
+(the report's ``window_ns``) its ``Finish time`` minus that. memtier's histogram files
 hold **one histogram for the whole run** per command (not per interval), so the run is one
 measure interval: each ``<prefix>_<COMMAND>_command_run_1.hgrm`` re-recorded into coord's
 histogram, its count the JSON's count for that command (``Sets``, ``Hsets``...).
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from agent.drivers.channel import Channel
-from agent.drivers.errors import KIND_SERVER, KIND_UNREACHABLE, KIND_WORKER, DriverError
+from agent.drivers.errors import KIND_TOOL, KIND_UNREACHABLE, DriverError
 from agent.drivers.intervals import IntervalData
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.timed import COMPLETED, STOPPED, finish, stop_requested, wait_until
@@ -155,7 +156,8 @@ class ToolLoad:
             if run is None:
                 return
             totals, histograms = self._read(Path(directory))
-        self.channel.send({"type": "started", "first_send_ns": totals.start_ms * 1_000_000})
+        self.channel.send({"type": "started", "first_send_ns": totals.start_ms * 1_000_000,
+                           "window_ns": max(1, totals.finish_ms - totals.start_ms) * 1_000_000})
         interval = run_interval(config.timeline.warmup_intervals, totals, histograms,
                                 config.histogram)
         self.channel.send({"type": "interval", "interval": interval.to_json()})
@@ -172,11 +174,11 @@ class ToolLoad:
             finish(self.channel, STOPPED)
             return None
         if run.why_killed == "deadline":
-            raise DriverError(KIND_WORKER, f"{BINARY}: the {which} run did not end in time "
+            raise DriverError(KIND_TOOL, f"{BINARY}: the {which} run did not end in time "
                               f"(killed after {run.wall_s:.1f} s)")
         if run.status != 0:
             said = _last_line(run.stderr) or "no message"
-            raise DriverError(KIND_SERVER, f"{BINARY} {which} run exited with status "
+            raise DriverError(KIND_TOOL, f"{BINARY} {which} run exited with status "
                               f"{run.status}: {said}")
         return run
 
@@ -191,7 +193,7 @@ class ToolLoad:
                     if entries:
                         histograms[match.group(1)] = entries[-1].histogram
         except (OSError, ToolOutputError) as exc:
-            raise DriverError(KIND_WORKER, f"measured run: {exc}") from None
+            raise DriverError(KIND_TOOL, f"measured run: {exc}") from None
         return totals, histograms
 
     def _stop_said(self) -> bool:

@@ -9,7 +9,8 @@ Its life (:mod:`agent.drivers.kit.child` speaks to the agent):
   bounded by the timeline's end plus a grace; a stop kills the tool. The tool has no "wait"
   mode, so it is *spawned* at T0 (after the warm-up: at its end) and its first request is
   approximated as the spawn instant plus its measured launch delay: the run's wall time minus
-  the time the tool itself reports (an upper bound: it also holds the tool's exit);
+  the time the tool itself reports (an upper bound: it also holds the tool's exit); that time
+  (:func:`~agent.drivers.redis_benchmark_plan.run_seconds`) is the report's ``window_ns``;
 - the measured run's report becomes one measure interval
   (:func:`agent.drivers.redis_benchmark_plan.run_interval`), sent with ``started`` and
   ``finished``. A tool that fails (non-zero exit, unreadable output, killed at the deadline)
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 from agent.drivers.channel import Channel
-from agent.drivers.errors import KIND_SERVER, KIND_UNREACHABLE, KIND_WORKER, DriverError
+from agent.drivers.errors import KIND_TOOL, KIND_UNREACHABLE, DriverError
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.timed import COMPLETED, STOPPED, finish, stop_requested, wait_until
 from agent.drivers.redis_benchmark_command import BINARY, command_line, redacted
@@ -40,7 +41,9 @@ from agent.drivers.redis_benchmark_plan import (
     parse_driver_params,
     rate_of,
     requests_for,
+    run_failure,
     run_interval,
+    run_seconds,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
 from agent.drivers.tool_output import ToolOutputError
@@ -120,15 +123,16 @@ class ToolLoad:
         if run is None:
             return
         tests = read_report(run.stdout)
-        launch_ns = max(0, run.ended_ns - run.spawned_ns - round(
-            sum(test.seconds for test in tests) * 1e9))
-        self.channel.send({"type": "started", "first_send_ns": run.spawned_ns + launch_ns})
+        window_ns = min(run.ended_ns - run.spawned_ns, round(run_seconds(tests) * 1e9))
+        launch_ns = run.ended_ns - run.spawned_ns - window_ns
+        self.channel.send({"type": "started", "first_send_ns": run.spawned_ns + launch_ns,
+                           "window_ns": max(1, window_ns)})
         interval = run_interval(timeline.warmup_intervals, tests, read_errors(run.stderr),
                                 self.config.histogram, complete=True)
         self.channel.send({"type": "interval", "interval": interval.to_json()})
         log.info("%s: %d requests in %.3f s (wall %.3f s, launch delay %.1f ms)", BINARY,
-                 sum(test.requests for test in tests), sum(test.seconds for test in tests),
-                 run.wall_s, launch_ns / 1e6)
+                 sum(test.requests for test in tests), window_ns / 1e9, run.wall_s,
+                 launch_ns / 1e6)
         finish(self.channel, COMPLETED)
 
     def close(self) -> None:
@@ -197,17 +201,15 @@ class ToolLoad:
     def _read(self, run: ToolRun, which: str) -> Sequence[Any]:
         """The run's tests; DriverError naming the tool if it failed or said nothing usable."""
         if run.why_killed == "deadline":
-            raise DriverError(KIND_WORKER, f"{BINARY}: the {which} run did not end in time "
+            raise DriverError(KIND_TOOL, f"{BINARY}: the {which} run did not end in time "
                               f"(killed after {run.wall_s:.1f} s)")
-        errors = read_errors(run.stderr)
         if run.status != 0:
-            said = errors.first or _last_line(run.stderr) or "no message"
-            raise DriverError(KIND_SERVER, f"{BINARY} {which} run exited with status "
-                              f"{run.status}: {said}")
+            raise run_failure(which, run.status or 0, read_errors(run.stderr),
+                              _last_line(run.stderr))
         try:
             return read_report(run.stdout)
         except ToolOutputError as exc:
-            raise DriverError(KIND_WORKER, f"{which} run: {exc}") from None
+            raise DriverError(KIND_TOOL, f"{which} run: {exc}") from None
 
 
 def _last_line(text: str) -> str:

@@ -22,9 +22,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agent.drivers.errors import KIND_CONFIG, DriverError
+from agent.drivers.errors import (
+    KIND_AUTH,
+    KIND_CONFIG,
+    KIND_SERVER,
+    KIND_TOOL,
+    KIND_UNREACHABLE,
+    DriverError,
+)
 from agent.drivers.intervals import IntervalData
-from agent.drivers.redis_benchmark_command import RedisBenchmarkParams, parse_params
+from agent.drivers.redis_benchmark_command import BINARY, RedisBenchmarkParams, parse_params
 from agent.drivers.redis_benchmark_output import BenchmarkTest, ToolErrors
 from agent.histograms import CommandLatencies, HistogramParams, encode
 
@@ -33,6 +40,8 @@ CALIBRATION_REQUESTS: Final = 10_000
 CALIBRATION_MIN_S: Final = 0.5
 #: At most this many calibration runs (each one sized from the previous).
 CALIBRATION_RUNS: Final = 3
+#: Error replies that mean the target refused our credentials (or wants some).
+AUTH_REPLIES: Final = frozenset({"NOAUTH", "WRONGPASS", "NOPERM"})
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,15 @@ def rate_of(tests: Sequence[BenchmarkTest]) -> float:
     return requests / seconds if seconds > 0 else float(requests)
 
 
+def run_seconds(tests: Sequence[BenchmarkTest]) -> float:
+    """How long the tool ran its tests, s, by its own clock: each test's requests over its
+    throughput summary (the tool computes that rate from its elapsed milliseconds and prints
+    it with two decimals, so this is the elapsed time to about 1 ms, where "completed in"
+    rounds it to 10 ms), or its "completed in" when the rate is 0."""
+    return sum(test.requests / test.throughput_rps if test.throughput_rps > 0 else test.seconds
+               for test in tests)
+
+
 def command_name(test: BenchmarkTest) -> str:
     """The command a test stands for: its title's first word, upper case (``SET``,
     ``LRANGE_100``, ``HSET`` for ``HSET myhash __rand_int__ v``)."""
@@ -118,3 +136,18 @@ def run_interval(index: int, tests: Sequence[BenchmarkTest], errors: ToolErrors,
         errors=failures,
         overflow=overflow,
     )
+
+
+def run_failure(which: str, status: int, errors: ToolErrors, last_line: str) -> DriverError:
+    """The error of a run that exited with ``status`` (not 0), its kind by who failed: the
+    target (``server``: an error reply stopped the tool; ``auth``: a refused or missing
+    password; ``unreachable``: no connection) or the tool itself (``tool``: killed by a
+    signal, a crash, an option it refused: no error from the target in its output)."""
+    said = f"ended by signal {-status}" if status < 0 else f"exited with status {status}"
+    message = f"{BINARY} {which} run {said}: {errors.first or last_line or 'no message'}"
+    if errors.replies:
+        auth = AUTH_REPLIES.intersection(errors.replies)
+        return DriverError(KIND_AUTH if auth else KIND_SERVER, message)
+    if errors.connection_failures:
+        return DriverError(KIND_UNREACHABLE, message)
+    return DriverError(KIND_TOOL, message)

@@ -176,7 +176,11 @@ class Window(Model):
     first: NonNegativeInt | None = Field(description="first interval index (null: empty)")
     last: NonNegativeInt | None = Field(description="last interval index (null: empty)")
     intervals: NonNegativeInt = Field(description="number of intervals in the window")
-    seconds: NonNegativeFloat = Field(description="intervals × interval length, s")
+    seconds: NonNegativeFloat = Field(
+        description="intervals × interval length, s; for a one-window driver (redis-benchmark, "
+        "memtier) the union span of the agents' measured runs in the coordinator's clock "
+        "(each agent's ops/s divides by its own run: agents[].window_seconds)"
+    )
     excluded: list[NonNegativeInt] = Field(
         description="indices between first and last left out (some agent's interval was "
         "missing, incomplete or not in its measure phase)"
@@ -209,7 +213,10 @@ class IntervalRecord(Model):
     requests: Count = Field(description="requests finished (error replies included)")
     errors: Errors = Field(description="errors by type (server error prefix or connection)")
     overflow: Count = Field(description="latencies beyond the histogram's range (not in it)")
-    ops_per_sec: NonNegativeFloat = Field(description="count / interval length, replies/s")
+    ops_per_sec: NonNegativeFloat = Field(
+        description="count / interval length, replies/s (one-window driver, measured: count / "
+        "the agent's run)"
+    )
     p99_usec: NonNegativeInt | None = Field(
         description="99th percentile of this interval, µs (null: no reply in the interval)"
     )
@@ -238,7 +245,15 @@ class AgentRepetition(Model):
     errors: Errors = Field(description="errors by type in the window")
     error_rate: NonNegativeFloat = Field(description="errors / requests in the window, 0..1")
     overflow: Count = Field(description="latencies beyond the histogram's range, in the window")
-    ops_per_sec: NonNegativeFloat = Field(description="count / window seconds, replies/s")
+    ops_per_sec: NonNegativeFloat = Field(
+        description="count / window seconds, replies/s (one-window driver: count / "
+        "window_seconds)"
+    )
+    window_seconds: NonNegativeFloat | None = Field(
+        None, description="a one-window driver's measured run on this agent, s: the tool's own "
+        "elapsed time, else its spawn to its exit (null: an interval driver, whose window is "
+        "the common window's intervals, or an older document)"
+    )
     latency_usec: Latency = Field(description="from this agent's merged window histogram")
     histogram: Histogram = Field(description="this agent's window histogram (µs)")
     intervals: list[IntervalRecord] = Field(
@@ -254,7 +269,10 @@ class CommandRecord(Model):
     """One command type merged over all agents in the window."""
 
     count: Count = Field(description="non-error replies counted")
-    ops_per_sec: NonNegativeFloat = Field(description="count / window seconds, replies/s")
+    ops_per_sec: NonNegativeFloat = Field(
+        description="count / window seconds, replies/s (one-window driver: the sum over agents "
+        "of their count / their own run)"
+    )
     latency_usec: Latency = Field(description="from the command's merged histogram")
     histogram: Histogram = Field(description="the command's merged histogram (µs)")
 
@@ -287,7 +305,10 @@ class Repetition(Model):
     window: Window = Field(description="the common measurement window")
     count: Count = Field(description="non-error replies counted, all agents and commands")
     requests: Count = Field(description="requests finished, all agents")
-    ops_per_sec: NonNegativeFloat = Field(description="count / window seconds, replies/s")
+    ops_per_sec: NonNegativeFloat = Field(
+        description="count / window seconds, replies/s (one-window driver: the sum over agents "
+        "of their count / their own run)"
+    )
     latency_usec: Latency = Field(description="from the merged histogram of every agent")
     errors: Errors = Field(description="errors by type, summed over agents")
     error_rate: NonNegativeFloat = Field(description="errors / requests, 0..1")

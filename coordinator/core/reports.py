@@ -119,6 +119,7 @@ class AgentReport:
     intervals: tuple[Interval, ...]
     errors: Mapping[str, int]
     first_request_spread_ns: int = 0  # its connections' latest first request - started_ns
+    window_ns: int | None = None  # a one-window driver's measured run from started_ns
     _by_index: Mapping[int, Interval] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -210,6 +211,7 @@ def agent_report(
             started_ns=report.started_ns,
             start_spread_ns=report.start_spread_ns,
             first_request_spread_ns=report.first_request_spread_ns,
+            window_ns=report.window_ns,
             stopped_ns=report.stopped_ns,
             interval_ns=report.interval_ns,
             warmup_intervals=report.warmup_intervals,

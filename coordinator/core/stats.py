@@ -20,6 +20,16 @@ Rules this module keeps (design §5, issue 4):
 - **The window is the intersection**: only the intervals in which every agent was in its
   measure phase with a complete interval count; warm-up, partial and missing intervals of any
   one agent take that interval out for all.
+- **A one-window driver's rate is each agent's count over its own run.** An external tool
+  (redis-benchmark, memtier) reports its whole measured run as the one measure interval, and
+  its run need not last ``benchmark.duration`` (``requests`` given). Each agent reports its
+  run's length (``window_ns``: the tool's own elapsed time); the agent's ops/s is its count
+  over that, and the merged ops/s (repetition, per command) is the **sum of each agent's
+  count / its own run**: the load the clients offered together while their runs overlapped,
+  which is what the runs are started together for. Dividing the summed count by the union
+  span of the runs (:func:`run_span_ns`, stored as ``window.seconds``) would read a client
+  that finished early as a slower whole; it is kept beside as the evidence of how far the
+  runs overlapped.
 
 Decoding the reports is ``coordinator.core.reports``; histograms are
 ``coordinator.core.histograms``.
@@ -108,6 +118,27 @@ def start_skew_uncertainty_ns(reports: Sequence[AgentReport],
     return largest[0] + largest[1]
 
 
+def run_span_ns(reports: Sequence[AgentReport],
+                clocks: Mapping[str, ClockEstimate]) -> int | None:
+    """The union span of one-window drivers' measured runs, in the coordinator's clock, ns:
+    the latest end minus the earliest start (each ``started_ns`` + ``window_ns`` moved by its
+    agent's offset). None for interval drivers (no report has ``window_ns``); ``ValueError``
+    if some reports have one and others not, or for a host without clock."""
+    runs = [report for report in reports if report.window_ns is not None]
+    if not runs:
+        return None
+    if len(runs) != len(reports):
+        raise ValueError("some agents report their own run and some not (different drivers?)")
+    starts, ends = [], []
+    for report in runs:
+        if report.host not in clocks:
+            raise ValueError(f"no clock estimate for {report.host}")
+        start = to_coordinator_time(report.started_ns, clocks[report.host])
+        starts.append(start)
+        ends.append(start + (report.window_ns or 0))
+    return max(ends) - min(starts)
+
+
 def first_request_spread_ns(reports: Sequence[AgentReport]) -> int:
     """The largest, over agents, of the time between its first and its last connection's
     first request, ns (read on the agent's one clock: no offset involved)."""
@@ -136,19 +167,29 @@ class _Merging:
     commands: defaultdict[str, HdrHistogram] = field(init=False)
     command_counts: Counter[str] = field(default_factory=Counter)
     agent_histograms: list[HdrHistogram] = field(default_factory=list)
+    command_rates: dict[str, float] = field(default_factory=dict)  # one-window: summed
+    ops_per_sec: float = 0.0  # summed over agents (what a one-window driver reports)
+    one_window: bool = False  # some agent divided by its own run
 
     def __post_init__(self) -> None:
         self.commands = defaultdict(self.params.empty)
 
     def agent(self, report: AgentReport) -> AgentRepetition:
-        """One agent over the window, its whole interval series, its histogram kept."""
+        """One agent over the window, its whole interval series, its histogram kept.
+
+        A one-window driver's agent (``window_ns`` set) divides by its own run: its rate, its
+        measured interval's, and its part of each command's rate."""
+        own_s = report.window_ns / 1e9 if report.window_ns is not None else None
         histogram = self.params.empty()
-        series = [self.interval(interval, histogram) for interval in report.intervals]
+        series = [self.interval(interval, histogram, own_s) for interval in report.intervals]
         self.agent_histograms.append(histogram)
         measured = [record for record in series if record.in_window]
         errors = _sum_counters(record.errors for record in measured)
         count = sum(record.count for record in measured)
         requests = sum(record.requests for record in measured)
+        ops_per_sec = _rate(count, self.seconds if own_s is None else own_s)
+        self.one_window = self.one_window or own_s is not None
+        self.ops_per_sec += ops_per_sec
         return AgentRepetition(
             host=report.host,
             count=count,
@@ -156,15 +197,18 @@ class _Merging:
             errors=errors,
             error_rate=error_rate(sum(errors.values()), requests),
             overflow=sum(record.overflow for record in measured),
-            ops_per_sec=_rate(count, self.seconds),
+            ops_per_sec=ops_per_sec,
+            window_seconds=own_s,
             latency_usec=Latency.of(histogram),
             histogram=encode_histogram(histogram),
             intervals=series,
             gap_usec=max((record.gap_usec or 0 for record in measured), default=None),
         )
 
-    def interval(self, interval: Interval, agent_histogram: HdrHistogram) -> IntervalRecord:
-        """One interval's record; its counts go into the agent's and commands' if measured."""
+    def interval(self, interval: Interval, agent_histogram: HdrHistogram,
+                 own_s: float | None) -> IntervalRecord:
+        """One interval's record; its counts go into the agent's and commands' if measured
+        (a measured one of a one-window driver's agent: divided by ``own_s``, its run)."""
         decoded = {name: c.histogram() for name, c in interval.commands.items()}
         if len(decoded) == 1:  # the common case: no need to copy or re-encode
             histogram = next(iter(decoded.values()))
@@ -173,11 +217,15 @@ class _Merging:
             histogram = merge(decoded.values(), self.params)
             encoded = encode_histogram(histogram)
         measured = interval.index in self.in_window
+        seconds = own_s if measured and own_s is not None else self.interval_s
         if measured:
             add_into(agent_histogram, histogram)
             for name, command in interval.commands.items():
                 add_into(self.commands[name], decoded[name])
                 self.command_counts[name] += command.count
+                if own_s is not None:
+                    self.command_rates[name] = (self.command_rates.get(name, 0.0)
+                                                + _rate(command.count, own_s))
         return IntervalRecord(
             index=interval.index,
             phase=interval.phase,
@@ -187,18 +235,23 @@ class _Merging:
             requests=interval.requests,
             errors=dict(interval.errors),
             overflow=interval.overflow,
-            ops_per_sec=interval.count / self.interval_s,
+            ops_per_sec=interval.count / seconds,
             histogram=encoded,
             **stall_figures(histogram),
             gap_usec=interval.gap_usec,
         )
+
+    def rate(self, count: int) -> float:
+        """The agents' merged rate of ``count`` replies: the sum of their own for a one-window
+        driver, else over the window's seconds."""
+        return self.ops_per_sec if self.one_window else _rate(count, self.seconds)
 
     def command(self, name: str) -> CommandRecord:
         """One command type merged over every agent in the window."""
         count = self.command_counts[name]
         return CommandRecord(
             count=count,
-            ops_per_sec=_rate(count, self.seconds),
+            ops_per_sec=self.command_rates.get(name, _rate(count, self.seconds)),
             latency_usec=Latency.of(self.commands[name]),
             histogram=encode_histogram(self.commands[name]),
         )
@@ -224,6 +277,7 @@ def repetition_figures(
     start_skew_ns: int = 0,
     start_skew_uncertainty_ns: int | None = None,
     first_request_spread_ns: int | None = None,
+    run_span_ns: int | None = None,
 ) -> Repetition:
     """Repetition ``index``: every agent's and command's histograms merged over ``window``.
 
@@ -232,7 +286,8 @@ def repetition_figures(
     gives zero counts and rates: the caller decides what such a repetition is worth (marks,
     added with ``Repetition.with_marks``). Throughputs are counts divided by the window's
     length; latency figures come only from merged histograms. Each command histogram is
-    decoded once and dropped after use. ``started`` is T0 (default: the Unix epoch).
+    decoded once and dropped after use. ``started`` is T0 (default: the Unix epoch). A
+    one-window driver's reports divide by their own runs; ``run_span_ns``: the window's seconds.
     """
     in_window = set(window)
     window = sorted(in_window)
@@ -256,10 +311,10 @@ def repetition_figures(
         start_skew_usec=start_skew_ns / 1000,
         start_skew_uncertainty_usec=_usec(start_skew_uncertainty_ns),
         first_request_spread_usec=_usec(first_request_spread_ns),
-        window=Window.of(window, interval_s),
+        window=_window(window, interval_s, run_span_ns),
         count=count,
         requests=requests,
-        ops_per_sec=_rate(count, merging.seconds),
+        ops_per_sec=merging.rate(count),
         latency_usec=Latency.of(histogram),
         errors=errors,
         error_rate=error_rate(sum(errors.values()), requests),
@@ -295,6 +350,13 @@ def _interval_ns(reports: Sequence[AgentReport]) -> int:
         described = ", ".join(f"{r.host}={r.interval_ns} ns" for r in reports)
         raise ValueError(f"agents used different interval lengths: {described}")
     return lengths.pop()
+
+
+def _window(indices: Sequence[int], interval_s: float, run_span_ns: int | None) -> Window:
+    window = Window.of(indices, interval_s)
+    if run_span_ns is None or not indices:
+        return window
+    return window.model_copy(update={"seconds": run_span_ns / 1e9})
 
 
 def _rate(count: int, seconds: float) -> float:

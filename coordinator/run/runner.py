@@ -541,6 +541,7 @@ def _merge(state: RepetitionState) -> None:
         start_skew_ns=stats.start_skew_ns(state.reports, clocks),
         start_skew_uncertainty_ns=stats.start_skew_uncertainty_ns(state.reports, clocks),
         first_request_spread_ns=stats.first_request_spread_ns(state.reports),
+        run_span_ns=stats.run_span_ns(state.reports, clocks),
     ).with_metrics(state.metrics)
 
 

@@ -85,6 +85,17 @@ def test_two_commands_three_repetitions_merged_per_command(
             assert decode_histogram(command.histogram).get_total_count() == command.count
         merged = merge([decode_histogram(agent.histogram) for agent in repetition.agents])
         assert merged.get_total_count() == repetition.count
+        # `requests` given: each agent's ops/s is its count over memtier's own run (its
+        # JSON's start to finish, not --duration's 1 s); merged, the sum of those; the window,
+        # the runs' union span.
+        runs = [agent.window_seconds for agent in repetition.agents]
+        assert all(run is not None and run > 0 for run in runs), runs
+        for agent in repetition.agents:
+            assert agent.window_seconds is not None
+            assert agent.ops_per_sec == pytest.approx(agent.count / agent.window_seconds)
+        assert repetition.ops_per_sec == pytest.approx(
+            sum(agent.ops_per_sec for agent in repetition.agents))
+        assert repetition.window.seconds >= max(run or 0 for run in runs)
     hsets = sum(r.commands["HSET"].count for r in document.repetitions)
     gets = sum(r.commands["GET"].count for r in document.repetitions)
     assert (hsets, gets) == (counted["hset"], counted["get"])

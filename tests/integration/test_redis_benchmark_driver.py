@@ -166,7 +166,7 @@ def test_an_error_reply_fails_the_load_in_one_line(
     poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
     assert driver.state.value == "failed"
     problem = driver.progress().problem or ""
-    assert "redis-benchmark measured run exited with status 1" in problem
+    assert "server: redis-benchmark measured run exited with status 1" in problem
     assert "WRONGTYPE" in problem and "\n" not in problem
 
 
@@ -191,3 +191,29 @@ def test_a_stop_kills_the_tool_and_leaves_nothing_running(
     driver.stop()
     assert driver.state.value == "stopped"
     poll_until(lambda: process_gone(tool_pid), DEADLINE, "redis-benchmark to end")
+
+
+def test_a_tool_killed_from_outside_is_a_tool_failure_not_the_servers(
+    driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server(password=PASSWORD)
+    spec = parse_spec(make_spec(server.port, tests=["ping_mbulk"], requests=10**9,
+                                duration_s=60.0, clients=2, threads=1))
+    driver.prepare(spec)
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    (load_pid,) = driver.worker_pids()
+
+    def tool_pids() -> list[int]:
+        try:
+            return [child.pid for child in psutil.Process(load_pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    poll_until(lambda: bool(tool_pids()), DEADLINE, "redis-benchmark to start")
+    (tool_pid,) = tool_pids()
+    os.kill(tool_pid, signal.SIGKILL)  # the tool dies on its own: the server said nothing
+    poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
+    assert driver.state.value == "failed"
+    problem = driver.progress().problem or ""
+    assert "tool: redis-benchmark measured run ended by signal 9" in problem, problem
+    assert "server:" not in problem

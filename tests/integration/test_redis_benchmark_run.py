@@ -90,6 +90,16 @@ def test_three_repetitions_merge_the_tools_distributions_and_count_what_redis_co
         assert merged.get_total_count() + repetition.overflow == repetition.count
         assert repetition.latency_usec.p50 <= repetition.latency_usec.p99
         assert all(agent.latency_usec.p99 > 0 for agent in repetition.agents)
+        # `requests` given: each agent's ops/s is its count over its tool's own run (not over
+        # --duration's 1 s); merged, the sum of those; the window, the runs' union span.
+        runs = [agent.window_seconds for agent in repetition.agents]
+        assert all(run is not None and run > 0 for run in runs), runs
+        for agent in repetition.agents:
+            assert agent.window_seconds is not None
+            assert agent.ops_per_sec == pytest.approx(agent.count / agent.window_seconds)
+        assert repetition.ops_per_sec == pytest.approx(
+            sum(agent.ops_per_sec for agent in repetition.agents))
+        assert repetition.window.seconds >= max(run or 0 for run in runs)
     total = sum(repetition.count for repetition in document.repetitions)
     assert total == 3 * 2 * 2 * REQUESTS == counted["set"] + counted["get"]
     assert document.summary is not None and document.summary.ops_per_sec.median > 0

@@ -114,6 +114,7 @@ def test_results_json_keeps_the_v2_shape() -> None:
     # target and the stall series came later (optional); every other key is the fixture's,
     # and all of them.
     later = {"target", "repetitions[].agents[].gap_usec",
+             "repetitions[].agents[].window_seconds",
              "repetitions[].start_skew_uncertainty_usec", "repetitions[].first_request_spread_usec",
              *(f"repetitions[].agents[].intervals[].{key}"
                for key in ("p999_usec", "max_usec", "gap_usec"))}
@@ -127,6 +128,7 @@ def test_results_json_is_the_v1_shape_plus_metrics() -> None:
     # (optional in v1); every other key is the fixture's, and all of them.
     later = {"target", "repetitions[].metrics", "repetitions[].start_skew_uncertainty_usec",
              "repetitions[].first_request_spread_usec", "repetitions[].agents[].gap_usec",
+             "repetitions[].agents[].window_seconds",
              *(f"repetitions[].agents[].intervals[].{key}"
                for key in ("p999_usec", "max_usec", "gap_usec"))}
     assert _key_shape(written) - later == _key_shape(fixture)

@@ -18,7 +18,9 @@ from agent.drivers.redis_benchmark_plan import (
     parse_driver_params,
     rate_of,
     requests_for,
+    run_failure,
     run_interval,
+    run_seconds,
 )
 from agent.histograms import HistogramParams, decode
 
@@ -76,3 +78,36 @@ def test_error_replies_are_requests_and_errors_by_type() -> None:
     interval = run_interval(0, tests, errors, HistogramParams(), complete=False)
     assert interval.errors == {"WRONGTYPE": 1}
     assert interval.requests == sum(test.requests for test in tests) + 1
+
+
+def test_the_run_lasts_what_the_tools_throughput_summary_says_to_the_millisecond() -> None:
+    tests = read_report((FIXTURES / "set-get.stdout").read_text())
+    # each test: 20000 requests at 79681.28 requests/s = 0.251 s ("completed in 0.25")
+    assert [test.seconds for test in tests] == [0.25, 0.25]
+    assert run_seconds(tests) == pytest.approx(0.502, abs=1e-4)
+    (hset,) = read_report((FIXTURES / "hset.stdout").read_text())
+    assert run_seconds([hset]) == pytest.approx(hset.requests / hset.throughput_rps)
+
+
+@pytest.mark.parametrize(("sample", "kind", "said"), [
+    ("wrongtype", "server", "exited with status 1: Error from server: WRONGTYPE"),
+    ("noauth", "auth", "exited with status 1: Node 127.0.0.1:52593 replied with error: NOAUTH"),
+    ("refused", "unreachable", "exited with status 124: Could not connect to Redis at"),
+])  # fmt: skip
+def test_a_failed_run_is_the_targets_failure_only_when_the_target_said_so(
+    sample: str, kind: str, said: str
+) -> None:
+    status = int((FIXTURES / f"{sample}.rc").read_text())
+    stderr = (FIXTURES / f"{sample}.stderr").read_text()
+    error = run_failure("measured", status, read_errors(stderr), "")
+    assert error.kind == kind
+    assert error.message.startswith(f"redis-benchmark measured run {said}"), error.message
+
+
+def test_a_tool_that_failed_on_its_own_is_a_tool_failure_not_the_servers() -> None:
+    killed = run_failure("measured", -9, read_errors(""), "")
+    assert (killed.kind, killed.message) == ("tool", "redis-benchmark measured run ended by "
+                                                     "signal 9: no message")
+    refused_option = run_failure("warm-up", 1, read_errors("Invalid option \"--x\"\n"),
+                                 "Invalid option \"--x\"")
+    assert refused_option.kind == "tool" and refused_option.message.endswith('"--x"')

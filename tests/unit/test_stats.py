@@ -47,6 +47,7 @@ from coordinator.core.stats import (
     error_rate,
     first_request_spread_ns,
     repetition_figures,
+    run_span_ns,
     start_skew_ns,
     start_skew_uncertainty_ns,
 )
@@ -788,3 +789,46 @@ def test_the_first_request_spread_is_the_widest_agents() -> None:
         start_skew_uncertainty_ns=120_000, first_request_spread_ns=4_000)
     assert (figures.start_skew_usec, figures.start_skew_uncertainty_usec,
             figures.first_request_spread_usec) == (1.5, 120.0, 4.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# One-window drivers (an external tool's whole run is the one measure interval)
+
+
+def one_window(host: str, gets: int, window_ns: int, started_ns: int = 0) -> AgentReport:
+    measured = interval(1, commands={"GET": command([100] * gets)})
+    return report(host, [interval(0, "warmup"), measured], window_ns=window_ns,
+                  **({"started_ns": started_ns} if started_ns else {}))
+
+
+def test_a_one_window_driver_divides_each_agents_count_by_its_own_run() -> None:
+    # a's tool ran 2 s, b's 4 s, though the timeline's interval (benchmark.duration) is 1 s.
+    a, b = one_window("a", 8, 2 * SECOND_NS), one_window("b", 6, 4 * SECOND_NS)
+    figures = repetition_figures([a, b], common_window([a, b]), run_span_ns=4 * SECOND_NS)
+    assert [(x.ops_per_sec, x.window_seconds) for x in figures.agents] == [(4.0, 2.0), (1.5, 4.0)]
+    assert figures.ops_per_sec == 4.0 + 1.5  # the sum of each client's own rate
+    assert figures.commands["GET"].ops_per_sec == 5.5
+    assert figures.count == 14
+    assert figures.window.seconds == 4.0  # the union span of the runs
+    assert figures.agents[0].intervals[1].ops_per_sec == 4.0
+    assert figures.agents[0].intervals[0].ops_per_sec == 2.0  # warm-up: the grid's interval
+
+
+def test_interval_drivers_keep_the_grid_and_no_own_run() -> None:
+    figures = repetition_figures(two_agents(), [2])
+    assert [agent.window_seconds for agent in figures.agents] == [None, None]
+    assert figures.window.seconds == 1.0
+
+
+def test_the_span_of_one_window_runs_is_read_in_the_coordinators_clock() -> None:
+    a = one_window("a", 1, 2 * SECOND_NS, started_ns=1_000_000)
+    b = one_window("b", 1, 3 * SECOND_NS, started_ns=5_000_500)
+    clocks = {
+        "a": ClockEstimate(offset_ns=0, uncertainty_ns=1, rtt_ns=2, samples=1),
+        "b": ClockEstimate(offset_ns=4_000_000, uncertainty_ns=1, rtt_ns=2, samples=1),
+    }
+    # a runs 1_000_000 + 2 s, b 1_000_500 + 3 s in the coordinator's clock.
+    assert run_span_ns([a, b], clocks) == 3 * SECOND_NS + 500
+    assert run_span_ns(two_agents(), clocks) is None  # interval drivers: no runs
+    with pytest.raises(ValueError, match="some agents report their own run and some not"):
+        run_span_ns([a, two_agents()[1]], clocks)

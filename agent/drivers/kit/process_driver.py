@@ -63,6 +63,7 @@ class _Process:
     error: DriverError | None = None
     first_send_ns: int | None = None  # its connections' earliest first request
     first_spread_ns: int = 0  # their latest minus earliest
+    window_ns: int | None = None  # a one-window driver's measured run, from first_send_ns
     stopped_ns: int | None = None
     reason: str | None = None  # "completed" / "stopped" once finished
     lost: str | None = None  # why it ended without finishing
@@ -207,6 +208,8 @@ class ProcessDriver(Driver):
             lasts = [p.first_send_ns + p.first_spread_ns
                      for p in processes if p.first_send_ns is not None]
             stops = [p.stopped_ns for p in processes if p.stopped_ns is not None]
+            run_ends = [p.first_send_ns + p.window_ns for p in processes
+                        if p.first_send_ns is not None and p.window_ns is not None]
         t0_ns = self._t0_ns if self._t0_ns is not None else 0
         started_ns = min(firsts) if firsts else t0_ns
         report = LoadReport(
@@ -223,6 +226,7 @@ class ProcessDriver(Driver):
             processes=len(processes),
             connections=sum(process.connections for process in processes),
             intervals=tuple(self._merged_interval(index) for index in indices),
+            window_ns=max(run_ends) - started_ns if run_ends else None,
         )
         with self._lock:
             self._report = report
@@ -312,6 +316,8 @@ class ProcessDriver(Driver):
             elif kind == "started":
                 process.first_send_ns = int(message["first_send_ns"])
                 process.first_spread_ns = int(message.get("first_spread_ns", 0))
+                if message.get("window_ns") is not None:
+                    process.window_ns = int(message["window_ns"])
             elif kind == "interval":
                 interval = IntervalData.from_json(message["interval"])
                 process.intervals[interval.index] = interval  # each index comes once

@@ -9,6 +9,9 @@ clock passes :attr:`IntervalGrid.boundary`. What a load process tells the agent:
     started {first_send_ns, first_spread_ns}, interval {...} per interval,
     finished {stopped_ns, reason}
 
+(a one-window driver's ``started`` also carries ``window_ns``, its measured run's length:
+:class:`agent.drivers.intervals.LoadReport`).
+
 ``first_send_ns`` is the instant (agent clock) the process's first request was sent: read as
 each connection's first ``send`` returned, the earliest of them; ``first_spread_ns`` the latest
 of those minus the earliest. That, not the end of the wait for T0, is when the load started.
