@@ -169,7 +169,8 @@ def _tls(tls: Mapping[str, Any] | None) -> Sequence[str]:
     if tls is None:
         return []
     argv = ["--tls"]
-    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key")):
+    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key"),
+                        ("server_name", "--sni")):
         if tls.get(key):
             argv += [option, str(tls[key])]
     if tls.get("verify") is False:

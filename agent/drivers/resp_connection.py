@@ -1,9 +1,12 @@
 """Connections of a RESP load process: blocking at prepare, non-blocking (``epoll``) while the
 load runs, with reconnection.
 
+A new connection sends its handshake (:mod:`agent.drivers.resp_handshake`: AUTH, ``HELLO 3``,
+``SELECT``), over TLS when the target has ``tls`` (:mod:`agent.drivers.resp_tls`).
 A connection that fails during the load counts its lost requests as ``connection`` errors and
-reconnects (authenticating again) while the others go on: :class:`RespConnections` keeps the
-poller, the reconnection timers and that state machine (connecting, authenticating, ready);
+reconnects (TLS and handshake again) while the others go on: :class:`RespConnections` keeps the
+poller, the reconnection timers and that state machine (connecting, TLS handshake,
+authenticating, ready);
 the load loop (:class:`agent.drivers.worker.Worker`) only sends and reads.
 """
 
@@ -13,6 +16,7 @@ import contextlib
 import errno
 import select
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -21,7 +25,15 @@ import hiredis
 
 from agent.drivers.errors import KIND_AUTH, KIND_CONFIG, KIND_SERVER, KIND_UNREACHABLE, DriverError
 from agent.drivers.kit.recorder import LoadRecorder
-from agent.drivers.resp import Batch, auth_command, encode_command, error_type
+from agent.drivers.resp import Batch, error_type
+from agent.drivers.resp_handshake import handshake
+from agent.drivers.resp_tls import (
+    client_context,
+    describe_tls_error,
+    server_name,
+    tls_recv_into,
+    tls_send,
+)
 from agent.drivers.spec import Target
 
 # --- tunables (module level so tests may shrink them) -----------------------------------------
@@ -47,6 +59,7 @@ READY: Final = 0
 CONNECTING: Final = 1
 AUTHENTICATING: Final = 2
 DOWN: Final = 3
+TLS_HANDSHAKE: Final = 4
 
 
 class Connection:
@@ -89,8 +102,12 @@ class Connection:
         reader = hiredis.Reader()
         self.sock = sock
         self.fd = sock.fileno()
-        self.recv_into = sock.recv_into
-        self.send = sock.send
+        if isinstance(sock, ssl.SSLSocket):
+            self.recv_into = tls_recv_into(sock)
+            self.send = tls_send(sock)
+        else:  # plain TCP: the socket's own methods, nothing in between
+            self.recv_into = sock.recv_into
+            self.send = sock.send
         self.gets = reader.gets
         self.feed = reader.feed
         self.batch = None
@@ -142,10 +159,11 @@ class RespConnections:
         self.target = target
         self.recorder = recorder
         self.connections = [Connection() for _ in range(count)]
-        self._auth = auth_command(target.username, target.password)
-        # What a new connection sends during prepare, and the commands it expects replies to.
-        self.handshake = (self._auth or b"") + encode_command("PING")
-        self._handshake_commands = ("PING",) if self._auth is None else ("AUTH", "PING")
+        # What a new connection sends during prepare (ending with PING), and at a reconnection.
+        self.handshake = handshake(target, ping=True)
+        self._rehandshake = handshake(target, ping=False)
+        self._tls: ssl.SSLContext | None = None
+        self._server_name = server_name(target.tls or {}, target.address)
         self._address: tuple[Any, ...] = ()
         self._family = socket.AF_INET
         self._poller: Any = None
@@ -160,6 +178,8 @@ class RespConnections:
     def open_all(self) -> None:
         """Open and authenticate every connection (blocking); DriverError if the target
         cannot be used."""
+        if self.target.tls is not None:
+            self._tls = client_context(self.target.tls)
         self._resolve()
         for conn in self.connections:
             sock = self._open_blocking()
@@ -196,8 +216,10 @@ class RespConnections:
                     KIND_UNREACHABLE, f"cannot connect to {endpoint}: {describe_os_error(exc)}"
                 ) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            commands = self._handshake_commands
-            replies = exchange(sock, self.handshake, len(commands), endpoint)
+            if self._tls is not None:
+                sock = self._wrap_blocking(sock)
+            commands = self.handshake.commands
+            replies = exchange(sock, self.handshake.payload, len(commands), endpoint)
             for reply, command in zip(replies, commands, strict=True):
                 if isinstance(reply, hiredis.ReplyError):
                     raise handshake_error(endpoint, command, str(reply))
@@ -205,6 +227,22 @@ class RespConnections:
             sock.close()
             raise
         return sock
+
+    def _wrap_blocking(self, sock: socket.socket) -> socket.socket:
+        """The TLS handshake on a connected blocking socket (its timeout applies)."""
+        if self._tls is None:
+            return sock
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self._server_name)
+        except TimeoutError:
+            raise DriverError(
+                KIND_UNREACHABLE, f"{self.target.endpoint}: the TLS handshake timed out"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            raise DriverError(
+                KIND_UNREACHABLE,
+                f"TLS handshake with {self.target.endpoint} failed: {describe_tls_error(exc)}",
+            ) from None
 
     def _open_poller(self, control_fd: int) -> None:
         """Poll the ready connections and ``control_fd`` (the agent's channel)."""
@@ -269,16 +307,17 @@ class RespConnections:
             if code or events & (ERR | HUP):
                 self._fail(conn)
                 return
-            if self._auth is None:
-                self._ready(conn)
+            if self._tls is not None:
+                conn.attach(self._tls.wrap_socket(
+                    sock, server_hostname=self._server_name, do_handshake_on_connect=False
+                ))  # the same descriptor: the poller's registration stands
+                conn.state = TLS_HANDSHAKE
+                self._tls_step(conn)
                 return
-            try:
-                sock.send(self._auth)  # tiny: the socket buffer of a new connection holds it
-            except OSError:
-                self._fail(conn)
-                return
-            conn.state = AUTHENTICATING
-            self._poller.modify(conn.fd, IN)
+            self._authenticate(conn)
+            return
+        if conn.state == TLS_HANDSHAKE:
+            self._tls_step(conn)
             return
         try:
             size = conn.recv_into(self._buffer)
@@ -291,16 +330,52 @@ class RespConnections:
             self._fail(conn)
             return
         conn.feed(self._buffer, 0, size)
-        reply = conn.gets()
-        if reply is False:
+        while (reply := conn.gets()) is not False:
+            if isinstance(reply, hiredis.ReplyError):
+                self.recorder.count_error(error_type(str(reply)))
+                self._drop(conn)
+                self._schedule(conn)
+                return
+            conn.received += 1
+        if conn.received >= len(self._rehandshake):
+            conn.received = 0
+            self._ready(conn)
+
+    def _tls_step(self, conn: Connection) -> None:
+        """Advance a non-blocking TLS handshake; authenticate when it is done."""
+        sock = conn.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            self._fail(conn)
             return
-        if isinstance(reply, hiredis.ReplyError):
-            kind = error_type(str(reply))
-            self.recorder.count_error(kind)
-            self._drop(conn)
-            self._schedule(conn)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._poller.modify(conn.fd, IN)
             return
-        self._ready(conn)
+        except ssl.SSLWantWriteError:
+            self._poller.modify(conn.fd, OUT | IN)
+            return
+        except OSError:  # ssl.SSLError included: a refused certificate is a failed attempt
+            self._fail(conn)
+            return
+        self._authenticate(conn)
+
+    def _authenticate(self, conn: Connection) -> None:
+        """Send the handshake (AUTH, HELLO, SELECT) of a reconnection; ready when it needs none."""
+        payload = self._rehandshake.payload
+        if not payload:
+            self._ready(conn)
+            return
+        try:
+            sent = conn.send(payload)  # tiny: the socket buffer of a new connection holds it
+        except OSError:
+            sent = 0
+        if sent < len(payload):
+            self._fail(conn)
+            return
+        conn.received = 0
+        conn.state = AUTHENTICATING
+        self._poller.modify(conn.fd, IN)
 
     def _ready(self, conn: Connection) -> None:
         conn.state = READY
