@@ -23,9 +23,10 @@ from typing import Any, Final
 
 import hiredis
 
+from agent.drivers.cluster_slots import SlotMap, from_shards, from_slots
 from agent.drivers.errors import KIND_AUTH, KIND_CONFIG, KIND_SERVER, KIND_UNREACHABLE, DriverError
 from agent.drivers.kit.recorder import LoadRecorder
-from agent.drivers.resp import Batch, error_type
+from agent.drivers.resp import Batch, encode_command, error_type
 from agent.drivers.resp_handshake import handshake
 from agent.drivers.resp_tls import (
     client_context,
@@ -66,12 +67,15 @@ class Connection:
     """One connection to the target and the batch it has in flight."""
 
     __slots__ = (
+        "address",
         "attempts",
         "batch",
         "fd",
         "feed",
         "gets",
         "last_reply_ns",
+        "next_batch",
+        "node",
         "out",
         "received",
         "recv_into",
@@ -93,6 +97,9 @@ class Connection:
         self.out = b""  # bytes of the batch still to send
         self.attempts = 0  # failed connection attempts in a row
         self.retry_at = 0
+        self.address: tuple[Any, ...] = ()  # where it connects (a cluster: its primary's)
+        self.node = 0  # its primary's index in the cluster's slot map (0 for one server)
+        self.next_batch: Callable[[], Batch] = _no_batch  # the load sets its request stream
         self.recv_into: Callable[[bytearray], int] = _closed_recv
         self.send: Callable[[bytes], int] = _closed_send
         self.gets: Callable[[], Any] = _nothing
@@ -136,6 +143,10 @@ class Connection:
         return len(self.batch.kinds) - self.received
 
 
+def _no_batch() -> Batch:
+    raise RuntimeError("a connection without a request stream")
+
+
 def _closed_recv(_buffer: bytearray) -> int:
     raise OSError(errno.EBADF, "connection closed")
 
@@ -164,8 +175,8 @@ class RespConnections:
         self._rehandshake = handshake(target, ping=False)
         self._tls: ssl.SSLContext | None = None
         self._server_name = server_name(target.tls or {}, target.address)
-        self._address: tuple[Any, ...] = ()
         self._family = socket.AF_INET
+        self.slots: SlotMap | None = None  # a cluster's, found at prepare
         self._poller: Any = None
         self._by_fd: dict[int, Connection] = {}
         self._timers: list[Connection] = []
@@ -180,37 +191,72 @@ class RespConnections:
         cannot be used."""
         if self.target.tls is not None:
             self._tls = client_context(self.target.tls)
-        self._resolve()
-        for conn in self.connections:
-            sock = self._open_blocking()
+        address = self._resolve(self.target.address, self.target.port)
+        addresses = [address]
+        if self.target.cluster:
+            self.slots = self._discover(address)
+            addresses = [self._resolve(node.host, node.port) for node in self.slots.nodes]
+            if len(self.connections) < len(addresses):
+                raise DriverError(
+                    KIND_CONFIG,
+                    f"the cluster at {self.target.endpoint} has {len(addresses)} primaries; "
+                    f"each load process needs at least as many connections, it has "
+                    f"{len(self.connections)}",
+                )
+        for index, conn in enumerate(self.connections):
+            conn.node = index % len(addresses)
+            conn.address = addresses[conn.node]
+            sock = self._open_blocking(conn.address)
             conn.attach(sock)
             conn.state = READY
+
+    def _discover(self, seed: tuple[Any, ...]) -> SlotMap:
+        """The cluster's slot map from the seed node: ``CLUSTER SHARDS`` (Redis 7), else
+        ``CLUSTER SLOTS``; every slot must be served."""
+        endpoint = self.target.endpoint
+        sock = self._open_blocking(seed)
+        try:
+            reply = exchange(sock, encode_command("CLUSTER", "SHARDS"), 1, endpoint)[0]
+            if isinstance(reply, hiredis.ReplyError):
+                reply = exchange(sock, encode_command("CLUSTER", "SLOTS"), 1, endpoint)[0]
+                if isinstance(reply, hiredis.ReplyError):
+                    raise DriverError(
+                        KIND_SERVER, f"{endpoint} is not a cluster node (servers[].cluster): "
+                        f"CLUSTER SLOTS: {reply}")
+                slots = from_slots(reply, self.target.address)
+            else:
+                slots = from_shards(reply, self.target.address)
+        finally:
+            sock.close()
+        if not slots.nodes or slots.uncovered():
+            raise DriverError(KIND_SERVER, f"the cluster at {endpoint} does not serve "
+                              f"{slots.uncovered()} of its 16384 slots")
+        return slots
 
     def set_nonblocking(self) -> None:
         for conn in self.connections:
             if conn.sock is not None:
                 conn.sock.setblocking(False)
 
-    def _resolve(self) -> None:
-        target = self.target
+    def _resolve(self, host: str, port: int) -> tuple[Any, ...]:
         try:
-            infos = socket.getaddrinfo(target.address, target.port, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise DriverError(
-                KIND_UNREACHABLE, f"cannot resolve {target.address}: {describe_os_error(exc)}"
+                KIND_UNREACHABLE, f"cannot resolve {host}: {describe_os_error(exc)}"
             ) from None
         family, _type, _proto, _name, address = infos[0]
         self._family = family
-        self._address = address
+        return tuple(address)
 
-    def _open_blocking(self) -> socket.socket:
-        endpoint = self.target.endpoint
+    def _open_blocking(self, address: tuple[Any, ...]) -> socket.socket:
+        endpoint = f"{address[0]}:{address[1]}"
         sock = socket.socket(self._family, socket.SOCK_STREAM)
         try:
             sock.settimeout(CONNECT_TIMEOUT)
             try:
                 bind_source(sock, self.target.source_address)
-                sock.connect(self._address)
+                sock.connect(address)
             except OSError as exc:
                 raise DriverError(
                     KIND_UNREACHABLE, f"cannot connect to {endpoint}: {describe_os_error(exc)}"
@@ -285,7 +331,7 @@ class RespConnections:
         except OSError:
             code = errno.EADDRNOTAVAIL
         else:
-            code = sock.connect_ex(self._address)
+            code = sock.connect_ex(conn.address)
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
             sock.close()
             self.recorder.count_error(ERROR_CONNECTION)
