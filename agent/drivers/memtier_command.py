@@ -135,6 +135,12 @@ def command_line(params: MemtierParams, target: Target, hdr_prefix: str,
             f"{BINARY} cannot choose the address its load leaves from "
             f"(load_source_address {target.source_address})",
         )
+    if target.builtin_only():
+        raise DriverError(
+            KIND_CONFIG,
+            f"servers[].{', '.join(target.builtin_only())}: only the builtin driver "
+            f"implements it, not {BINARY}",
+        )
     argv = [BINARY, "-s", target.address, "-p", str(target.port)]
     if target.password is not None:
         credentials = target.password

@@ -100,6 +100,12 @@ def command_line(params: RedisBenchmarkParams, target: Target) -> list[str]:
             f"{BINARY} cannot choose the address its load leaves from "
             f"(load_source_address {target.source_address})",
         )
+    if target.builtin_only():
+        raise DriverError(
+            KIND_CONFIG,
+            f"servers[].{', '.join(target.builtin_only())}: only the builtin driver "
+            f"implements it, not {BINARY}",
+        )
     argv = [BINARY, "-h", target.address, "-p", str(target.port)]
     if target.username is not None:
         argv += ["--user", target.username]

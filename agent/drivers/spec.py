@@ -63,6 +63,12 @@ class Target:
     protocol: int = 2
     cluster: bool = False
 
+    def builtin_only(self) -> list[str]:
+        """The options set that only the builtin driver implements (an external tool given
+        them would silently load something else: one database, one protocol, one node)."""
+        return [name for name, value in (("db", self.db), ("protocol", self.protocol != 2),
+                                         ("cluster", self.cluster)) if value]
+
     @property
     def endpoint(self) -> str:
         """``address:port`` (``[v6]:port`` for an IPv6 address), as messages show it."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agent.drivers import memtier_command, redis_benchmark_command
 from agent.drivers.errors import DriverError
 from agent.drivers.resp import encode_command
 from agent.drivers.resp_handshake import handshake
@@ -24,6 +25,8 @@ from coordinator.lab.plan import LabSpec, plan_hosts
 from coordinator.lab.state import LabState, state_from_json, state_to_json
 from coordinator.run.loadspec import load_spec
 from tests.unit.test_load_spec import spec_with
+from tests.unit.test_memtier_command import PARAMS as MEMTIER_PARAMS
+from tests.unit.test_redis_benchmark_command import params as redis_benchmark_params
 
 PASSWORD = "pw"
 
@@ -154,3 +157,17 @@ def test_bad_lab_cluster_options_are_one_line(kwargs: dict[str, Any], message: s
     with pytest.raises(LabError) as refused:
         LabSpec(**kwargs)
     assert message in str(refused.value)
+
+
+def test_the_external_tools_refuse_what_only_the_builtin_driver_implements() -> None:
+    assert target().builtin_only() == []
+    chosen = target(db=2, protocol=3)
+    assert chosen.builtin_only() == ["db", "protocol"]
+    with pytest.raises(DriverError) as refused:
+        redis_benchmark_command.command_line(
+            redis_benchmark_command.parse_params(redis_benchmark_params()), chosen)
+    assert "servers[].db, protocol: only the builtin driver" in refused.value.message
+    with pytest.raises(DriverError) as refused:
+        memtier_command.command_line(memtier_command.parse_params(dict(MEMTIER_PARAMS)),
+                                     target(cluster=True), "/tmp/h", "/tmp/j.json")
+    assert "servers[].cluster: only the builtin driver" in refused.value.message
