@@ -26,6 +26,8 @@ from agent.drivers.errors import KIND_CONFIG, DriverError
 TLS_FIELDS: Final = ("ca_file", "cert_file", "key_file", "server_name", "verify")
 #: Room kept in the receive buffer for one more TLS record (16 KiB of plaintext at most).
 _RECORD: Final = 16384 + 256
+#: Plaintext of a full TLS record.
+_FULL_RECORD: Final = 16384
 
 
 def client_context(tls: Mapping[str, Any]) -> ssl.SSLContext:
@@ -91,8 +93,8 @@ def describe_tls_error(exc: BaseException) -> str:
 
 def tls_recv_into(sock: ssl.SSLSocket) -> Callable[[bytearray], int]:
     """``recv_into`` for a non-blocking TLS socket: ``BlockingIOError`` when no whole record is
-    there yet; otherwise every record already readable, so the poller (which sees only the
-    kernel's buffer, not OpenSSL's) is not needed for what was already decrypted."""
+    there yet; otherwise what OpenSSL already decrypted too (the poller sees only the kernel's
+    buffer, not OpenSSL's), and the next records while they come full."""
     read = sock.recv_into
     pending = sock.pending
 
@@ -103,12 +105,14 @@ def tls_recv_into(sock: ssl.SSLSocket) -> Callable[[bytearray], int]:
             total = read(view)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
-        while total and (total < limit or pending()):
+        size = total
+        # Another read only when more is likely there: plaintext left in OpenSSL's buffer, or
+        # a full record read (large replies); a read that finds nothing raises, which costs
+        # more than the poller's next round for small replies.
+        while size and total < limit and (size >= _FULL_RECORD or pending()):
             try:
                 size = read(view[total:])
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                break
-            if not size:
                 break
             total += size
         return total
