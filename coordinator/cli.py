@@ -157,13 +157,19 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path),
               "Redis the bottleneck on purpose.")
 @click.option("--subnet", default="198.18.0.0/24", show_default=True,
               help="Lab addresses, inside 198.18.0.0/15.")
+@click.option("--tls", is_flag=True, help="redis-server also listens with TLS (port 6380, "
+              "a throw-away CA and certificates); the inventory targets it.")
+@click.option("--cluster", type=int, default=0, metavar="N",
+              help="Also start a Redis Cluster of N primaries (ports 7000..), 3 to 16; the "
+              "inventory targets it.")
 @_name_option
 @_state_option
 def lab_up(clients: int, inventory_path: Path, client_cpu: float | None,
-           server_cpu: float | None, subnet: str, name: str, state_dir: Path) -> None:
+           server_cpu: float | None, subnet: str, tls: bool, cluster: int, name: str,
+           state_dir: Path) -> None:
     """Build the lab and write a ready inventory."""
     spec = lab.LabSpec(name=name, clients=clients, subnet=subnet, client_cpu=client_cpu,
-                       state_root=state_dir, server_cpu=server_cpu)
+                       state_root=state_dir, server_cpu=server_cpu, tls=tls, cluster=cluster)
     status = lab.lab_up(spec, inventory_path, report=_progress)
     stdout.print(status.inventory_path.read_text(), markup=False, highlight=False)
     stdout.print(f"[green]lab {name!r} is up; inventory written to {status.inventory_path}[/]")

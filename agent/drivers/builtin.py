@@ -31,12 +31,13 @@ import psutil
 
 from agent import __version__
 from agent.drivers import worker
-from agent.drivers.base import KIND_CONFIG, DriverError
+from agent.drivers.base import DriverError
 from agent.drivers.builtin_params import BuiltinParams, load_shapes, parse_params, plan
 from agent.drivers.errors import KIND_MEMORY
 from agent.drivers.kit.process_driver import ProcessDriver, ProcessPlan
 from agent.drivers.memory import load_bytes, memory_problem
 from agent.drivers.resp_connection import check_source_address
+from agent.drivers.resp_tls import client_context
 from agent.drivers.spec import LoadSpec
 from agent.drivers.worker import WorkerConfig
 
@@ -73,7 +74,7 @@ class BuiltinDriver(ProcessDriver):
         """One load process per core (or ``processes``), connections and keyspace split."""
         params = parse_params(dict(spec.params))
         if spec.target.tls is not None:
-            raise DriverError(KIND_CONFIG, "TLS is not supported by the builtin driver yet")
+            client_context(spec.target.tls)  # its files readable here: one line, before any load
         self._check_memory(params)
         check_source_address(spec.target.source_address)
         base_seed = params.seed if params.seed is not None else random.getrandbits(63)

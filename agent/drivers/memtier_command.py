@@ -135,6 +135,12 @@ def command_line(params: MemtierParams, target: Target, hdr_prefix: str,
             f"{BINARY} cannot choose the address its load leaves from "
             f"(load_source_address {target.source_address})",
         )
+    if target.builtin_only():
+        raise DriverError(
+            KIND_CONFIG,
+            f"servers[].{', '.join(target.builtin_only())}: only the builtin driver "
+            f"implements it, not {BINARY}",
+        )
     argv = [BINARY, "-s", target.address, "-p", str(target.port)]
     if target.password is not None:
         credentials = target.password
@@ -169,7 +175,8 @@ def _tls(tls: Mapping[str, Any] | None) -> Sequence[str]:
     if tls is None:
         return []
     argv = ["--tls"]
-    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key")):
+    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key"),
+                        ("server_name", "--sni")):
         if tls.get(key):
             argv += [option, str(tls[key])]
     if tls.get("verify") is False:

@@ -100,6 +100,12 @@ def command_line(params: RedisBenchmarkParams, target: Target) -> list[str]:
             f"{BINARY} cannot choose the address its load leaves from "
             f"(load_source_address {target.source_address})",
         )
+    if target.builtin_only():
+        raise DriverError(
+            KIND_CONFIG,
+            f"servers[].{', '.join(target.builtin_only())}: only the builtin driver "
+            f"implements it, not {BINARY}",
+        )
     argv = [BINARY, "-h", target.address, "-p", str(target.port)]
     if target.username is not None:
         argv += ["--user", target.username]
@@ -127,7 +133,8 @@ def _tls(tls: Mapping[str, Any] | None) -> Sequence[str]:
     if tls is None:
         return []
     argv = ["--tls"]
-    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key")):
+    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key"),
+                        ("server_name", "--sni")):
         if tls.get(key):
             argv += [option, str(tls[key])]
     if tls.get("verify") is False:

@@ -1,9 +1,12 @@
 """Connections of a RESP load process: blocking at prepare, non-blocking (``epoll``) while the
 load runs, with reconnection.
 
+A new connection sends its handshake (:mod:`agent.drivers.resp_handshake`: AUTH, ``HELLO 3``,
+``SELECT``), over TLS when the target has ``tls`` (:mod:`agent.drivers.resp_tls`).
 A connection that fails during the load counts its lost requests as ``connection`` errors and
-reconnects (authenticating again) while the others go on: :class:`RespConnections` keeps the
-poller, the reconnection timers and that state machine (connecting, authenticating, ready);
+reconnects (TLS and handshake again) while the others go on: :class:`RespConnections` keeps the
+poller, the reconnection timers and that state machine (connecting, TLS handshake,
+authenticating, ready);
 the load loop (:class:`agent.drivers.worker.Worker`) only sends and reads.
 """
 
@@ -13,15 +16,25 @@ import contextlib
 import errno
 import select
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 import hiredis
 
+from agent.drivers.cluster_slots import SlotMap, from_shards, from_slots
 from agent.drivers.errors import KIND_AUTH, KIND_CONFIG, KIND_SERVER, KIND_UNREACHABLE, DriverError
 from agent.drivers.kit.recorder import LoadRecorder
-from agent.drivers.resp import Batch, auth_command, encode_command, error_type
+from agent.drivers.resp import Batch, encode_command, error_type
+from agent.drivers.resp_handshake import handshake
+from agent.drivers.resp_tls import (
+    client_context,
+    describe_tls_error,
+    server_name,
+    tls_recv_into,
+    tls_send,
+)
 from agent.drivers.spec import Target
 
 # --- tunables (module level so tests may shrink them) -----------------------------------------
@@ -47,18 +60,22 @@ READY: Final = 0
 CONNECTING: Final = 1
 AUTHENTICATING: Final = 2
 DOWN: Final = 3
+TLS_HANDSHAKE: Final = 4
 
 
 class Connection:
     """One connection to the target and the batch it has in flight."""
 
     __slots__ = (
+        "address",
         "attempts",
         "batch",
         "fd",
         "feed",
         "gets",
         "last_reply_ns",
+        "next_batch",
+        "node",
         "out",
         "received",
         "recv_into",
@@ -80,6 +97,9 @@ class Connection:
         self.out = b""  # bytes of the batch still to send
         self.attempts = 0  # failed connection attempts in a row
         self.retry_at = 0
+        self.address: tuple[Any, ...] = ()  # where it connects (a cluster: its primary's)
+        self.node = 0  # its primary's index in the cluster's slot map (0 for one server)
+        self.next_batch: Callable[[], Batch] = _no_batch  # the load sets its request stream
         self.recv_into: Callable[[bytearray], int] = _closed_recv
         self.send: Callable[[bytes], int] = _closed_send
         self.gets: Callable[[], Any] = _nothing
@@ -89,8 +109,12 @@ class Connection:
         reader = hiredis.Reader()
         self.sock = sock
         self.fd = sock.fileno()
-        self.recv_into = sock.recv_into
-        self.send = sock.send
+        if isinstance(sock, ssl.SSLSocket):
+            self.recv_into = tls_recv_into(sock)
+            self.send = tls_send(sock)
+        else:  # plain TCP: the socket's own methods, nothing in between
+            self.recv_into = sock.recv_into
+            self.send = sock.send
         self.gets = reader.gets
         self.feed = reader.feed
         self.batch = None
@@ -119,6 +143,10 @@ class Connection:
         return len(self.batch.kinds) - self.received
 
 
+def _no_batch() -> Batch:
+    raise RuntimeError("a connection without a request stream")
+
+
 def _closed_recv(_buffer: bytearray) -> int:
     raise OSError(errno.EBADF, "connection closed")
 
@@ -142,12 +170,13 @@ class RespConnections:
         self.target = target
         self.recorder = recorder
         self.connections = [Connection() for _ in range(count)]
-        self._auth = auth_command(target.username, target.password)
-        # What a new connection sends during prepare, and the commands it expects replies to.
-        self.handshake = (self._auth or b"") + encode_command("PING")
-        self._handshake_commands = ("PING",) if self._auth is None else ("AUTH", "PING")
-        self._address: tuple[Any, ...] = ()
+        # What a new connection sends during prepare (ending with PING), and at a reconnection.
+        self.handshake = handshake(target, ping=True)
+        self._rehandshake = handshake(target, ping=False)
+        self._tls: ssl.SSLContext | None = None
+        self._server_name = server_name(target.tls or {}, target.address)
         self._family = socket.AF_INET
+        self.slots: SlotMap | None = None  # a cluster's, found at prepare
         self._poller: Any = None
         self._by_fd: dict[int, Connection] = {}
         self._timers: list[Connection] = []
@@ -160,44 +189,83 @@ class RespConnections:
     def open_all(self) -> None:
         """Open and authenticate every connection (blocking); DriverError if the target
         cannot be used."""
-        self._resolve()
-        for conn in self.connections:
-            sock = self._open_blocking()
+        if self.target.tls is not None:
+            self._tls = client_context(self.target.tls)
+        address = self._resolve(self.target.address, self.target.port)
+        addresses = [address]
+        if self.target.cluster:
+            self.slots = self._discover(address)
+            addresses = [self._resolve(node.host, node.port) for node in self.slots.nodes]
+            if len(self.connections) < len(addresses):
+                raise DriverError(
+                    KIND_CONFIG,
+                    f"the cluster at {self.target.endpoint} has {len(addresses)} primaries; "
+                    f"each load process needs at least as many connections, it has "
+                    f"{len(self.connections)}",
+                )
+        for index, conn in enumerate(self.connections):
+            conn.node = index % len(addresses)
+            conn.address = addresses[conn.node]
+            sock = self._open_blocking(conn.address)
             conn.attach(sock)
             conn.state = READY
+
+    def _discover(self, seed: tuple[Any, ...]) -> SlotMap:
+        """The cluster's slot map from the seed node: ``CLUSTER SHARDS`` (Redis 7), else
+        ``CLUSTER SLOTS``; every slot must be served."""
+        endpoint = self.target.endpoint
+        sock = self._open_blocking(seed)
+        try:
+            reply = exchange(sock, encode_command("CLUSTER", "SHARDS"), 1, endpoint)[0]
+            if isinstance(reply, hiredis.ReplyError):
+                reply = exchange(sock, encode_command("CLUSTER", "SLOTS"), 1, endpoint)[0]
+                if isinstance(reply, hiredis.ReplyError):
+                    raise DriverError(
+                        KIND_SERVER, f"{endpoint} is not a cluster node (servers[].cluster): "
+                        f"CLUSTER SLOTS: {reply}")
+                slots = from_slots(reply, self.target.address)
+            else:
+                slots = from_shards(reply, self.target.address)
+        finally:
+            sock.close()
+        if not slots.nodes or slots.uncovered():
+            raise DriverError(KIND_SERVER, f"the cluster at {endpoint} does not serve "
+                              f"{slots.uncovered()} of its 16384 slots")
+        return slots
 
     def set_nonblocking(self) -> None:
         for conn in self.connections:
             if conn.sock is not None:
                 conn.sock.setblocking(False)
 
-    def _resolve(self) -> None:
-        target = self.target
+    def _resolve(self, host: str, port: int) -> tuple[Any, ...]:
         try:
-            infos = socket.getaddrinfo(target.address, target.port, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise DriverError(
-                KIND_UNREACHABLE, f"cannot resolve {target.address}: {describe_os_error(exc)}"
+                KIND_UNREACHABLE, f"cannot resolve {host}: {describe_os_error(exc)}"
             ) from None
         family, _type, _proto, _name, address = infos[0]
         self._family = family
-        self._address = address
+        return tuple(address)
 
-    def _open_blocking(self) -> socket.socket:
-        endpoint = self.target.endpoint
+    def _open_blocking(self, address: tuple[Any, ...]) -> socket.socket:
+        endpoint = f"{address[0]}:{address[1]}"
         sock = socket.socket(self._family, socket.SOCK_STREAM)
         try:
             sock.settimeout(CONNECT_TIMEOUT)
             try:
                 bind_source(sock, self.target.source_address)
-                sock.connect(self._address)
+                sock.connect(address)
             except OSError as exc:
                 raise DriverError(
                     KIND_UNREACHABLE, f"cannot connect to {endpoint}: {describe_os_error(exc)}"
                 ) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            commands = self._handshake_commands
-            replies = exchange(sock, self.handshake, len(commands), endpoint)
+            if self._tls is not None:
+                sock = self._wrap_blocking(sock)
+            commands = self.handshake.commands
+            replies = exchange(sock, self.handshake.payload, len(commands), endpoint)
             for reply, command in zip(replies, commands, strict=True):
                 if isinstance(reply, hiredis.ReplyError):
                     raise handshake_error(endpoint, command, str(reply))
@@ -205,6 +273,22 @@ class RespConnections:
             sock.close()
             raise
         return sock
+
+    def _wrap_blocking(self, sock: socket.socket) -> socket.socket:
+        """The TLS handshake on a connected blocking socket (its timeout applies)."""
+        if self._tls is None:
+            return sock
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self._server_name)
+        except TimeoutError:
+            raise DriverError(
+                KIND_UNREACHABLE, f"{self.target.endpoint}: the TLS handshake timed out"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            raise DriverError(
+                KIND_UNREACHABLE,
+                f"TLS handshake with {self.target.endpoint} failed: {describe_tls_error(exc)}",
+            ) from None
 
     def _open_poller(self, control_fd: int) -> None:
         """Poll the ready connections and ``control_fd`` (the agent's channel)."""
@@ -247,7 +331,7 @@ class RespConnections:
         except OSError:
             code = errno.EADDRNOTAVAIL
         else:
-            code = sock.connect_ex(self._address)
+            code = sock.connect_ex(conn.address)
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
             sock.close()
             self.recorder.count_error(ERROR_CONNECTION)
@@ -269,16 +353,17 @@ class RespConnections:
             if code or events & (ERR | HUP):
                 self._fail(conn)
                 return
-            if self._auth is None:
-                self._ready(conn)
+            if self._tls is not None:
+                conn.attach(self._tls.wrap_socket(
+                    sock, server_hostname=self._server_name, do_handshake_on_connect=False
+                ))  # the same descriptor: the poller's registration stands
+                conn.state = TLS_HANDSHAKE
+                self._tls_step(conn)
                 return
-            try:
-                sock.send(self._auth)  # tiny: the socket buffer of a new connection holds it
-            except OSError:
-                self._fail(conn)
-                return
-            conn.state = AUTHENTICATING
-            self._poller.modify(conn.fd, IN)
+            self._authenticate(conn)
+            return
+        if conn.state == TLS_HANDSHAKE:
+            self._tls_step(conn)
             return
         try:
             size = conn.recv_into(self._buffer)
@@ -291,16 +376,52 @@ class RespConnections:
             self._fail(conn)
             return
         conn.feed(self._buffer, 0, size)
-        reply = conn.gets()
-        if reply is False:
+        while (reply := conn.gets()) is not False:
+            if isinstance(reply, hiredis.ReplyError):
+                self.recorder.count_error(error_type(str(reply)))
+                self._drop(conn)
+                self._schedule(conn)
+                return
+            conn.received += 1
+        if conn.received >= len(self._rehandshake):
+            conn.received = 0
+            self._ready(conn)
+
+    def _tls_step(self, conn: Connection) -> None:
+        """Advance a non-blocking TLS handshake; authenticate when it is done."""
+        sock = conn.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            self._fail(conn)
             return
-        if isinstance(reply, hiredis.ReplyError):
-            kind = error_type(str(reply))
-            self.recorder.count_error(kind)
-            self._drop(conn)
-            self._schedule(conn)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._poller.modify(conn.fd, IN)
             return
-        self._ready(conn)
+        except ssl.SSLWantWriteError:
+            self._poller.modify(conn.fd, OUT | IN)
+            return
+        except OSError:  # ssl.SSLError included: a refused certificate is a failed attempt
+            self._fail(conn)
+            return
+        self._authenticate(conn)
+
+    def _authenticate(self, conn: Connection) -> None:
+        """Send the handshake (AUTH, HELLO, SELECT) of a reconnection; ready when it needs none."""
+        payload = self._rehandshake.payload
+        if not payload:
+            self._ready(conn)
+            return
+        try:
+            sent = conn.send(payload)  # tiny: the socket buffer of a new connection holds it
+        except OSError:
+            sent = 0
+        if sent < len(payload):
+            self._fail(conn)
+            return
+        conn.received = 0
+        conn.state = AUTHENTICATING
+        self._poller.modify(conn.fd, IN)
 
     def _ready(self, conn: Connection) -> None:
         conn.state = READY

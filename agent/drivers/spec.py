@@ -11,7 +11,10 @@ Format 2 (JSON text; every field required, unknown fields refused)::
      "params": {...}}
 
 ``target.source_address`` (optional, null by default) is the local address the load's
-connections bind to. ``params`` belongs to the driver named by ``driver``, which parses it.
+connections bind to. Optional too, and sent only when not the default: ``target.db`` (0: the
+database ``SELECT``-ed), ``target.protocol`` (2: RESP2; 3: ``HELLO 3``) and ``target.cluster``
+(true: a Redis Cluster, the address and port one of its nodes). ``params`` belongs to the
+driver named by ``driver``, which parses it.
 The phases travel as whole intervals (:class:`Timeline`), computed once by the coordinator:
 intervals are the unit in which every agent's data is lined up, so no agent converts seconds
 back into intervals. ``timeline.drain_ns`` (optional, 10 s when absent) bounds the end-of-phase
@@ -38,6 +41,11 @@ MAX_INTERVAL_NS: Final = 3600 * 1_000_000_000
 DEFAULT_DRAIN_NS: Final = 10 * 1_000_000_000
 #: Longest drain limit accepted (the inventory's ``benchmark.drain_timeout`` bound).
 MAX_DRAIN_NS: Final = 600 * 1_000_000_000
+#: RESP2 unless the target says otherwise.
+DEFAULT_PROTOCOL: Final = 2
+#: Databases a target may ``SELECT`` (Redis's default ``databases 16``; a server configured
+#: with fewer refuses the SELECT, one line at prepare).
+MAX_DB: Final = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,15 @@ class Target:
     username: str | None = None
     tls: Mapping[str, Any] | None = None
     source_address: str | None = None
+    db: int = 0
+    protocol: int = 2
+    cluster: bool = False
+
+    def builtin_only(self) -> list[str]:
+        """The options set that only the builtin driver implements (an external tool given
+        them would silently load something else: one database, one protocol, one node)."""
+        return [name for name, value in (("db", self.db), ("protocol", self.protocol != 2),
+                                         ("cluster", self.cluster)) if value]
 
     @property
     def endpoint(self) -> str:
@@ -67,6 +84,9 @@ class Target:
             "username": self.username,
             "tls": dict(self.tls) if self.tls is not None else None,
             "source_address": self.source_address,
+            **({"db": self.db} if self.db else {}),
+            **({"protocol": self.protocol} if self.protocol != DEFAULT_PROTOCOL else {}),
+            **({"cluster": True} if self.cluster else {}),
         }
 
 
@@ -195,8 +215,15 @@ def parse_target(data: Mapping[str, Any]) -> Target:
         source_address=(
             fields.optional_text("source_address") if fields.has("source_address") else None
         ),
+        db=fields.integer("db", minimum=0, maximum=MAX_DB) if fields.has("db") else 0,
+        protocol=(fields.integer("protocol", minimum=2, maximum=3) if fields.has("protocol")
+                  else DEFAULT_PROTOCOL),
+        cluster=fields.boolean("cluster") if fields.has("cluster") else False,
     )
     fields.no_more()
+    if target.cluster and target.db:
+        raise DriverError(KIND_CONFIG, "spec.target.db must be 0 for a cluster (Redis Cluster "
+                          "has only database 0)")
     if target.source_address == "":
         raise fields.problem("source_address", "must be an address or null, got ''")
     if target.username is not None and target.password is None:

@@ -38,7 +38,9 @@ from typing import Any, Final, NoReturn
 import hiredis
 
 from agent.drivers.channel import Channel
-from agent.drivers.errors import KIND_INTERNAL, KIND_SERVER, DriverError
+from agent.drivers.cluster_mix import ClusterMix
+from agent.drivers.cluster_slots import SlotMap, parse_redirection
+from agent.drivers.errors import KIND_CONFIG, KIND_INTERNAL, KIND_SERVER, DriverError
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
@@ -136,6 +138,7 @@ class Worker(RespConnections):
         )
         self.config = config
         self.channel = channel
+        self.cluster: ClusterMix | None = None
         self.mix = RequestMix(
             keyspace=config.keyspace,
             set_ratio=config.set_ratio,
@@ -154,12 +157,60 @@ class Worker(RespConnections):
         """Open and authenticate every connection, preload if asked; DriverError if the
         target cannot be used. The connections opened."""
         self.open_all()
+        if self.slots is not None:
+            self._route(self.slots)
+        else:
+            for conn in self.connections:
+                conn.next_batch = self.mix.next_batch
         if self.config.preload is not None:
             first, end = self.config.preload
-            self._preload(self.connections[0], first, end)
+            if self.cluster is not None:
+                self._preload_cluster(self.cluster, first, end)
+            else:
+                self._preload(self.connections[0], first, end)
         self.set_nonblocking()
         self._open_poller(self.channel.fileno())  # set-up done before T0, not at it
         return len(self.connections)
+
+    def _route(self, slots: SlotMap) -> None:
+        """A cluster: each connection draws the keys its primary serves."""
+        config = self.config
+        self.cluster = ClusterMix(keyspace=config.keyspace, set_ratio=config.set_ratio,
+                                  value_size=config.value_size, pipeline=config.pipeline,
+                                  seed=config.seed, slots=slots)
+        empty = self.cluster.empty_nodes()
+        if empty:
+            raise DriverError(KIND_CONFIG, f"keyspace {config.keyspace} is too small for the "
+                              f"cluster: primary {slots.nodes[empty[0]].endpoint} serves none "
+                              "of its keys")
+        for conn in self.connections:
+            conn.next_batch = self.cluster.stream(conn.node)
+
+    def _preload_cluster(self, cluster: ClusterMix, first: int, end: int) -> None:
+        """Each primary's keys of ``[first, end)`` through a connection to it."""
+        for node in range(len(cluster.nodes)):
+            conn = next(conn for conn in self.connections if conn.node == node)
+            sock = conn.sock
+            if sock is None:
+                raise DriverError(KIND_INTERNAL, "preload without a connection")
+            sock.settimeout(PRELOAD_REPLY_TIMEOUT)
+            endpoint = cluster.nodes[node].endpoint
+            for count, payload in cluster.preload_batches(node, first, end, PRELOAD_BATCH):
+                for reply in exchange(sock, payload, count, endpoint):
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise DriverError(
+                            KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
+
+    def _redirected(self, message: str) -> None:
+        """A ``MOVED`` reply moves its slot to the node it names (a known primary)."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+        redirection = parse_redirection(message, self.target.address)
+        if redirection is None or redirection.kind != "MOVED":
+            return
+        if redirection.node in cluster.nodes:
+            cluster.move(redirection.slot, cluster.nodes.index(redirection.node))
 
     def _preload(self, conn: Connection, first: int, end: int) -> None:
         sock = conn.sock
@@ -200,7 +251,6 @@ class Worker(RespConnections):
         by_fd = self._by_fd
         control_fd = self.channel.fileno()
         perf = time.perf_counter_ns
-        next_batch = self.mix.next_batch
         recorder = self.recorder
         buckets = [recorder.bucket(name) for name in RequestMix.commands]
         reply_error = hiredis.ReplyError
@@ -306,7 +356,7 @@ class Worker(RespConnections):
                     wake = now
                     continue
                 # The whole batch is answered: send the next one (closed loop).
-                batch = next_batch()
+                batch = conn.next_batch()
                 conn.batch = batch
                 conn.received = 0
                 payload = batch.payload
@@ -332,12 +382,15 @@ class Worker(RespConnections):
         counts = [kinds.count(kind) for kind in range(len(batch.counts))]
         for position, reply in bad or ():
             counts[batch.kinds[position]] -= 1
-            self.recorder.count_error(error_type(str(reply)))
+            kind = error_type(str(reply))
+            self.recorder.count_error(kind)
+            if kind == "MOVED":
+                self._redirected(str(reply))
         return counts
 
     def _send_batch(self, conn: Connection, now: int) -> bool:
         """Send ``conn`` a new batch (its reply gaps start here); whether any of it went out."""
-        batch = self.mix.next_batch()
+        batch = conn.next_batch()
         conn.batch = batch
         conn.received = 0
         conn.sent_ns = conn.last_reply_ns = now

@@ -117,6 +117,11 @@ class TLS(Model):
     ca_file: str | None = Field(None, description="CA bundle used to verify the server")
     cert_file: str | None = Field(None, description="client certificate, for mutual TLS")
     key_file: str | None = Field(None, description="client private key, for mutual TLS")
+    server_name: str | None = Field(
+        None, min_length=1,
+        description="name sent as SNI and checked against the server's certificate; default: "
+        "the server's address",
+    )
     verify: bool = Field(True, description="verify the server's certificate")
 
 
@@ -147,6 +152,14 @@ class Server(Model):
     )
     username: str | None = Field(None, description="ACL user name (Redis 6+)")
     tls: TLS | None = Field(None, description="connect with TLS; omit for plain TCP")
+    db: int = Field(0, ge=0, description="database every connection SELECTs (the builtin driver)")
+    protocol: Literal[2, 3] = Field(
+        2, description="RESP version of the builtin driver's connections: 3 sends HELLO 3"
+    )
+    cluster: bool = Field(
+        False, description="a Redis Cluster: host and port name one node; the builtin driver "
+        "discovers the others and routes each request to its key's slot",
+    )
 
 
 class BuiltinDriver(Model):

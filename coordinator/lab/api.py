@@ -46,6 +46,7 @@ from coordinator.lab.plan import (
     Report,
     bridge_address,
     bridge_name,
+    cluster_ports,
     home_dir,
     is_lab_veth,
     lab_host_of,
@@ -92,7 +93,7 @@ def lab_up(spec: LabSpec, inventory_path: Path, report: Report = _ignore) -> Lab
     failure whatever was built is removed and a one-line LabError says what failed.
     """
     sysio.check_host()
-    tools = sysio.require_tools()
+    tools = sysio.require_tools(sysio.CLUSTER_TOOLS if spec.cluster else None)
     inventory_path = Path(inventory_path).absolute()
     paths = LabPaths.of(spec.name, spec.state_root)
     _check_state_root(spec.state_root)
@@ -366,6 +367,7 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
     )
     if not redis:
         problems.append("redis-server does not answer PING")
+    problems += _cluster_problems(spec, server, bridge, password)
     server_cgroup = state.cgroups.get(server.name) if server is not None else None
     redis_pid = sysio.read_pidfile(paths.redis_pidfile)
     if server_cgroup is not None and redis_pid not in lab_cgroups.cgroup_pids(server_cgroup):
@@ -385,6 +387,17 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
         complete=state.complete,
         problems=problems,
     )
+
+
+def _cluster_problems(spec: LabSpec, server: LabHost | None, bridge: str,
+                      password: str | None) -> list[str]:
+    """The cluster nodes (``--cluster``) that do not answer PING."""
+    return [
+        f"cluster node {port} does not answer PING"
+        for port in cluster_ports(spec)
+        if server is None or not lab_network.redis_ping(server.address, port, device=bridge,
+                                                        password=password)
+    ]
 
 
 def _down(name: str, state_root: Path, report: Report, *, keep_root: bool = False) -> list[str]:

@@ -6,12 +6,14 @@ failure it tears down whatever :class:`Builder` made, using ``Builder.step`` in 
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from coordinator.core.errors import LabError
+from coordinator.lab import certs as lab_certs
 from coordinator.lab import cgroups as lab_cgroups
 from coordinator.lab import network as lab_network
 from coordinator.lab import system as sysio
@@ -19,6 +21,7 @@ from coordinator.lab.config_files import redis_conf_text, render_inventory, sshd
 from coordinator.lab.plan import (
     CPU_PERIOD_US,
     REDIS_PORT,
+    REDIS_TLS_PORT,
     SSH_PORT,
     LabHost,
     LabPaths,
@@ -27,10 +30,12 @@ from coordinator.lab.plan import (
     bridge_address,
     bridge_name,
     cgroup_group,
+    cluster_ports,
     cpu_quota_us,
     home_dir,
     plan_hosts,
     redis_user,
+    tls_server_name,
     user_comment,
     veth_name,
 )
@@ -94,6 +99,8 @@ class Builder:
         server = next(host for host in self.hosts if host.role == "server")
         self._redis(server)
         self._redis_cgroup(server)
+        if spec.cluster:
+            self._cluster(server)
         self.step = "writing the inventory"
         self.state = replace(self.state, complete=True)
         sysio.write_state(paths, self.state)
@@ -225,6 +232,7 @@ class Builder:
         sysio.write_file(paths.redis_conf, redis_conf_text(password), 0o600)
         sysio.give_to(paths.redis_dir, user)
         sysio.give_to(paths.redis_conf, user)
+        tls_options = self._tls(server, user) if self.spec.tls else []
         self._begin(f"redis-server on {server.name} {server.address}:{REDIS_PORT} as {user}")
         sysio.start_daemon(
             [
@@ -239,6 +247,7 @@ class Builder:
                 "--pidfile", str(paths.redis_pidfile),
                 "--dir", str(paths.redis_dir),
                 "--logfile", str(paths.redis_log),
+                *tls_options,
             ]
         )  # fmt: skip
         _wait_for_daemon(
@@ -246,6 +255,80 @@ class Builder:
                                      password=password),
             "redis-server to answer PING",
             paths.redis_log,
+        )
+
+    def _tls(self, server: LabHost, user: str) -> list[str]:
+        """A CA and certificates (``--tls``); redis-server's TLS options.
+
+        The client's key is a throw-away readable by every lab user (the load runs as the
+        client hosts' users); the server's key is the redis user's only."""
+        paths = self.paths
+        self._begin(f"TLS certificates for {server.address} and {tls_server_name(self.spec.name)}")
+        made = lab_certs.make_certificates(self.spec.name, server.address,
+                                           tls_server_name(self.spec.name))
+        sysio.make_dir(paths.tls_dir, 0o755)
+        for name, pem in (("ca.crt", made.ca_cert), ("client.crt", made.client_cert),
+                          ("client.key", made.client_key)):
+            sysio.write_file(paths.tls_dir / name, pem.decode(), 0o644)
+        for name, pem in (("server.crt", made.server_cert), ("server.key", made.server_key)):
+            sysio.write_file(paths.redis_dir / name, pem.decode(), 0o600)
+            sysio.give_to(paths.redis_dir / name, user)
+        return [
+            "--tls-port", str(REDIS_TLS_PORT),
+            "--tls-cert-file", str(paths.redis_dir / "server.crt"),
+            "--tls-key-file", str(paths.redis_dir / "server.key"),
+            "--tls-ca-cert-file", str(paths.tls_dir / "ca.crt"),
+            "--tls-auth-clients", "optional",
+        ]  # fmt: skip
+
+    def _cluster(self, server: LabHost) -> None:
+        """``--cluster N``: N cluster nodes as the redis user, the lab's password, slots
+        spread by ``redis-cli --cluster create`` (the password through REDISCLI_AUTH, never
+        on a command line)."""
+        paths, bridge = self.paths, bridge_name(self.spec.name)
+        user = redis_user(self.spec.name)
+        password = sysio.read_secret(paths.redis_password) or ""
+        ports = cluster_ports(self.spec)
+        for port in ports:
+            node_dir = paths.cluster_dir(port)
+            sysio.make_dir(node_dir, 0o700)
+            sysio.give_to(node_dir, user)
+            self._begin(f"redis cluster node on {server.name} {server.address}:{port}")
+            sysio.start_daemon(
+                [
+                    self.tools["ip"], "netns", "exec", server.namespace,
+                    self.tools["setpriv"], f"--reuid={user}", f"--regid={user}",
+                    "--clear-groups",
+                    self.tools["redis-server"], str(paths.redis_conf),
+                    "--bind", server.address,
+                    "--port", str(port),
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--daemonize", "yes",
+                    "--pidfile", str(node_dir / "redis.pid"),
+                    "--dir", str(node_dir),
+                    "--logfile", str(node_dir / "redis.log"),
+                ]
+            )  # fmt: skip
+            _wait_for_daemon(
+                functools.partial(lab_network.redis_ping, server.address, port, device=bridge,
+                                  password=password),
+                f"cluster node {port} to answer PING",
+                node_dir / "redis.log",
+            )
+        self._begin(f"redis-cli --cluster create ({len(ports)} primaries)")
+        sysio.run(
+            [self.tools["redis-cli"], "--cluster", "create",
+             *(f"{server.address}:{port}" for port in ports), "--cluster-yes"],
+            env={"REDISCLI_AUTH": password},
+        )
+        _wait_for_daemon(
+            lambda: all(lab_network.cluster_ok(server.address, port, device=bridge,
+                                               password=password) for port in ports),
+            "the cluster to be ok (cluster_state:ok on every node)",
+            paths.cluster_dir(ports[0]) / "redis.log",
         )
 
 

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coordinator.lab.plan import (
+    CLUSTER_PORT,
     INVENTORY_MARKER,
     REDIS_PORT,
+    REDIS_TLS_PORT,
     SSH_PORT,
     LabHost,
     LabPaths,
@@ -110,16 +112,23 @@ def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
             lines.append(f'    labels: {{cpu_quota: "{quota:g}"}}')
     servers = [host for host in hosts if host.role == "server"]
     lines.append("servers:")
-    lines += [
-        line
-        for host in servers
-        for line in (
-            "  - name: redis",
+    for host in servers:
+        port = CLUSTER_PORT if spec.cluster else REDIS_TLS_PORT if spec.tls else REDIS_PORT
+        lines += [
+            f"  - name: {'cluster' if spec.cluster else 'redis'}",
             f"    host: {host.name}",
-            f"    port: {REDIS_PORT}",
+            f"    port: {port}",
             f"    password_file: {_yaml_str(str(paths.redis_password))}",
-        )
-    ]
+        ]
+        if spec.cluster:
+            lines.append("    cluster: true")
+        if spec.tls:
+            lines += [
+                "    tls:",
+                f"      ca_file: {_yaml_str(str(paths.tls_dir / 'ca.crt'))}",
+                f"      cert_file: {_yaml_str(str(paths.tls_dir / 'client.crt'))}",
+                f"      key_file: {_yaml_str(str(paths.tls_dir / 'client.key'))}",
+            ]
     lines += [
         "benchmark:",
         "  driver: builtin",

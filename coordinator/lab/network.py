@@ -120,6 +120,30 @@ def redis_ping(
     return received == expected
 
 
+def cluster_ok(
+    address: str, port: int, *, device: str, password: str | None = None, timeout: float = 1.0
+) -> bool:
+    """Whether the cluster node at address:port says ``cluster_state:ok`` (CLUSTER INFO)."""
+    request = _resp_command("CLUSTER", "INFO")
+    if password is not None:
+        request = _resp_command("AUTH", password) + request
+    received = b""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as connection:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+            connection.settimeout(timeout)
+            connection.connect((address, port))
+            connection.sendall(request)
+            while b"cluster_state:" not in received or not received.endswith(b"\r\n\r\n"):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+    except OSError:
+        return False
+    return b"cluster_state:ok" in received
+
+
 def _resp_command(*words: str) -> bytes:
     encoded = [word.encode() for word in words]
     return f"*{len(encoded)}\r\n".encode() + b"".join(

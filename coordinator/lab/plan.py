@@ -32,6 +32,12 @@ BRIDGE_OFFSET = 1
 SERVER_OFFSET = 10
 SSH_PORT = 22
 REDIS_PORT = 6379
+REDIS_TLS_PORT = 6380
+"""With ``--tls``, redis-server also listens with TLS here (the inventory's target)."""
+CLUSTER_PORT = 7000
+"""With ``--cluster N``, the cluster's nodes listen on CLUSTER_PORT .. CLUSTER_PORT + N - 1."""
+MIN_CLUSTER, MAX_CLUSTER = 3, 16
+"""Redis Cluster needs at least three primaries (``redis-cli --cluster create``)."""
 INVENTORY_MARKER = "# Written by `coord lab up`"
 USER_COMMENT_PREFIX = "coord lab"
 """GECOS field of every lab user (``coord lab <name>``): how clean-up tells them from others."""
@@ -62,6 +68,10 @@ class LabSpec:
     server_cpu: float | None = None
     """CPU quota of the server host (its sshd and redis-server), in cores: Redis made the
     bottleneck on purpose."""
+    tls: bool = False
+    """redis-server also listens with TLS (REDIS_TLS_PORT); a CA and certificates are made."""
+    cluster: int = 0
+    """Redis Cluster nodes (primaries) on the server host, beside the lab's redis-server."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
@@ -97,6 +107,14 @@ class LabSpec:
                     f"{MIN_CPU_QUOTA_US / CPU_PERIOD_US}, not {cpu!r}"
                 )
             object.__setattr__(self, f"{role}_cpu", float(cpu))
+        if isinstance(self.cluster, bool) or not isinstance(self.cluster, int) or (
+            self.cluster and not MIN_CLUSTER <= self.cluster <= MAX_CLUSTER
+        ):
+            raise LabError(f"cluster must be 0 or between {MIN_CLUSTER} and {MAX_CLUSTER} "
+                           f"nodes, not {self.cluster!r}")
+        if self.cluster and self.tls:
+            raise LabError("--cluster and --tls together are not supported: the cluster's "
+                           "nodes speak plain TCP")
         root = Path(self.state_root)
         if not root.is_absolute():
             raise LabError(f"state root must be an absolute path, not {self.state_root}")
@@ -131,6 +149,10 @@ class LabSpec:
                          else f"server cpu {self.server_cpu:g}")
         if self.state_root != other.state_root:
             parts.append(f"state root {self.state_root}")
+        if self.tls != other.tls:
+            parts.append("TLS" if self.tls else "no TLS")
+        if self.cluster != other.cluster:
+            parts.append(f"a cluster of {self.cluster}" if self.cluster else "no cluster")
         return ", ".join(parts) or "the same spec"
 
 
@@ -221,6 +243,16 @@ class LabPaths:
     @property
     def redis_log(self) -> Path:
         return self.redis_dir / "redis.log"
+
+    @property
+    def tls_dir(self) -> Path:
+        """With ``--tls``: ca.crt, client.crt and client.key, readable by every lab user (the
+        load runs as the client hosts' users); the server's key is in :attr:`redis_dir`."""
+        return self.root / "tls"
+
+    def cluster_dir(self, port: int) -> Path:
+        """A cluster node's working directory (its nodes.conf, pid file and log)."""
+        return self.redis_dir / f"cluster-{port}"
 
     @property
     def redis_password(self) -> Path:
@@ -314,6 +346,16 @@ def plan_hosts(spec: LabSpec) -> list[LabHost]:
         )
         for host in host_names(spec.clients)
     ]
+
+
+def cluster_ports(spec: LabSpec) -> list[int]:
+    """The cluster nodes' ports (none without ``--cluster``)."""
+    return [CLUSTER_PORT + index for index in range(spec.cluster)]
+
+
+def tls_server_name(lab: str) -> str:
+    """The DNS name in the lab's server certificate (beside its address), for SNI."""
+    return f"redis.{lab}.lab"
 
 
 def cpu_quota_us(fraction: float) -> int:

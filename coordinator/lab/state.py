@@ -42,6 +42,8 @@ def state_to_json(state: LabState) -> str:
             "client_cpu": spec.client_cpu,
             "server_cpu": spec.server_cpu,
             "state_root": str(spec.state_root),
+            "tls": spec.tls,
+            "cluster": spec.cluster,
         },
         "hosts": [
             {
@@ -78,6 +80,8 @@ def state_from_json(text: str) -> LabState:
             state_root=Path(raw_spec["state_root"]),
             server_cpu=(None if raw_spec.get("server_cpu") is None
                         else float(raw_spec["server_cpu"])),
+            tls=bool(raw_spec.get("tls", False)),
+            cluster=int(raw_spec.get("cluster", 0)),
         )
         hosts = [_host_from_json(raw) for raw in document["hosts"]]
         return LabState(

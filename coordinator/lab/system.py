@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from coordinator.core.errors import LabError, last_line
@@ -66,9 +66,12 @@ class CommandFailed(LabError):
 
 
 def run(
-    argv: Sequence[str], *, check: bool = True, timeout: float = COMMAND_TIMEOUT
+    argv: Sequence[str], *, check: bool = True, timeout: float = COMMAND_TIMEOUT,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` with stdin closed and output captured; raise CommandFailed on error.
+    ``env``: variables added to this process's environment (a secret the command reads there
+    rather than from its command line).
 
     A bare program name is looked up in PATH and then the system's sbin directories, which
     ``sudo`` and cron do not always put in PATH.
@@ -84,6 +87,7 @@ def run(
             text=True,
             timeout=timeout,
             check=False,
+            env={**os.environ, **env} if env is not None else None,
         )
     except subprocess.TimeoutExpired as exc:
         raise CommandFailed(argv, None, f"no answer within {timeout:g}s") from exc
@@ -144,12 +148,16 @@ def check_host() -> None:
         raise LabError("the lab needs root (namespaces, users, daemons): run it with sudo")
 
 
-def require_tools() -> dict[str, str]:
-    """Absolute path of each of :data:`TOOLS`; one LabError naming every missing one and its
-    package."""
+CLUSTER_TOOLS: dict[str, str] = {"redis-cli": "redis-tools"}
+"""What ``--cluster`` needs besides :data:`TOOLS` (``redis-cli --cluster create``)."""
+
+
+def require_tools(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Absolute path of each of :data:`TOOLS` (and ``extra``); one LabError naming every
+    missing one and its package."""
     found: dict[str, str] = {}
     missing: list[str] = []
-    for name, package in TOOLS.items():
+    for name, package in {**TOOLS, **(extra or {})}.items():
         path = find_tool(name)
         if path is None:
             missing.append(f"{name} ({package})")

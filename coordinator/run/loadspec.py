@@ -81,6 +81,9 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
             "password": password,
             "username": server.username,
             "tls": tls,
+            **({"db": server.db} if server.db else {}),
+            **({"protocol": server.protocol} if server.protocol != 2 else {}),
+            **({"cluster": True} if server.cluster else {}),
         },
         "timeline": run_phases.to_json(),
         "histogram": {

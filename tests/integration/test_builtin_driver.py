@@ -411,7 +411,9 @@ def test_a_load_the_host_has_no_memory_for_is_refused_before_any_process_starts(
     ("change", "message"),
     [
         ({"rate": 1000}, "config: open loop (rate) is not supported yet"),
-        ({"tls": {"ca": "x"}}, "config: TLS is not supported by the builtin driver yet"),
+        ({"tls": {"ca": "x"}}, "config: spec.target.tls has unknown field(s): ca"),
+        ({"tls": {"ca_file": "/nonexistent/ca.crt"}},
+         "config: tls.ca_file /nonexistent/ca.crt: No such file or directory"),
     ],
 )
 def test_unsupported_options_are_refused_before_any_process_starts(

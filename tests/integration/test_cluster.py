@@ -1,0 +1,143 @@
+"""The builtin driver on a real Redis Cluster: ``coord lab up --cluster 3`` (three primaries on
+the server host), slots discovered, every request sent to its key's primary, and ``MOVED``
+followed after a slot is migrated during the run.
+
+Needs root. One lab (``cls`` on 198.18.223.0/24) for the module, always torn down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.cluster_slots import key_slot
+from agent.drivers.spec import parse_spec
+from coordinator.lab.api import LabSpec, LabStatus
+from coordinator.lab.plan import LabPaths
+from coordinator.results import load_results
+from tests.helpers import module_lab, poll_until
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+]
+
+ROOT = Path(__file__).parents[2]
+SPEC = LabSpec(name="cls", clients=1, subnet="198.18.223.0/24", cluster=3)
+PATHS = LabPaths.of(SPEC.name, SPEC.state_root)
+SERVER = "198.18.223.10"
+PORTS = (7000, 7001, 7002)
+DEADLINE = 30.0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
+    yield from module_lab(SPEC, tmp_path_factory.mktemp("cluster-lab"))
+
+
+def password() -> str:
+    return PATHS.redis_password.read_text().strip()
+
+
+@pytest.fixture
+def nodes(lab: LabStatus) -> Iterator[dict[int, redis.Redis]]:
+    """A client of each primary, each emptied before and after."""
+    clients = {port: redis.Redis(host=SERVER, port=port, password=password(),
+                                 socket_timeout=10) for port in PORTS}
+    for client in clients.values():
+        client.flushall()
+    yield clients
+    for client in clients.values():
+        client.flushall()
+        client.close()
+
+
+def test_slots_are_those_of_cluster_keyslot(nodes: dict[int, redis.Redis]) -> None:
+    keys = [b"key:0", b"key:99999", b"somekey", b"{user1000}.following", b"a{}b", b"{{x}}",
+            "ключ".encode(), bytes(range(1, 40))]
+    assert [key_slot(key) for key in keys] == [
+        nodes[7000].execute_command("CLUSTER", "KEYSLOT", key) for key in keys]
+
+
+def test_a_run_sends_every_request_to_its_keys_primary(
+    nodes: dict[int, redis.Redis], lab: LabStatus, tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "run", "-i", str(lab.inventory_path),
+         "--out", str(out), "--repetitions", "1", "--warmup", "1s", "--duration", "2s",
+         "--no-baseline", "--set", "benchmark.builtin.connections=6",
+         "--set", "benchmark.builtin.processes=2", "--set", "benchmark.builtin.pipeline=8",
+         "--set", "benchmark.builtin.set_ratio=1.0", "--set", "benchmark.builtin.keyspace=3000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    repetition = load_results(out / "results.json").repetitions[0]
+    assert repetition.count > 0
+    assert repetition.errors == {}  # no MOVED: every request went to its slot's primary
+    sizes = [client.dbsize() for client in nodes.values()]
+    assert all(size > 0 for size in sizes)
+
+
+def migrate(nodes: dict[int, redis.Redis], slot: int) -> tuple[int, int]:
+    """Move ``slot`` from its primary to the next one, the way redis-cli --cluster reshard
+    does: IMPORTING, MIGRATING, MIGRATE of its keys, SETSLOT NODE. (source port, target port)"""
+    ids = {port: client.execute_command("CLUSTER", "MYID").decode()
+           for port, client in nodes.items()}
+    ranges = nodes[PORTS[0]].execute_command("CLUSTER", "SLOTS")
+    source = next(int(entry[2][1]) for entry in ranges if entry[0] <= slot <= entry[1])
+    target = PORTS[(PORTS.index(source) + 1) % len(PORTS)]
+    nodes[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    nodes[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    while keys := nodes[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        nodes[source].execute_command("MIGRATE", SERVER, target, "", 0, 5000,
+                                      "AUTH", password(), "KEYS", *keys)
+    for port in (target, source, *(p for p in PORTS if p not in (source, target))):
+        nodes[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    return source, target
+
+
+def test_moved_is_followed_after_a_slot_migrates_during_the_run(
+    nodes: dict[int, redis.Redis],
+) -> None:
+    slot = key_slot(b"key:0")
+    spec = json.dumps({
+        "format": 2, "driver": "builtin",
+        "target": {"address": SERVER, "port": 7000, "password": password(), "username": None,
+                   "tls": None, "cluster": True},
+        "timeline": {"interval_ns": 500_000_000, "warmup_intervals": 0, "measure_intervals": 6},
+        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
+        "params": {"processes": 1, "connections": 3, "pipeline": 1, "set_ratio": 0.5,
+                   "keyspace": 50, "value_size": 8, "rate": None, "preload": True},
+    })
+    driver = BuiltinDriver()
+    moved: list[tuple[int, int]] = []
+    try:
+        parsed = parse_spec(spec)
+        driver.prepare(parsed)
+        driver.start_at(time.time_ns() + 300_000_000)
+
+        def in_interval(index: int) -> bool:
+            progress = driver.progress()
+            return progress.interval is not None and progress.interval >= index
+
+        poll_until(lambda: in_interval(0), DEADLINE, "the first interval")
+        moved.append(migrate(nodes, slot))
+        poll_until(lambda: driver.state.done, parsed.timeline.total_s + DEADLINE, "the end")
+        report = driver.report()
+    finally:
+        driver.close()
+    _source, target = moved[0]
+    assert nodes[target].execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 1
+    assert report.errors.get("MOVED", 0) >= 1  # the old primary redirected, counted
+    assert set(report.errors) <= {"MOVED", "ASK"}
+    assert "MOVED" not in report.intervals[-1].errors  # the slot's keys now go to the target
+    assert report.intervals[-1].requests > 0
