@@ -410,7 +410,6 @@ def test_a_load_the_host_has_no_memory_for_is_refused_before_any_process_starts(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"rate": 1000}, "config: open loop (rate) is not supported yet"),
         ({"tls": {"ca": "x"}}, "config: TLS is not supported by the builtin driver yet"),
     ],
 )

@@ -142,8 +142,9 @@ def test_a_spec_that_is_not_json_is_refused() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("rate", 1000, "open loop (rate) is not supported yet"),
-        ("rate", 0.5, "open loop (rate) is not supported yet"),
+        ("rate", 0, "spec.params.rate must be at least 0.001"),
+        ("rate", "fast", "spec.params.rate must be a number"),
+        ("arrivals", "bursts", "spec.params.arrivals must be one of constant, poisson"),
         ("connections", 0, "spec.params.connections must be at least 1"),
         ("processes", 0, "spec.params.processes must be at least 1"),
         ("pipeline", 1.5, "spec.params.pipeline must be an integer"),

@@ -98,6 +98,7 @@ def interval(
         "bytes_received": 20 * count,
         "overflow": overflow,
         "gap_usec": gap_usec,
+        "open_loop": None,
     }
 
 
