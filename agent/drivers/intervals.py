@@ -77,6 +77,8 @@ from agent.histograms import (
 REPORT_FORMAT: Final = 1
 #: The phases an interval belongs to.
 PHASES: Final = ("warmup", "measure")
+#: An open loop whose share of requests sent late exceeds this is behind its schedule.
+BEHIND_LATE_SHARE: Final = 0.01
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,12 @@ class OpenLoopData:
     def __post_init__(self) -> None:
         _counts(sent=self.sent, late=self.late, lateness_max_usec=self.lateness_max_usec,
                 not_sent=self.not_sent)
+
+    @property
+    def behind_schedule(self) -> bool:
+        """The load did not keep its schedule in this interval: requests were left unsent, or
+        more than :data:`BEHIND_LATE_SHARE` of those sent went out late."""
+        return self.not_sent > 0 or self.late > self.sent * BEHIND_LATE_SHARE
 
     @classmethod
     def merge(
