@@ -24,9 +24,11 @@ interval's end without being sent (``not_sent``: queued behind a busy or reconne
 connection; at the planned end these are never sent). The coordinator marks an agent
 ``behind_schedule`` from these (docs/drivers.md).
 
-Timing: ``epoll_wait`` sleeps in whole milliseconds (Python rounds the timeout up), so within
-1 ms of the next point the loop polls without sleeping: at a rate where the points are closer
-than 1 ms the load process spins (a core held), the price of sending on time.
+Timing: ``epoll_wait`` sleeps in whole milliseconds (Python rounds the timeout up: a 1.3 ms
+timeout sleeps 2 ms), so the loop sleeps the whole milliseconds to the next point but one and
+polls without sleeping for the rest: within 1-2 ms of the next point the load process spins,
+and at a rate where the points are closer than that it spins all the time (a core held), the
+price of sending on time (docs/drivers.md).
 
 Each connection's ``last_reply_ns`` is set at every send, so ``gap_usec`` stays the longest wait
 for a reply, not the idle time between a reply and the next point.
@@ -61,9 +63,6 @@ from agent.histograms import encode, record_counts
 __all__ = ["OpenWorker"]
 
 _NEVER = 1 << 126
-#: Closer than this to the next point, the loop polls without sleeping (spins): ``epoll_wait``
-#: counts its timeout in whole milliseconds, rounded up, so a sleep would send up to 1 ms late.
-SPIN_BELOW_S = 0.001
 
 
 class OpenWorker(Worker):
@@ -198,9 +197,10 @@ class OpenWorker(Worker):
                     tick = drain_end if last is not None else self._wake(grid)
                 wake = tick if last is not None else min(tick, self._next_point())
                 now = perf()
-            timeout = (wake - now) / 1e9
-            if timeout < SPIN_BELOW_S:  # epoll sleeps whole milliseconds, rounded up
-                timeout = 0.0
+            # epoll sleeps whole milliseconds, rounded up: sleep the whole milliseconds but
+            # one (a hair less, so the rounding cannot add one), then spin
+            sleep_ms = (wake - now) // 1_000_000 - 1
+            timeout = sleep_ms / 1000 - 1e-7 if sleep_ms > 0 else 0.0
             for fd, events in poll(timeout):
                 conn = by_fd.get(fd)
                 if conn is None:
