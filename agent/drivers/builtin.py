@@ -8,7 +8,8 @@
      "set_ratio": 0.1,          share of SETs; the rest are GETs
      "keyspace": K,             keys key:0 .. key:K-1, uniform
      "value_size": B,           bytes per SET value
-     "rate": null,              open loop (a target rate): not supported yet
+     "rate": null | R,          open loop: R requests/s for the host (agent/drivers/schedule.py)
+     "arrivals": "constant",    optional: the open loop's schedule, constant or poisson
      "preload": false,          SET every key once during prepare, so GETs hit
      "seed": null | S}          optional: the request streams' seed (default: random)
 
@@ -39,7 +40,7 @@ from agent.drivers.memory import load_bytes, memory_problem
 from agent.drivers.resp_connection import check_source_address
 from agent.drivers.resp_tls import client_context
 from agent.drivers.spec import LoadSpec
-from agent.drivers.worker import WorkerConfig
+from agent.drivers.worker import OpenLoopPlan, WorkerConfig
 
 log = logging.getLogger("agent.drivers.builtin")
 
@@ -79,7 +80,13 @@ class BuiltinDriver(ProcessDriver):
         check_source_address(spec.target.source_address)
         base_seed = params.seed if params.seed is not None else random.getrandbits(63)
         plans = []
+        first_connection = 0
         for index, (connections, keys) in enumerate(plan(params, self._cores)):
+            open_loop = None
+            if params.rate is not None:
+                open_loop = OpenLoopPlan(params.rate, params.arrivals, params.connections,
+                                         first_connection)
+            first_connection += connections
             config = WorkerConfig(
                 index=index,
                 target=spec.target,
@@ -92,6 +99,7 @@ class BuiltinDriver(ProcessDriver):
                 preload=keys if params.preload else None,
                 timeline=spec.timeline,
                 histogram=spec.histogram,
+                open_loop=open_loop,
             )
             plans.append(ProcessPlan(connections, config.to_json()))
         return plans

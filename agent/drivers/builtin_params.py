@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from agent.drivers.errors import KIND_CONFIG, DriverError
 from agent.drivers.memory import LoadShape
+from agent.drivers.schedule import ARRIVALS, CONSTANT
 from agent.drivers.spec import Fields
 
 Number = TypeVar("Number", int, float)
@@ -38,6 +38,8 @@ KEYSPACE: Final = Limit(1, 10**10)
 """Distinct keys."""
 VALUE_SIZE: Final = Limit(0, 512 * 1024 * 1024)
 """Bytes per SET value (Redis's own limit on a string)."""
+RATE: Final = Limit(0.001, 1e9)
+"""Open loop: target requests/s per client host."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class BuiltinParams:
     value_size: int
     preload: bool
     seed: int | None = None
+    rate: float | None = None  # open loop; None: closed loop
+    arrivals: str = CONSTANT  # the open loop's schedule: constant or poisson
 
 
 def parse_params(params: dict[str, Any]) -> BuiltinParams:
@@ -59,6 +63,15 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
     if fields.get("processes") is not None:
         processes = fields.integer("processes", PROCESSES.minimum, PROCESSES.maximum)
     seed = fields.optional_integer("seed", minimum=0) if fields.has("seed") else None
+    rate = None
+    if fields.get("rate") is not None:
+        rate = fields.number("rate", RATE.minimum, RATE.maximum)
+    arrivals = CONSTANT
+    if fields.has("arrivals"):
+        arrivals = fields.text("arrivals")
+        if arrivals not in ARRIVALS:
+            raise fields.problem("arrivals", f"must be one of {', '.join(ARRIVALS)}, got "
+                                 f"{arrivals!r}")
     parsed = BuiltinParams(
         processes=processes,
         connections=fields.integer("connections", CONNECTIONS.minimum, CONNECTIONS.maximum),
@@ -68,9 +81,9 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
         value_size=fields.integer("value_size", VALUE_SIZE.minimum, VALUE_SIZE.maximum),
         preload=fields.boolean("preload"),
         seed=seed,
+        rate=rate,
+        arrivals=arrivals,
     )
-    if fields.get("rate") is not None:
-        raise DriverError(KIND_CONFIG, "open loop (rate) is not supported yet")
     fields.no_more()
     return parsed
 

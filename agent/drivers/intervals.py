@@ -18,6 +18,13 @@ counters. Counters, as the coordinator reads them (``coordinator/core/stats.py``
   connections: between two consecutive replies (the first reply counts from the first send),
   or, for a reply still awaited when the interval ended, from the last one to that end. A
   stall shows here even in an interval with no reply at all. Merged as a max.
+* ``open_loop`` (:class:`OpenLoopData`; null in a closed loop): the open loop's schedule
+  (agent/drivers/schedule.py): requests ``sent`` in the interval (the achieved rate is
+  ``sent`` / interval), ``late`` (sent more than 1 ms after their intended time), the largest
+  lateness (``lateness_max_usec``), and ``not_sent``: requests whose intended time had passed
+  at the interval's end but that were still queued behind a busy connection; ``lateness``: the
+  distribution of every batch's lateness (µs, send minus intended time, an encoded
+  HdrHistogram with the latencies' settings). Summed, added, the largest lateness a max.
 
 An interval is ``complete`` when the load ran over all of it in every load process: a load
 stopped early, or started late, leaves its interval incomplete.
@@ -35,7 +42,10 @@ reader of :mod:`agent.messages`)::
      "intervals": [{"index": int, "phase": "warmup" | "measure", "complete": bool,
                     "commands": {NAME: {"histogram": BASE64, "count": int}},
                     "requests": int, "errors": {TYPE: int}, "bytes_sent": int,
-                    "bytes_received": int, "overflow": int, "gap_usec": int}],
+                    "bytes_received": int, "overflow": int, "gap_usec": int,
+                    "open_loop": null | {"sent": int, "late": int,
+                                         "lateness_max_usec": int, "not_sent": int,
+                                         "lateness": BASE64}}],
      "format": 1}
 
 A load process's start is the instant its first request was sent (its connections' first
@@ -74,6 +84,46 @@ from agent.histograms import (
 REPORT_FORMAT: Final = 1
 #: The phases an interval belongs to.
 PHASES: Final = ("warmup", "measure")
+#: An open loop whose share of requests sent late exceeds this is behind its schedule.
+BEHIND_LATE_SHARE: Final = 0.01
+
+
+@dataclass(frozen=True)
+class OpenLoopData:
+    """One interval of an open loop's schedule (see the module's docstring)."""
+
+    sent: int = 0
+    late: int = 0
+    lateness_max_usec: int = 0
+    not_sent: int = 0
+    lateness: str = ""  # the lateness of every batch sent, µs, an encoded HdrHistogram
+
+    def __post_init__(self) -> None:
+        _counts(sent=self.sent, late=self.late, lateness_max_usec=self.lateness_max_usec,
+                not_sent=self.not_sent)
+
+    @property
+    def behind_schedule(self) -> bool:
+        """The load did not keep its schedule in this interval: requests were left unsent, or
+        more than :data:`BEHIND_LATE_SHARE` of those sent went out late."""
+        return self.not_sent > 0 or self.late > self.sent * BEHIND_LATE_SHARE
+
+    @classmethod
+    def merge(
+        cls, parts: Iterable[OpenLoopData | None], params: HistogramParams
+    ) -> OpenLoopData | None:
+        """Several processes' schedules: counts summed, lateness the largest; None if none
+        ran an open loop."""
+        present = [part for part in parts if part is not None]
+        if not present:
+            return None
+        return cls(
+            sent=sum(part.sent for part in present),
+            late=sum(part.late for part in present),
+            lateness_max_usec=max(part.lateness_max_usec for part in present),
+            not_sent=sum(part.not_sent for part in present),
+            lateness=encode(merge_encoded((p.lateness for p in present if p.lateness), params)),
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +138,7 @@ class IntervalData:
     bytes_received: int = 0
     overflow: int = 0
     gap_usec: int = 0
+    open_loop: OpenLoopData | None = None
 
     @property
     def count(self) -> int:
@@ -150,6 +201,7 @@ def merge_intervals(
         bytes_received=sum(part.bytes_received for part in parts),
         overflow=sum(part.overflow for part in parts),
         gap_usec=max(part.gap_usec for part in parts),
+        open_loop=OpenLoopData.merge((part.open_loop for part in parts), params),
     )
 
 

@@ -71,6 +71,31 @@ ERROR_TIMEOUT: Final = "timeout"
 
 
 @dataclass(frozen=True)
+class OpenLoopPlan:
+    """The open loop's share of one load process (:mod:`agent.drivers.open_worker`): the
+    host's rate and connections, and where this process's connections start among them (the
+    schedules are staggered over the host's connections)."""
+
+    rate: float
+    arrivals: str
+    host_connections: int
+    first_connection: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rate": self.rate, "arrivals": self.arrivals,
+                "host_connections": self.host_connections,
+                "first_connection": self.first_connection}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> OpenLoopPlan | None:
+        if data is None:
+            return None
+        return cls(rate=float(data["rate"]), arrivals=str(data["arrivals"]),
+                   host_connections=int(data["host_connections"]),
+                   first_connection=int(data["first_connection"]))
+
+
+@dataclass(frozen=True)
 class WorkerConfig:
     """What one load process is told to do (sent as its ``configure`` message)."""
 
@@ -85,6 +110,7 @@ class WorkerConfig:
     preload: tuple[int, int] | None
     timeline: Timeline
     histogram: HistogramParams
+    open_loop: OpenLoopPlan | None = None  # None: the closed loop
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +125,7 @@ class WorkerConfig:
             "preload": list(self.preload) if self.preload is not None else None,
             "timeline": self.timeline.to_json(),
             "histogram": self.histogram.to_json(),
+            "open_loop": None if self.open_loop is None else self.open_loop.to_json(),
         }
 
     @classmethod
@@ -116,6 +143,7 @@ class WorkerConfig:
             preload=(int(preload[0]), int(preload[1])) if preload is not None else None,
             timeline=Timeline.from_json(data["timeline"]),
             histogram=HistogramParams.from_json(data["histogram"]),
+            open_loop=OpenLoopPlan.from_json(data.get("open_loop")),
         )
 
 
@@ -124,7 +152,16 @@ class WorkerConfig:
 
 def main(argv: Sequence[str]) -> NoReturn:
     """The load process's entry (:data:`agent.drivers.kit.child.BOOT`)."""
-    child_main(argv, Worker.from_config)
+    child_main(argv, load_for)
+
+
+def load_for(config: dict[str, Any], channel: Channel) -> Worker:
+    """The closed loop, or the open loop when the config has a rate."""
+    if config.get("open_loop") is None:
+        return Worker.from_config(config, channel)
+    from agent.drivers.open_worker import OpenWorker  # noqa: PLC0415 (it imports this module)
+
+    return OpenWorker.from_config(config, channel)
 
 
 class Worker(RespConnections):

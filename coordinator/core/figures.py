@@ -234,6 +234,26 @@ class IntervalRecord(Model):
         "replies, or from the last reply to the interval's end while one was awaited; a stall "
         "shows here even when no reply came (null: a document older than the field)"
     )
+    sent: NonNegativeInt | None = Field(
+        None, description="open loop: requests sent in this interval (the achieved rate is "
+        "sent / interval length; null: a closed loop, or a document older than the field)"
+    )
+    late: NonNegativeInt | None = Field(
+        None, description="open loop: requests sent more than 1 ms after their intended send "
+        "time (null: a closed loop)"
+    )
+    lateness_max_usec: NonNegativeInt | None = Field(
+        None, description="open loop: the largest delay of a send after its intended time, µs "
+        "(null: a closed loop)"
+    )
+    not_sent: NonNegativeInt | None = Field(
+        None, description="open loop: requests whose intended send time had passed at the "
+        "interval's end but still queued behind a busy connection (null: a closed loop)"
+    )
+    behind_schedule: bool | None = Field(
+        None, description="open loop: requests were not sent, or more than 1 % went out late "
+        "(null: a closed loop)"
+    )
 
 
 class AgentRepetition(Model):
@@ -262,6 +282,15 @@ class AgentRepetition(Model):
     gap_usec: NonNegativeInt | None = Field(
         None, description="longest gap_usec of the window's intervals, µs (null: empty window, "
         "or a document older than the field)"
+    )
+    sent_per_sec: NonNegativeFloat | None = Field(
+        None, description="open loop: requests sent in the window / window seconds: the "
+        "achieved rate (null: a closed loop, or a document older than the field)"
+    )
+    behind_schedule: bool | None = Field(
+        None, description="open loop: some interval of the window was behind its schedule "
+        "(requests not sent, or more than 1 % late): the client could not keep the rate "
+        "(null: a closed loop, or a document older than the field)"
     )
 
 

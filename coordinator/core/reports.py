@@ -26,7 +26,7 @@ from typing import Literal
 from hdrh.histogram import HdrHistogram
 from pydantic import ValidationError
 
-from agent.drivers.intervals import REPORT_FORMAT, IntervalData, LoadReport
+from agent.drivers.intervals import REPORT_FORMAT, IntervalData, LoadReport, OpenLoopData
 from agent.histograms import HistogramParams
 from agent.messages import MessageError, decode, parse_json
 from coordinator.core.errors import AgentError
@@ -87,6 +87,7 @@ class Interval:
     bytes_received: int
     overflow: int
     gap_usec: int = 0  # the longest wait for a reply on one connection (IntervalData's)
+    open_loop: OpenLoopData | None = None  # the open loop's schedule (IntervalData's)
 
     @property
     def count(self) -> int:
@@ -238,6 +239,7 @@ def _interval(interval: IntervalData, commands: dict[str, CommandSample]) -> Int
         bytes_received=interval.bytes_received,
         overflow=interval.overflow,
         gap_usec=interval.gap_usec,
+        open_loop=interval.open_loop,
     )
 
 

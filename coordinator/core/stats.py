@@ -41,6 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -203,6 +204,7 @@ class _Merging:
             histogram=encode_histogram(histogram),
             intervals=series,
             gap_usec=max((record.gap_usec or 0 for record in measured), default=None),
+            **open_loop_figures(measured, self.seconds),
         )
 
     def interval(self, interval: Interval, agent_histogram: HdrHistogram,
@@ -218,6 +220,7 @@ class _Merging:
             encoded = encode_histogram(histogram)
         measured = interval.index in self.in_window
         seconds = own_s if measured and own_s is not None else self.interval_s
+        loop = interval.open_loop  # the open loop's accounting (None: a closed loop)
         if measured:
             add_into(agent_histogram, histogram)
             for name, command in interval.commands.items():
@@ -239,6 +242,11 @@ class _Merging:
             histogram=encoded,
             **stall_figures(histogram),
             gap_usec=interval.gap_usec,
+            sent=loop.sent if loop is not None else None,
+            late=loop.late if loop is not None else None,
+            lateness_max_usec=loop.lateness_max_usec if loop is not None else None,
+            not_sent=loop.not_sent if loop is not None else None,
+            behind_schedule=loop.behind_schedule if loop is not None else None,
         )
 
     def rate(self, count: int) -> float:
@@ -255,6 +263,15 @@ class _Merging:
             latency_usec=Latency.of(self.commands[name]),
             histogram=encode_histogram(self.commands[name]),
         )
+
+
+def open_loop_figures(measured: Sequence[IntervalRecord], seconds: float) -> dict[str, Any]:
+    """An agent's achieved rate and whether it kept its schedule over the window."""
+    loops = [record for record in measured if record.sent is not None]
+    if not loops:
+        return {}
+    return {"sent_per_sec": _rate(sum(record.sent or 0 for record in loops), seconds),
+            "behind_schedule": any(record.behind_schedule for record in loops)}
 
 
 def stall_figures(histogram: HdrHistogram) -> dict[str, int | None]:

@@ -191,8 +191,14 @@ class BuiltinDriver(Model):
         description="bytes per SET value",
     )
     rate: float | None = Field(
-        None, gt=0, description="open loop: target requests/s per client host; omit for "
-        "closed loop",
+        None, ge=builtin_params.RATE.minimum, le=builtin_params.RATE.maximum,
+        description="open loop: target requests/s per client host, spread evenly over its "
+        "connections, latency counted from each request's intended send time "
+        "(docs/drivers.md); omit for closed loop",
+    )
+    arrivals: Literal["constant", "poisson"] = Field(
+        "constant", description="open loop: intended send times evenly spaced, or Poisson "
+        "arrivals of the same mean rate",
     )
     preload: bool = Field(
         False, description="SET every key of the keyspace before the first repetition"

@@ -115,6 +115,7 @@ def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
         "keyspace": params.keyspace,
         "value_size": params.value_size,
         "rate": params.rate,
+        "arrivals": params.arrivals,
         "preload": params.preload and first_load,
     }
 

@@ -410,7 +410,6 @@ def test_a_load_the_host_has_no_memory_for_is_refused_before_any_process_starts(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"rate": 1000}, "config: open loop (rate) is not supported yet"),
         ({"tls": {"ca": "x"}}, "config: spec.target.tls has unknown field(s): ca"),
         ({"tls": {"ca_file": "/nonexistent/ca.crt"}},
          "config: tls.ca_file /nonexistent/ca.crt: No such file or directory"),

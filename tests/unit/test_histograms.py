@@ -10,7 +10,13 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
+from agent.drivers.intervals import (
+    IntervalData,
+    LoadReport,
+    OpenLoopData,
+    merge_intervals,
+    p99_usec,
+)
 from agent.histograms import (
     CommandLatencies,
     HistogramParams,
@@ -225,6 +231,26 @@ def test_a_merged_interval_is_complete_only_if_every_part_is_there_and_complete(
     assert not merge_intervals([a, cut], PARAMS, expected_parts=2).complete
     with pytest.raises(ValueError, match="different intervals"):
         merge_intervals([a, interval(1, {})], PARAMS, expected_parts=2)
+
+
+def test_open_loop_accounting_merges_summed_with_the_largest_lateness() -> None:
+    lateness = PARAMS.empty()
+    lateness.record_value(30)
+    a = dataclasses.replace(interval(0, {"GET": [1]}), open_loop=OpenLoopData(
+        sent=100, late=1, lateness_max_usec=2000, not_sent=0, lateness=encode(lateness)))
+    b = dataclasses.replace(interval(0, {"GET": [1]}), open_loop=OpenLoopData(
+        sent=50, late=0, lateness_max_usec=40, not_sent=3, lateness=encode(lateness)))
+    merged = merge_intervals([a, b], PARAMS, expected_parts=2).open_loop
+    assert merged is not None
+    assert (merged.sent, merged.late, merged.lateness_max_usec, merged.not_sent) == (
+        150, 1, 2000, 3)
+    assert decode(merged.lateness).get_total_count() == 2
+    assert merged.behind_schedule  # 3 not sent
+    assert a.open_loop is not None and not a.open_loop.behind_schedule  # 1 % late: not behind
+    assert OpenLoopData(sent=100, late=2).behind_schedule
+    closed = merge_intervals([interval(0, {"GET": [1]})], PARAMS, expected_parts=1)
+    assert closed.open_loop is None
+    assert IntervalData.from_json(a.to_json()) == a
 
 
 def test_the_longest_reply_gap_merges_as_a_max() -> None:

@@ -142,8 +142,9 @@ def test_a_spec_that_is_not_json_is_refused() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("rate", 1000, "open loop (rate) is not supported yet"),
-        ("rate", 0.5, "open loop (rate) is not supported yet"),
+        ("rate", 0, "spec.params.rate must be at least 0.001"),
+        ("rate", "fast", "spec.params.rate must be a number"),
+        ("arrivals", "bursts", "spec.params.arrivals must be one of constant, poisson"),
         ("connections", 0, "spec.params.connections must be at least 1"),
         ("processes", 0, "spec.params.processes must be at least 1"),
         ("pipeline", 1.5, "spec.params.pipeline must be an integer"),
@@ -164,6 +165,32 @@ def test_bad_builtin_params_are_config_errors(key: str, value: object, message: 
 
 def test_a_seed_may_be_given() -> None:
     assert parse_params(dict(SPEC["params"], seed=42)).seed == 42
+
+
+def test_a_rate_makes_an_open_loop_with_constant_arrivals_unless_told() -> None:
+    assert parse_params(dict(SPEC["params"])).rate is None
+    opened = parse_params(dict(SPEC["params"], rate=1500))
+    assert (opened.rate, opened.arrivals) == (1500.0, "constant")
+    poisson = parse_params(dict(SPEC["params"], rate=2.5, arrivals="poisson"))
+    assert (poisson.rate, poisson.arrivals) == (2.5, "poisson")
+
+
+def test_the_open_loop_plan_spreads_the_host_connections_over_the_processes() -> None:
+    from agent.drivers.builtin import BuiltinDriver as AgentBuiltin
+    from agent.drivers.worker import OpenLoopPlan, WorkerConfig
+
+    spec = copy.deepcopy(SPEC)
+    spec["params"].update(processes=3, connections=10, rate=1000, arrivals="poisson")
+    plans = AgentBuiltin(cores=3, available_memory=lambda: 1 << 40).plan_load(
+        parse_spec(json.dumps(spec))
+    )
+    configs = [WorkerConfig.from_json(dict(p.config)) for p in plans]
+    assert [c.open_loop for c in configs] == [
+        OpenLoopPlan(1000.0, "poisson", 10, 0),
+        OpenLoopPlan(1000.0, "poisson", 10, 4),
+        OpenLoopPlan(1000.0, "poisson", 10, 7),
+    ]
+    assert WorkerConfig.from_json(configs[0].to_json()) == configs[0]
 
 
 def params(processes: int | None, connections: int, keyspace: int = 10) -> BuiltinParams:

@@ -137,15 +137,17 @@ def test_the_v1_fixture_loads_and_is_consistent() -> None:
 
 def test_the_fixture_round_trips_without_loss() -> None:
     doc = load_results(FIXTURE_V2)
-    # `target`, the stall series, the skew's uncertainty and window_seconds came later: a
-    # document without them reads them as null.
+    # `target`, the stall series, the skew's uncertainty, window_seconds and the open loop's
+    # figures came later: a document without them reads them as null.
     expected = {**json.loads(FIXTURE_V2.read_text()), "target": None}
     for repetition in expected["repetitions"]:
         repetition.update(start_skew_uncertainty_usec=None, first_request_spread_usec=None)
         for agent in repetition["agents"]:
-            agent.update(gap_usec=None, window_seconds=None)
+            agent.update(gap_usec=None, window_seconds=None, sent_per_sec=None,
+                         behind_schedule=None)
             for record in agent["intervals"]:
-                record.update(p999_usec=None, max_usec=None, gap_usec=None)
+                record.update(p999_usec=None, max_usec=None, gap_usec=None, sent=None, late=None,
+                              lateness_max_usec=None, not_sent=None, behind_schedule=None)
     assert json.loads(doc.model_dump_json()) == expected
 
 

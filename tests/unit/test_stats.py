@@ -99,6 +99,7 @@ def interval(
         "bytes_received": 20 * count,
         "overflow": overflow,
         "gap_usec": gap_usec,
+        "open_loop": None,
     }
 
 
@@ -739,6 +740,29 @@ def test_the_stall_series_shows_an_empty_interval_as_null_not_as_zero() -> None:
     assert (before.p99_usec, before.p999_usec, before.max_usec) == (100, 900, 900)
     assert after.max_usec == 500_223  # top of 500000's bucket
     assert agent.gap_usec == 500_100
+
+
+def test_open_loop_figures_per_interval_and_per_agent() -> None:
+    """The achieved rate is what was sent in the window; one interval behind its schedule
+    makes the agent behind; a closed loop leaves every open-loop figure null."""
+    def open_interval(index: int, sent: int, late: int, not_sent: int) -> dict[str, Any]:
+        data = interval(index)
+        data["open_loop"] = {"sent": sent, "late": late, "lateness_max_usec": 1500 * late,
+                             "not_sent": not_sent, "lateness": ""}
+        return data
+
+    parsed = report("a", [open_interval(0, 1000, 0, 0), open_interval(1, 990, 5, 10)])
+    (agent,) = repetition_figures([parsed], [0, 1]).agents
+    kept, behind = agent.intervals
+    assert (kept.sent, kept.late, kept.not_sent, kept.behind_schedule) == (1000, 0, 0, False)
+    assert (behind.sent, behind.lateness_max_usec, behind.behind_schedule) == (990, 7500, True)
+    assert agent.sent_per_sec == pytest.approx(1990 / 2)
+    assert agent.behind_schedule is True
+    (on_time,) = repetition_figures([parsed], [0]).agents
+    assert on_time.behind_schedule is False
+    (closed,) = repetition_figures([report("b", [interval(0)])], [0]).agents
+    assert closed.sent_per_sec is None and closed.behind_schedule is None
+    assert closed.intervals[0].sent is None and closed.intervals[0].behind_schedule is None
 
 
 @given(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.drivers.intervals import IntervalData
+from agent.drivers.intervals import IntervalData, OpenLoopData
 from agent.drivers.spec import Timeline
 from agent.histograms import HistogramParams, IntervalRecorder
 
@@ -27,6 +27,7 @@ class LoadRecorder:
         self.bytes_received = 0
         self.gap_ns = 0  # the longest wait for a reply on one connection, this interval
         self.errors: dict[str, int] = {}
+        self.open_loop: OpenLoopData | None = None  # set by an open loop before each roll
 
     def bucket(self, command: str) -> dict[int, int]:
         """The live ``{latency_usec: count}`` dict of ``command`` (latency at least 1)."""
@@ -54,6 +55,8 @@ class LoadRecorder:
             bytes_received=self.bytes_received,
             overflow=recorded.overflow,
             gap_usec=(self.gap_ns + 500) // 1000,
+            open_loop=self.open_loop,
         )
+        self.open_loop = None
         self.requests = self.bytes_sent = self.bytes_received = self.gap_ns = 0
         return data

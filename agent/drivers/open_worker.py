@@ -1,0 +1,312 @@
+"""The builtin driver's open loop: requests sent on a schedule, latency from the intended time.
+
+With ``benchmark.builtin.rate`` each connection of a load process has its own schedule of
+intended send times (:mod:`agent.drivers.schedule`: the host's rate spread evenly over its
+connections, one point per batch of ``pipeline`` requests, constant or Poisson, the connections
+staggered over one period). Everything else is the closed loop's (:class:`Worker`): the
+connections, the request mix (``RequestMix.next_batch``), the recorder, the interval grid, the
+drain.
+
+The loop (:meth:`OpenWorker.loop`) differs from the closed loop in two places:
+
+* **when a batch goes out**: an idle connection waits in a heap keyed by its next point; the
+  loop's poll timeout is the earliest of the next point, the next interval boundary and the
+  next reconnection, and a connection whose point came is sent its batch. A connection whose
+  replies arrive after its next point (it was still busy: a slow or stalled server) sends the
+  next batch at once, late: **a busy connection queues**, as wrk2 does, it never skips.
+* **what a latency is**: the reply's arrival minus the batch's **intended** send time (its
+  point), not its actual send. This is the correction of coordinated omission, made once at
+  the source: the histograms hold ``reply - intended`` and nothing corrects them again.
+
+Per interval (``IntervalData.open_loop``): requests sent, requests sent more than 1 ms late,
+the largest lateness, the lateness distribution, and the requests whose point had passed at the
+interval's end without being sent (``not_sent``: queued behind a busy or reconnecting
+connection; at the planned end these are never sent). The coordinator marks an agent
+``behind_schedule`` from these (docs/drivers.md).
+
+Timing: ``epoll_wait`` sleeps in whole milliseconds (Python rounds the timeout up: a 1.3 ms
+timeout sleeps 2 ms), so the loop sleeps the whole milliseconds to the next point but one and
+polls without sleeping for the rest: within 1-2 ms of the next point the load process spins,
+and at a rate where the points are closer than that it spins all the time (a core held), the
+price of sending on time (docs/drivers.md).
+
+Each connection's ``last_reply_ns`` is set at every send, so ``gap_usec`` stays the longest wait
+for a reply, not the idle time between a reply and the next point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Sequence
+from heapq import heappop, heappush
+from typing import Any
+
+import hiredis
+
+from agent.drivers.channel import Channel
+from agent.drivers.intervals import OpenLoopData
+from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, stop_requested
+from agent.drivers.resp import RequestMix
+from agent.drivers.resp_connection import OUT, READ_EVENTS, READY, Connection
+from agent.drivers.schedule import (
+    POISSON,
+    ConnectionSchedule,
+    ScheduleCounters,
+    connection_rate,
+    stagger,
+)
+from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig
+from agent.histograms import encode, record_counts
+
+__all__ = ["OpenWorker"]
+
+_NEVER = 1 << 126
+
+
+class OpenWorker(Worker):
+    """A load process running the open loop (see the module's docstring)."""
+
+    def __init__(self, config: WorkerConfig, channel: Channel) -> None:
+        super().__init__(config, channel)
+        if config.open_loop is None:
+            raise ValueError("an open loop needs its plan")
+        self.plan: OpenLoopPlan = config.open_loop
+        self.period_ns = 1e9 / connection_rate(
+            self.plan.rate, self.plan.host_connections, config.pipeline
+        )
+        self.counters = ScheduleCounters()
+        self.schedules: dict[Connection, ConnectionSchedule] = {}
+        self._due: list[tuple[int, int, Connection]] = []  # idle connections by next point
+        self._order = itertools.count()  # ties in the heap: never compare connections
+        self._end = 0  # the planned end (perf clock), once the load began
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], channel: Channel) -> OpenWorker:
+        return cls(WorkerConfig.from_json(config), channel)
+
+    # --- the schedule -----------------------------------------------------------------------
+
+    def begin(self, grid: IntervalGrid) -> list[int]:
+        """Every connection's schedule starts now, staggered over the host's connections;
+        those whose first point is now send; the instant each ``send`` returned."""
+        start = time.perf_counter_ns()
+        self._end = grid.end
+        plan = self.plan
+        for position, conn in enumerate(self.connections):
+            rng = None
+            if plan.arrivals == POISSON:
+                rng = random.Random(self.config.seed + position)  # noqa: S311 (a load)
+            first = start + stagger(plan.first_connection + position, plan.host_connections,
+                                    self.period_ns)
+            self.schedules[conn] = ConnectionSchedule(first, self.period_ns, rng)
+        sent_at: list[int] = []
+        for conn in self.connections:
+            if conn.state == READY and self._send_batch(conn, start):
+                sent_at.append(time.time_ns())
+        return sent_at
+
+    def _send_batch(self, conn: Connection, now: int) -> bool:
+        """A connection became idle and ready (at the start, or reconnected): its batch goes
+        out if its point came, otherwise it waits in the heap. Whether anything was sent."""
+        schedule = self.schedules.get(conn)
+        if schedule is None:  # (connected before the load began: begin() sends)
+            return False
+        if schedule.due > time.perf_counter_ns():
+            heappush(self._due, (schedule.due, next(self._order), conn))
+            return False
+        return self._send_point(conn, schedule)
+
+    def _send_point(self, conn: Connection, schedule: ConnectionSchedule) -> bool:
+        """Send ``conn`` the batch of its due point; its latency will count from the point."""
+        point = schedule.take()
+        batch = conn.next_batch()  # the mix, or in a cluster the stream of its primary
+        conn.batch = batch
+        conn.received = 0
+        conn.sent_ns = point
+        now = time.perf_counter_ns()
+        conn.last_reply_ns = now
+        payload = batch.payload
+        try:
+            sent = conn.send(payload)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._fail(conn)
+            return False
+        self.recorder.bytes_sent += sent
+        if sent < len(payload):
+            self._pend(conn, payload[sent:])
+        self.counters.record_send(point, now, len(batch))
+        return sent > 0
+
+    def _send_due(self, now: int) -> None:
+        """Send every idle connection whose point came by ``now``."""
+        due = self._due
+        schedules = self.schedules
+        while due and due[0][0] <= now:
+            point, _, conn = heappop(due)
+            schedule = schedules[conn]
+            if conn.state == READY and conn.batch is None and schedule.due == point:
+                self._send_point(conn, schedule)
+            # otherwise a stale entry: the connection failed meanwhile (it is pushed again
+            # when it is back) or already sent this point
+
+    def _next_point(self) -> int:
+        return self._due[0][0] if self._due else _NEVER
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def loop(self, grid: IntervalGrid) -> str:  # noqa: PLR0912, PLR0915
+        """The event loop; returns why it ended: ``completed`` or ``stopped``."""
+        poll = self._poller.poll
+        by_fd = self._by_fd
+        control_fd = self.channel.fileno()
+        perf = time.perf_counter_ns
+        recorder = self.recorder
+        buckets = [recorder.bucket(name) for name in RequestMix.commands]
+        reply_error = hiredis.ReplyError
+        buffer = self._buffer
+        schedules = self.schedules
+        due = self._due
+        order = self._order
+        send_point = self._send_point
+        requests = bytes_in = gap = 0
+        last: tuple[int, bool] | None = None
+        drain_end = grid.end + self.config.timeline.drain_ns
+        tick = self._wake(grid)  # the next boundary or reconnection (or the drain's end)
+        wake = min(tick, self._next_point())
+        while True:
+            now = perf()
+            if now >= wake:
+                if last is None:
+                    self._send_due(now)
+                if now >= tick:
+                    recorder.requests += requests
+                    recorder.bytes_received += bytes_in
+                    recorder.note_gap(gap)
+                    requests = bytes_in = gap = 0
+                    if last is None:
+                        last = self._housekeeping(grid, now)
+                        if last is not None:
+                            self._drain_start()
+                    if last is not None and (now >= drain_end or self._answered()):
+                        self._drained(last, now)
+                        return COMPLETED
+                    tick = drain_end if last is not None else self._wake(grid)
+                wake = tick if last is not None else min(tick, self._next_point())
+                now = perf()
+            # epoll sleeps whole milliseconds, rounded up: sleep the whole milliseconds but
+            # one (a hair less, so the rounding cannot add one), then spin
+            sleep_ms = (wake - now) // 1_000_000 - 1
+            timeout = sleep_ms / 1000 - 1e-7 if sleep_ms > 0 else 0.0
+            for fd, events in poll(timeout):
+                conn = by_fd.get(fd)
+                if conn is None:
+                    if fd == control_fd:
+                        recorder.requests += requests
+                        recorder.bytes_received += bytes_in
+                        recorder.note_gap(gap)
+                        requests = bytes_in = gap = 0
+                        if stop_requested(self.channel):
+                            if last is not None:
+                                self.report_interval(last[0], complete=False)
+                            return STOPPED
+                    continue
+                if conn.state:  # not READY: connecting or authenticating
+                    self._advance(conn, events)
+                    wake = now  # its timer or its first point: recomputed at the top
+                    tick = self._wake(grid) if last is None else tick
+                    continue
+                if events & OUT and conn.out:
+                    self._flush(conn)
+                if not events & READ_EVENTS:
+                    continue
+                try:
+                    size = conn.recv_into(buffer)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    size = 0
+                if not size:
+                    self._fail(conn)
+                    if last is None:
+                        tick = self._wake(grid)
+                    wake = now
+                    continue
+                received_ns = perf()
+                bytes_in += size
+                conn.feed(buffer, 0, size)
+                gets = conn.gets
+                first = done = conn.received
+                bad: list[tuple[int, Any]] | None = None
+                while (reply := gets()) is not False:
+                    if reply.__class__ is reply_error:
+                        if bad is None:
+                            bad = [(done, reply)]
+                        else:
+                            bad.append((done, reply))
+                    done += 1
+                if done == first:
+                    continue
+                waited = received_ns - conn.last_reply_ns
+                if waited > gap:  # noqa: PLR1730
+                    gap = waited
+                conn.last_reply_ns = received_ns
+                batch = conn.batch
+                if batch is None:
+                    self._fail(conn)
+                    if last is None:
+                        tick = self._wake(grid)
+                    wake = now
+                    continue
+                requests += done - first
+                latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # from the point
+                wanted = len(batch.kinds)
+                if bad is None and first == 0 and done == wanted:
+                    counts: Sequence[int] = batch.counts
+                else:
+                    counts = self._count(batch, first, done, bad)
+                for kind, count in enumerate(counts):
+                    if count:
+                        bucket = buckets[kind]
+                        bucket[latency] = bucket.get(latency, 0) + count
+                if done < wanted:
+                    conn.received = done
+                    continue
+                conn.batch = None
+                conn.received = 0
+                if last is not None:  # draining: nothing new
+                    wake = now
+                    continue
+                schedule = schedules[conn]
+                point = schedule.due
+                if point <= received_ns:  # it was busy past its point: the batch queued
+                    if not send_point(conn, schedule) and conn.state != READY:
+                        tick = self._wake(grid)
+                        wake = now
+                else:
+                    heappush(due, (point, next(order), conn))
+                    if point < wake:  # noqa: PLR1730
+                        wake = point
+
+    # --- intervals ------------------------------------------------------------------------
+
+    def report_interval(self, index: int, *, complete: bool, now: int | None = None) -> None:
+        """The closed loop's interval, with the schedule's accounting of it."""
+        clock = time.perf_counter_ns() if now is None else now
+        at = min(clock, self._end) if self._end else clock
+        backlog = sum(schedule.backlog(at) for schedule in self.schedules.values())
+        counters = self.counters
+        lateness = self.recorder.latencies.params.empty()
+        record_counts(lateness, counters.lateness_usec)
+        self.recorder.open_loop = OpenLoopData(
+            sent=counters.sent,
+            late=counters.late,
+            lateness_max_usec=(counters.lateness_max_ns + 500) // 1000,
+            not_sent=backlog * self.config.pipeline,
+            lateness=encode(lateness),
+        )
+        counters.reset()
+        super().report_interval(index, complete=complete, now=now)

@@ -1,0 +1,165 @@
+"""The open loop's schedule: when each request should be sent, and how far behind it ran. Pure
+(no I/O, no clock: every instant is passed in, in nanoseconds of one monotonic clock).
+
+``benchmark.builtin.rate`` is a target of requests per second for a client host. It is spread
+evenly over the host's connections (:func:`connection_rate`): each connection has its own
+schedule of intended send times, one batch (``pipeline`` requests) per point, so a connection's
+batch rate is ``rate / connections / pipeline``. Points are evenly spaced (``constant``) or
+the arrivals of a Poisson process of the same mean rate (``poisson``: exponential gaps). The
+connections' first points are staggered over one period (:func:`stagger`), so a host does not
+send every connection's request at the same instant.
+
+**A busy connection queues** (as wrk2 does). A connection has one batch in flight; when its
+next point comes while it is still waiting for replies, the batch waits and goes out as soon as
+the replies are in, late. Its latency is still measured from the intended send time (the point),
+so the time spent waiting behind a stalled server is in the percentiles: this is the one
+correction of coordinated omission coord makes, at the source (the histogram gets
+``reply - intended`` and is never corrected again afterwards, e.g. by HdrHistogram's
+``record_corrected_value``). Points whose time has passed but that are still queued behind a
+busy connection when an interval ends are its ``not_sent`` (a queue length at that instant); at
+the planned end they are never sent.
+
+Accounting per interval (:class:`ScheduleCounters`): requests sent, requests sent late (more
+than :data:`LATE_NS` after their point), the largest lateness, and the lateness distribution
+(µs buckets, for the benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Final
+
+#: The arrival processes ``arrivals`` accepts.
+CONSTANT: Final = "constant"
+POISSON: Final = "poisson"
+ARRIVALS: Final = (CONSTANT, POISSON)
+
+#: A request sent more than this after its intended time counts as late.
+LATE_NS: Final = 1_000_000
+
+
+def connection_rate(rate: float, connections: int, pipeline: int) -> float:
+    """Batches per second one connection sends, for ``rate`` requests/s over ``connections``."""
+    if rate <= 0 or connections < 1 or pipeline < 1:
+        raise ValueError("rate, connections and pipeline must be positive")
+    return rate / connections / pipeline
+
+
+def stagger(index: int, total: int, period_ns: float) -> int:
+    """The offset of connection ``index`` of ``total`` (over the whole host): spread evenly
+    over one period."""
+    return int(period_ns * index / total)
+
+
+class ConnectionSchedule:
+    """The intended send times of one connection: point k is ``start + offset + k·period``
+    (constant), or the k-th arrival of a Poisson process of mean gap ``period`` after
+    ``start + offset``.
+
+    :attr:`due` is the next point not taken yet; :meth:`take` moves past it. Points are only
+    generated forward, so the same seed gives the same points whatever the clock did."""
+
+    __slots__ = ("_count", "_first", "_generated", "_period", "_random", "due")
+
+    def __init__(self, first_ns: int, period_ns: float, rng: random.Random | None = None) -> None:
+        if period_ns <= 0 or math.isinf(period_ns) or math.isnan(period_ns):
+            raise ValueError("the period must be a positive number of nanoseconds")
+        self._first = first_ns
+        self._period = period_ns
+        self._random = rng
+        self._count = 0  # points taken
+        self._generated: list[int] = []  # Poisson points after ``due`` already drawn
+        self.due = first_ns
+
+    @property
+    def taken(self) -> int:
+        """Points taken so far."""
+        return self._count
+
+    def _point_after(self, point: int) -> int:
+        if self._random is None:
+            return self._first + int((self._count + len(self._generated) + 1) * self._period)
+        return point + max(1, int(self._random.expovariate(1.0) * self._period))
+
+    def _constant_index(self, now: int) -> int:
+        """The last constant point at or before ``now`` (the same rounding as the points)."""
+        first, period = self._first, self._period
+        index = int((now - first) // period)
+        while first + int((index + 1) * period) <= now:
+            index += 1
+        while index >= 0 and first + int(index * period) > now:
+            index -= 1
+        return index
+
+    def take(self) -> int:
+        """The due point; the next one becomes due."""
+        point = self.due
+        if self._generated:
+            self.due = self._generated.pop(0)
+        else:
+            self.due = self._point_after(point)
+        self._count += 1
+        return point
+
+    def backlog(self, now: int) -> int:
+        """Points at or before ``now`` not taken yet (the due one included)."""
+        if self.due > now:
+            return 0
+        if self._random is None:
+            return self._constant_index(now) + 1 - self._count
+        count = 1
+        last = self.due
+        for point in self._generated:
+            if point > now:
+                return count
+            count += 1
+            last = point
+        while True:
+            point = self._point_after(last)
+            self._generated.append(point)
+            if point > now:
+                return count
+            count += 1
+            last = point
+
+
+@dataclass
+class ScheduleCounters:
+    """One interval's open-loop accounting of one load process."""
+
+    sent: int = 0  # requests sent
+    late: int = 0  # requests sent more than LATE_NS after their point
+    lateness_max_ns: int = 0
+    lateness_usec: dict[int, int] = field(default_factory=dict)  # batches by lateness (µs)
+
+    def record_send(self, point_ns: int, now_ns: int, requests: int) -> None:
+        """A batch of ``requests`` intended for ``point_ns`` went out at ``now_ns``."""
+        lateness = now_ns - point_ns
+        lateness = max(lateness, 0)
+        self.sent += requests
+        if lateness > LATE_NS:
+            self.late += requests
+        self.lateness_max_ns = max(self.lateness_max_ns, lateness)
+        usec = (lateness + 500) // 1000
+        self.lateness_usec[usec] = self.lateness_usec.get(usec, 0) + 1
+
+    def reset(self) -> None:
+        self.sent = self.late = self.lateness_max_ns = 0
+        self.lateness_usec.clear()
+
+
+def lateness_percentile(buckets: dict[int, int], level: float) -> int | None:
+    """The ``level`` percentile (0..100) of a lateness distribution in µs buckets, by the
+    nearest rank; None when it is empty."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(level / 100 * total))
+    seen = 0
+    for usec in sorted(buckets):
+        seen += buckets[usec]
+        if seen >= rank:
+            return usec
+    return max(buckets)  # (unreachable: the ranks cover the total)

@@ -1,0 +1,219 @@
+"""The open loop's own overhead: rate accuracy and schedule lateness at 10 %, 50 % and 90 % of
+the closed loop's capacity, measured in the same run (issue 13, item 6). Targets at 50 %: the
+achieved rate within 1 % of the target, the lateness p99 under 100 µs on a host with headroom.
+
+One local ``redis-server`` (free loopback port, no persistence, stopped on the way out); the
+builtin driver called directly (no agent), one load process, ``--connections`` connections,
+pipeline 1, GET/SET 9:1 over a preloaded keyspace, 1 s intervals, 1 s warm-up, ``--seconds``
+measured:
+
+1. the closed loop: its capacity = requests of the measure intervals ÷ their length;
+2. the open loop at 10 %, 50 %, 90 % of that capacity (``rate``, constant arrivals): the
+   achieved rate = requests **sent** in the measure intervals ÷ their length, its error against
+   the target; the lateness (send minus intended time, every batch) p50 / p99 / max from the
+   intervals' merged lateness histograms; requests sent late (> 1 ms) and not sent at the end;
+   the latency p50 / p99 (from the intended times).
+
+    .venv/bin/python bench/bench_open_loop.py [--seconds 5] [--rounds 1]
+
+Needs redis-server on PATH; no lab, no root. Results on stdout, progress (``#``) on stderr.
+The machine is shared: the figures are what it gave, not what a quiet host would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _lab import header, median, note, table, verdict
+
+from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.intervals import IntervalData, LoadReport
+from agent.drivers.spec import parse_spec
+from agent.histograms import HistogramParams, decode, merge_encoded, percentiles
+
+SHARES = (0.10, 0.50, 0.90)
+TARGET_ERROR = 0.01
+TARGET_LATENESS_P99_USEC = 100
+
+
+@dataclass(frozen=True)
+class Sample:
+    share: float
+    target: float
+    achieved: float
+    lateness_p50: int
+    lateness_p99: int
+    lateness_max: int
+    late: int
+    not_sent: int
+    latency_p50: int
+    latency_p99: int
+
+    @property
+    def error(self) -> float:
+        return self.achieved / self.target - 1
+
+
+def main() -> int:
+    args = parse_args()
+    header("open loop: rate accuracy and schedule lateness")
+    with redis_server() as port:
+        closed = []
+        samples: dict[float, list[Sample]] = {share: [] for share in SHARES}
+        for round_index in range(args.rounds):
+            note(f"round {round_index + 1}/{args.rounds}: closed loop")
+            report = run(port, None, args, preload=round_index == 0)
+            capacity = requests_per_sec(report, sent=False)
+            closed.append(capacity)
+            note(f"closed-loop capacity {capacity:,.0f} requests/s")
+            for share in SHARES:
+                rate = capacity * share
+                note(f"open loop at {share:.0%}: {rate:,.0f} requests/s")
+                samples[share].append(sample(share, rate, run(port, rate, args, preload=False)))
+    show(closed, samples, args)
+    return 0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seconds", type=int, default=5, help="measured seconds per run")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--keyspace", type=int, default=100_000)
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: bool) -> LoadReport:
+    spec = {
+        "format": 2,
+        "driver": "builtin",
+        "target": {"address": "127.0.0.1", "port": port, "password": None, "username": None,
+                   "tls": None},
+        "timeline": {"interval_ns": 1_000_000_000, "warmup_intervals": 1,
+                     "measure_intervals": args.seconds},
+        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
+        "params": {"processes": 1, "connections": args.connections, "pipeline": 1,
+                   "set_ratio": 0.1, "keyspace": args.keyspace, "value_size": 32,
+                   "rate": rate, "arrivals": "constant", "preload": preload},
+    }  # fmt: skip
+    driver = BuiltinDriver()
+    try:
+        driver.prepare(parse_spec(json.dumps(spec)))
+        t0_ns = time.time_ns() + 200_000_000
+        driver.start_at(t0_ns)
+        planned_end = t0_ns / 1e9 + 1.0 + args.seconds
+        while not driver.state.done:
+            time.sleep(max(0.05, min(1.0, planned_end - time.time())))
+        return driver.report()
+    finally:
+        driver.close()
+
+
+def measured(report: LoadReport) -> list[IntervalData]:
+    return [i for i in report.intervals if i.phase == "measure" and i.complete]
+
+
+def requests_per_sec(report: LoadReport, *, sent: bool) -> float:
+    intervals = measured(report)
+    if sent:
+        count = sum(i.open_loop.sent for i in intervals if i.open_loop is not None)
+    else:
+        count = sum(i.requests for i in intervals)
+    return count / (len(intervals) * report.interval_ns / 1e9)
+
+
+def sample(share: float, rate: float, report: LoadReport) -> Sample:
+    intervals = measured(report)
+    loops = [i.open_loop for i in intervals if i.open_loop is not None]
+    params = report.histogram
+    lateness = merge_encoded((loop.lateness for loop in loops if loop.lateness), params)
+    late_levels = percentiles(lateness, [50.0, 99.0]) if lateness.get_total_count() else {}
+    latency = latency_histogram(intervals, params)
+    levels = percentiles(latency, [50.0, 99.0]) if latency.get_total_count() else {}
+    if report.errors:
+        note(f"errors: {report.errors}")
+    return Sample(
+        share=share,
+        target=rate,
+        achieved=requests_per_sec(report, sent=True),
+        lateness_p50=late_levels.get(50.0, 0),
+        lateness_p99=late_levels.get(99.0, 0),
+        lateness_max=max((loop.lateness_max_usec for loop in loops), default=0),
+        late=sum(loop.late for loop in loops),
+        not_sent=max((loop.not_sent for loop in loops), default=0),
+        latency_p50=levels.get(50.0, 0),
+        latency_p99=levels.get(99.0, 0),
+    )
+
+
+def latency_histogram(intervals: list[IntervalData], params: HistogramParams):  # type: ignore[no-untyped-def]
+    merged = params.empty()
+    for interval in intervals:
+        for command in interval.commands.values():
+            merged.add(decode(command.histogram))
+    return merged
+
+
+def show(closed: list[float], samples: dict[float, list[Sample]],
+         args: argparse.Namespace) -> None:
+    note(f"{args.connections} connections, 1 process, pipeline 1, {args.seconds} s measured, "
+         f"{args.rounds} round(s); closed-loop capacity {median(closed):,.0f} requests/s")
+    rows = []
+    for share, runs in samples.items():
+        for s in runs:
+            rows.append([
+                f"{share:.0%}", f"{s.target:,.0f}", f"{s.achieved:,.0f}", f"{s.error:+.2%}",
+                s.lateness_p50, s.lateness_p99, s.lateness_max, s.late, s.not_sent,
+                s.latency_p50, s.latency_p99,
+            ])  # fmt: skip
+    table(["share", "target/s", "achieved/s", "error", "late p50 µs", "late p99 µs",
+           "late max µs", "sent > 1 ms late", "not sent (max)", "lat p50 µs", "lat p99 µs"],
+          rows, title="open loop at shares of the closed-loop capacity")  # fmt: skip
+    half = samples[0.50]
+    error = median([abs(s.error) for s in half])
+    p99 = median([float(s.lateness_p99) for s in half])
+    verdict("achieved rate error at 50 %", f"{error:.2%}", f"<= {TARGET_ERROR:.0%}",
+            error <= TARGET_ERROR)
+    verdict("lateness p99 at 50 %", f"{p99:.0f} µs", f"< {TARGET_LATENESS_P99_USEC} µs",
+            p99 < TARGET_LATENESS_P99_USEC)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The open loop's schedule (agent/drivers/schedule.py) with a fake clock: instants are plain
+integers passed in, so every case is exact."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.drivers.schedule import (
+    LATE_NS,
+    ConnectionSchedule,
+    ScheduleCounters,
+    connection_rate,
+    lateness_percentile,
+    stagger,
+)
+
+
+def seeded(seed: int) -> random.Random:
+    return random.Random(seed)  # noqa: S311 (a schedule, not a secret)
+
+
+def test_a_host_rate_is_spread_over_connections_and_pipelined_batches() -> None:
+    assert connection_rate(10_000, 10, 1) == 1000
+    assert connection_rate(10_000, 10, 4) == 250
+    with pytest.raises(ValueError):
+        connection_rate(0, 1, 1)
+
+
+def test_constant_points_are_evenly_spaced_from_the_first() -> None:
+    schedule = ConnectionSchedule(1_000, 250.0)
+    assert [schedule.take() for _ in range(5)] == [1_000, 1_250, 1_500, 1_750, 2_000]
+    assert schedule.due == 2_250
+    assert schedule.taken == 5
+
+
+def test_a_fractional_period_does_not_drift() -> None:
+    schedule = ConnectionSchedule(0, 1e9 / 3)  # 3 per second: 333 333 333.3 ns
+    points = [schedule.take() for _ in range(3_000_001)]
+    assert points[-1] == 1_000_000 * 1_000_000_000
+    assert points[3] == 1_000_000_000
+
+
+def test_connections_are_staggered_over_one_period() -> None:
+    offsets = [stagger(index, 4, 1000.0) for index in range(4)]
+    assert offsets == [0, 250, 500, 750]
+
+
+def test_the_backlog_counts_points_passed_but_not_taken() -> None:
+    schedule = ConnectionSchedule(1_000, 100.0)
+    assert schedule.backlog(999) == 0
+    assert schedule.backlog(1_000) == 1  # the due point itself
+    assert schedule.backlog(1_550) == 6  # 1000, 1100, ..., 1500
+    schedule.take()
+    schedule.take()
+    assert schedule.backlog(1_550) == 4
+    for _ in range(4):
+        schedule.take()
+    assert schedule.backlog(1_550) == 0
+
+
+def test_a_stalled_connection_queues_its_requests_and_they_go_out_late() -> None:
+    """The wrk2 policy: a point passed while the connection was busy is sent when the reply
+    comes, late, and its latency still counts from the point."""
+    schedule = ConnectionSchedule(0, 1_000_000.0)  # 1000 batches/s
+    counters = ScheduleCounters()
+    # point 0 sent on time; the server stalls 5 ms, the reply comes at 5.2 ms
+    point = schedule.take()
+    counters.record_send(point, 10_000, 1)
+    reply_at = 5_200_000
+    assert schedule.backlog(reply_at) == 5  # points 1..5 ms are queued: the not-sent gauge
+    latencies = []
+    now = reply_at
+    while schedule.due <= now:
+        point = schedule.take()
+        counters.record_send(point, now, 1)
+        now += 20_000  # each queued request answered in 20 µs once the server is back
+        latencies.append(now - point)
+    assert latencies[0] == 5_220_000 - 1_000_000  # from the intended time, not the send
+    assert counters.sent == 6
+    assert counters.late == 4  # 1 ms (4.2 ms late), 2 ms, 3 ms, 4 ms; 5 ms was 0.28 ms late
+    assert counters.lateness_max_ns == 4_200_000
+
+
+def test_lateness_is_never_negative_and_late_means_beyond_the_threshold() -> None:
+    counters = ScheduleCounters()
+    counters.record_send(1_000, 900, 4)  # sent early (a spin overshoot): lateness 0
+    counters.record_send(0, LATE_NS, 2)  # exactly at the threshold: not late
+    counters.record_send(0, LATE_NS + 1, 3)
+    assert counters.sent == 9
+    assert counters.late == 3
+    assert counters.lateness_max_ns == LATE_NS + 1
+    assert counters.lateness_usec == {0: 1, 1000: 2}
+    counters.reset()
+    assert counters == ScheduleCounters()
+
+
+def test_lateness_percentiles_by_nearest_rank() -> None:
+    buckets = {0: 50, 10: 49, 500: 1}
+    assert lateness_percentile(buckets, 50) == 0
+    assert lateness_percentile(buckets, 99) == 10
+    assert lateness_percentile(buckets, 100) == 500
+    assert lateness_percentile({}, 99) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    first=st.integers(0, 10**12),
+    period=st.floats(1.0, 1e10),
+    now_offset=st.integers(-(10**9), 10**11),
+    taken=st.integers(0, 50),
+)
+def test_constant_backlog_matches_the_points(
+    first: int, period: float, now_offset: int, taken: int
+) -> None:
+    schedule = ConnectionSchedule(first, period)
+    for _ in range(taken):
+        schedule.take()
+    now = first + now_offset
+    points = ConnectionSchedule(first, period)
+    expected = 0
+    for index in range(taken + 200_000):
+        point = points.take()
+        if point > now:
+            break
+        if index >= taken:
+            expected += 1
+    else:
+        return  # too many points to enumerate for this example
+    assert schedule.backlog(now) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), period=st.floats(1e3, 1e8), probe=st.integers(1, 400))
+def test_poisson_backlog_and_take_agree(seed: int, period: float, probe: int) -> None:
+    """Counting the backlog draws points ahead; taking them afterwards gives the same points."""
+    counted = ConnectionSchedule(0, period, seeded(seed))
+    plain = ConnectionSchedule(0, period, seeded(seed))
+    now = int(probe * period)
+    backlog = counted.backlog(now)
+    points = [counted.take() for _ in range(backlog + 3)]
+    assert points == [plain.take() for _ in range(backlog + 3)]
+    assert sum(1 for point in points if point <= now) == backlog
+    assert all(b > a for a, b in itertools.pairwise(points))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32), rate=st.floats(10.0, 1e6))
+def test_poisson_mean_rate_is_within_statistical_bounds(seed: int, rate: float) -> None:
+    """n exponential gaps of mean 1/rate: their sum has mean n/rate and sd sqrt(n)/rate; the
+    count in a window is within 5 sd of the expectation (one false failure in ~3.5 million)."""
+    n = 20_000
+    period = 1e9 / rate
+    schedule = ConnectionSchedule(0, period, seeded(seed))
+    points = [schedule.take() for _ in range(n + 1)]
+    span = points[-1] - points[0]
+    expected = n * period
+    assert abs(span - expected) <= 5 * math.sqrt(n) * period + n  # + n: ns rounding per gap
+    gaps = [b - a for a, b in itertools.pairwise(points)]
+    # an exponential's coefficient of variation is 1 (a constant schedule's is 0)
+    mean = sum(gaps) / n
+    sd = math.sqrt(sum((gap - mean) ** 2 for gap in gaps) / n)
+    assert 0.9 < sd / mean < 1.1
