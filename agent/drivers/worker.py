@@ -33,16 +33,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import hiredis
 
 from agent.drivers.channel import Channel
-from agent.drivers.errors import KIND_INTERNAL, KIND_SERVER, DriverError
+from agent.drivers.errors import KIND_CONFIG, KIND_INTERNAL, KIND_SERVER, DriverError
+from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
-from agent.drivers.resp import Batch, RequestMix, error_type
+from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
     IN,
     OUT,
@@ -54,6 +56,7 @@ from agent.drivers.resp_connection import (
     exchange,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
+from agent.drivers.templates import UNEXPECTED, TemplateError, parse_templates
 from agent.histograms import HistogramParams
 
 __all__ = ["MODULE", "PRELOAD_BATCH", "RECV_SIZE", "Worker", "WorkerConfig", "main"]
@@ -83,6 +86,14 @@ class WorkerConfig:
     preload: tuple[int, int] | None
     timeline: Timeline
     histogram: HistogramParams
+    templates: tuple[dict[str, Any], ...] | None = None
+    """The command templates as given (``agent.drivers.templates``); None: the SET/GET mix."""
+    setup: tuple[tuple[str, ...], ...] = ()
+    """Commands sent once on the first connection before the load (``SCRIPT LOAD``...)."""
+    key_prefix: str = "key:"
+    distribution: Distribution = UNIFORM
+    key_start: int = 0
+    """Where a sequential walk of the keys starts (this process's share)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +108,11 @@ class WorkerConfig:
             "preload": list(self.preload) if self.preload is not None else None,
             "timeline": self.timeline.to_json(),
             "histogram": self.histogram.to_json(),
+            "templates": list(self.templates) if self.templates is not None else None,
+            "setup": [list(words) for words in self.setup],
+            "key_prefix": self.key_prefix,
+            "distribution": self.distribution.to_json(),
+            "key_start": self.key_start,
         }
 
     @classmethod
@@ -114,7 +130,24 @@ class WorkerConfig:
             preload=(int(preload[0]), int(preload[1])) if preload is not None else None,
             timeline=Timeline.from_json(data["timeline"]),
             histogram=HistogramParams.from_json(data["histogram"]),
+            templates=tuple(templates) if (templates := data.get("templates")) else None,
+            setup=tuple(tuple(str(w) for w in words) for words in data.get("setup") or ()),
+            key_prefix=str(data.get("key_prefix", "key:")),
+            distribution=Distribution(**data.get("distribution") or {}),
+            key_start=int(data.get("key_start", 0)),
         )
+
+    def keys(self) -> Keyspace:
+        """The keyspace: ``keyspace`` keys, their prefix and distribution."""
+        return Keyspace(self.keyspace, self.key_prefix, self.distribution)
+
+
+def read_template_file(path: str) -> bytes:
+    """A ``{file:PATH}`` placeholder's bytes, read once on the client host."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DriverError(KIND_CONFIG, f"{{file:{path}}}: cannot read it: {exc.strerror}") from None
 
 
 # --- entry point ------------------------------------------------------------------------------
@@ -129,20 +162,33 @@ class Worker(RespConnections):
     """Connections, request mix and recorder of one load process."""
 
     def __init__(self, config: WorkerConfig, channel: Channel) -> None:
+        templates = None
+        if config.templates is not None:
+            try:
+                templates = parse_templates(config.templates, "spec.params.templates")
+            except TemplateError as exc:
+                raise DriverError(KIND_CONFIG, str(exc)) from None
+        try:
+            mix = RequestMix(
+                keyspace=config.keys(),
+                set_ratio=config.set_ratio,
+                value_size=config.value_size,
+                pipeline=config.pipeline,
+                seed=config.seed,
+                templates=templates,
+                key_start=config.key_start,
+                read_file=read_template_file,
+            )
+        except ValueError as exc:
+            raise DriverError(KIND_CONFIG, str(exc)) from None
         super().__init__(
             config.target,
             config.connections,
-            LoadRecorder(config.histogram, RequestMix.commands, config.timeline),
+            LoadRecorder(config.histogram, mix.commands, config.timeline),
         )
         self.config = config
         self.channel = channel
-        self.mix = RequestMix(
-            keyspace=config.keyspace,
-            set_ratio=config.set_ratio,
-            value_size=config.value_size,
-            pipeline=config.pipeline,
-            seed=config.seed,
-        )
+        self.mix = mix
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -154,12 +200,30 @@ class Worker(RespConnections):
         """Open and authenticate every connection, preload if asked; DriverError if the
         target cannot be used. The connections opened."""
         self.open_all()
+        if self.config.setup:
+            self._setup(self.connections[0])
         if self.config.preload is not None:
             first, end = self.config.preload
             self._preload(self.connections[0], first, end)
         self.set_nonblocking()
         self._open_poller(self.channel.fileno())  # set-up done before T0, not at it
         return len(self.connections)
+
+    def _setup(self, conn: Connection) -> None:
+        """Send the ``setup`` commands once (scripts, functions); an error reply fails."""
+        sock = conn.sock
+        if sock is None:
+            raise DriverError(KIND_INTERNAL, "setup without a connection")
+        sock.settimeout(PRELOAD_REPLY_TIMEOUT)
+        payload = b"".join(encode_command(*words) for words in self.config.setup)
+        endpoint = self.target.endpoint
+        for words, reply in zip(
+            self.config.setup, exchange(sock, payload, len(self.config.setup), endpoint),
+            strict=True,
+        ):
+            if isinstance(reply, hiredis.ReplyError):
+                raise DriverError(KIND_SERVER, f"setup command {words[0]} on {endpoint} failed: "
+                                  f"{reply}")  # fmt: skip
 
     def _preload(self, conn: Connection, first: int, end: int) -> None:
         sock = conn.sock
@@ -202,7 +266,7 @@ class Worker(RespConnections):
         perf = time.perf_counter_ns
         next_batch = self.mix.next_batch
         recorder = self.recorder
-        buckets = [recorder.bucket(name) for name in RequestMix.commands]
+        buckets = [recorder.bucket(name) for name in self.mix.commands]
         reply_error = hiredis.ReplyError
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
         requests = bytes_in = bytes_out = gap = 0
@@ -268,12 +332,22 @@ class Worker(RespConnections):
                 gets = conn.gets
                 first = done = conn.received
                 bad: list[tuple[int, Any]] | None = None
+                batch = conn.batch
+                checks = batch.checks if batch is not None else None
                 while (reply := gets()) is not False:
                     if reply.__class__ is reply_error:
                         if bad is None:
                             bad = [(done, reply)]
                         else:
                             bad.append((done, reply))
+                    elif checks is not None and done < len(checks):
+                        check = checks[done]
+                        if check is not None and not check(reply):
+                            unexpected = reply_error(f"{UNEXPECTED} reply {type(reply).__name__}")
+                            if bad is None:
+                                bad = [(done, unexpected)]
+                            else:
+                                bad.append((done, unexpected))
                     done += 1
                 if done == first:
                     continue
@@ -281,7 +355,6 @@ class Worker(RespConnections):
                 if waited > gap:  # noqa: PLR1730 - a call to max() per read costs more
                     gap = waited
                 conn.last_reply_ns = received_ns
-                batch = conn.batch
                 if batch is None:  # replies nobody asked for: the server is confused
                     self._fail(conn)
                     wake = self._wake(grid) if last is None else now
@@ -331,7 +404,9 @@ class Worker(RespConnections):
         kinds = batch.kinds[first:done]
         counts = [kinds.count(kind) for kind in range(len(batch.counts))]
         for position, reply in bad or ():
-            counts[batch.kinds[position]] -= 1
+            kind = batch.kinds[position]
+            if kind >= 0:  # not HIDDEN (a MULTI block's OK and QUEUED replies)
+                counts[kind] -= 1
             self.recorder.count_error(error_type(str(reply)))
         return counts
 
