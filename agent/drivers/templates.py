@@ -208,6 +208,30 @@ def _size(text: str) -> int | None:
     return int(text)
 
 
+def request_size_estimate(templates: Sequence[CommandTemplate], value_size: int) -> int:
+    """Bytes of the largest request the templates make (a file counted as 0: its size is
+    known only on the client host), for the memory estimate."""
+    largest = 0
+    for template in templates:
+        size = 0
+        for words in template.commands:
+            for word in words:
+                size += 16 + len(word)
+                for match in _PLACEHOLDER.finditer(word):
+                    size += _placeholder_bytes(match.group(1), match.group(2), value_size)
+        largest = max(largest, size)
+    return largest
+
+
+def _placeholder_bytes(kind: str, argument: str | None, value_size: int) -> int:
+    parts = argument.split(":") if argument is not None else []
+    if kind == "value":
+        return int(parts[0]) if parts else value_size
+    if kind == "tensor":
+        return _product(tensor_shape(parts[1]) or ()) * DTYPES[parts[0].lower()]
+    return 24  # a key, a number
+
+
 def default_templates(set_ratio: float) -> tuple[CommandTemplate, ...]:
     """The SET/GET mix of ``set_ratio`` (GET first: command 0 is GET, 1 is SET)."""
     return (
