@@ -282,3 +282,16 @@ def test_a_valid_mix_reaches_the_spec_unchanged() -> None:
     assert params["distribution"] == {"kind": "zipf", "s": 0.99}
     parsed = parse_params(params | {"processes": 1})
     assert parsed.key_prefix == "user:"
+
+
+def test_the_documented_examples_are_valid_inventories() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "drivers.md").read_text()
+    section = text.split("### Examples", 1)[1].split("## The redis-benchmark driver", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+    assert len(blocks) == 5
+    for block in blocks:
+        body = "".join("  " + line + "\n" for line in block.splitlines())
+        loaded = parse_inventory(INVENTORY.removesuffix("  builtin:\n") + body, "doc.yaml")
+        assert loaded.inventory.benchmark.builtin.templates
