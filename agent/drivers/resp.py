@@ -30,7 +30,7 @@ POOL_MAX_REQUESTS: Final = 1 << 18
 POOL_MAX_BYTES: Final = 64 * 1024 * 1024
 POOL_REQUESTS_PER_KEY: Final = 2
 #: A refreshed pool has one batch in this many re-encoded (see :class:`RequestMix`).
-REFRESH_EVERY: Final = 8
+REFRESH_EVERY: Final = 16
 #: Fewest requests in a pool (a tiny keyspace still needs a varied SET/GET sequence).
 POOL_MIN_REQUESTS: Final = 1 << 14
 
@@ -94,7 +94,9 @@ class RequestMix:
     keyspace, so drawing from the pool keeps every distribution. When the pool holds fewer than
     ``POOL_REQUESTS_PER_KEY`` requests per key (a large keyspace), it is **refreshed**: one
     pooled batch in ``REFRESH_EVERY`` is replaced by a fresh one, so the keys used keep
-    covering the keyspace while only that share of the batches is encoded. Requests that must
+    covering the keyspace while only that share of the batches is encoded; such a pool is
+    small (``POOL_MIN_REQUESTS``), as random picks in a large one miss the CPU's caches
+    (bench/bench_builtin_driver.py, docs/architecture.md). Requests that must
     come in order (a sequential keyspace, a ``{seq}`` counter) and requests too large for a
     pool of ``POOL_MIN_REQUESTS`` are encoded afresh for every batch.
     """
@@ -136,9 +138,13 @@ class RequestMix:
         batches = 0
         if not self.expander.fresh_only:
             batches = pool_batches(keyspace.size, pipeline, self._request_bytes())
-        self._pool = [self.encode_batch() for _ in range(batches)]
         covered = batches * pipeline >= POOL_REQUESTS_PER_KEY * keyspace.size
+        #: The pool is refreshed as it is used (it cannot hold the keyspace); a small one then
+        #: (``POOL_MIN_REQUESTS``): random picks in it stay in the CPU's caches.
         self.refreshed = bool(batches) and not covered
+        if self.refreshed:
+            batches = min(batches, -(-POOL_MIN_REQUESTS // pipeline))
+        self._pool = [self.encode_batch() for _ in range(batches)]
         self._until_refresh = REFRESH_EVERY
 
     @property
