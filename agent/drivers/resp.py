@@ -194,11 +194,11 @@ class RequestMix:
         """SET of every key in ``[first, end)``, ``size`` commands per batch, one batch at a
         time: a whole keyspace share of values at once could exceed the host's memory."""
         value_arg = self._value_arg
-        name = self.keyspace.name
+        key_format = self.keyspace.prefix.encode().replace(b"%", b"%%") + b"%d"
         for start in range(first, end, size):
             yield b"".join(
                 _SET_TEMPLATE % (len(key), key, value_arg)
-                for key in map(name, range(start, min(end, start + size)))
+                for key in [key_format % n for n in range(start, min(end, start + size))]
             )
 
 

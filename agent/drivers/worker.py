@@ -30,7 +30,9 @@ read, nothing per reply.
 
 from __future__ import annotations
 
+import socket
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,13 @@ from typing import Any, Final, NoReturn
 import hiredis
 
 from agent.drivers.channel import Channel
-from agent.drivers.errors import KIND_CONFIG, KIND_INTERNAL, KIND_SERVER, DriverError
+from agent.drivers.errors import (
+    KIND_CONFIG,
+    KIND_INTERNAL,
+    KIND_SERVER,
+    KIND_UNREACHABLE,
+    DriverError,
+)
 from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
@@ -53,6 +61,7 @@ from agent.drivers.resp_connection import (
     RECV_SIZE,
     Connection,
     RespConnections,
+    describe_os_error,
     exchange,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
@@ -67,6 +76,9 @@ MODULE: Final = "agent.drivers.worker"
 PRELOAD_REPLY_TIMEOUT = 60.0
 #: SET commands per preload batch.
 PRELOAD_BATCH = 1000
+#: Preload batches sent before the first one's replies are read: the server works on one
+#: while the next is encoded (one at a time, the two took turns).
+PRELOAD_IN_FLIGHT = 2
 #: The error type of a request still unanswered when the end-of-phase drain limit passed.
 ERROR_TIMEOUT: Final = "timeout"
 
@@ -231,15 +243,43 @@ class Worker(RespConnections):
             raise DriverError(KIND_INTERNAL, "preload without a connection")
         sock.settimeout(PRELOAD_REPLY_TIMEOUT)
         endpoint = self.target.endpoint
-        for batch_start, payload in zip(
-            range(first, end, PRELOAD_BATCH),
-            self.mix.preload_batches(first, end, PRELOAD_BATCH),
-            strict=True,
-        ):
-            count = min(PRELOAD_BATCH, end - batch_start)
-            for reply in exchange(sock, payload, count, endpoint):
-                if isinstance(reply, hiredis.ReplyError):
-                    raise DriverError(KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
+        reader = hiredis.Reader()
+        awaited: deque[int] = deque()  # replies of each batch sent and not yet read
+        try:
+            for batch_start, payload in zip(
+                range(first, end, PRELOAD_BATCH),
+                self.mix.preload_batches(first, end, PRELOAD_BATCH),
+                strict=True,
+            ):
+                sock.sendall(payload)
+                awaited.append(min(PRELOAD_BATCH, end - batch_start))
+                if len(awaited) >= PRELOAD_IN_FLIGHT:
+                    self._preload_replies(sock, reader, awaited.popleft())
+            while awaited:
+                self._preload_replies(sock, reader, awaited.popleft())
+        except TimeoutError:
+            raise DriverError(KIND_UNREACHABLE, f"{endpoint} did not answer in time") from None
+        except OSError as exc:
+            raise DriverError(
+                KIND_UNREACHABLE, f"connection to {endpoint} failed: {describe_os_error(exc)}"
+            ) from None
+
+    def _preload_replies(self, sock: socket.socket, reader: hiredis.Reader, count: int) -> None:
+        """Read ``count`` preload replies; an error reply fails the preload."""
+        endpoint = self.target.endpoint
+        while count:
+            reply = reader.gets()
+            if reply is False:
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    raise DriverError(
+                        KIND_UNREACHABLE, f"{endpoint} closed the connection before answering"
+                    )
+                reader.feed(data)
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                raise DriverError(KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
+            count -= 1
 
     # --- the closed loop on the T0 grid ---------------------------------------------------
 
