@@ -216,7 +216,10 @@ class Worker(RespConnections):
             self._setup(self.connections[0])
         if self.config.preload is not None:
             first, end = self.config.preload
+            started = time.monotonic()
             self._preload(self.connections[0], first, end)
+            self.channel.send({"type": "preloaded", "keys": end - first,
+                               "seconds": time.monotonic() - started})  # fmt: skip
         self.set_nonblocking()
         self._open_poller(self.channel.fileno())  # set-up done before T0, not at it
         return len(self.connections)
