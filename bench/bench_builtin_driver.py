@@ -22,7 +22,12 @@ efficiency. Also shown: the agent-side cost of the builtin driver while it loads
 process's threads but the main one, which only sleeps: the thread reading the load processes'
 channels, as % of one core), the target of design §7 being <= 1 % for the agent's own CPU.
 
-    .venv/bin/python bench/bench_builtin_driver.py [--rounds 3] [--seconds 5]
+    .venv/bin/python bench/bench_builtin_driver.py [--rounds 3] [--seconds 5] \
+        [--keyspaces 100000,10000000]
+
+With ``--keyspaces`` each size gets its own redis-server and table. Keyspaces above
+``--preload-max`` (1 million) are not preloaded (GETs then mostly miss, for both clients:
+redis-benchmark never preloads).
 
 Needs redis-server and redis-benchmark on PATH; no lab, no root. Results on stdout, progress
 (``#``) on stderr.
@@ -88,18 +93,21 @@ def main() -> int:
             print(f"{tool} is not on PATH", file=sys.stderr)
             return 1
     header("builtin driver vs redis-benchmark: ops/s per client core")
-    with redis_server() as port:
-        results: dict[int, tuple[list[Sample], list[Sample]]] = {}
-        for pipeline in args.pipelines:
-            requests = calibrate(port, pipeline, args)
-            anchors: list[Sample] = []
-            builtins: list[Sample] = []
-            for round_index in range(args.rounds):
-                note(f"pipeline {pipeline}, round {round_index + 1}/{args.rounds}")
-                anchors.append(run_redis_benchmark(port, pipeline, requests, args))
-                builtins.append(run_builtin(port, pipeline, args))
-            results[pipeline] = (anchors, builtins)
-    report(results, args)
+    for keyspace in args.keyspaces:
+        args.keyspace = keyspace
+        with redis_server() as port:
+            results: dict[int, tuple[list[Sample], list[Sample]]] = {}
+            for pipeline in args.pipelines:
+                requests = calibrate(port, pipeline, args)
+                anchors: list[Sample] = []
+                builtins: list[Sample] = []
+                for round_index in range(args.rounds):
+                    note(f"{keyspace} keys, pipeline {pipeline}, round {round_index + 1}/"
+                         f"{args.rounds}")  # fmt: skip
+                    anchors.append(run_redis_benchmark(port, pipeline, requests, args))
+                    builtins.append(run_builtin(port, pipeline, args))
+                results[pipeline] = (anchors, builtins)
+        report(results, args)
     return 0
 
 
@@ -109,7 +117,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=5, help="measured seconds per run")
     parser.add_argument("--pipelines", type=lambda text: [int(v) for v in text.split(",")],
                         default=[1, 16])  # fmt: skip
-    parser.add_argument("--keyspace", type=int, default=100_000)
+    parser.add_argument("--keyspaces", type=lambda text: [int(v) for v in text.split(",")],
+                        default=[100_000], help="keyspace sizes, e.g. 100000,10000000")
+    parser.add_argument("--preload-max", type=int, default=1_000_000,
+                        help="preload the keyspace for the builtin driver up to this size")
     parser.add_argument("--value-size", type=int, default=32)
     return parser.parse_args()
 
@@ -198,7 +209,7 @@ def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
         "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
         "params": {"processes": 1, "connections": CONNECTIONS, "pipeline": pipeline,
                    "set_ratio": 0.5, "keyspace": args.keyspace, "value_size": args.value_size,
-                   "rate": None, "preload": True},
+                   "rate": None, "preload": args.keyspace <= args.preload_max},
     }  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     driver = BuiltinDriver()

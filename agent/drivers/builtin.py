@@ -11,7 +11,11 @@
      "rate": null | R,          open loop: R requests/s for the host (agent/drivers/schedule.py)
      "arrivals": "constant",    optional: the open loop's schedule, constant or poisson
      "preload": false,          SET every key once during prepare, so GETs hit
-     "seed": null | S}          optional: the request streams' seed (default: random)
+     "seed": null | S,          optional: the request streams' seed (default: random)
+     "templates": null | [...], optional: command templates (agent.drivers.templates)
+     "setup": [[word, ...]],    optional: commands sent once before the load
+     "key_prefix": "key:",      optional: keys are key_prefix + n
+     "distribution": {...}}     optional: agent.drivers.keyspace.Distribution's fields
 
 Each load process (:mod:`agent.drivers.worker`) runs its share of the connections and sends
 every finished interval to the agent over its channel. Everything but the plan is the kit's
@@ -100,6 +104,11 @@ class BuiltinDriver(ProcessDriver):
                 timeline=spec.timeline,
                 histogram=spec.histogram,
                 open_loop=open_loop,
+                templates=params.templates,
+                setup=params.setup,
+                key_prefix=params.key_prefix,
+                distribution=params.distribution,
+                key_start=keys[0],
             )
             plans.append(ProcessPlan(connections, config.to_json()))
         return plans

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+from agent.drivers.errors import KIND_CONFIG, DriverError
+from agent.drivers.keyspace import UNIFORM, Distribution, distribution_problem
 from agent.drivers.memory import LoadShape
 from agent.drivers.schedule import ARRIVALS, CONSTANT
 from agent.drivers.spec import Fields
+from agent.drivers.templates import TemplateError, parse_templates, request_size_estimate
 
 Number = TypeVar("Number", int, float)
 
@@ -54,6 +57,12 @@ class BuiltinParams:
     seed: int | None = None
     rate: float | None = None  # open loop; None: closed loop
     arrivals: str = CONSTANT  # the open loop's schedule: constant or poisson
+    templates: tuple[dict[str, Any], ...] | None = None
+    """Command templates as given (checked by :func:`agent.drivers.templates.parse_templates`);
+    None: the SET/GET mix of ``set_ratio``."""
+    setup: tuple[tuple[str, ...], ...] = ()
+    key_prefix: str = "key:"
+    distribution: Distribution = UNIFORM
 
 
 def parse_params(params: dict[str, Any]) -> BuiltinParams:
@@ -83,9 +92,42 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
         seed=seed,
         rate=rate,
         arrivals=arrivals,
+        **_templates_and_keys(fields),
     )
     fields.no_more()
     return parsed
+
+
+def _templates_and_keys(fields: Fields) -> dict[str, Any]:
+    """The optional fields of templates and keyspace, checked as the worker will use them."""
+    found: dict[str, Any] = {}
+    if fields.has("templates") and fields.get("templates") is not None:
+        try:
+            parse_templates(fields.get("templates"), "spec.params.templates")
+        except TemplateError as exc:
+            raise DriverError(KIND_CONFIG, str(exc)) from None
+        found["templates"] = tuple(fields.get("templates"))
+    if fields.has("setup") and fields.get("setup"):
+        setup = fields.get("setup")
+        if not isinstance(setup, list) or not all(
+            isinstance(words, list) and words and all(isinstance(w, str | int) for w in words)
+            for words in setup
+        ):
+            raise fields.problem("setup", "must be a list of commands (lists of words)")
+        found["setup"] = tuple(tuple(str(w) for w in words) for words in setup)
+    if fields.has("key_prefix"):
+        found["key_prefix"] = fields.optional_text("key_prefix") or ""
+    if fields.has("distribution") and fields.get("distribution") is not None:
+        data = fields.object("distribution")
+        try:
+            distribution = Distribution(**data)
+        except TypeError:
+            raise fields.problem("distribution", f"has unknown field(s): {sorted(data)}") from None
+        problem = distribution_problem(distribution)
+        if problem is not None:
+            raise DriverError(KIND_CONFIG, f"spec.params.distribution.{problem}")
+        found["distribution"] = distribution
+    return found
 
 
 def plan(params: BuiltinParams, cores: int) -> list[tuple[int, tuple[int, int]]]:
@@ -103,13 +145,19 @@ def plan(params: BuiltinParams, cores: int) -> list[tuple[int, tuple[int, int]]]
 
 def load_shapes(params: BuiltinParams, cores: int) -> list[LoadShape]:
     """What each load process of :func:`plan` will hold, for the memory estimate."""
+    set_ratio, value_size = params.set_ratio, params.value_size
+    if params.templates is not None:  # every request counted as large as the largest one
+        set_ratio = 1.0
+        value_size = request_size_estimate(
+            parse_templates(params.templates, "spec.params.templates"), params.value_size
+        )
     return [
         LoadShape(
             connections=connections,
             pipeline=params.pipeline,
-            set_ratio=params.set_ratio,
+            set_ratio=set_ratio,
             keyspace=params.keyspace,
-            value_size=params.value_size,
+            value_size=value_size,
             preload_keys=end - first if params.preload else 0,
         )
         for connections, (first, end) in plan(params, cores)

@@ -3,7 +3,8 @@ Unix socket pair (no pickle: both ends parse what they receive).
 
 Each message has a ``"type"``. Agent -> worker: ``configure`` (first, once), ``start``,
 ``stop``. Worker -> agent: ``ready`` or ``error`` (answer to ``configure``), ``started``,
-``interval`` (one per finished interval), ``finished``, ``error`` (a failure).
+``interval`` (one per finished interval), ``finished``, ``error`` (a failure); the builtin
+driver's ``preloaded`` (keys and seconds of its preload, before ``ready``: logged).
 """
 
 from __future__ import annotations

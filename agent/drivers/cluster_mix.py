@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from agent.drivers.cluster_slots import SLOTS, SlotMap, key_slot
-from agent.drivers.resp import Batch, RequestMix, key_name, make_value
+from agent.drivers.resp import Batch, RequestMix
+from agent.drivers.templates import make_value
+
+
+def key_name(n: int) -> bytes:
+    """Key ``n`` under the default prefix (a cluster's mix keeps the default keyspace)."""
+    return b"key:%d" % n
+
 
 _GET: Final = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"
 _SET: Final = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s"

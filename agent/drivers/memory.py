@@ -3,10 +3,9 @@
 A load process holds, besides its interpreter (:data:`PROCESS_BASE_BYTES`):
 
 * the SET value, encoded once (building it briefly takes three copies);
-* the request pool of its :class:`~agent.drivers.resp.RequestMix` when the keyspace is small
+* the request pool of its :class:`~agent.drivers.resp.RequestMix` when requests are small
   enough for one: ``pool_batches * pipeline`` requests encoded once, a ``set_ratio`` share of
-  them SETs carrying a copy of the value each — with a large ``value_size`` this is the
-  biggest term by far;
+  them SETs carrying a copy of the value each, at most ``POOL_MAX_BYTES``;
 * while preloading (its first connection, during ``prepare``, with the pool already built):
   a preload batch of ``PRELOAD_BATCH`` SETs as a list of commands and as their join, plus the
   previous batch, still referenced while the next one is built;
@@ -26,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from agent.drivers.resp import pool_batches
+from agent.drivers.resp import POOL_MAX_BYTES, pool_batches
 
 #: An idle load process: interpreter, hiredis, hdrh, its receive buffer (measured: 24 MiB RSS).
 PROCESS_BASE_BYTES: Final = 32 * 1024 * 1024
@@ -55,10 +54,10 @@ def process_bytes(shape: LoadShape, *, preload_batch: int, recv_size: int) -> in
     """Peak memory of one load process, bytes."""
     value = shape.value_size
     set_bytes = value + REQUEST_OVERHEAD_BYTES
-    batches = pool_batches(shape.keyspace, shape.pipeline)
+    batches = pool_batches(shape.keyspace, shape.pipeline)  # the most it can hold
     pool_requests = batches * shape.pipeline
     pool = math.ceil(pool_requests * (shape.set_ratio * value + REQUEST_OVERHEAD_BYTES))
-    pool += batches * BATCH_OVERHEAD_BYTES
+    pool = min(pool, POOL_MAX_BYTES) + batches * BATCH_OVERHEAD_BYTES
     sets_in_flight = math.ceil(shape.pipeline * shape.set_ratio)
     batch = (
         sets_in_flight * set_bytes + shape.pipeline * REQUEST_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES
@@ -71,7 +70,7 @@ def process_bytes(shape: LoadShape, *, preload_batch: int, recv_size: int) -> in
         copies = 3 if shape.preload_keys > preload_batch else 2
         preload = copies * min(preload_batch, shape.preload_keys) * set_bytes
     receiving = value + recv_size if shape.set_ratio < 1.0 else 0
-    per_connection = (0 if batches else batch) + batch + receiving
+    per_connection = 2 * batch + receiving  # its own batch when there is no pool
     running = building + shape.connections * per_connection
     steady = value + pool + max(building, preload, running)
     return PROCESS_BASE_BYTES + max(3 * value, steady)

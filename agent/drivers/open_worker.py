@@ -48,7 +48,6 @@ import hiredis
 from agent.drivers.channel import Channel
 from agent.drivers.intervals import OpenLoopData
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, stop_requested
-from agent.drivers.resp import RequestMix
 from agent.drivers.resp_connection import OUT, READ_EVENTS, READY, Connection
 from agent.drivers.schedule import (
     POISSON,
@@ -57,6 +56,7 @@ from agent.drivers.schedule import (
     connection_rate,
     stagger,
 )
+from agent.drivers.templates import UNEXPECTED
 from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig
 from agent.histograms import encode, record_counts
 
@@ -165,7 +165,7 @@ class OpenWorker(Worker):
         control_fd = self.channel.fileno()
         perf = time.perf_counter_ns
         recorder = self.recorder
-        buckets = [recorder.bucket(name) for name in RequestMix.commands]
+        buckets = [recorder.bucket(name) for name in self.mix.commands]
         reply_error = hiredis.ReplyError
         buffer = self._buffer
         schedules = self.schedules
@@ -241,12 +241,22 @@ class OpenWorker(Worker):
                 gets = conn.gets
                 first = done = conn.received
                 bad: list[tuple[int, Any]] | None = None
+                batch = conn.batch
+                checks = batch.checks if batch is not None else None
                 while (reply := gets()) is not False:
                     if reply.__class__ is reply_error:
                         if bad is None:
                             bad = [(done, reply)]
                         else:
                             bad.append((done, reply))
+                    elif checks is not None and done < len(checks):
+                        check = checks[done]
+                        if check is not None and not check(reply):
+                            unexpected = reply_error(f"{UNEXPECTED} reply {type(reply).__name__}")
+                            if bad is None:
+                                bad = [(done, unexpected)]
+                            else:
+                                bad.append((done, unexpected))
                     done += 1
                 if done == first:
                     continue
@@ -254,7 +264,6 @@ class OpenWorker(Worker):
                 if waited > gap:  # noqa: PLR1730
                     gap = waited
                 conn.last_reply_ns = received_ns
-                batch = conn.batch
                 if batch is None:
                     self._fail(conn)
                     if last is None:

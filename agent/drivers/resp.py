@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from agent.drivers.keyspace import Keyspace
+from agent.drivers.templates import CommandTemplate, Expander, default_templates, make_value
 
 #: Longest error type kept; anything longer or odd is counted as ``ERR``.
 MAX_ERROR_TYPE = 32
@@ -23,14 +26,16 @@ _ERROR_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 #: The request pool (see :class:`RequestMix`) holds at most this many requests...
 POOL_MAX_REQUESTS: Final = 1 << 18
-#: ... and is used only if it can hold this many requests per key of the keyspace.
+#: ... and at most this many bytes; below this many requests per key it is refreshed.
+POOL_MAX_BYTES: Final = 64 * 1024 * 1024
 POOL_REQUESTS_PER_KEY: Final = 2
+#: A refreshed pool has one batch in this many re-encoded (see :class:`RequestMix`).
+REFRESH_EVERY: Final = 16
 #: Fewest requests in a pool (a tiny keyspace still needs a varied SET/GET sequence).
 POOL_MIN_REQUESTS: Final = 1 << 14
 
 # ``GET key`` and ``SET key value`` with the key (length, bytes) and the encoded value argument
 # still to fill in: formatting these costs less than encode_command in the request stream.
-_GET_TEMPLATE: Final = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"
 _SET_TEMPLATE: Final = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s"
 
 
@@ -61,54 +66,86 @@ def error_type(message: str) -> str:
     return "ERR"
 
 
-def key_name(n: int) -> bytes:
-    return b"key:%d" % n
-
-
 @dataclass(frozen=True)
 class Batch:
-    """Requests sent together: their bytes, each one's command index, and per-command counts."""
+    """Requests sent together: their bytes, each reply's command index (``HIDDEN``, -1: a
+    reply recorded under no command, inside a MULTI block), per-command counts, and each
+    reply's expected-type check (None when no template expects a type)."""
 
     payload: bytes
     kinds: tuple[int, ...]
     counts: tuple[int, ...]
+    checks: tuple[Callable[[Any], bool] | None, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.kinds)
 
 
 class RequestMix:
-    """The closed-loop SET/GET mix: ``set_ratio`` of SETs of ``value_size`` bytes, the rest
-    GETs, keys ``key:<n>`` with ``n`` uniform in ``[0, keyspace)``, deterministic from ``seed``.
+    """The requests of a load process: a weighted mix of command templates
+    (:mod:`agent.drivers.templates`; by default ``set_ratio`` of SETs of ``value_size`` bytes,
+    the rest GETs) over a keyspace (:mod:`agent.drivers.keyspace`; by default ``key:<n>`` with
+    ``n`` uniform in ``[0, keyspace)``), deterministic from ``seed``.
 
-    Encoding costs a few hundred nanoseconds per request in Python, a large share of the load
-    loop's budget. When the keyspace is small enough (``POOL_REQUESTS_PER_KEY`` requests per key
-    fit in ``POOL_MAX_REQUESTS``), batches are drawn at random from a pool encoded once;
-    each request of the pool is uniform over the keyspace and over the mix. Beyond that, every
-    batch is encoded afresh (exact, slower; about 20 MB per process is the pool's price).
+    Encoding costs a microsecond or more per request in Python, a large share of the load
+    loop's budget, so batches are drawn at random from a **request pool** encoded at
+    construction (``pool_batches``: at most ``POOL_MAX_REQUESTS`` requests and
+    ``POOL_MAX_BYTES``). Each pooled request is an independent draw of the mix and the
+    keyspace, so drawing from the pool keeps every distribution. When the pool holds fewer than
+    ``POOL_REQUESTS_PER_KEY`` requests per key (a large keyspace), it is **refreshed**: one
+    pooled batch in ``REFRESH_EVERY`` is replaced by a fresh one, so the keys used keep
+    covering the keyspace while only that share of the batches is encoded; such a pool is
+    small (``POOL_MIN_REQUESTS``), as random picks in a large one miss the CPU's caches
+    (bench/bench_builtin_driver.py, docs/architecture.md). Requests that must
+    come in order (a sequential keyspace, a ``{seq}`` counter) and requests too large for a
+    pool of ``POOL_MIN_REQUESTS`` are encoded afresh for every batch.
     """
 
-    commands: Final = ("GET", "SET")
     GET: Final = 0
     SET: Final = 1
 
     def __init__(
         self,
         *,
-        keyspace: int,
-        set_ratio: float,
+        keyspace: int | Keyspace,
+        set_ratio: float = 0.0,
         value_size: int,
         pipeline: int,
         seed: int,
+        templates: Sequence[CommandTemplate] | None = None,
+        key_start: int = 0,
+        read_file: Callable[[str], bytes] | None = None,
     ) -> None:
-        if keyspace < 1 or pipeline < 1 or value_size < 0 or not 0.0 <= set_ratio <= 1.0:
+        if isinstance(keyspace, int):
+            if keyspace < 1:
+                raise ValueError("invalid request mix")
+            keyspace = Keyspace(keyspace)
+        if pipeline < 1 or value_size < 0 or not 0.0 <= set_ratio <= 1.0:
             raise ValueError("invalid request mix")
         self.keyspace = keyspace
         self.set_ratio = set_ratio
         self.pipeline = pipeline
-        self._random = random.Random(seed).random  # noqa: S311 (a load, not a secret)
+        rng = random.Random(seed)  # noqa: S311 (a load, not a secret)
+        self._random = rng.random
+        self.expander = Expander(
+            templates if templates is not None else default_templates(set_ratio),
+            keyspace, value_size, rng, read_file or _no_file, key_start,
+        )  # fmt: skip
+        #: The recorder's commands, by index (a Batch's kinds index them).
+        self.commands: tuple[str, ...] = self.expander.commands
         self._value_arg = b"$%d\r\n%s\r\n" % (value_size, make_value(value_size))
-        self._pool = [self.encode_batch() for _ in range(pool_batches(keyspace, pipeline))]
+        self._checks = any(t.expect is not None for t in self.expander.templates)
+        batches = 0
+        if not self.expander.fresh_only:
+            batches = pool_batches(keyspace.size, pipeline, self._request_bytes())
+        covered = batches * pipeline >= POOL_REQUESTS_PER_KEY * keyspace.size
+        #: The pool is refreshed as it is used (it cannot hold the keyspace); a small one then
+        #: (``POOL_MIN_REQUESTS``): random picks in it stay in the CPU's caches.
+        self.refreshed = bool(batches) and not covered
+        if self.refreshed:
+            batches = min(batches, -(-POOL_MIN_REQUESTS // pipeline))
+        self._pool = [self.encode_batch() for _ in range(batches)]
+        self._until_refresh = REFRESH_EVERY
 
     @property
     def pooled(self) -> bool:
@@ -118,50 +155,66 @@ class RequestMix:
         """The next batch of ``pipeline`` requests."""
         pool = self._pool
         if pool:
+            if self.refreshed:
+                self._until_refresh -= 1
+                if not self._until_refresh:
+                    self._until_refresh = REFRESH_EVERY
+                    pool[int(self._random() * len(pool))] = self.encode_batch()
             return pool[int(self._random() * len(pool))]
         return self.encode_batch()
 
     def encode_batch(self) -> Batch:
         """A fresh random batch."""
-        rnd = self._random
-        keyspace = self.keyspace
-        ratio = self.set_ratio
-        value_arg = self._value_arg
-        set_template, get_template = _SET_TEMPLATE, _GET_TEMPLATE  # locals: read per request
+        expand = self.expander.expand
         parts = []
-        kinds = []
+        kinds: list[int] = []
+        checks: list[Any] = []
         for _ in range(self.pipeline):
-            key = b"key:%d" % int(rnd() * keyspace)  # key_name, inlined: no call per request
-            if rnd() < ratio:
-                parts.append(set_template % (len(key), key, value_arg))
-                kinds.append(self.SET)
-            else:
-                parts.append(get_template % (len(key), key))
-                kinds.append(self.GET)
-        sets = sum(kinds)
-        return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets))
+            payload, request_kinds, request_checks = expand()
+            parts.append(payload)
+            kinds += request_kinds
+            checks += request_checks
+        counts = [0] * len(self.commands)
+        for kind in kinds:
+            if kind >= 0:
+                counts[kind] += 1
+        return Batch(
+            b"".join(parts), tuple(kinds), tuple(counts),
+            tuple(checks) if self._checks else None,
+        )  # fmt: skip
+
+    def _request_bytes(self) -> int:
+        """The largest of a few sample requests, bytes (for the pool's size)."""
+        sample = random.Random(0)  # noqa: S311 (a size, not a secret)
+        probe = Expander(self.expander.templates, self.keyspace, self.expander.value_size,
+                         sample, self.expander.read_file)  # fmt: skip
+        return max(len(probe.expand()[0]) for _ in range(64))
 
     def preload_batches(self, first: int, end: int, size: int) -> Iterator[bytes]:
         """SET of every key in ``[first, end)``, ``size`` commands per batch, one batch at a
         time: a whole keyspace share of values at once could exceed the host's memory."""
         value_arg = self._value_arg
+        key_format = self.keyspace.prefix.encode().replace(b"%", b"%%") + b"%d"
         for start in range(first, end, size):
             yield b"".join(
                 _SET_TEMPLATE % (len(key), key, value_arg)
-                for key in map(key_name, range(start, min(end, start + size)))
+                for key in [key_format % n for n in range(start, min(end, start + size))]
             )
 
 
-def pool_batches(keyspace: int, pipeline: int) -> int:
-    """Batches in the request pool of a :class:`RequestMix`; 0 when the keyspace is too large
-    for a pool (every batch is then encoded afresh)."""
-    pool_requests = max(POOL_MIN_REQUESTS, POOL_REQUESTS_PER_KEY * keyspace)
-    if pool_requests > POOL_MAX_REQUESTS:
+def _no_file(path: str) -> bytes:
+    raise ValueError(f"{{file:{path}}}: no file reader given")
+
+
+def pool_batches(keyspace: int, pipeline: int, request_bytes: int = 64) -> int:
+    """Batches in the request pool of a :class:`RequestMix`; 0 when requests of
+    ``request_bytes`` are too large for a useful pool (every batch is then encoded afresh)."""
+    by_bytes = POOL_MAX_BYTES // max(1, request_bytes)
+    if by_bytes < POOL_MIN_REQUESTS:
         return 0
+    pool_requests = min(
+        POOL_MAX_REQUESTS, by_bytes, max(POOL_MIN_REQUESTS, POOL_REQUESTS_PER_KEY * keyspace)
+    )
     return -(-pool_requests // pipeline)
 
 
-def make_value(size: int) -> bytes:
-    """A value of ``size`` bytes (printable, so that a human reading the keys sees text)."""
-    pattern = b"coord-builtin-value:"
-    return (pattern * (size // len(pattern) + 1))[:size]

@@ -30,9 +30,12 @@ read, nothing per reply.
 
 from __future__ import annotations
 
+import socket
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import hiredis
@@ -40,11 +43,18 @@ import hiredis
 from agent.drivers.channel import Channel
 from agent.drivers.cluster_mix import ClusterMix
 from agent.drivers.cluster_slots import SlotMap, parse_redirection
-from agent.drivers.errors import KIND_CONFIG, KIND_INTERNAL, KIND_SERVER, DriverError
+from agent.drivers.errors import (
+    KIND_CONFIG,
+    KIND_INTERNAL,
+    KIND_SERVER,
+    KIND_UNREACHABLE,
+    DriverError,
+)
+from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
-from agent.drivers.resp import Batch, RequestMix, error_type
+from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
     IN,
     OUT,
@@ -53,9 +63,11 @@ from agent.drivers.resp_connection import (
     RECV_SIZE,
     Connection,
     RespConnections,
+    describe_os_error,
     exchange,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
+from agent.drivers.templates import UNEXPECTED, TemplateError, parse_templates
 from agent.histograms import HistogramParams
 
 __all__ = ["MODULE", "PRELOAD_BATCH", "RECV_SIZE", "Worker", "WorkerConfig", "main"]
@@ -66,6 +78,9 @@ MODULE: Final = "agent.drivers.worker"
 PRELOAD_REPLY_TIMEOUT = 60.0
 #: SET commands per preload batch.
 PRELOAD_BATCH = 1000
+#: Preload batches sent before the first one's replies are read: the server works on one
+#: while the next is encoded (one at a time, the two took turns).
+PRELOAD_IN_FLIGHT = 2
 #: The error type of a request still unanswered when the end-of-phase drain limit passed.
 ERROR_TIMEOUT: Final = "timeout"
 
@@ -111,6 +126,14 @@ class WorkerConfig:
     timeline: Timeline
     histogram: HistogramParams
     open_loop: OpenLoopPlan | None = None  # None: the closed loop
+    templates: tuple[dict[str, Any], ...] | None = None
+    """The command templates as given (``agent.drivers.templates``); None: the SET/GET mix."""
+    setup: tuple[tuple[str, ...], ...] = ()
+    """Commands sent once on the first connection before the load (``SCRIPT LOAD``...)."""
+    key_prefix: str = "key:"
+    distribution: Distribution = UNIFORM
+    key_start: int = 0
+    """Where a sequential walk of the keys starts (this process's share)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +149,11 @@ class WorkerConfig:
             "timeline": self.timeline.to_json(),
             "histogram": self.histogram.to_json(),
             "open_loop": None if self.open_loop is None else self.open_loop.to_json(),
+            "templates": list(self.templates) if self.templates is not None else None,
+            "setup": [list(words) for words in self.setup],
+            "key_prefix": self.key_prefix,
+            "distribution": self.distribution.to_json(),
+            "key_start": self.key_start,
         }
 
     @classmethod
@@ -144,7 +172,24 @@ class WorkerConfig:
             timeline=Timeline.from_json(data["timeline"]),
             histogram=HistogramParams.from_json(data["histogram"]),
             open_loop=OpenLoopPlan.from_json(data.get("open_loop")),
+            templates=tuple(templates) if (templates := data.get("templates")) else None,
+            setup=tuple(tuple(str(w) for w in words) for words in data.get("setup") or ()),
+            key_prefix=str(data.get("key_prefix", "key:")),
+            distribution=Distribution(**data.get("distribution") or {}),
+            key_start=int(data.get("key_start", 0)),
         )
+
+    def keys(self) -> Keyspace:
+        """The keyspace: ``keyspace`` keys, their prefix and distribution."""
+        return Keyspace(self.keyspace, self.key_prefix, self.distribution)
+
+
+def read_template_file(path: str) -> bytes:
+    """A ``{file:PATH}`` placeholder's bytes, read once on the client host."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DriverError(KIND_CONFIG, f"{{file:{path}}}: cannot read it: {exc.strerror}") from None
 
 
 # --- entry point ------------------------------------------------------------------------------
@@ -168,21 +213,34 @@ class Worker(RespConnections):
     """Connections, request mix and recorder of one load process."""
 
     def __init__(self, config: WorkerConfig, channel: Channel) -> None:
+        templates = None
+        if config.templates is not None:
+            try:
+                templates = parse_templates(config.templates, "spec.params.templates")
+            except TemplateError as exc:
+                raise DriverError(KIND_CONFIG, str(exc)) from None
+        try:
+            mix = RequestMix(
+                keyspace=config.keys(),
+                set_ratio=config.set_ratio,
+                value_size=config.value_size,
+                pipeline=config.pipeline,
+                seed=config.seed,
+                templates=templates,
+                key_start=config.key_start,
+                read_file=read_template_file,
+            )
+        except ValueError as exc:
+            raise DriverError(KIND_CONFIG, str(exc)) from None
         super().__init__(
             config.target,
             config.connections,
-            LoadRecorder(config.histogram, RequestMix.commands, config.timeline),
+            LoadRecorder(config.histogram, mix.commands, config.timeline),
         )
         self.config = config
         self.channel = channel
         self.cluster: ClusterMix | None = None
-        self.mix = RequestMix(
-            keyspace=config.keyspace,
-            set_ratio=config.set_ratio,
-            value_size=config.value_size,
-            pipeline=config.pipeline,
-            seed=config.seed,
-        )
+        self.mix = mix
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -199,19 +257,30 @@ class Worker(RespConnections):
         else:
             for conn in self.connections:
                 conn.next_batch = self.mix.next_batch
+        if self.config.setup:
+            self._setup(self.connections[0])
         if self.config.preload is not None:
             first, end = self.config.preload
+            started = time.monotonic()
             if self.cluster is not None:
                 self._preload_cluster(self.cluster, first, end)
             else:
                 self._preload(self.connections[0], first, end)
+            self.channel.send({"type": "preloaded", "keys": end - first,
+                               "seconds": time.monotonic() - started})  # fmt: skip
         self.set_nonblocking()
         self._open_poller(self.channel.fileno())  # set-up done before T0, not at it
         return len(self.connections)
 
     def _route(self, slots: SlotMap) -> None:
-        """A cluster: each connection draws the keys its primary serves."""
+        """A cluster: each connection draws the keys its primary serves (the SET/GET mix:
+        command templates are not routed by slot yet)."""
         config = self.config
+        if (config.templates is not None or config.key_prefix != "key:"
+                or config.distribution != UNIFORM):
+            raise DriverError(KIND_CONFIG, "command templates, key_prefix and distribution "
+                              "against a Redis Cluster are not supported yet: use set_ratio "
+                              "and the default keyspace")
         self.cluster = ClusterMix(keyspace=config.keyspace, set_ratio=config.set_ratio,
                                   value_size=config.value_size, pipeline=config.pipeline,
                                   seed=config.seed, slots=slots)
@@ -249,21 +318,65 @@ class Worker(RespConnections):
         if redirection.node in cluster.nodes:
             cluster.move(redirection.slot, cluster.nodes.index(redirection.node))
 
+    def _setup(self, conn: Connection) -> None:
+        """Send the ``setup`` commands once (scripts, functions); an error reply fails."""
+        sock = conn.sock
+        if sock is None:
+            raise DriverError(KIND_INTERNAL, "setup without a connection")
+        sock.settimeout(PRELOAD_REPLY_TIMEOUT)
+        payload = b"".join(encode_command(*words) for words in self.config.setup)
+        endpoint = self.target.endpoint
+        for words, reply in zip(
+            self.config.setup, exchange(sock, payload, len(self.config.setup), endpoint),
+            strict=True,
+        ):
+            if isinstance(reply, hiredis.ReplyError):
+                raise DriverError(KIND_SERVER, f"setup command {words[0]} on {endpoint} failed: "
+                                  f"{reply}")  # fmt: skip
+
     def _preload(self, conn: Connection, first: int, end: int) -> None:
         sock = conn.sock
         if sock is None:
             raise DriverError(KIND_INTERNAL, "preload without a connection")
         sock.settimeout(PRELOAD_REPLY_TIMEOUT)
         endpoint = self.target.endpoint
-        for batch_start, payload in zip(
-            range(first, end, PRELOAD_BATCH),
-            self.mix.preload_batches(first, end, PRELOAD_BATCH),
-            strict=True,
-        ):
-            count = min(PRELOAD_BATCH, end - batch_start)
-            for reply in exchange(sock, payload, count, endpoint):
-                if isinstance(reply, hiredis.ReplyError):
-                    raise DriverError(KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
+        reader = hiredis.Reader()
+        awaited: deque[int] = deque()  # replies of each batch sent and not yet read
+        try:
+            for batch_start, payload in zip(
+                range(first, end, PRELOAD_BATCH),
+                self.mix.preload_batches(first, end, PRELOAD_BATCH),
+                strict=True,
+            ):
+                sock.sendall(payload)
+                awaited.append(min(PRELOAD_BATCH, end - batch_start))
+                if len(awaited) >= PRELOAD_IN_FLIGHT:
+                    self._preload_replies(sock, reader, awaited.popleft())
+            while awaited:
+                self._preload_replies(sock, reader, awaited.popleft())
+        except TimeoutError:
+            raise DriverError(KIND_UNREACHABLE, f"{endpoint} did not answer in time") from None
+        except OSError as exc:
+            raise DriverError(
+                KIND_UNREACHABLE, f"connection to {endpoint} failed: {describe_os_error(exc)}"
+            ) from None
+
+    def _preload_replies(self, sock: socket.socket, reader: hiredis.Reader, count: int) -> None:
+        """Read ``count`` preload replies; an error reply fails the preload."""
+        endpoint = self.target.endpoint
+        while count:
+            reply = reader.gets()
+            if reply is False:
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    raise DriverError(
+                        KIND_UNREACHABLE, f"{endpoint} closed the connection before answering"
+                    )
+                reader.feed(data)
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                raise DriverError(KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
+            count -= 1
 
     # --- the closed loop on the T0 grid ---------------------------------------------------
 
@@ -289,7 +402,7 @@ class Worker(RespConnections):
         control_fd = self.channel.fileno()
         perf = time.perf_counter_ns
         recorder = self.recorder
-        buckets = [recorder.bucket(name) for name in RequestMix.commands]
+        buckets = [recorder.bucket(name) for name in self.mix.commands]
         reply_error = hiredis.ReplyError
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
         requests = bytes_in = bytes_out = gap = 0
@@ -355,12 +468,22 @@ class Worker(RespConnections):
                 gets = conn.gets
                 first = done = conn.received
                 bad: list[tuple[int, Any]] | None = None
+                batch = conn.batch
+                checks = batch.checks if batch is not None else None
                 while (reply := gets()) is not False:
                     if reply.__class__ is reply_error:
                         if bad is None:
                             bad = [(done, reply)]
                         else:
                             bad.append((done, reply))
+                    elif checks is not None and done < len(checks):
+                        check = checks[done]
+                        if check is not None and not check(reply):
+                            unexpected = reply_error(f"{UNEXPECTED} reply {type(reply).__name__}")
+                            if bad is None:
+                                bad = [(done, unexpected)]
+                            else:
+                                bad.append((done, unexpected))
                     done += 1
                 if done == first:
                     continue
@@ -368,7 +491,6 @@ class Worker(RespConnections):
                 if waited > gap:  # noqa: PLR1730 - a call to max() per read costs more
                     gap = waited
                 conn.last_reply_ns = received_ns
-                batch = conn.batch
                 if batch is None:  # replies nobody asked for: the server is confused
                     self._fail(conn)
                     wake = self._wake(grid) if last is None else now
@@ -418,10 +540,12 @@ class Worker(RespConnections):
         kinds = batch.kinds[first:done]
         counts = [kinds.count(kind) for kind in range(len(batch.counts))]
         for position, reply in bad or ():
-            counts[batch.kinds[position]] -= 1
-            kind = error_type(str(reply))
-            self.recorder.count_error(kind)
-            if kind == "MOVED":
+            kind = batch.kinds[position]
+            if kind >= 0:  # not HIDDEN (a MULTI block's OK and QUEUED replies)
+                counts[kind] -= 1
+            error = error_type(str(reply))
+            self.recorder.count_error(error)
+            if error == "MOVED":
                 self._redirected(str(reply))
         return counts
 

@@ -24,6 +24,8 @@ from pydantic import (
 )
 
 from agent.drivers import builtin_params
+from agent.drivers.keyspace import Distribution, distribution_problem
+from agent.drivers.templates import EXPECT, MAX_TEMPLATES, TemplateError, parse_template
 from agent.protocol import HEARTBEAT_INTERVAL
 from coordinator.core.durations import format_duration
 from coordinator.inventory.fields import (
@@ -162,6 +164,62 @@ class Server(Model):
     )
 
 
+Word = str | int | float
+
+
+class CommandTemplate(Model):
+    """One command template of the builtin driver (docs/drivers.md, "Command templates")."""
+
+    command: list[Word] | None = Field(
+        None, min_length=1, description="the command's words; placeholders {key}, {value}, "
+        "{value:N}, {value:N:random}, {file:PATH}, {int:LO:HI}, {float:LO:HI}, {seq}, "
+        "{tensor:DTYPE:SHAPE}",
+    )
+    multi: list[list[Word]] | None = Field(
+        None, min_length=1, description="instead of command: the commands of a MULTI/EXEC block"
+    )
+    weight: float = Field(1.0, ge=0, description="share of requests: weight / sum of weights")
+    name: str | None = Field(
+        None, description="the command its latencies are recorded under; default: the first "
+        "word in upper case (MULTI for a block)",
+    )
+    expect: Literal[tuple(EXPECT)] | None = Field(  # type: ignore[valid-type]
+        None, description="the reply type expected; another type counts as an UNEXPECTED error"
+    )
+
+    @model_validator(mode="after")
+    def _usable(self) -> CommandTemplate:
+        try:
+            parse_template(self.model_dump(exclude_none=True), "template")
+        except TemplateError as exc:
+            raise ValueError(str(exc).removeprefix("template").lstrip(".: ")) from None
+        return self
+
+
+class KeyDistribution(Model):
+    """Which key each request uses (docs/drivers.md, "Keyspace")."""
+
+    kind: Literal["uniform", "sequential", "zipf", "gaussian", "hotset"] = Field(
+        "uniform", description="uniform, sequential, zipf (s), gaussian (mean, sd), hotset "
+        "(hot_requests, hot_keys)",
+    )
+    s: float | None = Field(None, description="zipf: the exponent (key n drawn ∝ 1/(n+1)^s)")
+    mean: float | None = Field(None, description="gaussian: the mean, a fraction of the keyspace")
+    sd: float | None = Field(None, description="gaussian: the standard deviation, a fraction of "
+                             "the keyspace")  # fmt: skip
+    hot_requests: float | None = Field(None, description="hotset: the share of requests to the "
+                                       "hot keys (0.9: 90 %)")  # fmt: skip
+    hot_keys: float | None = Field(None, description="hotset: the share of keys that are hot "
+                                   "(the first ones)")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _usable(self) -> KeyDistribution:
+        problem = distribution_problem(Distribution(**self.model_dump(exclude_none=True)))
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
 class BuiltinDriver(Model):
     """Parameters of coord's own Redis load generator."""
 
@@ -203,6 +261,25 @@ class BuiltinDriver(Model):
     preload: bool = Field(
         False, description="SET every key of the keyspace before the first repetition"
     )
+    templates: list[CommandTemplate] | None = Field(
+        None, min_length=1, max_length=MAX_TEMPLATES, description="a weighted mix of command "
+        "templates instead of the SET/GET mix of set_ratio",
+    )
+    setup: list[list[Word]] = Field(
+        [], description="commands sent once per load process before the load (SCRIPT LOAD, "
+        "FUNCTION LOAD REPLACE...)",
+    )
+    key_prefix: str = Field("key:", max_length=256, description="keys are key_prefix + n, n in "
+                            "0..keyspace-1")  # fmt: skip
+    distribution: KeyDistribution = Field(
+        default_factory=KeyDistribution, description="which key each request uses"
+    )
+
+    @model_validator(mode="after")
+    def _ratio_or_templates(self) -> BuiltinDriver:
+        if self.templates is not None and "set_ratio" in self.model_fields_set:
+            raise ValueError("give set_ratio or templates, not both (a template has a weight)")
+        return self
 
 
 class RedisBenchmarkDriver(Model):

@@ -117,6 +117,11 @@ def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
         "rate": params.rate,
         "arrivals": params.arrivals,
         "preload": params.preload and first_load,
+        "templates": [t.model_dump(exclude_none=True) for t in params.templates]
+        if params.templates is not None else None,
+        "setup": params.setup,
+        "key_prefix": params.key_prefix,
+        "distribution": params.distribution.model_dump(exclude_none=True),
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -193,8 +194,10 @@ def measured(report: LoadReport) -> list[Any]:
 
 
 def test_closed_loop_over_two_processes(
-    driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="agent.drivers.kit.process_driver")
     server = redis_server()
     spec = make_spec(
         server.port, processes=2, connections=20, pipeline=4, set_ratio=0.2, preload=True
@@ -203,6 +206,9 @@ def test_closed_loop_over_two_processes(
         client.flushall()
         report = run_load(driver, spec)
         assert client.dbsize() == 1000  # preloaded: every key of the keyspace exists
+    preloads = [r.getMessage() for r in caplog.records if " preloaded " in r.getMessage()]
+    assert sorted(line.split(" in ")[0] for line in preloads) == [
+        "load process 0 preloaded 500 keys", "load process 1 preloaded 500 keys"]  # fmt: skip
 
     assert (report.processes, report.connections) == (2, 20)
     assert (report.warmup_intervals, report.measure_intervals) == (1, 3)

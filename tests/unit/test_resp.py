@@ -7,6 +7,7 @@ import pytest
 
 from agent.drivers import resp
 from agent.drivers.resp import RequestMix, auth_command, encode_command, error_type
+from agent.drivers.templates import make_value
 
 
 def parse_all(payload: bytes) -> list[list[bytes]]:
@@ -75,10 +76,11 @@ def mix(**overrides: object) -> RequestMix:
     return RequestMix(**options)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("keyspace", [1000, resp.POOL_MAX_REQUESTS])  # pooled, then not
+@pytest.mark.parametrize("keyspace", [1000, resp.POOL_MAX_REQUESTS])  # pooled, then refreshed
 def test_batches_match_their_kinds_and_counts(keyspace: int) -> None:
     requests = mix(keyspace=keyspace)
-    assert requests.pooled == (keyspace == 1000)
+    assert requests.pooled
+    assert requests.refreshed == (keyspace != 1000)
     sets = total = 0
     keys = set()
     for _ in range(3000):
@@ -87,13 +89,13 @@ def test_batches_match_their_kinds_and_counts(keyspace: int) -> None:
         assert len(commands) == len(batch) == 4
         assert batch.counts == (batch.kinds.count(RequestMix.GET), batch.kinds.count(1))
         for command, kind in zip(commands, batch.kinds, strict=True):
-            assert command[0] == RequestMix.commands[kind].encode()
+            assert command[0] == requests.commands[kind].encode()
             assert command[1].startswith(b"key:")
             key = int(command[1][4:])
             assert 0 <= key < keyspace
             keys.add(key)
             if kind == RequestMix.SET:
-                assert command[2] == resp.make_value(16)
+                assert command[2] == make_value(16)
         sets += batch.counts[RequestMix.SET]
         total += len(batch)
     assert sets / total == pytest.approx(0.25, abs=0.03)
@@ -125,14 +127,14 @@ def test_preload_batches_set_every_key_of_a_range_once() -> None:
     for payload in batches:
         for command in parse_all(payload):
             assert command[0] == b"SET"
-            assert command[2] == resp.make_value(16)
+            assert command[2] == make_value(16)
             keys.append(int(command[1][4:]))
     assert keys == list(range(10, 2513))
 
 
 def test_values_have_the_asked_size() -> None:
     for size in (0, 1, 19, 20, 21, 1000):
-        assert len(resp.make_value(size)) == size
+        assert len(make_value(size)) == size
 
 
 def test_an_impossible_mix_is_refused() -> None:

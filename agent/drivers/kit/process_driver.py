@@ -313,6 +313,10 @@ class ProcessDriver(Driver):
                     self._fail(f"load process {process.index} failed: {error}")
                 else:
                     process.error = error
+            elif kind == "preloaded":  # the builtin driver's preload, for the agent's log
+                keys, seconds = int(message["keys"]), float(message["seconds"])
+                log.info("load process %d preloaded %d keys in %.2f s (%.0f keys/s)",
+                         process.index, keys, seconds, keys / seconds if seconds > 0 else 0.0)
             elif kind == "started":
                 process.first_send_ns = int(message["first_send_ns"])
                 process.first_spread_ns = int(message.get("first_spread_ns", 0))
