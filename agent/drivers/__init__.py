@@ -10,6 +10,7 @@ from typing import Final
 
 from agent.drivers.base import Driver
 from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.http_driver import HttpDriver
 from agent.drivers.memtier import MemtierDriver
 from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 
@@ -17,4 +18,5 @@ DRIVERS: Final[Mapping[str, Callable[[], Driver]]] = {
     BuiltinDriver.name: BuiltinDriver,
     RedisBenchmarkDriver.name: RedisBenchmarkDriver,
     MemtierDriver.name: MemtierDriver,
+    HttpDriver.name: HttpDriver,
 }

@@ -40,6 +40,19 @@ def check_references(inventory: Inventory) -> list[Problem]:
         *_role_problems(inventory),
         *_interval_problems(inventory),
         *_repetition_problems(inventory),
+        *_driver_kind_problems(inventory),
+    ]
+
+
+def _driver_kind_problems(inventory: Inventory) -> list[Problem]:
+    """A server the driver cannot speak to: the http driver loads ``kind: http`` servers, the
+    others ``kind: resp`` ones."""
+    wanted = "http" if inventory.benchmark.driver == "http" else "resp"
+    return [
+        Problem(f"servers[{index}].kind",
+                f"server {server.name!r} is kind {server.kind}, but benchmark.driver "
+                f"{inventory.benchmark.driver} loads kind {wanted} servers")
+        for index, server in enumerate(inventory.servers) if server.kind != wanted
     ]
 
 

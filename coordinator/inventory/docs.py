@@ -25,6 +25,10 @@ from coordinator.inventory.schema import (
     BuiltinDriver,
     CommandTemplate,
     Host,
+    HttpBody,
+    HttpDriver,
+    HttpRequest,
+    HttpServer,
     Inventory,
     KeyDistribution,
     MemtierDriver,
@@ -43,6 +47,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`hosts[]`", Host),
     ("`servers[]`", Server),
     ("`servers[].tls`", TLS),
+    ("`servers[].http`", HttpServer),
     ("`benchmark`", Benchmark),
     ("`benchmark.thresholds`", Thresholds),
     ("`benchmark.builtin`", BuiltinDriver),
@@ -50,13 +55,16 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`benchmark.builtin.distribution`", KeyDistribution),
     ("`benchmark.redis_benchmark`", RedisBenchmarkDriver),
     ("`benchmark.memtier`", MemtierDriver),
+    ("`benchmark.http`", HttpDriver),
+    ("`benchmark.http.requests[]`", HttpRequest),
+    ("`benchmark.http.requests[].body`", HttpBody),
     ("`baseline`", Baseline),
     ("`agent`", Agent),
 ]
 
 
 COLUMNS: list[model_docs.Column] = [
-    ("field", lambda name, _: f"`{name}`"),
+    ("field", lambda name, info: f"`{info.alias or name}`"),
     ("type", lambda _, info: _type_name(info)),
     ("default", lambda _, info: _default(info)),
     ("meaning", model_docs.meaning),
@@ -79,6 +87,8 @@ def _type_name(info: FieldInfo) -> str:
     if any(getattr(getattr(meta, "func", None), "__name__", "") == "_duration"
            for meta in info.metadata):
         return "duration"
+    if info.annotation is object:
+        return "any JSON value"
     return model_docs.type_name(info.annotation)
 
 

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.drivers import builtin_params
+from agent.drivers import builtin_params, http_params
 from agent.drivers.keyspace import Distribution, distribution_problem
 from agent.drivers.templates import EXPECT, MAX_TEMPLATES, TemplateError, parse_template
 from agent.protocol import HEARTBEAT_INTERVAL
@@ -127,10 +127,26 @@ class TLS(Model):
     verify: bool = Field(True, description="verify the server's certificate")
 
 
+class HttpServer(Model):
+    """What an HTTP endpoint adds to a server entry (``kind: http``)."""
+
+    base_path: str = Field(
+        "", pattern=r"^(/[^\s]*)?$",
+        description="prefix of every request template's path, e.g. /v1; default: none")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="headers sent with every request (a template's own override them)")
+
+
 class Server(Model):
-    """A Redis/RESP endpoint under test, running on one of the inventory's hosts."""
+    """An endpoint under test (Redis/RESP or HTTP), running on one of the inventory's hosts."""
 
     name: Name = Field(description="unique name of this endpoint")
+    kind: Literal["resp", "http"] = Field(
+        "resp", description="resp: a Redis/RESP server; http: an HTTP/1.1 server (the http "
+        "driver's target; port, address and tls as for resp)")
+    http: HttpServer = Field(
+        default_factory=HttpServer, description="kind http: base path and common headers")
     host: str = Field(description="name of the host (in hosts) that runs the server")
     port: Port = Field(6379, description="TCP port of the server")
     address: Address | None = Field(
@@ -282,6 +298,76 @@ class BuiltinDriver(Model):
         return self
 
 
+class HttpBody(Model):
+    """A request body: exactly one of text, json, base64."""
+
+    text: str | None = Field(None, description="a text body ({seq}, {rand_int} expanded)")
+    json_value: object = Field(
+        None, alias="json", description="a JSON body, any JSON value ({seq}, {rand_int} "
+        "expanded in its serialised text)")
+    base64: str | None = Field(None, description="a binary body, base64-encoded (sent as is)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HttpBody:
+        given = [name for name, value in (("text", self.text), ("json", self.json_value),
+                                          ("base64", self.base64)) if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of text, json, base64, got {given or 'none'}")
+        return self
+
+    def to_spec(self) -> dict[str, object]:
+        if self.text is not None:
+            return {"text": self.text}
+        if self.base64 is not None:
+            return {"base64": self.base64}
+        return {"json": self.json_value}
+
+
+class HttpRequest(Model):
+    """One request template of the http driver (docs/drivers.md)."""
+
+    name: Name = Field(description="the template's name: its histogram's, in the results")
+    # The agent's http_params.METHODS (HEAD is not among them: see there).
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = Field(
+        "GET", description="HTTP method")
+    path: str = Field(pattern=r"^/[^\s]*$", description="path and query ({seq}, {rand_int} "
+                      "expanded), after the server's base_path")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra headers")
+    body: HttpBody | None = Field(None, description="request body; omit for none")
+    weight: int = Field(
+        1, ge=http_params.WEIGHT.minimum, le=http_params.WEIGHT.maximum,
+        description="share of requests: weight over the sum of the templates' weights")
+    expect_status: int | None = Field(
+        None, ge=100, le=599, description="the status a success has; default: any 2xx")
+    json_path: str | None = Field(
+        None, description="a path the JSON response must hold (keys and list indices "
+        "separated by dots, e.g. outputs.0.data); a response without it is a check error")
+
+
+class HttpDriver(Model):
+    """Parameters of coord's HTTP/1.1 load generator (docs/drivers.md)."""
+
+    processes: int | None = Field(
+        None, ge=http_params.PROCESSES.minimum, le=http_params.PROCESSES.maximum,
+        description="load processes per client host; default: its cores",
+    )
+    connections: int = Field(
+        50, ge=http_params.CONNECTIONS.minimum, le=http_params.CONNECTIONS.maximum,
+        description="keep-alive connections per client host, one request in flight on each",
+    )
+    keyspace: int = Field(
+        100_000, ge=http_params.KEYSPACE.minimum, le=http_params.KEYSPACE.maximum,
+        description="{rand_int} is a uniform integer below this",
+    )
+    timeout: PositiveDuration = Field(
+        10.0, description="a request unanswered this long is a timeout error (its connection "
+        "is replaced)")
+    rate: float | None = Field(None, gt=0, description="open loop: not supported yet")
+    requests: list[HttpRequest] = Field(
+        default_factory=lambda: [HttpRequest(name="get", path="/")],
+        min_length=1, description="request templates, chosen by weight")
+
+
 class RedisBenchmarkDriver(Model):
     """Parameters passed to ``redis-benchmark`` on each client host (docs/drivers.md)."""
 
@@ -408,7 +494,7 @@ class Thresholds(Model):
 class Benchmark(Model):
     """What load to run and for how long."""
 
-    driver: Literal["builtin", "redis-benchmark", "memtier"] = Field(
+    driver: Literal["builtin", "redis-benchmark", "memtier", "http"] = Field(
         "builtin", description="load generator"
     )
     repetitions: int = Field(
@@ -440,6 +526,9 @@ class Benchmark(Model):
     )
     memtier: MemtierDriver = Field(
         default_factory=MemtierDriver, description="parameters when driver is memtier"
+    )
+    http: HttpDriver = Field(
+        default_factory=HttpDriver, description="parameters when driver is http"
     )
 
 

@@ -47,8 +47,9 @@ It uses nothing newer than Python 3.0 so that an old interpreter still says what
 coord can refuse it by name) instead of failing with a syntax error.
 """
 
-AGENT_DISTRIBUTIONS = ("rpyc", "psutil", "hdrhistogram", "redis", "hiredis")
-"""Distributions the ``agent`` package imports, directly or through ``redis[hiredis]``."""
+AGENT_DISTRIBUTIONS = ("rpyc", "psutil", "hdrhistogram", "redis", "hiredis", "httptools")
+"""Distributions the ``agent`` package imports, directly or through ``redis[hiredis]``
+(httptools: the http driver's parser)."""
 
 EXCLUDED_DEPENDENCIES = {
     "plumbum": "rpyc imports it only in rpyc.utils.zerodeploy and its command-line tools",

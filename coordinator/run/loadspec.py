@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from agent.drivers.builtin import BuiltinDriver
+from agent.drivers.http_driver import HttpDriver
 from agent.drivers.memtier import MemtierDriver
 from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 from agent.drivers.spec import SPEC_FORMAT, Timeline
@@ -167,10 +168,35 @@ def memtier_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
     }
 
 
+def http_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+    """``params`` of the http driver (agent/drivers/http_params.py): the templates, and the
+    target server's base path and common headers."""
+    params = inventory.benchmark.http
+    server = target_of(inventory)
+    return {
+        "processes": params.processes,
+        "connections": params.connections,
+        "keyspace": params.keyspace,
+        "timeout_ns": round(params.timeout * 1e9),
+        "rate": params.rate,
+        "base_path": server.http.base_path,
+        "headers": dict(server.http.headers),
+        "requests": [
+            {"name": request.name, "method": request.method, "path": request.path,
+             "headers": dict(request.headers),
+             "body": request.body.to_spec() if request.body is not None else None,
+             "weight": request.weight, "expect_status": request.expect_status,
+             "json_path": request.json_path}
+            for request in params.requests
+        ],
+    }
+
+
 SPEC_PARAMS: Final[Mapping[str, ParamsBuilder]] = {
     BuiltinDriver.name: builtin_params,
     RedisBenchmarkDriver.name: redis_benchmark_params,
     MemtierDriver.name: memtier_params,
+    HttpDriver.name: http_params,
 }
 """The coordinator half of each driver: its spec builder, by the name the agent's
 ``agent.drivers.DRIVERS`` knows it by. A new driver adds one entry here and one there; the run,

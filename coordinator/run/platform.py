@@ -45,9 +45,11 @@ def describe_fleet(fleet: Fleet, inventory: Inventory, passwords: Mapping[str, s
                    ) -> tuple[PlatformRecord, FleetResult[PlatformDescription]]:
     """Every started agent's host, and each of ``passwords``' servers (server name ->
     password), in parallel. A server whose prober has no agent is left out; a host whose agent
-    cannot answer is in the result's failures."""
+    cannot answer is in the result's failures. HTTP servers are not described (the
+    description asks a RESP server its INFO); their hosts are."""
     sessions = fleet.sessions
-    servers = [server for server in inventory.servers if server.name in passwords]
+    servers = [server for server in inventory.servers
+               if server.name in passwords and server.kind == "resp"]
     asks: dict[str, list[Server]] = {}
     for server in servers:
         prober = prober_of(inventory, server, list(sessions))

@@ -174,7 +174,7 @@ CASES: list[tuple[str, str, str]] = [
     (
         "unknown driver",
         VALID_HEAD + "benchmark:\n  driver: wrk\n",
-        "bad.yaml:14: benchmark.driver: must be 'builtin', 'redis-benchmark' or 'memtier', "
+        "bad.yaml:14: benchmark.driver: must be 'builtin', 'redis-benchmark', 'memtier' or 'http', "
         "got 'wrk'",
     ),
     (

@@ -1,0 +1,460 @@
+"""One load process of the http driver: N keep-alive HTTP/1.1 connections, one closed loop.
+
+Started and timed by the kit like the builtin driver's (:mod:`agent.drivers.worker`): one
+``epoll`` over plain non-blocking sockets, one request in flight per connection (no
+pipelining), the next sent as soon as the response is complete. A response's latency is the
+time from its request's ``send`` to the ``recv`` that completed it, recorded in its
+template's histogram (named after the template). Responses with another status than the
+template expects count as ``http_4xx``/``http_5xx``/``http_status`` errors, a failed JSON
+check as ``check``; those are left out of the histograms. A connection that closes or fails
+with a request in flight counts a ``connection`` error and reconnects (non-blocking, with
+the RESP loop's back-off); a request unanswered after ``timeout_ns`` counts a ``timeout``
+error and its connection is replaced. A server that closes a connection after a response
+(``Connection: close``) is reconnected without an error.
+
+At the planned end the loop drains as the builtin driver's does (timeline.drain_ns).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import select
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+from agent.drivers.channel import Channel
+from agent.drivers.errors import KIND_UNREACHABLE, DriverError
+from agent.drivers.http_params import HttpParams, parse_params
+from agent.drivers.http_request import CompiledRequest, compile_request, picker
+from agent.drivers.http_response import (
+    ERROR_CHECK,
+    ERROR_PROTOCOL,
+    ParseError,
+    ResponseReader,
+    has_json_path,
+    status_error,
+)
+from agent.drivers.kit.child import child_main
+from agent.drivers.kit.recorder import LoadRecorder
+from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
+from agent.drivers.resp_connection import (
+    CONNECT_TIMEOUT,
+    ERR,
+    HUP,
+    IN,
+    OUT,
+    READ_EVENTS,
+    RECONNECT_DELAYS_S,
+    RECV_SIZE,
+    PollAdapter,
+    bind_source,
+    describe_os_error,
+)
+from agent.drivers.spec import Target, Timeline, parse_target
+from agent.histograms import HistogramParams
+
+MODULE: Final = "agent.drivers.http_worker"
+ERROR_CONNECTION: Final = "connection"
+ERROR_TIMEOUT: Final = "timeout"
+#: How often the loop looks for requests past their timeout.
+TIMEOUT_CHECK_NS = 50_000_000
+
+READY: Final = 0
+CONNECTING: Final = 1
+DOWN: Final = 2
+
+
+@dataclass(frozen=True)
+class HttpWorkerConfig:
+    """What one load process is told (its ``configure`` message)."""
+
+    index: int
+    processes: int
+    target: Target
+    connections: int
+    params: dict[str, Any]
+    seed: int
+    timeline: Timeline
+    histogram: HistogramParams
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "processes": self.processes,
+                "target": self.target.to_json(), "connections": self.connections,
+                "params": self.params, "seed": self.seed, "timeline": self.timeline.to_json(),
+                "histogram": self.histogram.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HttpWorkerConfig:
+        return cls(index=int(data["index"]), processes=int(data["processes"]),
+                   target=parse_target(data["target"]), connections=int(data["connections"]),
+                   params=dict(data["params"]), seed=int(data["seed"]),
+                   timeline=Timeline.from_json(data["timeline"]),
+                   histogram=HistogramParams.from_json(data["histogram"]))
+
+
+def main(argv: Sequence[str]) -> NoReturn:
+    """The load process's entry (:data:`agent.drivers.kit.child.BOOT`)."""
+    child_main(argv, HttpWorker.from_config)
+
+
+class HttpConnection:
+    """One connection and the request it has in flight (``template`` -1: none)."""
+
+    __slots__ = ("attempts", "fd", "out", "reader", "retry_at", "sent_ns", "sock", "state",
+                 "template")
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.state = DOWN
+        self.reader = ResponseReader()
+        self.template = -1
+        self.out = b""  # what the socket did not take yet
+        self.sent_ns = 0
+        self.attempts = 0
+        self.retry_at = 0
+
+
+class HttpWorker:
+    """Connections, templates and recorder of one load process."""
+
+    def __init__(self, config: HttpWorkerConfig, channel: Channel) -> None:
+        self.config = config
+        self.channel = channel
+        self.params: HttpParams = parse_params(config.params)
+        target = config.target
+        host = target.endpoint if target.port != 80 else target.address
+        self.requests: list[CompiledRequest] = [
+            compile_request(t, host, self.params.headers, self.params.base_path)
+            for t in self.params.requests]
+        self.expect = [t.expect_status for t in self.params.requests]
+        self.json_paths = [t.json_path for t in self.params.requests]
+        self.keep_bodies = any(path is not None for path in self.json_paths)
+        self.random = random.Random(config.seed)  # noqa: S311 (a load, not a secret)
+        self.pick = picker([t.weight for t in self.params.requests], self.random.random)
+        self.seq = config.index
+        self.recorder = LoadRecorder(config.histogram, [r.name for r in self.requests],
+                                     config.timeline)
+        self.connections = [HttpConnection() for _ in range(config.connections)]
+        self._by_fd: dict[int, HttpConnection] = {}
+        self._timers: list[HttpConnection] = []
+        self._buffer = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buffer)
+        self._poller: Any = None
+        self._address: tuple[Any, ...] = ()
+        self._family = socket.AF_INET
+        self._draining = False
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], channel: Channel) -> HttpWorker:
+        return cls(HttpWorkerConfig.from_json(config), channel)
+
+    # --- prepare ------------------------------------------------------------------------
+
+    def prepare(self) -> int:
+        """Open every connection (blocking); DriverError if the target cannot be reached."""
+        target = self.config.target
+        try:
+            infos = socket.getaddrinfo(target.address, target.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DriverError(KIND_UNREACHABLE, f"cannot resolve {target.address}: "
+                              f"{describe_os_error(exc)}") from None
+        self._family, _type, _proto, _name, self._address = infos[0]
+        for conn in self.connections:
+            sock = socket.socket(self._family, socket.SOCK_STREAM)
+            sock.settimeout(CONNECT_TIMEOUT)
+            try:
+                bind_source(sock, target.source_address)
+                sock.connect(self._address)
+            except OSError as exc:
+                sock.close()
+                raise DriverError(KIND_UNREACHABLE, f"cannot connect to {target.endpoint}: "
+                                  f"{describe_os_error(exc)}") from None
+            sock.setblocking(False)
+            self._attach(conn, sock)
+            conn.state = READY
+        self._poller = select_poller()
+        self._poller.register(self.channel.fileno(), IN)
+        for conn in self.connections:
+            self._poller.register(conn.fd, IN)
+        return len(self.connections)
+
+    def _attach(self, conn: HttpConnection, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sock = sock
+        conn.fd = sock.fileno()
+        conn.reader = ResponseReader(self.keep_bodies)
+        conn.template = -1
+        self._by_fd[conn.fd] = conn
+
+    # --- the closed loop on the T0 grid ---------------------------------------------------
+
+    def run_at(self, t0_ns: int) -> None:
+        run_timed(self.channel, self.config.timeline, t0_ns, self)
+
+    def begin(self, grid: IntervalGrid) -> list[int]:
+        sent_at: list[int] = []
+        for conn in self.connections:
+            if conn.state == READY and self._send(conn):
+                sent_at.append(time.time_ns())
+        return sent_at
+
+    def _send(self, conn: HttpConnection) -> bool:
+        """Send ``conn`` its next request; whether it went out (else the connection failed)."""
+        index = self.pick()
+        request = self.requests[index]
+        payload = request.static
+        if payload is None:
+            payload = request.render(self.seq, self.random.randrange(self.params.keyspace))
+        self.seq += self.config.processes
+        conn.template = index
+        sock = conn.sock
+        conn.sent_ns = time.perf_counter_ns()
+        try:
+            sent = sock.send(payload) if sock is not None else 0
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._fail(conn)
+            return False
+        self.recorder.bytes_sent += sent
+        if sent < len(payload):  # a large body: the rest when the socket is writable
+            conn.out = payload[sent:]
+            self._poller.modify(conn.fd, IN | OUT)
+        return True
+
+    def _flush(self, conn: HttpConnection) -> None:
+        sock = conn.sock
+        try:
+            sent = sock.send(conn.out) if sock is not None else 0
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._fail(conn)
+            return
+        self.recorder.bytes_sent += sent
+        conn.out = conn.out[sent:]
+        if not conn.out:
+            self._poller.modify(conn.fd, IN)
+
+    def loop(self, grid: IntervalGrid) -> str:  # noqa: PLR0912, PLR0915
+        """The event loop; ``completed`` or ``stopped``. Locals for the hot path, as the
+        builtin driver's loop."""
+        poll = self._poller.poll
+        by_fd = self._by_fd
+        control_fd = self.channel.fileno()
+        perf = time.perf_counter_ns
+        recorder = self.recorder
+        buckets = [recorder.bucket(r.name) for r in self.requests]
+        expect = self.expect
+        json_paths = self.json_paths
+        buffer, view = self._buffer, self._view
+        send = self._send
+        last: tuple[int, bool] | None = None
+        drain_end = grid.end + self.config.timeline.drain_ns
+        timeout_ns = self.params.timeout_ns
+        next_check = perf() + TIMEOUT_CHECK_NS
+        while True:
+            now = perf()
+            wake = min(grid.boundary, grid.end, next_check)
+            if last is not None:
+                wake = min(drain_end, next_check)
+            if now >= wake:
+                if now >= next_check:
+                    next_check = now + TIMEOUT_CHECK_NS
+                    self._expire(now - timeout_ns)
+                    self._retry(now)
+                if last is None:
+                    ended = grid.roll(now)
+                    final = ended.pop() if grid.over else None
+                    for index, complete in ended:
+                        self.report_interval(index, complete=complete)
+                    if final is not None:
+                        last = final
+                        self._draining = True
+                        self._timers.clear()
+                if last is not None and (now >= drain_end or self._answered()):
+                    self._drained(last)
+                    return COMPLETED
+                continue
+            for fd, events in poll((wake - now) / 1e9):
+                conn = by_fd.get(fd)
+                if conn is None:
+                    if fd == control_fd and stop_requested(self.channel):
+                        if last is not None:
+                            self.report_interval(last[0], complete=False)
+                        return STOPPED
+                    continue
+                if conn.state == CONNECTING:
+                    self._connected(conn, events)
+                    continue
+                if events & OUT and conn.out:
+                    self._flush(conn)
+                if not events & READ_EVENTS:
+                    continue
+                sock = conn.sock
+                try:
+                    size = sock.recv_into(buffer) if sock is not None else 0
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    size = 0
+                if not size:
+                    self._fail(conn)
+                    continue
+                received_ns = perf()
+                recorder.bytes_received += size
+                reader = conn.reader
+                try:
+                    reader.feed(view[:size])
+                except ParseError:
+                    recorder.count_error(ERROR_PROTOCOL)
+                    conn.template = -1
+                    self._replace(conn)
+                    continue
+                done = reader.done
+                if not done:
+                    continue
+                template = conn.template
+                keep_alive = True
+                for status, body, keep_alive in done:  # noqa: B007 (the last one's is wanted)
+                    recorder.requests += 1
+                    if template < 0:  # a response nobody asked for
+                        recorder.count_error(ERROR_PROTOCOL)
+                        continue
+                    wanted = expect[template]
+                    if (wanted is None and 200 <= status < 300) or status == wanted:
+                        path = json_paths[template]
+                        if path is not None and not has_json_path(body, path):
+                            recorder.count_error(ERROR_CHECK)
+                        else:
+                            latency = (received_ns - conn.sent_ns + 500) // 1000 or 1
+                            bucket = buckets[template]
+                            bucket[latency] = bucket.get(latency, 0) + 1
+                    else:
+                        recorder.count_error(status_error(status, wanted) or ERROR_PROTOCOL)
+                    template = -1
+                done.clear()
+                conn.template = -1
+                if not keep_alive:
+                    self._replace(conn)
+                elif last is None:
+                    send(conn)
+
+    # --- connections --------------------------------------------------------------------
+
+    def _answered(self) -> bool:
+        return all(conn.template < 0 for conn in self.connections)
+
+    def _drop(self, conn: HttpConnection) -> None:
+        if conn.sock is not None:
+            self._by_fd.pop(conn.fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self._poller.unregister(conn.fd)
+            conn.sock.close()
+        conn.sock, conn.fd, conn.state, conn.out = None, -1, DOWN, b""
+
+    def _fail(self, conn: HttpConnection) -> None:
+        """The connection broke: its request in flight (if any) is a ``connection`` error."""
+        if conn.template >= 0 or conn.state == CONNECTING:
+            self.recorder.count_error(ERROR_CONNECTION)
+        conn.template = -1
+        self._drop(conn)
+        self._schedule(conn)
+
+    def _replace(self, conn: HttpConnection) -> None:
+        """Close ``conn`` and open another at once (the server closed it, or it is unusable)."""
+        self._drop(conn)
+        conn.attempts = 0
+        self._schedule(conn)
+
+    def _schedule(self, conn: HttpConnection) -> None:
+        if self._draining:
+            return
+        delay = RECONNECT_DELAYS_S[min(conn.attempts, len(RECONNECT_DELAYS_S) - 1)]
+        conn.attempts += 1
+        conn.retry_at = time.perf_counter_ns() + int(delay * 1e9)
+        if delay == 0:
+            self._connect(conn)
+        else:
+            self._timers.append(conn)
+
+    def _retry(self, now: int) -> None:
+        due = [conn for conn in self._timers if conn.retry_at <= now]
+        for conn in due:
+            self._timers.remove(conn)
+            self._connect(conn)
+
+    def _connect(self, conn: HttpConnection) -> None:
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            bind_source(sock, self.config.target.source_address)
+            code = sock.connect_ex(self._address)
+        except OSError:
+            code = errno.EADDRNOTAVAIL
+        if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            sock.close()
+            self.recorder.count_error(ERROR_CONNECTION)
+            self._schedule(conn)
+            return
+        self._attach(conn, sock)
+        conn.state = CONNECTING
+        self._poller.register(conn.fd, IN | OUT)
+
+    def _connected(self, conn: HttpConnection, events: int) -> None:
+        sock = conn.sock
+        if sock is None:
+            return
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or events & (ERR | HUP):
+            self._fail(conn)
+            return
+        conn.state = READY
+        conn.attempts = 0
+        self._poller.modify(conn.fd, IN)
+        if not self._draining:
+            self._send(conn)
+
+    def _expire(self, sent_before: int) -> None:
+        """Requests sent before ``sent_before`` are ``timeout`` errors; their connections
+        are replaced (a late response would be read as the next request's)."""
+        for conn in self.connections:
+            if conn.template >= 0 and conn.sent_ns < sent_before:
+                self.recorder.count_error(ERROR_TIMEOUT)
+                conn.template = -1
+                self._replace(conn)
+
+    # --- intervals ----------------------------------------------------------------------
+
+    def _drained(self, last: tuple[int, bool]) -> None:
+        unanswered = sum(1 for conn in self.connections if conn.template >= 0)
+        if unanswered:
+            self.recorder.count_error(ERROR_TIMEOUT, unanswered)
+        self.report_interval(last[0], complete=last[1])
+
+    def report_interval(self, index: int, *, complete: bool) -> None:
+        now = time.perf_counter_ns()
+        for conn in self.connections:
+            if conn.template >= 0:
+                self.recorder.note_gap(now - conn.sent_ns)
+        data = self.recorder.roll(index, complete=complete)
+        self.channel.send({"type": "interval", "interval": data.to_json()})
+
+    def close(self) -> None:
+        for conn in self.connections:
+            if conn.sock is not None:
+                conn.sock.close()
+                conn.sock = None
+        if self._poller is not None:
+            with contextlib.suppress(OSError):
+                self._poller.close()
+
+
+def select_poller() -> Any:
+    """``epoll`` where there is one, ``poll`` elsewhere."""
+    return select.epoll() if hasattr(select, "epoll") else PollAdapter()
