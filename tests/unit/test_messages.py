@@ -122,13 +122,32 @@ def instances(kind: type) -> st.SearchStrategy[Any]:
         return metrics_reports
     if kind is MetricsPlan:
         return metrics_plans
-    hints = typing.get_type_hints(kind)
-    floats = {
-        name: finite if hint is float else st.none() | finite
-        for name, hint in hints.items()
-        if hint in (float, float | None)
-    }
-    return st.builds(kind, **floats)
+    if kind is MetricsInterval:
+        return metrics_intervals
+    fields: dict[str, st.SearchStrategy[Any]] = {}
+    for name, hint in typing.get_type_hints(kind).items():
+        strategy = _finite_strategy(hint)
+        if strategy is not None:
+            fields[name] = strategy
+    return st.builds(kind, **fields)
+
+
+def _finite_strategy(hint: Any) -> st.SearchStrategy[Any] | None:
+    """A strategy for ``hint`` whose floats are finite, also inside nested messages (a
+    platform description's host); None where hypothesis's own holds no float."""
+    if hint is float:
+        return finite
+    if dataclasses.is_dataclass(hint):
+        return instances(hint)  # type: ignore[arg-type]
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        inner = _finite_strategy(args[0])
+        return None if inner is None else st.lists(inner, max_size=3).map(tuple)
+    if args and type(None) in args and len(args) == 2:
+        inner = _finite_strategy(next(arg for arg in args if arg is not type(None)))
+        return None if inner is None else st.none() | inner
+    return None
 
 
 @pytest.mark.parametrize("kind", MESSAGES, ids=lambda kind: kind.__name__)
