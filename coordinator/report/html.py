@@ -20,8 +20,15 @@ import yaml
 from pydantic import JsonValue
 
 from coordinator.core.errors import CoordError
-from coordinator.report.data import NOT_RECORDED, ReportData, SummaryRow
-from coordinator.report.plots import spectrum_figure, timeline_figure
+from coordinator.report.data import (
+    NOT_RECORDED,
+    BaselineRow,
+    BaselineSection,
+    FactsTable,
+    ReportData,
+    SummaryRow,
+)
+from coordinator.report.plots import cpu_figure, spectrum_figure, timeline_figure
 
 
 class PlotlyMissing(CoordError):
@@ -99,9 +106,12 @@ def render_html(data: ReportData, invocation: str) -> str:
         *(plot(spectrum_figure(s)) for s in data.spectra if any(c.latency_usec for c in s.curves)),
         "<h2>Over time</h2>",
         *(plot(timeline_figure(t)) for t in data.timelines),
-        "<h2>Host CPU</h2>", _optional(data.host_metrics),
-        "<h2>Network baselines (netperf)</h2>", _baselines(data),
-        "<h2>Platform</h2>", _optional(data.platform),
+        "<h2>Host CPU</h2>",
+        *((plot(cpu_figure(cpu)) for cpu in data.host_cpu) if data.host_cpu
+          else [f'<p class="missing">{NOT_RECORDED}</p>']),
+        *(_unsampled(data)),
+        "<h2>Network baselines (netperf)</h2>", _baselines(data.baselines),
+        "<h2>Platform</h2>", _platform(data.platform),
         "<h2>Agents</h2>", generic(data.agents),
         "<h2>Inventory as run</h2><p>secrets masked as ***</p>",
         f"<pre>{_e(yaml.safe_dump(data.inventory, sort_keys=False))}</pre>",
@@ -183,17 +193,57 @@ def _summary_table(rows: list[SummaryRow]) -> str:
             "of variation. Latencies in ms (values recorded in µs).</p>")
 
 
-def _baselines(data: ReportData) -> str:
-    if data.baselines is None:
+def _unsampled(data: ReportData) -> list[str]:
+    lines = [f"<li>repetition {cpu.repetition}, {_e(line.host)}: {_e(line.missing)}</li>"
+             for cpu in data.host_cpu or [] for line in cpu.lines if line.missing]
+    return [f"<p>not sampled:</p><ul>{''.join(lines)}</ul>"] if lines else []
+
+
+BASELINE_HEADERS = ("", "pair", "p50 (µs)", "p90 (µs)", "p99 (µs)", "mean (µs)",
+                    "transactions/s", "p50 spread (µs)", "Mbit/s", "note")
+
+
+def baseline_cells(row: BaselineRow) -> list[str]:
+    """A baseline row's cells: shared with the terminal renderer."""
+    def number(value: float | None, pattern: str = "{:,.1f}") -> str:
+        return "-" if value is None else pattern.format(value)
+    return [row.when, row.pair, number(row.p50_usec), number(row.p90_usec),
+            number(row.p99_usec), number(row.mean_usec),
+            number(row.transactions_per_sec, "{:,.0f}"), number(row.p50_spread_usec),
+            number(row.stream_mbps, "{:,.0f}"), row.note]
+
+
+def _baselines(section: BaselineSection | None) -> str:
+    if section is None:
         return f'<p class="missing">{NOT_RECORDED}</p>'
-    median = next((row for row in data.rows if row.spread), None)
-    beside = (f"<p>benchmark p50 (median across repetitions): "
-              f"{median.latency_usec['p50'] / 1000:,.3f} ms</p>" if median else "")
-    return generic(data.baselines) + beside
+    if section.skipped:
+        return '<p class="missing">skipped in this run (--no-baseline or ' \
+               "baseline.enabled: false)</p>"
+    head = "".join(f"<th>{_e(h)}</th>" for h in BASELINE_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in baseline_cells(row)) + "</tr>"
+                   for row in section.rows)
+    parts = [f"<table><tr>{head}</tr>{body}</table>",
+             "<p>medians across netperf TCP_RR iterations, one transaction in flight.</p>"]
+    if section.benchmark_p50_usec is not None:
+        parts.append(f"<p>benchmark p50 (median across repetitions): "
+                     f"<b>{section.benchmark_p50_usec:,.0f} µs</b></p>")
+    parts += [f"<p>{_e(line)}</p>" for line in section.beside]
+    parts += [f'<p class="undecided">network drift: {_e(line)}</p>' for line in section.drift]
+    return "".join(parts)
 
 
-def _optional(value: JsonValue | None) -> str:
-    return f'<p class="missing">{NOT_RECORDED}</p>' if value is None else generic(value)
+def _platform(tables: list[FactsTable] | None) -> str:
+    if tables is None:
+        return f'<p class="missing">{NOT_RECORDED}</p>'
+    parts = []
+    for table in tables:
+        head = "".join(f"<th>{_e(name)}</th>" for name in table.columns)
+        labels = list(dict.fromkeys(k for facts in table.columns.values() for k in facts))
+        rows = "".join(f"<tr><th>{_e(label)}</th>" + "".join(
+            f"<td>{_e(facts.get(label, ''))}</td>" for facts in table.columns.values())
+            + "</tr>" for label in labels)
+        parts.append(f"<h3>{_e(table.title)}</h3><table><tr><th></th>{head}</tr>{rows}</table>")
+    return "".join(parts)
 
 
 def _command_line(value: JsonValue | None) -> str:
