@@ -47,6 +47,7 @@ from coordinator.report.data import report_data, spectra
 from coordinator.report.generate import load_directory, write_report
 from coordinator.report.text import render_text
 from coordinator.results.io import atomic_write, default_directory
+from coordinator.results.model import redact_command_line
 from coordinator.run.platform import compare_runs, describe_inventory
 from coordinator.run.platform_view import differences_table, platform_tables
 from coordinator.run.progress import (
@@ -252,7 +253,7 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
     options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
     with RunConsoleView(stderr, [host.name for host in loaded.inventory.hosts]) as view:
         outcome = run_benchmark(loaded, directory, view, options, overwrite=overwrite,
-                                force=force)
+                                force=force, command_line=_arguments())
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
     report = write_report(outcome.directory, _invocation(), outcome.document)
@@ -366,9 +367,16 @@ def compare_command(directories: tuple[Path, ...], fail_percent: float | None,
             raise RegressionFound(regressions, fail_percent)
 
 
+def _arguments() -> list[str]:
+    """The command line coord was started with (``main``'s arguments, else the process's)."""
+    given = click.get_current_context().find_root().obj
+    return ["coord", *(given if isinstance(given, list) else sys.argv[1:])]
+
+
 def _invocation() -> str:
-    """The command line coord was started with, for the report's provenance."""
-    return shlex.join(["coord", *sys.argv[1:]])
+    """The command line coord was started with, for the report's provenance (secrets
+    redacted, as in results.json)."""
+    return shlex.join(redact_command_line(_arguments()))
 
 
 @cli.command("doctor")
@@ -618,7 +626,8 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str] | None) -> None:
     """Run the command; turn its errors into one-line messages and exit statuses."""
     try:
-        cli.main(args=argv, prog_name="coord", standalone_mode=False)
+        cli.main(args=argv, prog_name="coord", standalone_mode=False,
+                 obj=sys.argv[1:] if argv is None else list(argv))
     except CoordError as exc:
         for line in exc.lines():
             stderr.print(line, markup=False, highlight=False, soft_wrap=True)

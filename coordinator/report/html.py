@@ -13,6 +13,7 @@ import functools
 import gzip
 import html
 import json
+import shlex
 from importlib import resources
 from typing import Any
 
@@ -249,7 +250,7 @@ def _platform(tables: list[FactsTable] | None) -> str:
 def _command_line(value: JsonValue | None) -> str:
     if value is None:
         return f'<span class="missing">{NOT_RECORDED}</span>'
-    text = " ".join(str(part) for part in value) if isinstance(value, list) else str(value)
+    text = shlex.join(str(part) for part in value) if isinstance(value, list) else str(value)
     return f"<code>{_e(text)}</code>"
 
 

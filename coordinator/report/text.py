@@ -3,6 +3,7 @@ the spectrum as a table of percentiles and the time series as per-client ranges.
 
 from __future__ import annotations
 
+import shlex
 import statistics
 
 import yaml
@@ -156,4 +157,4 @@ def _command(data: ReportData) -> str:
     value = data.command_line
     if value is None:
         return NOT_RECORDED
-    return " ".join(str(part) for part in value) if isinstance(value, list) else str(value)
+    return shlex.join(str(part) for part in value) if isinstance(value, list) else str(value)

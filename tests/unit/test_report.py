@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -23,7 +24,7 @@ from coordinator.report.html import _json, render_html
 from coordinator.report.plots import cpu_figure, timeline_figure
 from coordinator.report.text import render_text
 from coordinator.results import Evidence, Verdict, load_results
-from coordinator.results.model import ResultsDocument, TargetRecord
+from coordinator.results.model import ResultsDocument, TargetRecord, redact_command_line
 from coordinator.run.runner import RunOutcome
 from coordinator.run.view import beside_baseline_lines
 from tests.conftest import RunCoord
@@ -256,13 +257,49 @@ def test_coord_run_writes_the_report_at_the_end_and_prints_its_path(
     """The CLI's wiring only: the run is replaced by its finished document (the report of a
     whole real run is tests/integration/test_report_browser.py's)."""
     document = load_results(FIXTURE)
-    monkeypatch.setattr(cli, "run_benchmark",
-                        lambda *args, **kwargs: RunOutcome(results_dir, document))
+    given: dict[str, Any] = {}
+
+    def run(*args: object, **kwargs: Any) -> RunOutcome:
+        given.update(kwargs)
+        return RunOutcome(results_dir, document)
+
+    monkeypatch.setattr(cli, "run_benchmark", run)
     example = Path(__file__).parents[2] / "inventory" / "two-clients.yaml"
-    result = run_coord("run", "-i", str(example), "--out", str(results_dir))
+    result = run_coord("run", "-i", str(example), "--out", str(results_dir),
+                       "--set", "servers[0].password=hunter2")
     assert result.status == 0, result.stderr
     assert f"report: {results_dir / 'report.html'}" in result.stdout
     assert (results_dir / "summary.csv").is_file()
+    assert given["command_line"] == ["coord", "run", "-i", str(example), "--out",
+                                     str(results_dir), "--set", "servers[0].password=hunter2"]
+    page = (results_dir / "report.html").read_text()
+    assert "servers[0].password=***" in page and "hunter2" not in page
+
+
+@pytest.mark.parametrize(("arguments", "kept"), [
+    (["--set", "servers.0.password=s3cret"], ["--set", "servers.0.password=***"]),
+    (["--set=servers.0.password=s3cret"], ["--set=servers.0.password=***"]),
+    (["--set", "auth.api_token=a=b"], ["--set", "auth.api_token=***"]),
+    (["--client-secret=x", "--duration", "2s"], ["--client-secret=***", "--duration", "2s"]),
+    (["--set", "benchmark.builtin.connections=5"], ["--set", "benchmark.builtin.connections=5"]),
+    (["--set", "servers.0.password_file=/etc/pw"], ["--set", "servers.0.password_file=***"]),
+])
+def test_the_command_line_is_kept_with_its_secrets_redacted(
+        arguments: list[str], kept: list[str]) -> None:
+    assert redact_command_line(["coord", "run", *arguments]) == ["coord", "run", *kept]
+
+
+def test_the_command_line_is_stored_shown_and_never_with_a_secret() -> None:
+    document = load_results(FIXTURE)
+    stored = ResultsDocument.model_validate(
+        {**dict(document), "command_line": ["coord", "run", "--set", "x.password=***"]})
+    assert json.loads(stored.model_dump_json())["command_line"][-1] == "x.password=***"
+    assert "<code>coord run --set &#x27;x.password=***&#x27;</code>" in render_html(
+        data.report_data(stored), "x")
+    assert "command_line" not in json.loads(document.model_dump_json())
+    with pytest.raises(ValueError, match="command_line holds a secret"):
+        ResultsDocument.model_validate(
+            {**dict(document), "command_line": ["coord", "--set", "x.password=leak"]})
 
 
 def test_a_missing_plotly_package_is_one_line_naming_the_fix(
