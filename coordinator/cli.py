@@ -65,6 +65,7 @@ from coordinator.run.runner import (
 )
 from coordinator.run.view import RunConsoleView, baseline_table, pair_line, summary_table
 from coordinator.sweep.executor import resumed_index, run_sweep
+from coordinator.sweep.html import write_sweep_html
 from coordinator.sweep.load import load_sweep
 from coordinator.sweep.store import read_index
 from coordinator.sweep.table import SweepConsoleView, dry_run_table
@@ -273,7 +274,8 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
 @click.option("--dry-run", is_flag=True,
               help="List the cells and the estimated duration; run nothing.")
 @click.option("--report", "report_only", is_flag=True,
-              help="Print the report of the sweep directory; run nothing.")
+              help="Print the report of the sweep directory and write its sweep.html; run "
+                   "nothing.")
 @_host_keys_option
 @click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Build agent bundles from these wheels only (no package registry).")
@@ -291,6 +293,7 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
             raise UsageError(f"{directory}: no sweep index here (index.json); run the sweep "
                              "first")
         stdout.print(sweep_report(written, bound))
+        stdout.print(f"report: {write_sweep_html(directory, written, bound, _invocation())}")
         return
     if dry_run:
         stdout.print(dry_run_table(loaded.cells, resumed_index(loaded, directory)))
@@ -299,6 +302,8 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
     outcome = run_sweep(loaded, directory, SweepConsoleView(stderr), options, force=force)
     stdout.print(sweep_report(outcome.index, bound))
     stdout.print(f"sweep: {outcome.directory}")
+    report = write_sweep_html(outcome.directory, outcome.index, bound, _invocation())
+    stdout.print(f"report: {report}")
 
 
 @cli.command("baseline")

@@ -46,7 +46,7 @@ h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right;vertical-align:top}
 th:first-child,td:first-child{text-align:left}
-tr.median{font-weight:bold;background:#f4f4f4}
+tr.median{font-weight:bold;background:#f4f4f4}tr.flagged-row{background:#fdecec}
 .flagged{color:#b00020;font-weight:bold}.undecided{color:#a56500}.clear{color:#2e7d32}
 .invalid{color:#b00020;font-weight:bold}.warning{color:#a56500}.note{color:#555}
 .spread{font-weight:normal;color:#555;font-size:.85em}
@@ -121,13 +121,19 @@ def render_html(data: ReportData, invocation: str) -> str:
         f"report written by: <code>{_e(invocation)}</code> (coord {_e(data.coord_version)} "
         "wrote the run)</p>",
     ]
+    return page(data.title, body, figures)
+
+
+def page(title: str, body: list[str], figures: list[tuple[str, dict[str, Any]]]) -> str:
+    """A self-contained page: ``body``'s HTML, each figure's JSON (drawn into the
+    ``<div class="plot" data-figure=NAME>`` of the same name) and plotly.js inlined."""
     scripts = "".join(
         f'<script type="application/json" id="{name}">{_json(figure)}</script>'
         for name, figure in figures)
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{_e(data.title)}</title><style>{STYLE}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
         + "\n".join(body) + scripts
         + f'<script type="text/plain" id="plotly-gzip">{packed_plotly()}</script>'
         + f"<script>{LOADER}</script></body></html>\n"
