@@ -49,6 +49,7 @@ from coordinator.report.data import report_data, spectra
 from coordinator.report.generate import load_directory, write_report
 from coordinator.report.text import render_text
 from coordinator.results.io import atomic_write, default_directory
+from coordinator.results.model import redact_command_line
 from coordinator.run.platform import compare_runs, describe_inventory
 from coordinator.run.platform_view import differences_table, platform_tables
 from coordinator.run.progress import (
@@ -66,6 +67,7 @@ from coordinator.run.runner import (
 )
 from coordinator.run.view import RunConsoleView, baseline_table, pair_line, summary_table
 from coordinator.sweep.executor import resumed_index, run_sweep
+from coordinator.sweep.html import write_sweep_html
 from coordinator.sweep.load import load_sweep
 from coordinator.sweep.store import read_index
 from coordinator.sweep.table import SweepConsoleView, dry_run_table
@@ -283,7 +285,7 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
     options = DeployOptions(wheelhouse=wheelhouse, accept_new_host_keys=accept_new_host_keys)
     with RunConsoleView(stderr, [host.name for host in loaded.inventory.hosts]) as view:
         outcome = run_benchmark(loaded, directory, view, options, overwrite=overwrite,
-                                force=force)
+                                force=force, command_line=_arguments())
     stdout.print(summary_table(outcome.document))
     stdout.print(f"results: {outcome.directory}")
     report = write_report(outcome.directory, _invocation(), outcome.document)
@@ -303,7 +305,8 @@ def run_command(inventory_path: Path, repetitions: int | None, warmup: str | Non
 @click.option("--dry-run", is_flag=True,
               help="List the cells and the estimated duration; run nothing.")
 @click.option("--report", "report_only", is_flag=True,
-              help="Print the report of the sweep directory; run nothing.")
+              help="Print the report of the sweep directory and write its sweep.html; run "
+                   "nothing.")
 @_host_keys_option
 @click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Build agent bundles from these wheels only (no package registry).")
@@ -321,6 +324,7 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
             raise UsageError(f"{directory}: no sweep index here (index.json); run the sweep "
                              "first")
         stdout.print(sweep_report(written, bound))
+        stdout.print(f"report: {write_sweep_html(directory, written, bound, _invocation())}")
         return
     if dry_run:
         stdout.print(dry_run_table(loaded.cells, resumed_index(loaded, directory)))
@@ -329,6 +333,8 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
     outcome = run_sweep(loaded, directory, SweepConsoleView(stderr), options, force=force)
     stdout.print(sweep_report(outcome.index, bound))
     stdout.print(f"sweep: {outcome.directory}")
+    report = write_sweep_html(outcome.directory, outcome.index, bound, _invocation())
+    stdout.print(f"report: {report}")
 
 
 @cli.command("provision")
@@ -428,9 +434,16 @@ def compare_command(directories: tuple[Path, ...], fail_percent: float | None,
             raise RegressionFound(regressions, fail_percent)
 
 
+def _arguments() -> list[str]:
+    """The command line coord was started with (``main``'s arguments, else the process's)."""
+    given = click.get_current_context().find_root().obj
+    return ["coord", *(given if isinstance(given, list) else sys.argv[1:])]
+
+
 def _invocation() -> str:
-    """The command line coord was started with, for the report's provenance."""
-    return shlex.join(["coord", *sys.argv[1:]])
+    """The command line coord was started with, for the report's provenance (secrets
+    redacted, as in results.json)."""
+    return shlex.join(redact_command_line(_arguments()))
 
 
 @cli.command("doctor")
@@ -680,7 +693,8 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str] | None) -> None:
     """Run the command; turn its errors into one-line messages and exit statuses."""
     try:
-        cli.main(args=argv, prog_name="coord", standalone_mode=False)
+        cli.main(args=argv, prog_name="coord", standalone_mode=False,
+                 obj=sys.argv[1:] if argv is None else list(argv))
     except CoordError as exc:
         for line in exc.lines():
             stderr.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -16,10 +16,14 @@ from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel, JsonValue
 
 from agent.histograms import percentiles
+from coordinator.core.baselines import BaselinePair
 from coordinator.core.histograms import decode_histogram
 from coordinator.core.marks import MARKS
+from coordinator.core.metrics import HostMetrics
+from coordinator.core.platform import host_facts, server_facts
 from coordinator.report.standard_files import histogram_params, interval_seconds
 from coordinator.results.model import Repetition, ResultsDocument, Verdict
+from coordinator.run.view import beside_baseline_lines
 
 NOT_RECORDED = "not recorded in this run"
 SPECTRUM_TICKS_PER_HALF = 5
@@ -32,8 +36,6 @@ STATE_ORDER = {"flagged": 0, "undecided": 1, "clear": 2}
 
 # The optional sections other parts of coord add to results.json: document field names tried
 # in order. Wire a new field here; the renderers show whatever it holds, or NOT_RECORDED.
-HOST_METRICS_FIELDS = ("host_metrics", "metrics")
-BASELINE_FIELDS = ("baselines", "baseline", "netperf")
 PLATFORM_FIELDS = ("platform",)
 COMMAND_LINE_FIELDS = ("command_line", "argv")
 
@@ -107,6 +109,11 @@ class Series:
     seconds: list[float]
     ops_per_sec: list[float]
     p99_usec: list[int | None]
+    max_usec: list[int | None] = field(default_factory=list)
+    """The largest latency per interval (None: no reply, or a document older than it)."""
+    gap_usec: list[int | None] = field(default_factory=list)
+    """The longest a connection waited for a reply per interval: a stall shows here even
+    when no reply came (None: a document older than the field)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,67 @@ class Timeline:
     series: list[Series]
     warmup_until_s: float | None
     window_s: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class CpuLine:
+    """One host's CPU per interval of a repetition (seconds from T0 at the interval's end):
+    the host's busy share of all cores, its hottest load process and its server processes (%
+    of one core). None: not read in that interval."""
+
+    host: str
+    roles: list[str]
+    seconds: list[float]
+    busy_percent: list[float | None]
+    hottest_load_percent: list[float | None]
+    hottest_load_names: list[str]
+    server_percent: list[float | None]
+    missing: str | None
+    """Why the host was not sampled at all (then no interval)."""
+
+
+@dataclass(frozen=True)
+class HostCpu:
+    """Every host's CPU over one repetition."""
+
+    repetition: int
+    lines: list[CpuLine]
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    """One netperf pair (before or after the benchmark): its medians across iterations, µs."""
+
+    when: str
+    pair: str
+    p50_usec: float | None
+    p90_usec: float | None
+    p99_usec: float | None
+    mean_usec: float | None
+    transactions_per_sec: float | None
+    p50_spread_usec: float
+    stream_mbps: float | None
+    note: str
+
+
+@dataclass(frozen=True)
+class BaselineSection:
+    """The netperf baselines with the benchmark's p50 beside them (skipped: the run was told
+    not to measure them)."""
+
+    skipped: bool
+    rows: list[BaselineRow]
+    benchmark_p50_usec: float | None
+    beside: list[str]
+    drift: list[str]
+
+
+@dataclass(frozen=True)
+class FactsTable:
+    """The platform as a table: a column per host (or target server), a row per fact."""
+
+    title: str
+    columns: dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -136,9 +204,9 @@ class ReportData:
     rows: list[SummaryRow]
     spectra: list[Spectrum]
     timelines: list[Timeline]
-    host_metrics: JsonValue | None
-    baselines: JsonValue | None
-    platform: JsonValue | None
+    host_cpu: list[HostCpu] | None
+    baselines: BaselineSection | None
+    platform: list[FactsTable] | None
     agents: list[JsonValue]
     inventory: dict[str, JsonValue]
 
@@ -173,9 +241,9 @@ def report_data(document: ResultsDocument) -> ReportData:
         rows=summary_rows(document.repetitions),
         spectra=spectra(document),
         timelines=[timeline(document, r) for r in document.repetitions],
-        host_metrics=optional(document, HOST_METRICS_FIELDS),
-        baselines=optional(document, BASELINE_FIELDS),
-        platform=optional(document, PLATFORM_FIELDS),
+        host_cpu=host_cpu(document),
+        baselines=baseline_section(document),
+        platform=platform_tables(document),
         agents=[agent.model_dump(mode="json") for agent in document.agents],
         inventory=document.inventory,
     )
@@ -324,7 +392,8 @@ def timeline(document: ResultsDocument, repetition: Repetition) -> Timeline:
     for agent in repetition.agents:
         intervals = sorted(agent.intervals, key=lambda i: i.index)
         series.append(Series(agent.host, [(i.index + 1) * interval_s for i in intervals],
-                             [i.ops_per_sec for i in intervals], [i.p99_usec for i in intervals]))
+                             [i.ops_per_sec for i in intervals], [i.p99_usec for i in intervals],
+                             [i.max_usec for i in intervals], [i.gap_usec for i in intervals]))
         warm = [(i.index + 1) * interval_s for i in intervals if i.phase == "warmup"]
         if warm:
             warmup_end = max(warmup_end or 0.0, *warm)
@@ -333,3 +402,68 @@ def timeline(document: ResultsDocument, repetition: Repetition) -> Timeline:
     if window.first is not None and window.last is not None:
         window_s = (window.first * interval_s, (window.last + 1) * interval_s)
     return Timeline(repetition.index, interval_s, series, warmup_end, window_s)
+
+
+# --------------------------------------------------------------------------------------------
+# Host CPU, network baselines, platform
+
+
+def host_cpu(document: ResultsDocument) -> list[HostCpu] | None:
+    """Per repetition that recorded system metrics, every host's CPU; None when none did."""
+    found = [HostCpu(r.index, [cpu_line(host) for host in r.metrics])
+             for r in document.repetitions if r.metrics]
+    return found or None
+
+
+def cpu_line(metrics: HostMetrics) -> CpuLine:
+    """A host's CPU per interval (before T0 included: the load's ramp shows)."""
+    intervals = metrics.intervals
+    hottest = [i.hottest_load_process() for i in intervals]
+    return CpuLine(
+        host=metrics.host, roles=list(metrics.roles),
+        seconds=[round((i.start_ms + i.duration_ms) / 1000.0, 3) for i in intervals],
+        busy_percent=[i.cpu.busy if i.cpu else None for i in intervals],
+        hottest_load_percent=[p.cpu_percent if p else None for p in hottest],
+        hottest_load_names=list(dict.fromkeys(p.name for p in hottest if p)),
+        server_percent=[sum(p.cpu_percent for p in i.server_processes)
+                        if i.server_processes else None for i in intervals],
+        missing=metrics.missing.get("all"))
+
+
+def _baseline_row(when: str, pair: BaselinePair) -> BaselineRow:
+    median = pair.median
+    notes = [note for note in (pair.error, "inconsistent" if pair.inconsistent else None) if note]
+    return BaselineRow(
+        when=when, pair=pair.label, p50_usec=median.p50_usec if median else None,
+        p90_usec=median.p90_usec if median else None,
+        p99_usec=median.p99_usec if median else None,
+        mean_usec=median.mean_usec if median else None,
+        transactions_per_sec=median.transactions_per_sec if median else None,
+        p50_spread_usec=pair.p50_spread_usec, stream_mbps=pair.stream_mbps,
+        note="; ".join(notes))
+
+
+def baseline_section(document: ResultsDocument) -> BaselineSection | None:
+    """The baselines and the benchmark's p50 beside them; None when the run recorded none."""
+    baselines = document.baselines
+    if baselines is None:
+        return None
+    rows = [_baseline_row("before", pair) for pair in baselines.before]
+    rows += [_baseline_row("after", pair) for pair in baselines.after]
+    summary = document.summary
+    return BaselineSection(
+        skipped=baselines.skipped, rows=rows,
+        benchmark_p50_usec=summary.latency_usec.p50.median if summary else None,
+        beside=beside_baseline_lines(document), drift=list(baselines.drift))
+
+
+def platform_tables(document: ResultsDocument) -> list[FactsTable] | None:
+    """The hosts' description, then the target servers'; None when the run recorded none."""
+    platform = document.platform
+    if platform is None:
+        return None
+    tables = [FactsTable("hosts", {r.host: host_facts(r) for r in platform.hosts})]
+    if platform.servers:
+        tables.append(FactsTable("target servers",
+                                 {r.server: server_facts(r) for r in platform.servers}))
+    return tables

@@ -13,6 +13,7 @@ import functools
 import gzip
 import html
 import json
+import shlex
 from importlib import resources
 from typing import Any
 
@@ -20,8 +21,15 @@ import yaml
 from pydantic import JsonValue
 
 from coordinator.core.errors import CoordError
-from coordinator.report.data import NOT_RECORDED, ReportData, SummaryRow
-from coordinator.report.plots import spectrum_figure, timeline_figure
+from coordinator.report.data import (
+    NOT_RECORDED,
+    BaselineRow,
+    BaselineSection,
+    FactsTable,
+    ReportData,
+    SummaryRow,
+)
+from coordinator.report.plots import cpu_figure, spectrum_figure, timeline_figure
 
 
 class PlotlyMissing(CoordError):
@@ -38,7 +46,7 @@ h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right;vertical-align:top}
 th:first-child,td:first-child{text-align:left}
-tr.median{font-weight:bold;background:#f4f4f4}
+tr.median{font-weight:bold;background:#f4f4f4}tr.flagged-row{background:#fdecec}
 .flagged{color:#b00020;font-weight:bold}.undecided{color:#a56500}.clear{color:#2e7d32}
 .invalid{color:#b00020;font-weight:bold}.warning{color:#a56500}.note{color:#555}
 .spread{font-weight:normal;color:#555;font-size:.85em}
@@ -99,9 +107,12 @@ def render_html(data: ReportData, invocation: str) -> str:
         *(plot(spectrum_figure(s)) for s in data.spectra if any(c.latency_usec for c in s.curves)),
         "<h2>Over time</h2>",
         *(plot(timeline_figure(t)) for t in data.timelines),
-        "<h2>Host CPU</h2>", _optional(data.host_metrics),
-        "<h2>Network baselines (netperf)</h2>", _baselines(data),
-        "<h2>Platform</h2>", _optional(data.platform),
+        "<h2>Host CPU</h2>",
+        *((plot(cpu_figure(cpu)) for cpu in data.host_cpu) if data.host_cpu
+          else [f'<p class="missing">{NOT_RECORDED}</p>']),
+        *(_unsampled(data)),
+        "<h2>Network baselines (netperf)</h2>", _baselines(data.baselines),
+        "<h2>Platform</h2>", _platform(data.platform),
         "<h2>Agents</h2>", generic(data.agents),
         "<h2>Inventory as run</h2><p>secrets masked as ***</p>",
         f"<pre>{_e(yaml.safe_dump(data.inventory, sort_keys=False))}</pre>",
@@ -110,13 +121,19 @@ def render_html(data: ReportData, invocation: str) -> str:
         f"report written by: <code>{_e(invocation)}</code> (coord {_e(data.coord_version)} "
         "wrote the run)</p>",
     ]
+    return page(data.title, body, figures)
+
+
+def page(title: str, body: list[str], figures: list[tuple[str, dict[str, Any]]]) -> str:
+    """A self-contained page: ``body``'s HTML, each figure's JSON (drawn into the
+    ``<div class="plot" data-figure=NAME>`` of the same name) and plotly.js inlined."""
     scripts = "".join(
         f'<script type="application/json" id="{name}">{_json(figure)}</script>'
         for name, figure in figures)
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{_e(data.title)}</title><style>{STYLE}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
         + "\n".join(body) + scripts
         + f'<script type="text/plain" id="plotly-gzip">{packed_plotly()}</script>'
         + f"<script>{LOADER}</script></body></html>\n"
@@ -183,23 +200,63 @@ def _summary_table(rows: list[SummaryRow]) -> str:
             "of variation. Latencies in ms (values recorded in µs).</p>")
 
 
-def _baselines(data: ReportData) -> str:
-    if data.baselines is None:
+def _unsampled(data: ReportData) -> list[str]:
+    lines = [f"<li>repetition {cpu.repetition}, {_e(line.host)}: {_e(line.missing)}</li>"
+             for cpu in data.host_cpu or [] for line in cpu.lines if line.missing]
+    return [f"<p>not sampled:</p><ul>{''.join(lines)}</ul>"] if lines else []
+
+
+BASELINE_HEADERS = ("", "pair", "p50 (µs)", "p90 (µs)", "p99 (µs)", "mean (µs)",
+                    "transactions/s", "p50 spread (µs)", "Mbit/s", "note")
+
+
+def baseline_cells(row: BaselineRow) -> list[str]:
+    """A baseline row's cells: shared with the terminal renderer."""
+    def number(value: float | None, pattern: str = "{:,.1f}") -> str:
+        return "-" if value is None else pattern.format(value)
+    return [row.when, row.pair, number(row.p50_usec), number(row.p90_usec),
+            number(row.p99_usec), number(row.mean_usec),
+            number(row.transactions_per_sec, "{:,.0f}"), number(row.p50_spread_usec),
+            number(row.stream_mbps, "{:,.0f}"), row.note]
+
+
+def _baselines(section: BaselineSection | None) -> str:
+    if section is None:
         return f'<p class="missing">{NOT_RECORDED}</p>'
-    median = next((row for row in data.rows if row.spread), None)
-    beside = (f"<p>benchmark p50 (median across repetitions): "
-              f"{median.latency_usec['p50'] / 1000:,.3f} ms</p>" if median else "")
-    return generic(data.baselines) + beside
+    if section.skipped:
+        return '<p class="missing">skipped in this run (--no-baseline or ' \
+               "baseline.enabled: false)</p>"
+    head = "".join(f"<th>{_e(h)}</th>" for h in BASELINE_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in baseline_cells(row)) + "</tr>"
+                   for row in section.rows)
+    parts = [f"<table><tr>{head}</tr>{body}</table>",
+             "<p>medians across netperf TCP_RR iterations, one transaction in flight.</p>"]
+    if section.benchmark_p50_usec is not None:
+        parts.append(f"<p>benchmark p50 (median across repetitions): "
+                     f"<b>{section.benchmark_p50_usec:,.0f} µs</b></p>")
+    parts += [f"<p>{_e(line)}</p>" for line in section.beside]
+    parts += [f'<p class="undecided">network drift: {_e(line)}</p>' for line in section.drift]
+    return "".join(parts)
 
 
-def _optional(value: JsonValue | None) -> str:
-    return f'<p class="missing">{NOT_RECORDED}</p>' if value is None else generic(value)
+def _platform(tables: list[FactsTable] | None) -> str:
+    if tables is None:
+        return f'<p class="missing">{NOT_RECORDED}</p>'
+    parts = []
+    for table in tables:
+        head = "".join(f"<th>{_e(name)}</th>" for name in table.columns)
+        labels = list(dict.fromkeys(k for facts in table.columns.values() for k in facts))
+        rows = "".join(f"<tr><th>{_e(label)}</th>" + "".join(
+            f"<td>{_e(facts.get(label, ''))}</td>" for facts in table.columns.values())
+            + "</tr>" for label in labels)
+        parts.append(f"<h3>{_e(table.title)}</h3><table><tr><th></th>{head}</tr>{rows}</table>")
+    return "".join(parts)
 
 
 def _command_line(value: JsonValue | None) -> str:
     if value is None:
         return f'<span class="missing">{NOT_RECORDED}</span>'
-    text = " ".join(str(part) for part in value) if isinstance(value, list) else str(value)
+    text = shlex.join(str(part) for part in value) if isinstance(value, list) else str(value)
     return f"<code>{_e(text)}</code>"
 
 

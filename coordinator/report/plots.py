@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinator.report.data import Spectrum, Timeline
+from coordinator.report.data import HostCpu, Spectrum, Timeline
 
 Figure = dict[str, Any]
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -49,8 +49,9 @@ def spectrum_figure(spectrum: Spectrum) -> Figure:
 
 
 def timeline_figure(timeline: Timeline) -> Figure:
-    """Each client's throughput (top) and p99 (bottom) per interval; warm-up shaded, the
-    common window between dashed lines. A stall shows as a drop to zero."""
+    """Each client's throughput (top), p99 and max (middle) and longest wait for a reply
+    (bottom) per interval; warm-up shaded, the common window between dashed lines. A stall
+    shows as a drop to zero throughput and a spike of the longest wait, even with no reply."""
     traces = []
     for position, series in enumerate(timeline.series):
         hue = COLORS[position % len(COLORS)]
@@ -62,6 +63,15 @@ def timeline_figure(timeline: Timeline) -> Figure:
         traces.append({**common, "name": f"{series.host} p99", "showlegend": False,
                        "y": [None if v is None else v / USEC_PER_MS for v in series.p99_usec],
                        "xaxis": "x2", "yaxis": "y2"})
+        if any(v is not None for v in series.max_usec):
+            traces.append({**common, "name": f"{series.host} max", "showlegend": False,
+                           "mode": "lines", "line": {"color": hue, "width": 1, "dash": "dot"},
+                           "y": [None if v is None else v / USEC_PER_MS
+                                 for v in series.max_usec], "xaxis": "x2", "yaxis": "y2"})
+        if any(v is not None for v in series.gap_usec):
+            traces.append({**common, "name": f"{series.host} longest gap", "showlegend": False,
+                           "y": [None if v is None else v / USEC_PER_MS
+                                 for v in series.gap_usec], "xaxis": "x3", "yaxis": "y3"})
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     if timeline.warmup_until_s is not None:
@@ -79,10 +89,52 @@ def timeline_figure(timeline: Timeline) -> Figure:
                             "yref": "paper", "text": "common window", "showarrow": False})
     return {"data": traces, "layout": {
         "title": {"text": f"repetition {timeline.repetition} over time, per client"},
-        "xaxis": {"anchor": "y", "matches": "x2", "showticklabels": False},
-        "xaxis2": {"anchor": "y2", "title": {"text": "seconds from T0"}},
-        "yaxis": {"domain": [0.55, 1.0], "title": {"text": "replies/s"}, "rangemode": "tozero"},
-        "yaxis2": {"domain": [0.0, 0.45], "title": {"text": "p99 (ms)"}, "rangemode": "tozero"},
+        "xaxis": {"anchor": "y", "matches": "x3", "showticklabels": False},
+        "xaxis2": {"anchor": "y2", "matches": "x3", "showticklabels": False},
+        "xaxis3": {"anchor": "y3", "title": {"text": "seconds from T0"}},
+        "yaxis": {"domain": [0.68, 1.0], "title": {"text": "replies/s"}, "rangemode": "tozero"},
+        "yaxis2": {"domain": [0.34, 0.64], "title": {"text": "p99, max… (ms)"},
+                   "rangemode": "tozero"},
+        "yaxis3": {"domain": [0.0, 0.30], "title": {"text": "longest gap (ms)"},
+                   "rangemode": "tozero"},
         "shapes": shapes, "annotations": annotations,
+        "legend": {"orientation": "h"}, "height": 620, "margin": {"t": 50},
+    }}
+
+
+def cpu_figure(cpu: HostCpu) -> Figure:
+    """Each host's CPU over a repetition: busy share of all cores (top); the hottest load
+    process of each client and the server processes of each server host, % of one core
+    (bottom), where a saturated single-threaded process shows even on a quiet host."""
+    traces = []
+    for position, line in enumerate(cpu.lines):
+        hue = COLORS[position % len(COLORS)]
+        common: dict[str, Any] = {"type": "scatter", "mode": "lines+markers", "x": line.seconds,
+                                  "legendgroup": line.host, "marker": {"size": 3}}
+        traces.append({**common, "name": f"{line.host} ({', '.join(line.roles)})",
+                       "y": line.busy_percent, "line": {"color": hue, "width": 1.5},
+                       "xaxis": "x", "yaxis": "y"})
+        if any(v is not None for v in line.hottest_load_percent):
+            names = "/".join(line.hottest_load_names)
+            traces.append({**common, "name": f"{line.host} hottest load process ({names})",
+                           "showlegend": False, "y": line.hottest_load_percent,
+                           "line": {"color": hue, "width": 1.5, "dash": "dash"},
+                           "xaxis": "x2", "yaxis": "y2"})
+        if any(v is not None for v in line.server_percent):
+            traces.append({**common, "name": f"{line.host} server processes",
+                           "showlegend": False, "y": line.server_percent,
+                           "line": {"color": hue, "width": 1.5, "dash": "dot"},
+                           "xaxis": "x2", "yaxis": "y2"})
+    return {"data": traces, "layout": {
+        "title": {"text": f"repetition {cpu.repetition}: CPU per host"},
+        "xaxis": {"anchor": "y", "matches": "x2", "showticklabels": False},
+        "xaxis2": {"anchor": "y2", "title": {"text": "seconds from T0 (interval end)"}},
+        "yaxis": {"domain": [0.55, 1.0], "title": {"text": "host busy (% of all cores)"},
+                  "rangemode": "tozero"},
+        "yaxis2": {"domain": [0.0, 0.45],
+                   "title": {"text": "process (% of one core)"}, "rangemode": "tozero"},
+        "annotations": [{"x": 0, "y": 0.47, "xref": "paper", "yref": "paper",
+                         "xanchor": "left", "showarrow": False,
+                         "text": "dashed: hottest load process; dotted: server processes"}],
         "legend": {"orientation": "h"}, "height": 480, "margin": {"t": 50},
     }}

@@ -3,6 +3,7 @@ the spectrum as a table of percentiles and the time series as per-client ranges.
 
 from __future__ import annotations
 
+import shlex
 import statistics
 
 import yaml
@@ -11,8 +12,13 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from coordinator.report.data import KEY_LEVELS, NOT_RECORDED, ReportData
-from coordinator.report.html import SUMMARY_HEADERS, summary_cells
+from coordinator.report.data import KEY_LEVELS, NOT_RECORDED, FactsTable, ReportData
+from coordinator.report.html import (
+    BASELINE_HEADERS,
+    SUMMARY_HEADERS,
+    baseline_cells,
+    summary_cells,
+)
 
 STATE_STYLES = {"flagged": "bold red", "undecided": "yellow", "clear": "green",
                 "invalid": "bold red", "warning": "yellow", "note": "dim"}
@@ -39,9 +45,9 @@ def render_text(data: ReportData, invocation: str) -> RenderableType:
                                    f" {warning.mark} ({warning.scope}): {warning.meaning}"))
     parts += [Rule("summary"), _summary(data), Rule("latency spectrum (ms)"), _spectrum(data),
               Rule("over time"), _timelines(data),
-              Rule("host CPU"), _optional(data.host_metrics),
-              Rule("network baselines (netperf)"), _optional(data.baselines),
-              Rule("platform"), _optional(data.platform),
+              Rule("host CPU (%)"), _host_cpu(data),
+              Rule("network baselines (netperf)"), _baselines(data),
+              Rule("platform"), _platform(data.platform),
               Rule("inventory as run (secrets masked)"),
               Text(yaml.safe_dump(data.inventory, sort_keys=False).rstrip()),
               Rule("provenance"),
@@ -74,7 +80,7 @@ def _spectrum(data: ReportData) -> RenderableType:
 
 def _timelines(data: ReportData) -> RenderableType:
     table = Table("repetition", "client", "intervals", "replies/s min", "median", "max",
-                  "p99 max (ms)", "window (s)")
+                  "p99 max (ms)", "max (ms)", "longest gap (ms)", "window (s)")
     for timeline in data.timelines:
         window = ("-" if timeline.window_s is None
                   else f"{timeline.window_s[0]:g}-{timeline.window_s[1]:g}")
@@ -84,18 +90,71 @@ def _timelines(data: ReportData) -> RenderableType:
             table.add_row(str(timeline.repetition), series.host, str(len(series.seconds)),
                           f"{min(ops):,.0f}", f"{statistics.median(ops):,.0f}",
                           f"{max(ops):,.0f}", f"{max(p99s) / 1000:,.3f}",
-                          window)
+                          _largest_ms(series.max_usec), _largest_ms(series.gap_usec), window)
     return table
 
 
-def _optional(value: object) -> RenderableType:
-    if value is None:
+def _largest_ms(values: list[int | None]) -> str:
+    found = [v for v in values if v is not None]
+    return f"{max(found) / 1000:,.3f}" if found else "-"
+
+
+def _range(values: list[float | None]) -> str:
+    found = [v for v in values if v is not None]
+    return f"{statistics.median(found):,.1f} / {max(found):,.1f}" if found else "-"
+
+
+def _host_cpu(data: ReportData) -> RenderableType:
+    if data.host_cpu is None:
         return Text(NOT_RECORDED, style="dim italic")
-    return Text(yaml.safe_dump(value, sort_keys=False).rstrip())
+    table = Table("repetition", "host", "roles", "busy median / max",
+                  "hottest load process median / max", "server processes median / max",
+                  "not sampled")
+    for cpu in data.host_cpu:
+        for line in cpu.lines:
+            names = "/".join(line.hottest_load_names)
+            table.add_row(str(cpu.repetition), line.host, ", ".join(line.roles),
+                          _range(line.busy_percent),
+                          _range(line.hottest_load_percent) + (f" ({names})" if names else ""),
+                          _range(line.server_percent), line.missing or "")
+    return Group(table, Text("busy: % of all the host's cores; processes: % of one core"))
+
+
+def _baselines(data: ReportData) -> RenderableType:
+    section = data.baselines
+    if section is None:
+        return Text(NOT_RECORDED, style="dim italic")
+    if section.skipped:
+        return Text("skipped in this run (--no-baseline or baseline.enabled: false)",
+                    style="dim italic")
+    table = Table(*BASELINE_HEADERS)
+    for row in section.rows:
+        table.add_row(*baseline_cells(row))
+    parts: list[RenderableType] = [table]
+    if section.benchmark_p50_usec is not None:
+        parts.append(Text(f"benchmark p50 (median across repetitions): "
+                          f"{section.benchmark_p50_usec:,.0f} µs"))
+    parts += [Text(line) for line in section.beside]
+    parts += [Text(f"network drift: {line}", style="yellow") for line in section.drift]
+    return Group(*parts)
+
+
+def _platform(tables: list[FactsTable] | None) -> RenderableType:
+    if tables is None:
+        return Text(NOT_RECORDED, style="dim italic")
+    rendered: list[RenderableType] = []
+    for facts_table in tables:
+        table = Table("", *facts_table.columns, title=facts_table.title, title_justify="left")
+        labels = list(dict.fromkeys(k for facts in facts_table.columns.values() for k in facts))
+        for label in labels:
+            table.add_row(label, *(Text(facts.get(label, ""))
+                                   for facts in facts_table.columns.values()))
+        rendered.append(table)
+    return Group(*rendered)
 
 
 def _command(data: ReportData) -> str:
     value = data.command_line
     if value is None:
         return NOT_RECORDED
-    return " ".join(str(part) for part in value) if isinstance(value, list) else str(value)
+    return shlex.join(str(part) for part in value) if isinstance(value, list) else str(value)

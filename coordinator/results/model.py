@@ -99,6 +99,7 @@ __all__ = [
     "inventory_snapshot",
     "new_document",
     "redact",
+    "redact_command_line",
     "target_record",
 ]
 
@@ -248,12 +249,21 @@ class ResultsDocument(Model):
         default=None, description="the netperf baselines before the first repetition and "
         "after the last, per pair (absent in documents of coord before they were taken)"
     )
+    command_line: list[str] | None = Field(
+        default=None, description="the command coord was run with, one argument each, the "
+        "value of any PATH=VALUE or --option=VALUE naming a password, secret or token "
+        "replaced by \"***\" (absent when not run from the command line, and in documents "
+        "of coord before the field)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultsDocument:
         leaked = _unredacted(self.inventory, "inventory")
         if leaked:
             raise ValueError(f"{leaked} is not redacted")
+        if self.command_line is not None and \
+                redact_command_line(self.command_line) != self.command_line:
+            raise ValueError("command_line holds a secret that is not redacted")
         indices = [repetition.index for repetition in self.repetitions]
         if indices != sorted(set(indices)):
             raise ValueError(f"repetition indices must increase, got {indices}")
@@ -268,7 +278,7 @@ class ResultsDocument(Model):
         """``failure`` is left out unless the run failed: documents of runs that did not fail
         read exactly as before the field existed (schema_version 1 gained it, optional)."""
         data: dict[str, Any] = write(self)
-        for optional in ("failure", "platform", "baselines"):
+        for optional in ("failure", "platform", "baselines", "command_line"):
             if data.get(optional) is None:
                 data.pop(optional, None)
         if not data.get("verdicts"):
@@ -347,6 +357,21 @@ def redact(value: JsonValue) -> JsonValue:
     return value
 
 
+def redact_command_line(arguments: Sequence[str]) -> list[str]:
+    """``arguments`` with the value of every ``PATH=VALUE`` (``--set`` overrides, also written
+    ``--set=PATH=VALUE``) and ``--option=VALUE`` whose name is a secret's replaced by
+    ``***``; the redaction of the inventory, applied to what ``--set`` can carry."""
+    redacted = []
+    for argument in arguments:
+        prefix, _, rest = argument.partition("=") if argument.startswith("--set=") else (
+            "", "", argument)
+        name, equals, _value = rest.partition("=")
+        if equals and _is_secret(name):
+            rest = f"{name}={REDACTED}"
+        redacted.append(f"{prefix}={rest}" if prefix else rest)
+    return redacted
+
+
 def _is_secret(key: str) -> bool:
     return any(word in key.lower() for word in SECRET_KEYS)
 
@@ -398,8 +423,10 @@ def new_document(
     created: datetime | None = None,
     forced_over: Sequence[ForcedOverRecord] = (),
     target: TargetRecord | None = None,
+    command_line: Sequence[str] | None = None,
 ) -> ResultsDocument:
-    """The document of a run that has just started: no repetition yet, status running."""
+    """The document of a run that has just started: no repetition yet, status running;
+    ``command_line`` (what coord was run with) is kept with its secrets redacted."""
     return ResultsDocument(
         schema_version=SCHEMA_VERSION,
         coord_version=__version__,
@@ -418,6 +445,7 @@ def new_document(
         repetitions=[],
         summary=None,
         forced_over=list(forced_over),
+        command_line=None if command_line is None else redact_command_line(command_line),
     )
 
 

@@ -147,11 +147,13 @@ class RunRecord:
     """A run's ``results.json`` as it is written: the latest document, and whether the run
     already wrote how it ended."""
 
-    def __init__(self, plan: RunPlan, out: Path, *, overwrite: bool = False) -> None:
+    def __init__(self, plan: RunPlan, out: Path, *, overwrite: bool = False,
+                 command_line: Sequence[str] | None = None) -> None:
         self.plan = plan
+        self.command_line = command_line
         self.writer = results.ResultsWriter(out, overwrite=overwrite)
         self.document = results.new_document(plan.inventory, [], marks=run_marks(plan.inventory),
-                                             target=plan.target)
+                                             target=plan.target, command_line=command_line)
         self.ended = False
 
     def write(self, document: results.ResultsDocument) -> None:
@@ -187,10 +189,12 @@ def recorded(record: RunRecord) -> Iterator[None]:
 def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
                   options: DeployOptions | None = None, *, overwrite: bool = False,
                   force: bool = False, transport: Transport | None = None,
-                  on_step: StepHook = _no_hook) -> RunOutcome:
+                  on_step: StepHook = _no_hook,
+                  command_line: Sequence[str] | None = None) -> RunOutcome:
     """Run the inventory's benchmark: check the targets, start the fleet, then :func:`run`.
     Results go to ``out`` as they happen. ``force`` runs even where another run holds a host's
-    run lock (the results say so); ``transport`` places the agents (default: over SSH).
+    run lock (the results say so); ``transport`` places the agents (default: over SSH);
+    ``command_line`` is what coord was started with, kept (secrets redacted) in the results.
 
     Once ``out`` exists, whatever happens leaves a ``results.json`` there saying how the run
     ended: complete, interrupted, or failed with the reason and the hosts involved (a run that
@@ -198,7 +202,7 @@ def run_benchmark(loaded: LoadedInventory, out: Path, view: RunView,
     """
     on_step("check targets")
     plan = check_targets(loaded.inventory)
-    record = RunRecord(plan, out, overwrite=overwrite)
+    record = RunRecord(plan, out, overwrite=overwrite, command_line=command_line)
     with recorded(record):
         on_step("connect fleet")
         with Fleet(plan.inventory, options=options, view=view.deploying(),
@@ -227,7 +231,8 @@ def run(fleet: Fleet, plan: RunPlan, view: RunView, *, record: RunRecord | None 
             record.write(results.new_document(
                 plan.inventory, fleet_agents(fleet),
                 marks=[*run_marks(plan.inventory), marks.FORCED_OVER_RUN_LOCK.name],
-                forced_over=forced_over, target=plan.target, created=record.document.created))
+                forced_over=forced_over, target=plan.target, created=record.document.created,
+                command_line=record.command_line))
         on_step("describe platform")
         record.write(record.document.with_platform(describe_platform(fleet, plan)))
         on_step("baseline before")
@@ -281,7 +286,8 @@ def _adopt_fleet(record: RunRecord, fleet: Fleet) -> None:
     plan = record.plan
     record.write(results.new_document(plan.inventory, fleet_agents(fleet),
                                       marks=run_marks(plan.inventory), target=plan.target,
-                                      created=record.document.created))
+                                      created=record.document.created,
+                                      command_line=record.command_line))
     fleet.start_result.raise_for_failures()
 
 

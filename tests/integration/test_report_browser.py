@@ -68,10 +68,17 @@ def test_the_report_of_a_real_run_renders_every_plot_offline_without_console_err
         tmp_path: Path, redis_port: int, transport: LocalTransport,  # noqa: F811
 ) -> None:
     loaded = load_inventory(write_inventory(tmp_path, redis_port, repetitions=3))
-    outcome = run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    command = ["coord", "run", "-i", "local.yaml", "--set", "servers[0].password=hunter2"]
+    outcome = run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport,
+                            command_line=command)
+    stored = json.loads((outcome.directory / "results.json").read_text())
+    assert stored["command_line"] == [*command[:-1], "servers[0].password=***"]
     report = write_report(outcome.directory, "coord report (test)")
     commands = {name for r in outcome.document.repetitions for name in r.commands}
-    expected_plots = 1 + (len(commands) if len(commands) > 1 else 0) + 3
+    with_metrics = [r for r in outcome.document.repetitions if r.metrics]
+    assert len(with_metrics) == 3
+    # the spectra, then per repetition its over-time plot and its host CPU plot
+    expected_plots = 1 + (len(commands) if len(commands) > 1 else 0) + 3 + 3
 
     dom, log, requests = open_offline(report, tmp_path)
 

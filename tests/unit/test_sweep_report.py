@@ -4,16 +4,21 @@ knee, per-price figures and the cheapest inventory, flagged cells never ranked."
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
 from coordinator.sweep.analysis import knee, summarise
+from coordinator.sweep.html import render_sweep_html
 from coordinator.sweep.index import CellRecord, Headline, SweepIndex, planned_index
 from coordinator.sweep.plan import InventoryEntry, Ramp, SweepPlan, expand
+from coordinator.sweep.plots import curves_figure, price_figure
 from coordinator.sweep.ramp import ramp_stop
+from coordinator.sweep.store import write_index
 from coordinator.sweep.table import report
+from tests.conftest import RunCoord
 
 NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
 
@@ -131,3 +136,58 @@ def test_a_plan_with_prices_keeps_its_labels_in_every_cell() -> None:
     index = planned_index("s", "p", expand(plan), NOW)
     assert index.cells[0].labels == {"region": "eu-west-1"}
     assert index.cells[0].price_per_hour == 0.096
+
+
+def two_inventories() -> SweepIndex:
+    return index_of(
+        cell("big", 10, 1000.0, 100.0, price=1.0),
+        cell("big", 50, 4000.0, 200.0, price=1.0),       # the knee of big
+        cell("big", 100, 9000.0, 150.0, price=1.0, flags=("client-bound",)),
+        cell("small", 10, 3000.0, 400.0, price=0.25),    # the knee of small, the cheapest
+        cell("small", 50, 5000.0, 2000.0, price=0.25))
+
+
+def test_curves_join_clean_cells_only_and_mark_each_knee() -> None:
+    index = two_inventories()
+    figure = curves_figure(index, summarise(index, p99_bound_s=0.001))
+    by_name = {trace["name"]: trace for trace in figure["data"]}
+    assert by_name["big"]["x"] == [1000.0, 4000.0]
+    assert by_name["big: flagged (not ranked)"]["x"] == [9000.0]
+    assert (by_name["big: knee"]["x"], by_name["big: knee"]["y"]) == ([4000.0], [0.2])
+    assert by_name["small: knee"]["x"] == [3000.0]
+    assert figure["layout"]["shapes"][0]["y0"] == 1.0  # the 1 ms bound
+
+
+def test_the_per_price_plot_needs_prices_and_outlines_the_cheapest() -> None:
+    index = two_inventories()
+    figure = price_figure(summarise(index, p99_bound_s=0.001))
+    assert figure is not None
+    bars = figure["data"][0]
+    assert bars["x"] == ["big", "small"]
+    assert "cheapest" in bars["text"][1] and "cheapest" not in bars["text"][0]
+    unpriced = index_of(cell("a", 10, 1000.0, 100.0, price=None))
+    assert price_figure(summarise(unpriced, p99_bound_s=0.001)) is None
+
+
+def test_the_sweep_page_marks_flagged_cells_and_never_ranks_them() -> None:
+    index = two_inventories()
+    page = render_sweep_html(index, 0.001, "coord sweep --report")
+    assert page.count('class="plot"') == 3
+    flagged_row = next(row for row in page.split("<tr") if "client-bound" in row)
+    assert "flagged-row" in flagged_row and "(not ranked)" in flagged_row
+    assert "<td>-</td>" in flagged_row  # no ops/s per price for a flagged cell
+    assert "★ knee" not in flagged_row
+    assert "cheapest inventory meeting the bound in a clean cell: <b>small</b>" in page
+    unpriced = index_of(cell("a", 10, 1000.0, 100.0, price=None))
+    assert render_sweep_html(unpriced, None, "x").count('class="plot"') == 2
+
+
+def test_coord_sweep_report_writes_sweep_html(run_coord: RunCoord, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    out.mkdir()
+    write_index(out, two_inventories())
+    plan = Path(__file__).parents[2] / "inventory" / "sweep" / "plan.yaml"
+    result = run_coord("sweep", "--plan", str(plan), "--out", str(out), "--report")
+    assert result.status == 0, result.stderr
+    assert f"report: {out / 'sweep.html'}" in result.stdout
+    assert (out / "sweep.html").read_text().count('class="plot"') == 3
