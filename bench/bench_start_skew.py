@@ -58,6 +58,9 @@ class QuietView:
     def repetition_done(self, repetition: Repetition) -> None:
         """Nothing to show."""
 
+    def baseline_pair(self, when: str, pair: object) -> None:
+        """Nothing to show (the bench measures no baseline)."""
+
 
 @dataclasses.dataclass
 class Samples:
@@ -103,7 +106,7 @@ def repetition(fleet: Fleet, inventory_path: Path, processes: int, wait: str,
     inventory = load_inventory(inventory_path, [
         "benchmark.warmup=0s", f"benchmark.duration={args.duration}",
         "benchmark.repetitions=1", f"benchmark.builtin.processes={processes}",
-        f"benchmark.builtin.connections={args.connections}",
+        f"benchmark.builtin.connections={args.connections}", "baseline.enabled=false",
     ]).inventory
     plan = check_targets(inventory)
     plan = dataclasses.replace(plan, timeline=dataclasses.replace(plan.timeline, start_wait=wait))
