@@ -13,16 +13,18 @@ over an idle stretch of the same length, same run.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import _lab
 
 from coordinator.inventory.loader import load_inventory
-from coordinator.inventory.server_auth import target_password
 from coordinator.remote.fanout import NoProgress, ProgressView
+from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.results import Repetition
 from coordinator.run.loadspec import phases
-from coordinator.run.runner import run_repetition
+from coordinator.run.runner import RunPlan, check_targets, run
 
 
 class QuietView:
@@ -41,6 +43,30 @@ class QuietView:
     def repetition_done(self, repetition: Repetition) -> None:
         """Nothing to show."""
 
+    def baseline_pair(self, when: str, pair: object) -> None:
+        """Nothing to show (the bench measures no baseline)."""
+
+
+def measured_run(fleet: Fleet, plan: RunPlan,
+                 clients: list[AgentSession]) -> tuple[Repetition, dict[str, float]]:
+    """One repetition as `coord run` runs it, and each client agent's own CPU from the start
+    at T0 to the collect (the load only), as a share of one core."""
+    readings: list[dict[str, float]] = []
+    marks: list[float] = []
+
+    def around_the_load(step: str) -> None:
+        if step in ("start at T0", "collect"):
+            readings.append({c.host.name: c.link.status().cpu_s for c in clients})
+            marks.append(time.monotonic())
+
+    with tempfile.TemporaryDirectory(prefix="coord-bench-run-") as out:
+        outcome = run(fleet, plan, QuietView(), out=Path(out) / "results",
+                      on_step=around_the_load)
+    wall = marks[1] - marks[0]
+    (repetition,) = outcome.document.repetitions
+    before, after = readings
+    return repetition, {host: (after[host] - before[host]) / wall for host in before}
+
 
 def main() -> None:
     parser = _lab.parser(__doc__.split("\n\n")[0])
@@ -54,12 +80,13 @@ def main() -> None:
     with _lab.lab(args.clients, args.lab_name, args.subnet) as (status, _):
         loaded = load_inventory(status.inventory_path, [
             "benchmark.warmup=0s", f"benchmark.duration={args.duration}",
+            "benchmark.repetitions=1", "baseline.enabled=false",
             f"benchmark.builtin.processes={args.processes}",
             f"benchmark.builtin.connections={args.connections}",
         ])
         inventory = loaded.inventory
         seconds = phases(inventory).total_s
-        password = target_password(inventory)
+        plan = check_targets(inventory)
         with _lab.running_fleet(inventory, _lab.deploy_options(args)) as fleet:
             clients = [fleet.sessions[host.name] for host in inventory.clients]
             idle_before = {c.host.name: c.link.status().cpu_s for c in clients}
@@ -72,19 +99,13 @@ def main() -> None:
             busy: dict[str, list[float]] = {c.host.name: [] for c in clients}
             rates: list[float] = []
             for index in range(args.repetitions):
-                before = {c.host.name: c.link.status().cpu_s for c in clients}
-                started = time.monotonic()
-                figures, repetition = run_repetition(index, clients, inventory, QuietView(),
-                                                     password=password,
-                                                     timeline=phases(inventory))
-                wall = time.monotonic() - started
-                for client in clients:
-                    used = client.link.status().cpu_s - before[client.host.name]
-                    busy[client.host.name].append(used / wall)
+                repetition, agent_cpu = measured_run(fleet, plan, clients)
+                for host, share in agent_cpu.items():
+                    busy[host].append(share)
                 skews.append(repetition.start_skew_usec / 1e6)
-                rates.append(figures.ops_per_sec)
+                rates.append(repetition.ops_per_sec)
                 _lab.note(f"repetition {index + 1}: skew {repetition.start_skew_usec:.0f} µs, "
-                          f"{figures.ops_per_sec:,.0f} ops/s")
+                          f"{repetition.ops_per_sec:,.0f} ops/s")
 
     _lab.header(f"start skew over {len(skews)} repetitions ({args.clients} clients, "
                 f"{args.processes} load process(es) each)")
