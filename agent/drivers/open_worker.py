@@ -43,8 +43,6 @@ from collections.abc import Sequence
 from heapq import heappop, heappush
 from typing import Any
 
-import hiredis
-
 from agent.drivers.channel import Channel
 from agent.drivers.intervals import OpenLoopData
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, stop_requested
@@ -56,8 +54,7 @@ from agent.drivers.schedule import (
     connection_rate,
     stagger,
 )
-from agent.drivers.templates import UNEXPECTED
-from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig
+from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, read_replies
 from agent.histograms import encode, record_counts
 
 __all__ = ["OpenWorker"]
@@ -166,7 +163,6 @@ class OpenWorker(Worker):
         perf = time.perf_counter_ns
         recorder = self.recorder
         buckets = [recorder.bucket(name) for name in self.mix.commands]
-        reply_error = hiredis.ReplyError
         buffer = self._buffer
         schedules = self.schedules
         due = self._due
@@ -238,26 +234,9 @@ class OpenWorker(Worker):
                 received_ns = perf()
                 bytes_in += size
                 conn.feed(buffer, 0, size)
-                gets = conn.gets
-                first = done = conn.received
-                bad: list[tuple[int, Any]] | None = None
+                first = conn.received
                 batch = conn.batch
-                checks = batch.checks if batch is not None else None
-                while (reply := gets()) is not False:
-                    if reply.__class__ is reply_error:
-                        if bad is None:
-                            bad = [(done, reply)]
-                        else:
-                            bad.append((done, reply))
-                    elif checks is not None and done < len(checks):
-                        check = checks[done]
-                        if check is not None and not check(reply):
-                            unexpected = reply_error(f"{UNEXPECTED} reply {type(reply).__name__}")
-                            if bad is None:
-                                bad = [(done, unexpected)]
-                            else:
-                                bad.append((done, unexpected))
-                    done += 1
+                done, bad = read_replies(conn.gets, first, batch)
                 if done == first:
                     continue
                 waited = received_ns - conn.last_reply_ns

@@ -33,7 +33,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -193,6 +193,37 @@ def read_template_file(path: str) -> bytes:
 
 
 # --- entry point ------------------------------------------------------------------------------
+
+
+def read_replies(
+    gets: Callable[[], Any], first: int, batch: Batch | None
+) -> tuple[int, list[tuple[int, Any]] | None]:
+    """Take every reply the connection's reader holds: the position after the last one
+    (replies are counted from ``first``, the batch's replies already taken), and the error
+    replies by position, a reply of another type than its template expects among them.
+
+    One call per read, shared by the closed and the open loop; the loop over replies stays
+    in this one frame (a call per reply is throughput lost)."""
+    done = first
+    bad: list[tuple[int, Any]] | None = None
+    reply_error = hiredis.ReplyError
+    checks = batch.checks if batch is not None else None
+    while (reply := gets()) is not False:
+        if reply.__class__ is reply_error:
+            if bad is None:
+                bad = [(done, reply)]
+            else:
+                bad.append((done, reply))
+        elif checks is not None and done < len(checks):
+            check = checks[done]
+            if check is not None and not check(reply):
+                unexpected = reply_error(f"{UNEXPECTED} reply {type(reply).__name__}")
+                if bad is None:
+                    bad = [(done, unexpected)]
+                else:
+                    bad.append((done, unexpected))
+        done += 1
+    return done, bad
 
 
 def main(argv: Sequence[str]) -> NoReturn:
@@ -403,7 +434,6 @@ class Worker(RespConnections):
         perf = time.perf_counter_ns
         recorder = self.recorder
         buckets = [recorder.bucket(name) for name in self.mix.commands]
-        reply_error = hiredis.ReplyError
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
         requests = bytes_in = bytes_out = gap = 0
         last: tuple[int, bool] | None = None  # the last interval, reported after the drain
@@ -465,26 +495,9 @@ class Worker(RespConnections):
                 received_ns = perf()
                 bytes_in += size
                 conn.feed(buffer, 0, size)
-                gets = conn.gets
-                first = done = conn.received
-                bad: list[tuple[int, Any]] | None = None
+                first = conn.received
                 batch = conn.batch
-                checks = batch.checks if batch is not None else None
-                while (reply := gets()) is not False:
-                    if reply.__class__ is reply_error:
-                        if bad is None:
-                            bad = [(done, reply)]
-                        else:
-                            bad.append((done, reply))
-                    elif checks is not None and done < len(checks):
-                        check = checks[done]
-                        if check is not None and not check(reply):
-                            unexpected = reply_error(f"{UNEXPECTED} reply {type(reply).__name__}")
-                            if bad is None:
-                                bad = [(done, unexpected)]
-                            else:
-                                bad.append((done, unexpected))
-                    done += 1
+                done, bad = read_replies(conn.gets, first, batch)
                 if done == first:
                     continue
                 waited = received_ns - conn.last_reply_ns
