@@ -29,12 +29,13 @@ a directory of its own) and ``--hide-histogram``. Arguments go to the tool as a 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from agent.drivers.errors import KIND_CONFIG, DriverError
 from agent.drivers.spec import Fields, Target
+from agent.drivers.tool_command import tls_options
 
 BINARY: Final = "memtier_benchmark"
 KEY_PATTERNS: Final = frozenset("RSGP")
@@ -147,7 +148,7 @@ def command_line(params: MemtierParams, target: Target, hdr_prefix: str,
         if target.username is not None:
             credentials = f"{target.username}:{target.password}"
         argv += ["-a", credentials]
-    argv += _tls(target.tls)
+    argv += tls_options(target.tls, skip_verify="--tls-skip-verify")
     argv += [
         "--threads", str(params.threads),
         "--clients", str(params.clients),
@@ -170,24 +171,3 @@ def command_line(params: MemtierParams, target: Target, hdr_prefix: str,
     argv += ["--hdr-file-prefix", hdr_prefix, "--json-out-file", json_file, "--hide-histogram"]
     return argv
 
-
-def _tls(tls: Mapping[str, Any] | None) -> Sequence[str]:
-    if tls is None:
-        return []
-    argv = ["--tls"]
-    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key"),
-                        ("server_name", "--sni")):
-        if tls.get(key):
-            argv += [option, str(tls[key])]
-    if tls.get("verify") is False:
-        argv.append("--tls-skip-verify")
-    return argv
-
-
-def redacted(argv: Sequence[str]) -> list[str]:
-    """``argv`` fit for a log: the credentials after ``-a`` replaced."""
-    shown = list(argv)
-    for index, word in enumerate(shown[:-1]):
-        if word == "-a":
-            shown[index + 1] = "***"
-    return shown

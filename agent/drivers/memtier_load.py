@@ -35,10 +35,10 @@ from agent.drivers.memtier_command import (
     MemtierParams,
     command_line,
     parse_params,
-    redacted,
 )
 from agent.drivers.memtier_output import MemtierTotals, read_hdr_log, read_json_totals
 from agent.drivers.spec import Target, Timeline, parse_target
+from agent.drivers.tool_command import redacted
 from agent.drivers.tool_output import ToolOutputError, rerecord
 from agent.drivers.tool_process import ToolRun, run_tool
 from agent.histograms import CommandLatencies, HistogramParams, encode

@@ -23,12 +23,13 @@ tool as a list (``execve``), never through a shell.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from agent.drivers.errors import KIND_CONFIG, DriverError
 from agent.drivers.spec import Fields, Target
+from agent.drivers.tool_command import tls_options
 
 BINARY: Final = "redis-benchmark"
 #: redis-benchmark's limits (redis-benchmark.c: MAX_THREADS, MAX_LATENCY_PRECISION).
@@ -111,7 +112,7 @@ def command_line(params: RedisBenchmarkParams, target: Target) -> list[str]:
         argv += ["--user", target.username]
     if target.password is not None:
         argv += ["-a", target.password]
-    argv += _tls(target.tls)
+    argv += tls_options(target.tls, skip_verify="--insecure")
     argv += [
         "-c", str(params.clients),
         "--threads", str(params.threads),
@@ -128,24 +129,3 @@ def command_line(params: RedisBenchmarkParams, target: Target) -> list[str]:
         argv += list(params.command)
     return argv
 
-
-def _tls(tls: Mapping[str, Any] | None) -> Sequence[str]:
-    if tls is None:
-        return []
-    argv = ["--tls"]
-    for key, option in (("ca_file", "--cacert"), ("cert_file", "--cert"), ("key_file", "--key"),
-                        ("server_name", "--sni")):
-        if tls.get(key):
-            argv += [option, str(tls[key])]
-    if tls.get("verify") is False:
-        argv.append("--insecure")
-    return argv
-
-
-def redacted(argv: Sequence[str]) -> list[str]:
-    """``argv`` fit for a log: the value after ``-a`` replaced."""
-    shown = list(argv)
-    for index, word in enumerate(shown[:-1]):
-        if word == "-a":
-            shown[index + 1] = "***"
-    return shown

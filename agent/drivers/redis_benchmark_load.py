@@ -31,7 +31,7 @@ from agent.drivers.channel import Channel
 from agent.drivers.errors import KIND_TOOL, KIND_UNREACHABLE, DriverError
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.timed import COMPLETED, STOPPED, finish, stop_requested, wait_until
-from agent.drivers.redis_benchmark_command import BINARY, command_line, redacted
+from agent.drivers.redis_benchmark_command import BINARY, command_line
 from agent.drivers.redis_benchmark_output import read_errors, read_report
 from agent.drivers.redis_benchmark_plan import (
     CALIBRATION_REQUESTS,
@@ -46,6 +46,7 @@ from agent.drivers.redis_benchmark_plan import (
     run_seconds,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
+from agent.drivers.tool_command import redacted
 from agent.drivers.tool_output import ToolOutputError
 from agent.drivers.tool_process import ToolRun, run_tool
 from agent.histograms import HistogramParams

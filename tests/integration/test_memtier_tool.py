@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from agent.drivers.memtier_command import command_line, parse_params, redacted
+from agent.drivers.memtier_command import command_line, parse_params
 from agent.drivers.memtier_output import read_hdr_log, read_json_totals
 from agent.drivers.spec import Target
+from agent.drivers.tool_command import redacted
 from tests.integration.test_builtin_driver import PASSWORD, RedisServer, redis_server
 
 __all__ = ["redis_server"]

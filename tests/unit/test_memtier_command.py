@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from agent.drivers.errors import DriverError
-from agent.drivers.memtier_command import command_line, parse_params, redacted
+from agent.drivers.memtier_command import command_line, parse_params
 from agent.drivers.spec import Target
+from agent.drivers.tool_command import redacted
 
 PARAMS: dict[str, Any] = {
     "threads": 4, "clients": 50, "pipeline": 1, "ratio": "1:10", "commands": None,

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from agent.drivers.errors import DriverError
-from agent.drivers.redis_benchmark_command import command_line, parse_params, redacted
+from agent.drivers.redis_benchmark_command import command_line, parse_params
 from agent.drivers.spec import Target
+from agent.drivers.tool_command import redacted
 
 PASSWORD = "pw"
 TARGET = Target(address="198.18.206.10", port=6379)
