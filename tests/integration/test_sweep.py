@@ -3,7 +3,7 @@ one inventory's client under a CPU quota; interrupted with SIGINT after its firs
 resumed, each inventory's agents started once, the index and the report written.
 
 Needs root. Labs ``swa`` (198.18.224.0/24) and ``swb`` (198.18.225.0/24, its client under a
-0.1-core quota), one client each, always torn down. One repetition of 1 s + 2 s per cell.
+0.25-core quota), one client each, always torn down. One repetition of 1 s + 2 s per cell.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ pytestmark = [
 
 ROOT = Path(__file__).parents[2]
 SPECS = (LabSpec(name="swa", clients=1, subnet="198.18.224.0/24"),
-         LabSpec(name="swb", clients=1, subnet="198.18.225.0/24", client_cpu=0.1))
+         LabSpec(name="swb", clients=1, subnet="198.18.225.0/24", client_cpu=0.25))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,8 @@ def test_sweep_interrupted_then_resumed_runs_each_cell_once(labs: dict[str, LabS
     assert len(view.started) == len(set(view.started))
     for key, when in created.items():  # the finished cells were not run again
         assert load_results(out / key).created == when
-    assert [cell.status for cell in outcome.index.cells] == ["complete"] * 4
+    assert [cell.status for cell in outcome.index.cells] == ["complete"] * 4, \
+        [(cell.key, cell.reason) for cell in outcome.index.cells]
     # each inventory with cells left started its agents once: one placement per host
     inventories = {planned.cell.inventory.name: planned.loaded.inventory
                    for planned in loaded.cells}
