@@ -23,7 +23,7 @@ from coordinator.core.metrics import HostMetrics
 from coordinator.core.platform import host_facts, server_facts
 from coordinator.report.standard_files import histogram_params, interval_seconds
 from coordinator.results.model import Repetition, ResultsDocument, Verdict
-from coordinator.run.view import beside_baseline_lines
+from coordinator.results.readings import beside_baseline_lines
 
 NOT_RECORDED = "not recorded in this run"
 SPECTRUM_TICKS_PER_HALF = 5

@@ -11,7 +11,6 @@ reports.
 
 from __future__ import annotations
 
-import statistics
 import threading
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -24,12 +23,13 @@ from rich.text import Text
 from agent.messages import LoadProgress, LoadState
 from agent.metrics.model import MetricsInterval
 from coordinator.core import marks
-from coordinator.core.baselines import BaselinePair, round_trip_for
+from coordinator.core.baselines import BaselinePair
 from coordinator.core.errors import HostError
 from coordinator.core.figures import LATENCY_FIGURES
 from coordinator.core.verdict_records import Evidence, Verdict
 from coordinator.remote.fanout import ProgressView
 from coordinator.results import Repetition, ResultsDocument, SpreadRecord
+from coordinator.results.readings import beside_baseline_lines
 
 
 def _ms(usec: float) -> str:
@@ -275,27 +275,6 @@ def baseline_table(pairs: Sequence[BaselinePair], title: str) -> RenderableType:
         table.add_row(pair.label, *figures, f"{pair.p50_spread_usec:g}", stream,
                       "; ".join(notes))
     return table
-
-
-def beside_baseline_lines(document: ResultsDocument) -> list[str]:
-    """Per client: its p50 (median across repetitions) beside the bare network's round trip
-    to the target's host: how much of a request's latency the network alone costs."""
-    target = document.target
-    if target is None or not document.repetitions:
-        return []
-    lines = []
-    hosts = sorted({agent.host for rep in document.repetitions for agent in rep.agents})
-    for host in hosts:
-        p50s = [agent.latency_usec.p50 for rep in document.repetitions for agent in rep.agents
-                if agent.host == host]
-        p50 = statistics.median(p50s)
-        network = round_trip_for(document.baselines, host, target.address)
-        if network is None:
-            continue
-        share = f" ({network / p50:.1%})" if p50 > 0 else ""
-        lines.append(f"{host} → {target.server}: p50 {p50:,.0f} µs, of which the bare network "
-                     f"round trip is {network:g} µs{share}")
-    return lines
 
 
 def summary_table(document: ResultsDocument) -> RenderableType:

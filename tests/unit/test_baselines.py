@@ -17,8 +17,9 @@ from coordinator.core.baselines import (
 from coordinator.core.netperf import RRFigures, parse_rr
 from coordinator.inventory.schema import Inventory
 from coordinator.results import ResultsDocument, load_results, target_record
+from coordinator.results.readings import beside_baseline_lines
 from coordinator.run.baseline import Pair, baseline_pairs, rr_sizes
-from coordinator.run.view import beside_baseline_lines, pair_line
+from coordinator.run.view import pair_line
 from tests.unit.test_results import FIXTURE, finished_document, inventory
 
 TCP_RR = Path(__file__).parents[1] / "fixtures" / "netperf" / "tcp_rr.txt"

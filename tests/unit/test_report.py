@@ -25,8 +25,8 @@ from coordinator.report.plots import cpu_figure, timeline_figure
 from coordinator.report.text import render_text
 from coordinator.results import Evidence, Verdict, load_results
 from coordinator.results.model import ResultsDocument, TargetRecord, redact_command_line
+from coordinator.results.readings import beside_baseline_lines
 from coordinator.run.runner import RunOutcome
-from coordinator.run.view import beside_baseline_lines
 from tests.conftest import RunCoord
 from tests.unit.test_platform_model import platform
 
