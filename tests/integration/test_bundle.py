@@ -210,7 +210,7 @@ def inventory(lab: LabStatus) -> Inventory:
     return load_inventory(lab.inventory_path).inventory
 
 
-@pytest.mark.usefixtures("lab")
+@pytest.mark.usefixtures("built", "lab")  # the cold build first, whichever tests run (-m lab)
 class TestOnLabHosts:
     pytestmark = needs_lab
 

@@ -30,7 +30,8 @@ pytestmark = [
 
 ROOT = Path(__file__).parents[2]
 QUICK = ["--repetitions", "1", "--warmup", "1s", "--duration", "1s",
-         "--set", "benchmark.builtin.connections=2", "--set", "benchmark.builtin.processes=1"]
+         "--set", "benchmark.builtin.connections=2", "--set", "benchmark.builtin.processes=1",
+         "--no-baseline"]  # test_baseline.py measures baselines
 
 
 def coord(*args: str) -> subprocess.CompletedProcess[str]:

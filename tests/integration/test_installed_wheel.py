@@ -106,7 +106,8 @@ def test_the_installed_coord_deploys_and_runs(installed: tuple[Path, Path], lab:
     run = run_installed(venv, tmp_path, "coord", "run", "-i", inventory, "--out", str(out),
                         "--repetitions", "1", "--warmup", "1s", "--duration", "1s",
                         "--set", "benchmark.builtin.connections=2",
-                        "--set", "benchmark.builtin.processes=1")
+                        "--set", "benchmark.builtin.processes=1",
+                        "--set", "baseline.duration=1s", "--set", "baseline.iterations=1")
     assert run.returncode == 0, run.stderr
     document = load_results(out / "results.json")
     assert document.status == "complete"

@@ -98,7 +98,7 @@ def test_a_run_authenticates_from_the_file_and_the_secret_goes_nowhere_else(
             [sys.executable, "-m", "coordinator.cli", "run", "-i", str(lab.inventory_path),
              "--out", str(out), "--repetitions", "1", "--warmup", "1s", "--duration", "2s",
              "--set", "benchmark.builtin.connections=2",
-             "--set", "benchmark.builtin.processes=1"],
+             "--set", "benchmark.builtin.processes=1", "--no-baseline"],
             cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     finally:
         done.set()

@@ -76,6 +76,7 @@ def test_the_recorded_skew_and_its_uncertainty_cover_the_first_requests_on_the_w
     inventory = load_inventory(lab.inventory_path, [
         "benchmark.warmup=0s", "benchmark.duration=2s", "benchmark.repetitions=1",
         "benchmark.builtin.processes=1", f"benchmark.builtin.connections={CONNECTIONS}",
+        "baseline.enabled=false",
     ]).inventory
     plan = check_targets(inventory)
     clients = [host for host in lab.hosts if host.role == "client"]

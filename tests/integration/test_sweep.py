@@ -187,7 +187,9 @@ def test_sweep_interrupted_then_resumed_runs_each_cell_once(labs: dict[str, LabS
                             capture_output=True, timeout=60, check=False)
     assert report.returncode == 0, report.stderr
     print(report.stdout)
-    assert "◆ knee" in report.stdout
+    # all lab hosts read this machine's CPU: on a busy machine every cell can be client-bound,
+    # and then no cell is ranked; the knee is shown exactly when some cell is clean
+    assert ("◆ knee" in report.stdout) == any(cell.clean for cell in index.cells)
     assert "per inventory (p99 ≤ 100.000 ms)" in report.stdout
     for cell in index.cells:
         if "client-bound" in cell.flags:
