@@ -503,6 +503,18 @@ class Thresholds(Model):
         "median of the rest by more than this %")
 
 
+class LoadTarget(Model):
+    """One server of a run that loads several at once, and the clients that load it."""
+
+    server: Name = Field(description="the server loaded (a servers[] name)")
+    driver: Literal["builtin", "http"] = Field(
+        description="the driver loading it (builtin for a kind resp server, http for a kind "
+        "http one); its parameters are benchmark.builtin or benchmark.http")
+    clients: list[Name] = Field(
+        min_length=1, description="the client hosts loading this server; each client loads "
+        "one target")
+
+
 class Benchmark(Model):
     """What load to run and for how long."""
 
@@ -542,6 +554,11 @@ class Benchmark(Model):
     http: HttpDriver = Field(
         default_factory=HttpDriver, description="parameters when driver is http"
     )
+    targets: list[LoadTarget] | None = Field(
+        None, min_length=2, description="several servers loaded at once, each by its own "
+        "clients, each with its own figures (e.g. a REST model server and Redis); checked, but "
+        "`coord run` does not run it yet (docs/model-serving.md); default: every client loads "
+        "the one server with driver")
 
 
 class Baseline(Model):
