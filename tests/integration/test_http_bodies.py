@@ -1,6 +1,6 @@
 """The http driver's model-serving bodies reach a real HTTP/1.1 server on loopback
 (tests/http_server.py) as the server expects them: a JSON tensor of the template's shape,
-drawn anew per request, and a file's bytes read on the client host."""
+picked per request from a pool, and a file's bytes read on the client host."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def test_tensor_and_file_bodies_arrive_whole(server: CountingServer, driver: Htt
     files = [raw for raw in server.bodies if not raw.startswith(b"{")]
     assert fraud and files
     assert all(len(item["transaction"]) == 30 for item in fraud)
-    assert len({tuple(item["transaction"]) for item in fraud}) == len(fraud)  # drawn anew
+    distinct = {tuple(item["transaction"]) for item in fraud}
+    assert len(distinct) > len(fraud) // 2  # picked per request from 1,024 drawn at start
     assert all(raw == image.read_bytes() for raw in files)
 
 
