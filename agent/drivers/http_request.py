@@ -39,7 +39,7 @@ RAND_INT: Final = "{rand_int}"
 PLACEHOLDERS: Final = (SEQ, RAND_INT)
 
 #: A compiled piece: literal bytes, the index of a placeholder in :data:`PLACEHOLDERS`, or a
-#: function drawing a tensor anew for each request.
+#: function giving a ``:random`` tensor for each request.
 Piece = bytes | int | Callable[[], bytes]
 
 
