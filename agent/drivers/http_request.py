@@ -8,8 +8,11 @@ placeholders may appear in the path, a header value or a text/JSON body:
   the number of processes, so it is unique on a client host);
 * ``{rand_int}``: a uniform random integer in ``0 .. keyspace-1``.
 
-Any other brace is literal (a JSON body is full of them). A binary body has no placeholders.
-A template without placeholders is rendered once, at compile time: sending it costs nothing.
+A text or JSON body may also hold ``{tensor:DTYPE:SHAPE}`` (``[:random]``), a JSON array of
+that shape (:mod:`agent.drivers.http_tensors`). Any other brace is literal (a JSON body is full
+of them). A binary body has no placeholders; a ``tensor`` body is a tensor's raw bytes and a
+``file`` body a file's bytes, read once on the client host. A template whose pieces are all
+fixed is rendered once, at compile time: sending it costs nothing.
 """
 
 from __future__ import annotations
@@ -18,35 +21,66 @@ import base64
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from random import Random
 from typing import Any, Final
+
+from agent.drivers.http_tensors import (
+    PLACEHOLDER,
+    QUOTED,
+    TensorSpec,
+    binary_tensor,
+    check_placeholders,
+    json_tensor,
+    parse_tensor,
+)
 
 SEQ: Final = "{seq}"
 RAND_INT: Final = "{rand_int}"
 PLACEHOLDERS: Final = (SEQ, RAND_INT)
 
-#: A compiled piece: literal bytes, or the index of a placeholder in :data:`PLACEHOLDERS`.
-Piece = bytes | int
+#: A compiled piece: literal bytes, the index of a placeholder in :data:`PLACEHOLDERS`, or a
+#: function giving a ``:random`` tensor for each request.
+Piece = bytes | int | Callable[[], bytes]
 
 
 @dataclass(frozen=True)
 class Body:
     """A request body: ``text`` (placeholders expanded), ``json`` (serialised once, then
-    expanded like text) or ``binary`` (sent as given)."""
+    expanded like text), ``binary`` (sent as given), ``tensor`` (a :class:`TensorSpec`'s raw
+    bytes, drawn once) or ``file`` (the bytes of the file at this path)."""
 
-    kind: str  # "text", "json" or "binary"
+    kind: str  # "text", "json", "binary", "tensor" or "file"
     value: Any
 
-    def pieces(self) -> list[Piece]:
+    def text(self) -> str:
+        """A text or JSON body's text, before expansion."""
+        if self.kind == "text":
+            return str(self.value)
+        return json.dumps(self.value, separators=(",", ":"))
+
+    def pieces(self, random: Random, read_file: Callable[[str], bytes] | None) -> list[Piece]:
         if self.kind == "binary":
             return [bytes(self.value)]
-        text = self.value if self.kind == "text" else json.dumps(self.value,
-                                                                 separators=(",", ":"))
-        return split_placeholders(text)
+        if self.kind == "tensor":
+            return [binary_tensor(self.value, random)]
+        if self.kind == "file":
+            if read_file is None:
+                raise ValueError(f"body file {self.value}: no way to read files given")
+            return [read_file(self.value)]
+        pattern = PLACEHOLDER if self.kind == "text" else QUOTED
+        text = self.text()
+        pieces: list[Piece] = []
+        position = 0
+        for match in pattern.finditer(text):
+            pieces += split_placeholders(text[position:match.start()])
+            pieces.append(json_tensor(parse_tensor(match.group(1)), random))
+            position = match.end()
+        return pieces + split_placeholders(text[position:])
 
     @property
     def content_type(self) -> str:
-        return {"text": "text/plain; charset=utf-8", "json": "application/json",
-                "binary": "application/octet-stream"}[self.kind]
+        return {"text": "text/plain; charset=utf-8",
+                "json": "application/json"}.get(self.kind, "application/octet-stream")
 
 
 @dataclass(frozen=True)
@@ -93,7 +127,9 @@ def _merge(pieces: Sequence[Piece]) -> list[Piece]:
 
 
 def _render(pieces: Sequence[Piece], values: Sequence[bytes]) -> bytes:
-    return b"".join(piece if isinstance(piece, bytes) else values[piece] for piece in pieces)
+    return b"".join(piece if isinstance(piece, bytes)
+                    else values[piece] if isinstance(piece, int) else piece()
+                    for piece in pieces)
 
 
 @dataclass(frozen=True)
@@ -119,10 +155,14 @@ class CompiledRequest:
 
 
 def compile_request(template: RequestTemplate, host: str,
-                    common_headers: Mapping[str, str], base_path: str = "") -> CompiledRequest:
+                    common_headers: Mapping[str, str], base_path: str = "", *,
+                    random: Random | None = None,
+                    read_file: Callable[[str], bytes] | None = None) -> CompiledRequest:
     """The template as pieces, for a server known as ``host`` (the ``Host`` header);
     ``common_headers`` (the server's) come first, the template's override them by name;
-    ``base_path`` is prefixed to the template's path."""
+    ``base_path`` is prefixed to the template's path. ``random`` draws the body's tensors
+    (default: a generator seeded 0); ``read_file`` reads a ``file`` body's bytes (the caller's
+    I/O: this module does none)."""
     headers = {"Host": host}
     if template.body is not None:
         headers["Content-Type"] = template.body.content_type
@@ -135,7 +175,8 @@ def compile_request(template: RequestTemplate, host: str,
                          b" HTTP/1.1\r\n"]
     for name, value in headers.items():
         head += [f"{name}: ".encode(), *split_placeholders(value), b"\r\n"]
-    body = template.body.pieces() if template.body is not None else []
+    draw = random if random is not None else Random(0)  # noqa: S311 (a load, not a secret)
+    body = template.body.pieces(draw, read_file) if template.body is not None else []
     head_pieces, body_pieces = _merge(head), _merge(body)
     static = None
     if all(isinstance(piece, bytes) for piece in (*head_pieces, *body_pieces)):
@@ -150,17 +191,34 @@ def compile_request(template: RequestTemplate, host: str,
 
 def body_from_json(data: Mapping[str, Any]) -> Body:
     """A body from its spec form: exactly one of ``{"text": s}``, ``{"json": v}``,
-    ``{"base64": s}``; ValueError otherwise."""
+    ``{"base64": s}``, ``{"tensor": "DTYPE:SHAPE"}``, ``{"file": PATH}``; ValueError
+    otherwise (its ``{tensor:...}`` placeholders checked too)."""
     if len(data) != 1:
-        raise ValueError(f"must have exactly one of text, json, base64, got {sorted(data)}")
+        raise ValueError(f"must have exactly one of {', '.join(BODY_KINDS)}, got {sorted(data)}")
     (kind, value), = data.items()
-    if kind == "text" and isinstance(value, str):
-        return Body("text", value)
+    body: Body | None = None
     if kind == "json":
-        return Body("json", value)
-    if kind == "base64" and isinstance(value, str):
+        body = Body("json", value)
+    elif kind not in BODY_KINDS or not isinstance(value, str):
+        raise ValueError(f"{kind} must be one of {', '.join(BODY_KINDS)} (a string but for "
+                         "json)")
+    elif kind == "text":
+        body = Body("text", value)
+    elif kind == "base64":
         return Body("binary", base64.b64decode(value, validate=True))
-    raise ValueError(f"{kind} must be text, json or base64 (a string for text and base64)")
+    elif kind == "tensor":
+        spec: TensorSpec = parse_tensor(value, binary=True)
+        return Body("tensor", spec)
+    elif not value:
+        raise ValueError("file must be a path")
+    else:
+        return Body("file", value)
+    check_placeholders(body.text(), in_json=body.kind == "json")
+    return body
+
+
+BODY_KINDS: Final = ("text", "json", "base64", "tensor", "file")
+"""The forms a body is given in (``body_from_json``)."""
 
 
 def picker(weights: Sequence[int], random: Callable[[], float]) -> Callable[[], int]:

@@ -25,10 +25,11 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from agent.drivers.channel import Channel
-from agent.drivers.errors import KIND_UNREACHABLE, DriverError
+from agent.drivers.errors import KIND_CONFIG, KIND_UNREACHABLE, DriverError
 from agent.drivers.http_params import HttpParams, parse_params
 from agent.drivers.http_request import CompiledRequest, compile_request, picker
 from agent.drivers.http_response import (
@@ -102,6 +103,15 @@ def main(argv: Sequence[str]) -> NoReturn:
     child_main(argv, HttpWorker.from_config)
 
 
+def read_body_file(path: str) -> bytes:
+    """A ``file`` body's bytes, read once on the client host."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DriverError(KIND_CONFIG, f"body file {path}: cannot read it: {exc.strerror}") \
+            from None
+
+
 class HttpConnection:
     """One connection and the request it has in flight (``template`` -1: none)."""
 
@@ -129,13 +139,14 @@ class HttpWorker:
         self.params: HttpParams = parse_params(config.params)
         target = config.target
         host = target.endpoint if target.port != 80 else target.address
+        self.random = random.Random(config.seed)  # noqa: S311 (a load, not a secret)
         self.requests: list[CompiledRequest] = [
-            compile_request(t, host, self.params.headers, self.params.base_path)
+            compile_request(t, host, self.params.headers, self.params.base_path,
+                            random=self.random, read_file=read_body_file)
             for t in self.params.requests]
         self.expect = [t.expect_status for t in self.params.requests]
         self.json_paths = [t.json_path for t in self.params.requests]
         self.keep_bodies = any(path is not None for path in self.json_paths)
-        self.random = random.Random(config.seed)  # noqa: S311 (a load, not a secret)
         self.pick = picker([t.weight for t in self.params.requests], self.random.random)
         self.seq = config.index
         self.recorder = LoadRecorder(config.histogram, [r.name for r in self.requests],

@@ -8,6 +8,8 @@ its commands), a ``weight`` (its share of the requests: weight ÷ the sum of wei
 type. Each word may hold placeholders, replaced at every expansion:
 
 ``{key}``                 a key of the keyspace (each ``{key}`` of a command draws its own)
+``{key:last}``            the key the last ``{key}`` before it in the request drew (a model's
+                          input named in two words: ``LOAD 1 {key} ... INPUTS 1 {key:last}``)
 ``{value}``               ``value_size`` fixed bytes; ``{value:N}``: N fixed bytes;
                           ``{value:N:random}``: N random bytes
 ``{file:PATH}``           the bytes of the file PATH on the client host (read once)
@@ -159,7 +161,9 @@ def parse_command(words: Any, where: str) -> tuple[str, ...]:
 def placeholder_problem(kind: str, argument: str | None) -> str | None:
     """What is wrong with placeholder ``{kind:argument}``; None when it is usable."""
     parts = argument.split(":") if argument is not None else []
-    if kind in ("key", "seq"):
+    if kind == "key":
+        return None if argument in (None, "last") else "takes no argument but last"
+    if kind == "seq":
         return None if argument is None else "takes no argument"
     if kind == "value":
         if not parts:
@@ -268,6 +272,10 @@ class Expander:
         self._pick_key = self.keyspace.picker(self.random.random, start=self.key_start)
         self._seq = 0
         self._files: dict[str, bytes] = {}
+        #: ``{key:last}`` in a template: every ``{key}`` remembers what it drew.
+        self._recalls_keys = any("{key:last}" in word for t in self.templates
+                                 for words in t.commands for word in words)
+        self._last_key = b""
         #: Requests must be encoded in order (a sequential walk, a counter): no pool.
         self.fresh_only = (
             self.keyspace.distribution.kind == "sequential" or uses_sequence(self.templates)
@@ -343,10 +351,19 @@ class Expander:
     def _placeholder(self, kind: str, argument: str | None) -> Piece:
         rnd = self.random
         parts = argument.split(":") if argument is not None else []
+        if kind == "key" and argument == "last":
+            return lambda: self._last_key
         if kind == "key":
             prefix = self.keyspace.prefix.encode()
             pick = self._pick_key
-            return lambda: prefix + b"%d" % pick()
+            if not self._recalls_keys:
+                return lambda: prefix + b"%d" % pick()
+
+            def remembered() -> bytes:
+                self._last_key = prefix + b"%d" % pick()
+                return self._last_key
+
+            return remembered
         if kind == "seq":
             return self._next_seq
         if kind == "value":

@@ -41,12 +41,15 @@ def check_references(inventory: Inventory) -> list[Problem]:
         *_interval_problems(inventory),
         *_repetition_problems(inventory),
         *_driver_kind_problems(inventory),
+        *_target_problems(inventory),
     ]
 
 
 def _driver_kind_problems(inventory: Inventory) -> list[Problem]:
     """A server the driver cannot speak to: the http driver loads ``kind: http`` servers, the
     others ``kind: resp`` ones."""
+    if inventory.benchmark.targets is not None:
+        return []  # each target's driver and server are checked by _target_problems
     wanted = "http" if inventory.benchmark.driver == "http" else "resp"
     return [
         Problem(f"servers[{index}].kind",
@@ -54,6 +57,46 @@ def _driver_kind_problems(inventory: Inventory) -> list[Problem]:
                 f"{inventory.benchmark.driver} loads kind {wanted} servers")
         for index, server in enumerate(inventory.servers) if server.kind != wanted
     ]
+
+
+def _target_problems(inventory: Inventory) -> list[Problem]:
+    """``benchmark.targets``: each names a server of the driver's kind once, and client hosts;
+    each client loads exactly one target."""
+    targets = inventory.benchmark.targets
+    if targets is None:
+        return []
+    problems: list[Problem] = []
+    servers = {server.name: server for server in inventory.servers}
+    clients = [host.name for host in inventory.clients]
+    loaded_by: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for index, target in enumerate(targets):
+        where = f"benchmark.targets[{index}]"
+        server = servers.get(target.server)
+        if server is None:
+            problems.append(Problem(f"{where}.server", f"no server named {target.server!r} in "
+                                    "servers" + suggest(target.server, list(servers))))
+        elif target.server in seen:
+            problems.append(Problem(f"{where}.server", f"server {target.server!r} is already "
+                                    f"loaded by benchmark.targets[{seen[target.server]}]"))
+        elif server.kind != ("http" if target.driver == "http" else "resp"):
+            problems.append(Problem(f"{where}.driver", f"driver {target.driver} cannot load "
+                                    f"server {target.server!r} of kind {server.kind}"))
+        seen.setdefault(target.server, index)
+        for position, name in enumerate(target.clients):
+            if name not in clients:
+                problems.append(Problem(f"{where}.clients[{position}]", f"no client host "
+                                        f"named {name!r}" + suggest(name, clients)))
+            elif name in loaded_by:
+                problems.append(Problem(f"{where}.clients[{position}]", f"client {name!r} "
+                                        f"already loads benchmark.targets[{loaded_by[name]}]"))
+            else:
+                loaded_by[name] = index
+    idle = [name for name in clients if name not in loaded_by]
+    if idle:
+        problems.append(Problem("benchmark.targets", f"client host(s) {', '.join(idle)} load "
+                                "no target: name each client in one target's clients"))
+    return problems
 
 
 def _host_name_problems(inventory: Inventory) -> list[Problem]:

@@ -31,6 +31,7 @@ from coordinator.inventory.schema import (
     HttpServer,
     Inventory,
     KeyDistribution,
+    LoadTarget,
     MemtierDriver,
     RedisBenchmarkDriver,
     Server,
@@ -58,6 +59,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`benchmark.http`", HttpDriver),
     ("`benchmark.http.requests[]`", HttpRequest),
     ("`benchmark.http.requests[].body`", HttpBody),
+    ("`benchmark.targets[]`", LoadTarget),
     ("`baseline`", Baseline),
     ("`agent`", Agent),
 ]

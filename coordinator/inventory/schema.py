@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from agent.drivers import builtin_params, http_params
+from agent.drivers.http_request import body_from_json
 from agent.drivers.keyspace import Distribution, distribution_problem
 from agent.drivers.templates import EXPECT, MAX_TEMPLATES, TemplateError, parse_template
 from agent.protocol import HEARTBEAT_INTERVAL
@@ -299,27 +300,38 @@ class BuiltinDriver(Model):
 
 
 class HttpBody(Model):
-    """A request body: exactly one of text, json, base64."""
+    """A request body: exactly one of text, json, base64, tensor, file."""
 
-    text: str | None = Field(None, description="a text body ({seq}, {rand_int} expanded)")
+    text: str | None = Field(None, description="a text body ({seq}, {rand_int}, "
+                             "{tensor:DTYPE:SHAPE[:random]} expanded)")
     json_value: object = Field(
         None, alias="json", description="a JSON body, any JSON value ({seq}, {rand_int} "
-        "expanded in its serialised text)")
+        "expanded in its serialised text; a string value \"{tensor:DTYPE:SHAPE}\" or "
+        "\"{tensor:DTYPE:SHAPE:random}\" becomes a JSON array of that shape, docs/drivers.md)")
     base64: str | None = Field(None, description="a binary body, base64-encoded (sent as is)")
+    tensor: str | None = Field(None, description="a binary body: a tensor's raw little-endian "
+                               "bytes, DTYPE:SHAPE, e.g. float32:1x3x224x224 (drawn once)")
+    file: str | None = Field(None, min_length=1, description="a binary body: the bytes of this "
+                             "file on each client host (read once, when the load starts)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> HttpBody:
         given = [name for name, value in (("text", self.text), ("json", self.json_value),
-                                          ("base64", self.base64)) if value is not None]
+                                          ("base64", self.base64), ("tensor", self.tensor),
+                                          ("file", self.file)) if value is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of text, json, base64, got {given or 'none'}")
+            raise ValueError(f"give exactly one of text, json, base64, tensor, file, got "
+                             f"{given or 'none'}")
+        try:
+            body_from_json(self.to_spec())
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def to_spec(self) -> dict[str, object]:
-        if self.text is not None:
-            return {"text": self.text}
-        if self.base64 is not None:
-            return {"base64": self.base64}
+        for name in ("text", "base64", "tensor", "file"):
+            if getattr(self, name) is not None:
+                return {name: getattr(self, name)}
         return {"json": self.json_value}
 
 
@@ -491,6 +503,18 @@ class Thresholds(Model):
         "median of the rest by more than this %")
 
 
+class LoadTarget(Model):
+    """One server of a run that loads several at once, and the clients that load it."""
+
+    server: Name = Field(description="the server loaded (a servers[] name)")
+    driver: Literal["builtin", "http"] = Field(
+        description="the driver loading it (builtin for a kind resp server, http for a kind "
+        "http one); its parameters are benchmark.builtin or benchmark.http")
+    clients: list[Name] = Field(
+        min_length=1, description="the client hosts loading this server; each client loads "
+        "one target")
+
+
 class Benchmark(Model):
     """What load to run and for how long."""
 
@@ -530,6 +554,11 @@ class Benchmark(Model):
     http: HttpDriver = Field(
         default_factory=HttpDriver, description="parameters when driver is http"
     )
+    targets: list[LoadTarget] | None = Field(
+        None, min_length=2, description="several servers loaded at once, each by its own "
+        "clients, each with its own figures (e.g. a REST model server and Redis); checked, but "
+        "`coord run` does not run it yet (docs/model-serving.md); default: every client loads "
+        "the one server with driver")
 
 
 class Baseline(Model):

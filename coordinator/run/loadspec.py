@@ -41,10 +41,17 @@ def phases(inventory: Inventory) -> Timeline:
 
 
 def target_of(inventory: Inventory) -> Server:
-    """The server under load (one per run for now)."""
+    """The server under load (one per run for now: ``benchmark.targets`` is refused)."""
+    targets = inventory.benchmark.targets
+    if targets is not None:
+        names = ", ".join(target.server for target in targets)
+        raise UsageError(f"benchmark.targets: a run that loads several servers at once ({names}) "
+                         "is not supported yet; run one inventory per server "
+                         "(docs/model-serving.md)")
     if len(inventory.servers) > 1:
         names = ", ".join(server.name for server in inventory.servers)
-        raise UsageError(f"servers: one target per run is supported for now, got {names}")
+        raise UsageError(f"servers: a run loads one server, got {names}; keep one (several "
+                         "servers at once, benchmark.targets, is not supported yet)")
     return inventory.servers[0]
 
 

@@ -75,7 +75,7 @@ def test_other_drivers_and_several_targets_are_refused_clearly() -> None:
     text = EXAMPLE.read_text().replace(
         "servers:\n", "servers:\n  - name: other\n    host: server\n    port: 6380\n")
     two = parse_inventory(text, "two.yaml").inventory
-    with pytest.raises(UsageError, match="one target per run is supported for now"):
+    with pytest.raises(UsageError, match="a run loads one server, got other, redis"):
         load_spec(two, password=None)
 
 

@@ -97,7 +97,11 @@ def serve(channel: Channel, make_load: Callable[[dict[str, Any], Channel], Load]
     message = channel.receive()
     if message["type"] != "configure":
         raise RuntimeError(f"expected configure, got {message['type']}")
-    load = make_load(message["config"], channel)
+    try:
+        load = make_load(message["config"], channel)  # a config it cannot use: DriverError
+    except DriverError as exc:
+        channel.send({"type": "error", "kind": exc.kind, "message": exc.message})
+        return 0
     try:
         connections = load.prepare()
     except DriverError as exc:
