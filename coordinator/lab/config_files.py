@@ -135,6 +135,8 @@ def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
         "  repetitions: 3",
         "  warmup: 2s",
         "  duration: 10s",
+        "  builtin:",
+        "    keyspace: 10000  # each load process encodes 2 requests per key before it starts",
         "baseline:",
         "  duration: 3s",
         "",

@@ -76,7 +76,7 @@ def write_inventory(directory: Path, port: int, repetitions: int = 1) -> Path:
         "servers": [{"name": "redis", "host": "server", "port": port}],
         "benchmark": {"driver": "builtin", "repetitions": repetitions, "warmup": "1s",
                       "duration": "1s", "interval": "500ms",
-                      "builtin": {"connections": 2, "processes": 1}},
+                      "builtin": {"connections": 2, "processes": 1, "keyspace": 10_000}},
         "baseline": {"enabled": False},
     }
     path = directory / "local.yaml"
