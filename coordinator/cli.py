@@ -72,6 +72,7 @@ from coordinator.sweep.load import load_sweep
 from coordinator.sweep.store import read_index
 from coordinator.sweep.table import SweepConsoleView, dry_run_table
 from coordinator.sweep.table import report as sweep_report
+from coordinator.usecases import require_modules
 
 PIPE_WIDTH = 160
 """Columns used when output goes to a file or pipe (rich would assume 80 and fold tables)."""
@@ -201,6 +202,62 @@ def lab_status(name: str, state_dir: Path) -> None:
     stdout.print(lab_summary(status))
     if not status.healthy:
         sys.exit(1)
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Synthetic use-case data (fraud, image): generated here, nothing downloaded."""
+
+
+@data_group.command("generate")
+@click.argument("use_case", type=click.Choice(["fraud", "image"]))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory to write the files into (created if missing).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same bytes.")
+@click.option("--rows", type=click.IntRange(1), default=10_000, show_default=True,
+              help="fraud: transactions.")
+@click.option("--customers", type=click.IntRange(1), default=1_000, show_default=True,
+              help="fraud: customer ids (each with its reference data).")
+@click.option("--count", type=click.IntRange(1), default=8, show_default=True,
+              help="image: images.")
+@click.option("--dtype", type=click.Choice(["uint8", "float32"]), default="uint8",
+              show_default=True, help="image: pixel type.")
+def data_generate(use_case: str, out: Path, seed: int, rows: int, customers: int, count: int,
+                  dtype: str) -> None:
+    """Write a use case's synthetic data (docs/model-serving.md says what each file holds)."""
+    require_modules("coord data generate", "numpy")
+    from coordinator.usecases.files import (  # noqa: PLC0415 - numpy: the model-server extra
+        Sizes,
+        write_use_case,
+    )
+
+    sizes = Sizes(rows=rows, customers=customers, images=count,
+                  dtype="float32" if dtype == "float32" else "uint8")
+    for path in write_use_case("fraud" if use_case == "fraud" else "image", out, seed, sizes):
+        stdout.print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+@data_group.command("load")
+@click.argument("use_case", type=click.Choice(["fraud"]))
+@click.option("--inventory", "-i", "inventory_path", required=True,
+              type=click.Path(path_type=Path), help="The inventory naming the Redis server.")
+@click.option("--server", "server_name", default=None,
+              help="The RESP server to load (default: the inventory's first).")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="The seed the data was generated with.")
+@click.option("--customers", type=click.IntRange(1), default=1_000, show_default=True,
+              help="Customer ids to load.")
+def data_load(use_case: str, inventory_path: Path, server_name: str | None, seed: int,
+              customers: int) -> None:
+    """Load the fraud use case's reference data into a Redis server (reference:{id})."""
+    require_modules(f"coord data load {use_case}", "numpy")
+    from coordinator.usecases.load import (  # noqa: PLC0415 - numpy: the model-server extra
+        load_into_inventory,
+    )
+
+    inventory = load_inventory(inventory_path).inventory
+    server, loaded = load_into_inventory(inventory, server_name, seed, customers)
+    stdout.print(f"loaded the reference data of {loaded} customers into {server.name}")
 
 
 _inventory_option = click.option(
