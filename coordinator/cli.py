@@ -165,14 +165,27 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path),
 @click.option("--cluster", type=int, default=0, metavar="N",
               help="Also start a Redis Cluster of N primaries (ports 7000..), 3 to 16; the "
               "inventory targets it.")
+@click.option("--model-server", is_flag=True, help="Also start the model server (Gunicorn + "
+              "Flask, fraud and classification; docs/model-serving.md) on port 8000 of the "
+              "server host; needs the model-server extra.")
+@click.option("--model-workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="The model server's Gunicorn workers.")
+@click.option("--model-threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads per Gunicorn worker.")
+@click.option("--model-intra-op-threads", type=click.IntRange(1, 64), default=1,
+              show_default=True, help="onnxruntime's intra-op threads per model session.")
 @_name_option
 @_state_option
 def lab_up(clients: int, inventory_path: Path, client_cpu: float | None,
-           server_cpu: float | None, subnet: str, tls: bool, cluster: int, name: str,
+           server_cpu: float | None, subnet: str, tls: bool, cluster: int, model_server: bool,
+           model_workers: int, model_threads: int, model_intra_op_threads: int, name: str,
            state_dir: Path) -> None:
     """Build the lab and write a ready inventory."""
     spec = lab.LabSpec(name=name, clients=clients, subnet=subnet, client_cpu=client_cpu,
-                       state_root=state_dir, server_cpu=server_cpu, tls=tls, cluster=cluster)
+                       state_root=state_dir, server_cpu=server_cpu, tls=tls, cluster=cluster,
+                       model_server=model_server, model_workers=model_workers,
+                       model_threads=model_threads,
+                       model_intra_op_threads=model_intra_op_threads)
     status = lab.lab_up(spec, inventory_path, report=_progress)
     stdout.print(status.inventory_path.read_text(), markup=False, highlight=False)
     stdout.print(f"[green]lab {name!r} is up; inventory written to {status.inventory_path}[/]")

@@ -18,8 +18,10 @@ from coordinator.lab import cgroups as lab_cgroups
 from coordinator.lab import network as lab_network
 from coordinator.lab import system as sysio
 from coordinator.lab.config_files import redis_conf_text, render_inventory, sshd_config_text
+from coordinator.lab.model_server import ModelServerStarter
 from coordinator.lab.plan import (
     CPU_PERIOD_US,
+    MODEL_SERVER_PORT,
     REDIS_PORT,
     REDIS_TLS_PORT,
     SSH_PORT,
@@ -101,6 +103,8 @@ class Builder:
         self._redis_cgroup(server)
         if spec.cluster:
             self._cluster(server)
+        if spec.model_server:
+            self._model_server(server)
         self.step = "writing the inventory"
         self.state = replace(self.state, complete=True)
         sysio.write_state(paths, self.state)
@@ -330,6 +334,22 @@ class Builder:
             "the cluster to be ok (cluster_state:ok on every node)",
             paths.cluster_dir(ports[0]) / "redis.log",
         )
+
+
+    def _model_server(self, server: LabHost) -> None:
+        """``--model-server``: the models, the reference data into Redis, then Gunicorn as the
+        server host's user (coordinator.lab.model_server)."""
+        starter = ModelServerStarter(self.spec, self.paths, self.tools,
+                                     bridge_name(self.spec.name))
+        self._begin("the model server's models (training the fraud model, building the "
+                    "classifier) and the reference data into redis-server")
+        starter.build_models(server)
+        self._begin(f"the model server on {server.name} {server.address}:{MODEL_SERVER_PORT} "
+                    f"as {server.user} ({self.spec.model_workers} workers, "
+                    f"{self.spec.model_threads} threads, "
+                    f"{self.spec.model_intra_op_threads} intra-op threads)")
+        interpreter = starter.start(server, self.state.cgroups.get(server.name))
+        self.report(f"model server up (python {interpreter.executable})")
 
 
 def _wait_for_daemon(ready: Callable[[], bool], what: str, log: Path) -> None:

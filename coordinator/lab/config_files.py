@@ -14,6 +14,7 @@ from pathlib import Path
 from coordinator.lab.plan import (
     CLUSTER_PORT,
     INVENTORY_MARKER,
+    MODEL_SERVER_PORT,
     REDIS_PORT,
     REDIS_TLS_PORT,
     SSH_PORT,
@@ -129,6 +130,9 @@ def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
                 f"      cert_file: {_yaml_str(str(paths.tls_dir / 'client.crt'))}",
                 f"      key_file: {_yaml_str(str(paths.tls_dir / 'client.key'))}",
             ]
+    if spec.model_server:
+        lines += ["  - name: model", f"    host: {servers[0].name}",
+                  f"    port: {MODEL_SERVER_PORT}", "    kind: http"]
     lines += [
         "benchmark:",
         "  driver: builtin",
