@@ -34,7 +34,13 @@ from coordinator.lab import network as lab_network
 from coordinator.lab import processes as lab_processes
 from coordinator.lab import system as sysio
 from coordinator.lab.build import Builder
-from coordinator.lab.config_files import is_lab_inventory, render_inventory
+from coordinator.lab.config_files import (
+    is_lab_inventory,
+    lab_inventories,
+    model_inventory_path,
+    render_inventory,
+    render_model_inventory,
+)
 from coordinator.lab.model_server import model_server_answers, require_extra
 from coordinator.lab.plan import (
     DEFAULT_STATE_ROOT,
@@ -313,16 +319,21 @@ def _same_inode(descriptor: int, path: Path) -> bool:
 
 def _reuse(state: LabState, paths: LabPaths, inventory: Path, report: Report) -> LabStatus:
     """The lab is up and healthy: only (re)write the inventory when it is missing or stale."""
-    text = render_inventory(state.spec, state.hosts)
-    try:
-        current = inventory.read_text()
-    except OSError:
-        current = None
-    if current != text:
-        sysio.write_file(inventory, text)
-        report(f"inventory {inventory}")
-    if inventory not in state.inventories:
-        state = replace(state, inventories=[*state.inventories, inventory])
+    texts = {inventory: render_inventory(state.spec, state.hosts)}
+    if state.spec.model_server:
+        texts[model_inventory_path(inventory)] = render_model_inventory(state.spec, state.hosts)
+    for path, text in texts.items():
+        try:
+            current = path.read_text()
+        except OSError:
+            current = None
+        if current != text:
+            sysio.write_file(path, text)
+            report(f"inventory {path}")
+    wanted = lab_inventories(state.spec, inventory)
+    if any(path not in state.inventories for path in wanted):
+        kept = [path for path in state.inventories if path not in wanted]
+        state = replace(state, inventories=[*kept, *wanted])
         sysio.write_state(paths, state)
     return replace(_status_of(state, paths), inventory_path=inventory)
 

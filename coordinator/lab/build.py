@@ -17,7 +17,14 @@ from coordinator.lab import certs as lab_certs
 from coordinator.lab import cgroups as lab_cgroups
 from coordinator.lab import network as lab_network
 from coordinator.lab import system as sysio
-from coordinator.lab.config_files import redis_conf_text, render_inventory, sshd_config_text
+from coordinator.lab.config_files import (
+    lab_inventories,
+    model_inventory_path,
+    redis_conf_text,
+    render_inventory,
+    render_model_inventory,
+    sshd_config_text,
+)
 from coordinator.lab.model_server import ModelServerStarter
 from coordinator.lab.plan import (
     CPU_PERIOD_US,
@@ -63,7 +70,8 @@ class Builder:
         self.spec, self.paths, self.tools = spec, paths, tools
         self.inventory, self.report = inventory, report
         self.hosts = plan_hosts(spec)
-        self.state = LabState(spec=spec, hosts=self.hosts, inventories=[inventory])
+        self.state = LabState(spec=spec, hosts=self.hosts, inventories=lab_inventories(spec,
+                                                                                     inventory))
         self.step = "starting"
 
     def _begin(self, step: str) -> None:
@@ -110,6 +118,10 @@ class Builder:
         sysio.write_state(paths, self.state)
         sysio.write_file(self.inventory, render_inventory(spec, self.hosts))
         self.report(f"inventory {self.inventory}")
+        if spec.model_server:
+            model_inventory = model_inventory_path(self.inventory)
+            sysio.write_file(model_inventory, render_model_inventory(spec, self.hosts))
+            self.report(f"the model server's inventory {model_inventory}")
 
     def _network(self, host: LabHost, bridge: str, prefix: int) -> None:
         ns, veth, ip = host.namespace, veth_name(self.spec.name, host.name), self.tools["ip"]

@@ -26,7 +26,15 @@ from coordinator.core.errors import LabError, last_line
 from coordinator.lab import cgroups as lab_cgroups
 from coordinator.lab import network as lab_network
 from coordinator.lab import system as sysio
-from coordinator.lab.plan import MODEL_SERVER_PORT, REDIS_PORT, LabHost, LabPaths, LabSpec, home_dir
+from coordinator.lab.plan import (
+    FRAUD_CUSTOMERS,
+    MODEL_SERVER_PORT,
+    REDIS_PORT,
+    LabHost,
+    LabPaths,
+    LabSpec,
+    home_dir,
+)
 from coordinator.modelserver import MODEL_FILES, REQUIRED_MODULES
 from coordinator.modelserver.settings import ServerSettings
 from coordinator.usecases import require_modules
@@ -108,6 +116,7 @@ class ModelServerStarter:
         directory = self.paths.model_dir
         sysio.make_dir(directory, 0o700)
         sysio.run([sys.executable, "-m", "coordinator.modelserver.build", str(directory),
+                   "--customers", str(FRAUD_CUSTOMERS),
                    "--redis", f"{server.address}:{REDIS_PORT}",
                    "--password-file", str(self.paths.redis_password)],
                   timeout=BUILD_TIMEOUT)

@@ -39,6 +39,8 @@ CLUSTER_PORT = 7000
 MIN_CLUSTER, MAX_CLUSTER = 3, 16
 MODEL_SERVER_PORT = 8000
 """With ``--model-server``, the model server (Gunicorn + Flask) listens here on the server host."""
+FRAUD_CUSTOMERS = 1_000
+"""Customer ids whose reference data the model server's setup loads into the lab's Redis."""
 MAX_MODEL_SETTING = 64
 """Upper bound of the model server's workers, threads and intra-op threads."""
 """Redis Cluster needs at least three primaries (``redis-cli --cluster create``)."""
