@@ -37,7 +37,7 @@ def resp_server(inventory: Inventory, name: str | None) -> tuple[Server, int]:
     for index, server in enumerate(inventory.servers):
         if server.kind == "resp" and (name is None or server.name == name):
             return server, index
-    wanted = f"a RESP server named {name!r}" if name else "a RESP server (kind: resp)"
+    wanted = f"RESP server named {name!r}" if name else "RESP server (kind: resp)"
     raise UsageError(f"servers: the inventory has no {wanted} to load the reference data into")
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.usecases import fraud, images
-from coordinator.usecases.files import Sizes, generated_files, write_use_case
+from coordinator.usecases.files import Sizes, UseCase, generated_files, write_use_case
 
 SMALL = Sizes(rows=500, customers=20, images=2)
 
@@ -19,13 +19,13 @@ SMALL = Sizes(rows=500, customers=20, images=2)
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), use_case=st.sampled_from(["fraud", "image"]))
 def test_the_same_seed_gives_the_same_bytes(seed: int, use_case: str) -> None:
-    case = "fraud" if use_case == "fraud" else "image"
+    case: UseCase = "fraud" if use_case == "fraud" else "image"
     assert generated_files(case, seed, SMALL) == generated_files(case, seed, SMALL)
 
 
 @pytest.mark.parametrize("use_case", ["fraud", "image"])
 def test_another_seed_gives_other_data(use_case: str) -> None:
-    case = "fraud" if use_case == "fraud" else "image"
+    case: UseCase = "fraud" if use_case == "fraud" else "image"
     first, second = generated_files(case, 1, SMALL), generated_files(case, 2, SMALL)
     assert all(first[name] != second[name] for name in first)
 
