@@ -72,6 +72,7 @@ from coordinator.sweep.load import load_sweep
 from coordinator.sweep.store import read_index
 from coordinator.sweep.table import SweepConsoleView, dry_run_table
 from coordinator.sweep.table import report as sweep_report
+from coordinator.usecases import require_modules
 
 PIPE_WIDTH = 160
 """Columns used when output goes to a file or pipe (rich would assume 80 and fold tables)."""
@@ -164,14 +165,27 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path),
 @click.option("--cluster", type=int, default=0, metavar="N",
               help="Also start a Redis Cluster of N primaries (ports 7000..), 3 to 16; the "
               "inventory targets it.")
+@click.option("--model-server", is_flag=True, help="Also start the model server (Gunicorn + "
+              "Flask, fraud and classification; docs/model-serving.md) on port 8000 of the "
+              "server host; needs the model-server extra.")
+@click.option("--model-workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="The model server's Gunicorn workers.")
+@click.option("--model-threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads per Gunicorn worker.")
+@click.option("--model-intra-op-threads", type=click.IntRange(1, 64), default=1,
+              show_default=True, help="onnxruntime's intra-op threads per model session.")
 @_name_option
 @_state_option
 def lab_up(clients: int, inventory_path: Path, client_cpu: float | None,
-           server_cpu: float | None, subnet: str, tls: bool, cluster: int, name: str,
+           server_cpu: float | None, subnet: str, tls: bool, cluster: int, model_server: bool,
+           model_workers: int, model_threads: int, model_intra_op_threads: int, name: str,
            state_dir: Path) -> None:
     """Build the lab and write a ready inventory."""
     spec = lab.LabSpec(name=name, clients=clients, subnet=subnet, client_cpu=client_cpu,
-                       state_root=state_dir, server_cpu=server_cpu, tls=tls, cluster=cluster)
+                       state_root=state_dir, server_cpu=server_cpu, tls=tls, cluster=cluster,
+                       model_server=model_server, model_workers=model_workers,
+                       model_threads=model_threads,
+                       model_intra_op_threads=model_intra_op_threads)
     status = lab.lab_up(spec, inventory_path, report=_progress)
     stdout.print(status.inventory_path.read_text(), markup=False, highlight=False)
     stdout.print(f"[green]lab {name!r} is up; inventory written to {status.inventory_path}[/]")
@@ -201,6 +215,62 @@ def lab_status(name: str, state_dir: Path) -> None:
     stdout.print(lab_summary(status))
     if not status.healthy:
         sys.exit(1)
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Synthetic use-case data (fraud, image): generated here, nothing downloaded."""
+
+
+@data_group.command("generate")
+@click.argument("use_case", type=click.Choice(["fraud", "image"]))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory to write the files into (created if missing).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same bytes.")
+@click.option("--rows", type=click.IntRange(1), default=10_000, show_default=True,
+              help="fraud: transactions.")
+@click.option("--customers", type=click.IntRange(1), default=1_000, show_default=True,
+              help="fraud: customer ids (each with its reference data).")
+@click.option("--count", type=click.IntRange(1), default=8, show_default=True,
+              help="image: images.")
+@click.option("--dtype", type=click.Choice(["uint8", "float32"]), default="uint8",
+              show_default=True, help="image: pixel type.")
+def data_generate(use_case: str, out: Path, seed: int, rows: int, customers: int, count: int,
+                  dtype: str) -> None:
+    """Write a use case's synthetic data (docs/model-serving.md says what each file holds)."""
+    require_modules("coord data generate", "numpy")
+    from coordinator.usecases.files import (  # noqa: PLC0415 - numpy: the model-server extra
+        Sizes,
+        write_use_case,
+    )
+
+    sizes = Sizes(rows=rows, customers=customers, images=count,
+                  dtype="float32" if dtype == "float32" else "uint8")
+    for path in write_use_case("fraud" if use_case == "fraud" else "image", out, seed, sizes):
+        stdout.print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+@data_group.command("load")
+@click.argument("use_case", type=click.Choice(["fraud"]))
+@click.option("--inventory", "-i", "inventory_path", required=True,
+              type=click.Path(path_type=Path), help="The inventory naming the Redis server.")
+@click.option("--server", "server_name", default=None,
+              help="The RESP server to load (default: the inventory's first).")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="The seed the data was generated with.")
+@click.option("--customers", type=click.IntRange(1), default=1_000, show_default=True,
+              help="Customer ids to load.")
+def data_load(use_case: str, inventory_path: Path, server_name: str | None, seed: int,
+              customers: int) -> None:
+    """Load the fraud use case's reference data into a Redis server (reference:{id})."""
+    require_modules(f"coord data load {use_case}", "numpy")
+    from coordinator.usecases.load import (  # noqa: PLC0415 - numpy: the model-server extra
+        load_into_inventory,
+    )
+
+    inventory = load_inventory(inventory_path).inventory
+    server, loaded = load_into_inventory(inventory, server_name, seed, customers)
+    stdout.print(f"loaded the reference data of {loaded} customers into {server.name}")
 
 
 _inventory_option = click.option(

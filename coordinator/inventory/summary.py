@@ -73,6 +73,11 @@ def lab_summary(status: LabStatus) -> RenderableType:
         f"inventory: {status.inventory_path}",
         f"known_hosts: {status.known_hosts}",
     ]
+    if spec.model_server:
+        lines.insert(1, "model server on the server host: "
+                     f"{'answers GET /health' if status.model_server else 'NOT answering'} "
+                     f"({spec.model_workers} workers, {spec.model_threads} threads, "
+                     f"{spec.model_intra_op_threads} intra-op threads)")
     if spec.client_cpu is not None:
         lines.append(f"client CPU quota: {spec.client_cpu} core(s) per client host")
     if spec.server_cpu is not None:

@@ -34,7 +34,14 @@ from coordinator.lab import network as lab_network
 from coordinator.lab import processes as lab_processes
 from coordinator.lab import system as sysio
 from coordinator.lab.build import Builder
-from coordinator.lab.config_files import is_lab_inventory, render_inventory
+from coordinator.lab.config_files import (
+    is_lab_inventory,
+    lab_inventories,
+    model_inventory_path,
+    render_inventory,
+    render_model_inventory,
+)
+from coordinator.lab.model_server import model_server_answers, require_extra
 from coordinator.lab.plan import (
     DEFAULT_STATE_ROOT,
     NAME_RE,
@@ -93,6 +100,8 @@ def lab_up(spec: LabSpec, inventory_path: Path, report: Report = _ignore) -> Lab
     failure whatever was built is removed and a one-line LabError says what failed.
     """
     sysio.check_host()
+    if spec.model_server:
+        require_extra()
     tools = sysio.require_tools(sysio.CLUSTER_TOOLS if spec.cluster else None)
     inventory_path = Path(inventory_path).absolute()
     paths = LabPaths.of(spec.name, spec.state_root)
@@ -310,16 +319,21 @@ def _same_inode(descriptor: int, path: Path) -> bool:
 
 def _reuse(state: LabState, paths: LabPaths, inventory: Path, report: Report) -> LabStatus:
     """The lab is up and healthy: only (re)write the inventory when it is missing or stale."""
-    text = render_inventory(state.spec, state.hosts)
-    try:
-        current = inventory.read_text()
-    except OSError:
-        current = None
-    if current != text:
-        sysio.write_file(inventory, text)
-        report(f"inventory {inventory}")
-    if inventory not in state.inventories:
-        state = replace(state, inventories=[*state.inventories, inventory])
+    texts = {inventory: render_inventory(state.spec, state.hosts)}
+    if state.spec.model_server:
+        texts[model_inventory_path(inventory)] = render_model_inventory(state.spec, state.hosts)
+    for path, text in texts.items():
+        try:
+            current = path.read_text()
+        except OSError:
+            current = None
+        if current != text:
+            sysio.write_file(path, text)
+            report(f"inventory {path}")
+    wanted = lab_inventories(state.spec, inventory)
+    if any(path not in state.inventories for path in wanted):
+        kept = [path for path in state.inventories if path not in wanted]
+        state = replace(state, inventories=[*kept, *wanted])
         sysio.write_state(paths, state)
     return replace(_status_of(state, paths), inventory_path=inventory)
 
@@ -368,6 +382,10 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
     if not redis:
         problems.append("redis-server does not answer PING")
     problems += _cluster_problems(spec, server, bridge, password)
+    model_server = bool(spec.model_server and server is not None
+                        and model_server_answers(server, bridge))
+    problems += ([] if model_server or not spec.model_server
+                 else ["the model server does not answer GET /health"])
     server_cgroup = state.cgroups.get(server.name) if server is not None else None
     redis_pid = sysio.read_pidfile(paths.redis_pidfile)
     if server_cgroup is not None and redis_pid not in lab_cgroups.cgroup_pids(server_cgroup):
@@ -382,6 +400,7 @@ def _status_of(state: LabState, paths: LabPaths) -> LabStatus:
         processes=processes,
         sshd=sshd,
         redis=redis,
+        model_server=model_server,
         cgroups=dict(state.cgroups),
         inventories=list(state.inventories),
         complete=state.complete,

@@ -17,9 +17,18 @@ from coordinator.lab import certs as lab_certs
 from coordinator.lab import cgroups as lab_cgroups
 from coordinator.lab import network as lab_network
 from coordinator.lab import system as sysio
-from coordinator.lab.config_files import redis_conf_text, render_inventory, sshd_config_text
+from coordinator.lab.config_files import (
+    lab_inventories,
+    model_inventory_path,
+    redis_conf_text,
+    render_inventory,
+    render_model_inventory,
+    sshd_config_text,
+)
+from coordinator.lab.model_server import ModelServerStarter
 from coordinator.lab.plan import (
     CPU_PERIOD_US,
+    MODEL_SERVER_PORT,
     REDIS_PORT,
     REDIS_TLS_PORT,
     SSH_PORT,
@@ -61,7 +70,8 @@ class Builder:
         self.spec, self.paths, self.tools = spec, paths, tools
         self.inventory, self.report = inventory, report
         self.hosts = plan_hosts(spec)
-        self.state = LabState(spec=spec, hosts=self.hosts, inventories=[inventory])
+        self.state = LabState(spec=spec, hosts=self.hosts, inventories=lab_inventories(spec,
+                                                                                     inventory))
         self.step = "starting"
 
     def _begin(self, step: str) -> None:
@@ -101,11 +111,17 @@ class Builder:
         self._redis_cgroup(server)
         if spec.cluster:
             self._cluster(server)
+        if spec.model_server:
+            self._model_server(server)
         self.step = "writing the inventory"
         self.state = replace(self.state, complete=True)
         sysio.write_state(paths, self.state)
         sysio.write_file(self.inventory, render_inventory(spec, self.hosts))
         self.report(f"inventory {self.inventory}")
+        if spec.model_server:
+            model_inventory = model_inventory_path(self.inventory)
+            sysio.write_file(model_inventory, render_model_inventory(spec, self.hosts))
+            self.report(f"the model server's inventory {model_inventory}")
 
     def _network(self, host: LabHost, bridge: str, prefix: int) -> None:
         ns, veth, ip = host.namespace, veth_name(self.spec.name, host.name), self.tools["ip"]
@@ -330,6 +346,22 @@ class Builder:
             "the cluster to be ok (cluster_state:ok on every node)",
             paths.cluster_dir(ports[0]) / "redis.log",
         )
+
+
+    def _model_server(self, server: LabHost) -> None:
+        """``--model-server``: the models, the reference data into Redis, then Gunicorn as the
+        server host's user (coordinator.lab.model_server)."""
+        starter = ModelServerStarter(self.spec, self.paths, self.tools,
+                                     bridge_name(self.spec.name))
+        self._begin("the model server's models (training the fraud model, building the "
+                    "classifier) and the reference data into redis-server")
+        starter.build_models(server)
+        self._begin(f"the model server on {server.name} {server.address}:{MODEL_SERVER_PORT} "
+                    f"as {server.user} ({self.spec.model_workers} workers, "
+                    f"{self.spec.model_threads} threads, "
+                    f"{self.spec.model_intra_op_threads} intra-op threads)")
+        interpreter = starter.start(server, self.state.cgroups.get(server.name))
+        self.report(f"model server up (python {interpreter.executable})")
 
 
 def _wait_for_daemon(ready: Callable[[], bool], what: str, log: Path) -> None:

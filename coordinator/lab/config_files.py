@@ -13,7 +13,9 @@ from pathlib import Path
 
 from coordinator.lab.plan import (
     CLUSTER_PORT,
+    FRAUD_CUSTOMERS,
     INVENTORY_MARKER,
+    MODEL_SERVER_PORT,
     REDIS_PORT,
     REDIS_TLS_PORT,
     SSH_PORT,
@@ -142,6 +144,57 @@ def render_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def model_inventory_path(inventory: Path) -> Path:
+    """Where ``--model-server`` writes the model server's inventory, beside the lab's."""
+    return inventory.with_name(f"{inventory.stem}-model{inventory.suffix or '.yaml'}")
+
+
+def lab_inventories(spec: LabSpec, inventory: Path) -> list[Path]:
+    """The inventories ``lab up`` writes for ``spec``, the lab's own last."""
+    return [model_inventory_path(inventory), inventory] if spec.model_server else [inventory]
+
+
+FRAUD_TEMPLATE_TRANSACTION = ", ".join(["0.5"] * 30)
+
+
+def render_model_inventory(spec: LabSpec, hosts: Sequence[LabHost]) -> str:
+    """The inventory of the model server (``--model-server``): the lab's hosts, one server of
+    kind http, and the http driver scoring fraud through the common REST shape.
+
+    A second file rather than a second ``servers[]`` entry in the lab's inventory: a run has
+    one target, whose kind its driver speaks (docs/model-serving.md).
+    """
+    text = render_inventory(spec, hosts)
+    head = text[: text.index("servers:\n")]
+    server = next(host for host in hosts if host.role == "server")
+    return head + "\n".join([
+        "servers:",
+        "  - name: model",
+        f"    host: {server.name}",
+        f"    port: {MODEL_SERVER_PORT}",
+        "    kind: http",
+        "benchmark:",
+        "  driver: http",
+        "  repetitions: 3",
+        "  warmup: 2s",
+        "  duration: 10s",
+        "  http:",
+        "    connections: 8",
+        f"    keyspace: {FRAUD_CUSTOMERS}",
+        "    requests:",
+        "      - name: fraud",
+        "        method: POST",
+        "        path: /predict",
+        "        body: {json: {customer_id: \"{rand_int}\", "
+        f"transaction: [{FRAUD_TEMPLATE_TRANSACTION}]}}}}",
+        "        expect_status: 200",
+        "        json_path: score",
+        "baseline:",
+        "  duration: 3s",
+        "",
+    ])
 
 
 def is_lab_inventory(text: str, lab: str | None = None) -> bool:

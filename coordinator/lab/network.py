@@ -120,6 +120,29 @@ def redis_ping(
     return received == expected
 
 
+def http_ok(address: str, port: int, path: str, *, device: str, timeout: float = 2.0) -> bool:
+    """Whether an HTTP server on address:port answers ``GET path`` with status 200, reached
+    through ``device`` only (like :func:`redis_ping`)."""
+    request = (f"GET {path} HTTP/1.1\r\nHost: {address}:{port}\r\n"
+               "Connection: close\r\n\r\n").encode()
+    received = b""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as connection:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+            connection.settimeout(timeout)
+            connection.connect((address, port))
+            connection.sendall(request)
+            while b"\r\n" not in received:
+                chunk = connection.recv(256)
+                if not chunk:
+                    break
+                received += chunk
+    except OSError:
+        return False
+    status_line = received.split(b"\r\n", 1)[0].split()
+    return len(status_line) >= 2 and status_line[1] == b"200"
+
+
 def cluster_ok(
     address: str, port: int, *, device: str, password: str | None = None, timeout: float = 1.0
 ) -> bool:

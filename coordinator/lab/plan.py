@@ -37,6 +37,12 @@ REDIS_TLS_PORT = 6380
 CLUSTER_PORT = 7000
 """With ``--cluster N``, the cluster's nodes listen on CLUSTER_PORT .. CLUSTER_PORT + N - 1."""
 MIN_CLUSTER, MAX_CLUSTER = 3, 16
+MODEL_SERVER_PORT = 8000
+"""With ``--model-server``, the model server (Gunicorn + Flask) listens here on the server host."""
+FRAUD_CUSTOMERS = 1_000
+"""Customer ids whose reference data the model server's setup loads into the lab's Redis."""
+MAX_MODEL_SETTING = 64
+"""Upper bound of the model server's workers, threads and intra-op threads."""
 """Redis Cluster needs at least three primaries (``redis-cli --cluster create``)."""
 INVENTORY_MARKER = "# Written by `coord lab up`"
 USER_COMMENT_PREFIX = "coord lab"
@@ -72,6 +78,14 @@ class LabSpec:
     """redis-server also listens with TLS (REDIS_TLS_PORT); a CA and certificates are made."""
     cluster: int = 0
     """Redis Cluster nodes (primaries) on the server host, beside the lab's redis-server."""
+    model_server: bool = False
+    """The model server on the server host (docs/model-serving.md), as the server host's user."""
+    model_workers: int = 2
+    """Gunicorn worker processes of the model server."""
+    model_threads: int = 1
+    """Threads per Gunicorn worker (more than 1: Gunicorn's gthread workers)."""
+    model_intra_op_threads: int = 1
+    """onnxruntime's intra-op threads per model session (one per model per worker)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
@@ -112,6 +126,13 @@ class LabSpec:
         ):
             raise LabError(f"cluster must be 0 or between {MIN_CLUSTER} and {MAX_CLUSTER} "
                            f"nodes, not {self.cluster!r}")
+        for setting in ("model_workers", "model_threads", "model_intra_op_threads"):
+            value = getattr(self, setting)
+            if isinstance(value, bool) or not isinstance(value, int) or not (
+                1 <= value <= MAX_MODEL_SETTING
+            ):
+                raise LabError(f"{setting.replace('_', ' ')} must be between 1 and "
+                               f"{MAX_MODEL_SETTING}, not {value!r}")
         if self.cluster and self.tls:
             raise LabError("--cluster and --tls together are not supported: the cluster's "
                            "nodes speak plain TCP")
@@ -153,6 +174,12 @@ class LabSpec:
             parts.append("TLS" if self.tls else "no TLS")
         if self.cluster != other.cluster:
             parts.append(f"a cluster of {self.cluster}" if self.cluster else "no cluster")
+        if self.model_server != other.model_server:
+            parts.append("a model server" if self.model_server else "no model server")
+        model = (self.model_workers, self.model_threads, self.model_intra_op_threads)
+        if model != (other.model_workers, other.model_threads, other.model_intra_op_threads):
+            parts.append("model server workers/threads/intra-op threads "
+                         f"{'/'.join(str(value) for value in model)}")
         return ", ".join(parts) or "the same spec"
 
 
@@ -253,6 +280,12 @@ class LabPaths:
     def cluster_dir(self, port: int) -> Path:
         """A cluster node's working directory (its nodes.conf, pid file and log)."""
         return self.redis_dir / f"cluster-{port}"
+
+    @property
+    def model_dir(self) -> Path:
+        """With ``--model-server``: its models, log, pid file and a copy of the Redis password,
+        owned by the server host's user (mode 700)."""
+        return self.host_dir("server") / "model-server"
 
     @property
     def redis_password(self) -> Path:

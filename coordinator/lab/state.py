@@ -44,6 +44,10 @@ def state_to_json(state: LabState) -> str:
             "state_root": str(spec.state_root),
             "tls": spec.tls,
             "cluster": spec.cluster,
+            "model_server": spec.model_server,
+            "model_workers": spec.model_workers,
+            "model_threads": spec.model_threads,
+            "model_intra_op_threads": spec.model_intra_op_threads,
         },
         "hosts": [
             {
@@ -82,6 +86,10 @@ def state_from_json(text: str) -> LabState:
                         else float(raw_spec["server_cpu"])),
             tls=bool(raw_spec.get("tls", False)),
             cluster=int(raw_spec.get("cluster", 0)),
+            model_server=bool(raw_spec.get("model_server", False)),
+            model_workers=int(raw_spec.get("model_workers", 2)),
+            model_threads=int(raw_spec.get("model_threads", 1)),
+            model_intra_op_threads=int(raw_spec.get("model_intra_op_threads", 1)),
         )
         hosts = [_host_from_json(raw) for raw in document["hosts"]]
         return LabState(
@@ -125,6 +133,8 @@ class LabStatus:
     """Host name -> its sshd is alive and listening on the host's lab address."""
     redis: bool = False
     """The server's redis-server answers PING on its lab address."""
+    model_server: bool = False
+    """With ``--model-server``: it answers ``GET /health`` on the server's lab address."""
     cgroups: dict[str, Path] = field(default_factory=dict)
     """Host name -> its CPU cgroup (clients with ``client_cpu``, the server with
     ``server_cpu``)."""

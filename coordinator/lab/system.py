@@ -98,8 +98,10 @@ def run(
     return result
 
 
-def start_daemon(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> None:
+def start_daemon(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT,
+                 env: Mapping[str, str] | None = None) -> None:
     """Run a command that daemonizes itself; wait for the foreground part to exit.
+    ``env``: the daemon's whole environment (None: this process's).
 
     Its output goes to a temporary file rather than a pipe, so a daemon that keeps the
     inherited descriptors open cannot make us wait for end-of-file.
@@ -112,6 +114,7 @@ def start_daemon(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> No
                 stdout=errors,
                 stderr=errors,
                 start_new_session=True,
+                env=dict(env) if env is not None else None,
             )
         except OSError as exc:
             raise CommandFailed(argv, None, exc.strerror or str(exc)) from exc
