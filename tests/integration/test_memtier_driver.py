@@ -45,7 +45,7 @@ def make_spec(port: int, *, warmup_s: float = 0.0, **params: Any) -> str:
         "test_time": None, "requests": 400, "rate_limiting": None, "warmup_s": warmup_s,
     }  # fmt: skip
     tool.update(params)
-    return tool_spec("memtier", port, tool, password=PASSWORD, interval_s=2.0,
+    return tool_spec("memtier", port, tool, password=PASSWORD, interval_s=0.5,
                      warmup_intervals=1 if warmup_s else 0)
 
 
@@ -89,7 +89,7 @@ def test_the_warmup_is_a_separate_unmeasured_run(
     driver: MemtierDriver, redis_server: Callable[..., RedisServer]
 ) -> None:
     server = redis_server(password=PASSWORD)
-    (interval,) = run_to_end(driver, make_spec(server.port, warmup_s=1.0)).intervals
+    (interval,) = run_to_end(driver, make_spec(server.port, warmup_s=0.5)).intervals
     assert (interval.index, interval.phase) == (1, "measure")
     calls = commandstats(server)
     assert calls["hset"] + calls["get"] == 2 * interval.requests  # warm-up: the same run again

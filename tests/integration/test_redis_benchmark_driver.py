@@ -115,7 +115,7 @@ def test_requests_sized_by_calibration_and_warmup_run_apart(
 ) -> None:
     server = redis_server(password=PASSWORD)
     prepared = driver.prepare(parse_spec(make_spec(
-        server.port, tests=["set"], requests=None, warmup_s=0.5, duration_s=1.0)))
+        server.port, tests=["set"], requests=None, warmup_s=0.25, duration_s=0.5)))
     assert "sized by calibration" in prepared.driver_version
     assert prepared.driver_version.startswith("redis-benchmark ")
     calibrated = commandstats(server)["set"]
