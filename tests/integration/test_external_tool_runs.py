@@ -233,7 +233,7 @@ SET_ONLY = {
                         "--set", "benchmark.redis_benchmark.requests=1000"],
     "memtier": ["--set", "benchmark.driver=memtier", "--set", "benchmark.memtier.threads=1",
                 "--set", "benchmark.memtier.clients=4", "--set", "benchmark.memtier.pipeline=1",
-                "--set", "benchmark.memtier.ratio=1:0",
+                "--set", "benchmark.memtier.ratio='1:0'",
                 "--set", "benchmark.memtier.key_maximum=1000",
                 "--set", "benchmark.memtier.data_size=32",
                 "--set", "benchmark.memtier.requests=250"],
