@@ -169,7 +169,7 @@ class ToolLoad:
             requests = next_calibration(requests, sum(test.seconds for test in tests))
         self.rate = rate
         measure_s = self.config.timeline.measure_intervals * self.config.timeline.interval_ns / 1e9
-        sized = requests_for(rate, measure_s)
+        sized = requests_for(rate, measure_s, self.config.params.tool.pipeline)
         log.info("%s calibrated at %.0f requests/s: -n %d for %.3f s", BINARY, rate, sized,
                  measure_s)
         return sized
@@ -179,9 +179,10 @@ class ToolLoad:
         if params.warmup_s <= 0:
             return 0
         if self.rate is not None:
-            return requests_for(self.rate, params.warmup_s)
+            return requests_for(self.rate, params.warmup_s, params.tool.pipeline)
         measure_s = timeline.measure_intervals * timeline.interval_ns / 1e9
-        return requests_for(self.requests / measure_s, params.warmup_s)
+        return requests_for(self.requests / measure_s, params.warmup_s,
+                            params.tool.pipeline)
 
     def _run(self, requests: int, deadline_ns: int, which: str) -> ToolRun | None:
         """One run during the load; None (``finished stopped`` sent) if the agent stopped it."""

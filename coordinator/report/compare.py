@@ -19,7 +19,10 @@ error rate up). ``--fail-on-regression PCT`` fails on regressions larger than PC
 
 Before the figures, ``differences`` lists what differs between the runs' set-ups (inventory,
 what each client's load ran with, software versions, histogram settings, platform): an
-apples-to-oranges comparison is visible first.
+apples-to-oranges comparison is visible first. Runs made with different load drivers
+(builtin, redis-benchmark, memtier) are said so before anything else: each tool times its
+requests its own way (docs/drivers.md), so their figures differ by the tool as much as by the
+server, and ``--fail-on-regression`` refuses to gate on them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ from coordinator.report.data import PLATFORM_FIELDS, optional
 from coordinator.results.model import Repetition, ResultsDocument
 
 Better = Literal["higher", "lower"]
+
+
+class GateAcrossDrivers(CoordError):
+    """``coord compare --fail-on-regression`` on runs of different load drivers: a gate holds
+    one driver's runs against each other, never one tool against another (exit status 2)."""
+
+    exit_status = 2
 
 
 class RegressionFound(CoordError):
@@ -110,10 +120,30 @@ class Comparison:
     labels: list[str]
     differences: list[Difference]
     figures: list[FigureComparison]
+    drivers: list[str]
+    """Each run's load driver (``benchmark.driver``), in the runs' order."""
+
+    @property
+    def drivers_differ(self) -> bool:
+        return len(set(self.drivers)) > 1
+
+    def drivers_note(self) -> str | None:
+        """One line saying the runs' load drivers differ, or None when they are the same."""
+        if not self.drivers_differ:
+            return None
+        runs = ", ".join(f"{label}: {driver}"
+                         for label, driver in zip(self.labels, self.drivers, strict=True))
+        return (f"the runs' load drivers differ ({runs}): each tool times requests its own "
+                "way (docs/drivers.md), so a change below is the tools' as much as the "
+                "server's")
 
     def regressions(self, threshold_percent: float) -> list[str]:
         """``<figure> in <run>: +x %`` for every regression beyond noise larger than
-        ``threshold_percent``."""
+        ``threshold_percent``; refused (GateAcrossDrivers) when the runs' drivers differ."""
+        if self.drivers_differ:
+            raise GateAcrossDrivers(
+                "--fail-on-regression: the runs' load drivers differ ("
+                + ", ".join(self.drivers) + "); gate on runs of one driver")
         found = []
         for figure in self.figures:
             for label, run in zip(self.labels, figure.runs, strict=True):
@@ -129,7 +159,16 @@ def compare(labels: Sequence[str], documents: Sequence[ResultsDocument]) -> Comp
     if len(documents) < 2:
         raise ValueError("comparing needs at least two runs")
     return Comparison(list(labels), differences(documents),
-                      [_figure(kind, documents) for kind in FIGURES])
+                      [_figure(kind, documents) for kind in FIGURES],
+                      [driver_of(document) for document in documents])
+
+
+def driver_of(document: ResultsDocument) -> str:
+    """The run's load driver, from its inventory (``builtin`` when the inventory omits it,
+    as the inventory's default)."""
+    benchmark = document.inventory.get("benchmark")
+    driver = benchmark.get("driver") if isinstance(benchmark, dict) else None
+    return driver if isinstance(driver, str) else "builtin"
 
 
 def _figure(kind: FigureKind, documents: Sequence[ResultsDocument]) -> FigureComparison:

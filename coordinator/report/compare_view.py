@@ -39,6 +39,9 @@ def _cell(run: RunFigure, unit: str) -> str:
 
 def comparison_text(comparison: Comparison) -> RenderableType:
     parts: list[RenderableType] = []
+    note = comparison.drivers_note()
+    if note is not None:
+        parts.append(Text(note, style="bold"))
     if comparison.differences:
         table = Table("set-up difference", *comparison.labels, title="set-ups differ",
                       title_justify="left")
@@ -80,7 +83,9 @@ def comparison_html(comparison: Comparison, spectra: list[Spectrum]) -> str:
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>coord compare</title><style>{STYLE}</style></head><body>"
-        "<h1>coord compare</h1><h2>Set-up differences</h2>"
+        "<h1>coord compare</h1>"
+        + (f"<p><strong>{e(note)}</strong></p>" if (note := comparison.drivers_note()) else "")
+        + "<h2>Set-up differences</h2>"
         + (f"<table><tr><th></th>{head}</tr>{differences}</table>" if differences
            else "<p>no difference in inventory, load, versions or platform</p>")
         + f"<h2>Figures</h2><table><tr><th></th>{head}</tr>{rows}</table><p>{e(NOISE_TEST)}</p>"

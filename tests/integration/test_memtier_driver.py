@@ -4,10 +4,7 @@ calls, the warm-up as a separate run, the missing binary in one line."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +15,15 @@ from agent.drivers.base import DriverError
 from agent.drivers.memtier import MemtierDriver
 from agent.drivers.spec import parse_spec
 from agent.histograms import decode
-from tests.helpers import poll_until, process_gone
+from tests.external_tools import (
+    DEADLINE,
+    START_MARGIN_NS,
+    closed_after,
+    run_to_end,
+    tool_spec,
+)
+from tests.external_tools import commandstats as redis_calls
+from tests.helpers import poll_until
 from tests.integration.test_builtin_driver import PASSWORD, RedisServer, redis_server
 
 __all__ = ["redis_server"]
@@ -27,8 +32,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("memtier_benchmark") is None or shutil.which("redis-server") is None,
     reason="needs memtier_benchmark and redis-server on PATH",
 )
-DEADLINE = 120.0
-START_MARGIN_NS = 200_000_000
 COMMANDS = [
     {"command": "HSET h __key__ __data__", "ratio": 1, "key_pattern": "R"},
     {"command": "GET __key__", "ratio": 1, "key_pattern": "R"},
@@ -42,32 +45,18 @@ def make_spec(port: int, *, warmup_s: float = 0.0, **params: Any) -> str:
         "test_time": None, "requests": 400, "rate_limiting": None, "warmup_s": warmup_s,
     }  # fmt: skip
     tool.update(params)
-    return json.dumps({
-        "format": 2, "driver": "memtier",
-        "target": {"address": "127.0.0.1", "port": port, "password": PASSWORD,
-                   "username": None, "tls": None, "source_address": None},
-        "timeline": {"interval_ns": 2_000_000_000,
-                     "warmup_intervals": 1 if warmup_s else 0, "measure_intervals": 1},
-        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
-        "params": tool,
-    })  # fmt: skip
+    return tool_spec("memtier", port, tool, password=PASSWORD, interval_s=0.5,
+                     warmup_intervals=1 if warmup_s else 0)
 
 
 @pytest.fixture
 def driver() -> Iterator[MemtierDriver]:
-    made = MemtierDriver()
-    yield made
-    pids = made.worker_pids()
-    made.close()
-    for pid in pids:
-        if not process_gone(pid):
-            os.kill(pid, signal.SIGKILL)
+    yield from closed_after(MemtierDriver())
 
 
 def commandstats(server: RedisServer) -> dict[str, int]:
     with server.client() as client:
-        stats: dict[str, Any] = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        return redis_calls(client)
 
 
 def test_two_commands_one_interval_counts_equal_the_servers_calls(
@@ -100,11 +89,7 @@ def test_the_warmup_is_a_separate_unmeasured_run(
     driver: MemtierDriver, redis_server: Callable[..., RedisServer]
 ) -> None:
     server = redis_server(password=PASSWORD)
-    spec = parse_spec(make_spec(server.port, warmup_s=1.0))
-    driver.prepare(spec)
-    driver.start_at(time.time_ns() + START_MARGIN_NS)
-    poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
-    (interval,) = driver.report().intervals
+    (interval,) = run_to_end(driver, make_spec(server.port, warmup_s=0.5)).intervals
     assert (interval.index, interval.phase) == (1, "measure")
     calls = commandstats(server)
     assert calls["hset"] + calls["get"] == 2 * interval.requests  # warm-up: the same run again

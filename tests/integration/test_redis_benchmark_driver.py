@@ -4,7 +4,6 @@ run, the missing binary, an unreachable target, a stop, nothing left running."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -16,10 +15,18 @@ import psutil
 import pytest
 
 from agent.drivers.base import DriverError
-from agent.drivers.intervals import LoadReport
 from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 from agent.drivers.spec import parse_spec
 from agent.histograms import decode
+from tests.external_tools import (
+    DEADLINE,
+    START_MARGIN_NS,
+    closed_after,
+    run_to_end,
+    start_soon,
+    tool_spec,
+)
+from tests.external_tools import commandstats as redis_calls
 from tests.helpers import poll_until, process_gone
 from tests.integration.test_builtin_driver import PASSWORD, RedisServer, free_port, redis_server
 
@@ -29,8 +36,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None,
     reason="needs redis-benchmark and redis-server on PATH",
 )
-DEADLINE = 120.0
-START_MARGIN_NS = 200_000_000
 
 
 def make_spec(port: int, *, password: str | None = PASSWORD, warmup_s: float = 0.0,
@@ -42,40 +47,33 @@ def make_spec(port: int, *, password: str | None = PASSWORD, warmup_s: float = 0
     }  # fmt: skip
     tool.update(params)
     warmup_intervals = -(-round(warmup_s * 1e9) // round(duration_s * 1e9))
-    return json.dumps({
-        "format": 2, "driver": "redis-benchmark",
-        "target": {"address": "127.0.0.1", "port": port, "password": password,
-                   "username": None, "tls": None, "source_address": None},
-        "timeline": {"interval_ns": round(duration_s * 1e9),
-                     "warmup_intervals": warmup_intervals, "measure_intervals": 1},
-        "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
-        "params": tool,
-    })  # fmt: skip
+    return tool_spec("redis-benchmark", port, tool, password=password, interval_s=duration_s,
+                     warmup_intervals=warmup_intervals)
 
 
 @pytest.fixture
 def driver() -> Iterator[RedisBenchmarkDriver]:
-    made = RedisBenchmarkDriver()
-    yield made
-    pids = made.worker_pids()
-    made.close()
-    for pid in pids:
-        if not process_gone(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
-def run_load(driver: RedisBenchmarkDriver, spec_text: str) -> LoadReport:
-    spec = parse_spec(spec_text)
-    driver.prepare(spec)
-    driver.start_at(time.time_ns() + START_MARGIN_NS)
-    poll_until(lambda: driver.state.done, spec.timeline.total_s + DEADLINE, "the load to end")
-    return driver.report()
+    yield from closed_after(RedisBenchmarkDriver())
 
 
 def commandstats(server: RedisServer) -> dict[str, int]:
     with server.client() as client:
-        stats: dict[str, Any] = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        return redis_calls(client)
+
+
+def started_tool(driver: RedisBenchmarkDriver) -> int:
+    """The pid of the redis-benchmark the driver's one load process runs, once it runs."""
+    (load_pid,) = driver.worker_pids()
+
+    def tool_pids() -> list[int]:
+        try:
+            return [child.pid for child in psutil.Process(load_pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    poll_until(lambda: bool(tool_pids()), DEADLINE, "redis-benchmark to start")
+    (tool_pid,) = tool_pids()
+    return tool_pid
 
 
 def test_one_measure_interval_whose_counts_are_the_servers_calls(
@@ -84,7 +82,7 @@ def test_one_measure_interval_whose_counts_are_the_servers_calls(
     server = redis_server(password=PASSWORD)
     with server.client() as client:
         client.config_resetstat()
-    report = run_load(driver, make_spec(server.port))
+    report = run_to_end(driver, make_spec(server.port))
     calls = commandstats(server)
     assert driver.state.value == "finished"
     assert len(report.intervals) == 1
@@ -103,7 +101,7 @@ def test_an_arbitrary_command_with_rand_int_runs(
     driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
 ) -> None:
     server = redis_server(password=PASSWORD)
-    report = run_load(driver, make_spec(
+    report = run_to_end(driver, make_spec(
         server.port, tests=None, command=["HSET", "h", "f:__rand_int__", "v"], requests=2000))
     (interval,) = report.intervals
     assert {name: c.count for name, c in interval.commands.items()} == {"HSET": 2000}
@@ -117,7 +115,7 @@ def test_requests_sized_by_calibration_and_warmup_run_apart(
 ) -> None:
     server = redis_server(password=PASSWORD)
     prepared = driver.prepare(parse_spec(make_spec(
-        server.port, tests=["set"], requests=None, warmup_s=0.5, duration_s=1.0)))
+        server.port, tests=["set"], requests=None, warmup_s=0.25, duration_s=0.5)))
     assert "sized by calibration" in prepared.driver_version
     assert prepared.driver_version.startswith("redis-benchmark ")
     calibrated = commandstats(server)["set"]
@@ -160,9 +158,7 @@ def test_an_error_reply_fails_the_load_in_one_line(
     server = redis_server(password=PASSWORD)
     with server.client() as client:
         client.set("h", "a string")
-    spec = parse_spec(make_spec(server.port, tests=None, command=["HSET", "h", "f", "v"]))
-    driver.prepare(spec)
-    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    start_soon(driver, make_spec(server.port, tests=None, command=["HSET", "h", "f", "v"]))
     poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
     assert driver.state.value == "failed"
     problem = driver.progress().problem or ""
@@ -174,20 +170,9 @@ def test_a_stop_kills_the_tool_and_leaves_nothing_running(
     driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
 ) -> None:
     server = redis_server(password=PASSWORD)
-    spec = parse_spec(make_spec(server.port, tests=["ping_mbulk"], requests=10**9,
-                                duration_s=60.0, clients=2, threads=1))
-    driver.prepare(spec)
-    driver.start_at(time.time_ns() + START_MARGIN_NS)
-    (load_pid,) = driver.worker_pids()
-
-    def tool_pids() -> list[int]:
-        try:
-            return [child.pid for child in psutil.Process(load_pid).children()]
-        except psutil.NoSuchProcess:
-            return []
-
-    poll_until(lambda: bool(tool_pids()), DEADLINE, "redis-benchmark to start")
-    (tool_pid,) = tool_pids()
+    start_soon(driver, make_spec(server.port, tests=["ping_mbulk"], requests=10**9,
+                                 duration_s=60.0, clients=2, threads=1))
+    tool_pid = started_tool(driver)
     driver.stop()
     assert driver.state.value == "stopped"
     poll_until(lambda: process_gone(tool_pid), DEADLINE, "redis-benchmark to end")
@@ -197,20 +182,9 @@ def test_a_tool_killed_from_outside_is_a_tool_failure_not_the_servers(
     driver: RedisBenchmarkDriver, redis_server: Callable[..., RedisServer]
 ) -> None:
     server = redis_server(password=PASSWORD)
-    spec = parse_spec(make_spec(server.port, tests=["ping_mbulk"], requests=10**9,
-                                duration_s=60.0, clients=2, threads=1))
-    driver.prepare(spec)
-    driver.start_at(time.time_ns() + START_MARGIN_NS)
-    (load_pid,) = driver.worker_pids()
-
-    def tool_pids() -> list[int]:
-        try:
-            return [child.pid for child in psutil.Process(load_pid).children()]
-        except psutil.NoSuchProcess:
-            return []
-
-    poll_until(lambda: bool(tool_pids()), DEADLINE, "redis-benchmark to start")
-    (tool_pid,) = tool_pids()
+    start_soon(driver, make_spec(server.port, tests=["ping_mbulk"], requests=10**9,
+                                 duration_s=60.0, clients=2, threads=1))
+    tool_pid = started_tool(driver)
     os.kill(tool_pid, signal.SIGKILL)  # the tool dies on its own: the server said nothing
     poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
     assert driver.state.value == "failed"

@@ -135,3 +135,37 @@ def test_coord_compare_refuses_a_run_without_a_finished_repetition(
     result = run_coord("compare", str(a), str(slow))
     assert result.status == 2
     assert result.stderr.strip() == f"{slow}: no finished repetition to compare"
+
+
+def with_driver(document: ResultsDocument, driver: str) -> ResultsDocument:
+    inventory = json.loads(json.dumps(document.inventory))
+    inventory["benchmark"]["driver"] = driver
+    return document.model_copy(update={"inventory": inventory})
+
+
+def test_runs_of_different_drivers_are_said_so_before_the_figures() -> None:
+    a = load_results(FIXTURE)
+    comparison = compare(["a", "b", "c"], [a, with_driver(a, "redis-benchmark"),
+                                           with_driver(a, "memtier")])
+    assert comparison.drivers == ["builtin", "redis-benchmark", "memtier"]
+    note = comparison.drivers_note() or ""
+    assert "load drivers differ (a: builtin, b: redis-benchmark, c: memtier)" in note
+    assert {d.what: d.values for d in comparison.differences}[
+        "inventory.benchmark.driver"] == ["builtin", "redis-benchmark", "memtier"]
+    assert compare(["a", "a"], [a, a]).drivers_note() is None
+
+
+def test_coord_compare_of_different_drivers_names_them_and_refuses_to_gate(
+        run_coord: RunCoord, two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    a, slow = two_runs
+    document = json.loads((slow / "results.json").read_text())
+    document["inventory"]["benchmark"]["driver"] = "memtier"
+    (slow / "results.json").write_text(json.dumps(document))
+    shown = run_coord("compare", str(a), str(slow), "--html", str(tmp_path / "c.html"))
+    assert shown.status == 0, shown.stderr
+    assert "load drivers differ" in " ".join(shown.stdout.split())
+    assert "load drivers differ" in (tmp_path / "c.html").read_text()
+    gated = run_coord("compare", str(a), str(slow), "--fail-on-regression", "5")
+    assert gated.status == 2
+    assert gated.stderr.strip() == ("--fail-on-regression: the runs' load drivers differ "
+                                    "(builtin, memtier); gate on runs of one driver")

@@ -55,6 +55,14 @@ def test_sized_requests_last_the_phase(rate: float, seconds: float) -> None:
     assert sized >= 1 and abs(sized - max(1.0, rate * seconds)) <= 0.5 + 1e-9 * rate * seconds
 
 
+@given(st.floats(1.0, 1e7), st.floats(0.01, 3600.0), st.integers(1, 10_000))
+def test_sized_requests_are_whole_pipelines(rate: float, seconds: float, pipeline: int) -> None:
+    # redis-benchmark completes -n rounded up to a multiple of -P: -n must be one already
+    sized = requests_for(rate, seconds, pipeline)
+    assert sized >= pipeline and sized % pipeline == 0
+    assert abs(sized - max(pipeline, rate * seconds)) <= pipeline / 2 + 1e-9 * rate * seconds
+
+
 def test_a_run_becomes_one_measure_interval_per_command() -> None:
     tests = read_report((FIXTURES / "set-get.stdout").read_text())
     interval = run_interval(3, tests, read_errors(""), HistogramParams(), complete=True)
