@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from coordinator.core.errors import FleetError
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import LabPaths, tls_server_name
@@ -101,6 +102,7 @@ def run(lab: LabStatus, tmp_path: Path, port: int, requests: list[dict[str, Any]
         "http": {"processes": 1, "connections": CONNECTIONS, "requests": requests, **http},
     }
     document["baseline"] = {"enabled": False}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "http.yaml"
     path.write_text(yaml.safe_dump(document))
     return run_benchmark(load_inventory(path), tmp_path / "out", MeasureView())
@@ -141,21 +143,34 @@ def test_an_open_loop_sends_at_its_rate_and_the_server_sees_every_request(
 
 
 def test_https_verified_by_the_labs_ca(lab: LabStatus, tmp_path: Path) -> None:
-    """The client checks the server's certificate against the lab's CA, by the name in it:
-    a request in the clear, or to a server the CA did not sign, would not be answered."""
+    """The client checks the server's certificate against the lab's CA, by the name in it (a
+    name the certificate does not hold is refused before any load, in one line), and keeps
+    doing so when the server closes connections (``/bye``): each reconnection shakes hands
+    again, without blocking, inside the load's loop."""
     ca_file = str(LabPaths.of(NAME, lab.spec.state_root).tls_dir / "ca.crt")
     tls = {"ca_file": ca_file, "server_name": tls_server_name(NAME)}
+    requests: list[dict[str, Any]] = [
+        {"name": "score", "method": "POST", "path": "/ok", "body": {"json": {"id": "{seq}"}},
+         "json_path": "score"},
+        {"name": "bye", "path": "/bye", "weight": 1},
+    ]
     with serving(lab, TLS_PORT, tls=True) as server:
-        outcome = run(lab, tmp_path, TLS_PORT,
-                      [{"name": "score", "method": "POST", "path": "/ok",
-                        "body": {"json": {"id": "{seq}"}}, "json_path": "score"}], tls=tls)
+        with pytest.raises(FleetError) as refused:
+            run(lab, tmp_path / "refused", TLS_PORT, requests,
+                tls={**tls, "server_name": "not-the-lab.example"})
+        outcome = run(lab, tmp_path, TLS_PORT, requests, tls=tls)
+    (reason,) = refused.value.lines()
+    assert "certificate verify failed" in reason, reason
     repetition = outcome.document.repetitions[0]
     agent = only_agent(repetition)
-    print(f"https: {agent.ops_per_sec:.1f} replies/s, p50 {repetition.latency_usec.p50} µs")
+    print(f"https: {agent.ops_per_sec:.1f} replies/s, p50 {repetition.latency_usec.p50} µs, "
+          f"server {server.counts}")
     assert outcome.document.status == "complete"
     assert repetition.errors == {}
-    assert repetition.count > 0
-    assert sum(i.requests for i in agent.intervals) == server.counts["/ok"]
+    assert set(repetition.commands) == {"score", "bye"}
+    assert server.counts["/bye"] > CONNECTIONS  # connections were reopened, over TLS
+    assert sum(i.requests for i in agent.intervals) == server.counts["/ok"] + server.counts["/bye"]
+    assert sum(i.errors.get("connection", 0) for i in agent.intervals) == 0
 
 
 def test_a_500_and_a_closed_connection_are_counted_by_kind(lab: LabStatus,
