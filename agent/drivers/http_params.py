@@ -6,7 +6,8 @@ schema), their parsing into request templates and the plan of load processes. Pu
     {"processes": null | P, "connections": C,   as the builtin driver's
      "keyspace": K,                              {rand_int} is below it
      "timeout_ns": T,                            a request unanswered this long: timeout error
-     "rate": null,                               open loop: not supported yet
+     "rate": null | R,                           open loop, as the builtin driver's:
+     "arrivals": "constant",                     optional, constant or poisson
      "base_path": "", "headers": {...},          the server's (inventory servers[].http)
      "requests": [{"name", "method", "path", "headers", "body", "weight",
                    "expect_status", "json_path"}, ...],
@@ -19,12 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agent.drivers.builtin_params import CONNECTIONS, PROCESSES, Limit
+from agent.drivers.builtin_params import CONNECTIONS, PROCESSES, RATE, Limit
 from agent.drivers.errors import KIND_CONFIG, DriverError
 from agent.drivers.http_request import RequestTemplate, body_from_json
+from agent.drivers.schedule import ARRIVALS, CONSTANT
 from agent.drivers.spec import Fields
 
-__all__ = ["CONNECTIONS", "KEYSPACE", "METHODS", "PROCESSES", "TIMEOUT_NS", "WEIGHT",
+__all__ = ["CONNECTIONS", "KEYSPACE", "METHODS", "PROCESSES", "RATE", "TIMEOUT_NS", "WEIGHT",
            "HttpParams", "parse_params", "plan"]
 
 KEYSPACE: Final = Limit(1, 10**12)
@@ -47,6 +49,8 @@ class HttpParams:
     headers: Mapping[str, str]
     requests: tuple[RequestTemplate, ...]
     seed: int | None = None
+    rate: float | None = None  # open loop (requests/s for the host); None: closed loop
+    arrivals: str = CONSTANT  # the open loop's schedule: constant or poisson
 
 
 def _strings(value: object, where: str) -> dict[str, str]:
@@ -97,8 +101,15 @@ def parse_params(params: dict[str, Any]) -> HttpParams:
     processes = None
     if fields.get("processes") is not None:
         processes = fields.integer("processes", PROCESSES.minimum, PROCESSES.maximum)
+    rate = None
     if fields.get("rate") is not None:
-        raise DriverError(KIND_CONFIG, "open loop (rate) is not supported by the http driver yet")
+        rate = fields.number("rate", RATE.minimum, RATE.maximum)
+    arrivals = CONSTANT
+    if fields.has("arrivals"):
+        arrivals = fields.text("arrivals")
+        if arrivals not in ARRIVALS:
+            raise fields.problem("arrivals", f"must be one of {', '.join(ARRIVALS)}, got "
+                                 f"{arrivals!r}")
     raw = fields.get("requests")
     if not isinstance(raw, list) or not raw:
         raise fields.problem("requests", "must be a non-empty list of request templates")
@@ -118,6 +129,8 @@ def parse_params(params: dict[str, Any]) -> HttpParams:
         headers=_strings(fields.get("headers"), "spec.params.headers"),
         requests=requests,
         seed=fields.optional_integer("seed", minimum=0) if fields.has("seed") else None,
+        rate=rate,
+        arrivals=arrivals,
     )
     fields.no_more()
     return parsed

@@ -1,4 +1,5 @@
-"""One load process of the http driver: N keep-alive HTTP/1.1 connections, one closed loop.
+"""One load process of the http driver: N keep-alive HTTP/1.1 connections, a closed or an open
+loop, over plain TCP or TLS.
 
 Started and timed by the kit like the builtin driver's (:mod:`agent.drivers.worker`): one
 ``epoll`` over plain non-blocking sockets, one request in flight per connection (no
@@ -13,18 +14,35 @@ error and its connection is replaced. A server that closes a connection after a 
 (``Connection: close``) is reconnected without an error.
 
 At the planned end the loop drains as the builtin driver's does (timeline.drain_ns).
+
+**Open loop** (``params.rate``): the builtin driver's, with its parts
+(:mod:`agent.drivers.schedule`, :func:`agent.drivers.open_worker.schedule_accounting`): each
+connection has its own schedule of intended send times (the host's rate spread over its
+connections, constant or Poisson, staggered); an idle connection waits in a heap for its point,
+a busy one queues (its next request goes out as soon as the response is in, late). A latency
+counts from the intended time (``sent_ns`` is the point); the timeout and the gap count from the
+actual send (``issued_ns``). Each interval carries the schedule's accounting (sent, late,
+largest lateness, not sent).
+
+**TLS** (``target.tls``, :mod:`agent.drivers.resp_tls` as for RESP): the first connections
+shake hands blocking in ``prepare`` (a refused certificate is one line there); a reconnection
+shakes hands without blocking inside the loop; reads and writes go through the TLS socket's
+non-blocking wrappers. Plain TCP keeps the socket's own methods.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import random
 import select
 import socket
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -43,6 +61,7 @@ from agent.drivers.http_response import (
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
+from agent.drivers.open_worker import poll_timeout_s, schedule_accounting
 from agent.drivers.resp_connection import (
     CONNECT_TIMEOUT,
     ERR,
@@ -56,7 +75,22 @@ from agent.drivers.resp_connection import (
     bind_source,
     describe_os_error,
 )
+from agent.drivers.resp_tls import (
+    client_context,
+    describe_tls_error,
+    server_name,
+    tls_recv_into,
+    tls_send,
+)
+from agent.drivers.schedule import (
+    POISSON,
+    ConnectionSchedule,
+    ScheduleCounters,
+    connection_rate,
+    stagger,
+)
 from agent.drivers.spec import Target, Timeline, parse_target
+from agent.drivers.worker import OpenLoopPlan
 from agent.histograms import HistogramParams
 
 MODULE: Final = "agent.drivers.http_worker"
@@ -68,6 +102,7 @@ TIMEOUT_CHECK_NS = 50_000_000
 READY: Final = 0
 CONNECTING: Final = 1
 DOWN: Final = 2
+TLS_HANDSHAKE: Final = 3
 
 
 @dataclass(frozen=True)
@@ -82,12 +117,14 @@ class HttpWorkerConfig:
     seed: int
     timeline: Timeline
     histogram: HistogramParams
+    open_loop: OpenLoopPlan | None = None  # None: the closed loop
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "processes": self.processes,
                 "target": self.target.to_json(), "connections": self.connections,
                 "params": self.params, "seed": self.seed, "timeline": self.timeline.to_json(),
-                "histogram": self.histogram.to_json()}
+                "histogram": self.histogram.to_json(),
+                "open_loop": None if self.open_loop is None else self.open_loop.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HttpWorkerConfig:
@@ -95,7 +132,8 @@ class HttpWorkerConfig:
                    target=parse_target(data["target"]), connections=int(data["connections"]),
                    params=dict(data["params"]), seed=int(data["seed"]),
                    timeline=Timeline.from_json(data["timeline"]),
-                   histogram=HistogramParams.from_json(data["histogram"]))
+                   histogram=HistogramParams.from_json(data["histogram"]),
+                   open_loop=OpenLoopPlan.from_json(data.get("open_loop")))
 
 
 def main(argv: Sequence[str]) -> NoReturn:
@@ -115,8 +153,8 @@ def read_body_file(path: str) -> bytes:
 class HttpConnection:
     """One connection and the request it has in flight (``template`` -1: none)."""
 
-    __slots__ = ("attempts", "fd", "out", "reader", "retry_at", "sent_ns", "sock", "state",
-                 "template")
+    __slots__ = ("attempts", "fd", "issued_ns", "out", "reader", "recv_into", "retry_at",
+                 "schedule", "send", "sent_ns", "sock", "state", "template")
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
@@ -125,9 +163,21 @@ class HttpConnection:
         self.reader = ResponseReader()
         self.template = -1
         self.out = b""  # what the socket did not take yet
-        self.sent_ns = 0
+        self.sent_ns = 0  # where its latency counts from: the send, or the open loop's point
+        self.issued_ns = 0  # the actual send (the timeout and the gap count from it)
         self.attempts = 0
         self.retry_at = 0
+        self.schedule: ConnectionSchedule | None = None  # the open loop's
+        self.recv_into: Callable[[bytearray], int] = _closed_recv
+        self.send: Callable[[bytes], int] = _closed_send
+
+
+def _closed_recv(buffer: bytearray) -> int:
+    return 0
+
+
+def _closed_send(data: bytes) -> int:
+    raise ConnectionResetError
 
 
 class HttpWorker:
@@ -138,7 +188,8 @@ class HttpWorker:
         self.channel = channel
         self.params: HttpParams = parse_params(config.params)
         target = config.target
-        host = target.endpoint if target.port != 80 else target.address
+        default_port = 443 if target.tls is not None else 80
+        host = target.endpoint if target.port != default_port else target.address
         self.random = random.Random(config.seed)  # noqa: S311 (a load, not a secret)
         self.requests: list[CompiledRequest] = [
             compile_request(t, host, self.params.headers, self.params.base_path,
@@ -160,6 +211,13 @@ class HttpWorker:
         self._address: tuple[Any, ...] = ()
         self._family = socket.AF_INET
         self._draining = False
+        self._tls: ssl.SSLContext | None = None
+        self._server_name = server_name(target.tls or {}, target.address)
+        self.open_loop = config.open_loop
+        self.counters = ScheduleCounters()
+        self._due: list[tuple[int, int, HttpConnection]] = []  # idle connections by point
+        self._order = itertools.count()  # ties in the heap: never compare connections
+        self._end = 0  # the planned end (perf clock), once the load began
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> HttpWorker:
@@ -176,6 +234,8 @@ class HttpWorker:
             raise DriverError(KIND_UNREACHABLE, f"cannot resolve {target.address}: "
                               f"{describe_os_error(exc)}") from None
         self._family, _type, _proto, _name, self._address = infos[0]
+        if target.tls is not None:
+            self._tls = client_context(target.tls)
         for conn in self.connections:
             sock = socket.socket(self._family, socket.SOCK_STREAM)
             sock.settimeout(CONNECT_TIMEOUT)
@@ -186,6 +246,7 @@ class HttpWorker:
                 sock.close()
                 raise DriverError(KIND_UNREACHABLE, f"cannot connect to {target.endpoint}: "
                                   f"{describe_os_error(exc)}") from None
+            sock = self._shake_hands(sock)
             sock.setblocking(False)
             self._attach(conn, sock)
             conn.state = READY
@@ -195,10 +256,30 @@ class HttpWorker:
             self._poller.register(conn.fd, IN)
         return len(self.connections)
 
+    def _shake_hands(self, sock: socket.socket) -> socket.socket:
+        """The TLS handshake of a connected blocking socket (none for plain TCP)."""
+        if self._tls is None:
+            return sock
+        endpoint = self.config.target.endpoint
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self._server_name)
+        except TimeoutError:
+            sock.close()
+            raise DriverError(KIND_UNREACHABLE,
+                              f"{endpoint}: the TLS handshake timed out") from None
+        except OSError as exc:  # ssl.SSLError included
+            sock.close()
+            raise DriverError(KIND_UNREACHABLE, f"TLS handshake with {endpoint} failed: "
+                              f"{describe_tls_error(exc)}") from None
+
     def _attach(self, conn: HttpConnection, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.sock = sock
         conn.fd = sock.fileno()
+        if isinstance(sock, ssl.SSLSocket):
+            conn.recv_into, conn.send = tls_recv_into(sock), tls_send(sock)
+        else:
+            conn.recv_into, conn.send = sock.recv_into, sock.send
         conn.reader = ResponseReader(self.keep_bodies)
         conn.template = -1
         self._by_fd[conn.fd] = conn
@@ -209,14 +290,51 @@ class HttpWorker:
         run_timed(self.channel, self.config.timeline, t0_ns, self)
 
     def begin(self, grid: IntervalGrid) -> list[int]:
+        """The first requests (an open loop: those whose point is now; every connection's
+        schedule starts now, staggered over the host's connections); the instant each
+        ``send`` returned."""
+        plan = self.open_loop
+        if plan is not None:
+            start = time.perf_counter_ns()
+            self._end = grid.end
+            period_ns = 1e9 / connection_rate(plan.rate, plan.host_connections, 1)
+            for position, conn in enumerate(self.connections):
+                rng = None
+                if plan.arrivals == POISSON:
+                    rng = random.Random(self.config.seed + position)  # noqa: S311 (a load)
+                first = start + stagger(plan.first_connection + position, plan.host_connections,
+                                        period_ns)
+                conn.schedule = ConnectionSchedule(first, period_ns, rng)
         sent_at: list[int] = []
         for conn in self.connections:
-            if conn.state == READY and self._send(conn):
+            if conn.state == READY and self._send_or_wait(conn):
                 sent_at.append(time.time_ns())
         return sent_at
 
+    def _send_or_wait(self, conn: HttpConnection) -> bool:
+        """An idle ready connection's next request: at once in a closed loop; in an open loop
+        if its point came, else it waits in the heap. Whether a request went out."""
+        schedule = conn.schedule
+        if schedule is not None and schedule.due > time.perf_counter_ns():
+            heappush(self._due, (schedule.due, next(self._order), conn))
+            return False
+        return self._send(conn)
+
+    def _send_due(self, now: int) -> None:
+        """Send every idle connection whose point came by ``now``."""
+        due = self._due
+        while due and due[0][0] <= now:
+            point, _, conn = heappop(due)
+            schedule = conn.schedule
+            if (conn.state == READY and conn.template < 0 and schedule is not None
+                    and schedule.due == point):
+                self._send(conn)
+            # otherwise a stale entry: the connection failed meanwhile (it is pushed again
+            # when it is back) or already sent this point
+
     def _send(self, conn: HttpConnection) -> bool:
-        """Send ``conn`` its next request; whether it went out (else the connection failed)."""
+        """Send ``conn`` its next request (an open loop: its due point's); whether it went
+        out (else the connection failed)."""
         index = self.pick()
         request = self.requests[index]
         payload = request.static
@@ -224,25 +342,29 @@ class HttpWorker:
             payload = request.render(self.seq, self.random.randrange(self.params.keyspace))
         self.seq += self.config.processes
         conn.template = index
-        sock = conn.sock
-        conn.sent_ns = time.perf_counter_ns()
+        now = time.perf_counter_ns()
+        conn.issued_ns = now
+        schedule = conn.schedule
+        point = now if schedule is None else schedule.take()
+        conn.sent_ns = point
         try:
-            sent = sock.send(payload) if sock is not None else 0
+            sent = conn.send(payload)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
             self._fail(conn)
             return False
         self.recorder.bytes_sent += sent
+        if schedule is not None:
+            self.counters.record_send(point, now, 1)
         if sent < len(payload):  # a large body: the rest when the socket is writable
             conn.out = payload[sent:]
             self._poller.modify(conn.fd, IN | OUT)
         return True
 
     def _flush(self, conn: HttpConnection) -> None:
-        sock = conn.sock
         try:
-            sent = sock.send(conn.out) if sock is not None else 0
+            sent = conn.send(conn.out)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -266,6 +388,9 @@ class HttpWorker:
         json_paths = self.json_paths
         buffer, view = self._buffer, self._view
         send = self._send
+        open_loop = self.open_loop is not None
+        due = self._due
+        order = self._order
         last: tuple[int, bool] | None = None
         drain_end = grid.end + self.config.timeline.drain_ns
         timeout_ns = self.params.timeout_ns
@@ -275,7 +400,11 @@ class HttpWorker:
             wake = min(grid.boundary, grid.end, next_check)
             if last is not None:
                 wake = min(drain_end, next_check)
+            elif due and due[0][0] < wake:
+                wake = due[0][0]
             if now >= wake:
+                if last is None and due and due[0][0] <= now:
+                    self._send_due(now)
                 if now >= next_check:
                     next_check = now + TIMEOUT_CHECK_NS
                     self._expire(now - timeout_ns)
@@ -293,7 +422,8 @@ class HttpWorker:
                     self._drained(last)
                     return COMPLETED
                 continue
-            for fd, events in poll((wake - now) / 1e9):
+            timeout = poll_timeout_s(wake, now) if open_loop else (wake - now) / 1e9
+            for fd, events in poll(timeout):
                 conn = by_fd.get(fd)
                 if conn is None:
                     if fd == control_fd and stop_requested(self.channel):
@@ -301,16 +431,15 @@ class HttpWorker:
                             self.report_interval(last[0], complete=False)
                         return STOPPED
                     continue
-                if conn.state == CONNECTING:
-                    self._connected(conn, events)
+                if conn.state != READY:
+                    self._advance(conn, events)
                     continue
                 if events & OUT and conn.out:
                     self._flush(conn)
                 if not events & READ_EVENTS:
                     continue
-                sock = conn.sock
                 try:
-                    size = sock.recv_into(buffer) if sock is not None else 0
+                    size = conn.recv_into(buffer)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
@@ -355,7 +484,11 @@ class HttpWorker:
                 if not keep_alive:
                     self._replace(conn)
                 elif last is None:
-                    send(conn)
+                    schedule = conn.schedule
+                    if schedule is None or schedule.due <= received_ns:
+                        send(conn)  # a closed loop; or an open loop's queued point, late
+                    else:
+                        heappush(due, (schedule.due, next(order), conn))
 
     # --- connections --------------------------------------------------------------------
 
@@ -369,10 +502,12 @@ class HttpWorker:
                 self._poller.unregister(conn.fd)
             conn.sock.close()
         conn.sock, conn.fd, conn.state, conn.out = None, -1, DOWN, b""
+        conn.recv_into, conn.send = _closed_recv, _closed_send
 
     def _fail(self, conn: HttpConnection) -> None:
-        """The connection broke: its request in flight (if any) is a ``connection`` error."""
-        if conn.template >= 0 or conn.state == CONNECTING:
+        """The connection broke: its request in flight (if any) is a ``connection`` error,
+        and so is a failed connection attempt (TLS handshake included)."""
+        if conn.template >= 0 or conn.state in (CONNECTING, TLS_HANDSHAKE):
             self.recorder.count_error(ERROR_CONNECTION)
         conn.template = -1
         self._drop(conn)
@@ -418,24 +553,57 @@ class HttpWorker:
         conn.state = CONNECTING
         self._poller.register(conn.fd, IN | OUT)
 
-    def _connected(self, conn: HttpConnection, events: int) -> None:
+    def _advance(self, conn: HttpConnection, events: int) -> None:
+        """A connecting connection has news: connected (then TLS, if any), or failed."""
         sock = conn.sock
         if sock is None:
+            return
+        if conn.state == TLS_HANDSHAKE:
+            self._tls_step(conn)
             return
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or events & (ERR | HUP):
             self._fail(conn)
             return
+        if self._tls is not None:
+            self._attach(conn, self._tls.wrap_socket(
+                sock, server_hostname=self._server_name, do_handshake_on_connect=False,
+            ))  # the same descriptor: the poller's registration stands
+            conn.state = TLS_HANDSHAKE
+            self._tls_step(conn)
+            return
+        self._ready(conn)
+
+    def _tls_step(self, conn: HttpConnection) -> None:
+        """Advance a non-blocking TLS handshake; ready when it is done."""
+        sock = conn.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            self._fail(conn)
+            return
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._poller.modify(conn.fd, IN)
+            return
+        except ssl.SSLWantWriteError:
+            self._poller.modify(conn.fd, IN | OUT)
+            return
+        except OSError:  # ssl.SSLError included: a refused certificate is a failed attempt
+            self._fail(conn)
+            return
+        self._ready(conn)
+
+    def _ready(self, conn: HttpConnection) -> None:
         conn.state = READY
         conn.attempts = 0
         self._poller.modify(conn.fd, IN)
         if not self._draining:
-            self._send(conn)
+            self._send_or_wait(conn)
 
     def _expire(self, sent_before: int) -> None:
         """Requests sent before ``sent_before`` are ``timeout`` errors; their connections
         are replaced (a late response would be read as the next request's)."""
         for conn in self.connections:
-            if conn.template >= 0 and conn.sent_ns < sent_before:
+            if conn.template >= 0 and conn.issued_ns < sent_before:
                 self.recorder.count_error(ERROR_TIMEOUT)
                 conn.template = -1
                 self._replace(conn)
@@ -452,7 +620,12 @@ class HttpWorker:
         now = time.perf_counter_ns()
         for conn in self.connections:
             if conn.template >= 0:
-                self.recorder.note_gap(now - conn.sent_ns)
+                self.recorder.note_gap(now - conn.issued_ns)
+        if self.open_loop is not None:
+            at = min(now, self._end) if self._end else now
+            self.recorder.open_loop = schedule_accounting(
+                self.counters, [c.schedule for c in self.connections if c.schedule is not None],
+                at, 1, self.recorder.latencies.params)
         data = self.recorder.roll(index, complete=complete)
         self.channel.send({"type": "interval", "interval": data.to_json()})
 

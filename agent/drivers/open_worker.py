@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from heapq import heappop, heappush
 from typing import Any
 
@@ -55,9 +55,9 @@ from agent.drivers.schedule import (
     stagger,
 )
 from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, read_replies
-from agent.histograms import encode, record_counts
+from agent.histograms import HistogramParams, encode, record_counts
 
-__all__ = ["OpenWorker"]
+__all__ = ["OpenWorker", "poll_timeout_s", "schedule_accounting"]
 
 _NEVER = 1 << 126
 
@@ -193,11 +193,7 @@ class OpenWorker(Worker):
                     tick = drain_end if last is not None else self._wake(grid)
                 wake = tick if last is not None else min(tick, self._next_point())
                 now = perf()
-            # epoll sleeps whole milliseconds, rounded up: sleep the whole milliseconds but
-            # one (a hair less, so the rounding cannot add one), then spin
-            sleep_ms = (wake - now) // 1_000_000 - 1
-            timeout = sleep_ms / 1000 - 1e-7 if sleep_ms > 0 else 0.0
-            for fd, events in poll(timeout):
+            for fd, events in poll(poll_timeout_s(wake, now)):
                 conn = by_fd.get(fd)
                 if conn is None:
                     if fd == control_fd:
@@ -285,16 +281,34 @@ class OpenWorker(Worker):
         """The closed loop's interval, with the schedule's accounting of it."""
         clock = time.perf_counter_ns() if now is None else now
         at = min(clock, self._end) if self._end else clock
-        backlog = sum(schedule.backlog(at) for schedule in self.schedules.values())
-        counters = self.counters
-        lateness = self.recorder.latencies.params.empty()
-        record_counts(lateness, counters.lateness_usec)
-        self.recorder.open_loop = OpenLoopData(
-            sent=counters.sent,
-            late=counters.late,
-            lateness_max_usec=(counters.lateness_max_ns + 500) // 1000,
-            not_sent=backlog * self.config.pipeline,
-            lateness=encode(lateness),
-        )
-        counters.reset()
+        self.recorder.open_loop = schedule_accounting(
+            self.counters, self.schedules.values(), at, self.config.pipeline,
+            self.recorder.latencies.params)
         super().report_interval(index, complete=complete, now=now)
+
+
+def schedule_accounting(counters: ScheduleCounters, schedules: Iterable[ConnectionSchedule],
+                        at: int, pipeline: int, params: HistogramParams) -> OpenLoopData:
+    """One interval of an open loop's schedule, ending at ``at`` (perf clock): the counters'
+    sends (then reset) and the points come by ``at`` but not sent (``pipeline`` requests
+    each). Shared by every open loop (RESP and HTTP)."""
+    backlog = sum(schedule.backlog(at) for schedule in schedules)
+    lateness = params.empty()
+    record_counts(lateness, counters.lateness_usec)
+    data = OpenLoopData(
+        sent=counters.sent,
+        late=counters.late,
+        lateness_max_usec=(counters.lateness_max_ns + 500) // 1000,
+        not_sent=backlog * pipeline,
+        lateness=encode(lateness),
+    )
+    counters.reset()
+    return data
+
+
+def poll_timeout_s(wake_ns: int, now_ns: int) -> float:
+    """How long an open loop's poll may sleep before ``wake_ns``: ``epoll`` sleeps whole
+    milliseconds, rounded up, so the whole milliseconds but one (a hair less, so the rounding
+    cannot add one); within 1-2 ms of the wake, not at all (the loop spins)."""
+    sleep_ms = (wake_ns - now_ns) // 1_000_000 - 1
+    return sleep_ms / 1000 - 1e-7 if sleep_ms > 0 else 0.0

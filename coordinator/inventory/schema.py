@@ -374,7 +374,15 @@ class HttpDriver(Model):
     timeout: PositiveDuration = Field(
         10.0, description="a request unanswered this long is a timeout error (its connection "
         "is replaced)")
-    rate: float | None = Field(None, gt=0, description="open loop: not supported yet")
+    rate: float | None = Field(
+        None, ge=http_params.RATE.minimum, le=http_params.RATE.maximum,
+        description="open loop: target requests/s per client host, as benchmark.builtin.rate "
+        "(docs/drivers.md); omit for closed loop",
+    )
+    arrivals: Literal["constant", "poisson"] = Field(
+        "constant", description="open loop: intended send times evenly spaced, or Poisson "
+        "arrivals of the same mean rate",
+    )
     requests: list[HttpRequest] = Field(
         default_factory=lambda: [HttpRequest(name="get", path="/")],
         min_length=1, description="request templates, chosen by weight")

@@ -186,6 +186,7 @@ def http_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
         "keyspace": params.keyspace,
         "timeout_ns": round(params.timeout * 1e9),
         "rate": params.rate,
+        "arrivals": params.arrivals,
         "base_path": server.http.base_path,
         "headers": dict(server.http.headers),
         "requests": [

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.drivers.errors import DriverError
+from agent.drivers.http_driver import HttpDriver
 from agent.drivers.http_params import parse_params, plan
 from agent.drivers.http_request import Body, RequestTemplate, compile_request, picker
 from agent.drivers.http_response import (
@@ -21,6 +22,8 @@ from agent.drivers.http_response import (
     has_json_path,
     status_error,
 )
+from agent.drivers.spec import parse_spec
+from agent.drivers.worker import OpenLoopPlan
 from coordinator.inventory.checks import check_references
 from coordinator.inventory.schema import Inventory
 from coordinator.run.loadspec import load_spec
@@ -155,7 +158,8 @@ def test_params_plan_one_process_per_core_at_most_one_per_connection() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("rate", 100.0, "open loop"),
+    ("rate", 0.0, "rate"),
+    ("arrivals", "burst", "arrivals"),
     ("requests", [], "non-empty"),
     ("base_path", "v1", "start with /"),
     ("headers", {"Bad Name": "x"}, "not a valid header"),
@@ -177,7 +181,7 @@ def test_a_head_request_or_a_bad_body_is_refused() -> None:
         parse_params(params)
 
 
-def inventory(driver: str, kind: str) -> Inventory:
+def inventory(driver: str, kind: str, **http: object) -> Inventory:
     return Inventory.model_validate({
         "version": 1, "name": "t",
         "hosts": [{"name": "s", "address": "10.0.0.1", "roles": ["server"]},
@@ -187,7 +191,7 @@ def inventory(driver: str, kind: str) -> Inventory:
         "benchmark": {"driver": driver, "http": {"requests": [
             {"name": "infer", "method": "POST", "path": "/models/m/infer",
              "body": {"base64": base64.b64encode(b"\x00\x01").decode()},
-             "expect_status": 200, "json_path": "outputs"}]}},
+             "expect_status": 200, "json_path": "outputs"}], **http}},
     })
 
 
@@ -208,3 +212,25 @@ def test_the_spec_builder_carries_templates_base_path_and_headers_to_the_agent()
     assert request.body == Body("binary", b"\x00\x01")
     assert (request.expect_status, request.json_path) == (200, "outputs")
     assert params.timeout_ns == 10 * 10**9
+
+
+def test_the_spec_builder_carries_the_open_loop_and_the_driver_plans_it_per_process() -> None:
+    """The rate and arrivals reach the agent; the host's connections are numbered across its
+    load processes (the schedules are staggered over all of them), as the builtin driver's."""
+    loaded = inventory("http", "http", rate=500.0, arrivals="poisson", connections=5)
+    spec = json.loads(load_spec(loaded, password=None))
+    params = parse_params(spec["params"])
+    assert (params.rate, params.arrivals) == (500.0, "poisson")
+    plans = HttpDriver(cores=2).plan_load(parse_spec(json.dumps(spec)))
+    loops = [OpenLoopPlan.from_json(p.config["open_loop"]) for p in plans]
+    assert loops == [OpenLoopPlan(500.0, "poisson", 5, 0), OpenLoopPlan(500.0, "poisson", 5, 3)]
+    closed_loop = inventory("http", "http", connections=5)
+    closed = HttpDriver(cores=2).plan_load(parse_spec(load_spec(closed_loop, password=None)))
+    assert all(p.config["open_loop"] is None for p in closed)
+
+
+def test_an_unreadable_ca_file_is_refused_with_one_line_before_any_load() -> None:
+    spec = json.loads(load_spec(inventory("http", "http"), password=None))
+    spec["target"]["tls"] = {"ca_file": "/nonexistent/ca.crt"}
+    with pytest.raises(DriverError, match=r"tls\.ca_file /nonexistent/ca\.crt"):
+        HttpDriver(cores=1).plan_load(parse_spec(json.dumps(spec)))
