@@ -33,7 +33,6 @@ class Channel:
         self._lines: list[bytes] = []
         self._send_lock = threading.Lock()
         self._closed = False
-        self._held: list[bytes] = []
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -41,21 +40,10 @@ class Channel:
     def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         with self._send_lock:
-            if self._held:
-                data = b"".join(self._held) + data
-                self._held.clear()
             try:
                 self.sock.sendall(data)
             except OSError as exc:
                 raise ChannelClosed(f"cannot send: {exc}") from exc
-
-    def send_with_next(self, message: dict[str, Any]) -> None:
-        """Send ``message`` just before the next one: the other end is not woken for it now
-        (a load process's ``started``, right at T0, when other load processes are still
-        waking)."""
-        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        with self._send_lock:
-            self._held.append(data)
 
     def receive(self) -> dict[str, Any]:
         """The next message; blocks on the socket unless one is buffered."""

@@ -4,7 +4,6 @@ only, and no garbage collection once it has started (issue 9's start-skew target
 from __future__ import annotations
 
 import gc
-import select
 import socket
 import threading
 import time
@@ -136,44 +135,3 @@ def test_a_load_process_freezes_its_set_up_and_runs_without_the_collector(
     assert GcProbe.seen["enabled_at_prepare"]
     assert GcProbe.seen["enabled_at_start"] is False  # no collection pause in the load
     assert GcProbe.seen["frozen_at_start"] > 0  # the set-up's objects are out of collections
-
-
-class QuietProbe:
-    """A timed load that notes whether the agent's end had anything to read during its loop."""
-
-    def __init__(self, agent_channel: Channel) -> None:
-        self.agent_channel = agent_channel
-        self.agent_woken_in_loop: bool | None = None
-
-    def begin(self, grid: IntervalGrid) -> Sequence[int]:
-        return [time.time_ns()]
-
-    def loop(self, grid: IntervalGrid) -> str:
-        readable, _, _ = select.select([self.agent_channel.sock], [], [], 0)
-        self.agent_woken_in_loop = bool(readable)
-        return COMPLETED
-
-    def report_interval(self, index: int, *, complete: bool) -> None:
-        """Nothing to report."""
-
-
-def test_a_started_load_does_not_wake_the_agent_at_t0_and_tells_its_start_with_its_end(
-        channels: tuple[Channel, Channel]) -> None:
-    agent_channel, load_channel = channels
-    probe = QuietProbe(agent_channel)
-    timeline = Timeline(interval_ns=10**9, warmup_intervals=0, measure_intervals=1)
-    before = time.time_ns()
-    run_timed(load_channel, timeline, before, probe)
-    assert probe.agent_woken_in_loop is False
-    started, finished = agent_channel.receive(), agent_channel.receive()
-    assert started["type"] == "started" and started["first_send_ns"] >= before
-    assert finished["type"] == "finished"
-
-
-def test_a_held_message_goes_just_before_the_next_one(
-        channels: tuple[Channel, Channel]) -> None:
-    agent_channel, load_channel = channels
-    load_channel.send_with_next({"type": "started", "n": 1})
-    assert select.select([agent_channel.sock], [], [], 0)[0] == []
-    load_channel.send({"type": "interval", "n": 2})
-    assert [agent_channel.receive()["n"] for _ in range(2)] == [1, 2]

@@ -132,9 +132,8 @@ def run_timed(channel: Channel, timeline: Timeline, t0_ns: int, load: TimedLoad)
     request_slice(DEFAULT_SLICE)  # the wake-up is over: the load runs with the default slice
     if not sends:  # nothing went out (every connection failed): the load began anyway
         sends = [time.time_ns()]
-    # Told with the first interval (or the end), not now: at T0 the agent must not wake.
-    channel.send_with_next({"type": "started", "first_send_ns": min(sends),
-                            "first_spread_ns": max(sends) - min(sends)})
+    channel.send({"type": "started", "first_send_ns": min(sends),
+                  "first_spread_ns": max(sends) - min(sends)})
     reason = load.loop(grid)
     if reason == STOPPED and not grid.over:  # (a load stopped while draining reported it)
         load.report_interval(grid.index, complete=False)
