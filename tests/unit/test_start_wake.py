@@ -4,6 +4,7 @@ only, and no garbage collection once it has started (issue 9's start-skew target
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import threading
 import time
@@ -135,3 +136,21 @@ def test_a_load_process_freezes_its_set_up_and_runs_without_the_collector(
     assert GcProbe.seen["enabled_at_prepare"]
     assert GcProbe.seen["enabled_at_start"] is False  # no collection pause in the load
     assert GcProbe.seen["frozen_at_start"] > 0  # the set-up's objects are out of collections
+
+
+@needs_slice_hint
+def test_the_slice_hint_keeps_the_thread_policy() -> None:
+    seen: dict[str, object] = {}
+
+    def run() -> None:  # a thread of its own: the policy is per thread
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        seen["taken"] = request_slice(SHORT_SLICE_NS)
+        seen["batch"] = os.sched_getscheduler(0) == os.SCHED_BATCH
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        seen["idle_left_alone"] = not request_slice(SHORT_SLICE_NS)
+        seen["idle"] = os.sched_getscheduler(0) == os.SCHED_IDLE
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == {"taken": True, "batch": True, "idle_left_alone": True, "idle": True}

@@ -25,7 +25,8 @@ SHORT_SLICE_NS: Final = 100_000
 #: ``sched_runtime`` 0: the kernel's default slice.
 DEFAULT_SLICE: Final = 0
 
-_SCHED_OTHER: Final = 0
+#: SCHED_OTHER and SCHED_BATCH: the policies whose slice the hint sets.
+_FAIR_POLICIES: Final = frozenset({0, 3})
 _SYSCALLS: Final = {  # (sched_setattr, sched_getattr) by machine
     "x86_64": (314, 315),
     "aarch64": (274, 275),
@@ -61,14 +62,19 @@ _LIBC: Final = _libc()
 
 def request_slice(runtime_ns: int) -> bool:
     """Ask for a slice of ``runtime_ns`` (:data:`DEFAULT_SLICE`: the default) for the calling
-    thread, keeping its policy (normal) and nice value; whether the kernel accepted it."""
+    thread, keeping its policy and nice value; whether the kernel accepted it. A thread that
+    is not under a fair policy (normal or batch: someone chose real-time or idle for it) is
+    left alone."""
     if _LIBC is None:
         return False
     try:
+        policy = os.sched_getscheduler(0)
         nice = os.getpriority(os.PRIO_PROCESS, 0)
     except OSError:
         return False
-    attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=_SCHED_OTHER,
+    if policy not in _FAIR_POLICIES:
+        return False
+    attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=policy,
                       sched_nice=nice, sched_runtime=runtime_ns)
     setattr_call = _SYSCALLS[platform.machine()][0]
     return bool(_LIBC.syscall(setattr_call, 0, ctypes.byref(attr), 0) == 0)
