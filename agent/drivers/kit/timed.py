@@ -28,6 +28,9 @@ docs/methodology.md): ``spin`` sleeps until 2 ms before T0, then spins on the cl
 lowered to 1 ns) until 100 µs before T0, then spins; ``sleep`` sleeps to T0 itself. A spin
 holds a core: with more load processes than free cores, spinning processes delay each other.
 The sleeps listen for a stop from the agent until 20 ms before T0, not in those last 20 ms.
+During the sleeps and the first sends the process asks the scheduler for a short slice
+(:mod:`agent.drivers.kit.sched_slice`), so it preempts what runs on its core as it wakes
+rather than waiting for that task's slice to end; the load itself runs with the default.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from agent.drivers.channel import Channel, ChannelClosed
+from agent.drivers.kit.sched_slice import DEFAULT_SLICE, SHORT_SLICE_NS, request_slice
 from agent.drivers.spec import SLEEP_SPIN, SPIN, Timeline
 
 #: ``spin``: sleep (``select``) until this long before T0, then spin on the clock.
@@ -125,6 +129,7 @@ def run_timed(channel: Channel, timeline: Timeline, t0_ns: int, load: TimedLoad)
         finish(channel, COMPLETED)  # started after the planned end: nothing to do
         return
     sends = load.begin(grid)
+    request_slice(DEFAULT_SLICE)  # the wake-up is over: the load runs with the default slice
     if not sends:  # nothing went out (every connection failed): the load began anyway
         sends = [time.time_ns()]
     channel.send({"type": "started", "first_send_ns": min(sends),
@@ -158,6 +163,7 @@ def wait_for_t0(channel: Channel, t0_ns: int, how: str) -> bool:
         spin_until(t0_ns)
         return True
     lower_timer_slack()
+    request_slice(SHORT_SLICE_NS)  # preempt what runs on the core when the sleep ends
     if not wait_until(channel, t0_ns - ABSOLUTE_SLEEP_NS):
         return False
     if how == SLEEP_SPIN:
