@@ -44,6 +44,7 @@ from agent.drivers.channel import Channel
 from agent.drivers.cluster_mix import ClusterMix
 from agent.drivers.cluster_redirects import ERROR_REDIRECT_LIMIT, command_at, follow, is_redirection
 from agent.drivers.cluster_slots import Node, Redirection, SlotMap
+from agent.drivers.cluster_template_mix import ClusterTemplateMix
 from agent.drivers.errors import (
     KIND_CONFIG,
     KIND_INTERNAL,
@@ -68,7 +69,7 @@ from agent.drivers.resp_connection import (
     exchange,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
-from agent.drivers.templates import UNEXPECTED, TemplateError, parse_templates
+from agent.drivers.templates import UNEXPECTED, TemplateError, make_value, parse_templates
 from agent.histograms import HistogramParams, IntervalRecorder
 
 __all__ = ["MODULE", "PRELOAD_BATCH", "RECV_SIZE", "Worker", "WorkerConfig", "main"]
@@ -273,7 +274,7 @@ class Worker(RespConnections):
         )
         self.config = config
         self.channel = channel
-        self.cluster: ClusterMix | None = None
+        self.cluster: ClusterMix | ClusterTemplateMix | None = None
         self.mix = mix
         self.shard_buckets: list[dict[int, int]] | None = None  # a cluster: by conn.node
         self._side: dict[Node, socket.socket] = {}  # a cluster: re-sends after a redirection
@@ -310,17 +311,25 @@ class Worker(RespConnections):
         return len(self.connections)
 
     def _route(self, slots: SlotMap) -> None:
-        """A cluster: each connection draws the keys its primary serves (the SET/GET mix:
-        command templates are not routed by slot yet)."""
+        """A cluster: each connection sends only requests whose keys its primary serves (the
+        SET/GET mix over the default keyspace by its own fast path, anything else by the
+        templates' key arguments)."""
         config = self.config
-        if (config.templates is not None or config.key_prefix != "key:"
-                or config.distribution != UNIFORM):
-            raise DriverError(KIND_CONFIG, "command templates, key_prefix and distribution "
-                              "against a Redis Cluster are not supported yet: use set_ratio "
-                              "and the default keyspace")
-        self.cluster = ClusterMix(keyspace=config.keyspace, set_ratio=config.set_ratio,
-                                  value_size=config.value_size, pipeline=config.pipeline,
-                                  seed=config.seed, slots=slots)
+        if (config.templates is None and config.key_prefix == "key:"
+                and config.distribution == UNIFORM):
+            self.cluster = ClusterMix(keyspace=config.keyspace, set_ratio=config.set_ratio,
+                                      value_size=config.value_size, pipeline=config.pipeline,
+                                      seed=config.seed, slots=slots)
+        else:
+            try:
+                self.cluster = ClusterTemplateMix(
+                    expander=self.mix.expander, pipeline=config.pipeline, slots=slots,
+                    key_prefix=config.key_prefix,
+                    checks=any(t.expect is not None for t in self.mix.expander.templates),
+                    value_arg=b"$%d\r\n%s\r\n" % (config.value_size,
+                                                   make_value(config.value_size)))
+            except TemplateError as exc:
+                raise DriverError(KIND_CONFIG, str(exc)) from None
         empty = self.cluster.empty_nodes()
         if empty:
             raise DriverError(KIND_CONFIG, f"keyspace {config.keyspace} is too small for the "
@@ -336,7 +345,8 @@ class Worker(RespConnections):
         self.recorder.shards = shards
         self.shard_buckets = [shards.bucket(node.endpoint) for node in slots.nodes]
 
-    def _preload_cluster(self, cluster: ClusterMix, first: int, end: int) -> None:
+    def _preload_cluster(self, cluster: ClusterMix | ClusterTemplateMix, first: int,
+                         end: int) -> None:
         """Each primary's keys of ``[first, end)`` through a connection to it."""
         for node in range(len(cluster.nodes)):
             conn = next(conn for conn in self.connections if conn.node == node)
