@@ -58,6 +58,7 @@ from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
+    ERROR_CONNECTION,
     IN,
     OUT,
     READ_EVENTS,
@@ -186,6 +187,10 @@ class WorkerConfig:
     def keys(self) -> Keyspace:
         """The keyspace: ``keyspace`` keys, their prefix and distribution."""
         return Keyspace(self.keyspace, self.key_prefix, self.distribution)
+
+
+class SideFailure(Exception):
+    """The reply of a re-send whose side connection failed: a ``connection`` error."""
 
 
 def read_template_file(path: str) -> bytes:
@@ -384,6 +389,8 @@ class Worker(RespConnections):
         final = outcome.reply
         if outcome.gave_up:
             recorder.count_error(ERROR_REDIRECT_LIMIT)
+        elif isinstance(final, SideFailure):
+            recorder.count_error(ERROR_CONNECTION)
         elif isinstance(final, hiredis.ReplyError):
             recorder.count_error(error_type(str(final)))
         else:
@@ -409,7 +416,7 @@ class Worker(RespConnections):
             side = self._side.pop(node, None)
             if side is not None:
                 side.close()
-            return hiredis.ReplyError(f"connection to {node.endpoint}: {exc}")
+            return SideFailure(f"{node.endpoint}: {exc}")
 
     def close(self) -> None:
         for sock in self._side.values():
