@@ -79,7 +79,7 @@ def check_templates(templates: Sequence[CommandTemplate], key_prefix: str,
             if None in tags or len(tags) > 1:
                 described = ", ".join(template.commands[k.command][k.word] for k in keys)
                 raise TemplateError(
-                    f"{where}[{index}] ({template.name}): against a Redis Cluster its keys "
+                    f"{where}[{index}]: {template.name} against a Redis Cluster: its keys "
                     f"({described}) must hash to one slot: give them one hash tag, e.g. "
                     f"{{user}}:{{key}}")
         located.append(keys)

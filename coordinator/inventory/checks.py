@@ -58,7 +58,7 @@ def _cluster_template_problems(inventory: Inventory) -> list[Problem]:
     try:
         check_templates(templates, builtin.key_prefix, "benchmark.builtin.templates")
     except TemplateError as exc:
-        field, _, message = str(exc).partition(" ")
+        field, _, message = str(exc).partition(": ")
         return [Problem(field, message)]
     return []
 

@@ -67,8 +67,8 @@ def test_a_multi_key_template_without_one_tag_is_refused_naming_it() -> None:
     assert len(check_templates(good, "key:")) == 2
     bad = templates({"command": ["GET", "{key}"]},
                     {"command": ["MGET", "{key}", "{key}"], "name": "pair"})
-    with pytest.raises(TemplateError, match=r"^templates\[1\] \(pair\): against a Redis "
-                       r"Cluster its keys \(\{key\}, \{key\}\) must hash to one slot"):
+    with pytest.raises(TemplateError, match=r"^templates\[1\]: pair against a Redis "
+                       r"Cluster: its keys \(\{key\}, \{key\}\) must hash to one slot"):
         check_templates(bad, "key:")
     assert check_templates(bad, "{all}:")  # the prefix's tag holds every key together
     with pytest.raises(TemplateError, match=r"templates\[0\]"):
