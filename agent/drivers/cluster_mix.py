@@ -9,8 +9,9 @@ from the slots it serves. Over the cluster the mix is then uniform per shard: sh
 keys get no more connections (the connections are spread evenly over the primaries).
 
 A ``MOVED`` reply moves its slot (and its keys) to the node it names at once (when that node
-is one of the primaries known; the redirected request itself is counted as a ``MOVED`` error,
-not sent again). An ``ASK`` reply is counted and changes nothing (the migration is not over).
+is one of the primaries known); the redirected request itself is sent again there, and an
+``ASK``'s after ``ASKING``, by the load process (agent.drivers.cluster_redirects): an ``ASK``
+changes nothing here (the migration is not over).
 Batches are encoded as they are sent (no pool): slower than the single-server mix.
 """
 

@@ -25,6 +25,12 @@ counters. Counters, as the coordinator reads them (``coordinator/core/stats.py``
   at the interval's end but that were still queued behind a busy connection; ``lateness``: the
   distribution of every batch's lateness (µs, send minus intended time, an encoded
   HdrHistogram with the latencies' settings). Summed, added, the largest lateness a max.
+* ``redirects`` (a Redis Cluster): ``MOVED`` and ``ASK`` replies followed, by kind: each is one
+  re-send of a request, not a request of its own (the request counts once, with its final
+  reply; agent/drivers/cluster_redirects.py). Summed.
+* ``shards`` (a Redis Cluster): per primary (``host:port``), the non-error replies it gave and
+  their latencies (an encoded HdrHistogram): the same replies as ``commands``, split by the
+  node that answered. Added.
 
 An interval is ``complete`` when the load ran over all of it in every load process: a load
 stopped early, or started late, leaves its interval incomplete.
@@ -45,7 +51,9 @@ reader of :mod:`agent.messages`)::
                     "bytes_received": int, "overflow": int, "gap_usec": int,
                     "open_loop": null | {"sent": int, "late": int,
                                          "lateness_max_usec": int, "not_sent": int,
-                                         "lateness": BASE64}}],
+                                         "lateness": BASE64},
+                    "redirects": {"MOVED" | "ASK": int},
+                    "shards": {HOST:PORT: {"histogram": BASE64, "count": int}}}],
      "format": 1}
 
 A load process's start is the instant its first request was sent (its connections' first
@@ -139,6 +147,8 @@ class IntervalData:
     overflow: int = 0
     gap_usec: int = 0
     open_loop: OpenLoopData | None = None
+    redirects: Mapping[str, int] = field(default_factory=dict)
+    shards: Mapping[str, CommandLatencies] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -156,7 +166,9 @@ class IntervalData:
             index=self.index, requests=self.requests, bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received, overflow=self.overflow, gap_usec=self.gap_usec,
             **{f"errors.{kind}": n for kind, n in self.errors.items()},
+            **{f"redirects.{kind}": n for kind, n in self.redirects.items()},
             **{f"commands.{name}.count": c.count for name, c in self.commands.items()},
+            **{f"shards.{name}.count": c.count for name, c in self.shards.items()},
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -179,17 +191,7 @@ def merge_intervals(
     index = parts[0].index
     if any(part.index != index for part in parts):
         raise ValueError("cannot merge different intervals")
-    by_command: dict[str, list[CommandLatencies]] = {}
-    for part in parts:
-        for name, command in part.commands.items():
-            by_command.setdefault(name, []).append(command)
-    commands = {}
-    for name, samples in sorted(by_command.items()):
-        if len(samples) == 1:
-            commands[name] = samples[0]
-            continue
-        merged = merge_encoded((sample.histogram for sample in samples), params)
-        commands[name] = CommandLatencies(encode(merged), sum(s.count for s in samples))
+    commands = merge_latencies([part.commands for part in parts], params)
     return IntervalData(
         index=index,
         phase=parts[0].phase,
@@ -202,7 +204,27 @@ def merge_intervals(
         overflow=sum(part.overflow for part in parts),
         gap_usec=max(part.gap_usec for part in parts),
         open_loop=OpenLoopData.merge((part.open_loop for part in parts), params),
+        redirects=sum_errors(part.redirects for part in parts),
+        shards=merge_latencies([part.shards for part in parts], params),
     )
+
+
+def merge_latencies(
+    parts: Sequence[Mapping[str, CommandLatencies]], params: HistogramParams
+) -> dict[str, CommandLatencies]:
+    """Histograms by name (commands, or a cluster's primaries) of several processes, added."""
+    by_name: dict[str, list[CommandLatencies]] = {}
+    for part in parts:
+        for name, latencies in part.items():
+            by_name.setdefault(name, []).append(latencies)
+    merged = {}
+    for name, samples in sorted(by_name.items()):
+        if len(samples) == 1:
+            merged[name] = samples[0]
+            continue
+        histogram = merge_encoded((sample.histogram for sample in samples), params)
+        merged[name] = CommandLatencies(encode(histogram), sum(s.count for s in samples))
+    return merged
 
 
 def sum_errors(counters: Iterable[Mapping[str, int]]) -> dict[str, int]:

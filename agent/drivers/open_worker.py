@@ -163,6 +163,7 @@ class OpenWorker(Worker):
         perf = time.perf_counter_ns
         recorder = self.recorder
         buckets = [recorder.bucket(name) for name in self.mix.commands]
+        shard_buckets = self.shard_buckets
         buffer = self._buffer
         schedules = self.schedules
         due = self._due
@@ -251,11 +252,14 @@ class OpenWorker(Worker):
                 if bad is None and first == 0 and done == wanted:
                     counts: Sequence[int] = batch.counts
                 else:
-                    counts = self._count(batch, first, done, bad)
+                    counts = self._count(conn, batch, first, done, bad)
                 for kind, count in enumerate(counts):
                     if count:
                         bucket = buckets[kind]
                         bucket[latency] = bucket.get(latency, 0) + count
+                if shard_buckets is not None and (answered := sum(counts)):
+                    bucket = shard_buckets[conn.node]
+                    bucket[latency] = bucket.get(latency, 0) + answered
                 if done < wanted:
                     conn.received = done
                     continue

@@ -299,6 +299,17 @@ class Expander:
         build, kinds, checks = self._compiled[index]
         return build(), kinds, checks
 
+    def expand_indexed(self) -> tuple[
+            int, bytes, tuple[int, ...], tuple[Callable[[Any], bool] | None, ...]]:
+        """:meth:`expand`, with the index of the template drawn (a cluster routes by it)."""
+        draw = self.random.random()
+        cumulative = self._cumulative
+        index = 0
+        while cumulative[index] <= draw:
+            index += 1
+        build, kinds, checks = self._compiled[index]
+        return index, build(), kinds, checks
+
     def _compile(
         self, template: CommandTemplate
     ) -> tuple[Callable[[], bytes], tuple[int, ...], tuple[Callable[[Any], bool] | None, ...]]:

@@ -42,7 +42,9 @@ import hiredis
 
 from agent.drivers.channel import Channel
 from agent.drivers.cluster_mix import ClusterMix
-from agent.drivers.cluster_slots import SlotMap, parse_redirection
+from agent.drivers.cluster_redirects import ERROR_REDIRECT_LIMIT, command_at, follow, is_redirection
+from agent.drivers.cluster_slots import Node, Redirection, SlotMap
+from agent.drivers.cluster_template_mix import ClusterTemplateMix
 from agent.drivers.errors import (
     KIND_CONFIG,
     KIND_INTERNAL,
@@ -56,6 +58,7 @@ from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
+    ERROR_CONNECTION,
     IN,
     OUT,
     READ_EVENTS,
@@ -67,8 +70,8 @@ from agent.drivers.resp_connection import (
     exchange,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
-from agent.drivers.templates import UNEXPECTED, TemplateError, parse_templates
-from agent.histograms import HistogramParams
+from agent.drivers.templates import UNEXPECTED, TemplateError, make_value, parse_templates
+from agent.histograms import HistogramParams, IntervalRecorder
 
 __all__ = ["MODULE", "PRELOAD_BATCH", "RECV_SIZE", "Worker", "WorkerConfig", "main"]
 
@@ -83,6 +86,8 @@ PRELOAD_BATCH = 1000
 PRELOAD_IN_FLIGHT = 2
 #: The error type of a request still unanswered when the end-of-phase drain limit passed.
 ERROR_TIMEOUT: Final = "timeout"
+#: Time a node has to answer a request re-sent after a redirection.
+REDIRECT_REPLY_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,10 @@ class WorkerConfig:
         return Keyspace(self.keyspace, self.key_prefix, self.distribution)
 
 
+class SideFailure(Exception):
+    """The reply of a re-send whose side connection failed: a ``connection`` error."""
+
+
 def read_template_file(path: str) -> bytes:
     """A ``{file:PATH}`` placeholder's bytes, read once on the client host."""
     try:
@@ -270,8 +279,11 @@ class Worker(RespConnections):
         )
         self.config = config
         self.channel = channel
-        self.cluster: ClusterMix | None = None
+        self.cluster: ClusterMix | ClusterTemplateMix | None = None
         self.mix = mix
+        self.shard_buckets: list[dict[int, int]] | None = None  # a cluster: by conn.node
+        self._side: dict[Node, socket.socket] = {}  # a cluster: re-sends after a redirection
+        self._answered_by = ""  # the node the last re-send was answered by
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -304,17 +316,25 @@ class Worker(RespConnections):
         return len(self.connections)
 
     def _route(self, slots: SlotMap) -> None:
-        """A cluster: each connection draws the keys its primary serves (the SET/GET mix:
-        command templates are not routed by slot yet)."""
+        """A cluster: each connection sends only requests whose keys its primary serves (the
+        SET/GET mix over the default keyspace by its own fast path, anything else by the
+        templates' key arguments)."""
         config = self.config
-        if (config.templates is not None or config.key_prefix != "key:"
-                or config.distribution != UNIFORM):
-            raise DriverError(KIND_CONFIG, "command templates, key_prefix and distribution "
-                              "against a Redis Cluster are not supported yet: use set_ratio "
-                              "and the default keyspace")
-        self.cluster = ClusterMix(keyspace=config.keyspace, set_ratio=config.set_ratio,
-                                  value_size=config.value_size, pipeline=config.pipeline,
-                                  seed=config.seed, slots=slots)
+        if (config.templates is None and config.key_prefix == "key:"
+                and config.distribution == UNIFORM):
+            self.cluster = ClusterMix(keyspace=config.keyspace, set_ratio=config.set_ratio,
+                                      value_size=config.value_size, pipeline=config.pipeline,
+                                      seed=config.seed, slots=slots)
+        else:
+            try:
+                self.cluster = ClusterTemplateMix(
+                    expander=self.mix.expander, pipeline=config.pipeline, slots=slots,
+                    key_prefix=config.key_prefix,
+                    checks=any(t.expect is not None for t in self.mix.expander.templates),
+                    value_arg=b"$%d\r\n%s\r\n" % (config.value_size,
+                                                   make_value(config.value_size)))
+            except TemplateError as exc:
+                raise DriverError(KIND_CONFIG, str(exc)) from None
         empty = self.cluster.empty_nodes()
         if empty:
             raise DriverError(KIND_CONFIG, f"keyspace {config.keyspace} is too small for the "
@@ -322,8 +342,16 @@ class Worker(RespConnections):
                               "of its keys")
         for conn in self.connections:
             conn.next_batch = self.cluster.stream(conn.node)
+        self._record_shards(slots)
 
-    def _preload_cluster(self, cluster: ClusterMix, first: int, end: int) -> None:
+    def _record_shards(self, slots: SlotMap) -> None:
+        """Each primary's replies and latencies recorded apart too (``IntervalData.shards``)."""
+        shards = IntervalRecorder(self.config.histogram, [n.endpoint for n in slots.nodes])
+        self.recorder.shards = shards
+        self.shard_buckets = [shards.bucket(node.endpoint) for node in slots.nodes]
+
+    def _preload_cluster(self, cluster: ClusterMix | ClusterTemplateMix, first: int,
+                         end: int) -> None:
         """Each primary's keys of ``[first, end)`` through a connection to it."""
         for node in range(len(cluster.nodes)):
             conn = next(conn for conn in self.connections if conn.node == node)
@@ -338,16 +366,63 @@ class Worker(RespConnections):
                         raise DriverError(
                             KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
 
-    def _redirected(self, message: str) -> None:
+    def _moved(self, redirection: Redirection) -> None:
         """A ``MOVED`` reply moves its slot to the node it names (a known primary)."""
         cluster = self.cluster
-        if cluster is None:
-            return
-        redirection = parse_redirection(message, self.target.address)
-        if redirection is None or redirection.kind != "MOVED":
-            return
-        if redirection.node in cluster.nodes:
+        if cluster is not None and redirection.node in cluster.nodes:
             cluster.move(redirection.slot, cluster.nodes.index(redirection.node))
+
+    def _follow(self, conn: Connection, batch: Batch, position: int, reply: Any) -> None:
+        """Request ``position`` of ``batch`` was redirected: send it again where the cluster
+        says until it is answered (agent.drivers.cluster_redirects). Its latency runs from its
+        batch's send (or intended send) to the final reply. The re-send waits for its reply
+        on a blocking side connection: redirections happen while a slot migrates, and the
+        loop's other connections wait for one round trip each time (docs/drivers.md)."""
+        outcome = follow(reply, command_at(batch.payload, position), self.target.address,
+                         self._side_send)
+        received_ns = time.perf_counter_ns()
+        recorder = self.recorder
+        for kind, count in outcome.redirects.items():
+            recorder.count_redirect(kind, count)
+        for redirection in outcome.moved:
+            self._moved(redirection)
+        final = outcome.reply
+        if outcome.gave_up:
+            recorder.count_error(ERROR_REDIRECT_LIMIT)
+        elif isinstance(final, SideFailure):
+            recorder.count_error(ERROR_CONNECTION)
+        elif isinstance(final, hiredis.ReplyError):
+            recorder.count_error(error_type(str(final)))
+        else:
+            latency = (received_ns - conn.sent_ns + 500) // 1000 or 1
+            bucket = recorder.bucket(self.mix.commands[batch.kinds[position]])
+            bucket[latency] = bucket.get(latency, 0) + 1
+            if recorder.shards is not None:
+                shard = recorder.shards.bucket(self._answered_by)
+                shard[latency] = shard.get(latency, 0) + 1
+
+    def _side_send(self, node: Node, payload: bytes, replies: int) -> Any:
+        """Send ``payload`` to ``node`` on this process's side connection to it (opened on
+        first use) and return its last reply; a failure is a ``connection`` error reply."""
+        self._answered_by = node.endpoint
+        try:
+            sock = self._side.get(node)
+            if sock is None:
+                sock = self._open_blocking(self._resolve(node.host, node.port))
+                sock.settimeout(REDIRECT_REPLY_TIMEOUT)
+                self._side[node] = sock
+            return exchange(sock, payload, replies, node.endpoint)[-1]
+        except (DriverError, OSError) as exc:
+            side = self._side.pop(node, None)
+            if side is not None:
+                side.close()
+            return SideFailure(f"{node.endpoint}: {exc}")
+
+    def close(self) -> None:
+        for sock in self._side.values():
+            sock.close()
+        self._side.clear()
+        super().close()
 
     def _setup(self, conn: Connection) -> None:
         """Send the ``setup`` commands once (scripts, functions); an error reply fails."""
@@ -434,6 +509,7 @@ class Worker(RespConnections):
         perf = time.perf_counter_ns
         recorder = self.recorder
         buckets = [recorder.bucket(name) for name in self.mix.commands]
+        shard_buckets = self.shard_buckets
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
         requests = bytes_in = bytes_out = gap = 0
         last: tuple[int, bool] | None = None  # the last interval, reported after the drain
@@ -514,11 +590,14 @@ class Worker(RespConnections):
                 if bad is None and first == 0 and done == wanted:
                     counts: Sequence[int] = batch.counts
                 else:
-                    counts = self._count(batch, first, done, bad)
+                    counts = self._count(conn, batch, first, done, bad)
                 for kind, count in enumerate(counts):
                     if count:
                         bucket = buckets[kind]
                         bucket[latency] = bucket.get(latency, 0) + count
+                if shard_buckets is not None and (answered := sum(counts)):
+                    bucket = shard_buckets[conn.node]
+                    bucket[latency] = bucket.get(latency, 0) + answered
                 if done < wanted:
                     conn.received = done
                     continue
@@ -546,20 +625,22 @@ class Worker(RespConnections):
                     self._pend(conn, payload[sent:])
 
     def _count(
-        self, batch: Batch, first: int, done: int, bad: list[tuple[int, Any]] | None
+        self, conn: Connection, batch: Batch, first: int, done: int,
+        bad: list[tuple[int, Any]] | None,
     ) -> list[int]:
         """Replies per command among replies ``[first, done)`` of ``batch``, error replies
-        left out (and counted by type)."""
+        left out (and counted by type); a redirected request (a cluster's ``MOVED`` or
+        ``ASK``) is sent again and recorded apart, with its final reply."""
         kinds = batch.kinds[first:done]
         counts = [kinds.count(kind) for kind in range(len(batch.counts))]
         for position, reply in bad or ():
             kind = batch.kinds[position]
             if kind >= 0:  # not HIDDEN (a MULTI block's OK and QUEUED replies)
                 counts[kind] -= 1
-            error = error_type(str(reply))
-            self.recorder.count_error(error)
-            if error == "MOVED":
-                self._redirected(str(reply))
+                if self.slots is not None and is_redirection(str(reply)):
+                    self._follow(conn, batch, position, reply)
+                    continue
+            self.recorder.count_error(error_type(str(reply)))
         return counts
 
     def _send_batch(self, conn: Connection, now: int) -> bool:

@@ -254,6 +254,10 @@ class IntervalRecord(Model):
         None, description="open loop: requests were not sent, or more than 1 % went out late "
         "(null: a closed loop)"
     )
+    redirects: Errors | None = Field(
+        None, description="Redis Cluster: MOVED and ASK replies followed in this interval, by "
+        "kind; each is one re-send of a request (null: none, or not a cluster)"
+    )
 
 
 class AgentRepetition(Model):
@@ -358,13 +362,24 @@ class Repetition(Model):
         "empty in documents of schema 1)",
     )
 
+    shards: dict[str, CommandRecord] = Field(
+        default_factory=dict, description="Redis Cluster: per primary (host:port), the replies "
+        "it gave in the window, their rate and latencies, merged over agents (a redirected "
+        "request counts at the node that answered it); absent for a single server")
+    redirects: Errors = Field(
+        default_factory=dict, description="Redis Cluster: MOVED and ASK replies followed in the "
+        "window, by kind: each is one re-send, not a request of its own (the request counts "
+        "once, its latency from its first send to its final reply); absent when none")
+
     @model_serializer(mode="wrap")
     def _without_absent_verdicts(self, write: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """``verdicts`` is left out when there are none: such records read exactly as before
-        the field existed (schema_version 1 gained it, optional)."""
+        the field existed (schema_version 1 gained it, optional); likewise a single server's
+        empty ``shards`` and ``redirects``."""
         data: dict[str, Any] = write(self)
-        if not data.get("verdicts"):
-            data.pop("verdicts", None)
+        for name in ("verdicts", "shards", "redirects"):
+            if not data.get(name):
+                data.pop(name, None)
         return data
 
     def with_verdicts(self, verdicts: Sequence[Verdict], marks: Sequence[str]) -> Repetition:

@@ -19,7 +19,7 @@ included; ``errors`` counts failures by type (a server error prefix such as ``WR
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,7 +27,7 @@ from hdrh.histogram import HdrHistogram
 from pydantic import ValidationError
 
 from agent.drivers.intervals import REPORT_FORMAT, IntervalData, LoadReport, OpenLoopData
-from agent.histograms import HistogramParams
+from agent.histograms import CommandLatencies, HistogramParams
 from agent.messages import MessageError, decode, parse_json
 from coordinator.core.errors import AgentError
 from coordinator.core.histograms import (
@@ -88,6 +88,8 @@ class Interval:
     overflow: int
     gap_usec: int = 0  # the longest wait for a reply on one connection (IntervalData's)
     open_loop: OpenLoopData | None = None  # the open loop's schedule (IntervalData's)
+    redirects: Mapping[str, int] = field(default_factory=dict)  # a cluster's MOVED/ASK followed
+    shards: Mapping[str, CommandSample] = field(default_factory=dict)  # a cluster's, by primary
 
     @property
     def count(self) -> int:
@@ -189,21 +191,10 @@ def agent_report(
         )
     intervals = []
     for position, interval in enumerate(report.intervals):
-        commands: dict[str, CommandSample] = {}
-        for name, command in interval.commands.items():
-            where = f"intervals.{position}.commands.{name}"
-            try:
-                histogram = decode_histogram(command.histogram, expected)
-            except HistogramError as exc:
-                raise refuse(f"{where}.histogram: {exc}") from exc
-            recorded = int(histogram.total_count)
-            if command.count < recorded:
-                raise refuse(
-                    f"{where}.count: {command.count} is below the {recorded} values in its "
-                    f"histogram"
-                )
-            commands[name] = CommandSample(command.count, command.histogram, recorded, expected)
-        intervals.append(_interval(interval, commands))
+        commands = _samples(interval.commands, f"intervals.{position}.commands", expected,
+                            refuse)
+        shards = _samples(interval.shards, f"intervals.{position}.shards", expected, refuse)
+        intervals.append(_interval(interval, commands, shards))
     try:
         return AgentReport(
             host=host,
@@ -227,7 +218,26 @@ def agent_report(
         raise refuse(str(exc)) from exc
 
 
-def _interval(interval: IntervalData, commands: dict[str, CommandSample]) -> Interval:
+def _samples(latencies: Mapping[str, CommandLatencies], where: str, expected: HistogramParams,
+             refuse: Callable[[str], AgentError]) -> dict[str, CommandSample]:
+    """Histograms by name (commands, or a cluster's primaries), each checked: decodable with
+    coord's settings, and holding no more values than its count."""
+    checked: dict[str, CommandSample] = {}
+    for name, command in latencies.items():
+        try:
+            histogram = decode_histogram(command.histogram, expected)
+        except HistogramError as exc:
+            raise refuse(f"{where}.{name}.histogram: {exc}") from exc
+        recorded = int(histogram.total_count)
+        if command.count < recorded:
+            raise refuse(f"{where}.{name}.count: {command.count} is below the {recorded} values "
+                         f"in its histogram")
+        checked[name] = CommandSample(command.count, command.histogram, recorded, expected)
+    return checked
+
+
+def _interval(interval: IntervalData, commands: dict[str, CommandSample],
+              shards: dict[str, CommandSample]) -> Interval:
     return Interval(
         index=interval.index,
         phase=typing.cast(Phase, interval.phase),  # IntervalData checks it is one of PHASES
@@ -240,6 +250,8 @@ def _interval(interval: IntervalData, commands: dict[str, CommandSample]) -> Int
         overflow=interval.overflow,
         gap_usec=interval.gap_usec,
         open_loop=interval.open_loop,
+        redirects=dict(interval.redirects),
+        shards=shards,
     )
 
 

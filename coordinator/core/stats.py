@@ -167,6 +167,9 @@ class _Merging:
     seconds: float
     commands: defaultdict[str, HdrHistogram] = field(init=False)
     command_counts: Counter[str] = field(default_factory=Counter)
+    shards: defaultdict[str, HdrHistogram] = field(init=False)  # a cluster's, by primary
+    shard_counts: Counter[str] = field(default_factory=Counter)
+    redirects: Counter[str] = field(default_factory=Counter)
     agent_histograms: list[HdrHistogram] = field(default_factory=list)
     command_rates: dict[str, float] = field(default_factory=dict)  # one-window: summed
     ops_per_sec: float = 0.0  # summed over agents (what a one-window driver reports)
@@ -174,6 +177,7 @@ class _Merging:
 
     def __post_init__(self) -> None:
         self.commands = defaultdict(self.params.empty)
+        self.shards = defaultdict(self.params.empty)
 
     def agent(self, report: AgentReport) -> AgentRepetition:
         """One agent over the window, its whole interval series, its histogram kept.
@@ -229,6 +233,10 @@ class _Merging:
                 if own_s is not None:
                     self.command_rates[name] = (self.command_rates.get(name, 0.0)
                                                 + _rate(command.count, own_s))
+            for name, shard in interval.shards.items():
+                add_into(self.shards[name], shard.histogram())
+                self.shard_counts[name] += shard.count
+            self.redirects.update(interval.redirects)
         return IntervalRecord(
             index=interval.index,
             phase=interval.phase,
@@ -247,12 +255,25 @@ class _Merging:
             lateness_max_usec=loop.lateness_max_usec if loop is not None else None,
             not_sent=loop.not_sent if loop is not None else None,
             behind_schedule=loop.behind_schedule if loop is not None else None,
+            redirects=dict(interval.redirects) if interval.redirects else None,
         )
 
     def rate(self, count: int) -> float:
         """The agents' merged rate of ``count`` replies: the sum of their own for a one-window
         driver, else over the window's seconds."""
         return self.ops_per_sec if self.one_window else _rate(count, self.seconds)
+
+    def shard(self, name: str) -> CommandRecord:
+        """One primary of a cluster: the replies it gave, merged over every agent."""
+        count = self.shard_counts[name]
+        return CommandRecord(count=count, ops_per_sec=_rate(count, self.seconds),
+                             latency_usec=Latency.of(self.shards[name]),
+                             histogram=encode_histogram(self.shards[name]))
+
+    def cluster_figures(self) -> dict[str, Any]:
+        """A cluster's per-primary figures and the redirections followed (empty otherwise)."""
+        return {"shards": {name: self.shard(name) for name in sorted(self.shards)},
+                "redirects": _sum_counters([self.redirects])}
 
     def command(self, name: str) -> CommandRecord:
         """One command type merged over every agent in the window."""
@@ -342,7 +363,7 @@ def repetition_figures(
         histogram=encode_histogram(histogram),
         hgrm=hgrm_name(index),
         commands={name: merging.command(name) for name in sorted(merging.commands)},
-        agents=agents,
+        agents=agents, **merging.cluster_figures(),
     )
 
 

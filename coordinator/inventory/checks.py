@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import math
 
+from agent.drivers.cluster_templates import check_templates
+from agent.drivers.templates import TemplateError, parse_templates
 from coordinator.core.durations import format_duration
 from coordinator.core.errors import Problem
 from coordinator.inventory.schema import MAX_INTERVALS, Host, Inventory, Server
@@ -42,7 +44,24 @@ def check_references(inventory: Inventory) -> list[Problem]:
         *_repetition_problems(inventory),
         *_driver_kind_problems(inventory),
         *_target_problems(inventory),
+        *_cluster_template_problems(inventory),
     ]
+
+
+def _cluster_template_problems(inventory: Inventory) -> list[Problem]:
+    """Against a Redis Cluster, a template whose keys could land on different slots (one
+    problem, naming the template: agent.drivers.cluster_templates)."""
+    builtin = inventory.benchmark.builtin
+    if (inventory.benchmark.driver != "builtin" or builtin.templates is None
+            or not any(server.cluster for server in inventory.servers)):
+        return []
+    templates = parse_templates([t.model_dump(exclude_none=True) for t in builtin.templates])
+    try:
+        check_templates(templates, builtin.key_prefix, "benchmark.builtin.templates")
+    except TemplateError as exc:
+        field, _, message = str(exc).partition(": ")
+        return [Problem(field, message)]
+    return []
 
 
 def _driver_kind_problems(inventory: Inventory) -> list[Problem]:

@@ -21,6 +21,7 @@ from coordinator.core.histograms import decode_histogram
 from coordinator.core.marks import MARKS
 from coordinator.core.metrics import HostMetrics
 from coordinator.core.platform import host_facts, server_facts
+from coordinator.core.shards import ShardRow, shard_rows
 from coordinator.report.standard_files import histogram_params, interval_seconds
 from coordinator.results.model import Repetition, ResultsDocument, Verdict
 from coordinator.results.readings import beside_baseline_lines
@@ -209,6 +210,7 @@ class ReportData:
     platform: list[FactsTable] | None
     agents: list[JsonValue]
     inventory: dict[str, JsonValue]
+    shards: list[ShardRow] = field(default_factory=list)  # a Redis Cluster's, per primary
 
 
 def optional(document: ResultsDocument, names: Sequence[str]) -> JsonValue | None:
@@ -246,6 +248,7 @@ def report_data(document: ResultsDocument) -> ReportData:
         platform=platform_tables(document),
         agents=[agent.model_dump(mode="json") for agent in document.agents],
         inventory=document.inventory,
+        shards=shard_rows(document.repetitions),
     )
 
 

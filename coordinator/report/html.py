@@ -21,6 +21,7 @@ import yaml
 from pydantic import JsonValue
 
 from coordinator.core.errors import CoordError
+from coordinator.core.shards import SHARD_HEADERS, ShardRow, shard_cells
 from coordinator.report.data import (
     NOT_RECORDED,
     BaselineRow,
@@ -102,7 +103,7 @@ def render_html(data: ReportData, invocation: str) -> str:
         f"<h1>{_e(data.title)}</h1>",
         f"<p>status <b>{_e(data.status)}</b>, started {_e(data.created)}, finished "
         f"{_e(data.finished or '-')}; coord {_e(data.coord_version)}</p>",
-        _verdicts(data), "<h2>Summary</h2>", _summary_table(data.rows),
+        _verdicts(data), "<h2>Summary</h2>", _summary_table(data.rows), _shard_table(data.shards),
         "<h2>Latency spectrum</h2>",
         *(plot(spectrum_figure(s)) for s in data.spectra if any(c.latency_usec for c in s.curves)),
         "<h2>Over time</h2>",
@@ -180,6 +181,18 @@ def summary_cells(row: SummaryRow) -> list[tuple[str, str]]:
         (f"{row.errors:,.0f}", "errors"), (f"{row.error_rate:.3%}", "error_rate"),
         (f"{row.start_skew_usec:,.0f}", "start_skew_usec"),
     ]
+
+
+def _shard_table(rows: list[ShardRow]) -> str:
+    """A Redis Cluster's primaries (nothing for a single server)."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in SHARD_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in shard_cells(row)) + "</tr>"
+                   for row in rows)
+    return (f"<h3>Per primary</h3><table><tr>{head}</tr>{body}</table><p>medians across "
+            "repetitions; share: of every reply of the run; × even: the share against an even "
+            "spread over the primaries (1.00: its fair part).</p>")
 
 
 def _summary_table(rows: list[SummaryRow]) -> str:

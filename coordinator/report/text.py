@@ -19,6 +19,7 @@ from coordinator.report.html import (
     baseline_cells,
     summary_cells,
 )
+from coordinator.run.view import shard_tables
 
 STATE_STYLES = {"flagged": "bold red", "undecided": "yellow", "clear": "green",
                 "invalid": "bold red", "warning": "yellow", "note": "dim"}
@@ -43,7 +44,8 @@ def render_text(data: ReportData, invocation: str) -> RenderableType:
     for warning in data.warnings:
         parts.append(Text.assemble((warning.severity, STATE_STYLES.get(warning.severity, "")),
                                    f" {warning.mark} ({warning.scope}): {warning.meaning}"))
-    parts += [Rule("summary"), _summary(data), Rule("latency spectrum (ms)"), _spectrum(data),
+    parts += [Rule("summary"), _summary(data), *shard_tables(data.shards),
+              Rule("latency spectrum (ms)"), _spectrum(data),
               Rule("over time"), _timelines(data),
               Rule("host CPU (%)"), _host_cpu(data),
               Rule("network baselines (netperf)"), _baselines(data),

@@ -26,6 +26,7 @@ from coordinator.core import marks
 from coordinator.core.baselines import BaselinePair
 from coordinator.core.errors import HostError
 from coordinator.core.figures import LATENCY_FIGURES
+from coordinator.core.shards import SHARD_HEADERS, ShardRow, shard_cells, shard_rows
 from coordinator.core.verdict_records import Evidence, Verdict
 from coordinator.remote.fanout import ProgressView
 from coordinator.results import Repetition, ResultsDocument, SpreadRecord
@@ -277,6 +278,18 @@ def baseline_table(pairs: Sequence[BaselinePair], title: str) -> RenderableType:
     return table
 
 
+def shard_tables(rows: list[ShardRow]) -> list[RenderableType]:
+    """A Redis Cluster's primaries as a table (none for a single server): medians across
+    repetitions, each one's share of the replies and that share against an even spread."""
+    if not rows:
+        return []
+    table = Table(*SHARD_HEADERS, title="per primary (medians across repetitions)",
+                  title_justify="left")
+    for row in rows:
+        table.add_row(*shard_cells(row))
+    return [table]
+
+
 def summary_table(document: ResultsDocument) -> RenderableType:
     """The run's figures: median across repetitions, with min, max and variation."""
     summary = document.summary
@@ -297,7 +310,8 @@ def summary_table(document: ResultsDocument) -> RenderableType:
     for name in LATENCY_FIGURES:
         row(name, getattr(latency, name), 1000, "ms")
     row("error rate", summary.error_rate, 0.01, "%")
-    parts: list[RenderableType] = [verdict_report(document), table]
+    parts: list[RenderableType] = [verdict_report(document), table,
+                                   *shard_tables(shard_rows(document.repetitions))]
     baselines = document.baselines
     if baselines is not None and baselines.before:
         parts.append(baseline_table(baselines.before, "netperf baseline before the benchmark "

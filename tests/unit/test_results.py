@@ -147,7 +147,8 @@ def test_the_fixture_round_trips_without_loss() -> None:
                          behind_schedule=None)
             for record in agent["intervals"]:
                 record.update(p999_usec=None, max_usec=None, gap_usec=None, sent=None, late=None,
-                              lateness_max_usec=None, not_sent=None, behind_schedule=None)
+                              lateness_max_usec=None, not_sent=None, behind_schedule=None,
+                              redirects=None)
     assert json.loads(doc.model_dump_json()) == expected
 
 

@@ -100,6 +100,8 @@ def interval(
         "overflow": overflow,
         "gap_usec": gap_usec,
         "open_loop": None,
+        "redirects": {},
+        "shards": {},
     }
 
 
@@ -856,3 +858,32 @@ def test_the_span_of_one_window_runs_is_read_in_the_coordinators_clock() -> None
     assert run_span_ns(two_agents(), clocks) is None  # interval drivers: no runs
     with pytest.raises(ValueError, match="some agents report their own run and some not"):
         run_span_ns([a, two_agents()[1]], clocks)
+
+
+def test_a_clusters_shards_and_redirects_are_merged_over_the_window() -> None:
+    """Per primary: the replies it gave in the window, over agents; the redirections summed;
+    the warm-up left out; the shards' counts add up to the repetition's."""
+    def clustered(index: int, phase: str, a: list[int], b: list[int],
+                  moved: int) -> dict[str, Any]:
+        data = interval(index, phase, commands={"GET": command(a + b)})
+        data["shards"] = {"10.0.0.1:7000": command(a), "10.0.0.1:7001": command(b)}
+        data["redirects"] = {"MOVED": moved} if moved else {}
+        return data
+
+    one = report("c1", [clustered(0, "warmup", [5], [5], 7),
+                        clustered(1, "measure", [100, 200, 300], [400], 2)])
+    two = report("c2", [clustered(0, "warmup", [5], [5], 0),
+                        clustered(1, "measure", [100], [900, 1000], 1)])
+    figures = repetition_figures([one, two], [1])
+    assert {name: shard.count for name, shard in figures.shards.items()} == {
+        "10.0.0.1:7000": 4, "10.0.0.1:7001": 3}
+    assert sum(shard.count for shard in figures.shards.values()) == figures.count
+    assert figures.shards["10.0.0.1:7001"].latency_usec.max == pytest.approx(1000, rel=0.01)
+    assert figures.redirects == {"MOVED": 3}
+    assert [r.redirects for r in figures.agents[0].intervals] == [{"MOVED": 7}, {"MOVED": 2}]
+
+
+def test_a_single_servers_repetition_has_no_cluster_keys() -> None:
+    figures = repetition_figures([report("c1", [interval(0)])], [0])
+    written = json.loads(figures.model_dump_json())
+    assert "shards" not in written and "redirects" not in written

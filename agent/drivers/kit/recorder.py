@@ -28,6 +28,8 @@ class LoadRecorder:
         self.gap_ns = 0  # the longest wait for a reply on one connection, this interval
         self.errors: dict[str, int] = {}
         self.open_loop: OpenLoopData | None = None  # set by an open loop before each roll
+        self.redirects: dict[str, int] = {}  # a cluster's MOVED/ASK followed, by kind
+        self.shards: IntervalRecorder | None = None  # a cluster: latencies per primary
 
     def bucket(self, command: str) -> dict[int, int]:
         """The live ``{latency_usec: count}`` dict of ``command`` (latency at least 1)."""
@@ -35,6 +37,9 @@ class LoadRecorder:
 
     def count_error(self, kind: str, count: int = 1) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + count
+
+    def count_redirect(self, kind: str, count: int = 1) -> None:
+        self.redirects[kind] = self.redirects.get(kind, 0) + count
 
     def note_gap(self, gap_ns: int) -> None:
         """A connection went ``gap_ns`` without a reply (kept if the longest so far)."""
@@ -44,6 +49,8 @@ class LoadRecorder:
         """Interval ``index`` as recorded; the next one starts empty."""
         recorded = self.latencies.roll(index)
         errors, self.errors = self.errors, {}
+        redirects, self.redirects = self.redirects, {}
+        shards = self.shards.roll(index).commands if self.shards is not None else {}
         data = IntervalData(
             index=index,
             phase=self.timeline.phase(index),
@@ -56,6 +63,8 @@ class LoadRecorder:
             overflow=recorded.overflow,
             gap_usec=(self.gap_ns + 500) // 1000,
             open_loop=self.open_loop,
+            redirects=redirects,
+            shards=shards,
         )
         self.open_loop = None
         self.requests = self.bytes_sent = self.bytes_received = self.gap_ns = 0
