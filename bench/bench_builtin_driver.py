@@ -36,19 +36,15 @@ Needs redis-server and redis-benchmark on PATH; no lab, no root. Results on stdo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil
 from _lab import header, median, note, ratio, table, verdict
+from _loopback import redis_server
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.spec import parse_spec
@@ -123,44 +120,6 @@ def parse_args() -> argparse.Namespace:
                         help="preload the keyspace for the builtin driver up to this size")
     parser.add_argument("--value-size", type=int, default=32)
     return parser.parse_args()
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start")
-                time.sleep(0.05)
-            note(f"redis-server {server_version()} on 127.0.0.1:{port}")
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-def server_version() -> str:
-    text = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
-                          check=False).stdout  # fmt: skip
-    for word in text.split():
-        if word.startswith("v="):
-            return word[2:]
-    return "?"
-
-
-# --- redis-benchmark -----------------------------------------------------------------------------
 
 
 def redis_benchmark(port: int, pipeline: int, requests: int, args: argparse.Namespace) -> Sample:

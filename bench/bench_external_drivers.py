@@ -23,19 +23,16 @@ Needs redis-server and redis-benchmark on PATH; no lab, no root.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, median, note, table, verdict
+from _loopback import redis_server
 
 from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 from agent.drivers.redis_benchmark_command import command_line
@@ -45,31 +42,6 @@ from agent.drivers.spec import Target, parse_spec
 
 TARGET_RATIO = 0.99
 START_MARGIN_NS = 200_000_000
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start")
-                time.sleep(0.05)
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 def params(requests: int, pipeline: int) -> dict[str, object]:

@@ -23,20 +23,16 @@ The machine is shared: the figures are what it gave, not what a quiet host would
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, median, note, table, verdict
+from _loopback import redis_server
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.intervals import IntervalData, LoadReport
@@ -93,31 +89,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--keyspace", type=int, default=100_000)
     return parser.parse_args()
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start")
-                time.sleep(0.05)
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: bool) -> LoadReport:

@@ -1,0 +1,50 @@
+"""A throw-away redis-server on loopback, for the benchmarks that measure a driver alone (no lab):
+started on a free port with no persistence, stopped whatever happens.
+
+Not a test helper: nothing here asserts anything about speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """A redis-server on 127.0.0.1 for the ``with`` block; its port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def server_version() -> str:
+    """The installed redis-server's version, or ``?``."""
+    text = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
+                          check=False).stdout  # fmt: skip
+    for word in text.split():
+        if word.startswith("v="):
+            return word[2:]
+    return "?"
