@@ -317,7 +317,7 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
     """Run a sweep: every cell of the plan a full run, one fleet per inventory, resumable."""
     loaded = load_sweep(plan_path)
     directory = out or Path("results") / f"sweep-{loaded.plan.name}"
-    bound = loaded.plan.report.p99_bound
+    bound = loaded.plan.report_bound()
     if report_only:
         written = read_index(directory)
         if written is None:

@@ -31,9 +31,9 @@ def ramp_stop(ramp: Ramp, record: CellRecord, clients: int) -> RampStop | None:
     asked = rate * clients
     if headline.behind_schedule:
         sent = "" if headline.sent_per_sec is None else (
-            f" (sent {headline.sent_per_sec:.0f}/s of the {asked:.0f}/s asked)")
-        return RampStop(f"the clients fell behind their schedule at {rate:g}/s per "
-                        f"client{sent}")
+            f"; {headline.sent_per_sec:.0f}/s sent of the {asked:.0f}/s asked")
+        return RampStop(f"the clients fell behind their schedule at {rate:g}/s per client "
+                        f"(requests sent late or not at all{sent})")
     if headline.ops_per_sec < asked * (1 - ramp.behind_percent / 100):
         return RampStop(f"achieved {headline.ops_per_sec:.0f} ops/s, more than "
                         f"{ramp.behind_percent:g} % behind the {asked:.0f}/s asked")

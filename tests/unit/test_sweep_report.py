@@ -139,7 +139,8 @@ def test_a_ramp_stops_where_the_open_loop_fell_behind_its_schedule() -> None:
     behind = ramp_stop(ramp, at(True, 1960.0), clients=2)
     assert behind is not None
     assert behind.reason == ("the clients fell behind their schedule at 1000/s per client "
-                             "(sent 1960/s of the 2000/s asked)")
+                             "(requests sent late or not at all; 1960/s sent of the 2000/s "
+                             "asked)")
 
 
 def test_the_headline_keeps_the_open_loop_figures() -> None:
@@ -178,6 +179,23 @@ def test_the_sustainable_rate_is_below_the_stop() -> None:
     summary = summarise(index_of(step(0), step(1), step(2, "p99 over"), skipped), None)
     sustained = summary.inventories[0].sustainable
     assert sustained is not None and sustained.ramp_step == 1
+
+
+def test_the_cell_that_stopped_a_ramp_is_never_the_knee_nor_the_best_within_bound() -> None:
+    """It did not sustain its rate (behind schedule, or p99 over the SLO): ranking it would
+    report a rate the ramp itself rejected, above the sustainable one."""
+    def step(n: int, ops: float, p99: float, stop: str | None = None) -> CellRecord:
+        return cell("a", n, ops, p99, price=1.0).model_copy(update={
+            "parameters": {"benchmark.builtin.rate": 200.0 + 30000.0 * n}, "ramp_step": n,
+            "ramp_stop": stop})
+
+    summary = summarise(index_of(step(0, 200.0, 400.0),
+                                 step(1, 30143.0, 41311.0, "the clients fell behind")), 0.05)
+    (only,) = summary.inventories
+    assert only.sustainable is not None and only.sustainable.ramp_step == 0
+    assert only.knee is not None and only.knee.ramp_step == 0
+    assert only.best_within_bound is not None and only.best_within_bound.ramp_step == 0
+    assert only.clean == 2
 
 
 def test_a_plan_with_prices_keeps_its_labels_in_every_cell() -> None:
