@@ -39,3 +39,32 @@ def test_ansible_lint() -> None:
         [str(BIN / "ansible-lint"), "--offline", "--nocolor", *[p.name for p in PLAYBOOKS]],
         cwd=default_playbooks(), capture_output=True, text=True, check=False)
     assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+@pytest.mark.skipif(not (BIN / "ansible-playbook").exists(),
+                    reason="the ansible extra is not installed")
+@pytest.mark.skipif(Path("/run/systemd/system").is_dir(),
+                    reason="this machine runs systemd: nothing to skip")
+def test_the_server_role_skips_its_systemd_tasks_without_systemd(tmp_path: Path) -> None:
+    """This machine has no systemd as PID 1 (a container): the server role's systemd tasks
+    are skipped with one clear message, not failed. Run on this machine (connection local) in
+    check mode, so that nothing is written even if the role did try."""
+    playbooks = default_playbooks()
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    coord_clients: {hosts: {}}\n"
+        "    coord_servers:\n      hosts:\n        here:\n          ansible_connection: local\n"
+        f"          ansible_python_interpreter: {sys.executable}\n"
+        "          coord_redis_servers: [{name: sdcheck, port: 6399, bind: 127.0.0.1, "
+        "password: unused}]\n")
+    ran = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), "--check", "--tags", "redis",
+         "-e", "ansible_become=false", str(playbooks / "site.yml")],
+        cwd=playbooks, env=ansible_environment(playbooks), capture_output=True, text=True,
+        check=False, timeout=300)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, output
+    assert "here has no systemd (PID 1 is " in output, output
+    assert "coord_redis_service=user" in output
+    assert "failed=0" in output
+    assert not Path("/etc/redis/coord-sdcheck.conf").exists()
