@@ -387,7 +387,7 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
     """Run a sweep: every cell of the plan a full run, one fleet per inventory, resumable."""
     loaded = load_sweep(plan_path)
     directory = out or Path("results") / f"sweep-{loaded.plan.name}"
-    bound = loaded.plan.report.p99_bound
+    bound = loaded.plan.report_bound()
     if report_only:
         written = read_index(directory)
         if written is None:
@@ -416,7 +416,7 @@ def sweep_command(plan_path: Path, out: Path | None, dry_run: bool, report_only:
 @click.option("--extra-vars", "-e", "extra_vars", multiple=True, metavar="KEY=VALUE",
               help="A playbook variable, as ansible-playbook's -e (repeatable).")
 @click.option("--playbooks", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory holding site.yml (default: ansible/ of coord's source tree).")
+              help="Directory holding site.yml (default: the playbooks installed with coord).")
 @click.option("--log", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write ansible-playbook's whole output to this file.")
 def provision_command(inventory_path: Path, tags: tuple[str, ...], skip_tags: tuple[str, ...],

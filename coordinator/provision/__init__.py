@@ -1,2 +1,3 @@
 """Preparing hosts with Ansible: the inventory export, running ``ansible-playbook`` and reading
-its recap. The playbooks themselves live in the repository's top-level ``ansible/``."""
+its recap. The playbooks themselves are package data in ``playbooks/`` (shipped in the wheel);
+the repository's top-level ``ansible/`` is a symlink to that directory."""

@@ -1,5 +1,6 @@
-"""``coord provision``: the playbooks in ``ansible/`` run by ``ansible-playbook`` against the
-export of a coord inventory, and what they did to each host.
+"""``coord provision``: the playbooks in ``playbooks/`` of this package (the source tree's
+top-level ``ansible/``) run by ``ansible-playbook`` against the export of a coord inventory, and
+what they did to each host.
 
 The export carries each host's SSH settings and host-key policy (see
 :mod:`coordinator.provision.ansible_inventory`); the environment set here only keeps Ansible
@@ -51,8 +52,9 @@ class ProvisionOutcome:
 
 
 def default_playbooks() -> Path:
-    """``ansible/`` of the source tree coord runs from."""
-    return Path(__file__).resolve().parents[2] / "ansible"
+    """The playbooks shipped in this package (package data of the wheel; the source tree's
+    top-level ``ansible/`` is a symlink to the same directory)."""
+    return Path(__file__).resolve().parent / "playbooks"
 
 
 def find_ansible_playbook() -> str:
@@ -92,8 +94,8 @@ def provision(loaded: LoadedInventory, options: ProvisionOptions) -> ProvisionOu
     failed or was unreachable (after the run: the others are provisioned all the same)."""
     playbooks = options.playbooks or default_playbooks()
     if not (playbooks / PLAYBOOK).is_file():
-        raise UsageError(f"--playbooks: {playbooks} holds no {PLAYBOOK} (coord's playbooks are "
-                         "in ansible/ of its source tree; give that directory)")
+        raise UsageError(f"--playbooks: {playbooks} holds no {PLAYBOOK} (give a directory "
+                         "with coord's playbooks, such as ansible/ of its source tree)")
     executable = find_ansible_playbook()
     with tempfile.TemporaryDirectory(prefix="coord-provision-") as scratch:
         inventory_file = Path(scratch) / "inventory.yml"

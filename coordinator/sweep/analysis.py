@@ -3,6 +3,7 @@
 Only *clean* cells are ranked (complete, and no flagged verdict or mark that keeps a cell out
 of a comparison: client-bound, unstable, skewed start, errors above the threshold, no common
 window; :attr:`CellRecord.clean`). Flagged cells are listed with their flags, never ranked.
+Nor is the cell that stopped a rate ramp: it did not sustain its rate within the SLO.
 
 The **knee** of an inventory's throughput-versus-latency curve is its clean cell of highest
 *power*, throughput ÷ p99 (Kleinrock's optimal operating point): below it, more load buys
@@ -58,9 +59,14 @@ class SweepSummary:
 
 def knee(cells: Sequence[CellRecord]) -> CellRecord | None:
     """The clean cell of highest throughput ÷ p99 (see the module doc)."""
-    ranked = [cell for cell in cells if cell.clean and cell.headline is not None
+    ranked = [cell for cell in cells if _rankable(cell) and cell.headline is not None
               and cell.headline.p99_usec > 0]
     return max(ranked, key=_power, default=None)
+
+
+def _rankable(cell: CellRecord) -> bool:
+    """Clean, and not the rate at which a ramp stopped (a rate not sustained)."""
+    return cell.clean and cell.ramp_stop is None
 
 
 def _power(cell: CellRecord) -> float:
@@ -81,8 +87,8 @@ def summarise(index: SweepIndex, p99_bound_s: float | None) -> SweepSummary:
     for name in names:
         cells = [cell for cell in index.cells if cell.inventory == name]
         clean = [cell for cell in cells if cell.clean]
-        within = [cell for cell in clean if bound_usec is not None and cell.headline is not None
-                  and cell.headline.p99_usec <= bound_usec]
+        within = [cell for cell in clean if _rankable(cell) and bound_usec is not None
+                  and cell.headline is not None and cell.headline.p99_usec <= bound_usec]
         summaries.append(InventorySummary(
             inventory=name, labels=cells[0].labels, price_per_hour=cells[0].price_per_hour,
             cells=len(cells), clean=len(clean),

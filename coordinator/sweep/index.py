@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from statistics import median
 from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt
@@ -35,6 +36,12 @@ class Headline(RecordModel):
     p99_usec: NonNegativeFloat = Field(description="p99 latency, µs (median)")
     p999_usec: NonNegativeFloat = Field(description="p99.9 latency, µs (median)")
     error_rate: NonNegativeFloat = Field(description="errors / requests (median)")
+    sent_per_sec: NonNegativeFloat | None = Field(
+        None, description="open loop: requests sent per second, all agents (median): the "
+        "achieved rate (null: a closed loop, or an index older than the field)")
+    behind_schedule: bool | None = Field(
+        None, description="open loop: some agent fell behind its schedule in some repetition "
+        "(null: a closed loop, or an index older than the field)")
 
 
 class CellRecord(RecordModel):
@@ -111,14 +118,27 @@ _RANK_BREAKERS = frozenset(kind.name for kind in marks.REGISTRY
 threshold, no common window)."""
 
 
+def _open_loop_figures(document: ResultsDocument) -> tuple[float | None, bool | None]:
+    """(the achieved send rate, whether some client fell behind its schedule) when the cell
+    ran an open loop (every agent reports both then; a closed loop reports neither)."""
+    agents = [agent for repetition in document.repetitions for agent in repetition.agents]
+    if not agents or any(agent.behind_schedule is None for agent in agents):
+        return None, None
+    sent = median(sum(agent.sent_per_sec or 0.0 for agent in repetition.agents)
+                  for repetition in document.repetitions)
+    return sent, any(agent.behind_schedule for agent in agents)
+
+
 def from_results(record: CellRecord, document: ResultsDocument,
                  reason: str | None = None) -> CellRecord:
     """``record`` as ``document`` (the cell's ``results.json``) ended."""
     summary = document.summary
+    sent_per_sec, behind_schedule = _open_loop_figures(document)
     headline = None if summary is None else Headline(
         repetitions=summary.repetitions, ops_per_sec=summary.ops_per_sec.median,
         p50_usec=summary.latency_usec.p50.median, p99_usec=summary.latency_usec.p99.median,
-        p999_usec=summary.latency_usec.p999.median, error_rate=summary.error_rate.median)
+        p999_usec=summary.latency_usec.p999.median, error_rate=summary.error_rate.median,
+        sent_per_sec=sent_per_sec, behind_schedule=behind_schedule)
     every_mark = [*document.marks, *(mark for rep in document.repetitions for mark in rep.marks)]
     flags = [mark for mark in dict.fromkeys(every_mark) if mark in _RANK_BREAKERS]
     verdicts = [*document.verdicts, *(v for rep in document.repetitions for v in rep.verdicts)]

@@ -131,6 +131,13 @@ class SweepPlan(Model):
                                  f"most {MAX_CELLS}")
         return self
 
+    def report_bound(self) -> float | None:
+        """The report's latency bound, s: ``report.p99_bound``, else a ramp's SLO (the bound
+        the ramp stopped at is the one its cells are judged by)."""
+        if self.report.p99_bound is not None:
+            return self.report.p99_bound
+        return self.ramp.p99_bound if self.ramp is not None else None
+
 
 def path_problems(plan: SweepPlan) -> list[tuple[PathKey, str]]:
     """Each parameter path that is not a field path, or is one a sweep cannot vary, with the

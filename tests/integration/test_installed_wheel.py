@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.lab.api import LabSpec, LabStatus
+from coordinator.provision.playbook import ansible_environment
 from coordinator.remote.bundle import _digest_files, _source_files
 from coordinator.results import load_results
 from tests.helpers import module_lab
@@ -112,3 +113,41 @@ def test_the_installed_coord_deploys_and_runs(installed: tuple[Path, Path], lab:
     document = load_results(out / "results.json")
     assert document.status == "complete"
     assert [repetition.count > 0 for repetition in document.repetitions] == [True]
+
+
+PLAYBOOK_PROBE = """\
+import json
+from coordinator.provision.playbook import PLAYBOOK, default_playbooks
+found = default_playbooks()
+print(json.dumps({"dir": str(found), "playbook": str(found / PLAYBOOK),
+                  "files": sorted(p.relative_to(found).as_posix()
+                                  for p in found.rglob("*") if p.is_file())}))
+"""
+"""Run by the installed Python: where `coord provision` looks for its playbooks by default."""
+
+
+def test_the_installed_coord_finds_its_playbooks(installed: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    _, venv = installed
+    probe = run_installed(venv, tmp_path, "python", "-c", PLAYBOOK_PROBE)
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout)
+    assert Path(found["dir"]).is_relative_to(venv) and "site-packages" in Path(found["dir"]).parts
+    assert Path(found["playbook"]).is_file()
+    source = sorted(path.relative_to(ROOT / "ansible").as_posix()
+                    for path in (ROOT / "ansible").rglob("*") if path.is_file())
+    assert found["files"] == source
+    dev_playbook = Path(sys.executable).parent / "ansible-playbook"
+    if dev_playbook.exists():  # the installed roles are complete: the playbook resolves them
+        inventory = tmp_path / "hosts.yml"
+        inventory.write_text("all:\n  children:\n    coord_clients: {hosts: {c: }}\n"
+                             "    coord_servers: {hosts: {s: }}\n")
+        playbooks = Path(found["dir"])
+        checked = subprocess.run(
+            [str(dev_playbook), "-i", str(inventory), "--syntax-check", found["playbook"]],
+            cwd=playbooks, env=ansible_environment(playbooks), capture_output=True, text=True,
+            check=False, timeout=300)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    helped = run_installed(venv, tmp_path, "coord", "provision", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "--playbooks" in helped.stdout

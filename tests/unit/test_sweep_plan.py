@@ -117,6 +117,16 @@ ramp: {start: 1000, step: 500, max: 2000, p99_bound: 2ms}
         "plan.yaml:10: ramp: max (5) is below start (10), got a mapping"]
 
 
+def test_a_ramps_slo_is_the_reports_bound_unless_the_report_names_one() -> None:
+    base = {"name": "s", "inventories": [{"name": "a", "file": "x"}]}
+    ramp = {"start": 10.0, "step": 1.0, "max": 20.0, "p99_bound": 0.002}
+    assert SweepPlan.model_validate({**base, "ramp": ramp}).report_bound() == 0.002
+    assert SweepPlan.model_validate(
+        {**base, "ramp": ramp, "report": {"p99_bound": 0.005}}).report_bound() == 0.005
+    matrix = {"benchmark.builtin.pipeline": [1]}
+    assert SweepPlan.model_validate({**base, "matrix": matrix}).report_bound() is None
+
+
 def test_a_missing_inventory_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text("name: s\ninventories: [{name: a, file: nope.yaml}]\n"

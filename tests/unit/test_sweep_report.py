@@ -3,6 +3,8 @@ knee, per-price figures and the cheapest inventory, flagged cells never ranked."
 
 from __future__ import annotations
 
+import copy
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from coordinator.results import ResultsDocument
 from coordinator.sweep.analysis import knee, summarise
 from coordinator.sweep.html import render_sweep_html
-from coordinator.sweep.index import CellRecord, Headline, SweepIndex, planned_index
+from coordinator.sweep.index import CellRecord, Headline, SweepIndex, from_results, planned_index
 from coordinator.sweep.plan import InventoryEntry, Ramp, SweepPlan, expand
 from coordinator.sweep.plots import curves_figure, price_figure
 from coordinator.sweep.ramp import ramp_stop
@@ -21,6 +24,7 @@ from coordinator.sweep.table import report
 from tests.conftest import RunCoord
 
 NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
+V2_RESULTS = Path(__file__).parents[1] / "fixtures" / "results-v2.json"
 
 
 def cell(inventory: str, connections: int, ops: float, p99: float, *, price: float | None,
@@ -115,6 +119,56 @@ def test_a_ramp_stops_over_the_bound_or_behind_the_rate() -> None:
     assert ramp_stop(ramp, failed, clients=2) is not None
 
 
+def test_a_ramp_stops_where_the_open_loop_fell_behind_its_schedule() -> None:
+    """The clients could not send at the rate asked (the open loop's behind_schedule): the
+    replies may still be within 5 % of it and p99 within the bound, but the rate is not
+    sustained, and a higher one will not be."""
+    ramp = Ramp.model_validate({"start": 1000.0, "step": 1000.0, "max": 5000.0,
+                                "p99_bound": 0.002})
+    base = cell("a", 1, 1990.0, 1500.0, price=None)
+    assert base.headline is not None
+
+    def at(behind: bool | None, sent: float | None) -> CellRecord:
+        headline = base.headline.model_copy(  # type: ignore[union-attr]
+            update={"behind_schedule": behind, "sent_per_sec": sent})
+        return base.model_copy(update={"parameters": {"benchmark.builtin.rate": 1000.0},
+                                       "headline": headline})
+
+    assert ramp_stop(ramp, at(False, 2000.0), clients=2) is None
+    assert ramp_stop(ramp, at(None, None), clients=2) is None  # an index older than the fields
+    behind = ramp_stop(ramp, at(True, 1960.0), clients=2)
+    assert behind is not None
+    assert behind.reason == ("the clients fell behind their schedule at 1000/s per client "
+                             "(requests sent late or not at all; 1960/s sent of the 2000/s "
+                             "asked)")
+
+
+def test_the_headline_keeps_the_open_loop_figures() -> None:
+    """The achieved send rate (median over repetitions of the agents' sum) and whether any
+    agent fell behind its schedule in any repetition; both null for a closed loop."""
+    closed_loop = json.loads(V2_RESULTS.read_text())
+    closed = from_results(cell("a", 1, 0.0, 0.0, price=None),
+                          ResultsDocument.model_validate_json(json.dumps(closed_loop)))
+    assert closed.headline is not None
+    assert closed.headline.behind_schedule is None and closed.headline.sent_per_sec is None
+    open_loop = copy.deepcopy(closed_loop)
+    sends = [(900.0, 1000.0, False), (950.0, 1000.0, True), (800.0, 1000.0, False)]
+    for repetition, (first, second, late) in zip(open_loop["repetitions"], sends, strict=True):
+        for agent, sent in zip(repetition["agents"], (first, second), strict=True):
+            agent.update(sent_per_sec=sent, behind_schedule=late and sent == second)
+    record = from_results(cell("a", 1, 0.0, 0.0, price=None),
+                          ResultsDocument.model_validate_json(json.dumps(open_loop)))
+    assert record.headline is not None
+    assert record.headline.sent_per_sec == 1900.0
+    assert record.headline.behind_schedule is True
+    for repetition in open_loop["repetitions"]:
+        for agent in repetition["agents"]:
+            agent["behind_schedule"] = False
+    on_time = from_results(cell("a", 1, 0.0, 0.0, price=None),
+                           ResultsDocument.model_validate_json(json.dumps(open_loop)))
+    assert on_time.headline is not None and on_time.headline.behind_schedule is False
+
+
 def test_the_sustainable_rate_is_below_the_stop() -> None:
     def step(n: int, stop: str | None = None) -> CellRecord:
         return cell("a", n, 1000.0 * n, 100.0, price=None).model_copy(update={
@@ -125,6 +179,23 @@ def test_the_sustainable_rate_is_below_the_stop() -> None:
     summary = summarise(index_of(step(0), step(1), step(2, "p99 over"), skipped), None)
     sustained = summary.inventories[0].sustainable
     assert sustained is not None and sustained.ramp_step == 1
+
+
+def test_the_cell_that_stopped_a_ramp_is_never_the_knee_nor_the_best_within_bound() -> None:
+    """It did not sustain its rate (behind schedule, or p99 over the SLO): ranking it would
+    report a rate the ramp itself rejected, above the sustainable one."""
+    def step(n: int, ops: float, p99: float, stop: str | None = None) -> CellRecord:
+        return cell("a", n, ops, p99, price=1.0).model_copy(update={
+            "parameters": {"benchmark.builtin.rate": 200.0 + 30000.0 * n}, "ramp_step": n,
+            "ramp_stop": stop})
+
+    summary = summarise(index_of(step(0, 200.0, 400.0),
+                                 step(1, 30143.0, 41311.0, "the clients fell behind")), 0.05)
+    (only,) = summary.inventories
+    assert only.sustainable is not None and only.sustainable.ramp_step == 0
+    assert only.knee is not None and only.knee.ramp_step == 0
+    assert only.best_within_bound is not None and only.best_within_bound.ramp_step == 0
+    assert only.clean == 2
 
 
 def test_a_plan_with_prices_keeps_its_labels_in_every_cell() -> None:
