@@ -10,7 +10,9 @@ sends the next as soon as every reply of the batch arrived. A reply's latency is
 its batch's send to the ``recv`` that brought it (``perf_counter_ns``); replies read together
 share it, so they are counted together. Error replies are counted by type and left out of the
 histograms; a connection that fails counts its lost requests as ``connection`` errors and
-reconnects (:mod:`agent.drivers.resp_connection`) while the others go on.
+reconnects (:mod:`agent.drivers.resp_connection`) while the others go on. A connection that
+awaits replies for ``reply_timeout_s`` without one counts its unanswered requests as
+``timeout`` errors and is replaced; the loop wakes at the earliest such deadline.
 
 The loop rolls the :class:`~agent.drivers.kit.recorder.LoadRecorder` when the perf clock
 passes an interval boundary of the grid (replies handled in the poll round that crosses a
@@ -40,6 +42,7 @@ from typing import Any, Final, NoReturn
 
 import hiredis
 
+from agent.drivers.builtin_params import DEFAULT_REPLY_TIMEOUT_S
 from agent.drivers.channel import Channel
 from agent.drivers.cluster_mix import ClusterMix
 from agent.drivers.cluster_slots import SlotMap, parse_redirection
@@ -56,6 +59,7 @@ from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
+    ERROR_TIMEOUT,
     IN,
     OUT,
     READ_EVENTS,
@@ -81,8 +85,6 @@ PRELOAD_BATCH = 1000
 #: Preload batches sent before the first one's replies are read: the server works on one
 #: while the next is encoded (one at a time, the two took turns).
 PRELOAD_IN_FLIGHT = 2
-#: The error type of a request still unanswered when the end-of-phase drain limit passed.
-ERROR_TIMEOUT: Final = "timeout"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ class WorkerConfig:
     distribution: Distribution = UNIFORM
     key_start: int = 0
     """Where a sequential walk of the keys starts (this process's share)."""
+    reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
+    """A connection with requests in flight and no reply for this long: they are ``timeout``
+    errors and the connection is replaced (:meth:`RespConnections._expire`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -154,6 +159,7 @@ class WorkerConfig:
             "key_prefix": self.key_prefix,
             "distribution": self.distribution.to_json(),
             "key_start": self.key_start,
+            "reply_timeout_s": self.reply_timeout_s,
         }
 
     @classmethod
@@ -177,6 +183,7 @@ class WorkerConfig:
             key_prefix=str(data.get("key_prefix", "key:")),
             distribution=Distribution(**data.get("distribution") or {}),
             key_start=int(data.get("key_start", 0)),
+            reply_timeout_s=float(data.get("reply_timeout_s", DEFAULT_REPLY_TIMEOUT_S)),
         )
 
     def keys(self) -> Keyspace:
@@ -270,6 +277,7 @@ class Worker(RespConnections):
         )
         self.config = config
         self.channel = channel
+        self.reply_timeout_ns = int(config.reply_timeout_s * 1e9)
         self.cluster: ClusterMix | None = None
         self.mix = mix
 
@@ -601,8 +609,9 @@ class Worker(RespConnections):
     # --- intervals ----------------------------------------------------------------------
 
     def _wake(self, grid: IntervalGrid) -> int:
-        """The next perf-clock instant the loop must act at: a boundary or a reconnection."""
-        wake: int = min(grid.boundary, grid.end)
+        """The next perf-clock instant the loop must act at: a boundary, a reconnection or a
+        reply timeout (:meth:`RespConnections.reply_deadline`)."""
+        wake: int = min(grid.boundary, grid.end, self.reply_deadline(time.perf_counter_ns()))
         for conn in self._timers:
             wake = min(wake, conn.retry_at)
         return wake
@@ -616,6 +625,7 @@ class Worker(RespConnections):
             self.report_interval(index, complete=complete)
         if final is not None:
             return final
+        self._expire(now)
         if self._timers:
             due = [conn for conn in self._timers if conn.retry_at <= now]
             for conn in due:
