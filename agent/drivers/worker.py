@@ -85,6 +85,9 @@ PRELOAD_BATCH = 1000
 #: Preload batches sent before the first one's replies are read: the server works on one
 #: while the next is encoded (one at a time, the two took turns).
 PRELOAD_IN_FLIGHT = 2
+#: Seconds between two ``preload_progress`` messages of one load process (the agent's
+#: ``load_progress`` shows their sum; the coordinator draws the preload's progress bar).
+PRELOAD_PROGRESS_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,8 @@ class Worker(RespConnections):
         self.reply_timeout_ns = int(config.reply_timeout_s * 1e9)
         self.cluster: ClusterMix | None = None
         self.mix = mix
+        self._preload_done = self._preload_total = 0  # keys SET / to SET by the preload
+        self._preload_reported = 0.0  # monotonic: the last preload_progress message
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -301,6 +306,8 @@ class Worker(RespConnections):
         if self.config.preload is not None:
             first, end = self.config.preload
             started = time.monotonic()
+            self._preload_total, self._preload_reported = end - first, started
+            self.channel.send({"type": "preload_progress", "done": 0, "total": end - first})
             if self.cluster is not None:
                 self._preload_cluster(self.cluster, first, end)
             else:
@@ -345,6 +352,7 @@ class Worker(RespConnections):
                     if isinstance(reply, hiredis.ReplyError):
                         raise DriverError(
                             KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
+                self._preloaded(count)
 
     def _redirected(self, message: str) -> None:
         """A ``MOVED`` reply moves its slot to the node it names (a known primary)."""
@@ -390,9 +398,9 @@ class Worker(RespConnections):
                 sock.sendall(payload)
                 awaited.append(min(PRELOAD_BATCH, end - batch_start))
                 if len(awaited) >= PRELOAD_IN_FLIGHT:
-                    self._preload_replies(sock, reader, awaited.popleft())
+                    self._preloaded(self._preload_replies(sock, reader, awaited.popleft()))
             while awaited:
-                self._preload_replies(sock, reader, awaited.popleft())
+                self._preloaded(self._preload_replies(sock, reader, awaited.popleft()))
         except TimeoutError:
             raise DriverError(KIND_UNREACHABLE, f"{endpoint} did not answer in time") from None
         except OSError as exc:
@@ -400,9 +408,19 @@ class Worker(RespConnections):
                 KIND_UNREACHABLE, f"connection to {endpoint} failed: {describe_os_error(exc)}"
             ) from None
 
-    def _preload_replies(self, sock: socket.socket, reader: hiredis.Reader, count: int) -> None:
-        """Read ``count`` preload replies; an error reply fails the preload."""
+    def _preloaded(self, keys: int) -> None:
+        """``keys`` more were SET: a ``preload_progress`` message when one is due."""
+        self._preload_done += keys
+        now = time.monotonic()
+        if now - self._preload_reported >= PRELOAD_PROGRESS_INTERVAL:
+            self._preload_reported = now
+            self.channel.send({"type": "preload_progress", "done": self._preload_done,
+                               "total": self._preload_total})
+
+    def _preload_replies(self, sock: socket.socket, reader: hiredis.Reader, count: int) -> int:
+        """Read ``count`` preload replies (returned); an error reply fails the preload."""
         endpoint = self.target.endpoint
+        wanted = count
         while count:
             reply = reader.gets()
             if reply is False:
@@ -416,6 +434,7 @@ class Worker(RespConnections):
             if isinstance(reply, hiredis.ReplyError):
                 raise DriverError(KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
             count -= 1
+        return wanted
 
     # --- the closed loop on the T0 grid ---------------------------------------------------
 
