@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from agent.drivers import DRIVERS
 from agent.drivers.base import (
@@ -47,6 +48,7 @@ class LoadController:
         self._lock = threading.Lock()
         self._driver: Driver | None = None
         self._preparing = False
+        self._pending: Driver | None = None  # the driver being prepared (its preload progress)
         self._outcome: Prepared | DriverError | None = None
 
     @property
@@ -124,6 +126,8 @@ class LoadController:
             if previous is not None:
                 previous.close()
             driver = factory()
+            with self._lock:
+                self._pending = driver
             outcome = driver.prepare(spec, keepalive)
         except DriverError as exc:
             outcome = exc
@@ -134,6 +138,7 @@ class LoadController:
         # start a second load, and orphan this one's processes.
         with self._lock:
             self._preparing = False
+            self._pending = None
             self._outcome = outcome
             if not isinstance(outcome, DriverError):
                 self._driver = driver
@@ -146,9 +151,12 @@ class LoadController:
         with self._lock:
             driver = self._driver
             preparing = self._preparing
+            pending = self._pending
             outcome = self._outcome
         if driver is None:
             if preparing:
+                if pending is not None:  # its preload's progress, if it preloads
+                    return replace(pending.progress(), state=LoadState.PREPARING)
                 return Progress(state=LoadState.PREPARING)
             # A failed preparation leaves no load: idle, saying why (prepared() has its kind).
             problem = outcome.message if isinstance(outcome, DriverError) else None

@@ -304,6 +304,9 @@ class Prepared:
     driver_version: str = ""
     pipeline: int | None = None
     interpreter: str = ""
+    preload_seconds: float | None = None
+    """The keyspace preload's wall time on this host, s (its slowest load process); None: no
+    preload."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,10 @@ class LoadProgress:
     p99_usec: float | None = None
     errors: int = 0
     problem: str | None = None
+    preload_done: int | None = None
+    """While preparing with a preload: keys SET so far, over every load process."""
+    preload_total: int | None = None
+    """While preparing with a preload: keys to SET, over every load process."""
 
 
 @dataclass(frozen=True)

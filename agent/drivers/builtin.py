@@ -10,6 +10,7 @@
      "value_size": B,           bytes per SET value
      "rate": null | R,          open loop: R requests/s for the host (agent/drivers/schedule.py)
      "arrivals": "constant",    optional: the open loop's schedule, constant or poisson
+     "timeout": 10.0,           optional: seconds without a reply before requests time out
      "preload": false,          SET every key once during prepare, so GETs hit
      "seed": null | S,          optional: the request streams' seed (default: random)
      "templates": null | [...], optional: command templates (agent.drivers.templates)
@@ -109,6 +110,7 @@ class BuiltinDriver(ProcessDriver):
                 key_prefix=params.key_prefix,
                 distribution=params.distribution,
                 key_start=keys[0],
+                reply_timeout_s=params.reply_timeout_s,
             )
             plans.append(ProcessPlan(connections, config.to_json()))
         return plans

@@ -43,6 +43,10 @@ VALUE_SIZE: Final = Limit(0, 512 * 1024 * 1024)
 """Bytes per SET value (Redis's own limit on a string)."""
 RATE: Final = Limit(0.001, 1e9)
 """Open loop: target requests/s per client host."""
+REPLY_TIMEOUT_S: Final = Limit(0.001, 600.0)
+"""Seconds a connection with requests in flight may go without a reply before they count as
+``timeout`` errors and the connection is replaced."""
+DEFAULT_REPLY_TIMEOUT_S: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class BuiltinParams:
     setup: tuple[tuple[str, ...], ...] = ()
     key_prefix: str = "key:"
     distribution: Distribution = UNIFORM
+    reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
 
 
 def parse_params(params: dict[str, Any]) -> BuiltinParams:
@@ -81,6 +86,10 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
         if arrivals not in ARRIVALS:
             raise fields.problem("arrivals", f"must be one of {', '.join(ARRIVALS)}, got "
                                  f"{arrivals!r}")
+    reply_timeout_s = DEFAULT_REPLY_TIMEOUT_S
+    if fields.has("timeout") and fields.get("timeout") is not None:
+        reply_timeout_s = fields.number("timeout", REPLY_TIMEOUT_S.minimum,
+                                  REPLY_TIMEOUT_S.maximum)
     parsed = BuiltinParams(
         processes=processes,
         connections=fields.integer("connections", CONNECTIONS.minimum, CONNECTIONS.maximum),
@@ -92,6 +101,7 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
         seed=seed,
         rate=rate,
         arrivals=arrivals,
+        reply_timeout_s=reply_timeout_s,
         **_templates_and_keys(fields),
     )
     fields.no_more()

@@ -47,6 +47,9 @@ RECONNECT_DELAYS_S: tuple[float, ...] = (0.0, 0.01, 0.1, 0.5, 1.0)
 RECV_SIZE = 262144
 
 ERROR_CONNECTION: Final = "connection"
+#: The error type of a request that got no reply in time: the reply timeout, or still
+#: unanswered when the end-of-phase drain limit passed.
+ERROR_TIMEOUT: Final = "timeout"
 
 # epoll event bits (the same values as poll's on Linux).
 IN: Final = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
@@ -181,6 +184,7 @@ class RespConnections:
         self._by_fd: dict[int, Connection] = {}
         self._timers: list[Connection] = []
         self._buffer = bytearray(RECV_SIZE)
+        self.reply_timeout_ns = 0  # 0: no reply timeout (the load sets its own)
 
     def _send_batch(self, conn: Connection, now: int) -> bool:
         """Send ``conn`` its next batch (the load's business); whether any of it went out."""
@@ -308,6 +312,35 @@ class RespConnections:
         if was_ready:
             conn.attempts = 0
         self._schedule(conn)
+
+    def reply_deadline(self, now: int) -> int:
+        """When the loop must next look for timed-out connections (:meth:`_expire`): the
+        earliest deadline of a connection awaiting replies, and at the latest one timeout from
+        ``now``, so that a batch sent after this call is still looked at in time."""
+        limit = self.reply_timeout_ns
+        if not limit:
+            return 1 << 126
+        deadline = now + limit
+        for conn in self.connections:
+            if conn.batch is not None and conn.state == READY:
+                deadline = min(deadline, conn.last_reply_ns + limit)
+        return deadline
+
+    def _expire(self, now: int) -> None:
+        """Every connection that awaited replies for the reply timeout (since its batch went
+        out or its last reply came): its unanswered requests count as ``timeout`` errors, and
+        it is closed and replaced at once (a reply that comes late is never read, so never
+        counted twice)."""
+        limit = self.reply_timeout_ns
+        if not limit:
+            return
+        for conn in self.connections:
+            if (conn.state == READY and conn.batch is not None
+                    and now - conn.last_reply_ns >= limit):
+                self.recorder.count_error(ERROR_TIMEOUT, max(1, conn.in_flight))
+                self._drop(conn)
+                conn.attempts = 0
+                self._schedule(conn)
 
     def _drop(self, conn: Connection) -> None:
         if conn.fd >= 0:

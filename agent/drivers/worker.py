@@ -10,7 +10,9 @@ sends the next as soon as every reply of the batch arrived. A reply's latency is
 its batch's send to the ``recv`` that brought it (``perf_counter_ns``); replies read together
 share it, so they are counted together. Error replies are counted by type and left out of the
 histograms; a connection that fails counts its lost requests as ``connection`` errors and
-reconnects (:mod:`agent.drivers.resp_connection`) while the others go on.
+reconnects (:mod:`agent.drivers.resp_connection`) while the others go on. A connection that
+awaits replies for ``reply_timeout_s`` without one counts its unanswered requests as
+``timeout`` errors and is replaced; the loop wakes at the earliest such deadline.
 
 The loop rolls the :class:`~agent.drivers.kit.recorder.LoadRecorder` when the perf clock
 passes an interval boundary of the grid (replies handled in the poll round that crosses a
@@ -40,6 +42,7 @@ from typing import Any, Final, NoReturn
 
 import hiredis
 
+from agent.drivers.builtin_params import DEFAULT_REPLY_TIMEOUT_S
 from agent.drivers.channel import Channel
 from agent.drivers.cluster_mix import ClusterMix
 from agent.drivers.cluster_redirects import ERROR_REDIRECT_LIMIT, command_at, follow, is_redirection
@@ -59,6 +62,7 @@ from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed,
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
     ERROR_CONNECTION,
+    ERROR_TIMEOUT,
     IN,
     OUT,
     READ_EVENTS,
@@ -84,10 +88,11 @@ PRELOAD_BATCH = 1000
 #: Preload batches sent before the first one's replies are read: the server works on one
 #: while the next is encoded (one at a time, the two took turns).
 PRELOAD_IN_FLIGHT = 2
-#: The error type of a request still unanswered when the end-of-phase drain limit passed.
-ERROR_TIMEOUT: Final = "timeout"
 #: Time a node has to answer a request re-sent after a redirection.
 REDIRECT_REPLY_TIMEOUT = 10.0
+#: Seconds between two ``preload_progress`` messages of one load process (the agent's
+#: ``load_progress`` shows their sum; the coordinator draws the preload's progress bar).
+PRELOAD_PROGRESS_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,9 @@ class WorkerConfig:
     distribution: Distribution = UNIFORM
     key_start: int = 0
     """Where a sequential walk of the keys starts (this process's share)."""
+    reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
+    """A connection with requests in flight and no reply for this long: they are ``timeout``
+    errors and the connection is replaced (:meth:`RespConnections._expire`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +167,7 @@ class WorkerConfig:
             "key_prefix": self.key_prefix,
             "distribution": self.distribution.to_json(),
             "key_start": self.key_start,
+            "reply_timeout_s": self.reply_timeout_s,
         }
 
     @classmethod
@@ -182,6 +191,7 @@ class WorkerConfig:
             key_prefix=str(data.get("key_prefix", "key:")),
             distribution=Distribution(**data.get("distribution") or {}),
             key_start=int(data.get("key_start", 0)),
+            reply_timeout_s=float(data.get("reply_timeout_s", DEFAULT_REPLY_TIMEOUT_S)),
         )
 
     def keys(self) -> Keyspace:
@@ -279,11 +289,14 @@ class Worker(RespConnections):
         )
         self.config = config
         self.channel = channel
+        self.reply_timeout_ns = int(config.reply_timeout_s * 1e9)
         self.cluster: ClusterMix | ClusterTemplateMix | None = None
         self.mix = mix
         self.shard_buckets: list[dict[int, int]] | None = None  # a cluster: by conn.node
         self._side: dict[Node, socket.socket] = {}  # a cluster: re-sends after a redirection
         self._answered_by = ""  # the node the last re-send was answered by
+        self._preload_done = self._preload_total = 0  # keys SET / to SET by the preload
+        self._preload_reported = 0.0  # monotonic: the last preload_progress message
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -305,6 +318,8 @@ class Worker(RespConnections):
         if self.config.preload is not None:
             first, end = self.config.preload
             started = time.monotonic()
+            self._preload_total, self._preload_reported = end - first, started
+            self.channel.send({"type": "preload_progress", "done": 0, "total": end - first})
             if self.cluster is not None:
                 self._preload_cluster(self.cluster, first, end)
             else:
@@ -365,6 +380,7 @@ class Worker(RespConnections):
                     if isinstance(reply, hiredis.ReplyError):
                         raise DriverError(
                             KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
+                self._preloaded(count)
 
     def _moved(self, redirection: Redirection) -> None:
         """A ``MOVED`` reply moves its slot to the node it names (a known primary)."""
@@ -457,9 +473,9 @@ class Worker(RespConnections):
                 sock.sendall(payload)
                 awaited.append(min(PRELOAD_BATCH, end - batch_start))
                 if len(awaited) >= PRELOAD_IN_FLIGHT:
-                    self._preload_replies(sock, reader, awaited.popleft())
+                    self._preloaded(self._preload_replies(sock, reader, awaited.popleft()))
             while awaited:
-                self._preload_replies(sock, reader, awaited.popleft())
+                self._preloaded(self._preload_replies(sock, reader, awaited.popleft()))
         except TimeoutError:
             raise DriverError(KIND_UNREACHABLE, f"{endpoint} did not answer in time") from None
         except OSError as exc:
@@ -467,9 +483,19 @@ class Worker(RespConnections):
                 KIND_UNREACHABLE, f"connection to {endpoint} failed: {describe_os_error(exc)}"
             ) from None
 
-    def _preload_replies(self, sock: socket.socket, reader: hiredis.Reader, count: int) -> None:
-        """Read ``count`` preload replies; an error reply fails the preload."""
+    def _preloaded(self, keys: int) -> None:
+        """``keys`` more were SET: a ``preload_progress`` message when one is due."""
+        self._preload_done += keys
+        now = time.monotonic()
+        if now - self._preload_reported >= PRELOAD_PROGRESS_INTERVAL:
+            self._preload_reported = now
+            self.channel.send({"type": "preload_progress", "done": self._preload_done,
+                               "total": self._preload_total})
+
+    def _preload_replies(self, sock: socket.socket, reader: hiredis.Reader, count: int) -> int:
+        """Read ``count`` preload replies (returned); an error reply fails the preload."""
         endpoint = self.target.endpoint
+        wanted = count
         while count:
             reply = reader.gets()
             if reply is False:
@@ -483,6 +509,7 @@ class Worker(RespConnections):
             if isinstance(reply, hiredis.ReplyError):
                 raise DriverError(KIND_SERVER, f"preloading keys on {endpoint} failed: {reply}")
             count -= 1
+        return wanted
 
     # --- the closed loop on the T0 grid ---------------------------------------------------
 
@@ -682,8 +709,9 @@ class Worker(RespConnections):
     # --- intervals ----------------------------------------------------------------------
 
     def _wake(self, grid: IntervalGrid) -> int:
-        """The next perf-clock instant the loop must act at: a boundary or a reconnection."""
-        wake: int = min(grid.boundary, grid.end)
+        """The next perf-clock instant the loop must act at: a boundary, a reconnection or a
+        reply timeout (:meth:`RespConnections.reply_deadline`)."""
+        wake: int = min(grid.boundary, grid.end, self.reply_deadline(time.perf_counter_ns()))
         for conn in self._timers:
             wake = min(wake, conn.retry_at)
         return wake
@@ -697,6 +725,7 @@ class Worker(RespConnections):
             self.report_interval(index, complete=complete)
         if final is not None:
             return final
+        self._expire(now)
         if self._timers:
             due = [conn for conn in self._timers if conn.retry_at <= now]
             for conn in due:

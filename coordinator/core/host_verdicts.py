@@ -4,16 +4,20 @@ Pure: no I/O.
 The host metrics arrive as :class:`HostSeries`, a minimal model of what the agents' samplers
 measure, one value per interval of the run's grid; a sampler's own record is adapted to it.
 A metric that is missing makes its verdict undecided, never clear.
+
+An open loop's own report is client evidence too: a client whose schedule fell behind (its
+intervals' ``behind_schedule``) could not send at the rate asked, unless the server was
+saturated in those intervals (then the rate was beyond the server, which server-bound says).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from coordinator.core import marks
-from coordinator.core.figures import Repetition
+from coordinator.core.figures import AgentRepetition, Repetition
 from coordinator.core.verdict_records import (
     Evidence,
     Finding,
@@ -144,15 +148,44 @@ def client_findings(series: HostSeries, window: Sequence[int],
     return findings
 
 
+def schedule_finding(agent: AgentRepetition, window: Sequence[int], thresholds: Thresholds,
+                     server_saturated: Collection[int]) -> Finding | None:
+    """An open loop behind its schedule in more than ``saturated_intervals_percent`` of the
+    window's intervals, leaving out those in which a server was saturated (``None``: a closed
+    loop, nothing to judge)."""
+    measured = {record.index: record for record in agent.intervals
+                if record.in_window and record.behind_schedule is not None}
+    if not measured:
+        return None
+    behind = [measured[index] for index in window
+              if index in measured and measured[index].behind_schedule
+              and index not in server_saturated]
+    share = 100 * len(behind) / len(window) if window else 0.0
+    if not behind or share <= thresholds.saturated_intervals_percent:
+        return Finding("clear")
+    shown = "; ".join(
+        f"interval {r.index}: {r.not_sent or 0:,} not sent, {r.late or 0:,} of {r.sent or 0:,} "
+        f"late, up to {(r.lateness_max_usec or 0) / 1000:,.1f} ms late" for r in behind[:3])
+    more = f"; {len(behind) - 3} more" if len(behind) > 3 else ""
+    return Finding("flagged", Evidence(
+        metric="behind_schedule", host=agent.host, intervals=[r.index for r in behind],
+        value=share, threshold=thresholds.saturated_intervals_percent,
+        detail=f"its open-loop schedule behind in {len(behind)} of {len(window)} intervals "
+               f"({shown}{more}): it could not send at benchmark.builtin.rate"))
+
+
 def client_bound(series: HostSeries | None, host: str, window: Sequence[int], repetition: int,
-                 thresholds: Thresholds) -> Verdict:
+                 thresholds: Thresholds, schedule: Finding | None = None) -> Verdict:
     """Client-bound on one client host: total CPU, a load process, its hottest thread, cgroup
-    throttling."""
+    throttling, and ``schedule``, its open loop's (see :func:`schedule_finding`)."""
     kind = marks.CLIENT_BOUND
-    if series is None:
+    own = [] if schedule is None else [schedule]
+    if series is None and combined_state(own) != "flagged":
         return verdict_of(kind, "undecided", repetition, [host],
                         f"undecided: no metrics from {host}")
-    findings = client_findings(series, window, thresholds)
+    missing = [Finding("undecided", reason=f"no metrics from {host}")]
+    findings = [*own, *(missing if series is None
+                        else client_findings(series, window, thresholds))]
     state = combined_state(findings)
     if state == "flagged":
         summary = (f"{host} was the bottleneck: {details(findings)}; add client machines or "
@@ -162,6 +195,23 @@ def client_bound(series: HostSeries | None, host: str, window: Sequence[int], re
     else:
         summary = f"{host} had headroom: no CPU metric over its threshold"
     return verdict_of(kind, state, repetition, [host], summary, findings)
+
+
+def server_saturated_intervals(servers: Sequence[HostSeries], window: Sequence[int],
+                               thresholds: Thresholds) -> set[int]:
+    """The window's intervals in which a server process was at or above
+    ``server_cpu_percent`` of the CPU it can use (servers whose use or limit is unknown
+    count for none)."""
+    saturated: set[int] = set()
+    for series in servers:
+        limit = series.server_cpu_limit_cores
+        if not series.server_process_cpu or limit is None or limit <= 0:
+            continue
+        saturated.update(
+            index for index, value in window_points(series.interval_indices,
+                                                    series.server_process_cpu, window)
+            if value is not None and value / limit >= thresholds.server_cpu_percent)
+    return saturated
 
 
 def server_bound(series: HostSeries | None, host: str, window: Sequence[int], repetition: int,
@@ -262,7 +312,10 @@ def host_verdicts(repetition: Repetition, hosts: Sequence[HostSeries] | None,
                 for kind in (marks.CLIENT_BOUND, marks.SERVER_BOUND, marks.NETWORK_BOUND)]
     window = window_indices(repetition)
     by_host = {series.host: series for series in hosts}
-    clients = [client_bound(by_host.get(agent.host), agent.host, window, index, thresholds)
+    saturated = server_saturated_intervals([by_host[name] for name in server_hosts
+                                            if name in by_host], window, thresholds)
+    clients = [client_bound(by_host.get(agent.host), agent.host, window, index, thresholds,
+                            schedule_finding(agent, window, thresholds, saturated))
                for agent in repetition.agents]
     servers = [server_bound(by_host.get(name), name, window, index, clients, thresholds)
                for name in server_hosts]

@@ -278,6 +278,12 @@ class BuiltinDriver(Model):
     preload: bool = Field(
         False, description="SET every key of the keyspace before the first repetition"
     )
+    timeout: Annotated[Duration, AfterValidator(within(
+        builtin_params.REPLY_TIMEOUT_S.minimum, builtin_params.REPLY_TIMEOUT_S.maximum))] = Field(
+        builtin_params.DEFAULT_REPLY_TIMEOUT_S, description="a connection awaiting replies that "
+        "gets none for this long: its unanswered requests count as timeout errors and it is "
+        "replaced by a new connection (docs/drivers.md); 1ms to 10min",
+    )
     templates: list[CommandTemplate] | None = Field(
         None, min_length=1, max_length=MAX_TEMPLATES, description="a weighted mix of command "
         "templates instead of the SET/GET mix of set_ratio",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from agent import api
@@ -157,7 +158,8 @@ class AgentCalls(abc.ABC):
         request = api.TakeRunLock(holder=holder, force=force)
         return self.ask(api.TAKE_RUN_LOCK, request, self.request_timeout).forced_over
 
-    def prepare_load(self, spec_json: str) -> Prepared:
+    def prepare_load(self, spec_json: str,
+                     on_progress: Callable[[LoadProgress], None] | None = None) -> Prepared:
         """Prepare the load described by ``spec_json``: its processes and connections.
 
         May take long (preloading the keyspace): the agent prepares in a thread of its own and
@@ -165,11 +167,14 @@ class AgentCalls(abc.ABC):
         preparation is over, then asks ``prepared`` for its answer. ``LoadError`` if the
         agent's driver refuses (wrong password, unreachable target, unsupported parameter...):
         no load has started. ``AgentLost`` (the link closed) if it takes longer than
-        :data:`LOAD_PREPARE_TIMEOUT`.
+        :data:`LOAD_PREPARE_TIMEOUT`. ``on_progress`` is given every poll's progress (a
+        preload's keys done and to do).
         """
         deadline = time.monotonic() + LOAD_PREPARE_TIMEOUT
         self.ask(api.PREPARE_LOAD, spec_json, self.request_timeout)
-        while self.load_progress().state is LoadState.PREPARING:
+        while (progress := self.load_progress()).state is LoadState.PREPARING:
+            if on_progress is not None:
+                on_progress(progress)
             if time.monotonic() >= deadline:
                 self.close()
                 raise AgentLost(

@@ -39,6 +39,7 @@ from typing import Any, Final, Literal
 from pydantic import (
     Field,
     JsonValue,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
     SerializerFunctionWrapHandler,
@@ -138,6 +139,10 @@ class RanWithRecord(Model):
         description="requests in flight per connection; null: the driver does not pipeline"
     )
     interpreter: str = Field(description="what ran the load processes (Python version, path)")
+    preload_seconds: NonNegativeFloat | None = Field(
+        None, description="the keyspace preload's wall time on this client before the first "
+        "repetition, s (its slowest load process); null: it preloaded nothing, or a document "
+        "older than the field")
 
 
 class AgentRecord(Model):
@@ -316,7 +321,8 @@ class ResultsDocument(Model):
 
     def with_ran_with(self, ran_with: Mapping[str, RanWithRecord]) -> ResultsDocument:
         """A copy whose agents named in ``ran_with`` record what their load ran with."""
-        agents = [agent.model_copy(update={"ran_with": ran_with[agent.host]})
+        agents = [agent.model_copy(update={"ran_with": _kept_preload(agent.ran_with,
+                                                                     ran_with[agent.host])})
                   if agent.host in ran_with else agent for agent in self.agents]
         return ResultsDocument.model_validate({**dict(self), "agents": agents})
 
@@ -461,3 +467,11 @@ def target_record(inventory: Inventory, server: Server) -> TargetRecord:
             if host.load_source_address is not None
         },
     )
+
+
+def _kept_preload(before: RanWithRecord | None, now: RanWithRecord) -> RanWithRecord:
+    """``now``, keeping the preload time recorded before (only the first repetition preloads,
+    and every repetition records what it ran with)."""
+    if now.preload_seconds is None and before is not None and before.preload_seconds is not None:
+        return now.model_copy(update={"preload_seconds": before.preload_seconds})
+    return now

@@ -124,6 +124,7 @@ def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
         "value_size": params.value_size,
         "rate": params.rate,
         "arrivals": params.arrivals,
+        "timeout": params.timeout,
         "preload": params.preload and first_load,
         "templates": [t.model_dump(exclude_none=True) for t in params.templates]
         if params.templates is not None else None,

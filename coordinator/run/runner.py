@@ -426,15 +426,27 @@ def _prepare(state: RepetitionState) -> None:
 
     state.sampling_failed(fan_out(list(hosts), sample).failed)
 
+    bar_shown: list[str] = []
+
+    def preloading_progress(name: str) -> Callable[[LoadProgress], None]:
+        def shown(progress: LoadProgress) -> None:  # the live view draws the preload's bar
+            if progress.preload_total:
+                bar_shown.append(name)
+                state.view.progress(0.0, 0.0, {name: progress}, {})
+        return shown
+
     def prepare(name: str, report: StageReporter) -> Prepared:
         spec = load_spec(inventory, by_name[name].host, password=state.plan.password,
                          first_load=name == preloading, timeline=state.plan.timeline)
-        return by_name[name].link.prepare_load(spec)
+        return by_name[name].link.prepare_load(
+            spec, preloading_progress(name) if name == preloading else None)
 
     prepared = fan_out(list(by_name), prepare)
     prepared.raise_for_failures()
     record = state.record
     record.write(record.document.with_ran_with(ran_with_records(prepared.succeeded)))
+    if bar_shown:  # the preload's bar off: the repetition's view again
+        state.view.repetition(state.index, inventory.benchmark.repetitions)
 
 
 def ran_with_records(prepared: Mapping[str, Prepared]) -> dict[str, results.RanWithRecord]:
@@ -442,7 +454,8 @@ def ran_with_records(prepared: Mapping[str, Prepared]) -> dict[str, results.RanW
     return {name: results.RanWithRecord(
                 driver=answer.driver, driver_version=answer.driver_version,
                 processes=answer.processes, connections=answer.connections,
-                pipeline=answer.pipeline, interpreter=answer.interpreter)
+                pipeline=answer.pipeline, interpreter=answer.interpreter,
+                preload_seconds=answer.preload_seconds)
             for name, answer in prepared.items()}
 
 

@@ -3,20 +3,23 @@
 One live region: the deployment's per-host stages first, then per client host its phase, the
 last interval's throughput and p99, its errors, its CPU and its hottest load process in the
 last interval its agent sampled, and the verdicts of the last finished repetition that concern
-it; then per server host its CPU and its server process's. Each finished repetition leaves one
-line above the live region. The summary puts the verdicts with their evidence above the
-figures. Nothing here computes a figure or decides a verdict: it only shows what the run
-reports.
+it; then per server host its CPU and its server process's. While the first client preloads the
+keyspace, a progress bar: keys done of the total, the rate and the time left. Each finished
+repetition leaves one line above the live region. The summary puts the verdicts with their
+evidence above the figures. Nothing here computes a figure or decides a verdict: it only shows
+what the run reports.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -31,6 +34,16 @@ from coordinator.core.verdict_records import Evidence, Verdict
 from coordinator.remote.fanout import ProgressView
 from coordinator.results import Repetition, ResultsDocument, SpreadRecord
 from coordinator.results.readings import beside_baseline_lines
+
+
+def preload_line(host: str, done: int, total: int, elapsed_s: float) -> str:
+    """The preload's progress in words: keys done of the total, the rate so far, the time
+    left at that rate ("-" until there is a rate)."""
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    share = 100 * done / total if total else 100.0
+    left = f"{(total - done) / rate:,.0f} s left" if rate > 0 else "- s left"
+    return (f"preloading the keyspace from {host}: {done:,}/{total:,} keys ({share:.0f} %), "
+            f"{rate:,.0f} keys/s, {left}")
 
 
 def _ms(usec: float) -> str:
@@ -49,6 +62,7 @@ class RunConsoleView:
         self._header = "deploying agents"
         self._elapsed = (0.0, 0.0)
         self._judged: list[Verdict] = []
+        self._preload_started: float | None = None  # monotonic: the first preload progress
         self._live = Live(self._render(), console=console, refresh_per_second=4,
                           transient=True)
 
@@ -98,6 +112,9 @@ class RunConsoleView:
             self._clients = dict(clients)
             self._sampled.update(hosts)
             self._elapsed = (elapsed_s, total_s)
+            if self._preload_started is None and any(
+                    p.preload_total for p in clients.values()):
+                self._preload_started = time.monotonic()
         self._refresh()
 
     def repetition_done(self, repetition: Repetition) -> None:
@@ -122,6 +139,15 @@ class RunConsoleView:
 
     def _render(self) -> RenderableType:
         with self._lock:
+            preloading = [(host, p) for host, p in sorted(self._clients.items())
+                          if p.state is LoadState.PREPARING and p.preload_total]
+            if preloading and self._preload_started is not None:
+                host, progress = preloading[0]
+                done, keys = progress.preload_done or 0, progress.preload_total or 0
+                return Group(Text(f"{self._header}: preparing"),
+                             ProgressBar(total=float(keys), completed=float(done), width=60),
+                             Text(preload_line(host, done, keys,
+                                               time.monotonic() - self._preload_started)))
             if not self._clients:
                 table = Table(title=self._header, title_justify="left")
                 table.add_column("host")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import redis
 
 from agent import protocol
+from agent.messages import LoadProgress, LoadState
+from agent.metrics.model import MetricsInterval
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.run.runner import run_benchmark
@@ -46,6 +48,19 @@ def server(lab: LabStatus) -> Iterator[redis.Redis]:
     yield from emptied_lab_redis(lab)
 
 
+class PreloadView(MeasureView):
+    """Records the preload's progress as the live view is given it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.preload: list[tuple[str, LoadProgress]] = []
+
+    def progress(self, elapsed_s: float, total_s: float, clients: dict[str, LoadProgress],
+                 hosts: Mapping[str, MetricsInterval]) -> None:
+        super().progress(elapsed_s, total_s, clients, hosts)
+        self.preload += [(name, p) for name, p in clients.items() if p.preload_total]
+
+
 
 
 def test_a_preload_longer_than_the_heartbeat_timeout_completes_and_the_run_succeeds(
@@ -60,7 +75,8 @@ def test_a_preload_longer_than_the_heartbeat_timeout_completes_and_the_run_succe
         "benchmark.builtin.preload=true", f"benchmark.builtin.keyspace={KEYSPACE}",
     ])
     steps: dict[str, float] = {}
-    outcome = run_benchmark(loaded, tmp_path / "results", MeasureView(),
+    view = PreloadView()
+    outcome = run_benchmark(loaded, tmp_path / "results", view,
                             on_step=lambda step: steps.setdefault(step, time.monotonic()))
     document = outcome.document
     assert document.status == "complete", document.failure
@@ -70,3 +86,19 @@ def test_a_preload_longer_than_the_heartbeat_timeout_completes_and_the_run_succe
     prepared_after = steps[names[names.index("prepare") + 1]] - steps["prepare"]
     print(f"\npreparing (preload of {KEYSPACE} keys) took {prepared_after:.1f} s; each "
           f"heartbeat had {REQUEST_TIMEOUT_S:g} s to be answered")
+    # the preload's progress reached the view: client1's keys, growing to the total
+    assert view.preload, "no preload progress was shown"
+    assert {name for name, _ in view.preload} == {"client1"}
+    assert all(p.state is LoadState.PREPARING and p.preload_total == KEYSPACE
+               for _, p in view.preload)
+    done = [p.preload_done or 0 for _, p in view.preload]
+    assert done == sorted(done) and done[-1] <= KEYSPACE
+    assert len(set(done)) > 1, f"the bar never moved: {done}"
+    # and its time is in the results, for client1 only
+    ran_with = {agent.host: agent.ran_with for agent in document.agents}
+    first, second = ran_with["client1"], ran_with["client2"]
+    assert first is not None and first.preload_seconds is not None
+    assert 0 < first.preload_seconds < prepared_after
+    assert second is not None and second.preload_seconds is None
+    print(f"preload recorded: {first.preload_seconds:.2f} s; progress {done}")
+

@@ -145,6 +145,7 @@ def test_a_spec_that_is_not_json_is_refused() -> None:
         ("rate", 0, "spec.params.rate must be at least 0.001"),
         ("rate", "fast", "spec.params.rate must be a number"),
         ("arrivals", "bursts", "spec.params.arrivals must be one of constant, poisson"),
+        ("timeout", 0, "spec.params.timeout must be at least 0.001"),
         ("connections", 0, "spec.params.connections must be at least 1"),
         ("processes", 0, "spec.params.processes must be at least 1"),
         ("pipeline", 1.5, "spec.params.pipeline must be an integer"),
@@ -173,6 +174,18 @@ def test_a_rate_makes_an_open_loop_with_constant_arrivals_unless_told() -> None:
     assert (opened.rate, opened.arrivals) == (1500.0, "constant")
     poisson = parse_params(dict(SPEC["params"], rate=2.5, arrivals="poisson"))
     assert (poisson.rate, poisson.arrivals) == (2.5, "poisson")
+
+
+def test_the_reply_timeout_is_10s_unless_told_and_reaches_every_load_process() -> None:
+    from agent.drivers.builtin import BuiltinDriver as AgentBuiltin
+    from agent.drivers.worker import WorkerConfig
+
+    assert parse_params(dict(SPEC["params"])).reply_timeout_s == 10.0
+    spec = copy.deepcopy(SPEC)
+    spec["params"].update(processes=2, connections=4, timeout=0.25)
+    plans = AgentBuiltin(cores=2, available_memory=lambda: 1 << 40).plan_load(
+        parse_spec(json.dumps(spec)))
+    assert [WorkerConfig.from_json(dict(p.config)).reply_timeout_s for p in plans] == [0.25] * 2
 
 
 def test_the_open_loop_plan_spreads_the_host_connections_over_the_processes() -> None:

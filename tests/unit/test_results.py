@@ -552,3 +552,14 @@ def test_what_each_client_ran_with_is_recorded_on_its_agent_only() -> None:
     assert [("ran_with" in agent) for agent in written["agents"]] == [
         agent.host == client for agent in doc.agents]
     assert ResultsDocument.model_validate_json(json.dumps(written)) == recorded
+
+
+def test_the_preload_time_of_the_first_repetition_stays_when_later_ones_preload_nothing() -> None:
+    doc = load_results(FIXTURE)
+    client = doc.agents[-1].host
+    ran = RanWithRecord(driver="builtin", driver_version="coord", processes=1, connections=4,
+                        pipeline=1, interpreter="CPython", preload_seconds=3.5)
+    later = ran.model_copy(update={"preload_seconds": None})
+    recorded = doc.with_ran_with({client: ran}).with_ran_with({client: later})
+    (kept,) = [agent.ran_with for agent in recorded.agents if agent.host == client]
+    assert kept is not None and kept.preload_seconds == 3.5

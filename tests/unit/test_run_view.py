@@ -9,7 +9,7 @@ from rich.console import Console
 
 from agent.messages import LoadProgress, LoadState
 from agent.metrics.model import CpuShare, MetricsInterval, ProcessCpu
-from coordinator.run.view import RunConsoleView
+from coordinator.run.view import RunConsoleView, preload_line
 
 
 def share(busy: float) -> CpuShare:
@@ -56,3 +56,18 @@ def test_the_live_view_shows_each_clients_cpu_its_hottest_process_and_the_server
     assert client2.count("-") >= 3  # not sampled yet: said so, nothing guessed
     server = [cell.strip() for cell in lines["server"].split("│")]
     assert "30" in server and "redis-server: 20 % of a core" in server
+
+
+def test_the_preload_shows_a_bar_with_keys_rate_and_time_left() -> None:
+    assert preload_line("client1", 250_000, 1_000_000, 0.5) == (
+        "preloading the keyspace from client1: 250,000/1,000,000 keys (25 %), 500,000 keys/s, "
+        "2 s left")
+    assert preload_line("client1", 0, 1000, 0.0).endswith("0 keys/s, - s left")
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False)
+    view = RunConsoleView(console, ["client1"])
+    view.repetition(0, 1)
+    view.progress(0.0, 0.0, {"client1": LoadProgress(state=LoadState.PREPARING,
+                                                     preload_done=300, preload_total=1000)}, {})
+    console.print(view._render())
+    assert "preloading the keyspace from client1: 300/1,000 keys (30 %)" in out.getvalue()

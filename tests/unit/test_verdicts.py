@@ -353,6 +353,62 @@ def test_without_host_series_every_host_verdict_is_undecided_no_metrics() -> Non
     assert all(v.state == "undecided" and NO_METRICS in v.summary for v in judged)
 
 
+def open_repetition(behind: set[int]) -> Repetition:
+    """client1's open loop over the window 5..34, behind its schedule in ``behind``: 12
+    requests not sent and 400 of 990 late (up to 7.5 ms) there, every request on time
+    elsewhere."""
+    intervals = []
+    for i in range(35):
+        data = interval(i, "warmup" if i < 5 else "measure")
+        data["open_loop"] = ({"sent": 990, "late": 400, "lateness_max_usec": 7500,
+                              "not_sent": 12, "lateness": ""} if i in behind else
+                             {"sent": 1000, "late": 0, "lateness_max_usec": 200,
+                              "not_sent": 0, "lateness": ""})
+        intervals.append(data)
+    return repetition_figures([report("client1", intervals)], WINDOW)
+
+
+@pytest.mark.parametrize(("behind", "state"), [
+    ({5, 6, 7}, "clear"),        # 3 of 30 = exactly 10 %
+    ({5, 6, 7, 20}, "flagged"),
+])
+def test_an_open_loop_behind_its_schedule_is_client_bound_with_its_intervals(
+    behind: set[int], state: str
+) -> None:
+    bound = _named(_hosts(open_repetition(behind), client(), server([50.0] * 30)),
+                   marks.CLIENT_BOUND)
+    assert bound.state == state, bound.summary
+    if state == "flagged":
+        (evidence,) = bound.evidence
+        assert evidence.metric == "behind_schedule" and evidence.host == "client1"
+        assert evidence.intervals == [5, 6, 7, 20]
+        assert evidence.value == pytest.approx(4 * 100 / 30)
+        assert evidence.threshold == DEFAULTS.saturated_intervals_percent
+        assert ("open-loop schedule behind in 4 of 30 intervals (interval 5: 12 not sent, "
+                "400 of 990 late, up to 7.5 ms late" in bound.summary)
+        assert bound.summary.startswith("client1 was the bottleneck: ")
+
+
+def test_an_open_loop_behind_its_schedule_is_client_bound_without_host_metrics() -> None:
+    bound = _named(_hosts(open_repetition(set(range(5, 35))), server([50.0] * 30)),
+                   marks.CLIENT_BOUND)
+    assert bound.state == "flagged"
+    assert [e.metric for e in bound.evidence] == ["behind_schedule"]
+
+
+def test_a_schedule_behind_while_the_server_was_saturated_is_the_server_s_not_the_client_s(
+) -> None:
+    verdicts = _hosts(open_repetition(set(range(5, 35))), client(), server([95.0] * 30))
+    assert _named(verdicts, marks.CLIENT_BOUND).state == "clear"
+    assert _named(verdicts, marks.SERVER_BOUND).state == "flagged"
+
+
+def test_a_closed_loop_or_a_schedule_kept_adds_no_schedule_evidence() -> None:
+    for kept in (window_repetition(), open_repetition(set())):
+        bound = _named(_hosts(kept, client(), server([50.0] * 30)), marks.CLIENT_BOUND)
+        assert bound.state == "clear" and bound.evidence == []
+
+
 # --------------------------------------------------------------------------------------------
 # the repetition, the run, --strict
 

@@ -67,6 +67,9 @@ class _Process:
     stopped_ns: int | None = None
     reason: str | None = None  # "completed" / "stopped" once finished
     lost: str | None = None  # why it ended without finishing
+    preload_done: int = 0  # keys preloaded so far (the builtin driver's preload_progress)
+    preload_total: int = 0
+    preload_seconds: float | None = None  # its preload's wall time, once it is over
     intervals: dict[int, IntervalData] = field(default_factory=dict)
 
     @property
@@ -137,6 +140,8 @@ class ProcessDriver(Driver):
             driver_version=self.version,
             pipeline=self.pipeline(spec),
             interpreter=this_interpreter(),
+            preload_seconds=max((p.preload_seconds for p in self._processes
+                                 if p.preload_seconds is not None), default=None),
         )
 
     def start_at(self, t0_ns: int) -> None:
@@ -162,6 +167,13 @@ class ProcessDriver(Driver):
             errors = self._errors
             index = self._last_common_interval()
             problem = self._problem
+        if state is LoadState.PREPARING:
+            with self._lock:
+                total = sum(process.preload_total for process in self._processes)
+                done = sum(process.preload_done for process in self._processes)
+            if total:
+                return Progress(state=state, errors=errors, problem=problem,
+                                preload_done=done, preload_total=total)
         if spec is None or index is None:
             return Progress(state=state, errors=errors, problem=problem)
         merged = self._merged_interval(index)
@@ -313,8 +325,13 @@ class ProcessDriver(Driver):
                     self._fail(f"load process {process.index} failed: {error}")
                 else:
                     process.error = error
+            elif kind == "preload_progress":  # the builtin driver's preload, as it goes
+                process.preload_done = int(message["done"])
+                process.preload_total = int(message["total"])
             elif kind == "preloaded":  # the builtin driver's preload, for the agent's log
                 keys, seconds = int(message["keys"]), float(message["seconds"])
+                process.preload_done = process.preload_total = keys
+                process.preload_seconds = seconds
                 log.info("load process %d preloaded %d keys in %.2f s (%.0f keys/s)",
                          process.index, keys, seconds, keys / seconds if seconds > 0 else 0.0)
             elif kind == "started":
