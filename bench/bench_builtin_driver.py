@@ -5,7 +5,7 @@ Both load the same local ``redis-server`` (started here on a free loopback port,
 persistence, stopped on the way out) with 50 connections from one process / thread, a 50/50
 SET/GET mix over ``--keyspace`` keys and ``--value-size``-byte values, at each pipeline depth
 (``--pipelines``, default 1 and 16), alternating rounds (``--rounds``, median reported);
-``--connections 1`` gives issue 13's one-connection p50 figure (target: ≤ 1.05× the anchor's):
+``--connections 1`` gives issue 13's one-connection p50 figure (target: ≤ 1.05 x the anchor's):
 
 - anchor: ``redis-benchmark -t set,get -c 50 -P N -n REQUESTS -r KEYSPACE -d SIZE --threads 1
   --csv`` (its SET test, then its GET test; REQUESTS chosen from a short calibration run so
