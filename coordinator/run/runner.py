@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.drivers.spec import Timeline
 from agent.messages import LoadProgress, LoadState, Prepared
@@ -557,9 +557,20 @@ def _collect_metrics(state: RepetitionState) -> None:
 
 
 def _merge(state: RepetitionState) -> None:
-    """The repetition's figures, from the intervals every client measured completely."""
+    """The repetition's figures, from the intervals every client measured completely; a run
+    loading several servers, per server too (:func:`coordinator.core.stats.targets_figures`)."""
     clocks = {name: session.clock for name, session in state.clients.items()}
-    state.repetition = stats.repetition_figures(
+    targets = state.plan.inventory.benchmark.targets
+    merge: Callable[..., results.Repetition] = stats.repetition_figures
+    if targets is not None:
+        loaded = [stats.LoadedServer(target.server, target.driver, target.clients)
+                  for target in targets]
+
+        def merge(reports: Sequence[AgentReport], window: Sequence[int],
+                  **figures: Any) -> results.Repetition:
+            return stats.targets_figures(reports, window, loaded, **figures)
+
+    state.repetition = merge(
         state.reports, stats.common_window(state.reports), index=state.index + 1,
         started=datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc),
         start_skew_ns=stats.start_skew_ns(state.reports, clocks),
