@@ -190,9 +190,9 @@ class MetricsSampler:
         if not plan.server_ports:
             return
         pids = listening_pids(plan.server_ports)
-        if not pids and plan.redis is not None:
+        if plan.redis is not None:  # a Redis run by another user: its pid from its INFO
             pid = info_process_id(take_info(plan.redis, "start", ("server",)))
-            pids = {pid} if pid is not None else set()
+            pids |= {pid} if pid is not None else set()
         if not pids:
             ports = ", ".join(map(str, plan.server_ports))
             self._missing["server_processes"] = f"no process seen listening on port {ports}"

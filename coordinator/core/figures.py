@@ -310,6 +310,24 @@ class CommandRecord(Model):
     histogram: Histogram = Field(description="the command's merged histogram (µs)")
 
 
+class TargetFigures(Model):
+    """One server of a run that loads several at once: its clients' figures merged over the
+    repetition's common window (never with another server's)."""
+
+    driver: str = Field(description="the driver that loaded it (builtin or http)")
+    clients: list[str] = Field(description="the client hosts that loaded it")
+    count: Count = Field(description="non-error replies counted, its clients and commands")
+    requests: Count = Field(description="requests finished, its clients")
+    ops_per_sec: NonNegativeFloat = Field(description="count / window seconds, replies/s")
+    latency_usec: Latency = Field(description="from the merged histogram of its clients")
+    errors: Errors = Field(description="errors by type, summed over its clients")
+    error_rate: NonNegativeFloat = Field(description="errors / requests, 0..1")
+    overflow: Count = Field(description="latencies beyond the histogram's range")
+    histogram: Histogram = Field(description="merged histogram of its clients (µs)")
+    commands: dict[str, CommandRecord] = Field(
+        description="per command type or request template, merged over its clients")
+
+
 def hgrm_name(repetition_index: int) -> str:
     """The file holding repetition ``repetition_index``'s percentile distribution."""
     return f"rep-{repetition_index}.hgrm"
@@ -370,6 +388,11 @@ class Repetition(Model):
         default_factory=dict, description="Redis Cluster: MOVED and ASK replies followed in the "
         "window, by kind: each is one re-send, not a request of its own (the request counts "
         "once, its latency from its first send to its final reply); absent when none")
+    targets: dict[str, TargetFigures] = Field(
+        default_factory=dict, description="a run loading several servers (benchmark.targets): "
+        "per server name, its clients' figures; the repetition's own figures (count, "
+        "latency_usec, errors, histogram, commands, ...) are then the first target's, and "
+        "agents lists every client; absent for a run loading one server")
 
     @model_serializer(mode="wrap")
     def _without_absent_verdicts(self, write: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -377,7 +400,7 @@ class Repetition(Model):
         the field existed (schema_version 1 gained it, optional); likewise a single server's
         empty ``shards`` and ``redirects``."""
         data: dict[str, Any] = write(self)
-        for name in ("verdicts", "shards", "redirects"):
+        for name in ("verdicts", "shards", "redirects", "targets"):
             if not data.get(name):
                 data.pop(name, None)
         return data

@@ -5,6 +5,7 @@ The pipeline, one repetition at a time::
     parse_agent_report(text, host, params)   one per agent: typed, every histogram checked
     common_window(reports)                    interval indices every agent measured completely
     repetition_figures(reports, window, ...)  merged over agents and commands: a Repetition
+    targets_figures(reports, window, targets, ...)  the same, per server of a multi-server run
     aggregate([repetition, ...])              across repetitions: median, min, max, CV
 
 The figures are produced directly as the records ``results.json`` stores
@@ -54,6 +55,7 @@ from coordinator.core.figures import (
     Latency,
     Repetition,
     SummaryRecord,
+    TargetFigures,
     Window,
     hgrm_name,
 )
@@ -365,6 +367,49 @@ def repetition_figures(
         commands={name: merging.command(name) for name in sorted(merging.commands)},
         agents=agents, **merging.cluster_figures(),
     )
+
+
+@dataclass(frozen=True)
+class LoadedServer:
+    """One server of a run loading several (``benchmark.targets``): its name, the driver
+    loading it and its clients' host names."""
+
+    name: str
+    driver: str
+    clients: Sequence[str]
+
+
+def targets_figures(reports: Sequence[AgentReport], window: Sequence[int],
+                    targets: Sequence[LoadedServer], params: HistogramParams = HISTOGRAM_PARAMS,
+                    **repetition: Any) -> Repetition:
+    """A repetition of a run loading several servers: each target's figures merged over its
+    own clients only (latencies of different servers never share a histogram), over the
+    ``window`` every client measured. The repetition's own figures are the first target's
+    (``targets[0]``, the one the results' target record names), with every client in
+    ``agents`` (each judged as before); ``targets`` holds every target's, the first included.
+    ``repetition``: :func:`repetition_figures`' keyword arguments (index, start skew, ...).
+    ``ValueError`` for a report of a host in no target, or a target without report."""
+    loaded = {client for target in targets for client in target.clients}
+    strays = sorted(report.host for report in reports if report.host not in loaded)
+    if strays:
+        raise ValueError(f"{', '.join(strays)}: load report of a client in no target")
+    merged: dict[str, Repetition] = {}
+    for target in targets:
+        own = [report for report in reports if report.host in target.clients]
+        if not own:
+            raise ValueError(f"target {target.name}: no client reported")
+        merged[target.name] = repetition_figures(own, window, params, **repetition)
+    agents = {agent.host: agent for figures in merged.values() for agent in figures.agents}
+    first = merged[targets[0].name]
+    return first.model_copy(update={
+        "agents": [agents[report.host] for report in reports],
+        "targets": {target.name: TargetFigures(
+            driver=target.driver, clients=list(target.clients),
+            **{name: getattr(merged[target.name], name)
+               for name in ("count", "requests", "ops_per_sec", "latency_usec", "errors",
+                            "error_rate", "overflow", "histogram", "commands")})
+            for target in targets},
+    })
 
 
 def aggregate(repetitions: Sequence[Repetition]) -> SummaryRecord:

@@ -570,9 +570,9 @@ class Benchmark(Model):
     )
     targets: list[LoadTarget] | None = Field(
         None, min_length=2, description="several servers loaded at once, each by its own "
-        "clients, each with its own figures (e.g. a REST model server and Redis); checked, but "
-        "`coord run` does not run it yet (docs/model-serving.md); default: every client loads "
-        "the one server with driver")
+        "clients, each with its own figures (e.g. a REST model server and Redis), started "
+        "together (docs/model-serving.md); default: every client loads the one server with "
+        "driver")
 
 
 class Baseline(Model):

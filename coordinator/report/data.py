@@ -22,6 +22,7 @@ from coordinator.core.marks import MARKS
 from coordinator.core.metrics import HostMetrics
 from coordinator.core.platform import host_facts, server_facts
 from coordinator.core.shards import ShardRow, shard_rows
+from coordinator.core.target_rows import TargetRow, target_rows
 from coordinator.report.standard_files import histogram_params, interval_seconds
 from coordinator.results.model import Repetition, ResultsDocument, Verdict
 from coordinator.results.readings import beside_baseline_lines
@@ -211,6 +212,7 @@ class ReportData:
     agents: list[JsonValue]
     inventory: dict[str, JsonValue]
     shards: list[ShardRow] = field(default_factory=list)  # a Redis Cluster's, per primary
+    targets: list[TargetRow] = field(default_factory=list)  # several servers': per server
 
 
 def optional(document: ResultsDocument, names: Sequence[str]) -> JsonValue | None:
@@ -249,6 +251,7 @@ def report_data(document: ResultsDocument) -> ReportData:
         agents=[agent.model_dump(mode="json") for agent in document.agents],
         inventory=document.inventory,
         shards=shard_rows(document.repetitions),
+        targets=target_rows(document.repetitions),
     )
 
 

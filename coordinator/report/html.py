@@ -22,6 +22,7 @@ from pydantic import JsonValue
 
 from coordinator.core.errors import CoordError
 from coordinator.core.shards import SHARD_HEADERS, ShardRow, shard_cells
+from coordinator.core.target_rows import TARGET_HEADERS, TargetRow, target_cells
 from coordinator.report.data import (
     NOT_RECORDED,
     BaselineRow,
@@ -104,6 +105,7 @@ def render_html(data: ReportData, invocation: str) -> str:
         f"<p>status <b>{_e(data.status)}</b>, started {_e(data.created)}, finished "
         f"{_e(data.finished or '-')}; coord {_e(data.coord_version)}</p>",
         _verdicts(data), "<h2>Summary</h2>", _summary_table(data.rows), _shard_table(data.shards),
+        _target_table(data.targets),
         "<h2>Latency spectrum</h2>",
         *(plot(spectrum_figure(s)) for s in data.spectra if any(c.latency_usec for c in s.curves)),
         "<h2>Over time</h2>",
@@ -193,6 +195,18 @@ def _shard_table(rows: list[ShardRow]) -> str:
     return (f"<h3>Per primary</h3><table><tr>{head}</tr>{body}</table><p>medians across "
             "repetitions; share: of every reply of the run; × even: the share against an even "
             "spread over the primaries (1.00: its fair part).</p>")
+
+
+def _target_table(rows: list[TargetRow]) -> str:
+    """A run loading several servers: one row per server (nothing for one server)."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in TARGET_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in target_cells(row)) + "</tr>"
+                   for row in rows)
+    return (f"<h3>Per server</h3><table><tr>{head}</tr>{body}</table><p>medians across "
+            f"repetitions, each server's figures merged over its own clients only; the summary "
+            f"above is the first server's ({_e(rows[0].server)}).</p>")
 
 
 def _summary_table(rows: list[SummaryRow]) -> str:

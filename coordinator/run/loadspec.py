@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from agent.drivers.builtin import BuiltinDriver
@@ -29,7 +30,7 @@ def phases(inventory: Inventory) -> Timeline:
     as long as the measure phase, after whole such intervals covering the warm-up (which the
     driver runs separately, unmeasured): no interval is invented."""
     bench = inventory.benchmark
-    if bench.driver in ONE_WINDOW_DRIVERS:
+    if bench.driver in ONE_WINDOW_DRIVERS and bench.targets is None:
         length_ns = round(bench.duration * 1e9)
         warmup_runs = -(-round(bench.warmup * 1e9) // length_ns)
         return Timeline(interval_ns=length_ns, warmup_intervals=warmup_runs, measure_intervals=1)
@@ -40,19 +41,61 @@ def phases(inventory: Inventory) -> Timeline:
                     drain_ns=round(bench.drain_timeout * 1e9))
 
 
+@dataclass(frozen=True)
+class ClientTarget:
+    """What one client loads: the server, with the driver speaking to it, and whether it is
+    the first client of its target (the one that preloads its keyspace)."""
+
+    server: Server
+    driver: str
+    first_client: bool
+
+
 def target_of(inventory: Inventory) -> Server:
-    """The server under load (one per run for now: ``benchmark.targets`` is refused)."""
+    """The run's first (for most runs: only) server under load: the one the results' target
+    record names. With ``benchmark.targets``, the first target's."""
     targets = inventory.benchmark.targets
     if targets is not None:
-        names = ", ".join(target.server for target in targets)
-        raise UsageError(f"benchmark.targets: a run that loads several servers at once ({names}) "
-                         "is not supported yet; run one inventory per server "
-                         "(docs/model-serving.md)")
+        return server_named(inventory, targets[0].server)
     if len(inventory.servers) > 1:
         names = ", ".join(server.name for server in inventory.servers)
-        raise UsageError(f"servers: a run loads one server, got {names}; keep one (several "
-                         "servers at once, benchmark.targets, is not supported yet)")
+        raise UsageError(f"servers: a run loads one server, got {names}; keep one, or name "
+                         "each in benchmark.targets with the clients loading it")
     return inventory.servers[0]
+
+
+def target_servers(inventory: Inventory) -> list[Server]:
+    """Every server the run loads, in the order of ``benchmark.targets`` (else the one)."""
+    targets = inventory.benchmark.targets
+    if targets is None:
+        return [target_of(inventory)]
+    return [server_named(inventory, target.server) for target in targets]
+
+
+def server_named(inventory: Inventory, name: str) -> Server:
+    """``servers[]``'s entry called ``name`` (checked by the inventory checks; a UsageError
+    naming the field if not)."""
+    for server in inventory.servers:
+        if server.name == name:
+            return server
+    raise UsageError(f"benchmark.targets: no server named {name!r} in servers")
+
+
+def client_target(inventory: Inventory, client: Host | None) -> ClientTarget:
+    """What ``client`` loads: its target of ``benchmark.targets`` (a UsageError naming the
+    field when it is in none), else the one server with ``benchmark.driver``. ``client`` None
+    (a spec checked before any host is known): the first target's."""
+    targets = inventory.benchmark.targets
+    clients = [host.name for host in inventory.clients]
+    if targets is None:
+        first = client is None or not clients or client.name == clients[0]
+        return ClientTarget(target_of(inventory), inventory.benchmark.driver, first)
+    for target in targets:
+        if client is None or client.name in target.clients:
+            first = client is None or client.name == target.clients[0]
+            return ClientTarget(server_named(inventory, target.server), target.driver, first)
+    name = client.name if client is not None else "?"
+    raise UsageError(f"benchmark.targets: client host {name!r} loads no target")
 
 
 def load_spec(inventory: Inventory, client: Host | None = None, *, password: str | None,
@@ -64,24 +107,26 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
     ``password`` is the target's, as ``inventory.server_auth.target_password`` read it (from
     the inventory, a file or the environment): this module does no I/O.
     ``benchmark.builtin.preload`` fills the keyspace once, so only the ``first_load`` of a run
-    (one client, first repetition) asks for it. ``timeline``: the run's :func:`phases`
-    (computed here when not given).
+    (one client per target, first repetition) asks for it. ``timeline``: the run's
+    :func:`phases` (computed here when not given). With ``benchmark.targets``, the client's
+    target gives the server and the driver (:func:`client_target`); ``password`` is that
+    server's.
     """
-    bench = inventory.benchmark
-    build_params = SPEC_PARAMS.get(bench.driver)
+    loads = client_target(inventory, client)
+    server, driver = loads.server, loads.driver
+    build_params = SPEC_PARAMS.get(driver)
     if build_params is None:
         known = ", ".join(sorted(SPEC_PARAMS))
         raise UsageError(
-            f"benchmark.driver: {bench.driver} is not supported by `coord run` yet; use {known}"
+            f"benchmark.driver: {driver} is not supported by `coord run` yet; use {known}"
         )
-    server = target_of(inventory)
     run_phases = timeline if timeline is not None else phases(inventory)
     tls = None
     if server.tls is not None:
         tls = server.tls.model_dump(mode="json")
     spec = {
         "format": SPEC_FORMAT,
-        "driver": bench.driver,
+        "driver": driver,
         "target": {
             "address": inventory.data_address(server),
             "port": server.port,
@@ -99,7 +144,7 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
             "highest_usec": HISTOGRAM_PARAMS.highest_usec,
             "significant_figures": HISTOGRAM_PARAMS.significant_figures,
         },
-        "params": build_params(inventory, first_load),
+        "params": build_params(inventory, first_load, server),
     }
     return json.dumps(spec, sort_keys=True)
 
@@ -107,12 +152,13 @@ def load_spec(inventory: Inventory, client: Host | None = None, *, password: str
 ONE_WINDOW_DRIVERS: Final = frozenset({RedisBenchmarkDriver.name, MemtierDriver.name})
 """Drivers whose tool gives no per-interval data: a repetition's window is the tool's run."""
 
-ParamsBuilder = Callable[[Inventory, bool], dict[str, Any]]
+ParamsBuilder = Callable[[Inventory, bool, Server], dict[str, Any]]
 """A driver's spec ``params`` from the inventory; the flag is ``first_load`` (see
-:func:`load_spec`)."""
+:func:`load_spec`), the server the one the client loads (default: the run's first)."""
 
 
-def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+def builtin_params(inventory: Inventory, first_load: bool,
+                   server: Server | None = None) -> dict[str, Any]:
     """``params`` of the builtin driver (agent/drivers/builtin_params.py reads them)."""
     params = inventory.benchmark.builtin
     return {
@@ -134,7 +180,8 @@ def builtin_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
     }
 
 
-def redis_benchmark_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+def redis_benchmark_params(inventory: Inventory, first_load: bool,
+                           server: Server | None = None) -> dict[str, Any]:
     """``params`` of the redis-benchmark driver (agent/drivers/redis_benchmark_plan.py)."""
     params = inventory.benchmark.redis_benchmark
     return {
@@ -151,7 +198,8 @@ def redis_benchmark_params(inventory: Inventory, first_load: bool) -> dict[str, 
     }
 
 
-def memtier_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+def memtier_params(inventory: Inventory, first_load: bool,
+                   server: Server | None = None) -> dict[str, Any]:
     """``params`` of the memtier driver (agent/drivers/memtier_command.py, plus warmup_s)."""
     bench = inventory.benchmark
     params = bench.memtier
@@ -176,11 +224,12 @@ def memtier_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
     }
 
 
-def http_params(inventory: Inventory, first_load: bool) -> dict[str, Any]:
+def http_params(inventory: Inventory, first_load: bool,
+                server: Server | None = None) -> dict[str, Any]:
     """``params`` of the http driver (agent/drivers/http_params.py): the templates, and the
     target server's base path and common headers."""
     params = inventory.benchmark.http
-    server = target_of(inventory)
+    server = server if server is not None else target_of(inventory)
     return {
         "processes": params.processes,
         "connections": params.connections,

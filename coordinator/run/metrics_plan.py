@@ -2,24 +2,32 @@
 
 Every host samples on the load's timeline. A host that runs a target server also watches the
 server's processes (by their listening port) and takes Redis INFO from the run's target at the
-start and the end of every repetition, at the data address the clients use.
+start and the end of every repetition, at the data address the clients use (a run loading
+several servers: the first RESP target on the host; every target's process is watched).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from agent.drivers.spec import Timeline
 from agent.metrics.model import MetricsPlan, RedisTarget
 from coordinator.inventory.schema import Host, Inventory
-from coordinator.run.loadspec import target_of
+from coordinator.run.loadspec import target_servers
 
 
 def metrics_plan(inventory: Inventory, host: Host, timeline: Timeline,
-                 password: str | None) -> MetricsPlan:
+                 passwords: Mapping[str, str | None]) -> MetricsPlan:
+    """``passwords``: each target server's, by name."""
     ports = tuple(sorted({server.port for server in inventory.servers
                           if server.host == host.name}))
-    target = target_of(inventory)
+    on_host = [server for server in target_servers(inventory) if server.host == host.name]
+    if inventory.benchmark.targets is not None:
+        on_host = [server for server in on_host if server.kind == "resp"]
     redis = None
-    if target.host == host.name:
+    if on_host:
+        target = on_host[0]
+        password = passwords.get(target.name)
         redis = RedisTarget(address=inventory.data_address(target), port=target.port,
                             password=password, username=target.username,
                             tls=target.tls is not None)

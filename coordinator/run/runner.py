@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.drivers.spec import Timeline
 from agent.messages import LoadProgress, LoadState, Prepared
@@ -49,8 +49,8 @@ from coordinator.core.host_verdicts import window_indices
 from coordinator.core.metrics import HostMetrics, host_metrics, unsampled
 from coordinator.core.reports import AgentReport, agent_report
 from coordinator.inventory.loader import LoadedInventory
-from coordinator.inventory.schema import Inventory
-from coordinator.inventory.server_auth import target_password
+from coordinator.inventory.schema import Host, Inventory
+from coordinator.inventory.server_auth import server_password, target_password
 from coordinator.remote.deploy import DeployOptions, Transport
 from coordinator.remote.fanout import (
     FleetResult,
@@ -61,7 +61,7 @@ from coordinator.remote.fanout import (
 )
 from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.run import baseline
-from coordinator.run.loadspec import load_spec, phases, target_of
+from coordinator.run.loadspec import client_target, load_spec, phases, target_of, target_servers
 from coordinator.run.metrics_plan import host_roles, metrics_plan
 from coordinator.run.platform import describe_fleet
 from coordinator.run.steps import REPETITION_STEPS
@@ -118,12 +118,19 @@ class RunOutcome:
 class RunPlan:
     """What one run does, checked before any host is touched: the inventory, the target's
     password (read once), the target record for the results, and the phases in whole
-    intervals (computed once, sent as they are to every client)."""
+    intervals (computed once, sent as they are to every client). A run loading several
+    servers (``benchmark.targets``): ``target`` and ``password`` are the first target's,
+    ``passwords`` every target's by server name."""
 
     inventory: Inventory
     password: str | None
     target: results.TargetRecord
     timeline: Timeline
+    passwords: Mapping[str, str | None] = field(default_factory=dict)
+
+    def password_of(self, server: str) -> str | None:
+        """The password of target server ``server`` (the first target's when not listed)."""
+        return self.passwords.get(server, self.password)
 
 
 StepHook = Callable[[str], None]
@@ -138,9 +145,16 @@ def check_targets(inventory: Inventory) -> RunPlan:
     """Step "check targets": an inventory `coord run` cannot serve, or an unreadable password,
     fails here, before any host is touched."""
     password, timeline = target_password(inventory), phases(inventory)
-    load_spec(inventory, password=password, timeline=timeline)
+    first, *others = target_servers(inventory)
+    passwords = {first.name: password,
+                 **{server.name: server_password(server, inventory.servers.index(server))
+                    for server in others}}
+    clients: list[Host | None] = [*inventory.clients] or [None]
+    for client in clients:
+        load_spec(inventory, client, password=passwords[client_target(inventory, client)
+                                                        .server.name], timeline=timeline)
     return RunPlan(inventory, password, results.target_record(inventory, target_of(inventory)),
-                   timeline)
+                   timeline, passwords)
 
 
 class RunRecord:
@@ -364,7 +378,8 @@ def take_run_locks(fleet: Fleet, holder: Holder, *,
 def describe_platform(fleet: Fleet, plan: RunPlan) -> results.PlatformRecord:
     """Step "describe platform": every host, and the target as the first client reaches it."""
     platform, described = describe_fleet(fleet, plan.inventory,
-                                         {plan.target.server: plan.password})
+                                         {plan.target.server: plan.password,
+                                          **plan.passwords})
     described.raise_for_failures()
     return platform
 
@@ -414,15 +429,16 @@ class RepetitionState:
 
 
 def _prepare(state: RepetitionState) -> None:
-    """Every client's driver prepared; the keyspace is preloaded once, by the first client,
-    before the first repetition."""
-    inventory, by_name = state.plan.inventory, state.clients
-    preloading = next(iter(by_name)) if state.index == 0 else None
+    """Every client's driver prepared, each for its target; each target's keyspace is
+    preloaded once, by its first client, before the first repetition."""
+    inventory, by_name, plan = state.plan.inventory, state.clients, state.plan
+    passwords = {server.name: plan.password_of(server.name)
+                 for server in target_servers(inventory)}
     hosts = state.hosts
 
     def sample(name: str, report: StageReporter) -> None:
         hosts[name].link.start_metrics(metrics_plan(inventory, hosts[name].host,
-                                                    state.plan.timeline, state.plan.password))
+                                                    state.plan.timeline, passwords))
 
     state.sampling_failed(fan_out(list(hosts), sample).failed)
 
@@ -436,10 +452,12 @@ def _prepare(state: RepetitionState) -> None:
         return shown
 
     def prepare(name: str, report: StageReporter) -> Prepared:
-        spec = load_spec(inventory, by_name[name].host, password=state.plan.password,
-                         first_load=name == preloading, timeline=state.plan.timeline)
+        loads = client_target(inventory, by_name[name].host)
+        first_load = state.index == 0 and loads.first_client
+        spec = load_spec(inventory, by_name[name].host, password=passwords[loads.server.name],
+                         first_load=first_load, timeline=state.plan.timeline)
         return by_name[name].link.prepare_load(
-            spec, preloading_progress(name) if name == preloading else None)
+            spec, preloading_progress(name) if first_load else None)
 
     prepared = fan_out(list(by_name), prepare)
     prepared.raise_for_failures()
@@ -552,9 +570,20 @@ def _collect_metrics(state: RepetitionState) -> None:
 
 
 def _merge(state: RepetitionState) -> None:
-    """The repetition's figures, from the intervals every client measured completely."""
+    """The repetition's figures, from the intervals every client measured completely; a run
+    loading several servers, per server too (:func:`coordinator.core.stats.targets_figures`)."""
     clocks = {name: session.clock for name, session in state.clients.items()}
-    state.repetition = stats.repetition_figures(
+    targets = state.plan.inventory.benchmark.targets
+    merge: Callable[..., results.Repetition] = stats.repetition_figures
+    if targets is not None:
+        loaded = [stats.LoadedServer(target.server, target.driver, target.clients)
+                  for target in targets]
+
+        def merge(reports: Sequence[AgentReport], window: Sequence[int],
+                  **figures: Any) -> results.Repetition:
+            return stats.targets_figures(reports, window, loaded, **figures)
+
+    state.repetition = merge(
         state.reports, stats.common_window(state.reports), index=state.index + 1,
         started=datetime.fromtimestamp(state.t0_ns / 1e9, timezone.utc),
         start_skew_ns=stats.start_skew_ns(state.reports, clocks),

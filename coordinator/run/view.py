@@ -30,6 +30,7 @@ from coordinator.core.baselines import BaselinePair
 from coordinator.core.errors import HostError
 from coordinator.core.figures import LATENCY_FIGURES
 from coordinator.core.shards import SHARD_HEADERS, ShardRow, shard_cells, shard_rows
+from coordinator.core.target_rows import TARGET_HEADERS, TargetRow, target_cells, target_rows
 from coordinator.core.verdict_records import Evidence, Verdict
 from coordinator.remote.fanout import ProgressView
 from coordinator.results import Repetition, ResultsDocument, SpreadRecord
@@ -316,6 +317,18 @@ def shard_tables(rows: list[ShardRow]) -> list[RenderableType]:
     return [table]
 
 
+def target_tables(rows: list[TargetRow]) -> list[RenderableType]:
+    """A run loading several servers: one row per server (none for one server), medians
+    across repetitions; the summary above is the first server's."""
+    if not rows:
+        return []
+    table = Table(*TARGET_HEADERS, title=f"per server (medians across repetitions; the summary "
+                  f"above is {rows[0].server}'s)", title_justify="left")
+    for row in rows:
+        table.add_row(*target_cells(row))
+    return [table]
+
+
 def summary_table(document: ResultsDocument) -> RenderableType:
     """The run's figures: median across repetitions, with min, max and variation."""
     summary = document.summary
@@ -337,7 +350,8 @@ def summary_table(document: ResultsDocument) -> RenderableType:
         row(name, getattr(latency, name), 1000, "ms")
     row("error rate", summary.error_rate, 0.01, "%")
     parts: list[RenderableType] = [verdict_report(document), table,
-                                   *shard_tables(shard_rows(document.repetitions))]
+                                   *shard_tables(shard_rows(document.repetitions)),
+                                   *target_tables(target_rows(document.repetitions))]
     baselines = document.baselines
     if baselines is not None and baselines.before:
         parts.append(baseline_table(baselines.before, "netperf baseline before the benchmark "

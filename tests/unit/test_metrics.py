@@ -285,12 +285,12 @@ def test_the_server_host_watches_the_target_and_clients_only_their_load() -> Non
     })  # fmt: skip
     server, client = inventory.hosts
     timeline = phases(inventory)
-    plan = metrics_plan(inventory, server, timeline, "pw")
+    plan = metrics_plan(inventory, server, timeline, {"redis": "pw"})
     assert plan.server_ports == (6390,)
     assert plan.redis is not None and (plan.redis.address, plan.redis.password) == ("198.18.0.2",
                                                                                     "pw")
     assert "pw" not in repr(plan)
-    assert metrics_plan(inventory, client, timeline, "pw") == MetricsPlan(
+    assert metrics_plan(inventory, client, timeline, {"redis": "pw"}) == MetricsPlan(
         timeline.interval_ns, timeline.warmup_intervals, timeline.intervals)
     assert (host_roles(inventory, server), host_roles(inventory, client)) == (["server"],
                                                                               ["client"])
