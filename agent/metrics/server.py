@@ -1,7 +1,8 @@
 """The server side of a host: the target server's processes and Redis INFO.
 
-The server process is found by its listening port (psutil maps the socket's inode to a pid,
-which needs the right to read the owner's /proc/<pid>/fd: root or the same user). An agent that
+The server's processes are found by their listening port: every process holding the listening
+socket's inode (/proc/net/tcp, then each /proc/<pid>/fd, which needs the right to read the
+owner's descriptors: root or the same user). An agent that
 cannot see the owner (the server runs as another user) asks the server itself: INFO's
 ``process_id``. INFO is taken over a short blocking connection of its own (AUTH first when the
 target has a password), one ``INFO <section>`` per section; a failure is kept as the INFO's
@@ -13,9 +14,8 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Final
-
-import psutil
 
 from agent.drivers.errors import DriverError
 from agent.drivers.resp import auth_command, encode_command
@@ -25,23 +25,71 @@ from agent.metrics.model import INFO_SECTIONS, RedisInfo, RedisTarget
 INFO_TIMEOUT_S: Final = 2.0
 
 
-def listening_pids(ports: Iterable[int]) -> set[int]:
-    """Pids of the processes listening on TCP ``ports`` that this process may see."""
+LISTEN_STATE: Final = "0A"
+"""TCP_LISTEN in the ``st`` column of /proc/net/tcp."""
+PROC: Final = Path("/proc")
+
+
+def listening_inodes(table: str, ports: Iterable[int]) -> set[int]:
+    """Inodes of the sockets listening on ``ports`` in a /proc/net/tcp or tcp6 table (its
+    header line first; 0 is a socket already closed)."""
     wanted = set(ports)
-    if not wanted:
+    inodes: set[int] = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != LISTEN_STATE:
+            continue
+        _, _, port = fields[1].rpartition(":")
+        if int(port, 16) in wanted and int(fields[9]) != 0:
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def socket_inode(link: str) -> int | None:
+    """The inode of a descriptor's link (``socket:[12345]``); None for anything else."""
+    if link.startswith("socket:[") and link.endswith("]"):
+        return int(link[len("socket:["):-1])
+    return None
+
+
+def holders_of(links: Mapping[int, Iterable[str]], inodes: set[int]) -> set[int]:
+    """The pids (keys of ``links``: pid -> its descriptors' links) holding one of ``inodes``."""
+    return {pid for pid, targets in links.items()
+            if any(socket_inode(target) in inodes for target in targets)}
+
+
+def listening_pids(ports: Iterable[int], proc: Path = PROC) -> set[int]:
+    """Pids of every process holding a socket listening on TCP ``ports``, among those this
+    process may see (reading /proc/<pid>/fd needs root or the owner's user).
+
+    Every holder, not one: a pre-fork server (Gunicorn) listens in its master and accepts in
+    workers that inherited the socket, and its CPU is all of theirs. (psutil.net_connections
+    names one pid per socket.)
+    """
+    inodes: set[int] = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            inodes |= listening_inodes((proc / "net" / name).read_text(), ports)
+        except OSError:
+            continue
+    if not inodes:
         return set()
+    links: dict[int, list[str]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            links[int(entry.name)] = [_readlink(fd) for fd in list((entry / "fd").iterdir())]
+        except OSError:  # gone, or another user's
+            continue
+    return holders_of(links, inodes)
+
+
+def _readlink(path: Path) -> str:
     try:
-        connections = psutil.net_connections(kind="tcp")
-    except (psutil.Error, OSError):
-        return set()
-    return {
-        connection.pid
-        for connection in connections
-        if connection.status == psutil.CONN_LISTEN
-        and connection.laddr
-        and connection.laddr.port in wanted
-        and connection.pid is not None
-    }
+        return str(path.readlink())
+    except OSError:  # closed since listed
+        return ""
 
 
 def parse_info(text: str) -> dict[str, dict[str, str]]:
