@@ -510,6 +510,10 @@ def exchange(sock: socket.socket, payload: bytes, replies: int, endpoint: str) -
         raise DriverError(
             KIND_UNREACHABLE, f"connection to {endpoint} failed: {describe_os_error(exc)}"
         ) from None
+    except hiredis.ProtocolError as exc:  # an HTTP server's "HTTP/1.1 400", say
+        raise DriverError(
+            KIND_UNREACHABLE, f"{endpoint} does not answer in RESP (not a Redis server?): {exc}"
+        ) from None
     return answers
 
 

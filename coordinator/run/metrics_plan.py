@@ -2,8 +2,8 @@
 
 Every host samples on the load's timeline. A host that runs a target server also watches the
 server's processes (by their listening port) and takes Redis INFO from the run's target at the
-start and the end of every repetition, at the data address the clients use (a run loading
-several servers: the first RESP target on the host; every target's process is watched).
+start and the end of every repetition, at the data address the clients use (the first RESP
+target on the host: none for an HTTP server alone; every target's process is watched).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ def metrics_plan(inventory: Inventory, host: Host, timeline: Timeline,
     """``passwords``: each target server's, by name."""
     ports = tuple(sorted({server.port for server in inventory.servers
                           if server.host == host.name}))
-    on_host = [server for server in target_servers(inventory) if server.host == host.name]
-    if inventory.benchmark.targets is not None:
-        on_host = [server for server in on_host if server.kind == "resp"]
+    on_host = [server for server in target_servers(inventory)
+               if server.host == host.name and server.kind == "resp"]  # INFO speaks RESP
     redis = None
     if on_host:
         target = on_host[0]

@@ -7,8 +7,10 @@ temporary directory (v1 and v2 files as the kernel writes them).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,9 +21,9 @@ from hypothesis import strategies as st
 from agent import messages
 from agent.metrics import cgroup, procfs
 from agent.metrics.deltas import HostSnapshot, cpu_share, interval_between
-from agent.metrics.model import MetricsPlan, MetricsReport
+from agent.metrics.model import MetricsPlan, MetricsReport, RedisTarget
 from agent.metrics.sampler import MetricsSampler, Snapshotter
-from agent.metrics.server import parse_info
+from agent.metrics.server import parse_info, take_info
 from coordinator.core.metrics import host_metrics, unsampled
 from coordinator.inventory.schema import Inventory
 from coordinator.run.loadspec import phases
@@ -294,3 +296,34 @@ def test_the_server_host_watches_the_target_and_clients_only_their_load() -> Non
         timeline.interval_ns, timeline.warmup_intervals, timeline.intervals)
     assert (host_roles(inventory, server), host_roles(inventory, client)) == (["server"],
                                                                               ["client"])
+
+
+def test_an_http_server_alone_is_watched_by_its_port_and_asked_no_redis_info() -> None:
+    inventory = Inventory.model_validate({
+        "name": "lab",
+        "hosts": [{"name": "s1", "address": "198.18.0.2", "roles": ["server"]},
+                  {"name": "c1", "address": "198.18.0.3", "roles": ["client"]}],
+        "servers": [{"name": "model", "host": "s1", "port": 8000, "kind": "http"}],
+        "benchmark": {"driver": "http", "http": {"requests": [{"name": "ok", "path": "/"}]}},
+    })  # fmt: skip
+    plan = metrics_plan(inventory, inventory.hosts[0], phases(inventory), {"model": None})
+    assert plan.server_ports == (8000,) and plan.redis is None
+
+
+def test_info_from_a_server_that_does_not_speak_resp_is_a_problem_not_a_crash() -> None:
+    """An HTTP server answers INFO with "HTTP/1.1 400": hiredis's protocol error once stopped
+    the whole sampler ("sampling stopped"), losing the host's metrics."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def answer_http() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        server = threading.Thread(target=answer_http, daemon=True)
+        server.start()
+        port = listener.getsockname()[1]
+        info = take_info(RedisTarget("127.0.0.1", port, None, None, False), "start")
+        server.join(10)
+    assert info.sections == {}
+    assert info.problem is not None and "does not answer in RESP" in info.problem
