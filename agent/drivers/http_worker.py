@@ -76,8 +76,12 @@ from agent.drivers.resp_connection import (
     describe_os_error,
 )
 from agent.drivers.resp_tls import (
+    HANDSHAKE_FAILED,
+    HANDSHAKE_READ,
+    HANDSHAKE_WRITE,
     client_context,
     describe_tls_error,
+    handshake_step,
     server_name,
     tls_recv_into,
     tls_send,
@@ -575,22 +579,15 @@ class HttpWorker:
 
     def _tls_step(self, conn: HttpConnection) -> None:
         """Advance a non-blocking TLS handshake; ready when it is done."""
-        sock = conn.sock
-        if not isinstance(sock, ssl.SSLSocket):
-            self._fail(conn)
-            return
-        try:
-            sock.do_handshake()
-        except ssl.SSLWantReadError:
+        step = handshake_step(conn.sock)
+        if step == HANDSHAKE_READ:
             self._poller.modify(conn.fd, IN)
-            return
-        except ssl.SSLWantWriteError:
+        elif step == HANDSHAKE_WRITE:
             self._poller.modify(conn.fd, IN | OUT)
-            return
-        except OSError:  # ssl.SSLError included: a refused certificate is a failed attempt
+        elif step == HANDSHAKE_FAILED:  # a refused certificate is a failed attempt
             self._fail(conn)
-            return
-        self._ready(conn)
+        else:
+            self._ready(conn)
 
     def _ready(self, conn: HttpConnection) -> None:
         conn.state = READY

@@ -29,8 +29,12 @@ from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.resp import Batch, encode_command, error_type
 from agent.drivers.resp_handshake import handshake
 from agent.drivers.resp_tls import (
+    HANDSHAKE_FAILED,
+    HANDSHAKE_READ,
+    HANDSHAKE_WRITE,
     client_context,
     describe_tls_error,
+    handshake_step,
     server_name,
     tls_recv_into,
     tls_send,
@@ -422,22 +426,15 @@ class RespConnections:
 
     def _tls_step(self, conn: Connection) -> None:
         """Advance a non-blocking TLS handshake; authenticate when it is done."""
-        sock = conn.sock
-        if not isinstance(sock, ssl.SSLSocket):
-            self._fail(conn)
-            return
-        try:
-            sock.do_handshake()
-        except ssl.SSLWantReadError:
+        step = handshake_step(conn.sock)
+        if step == HANDSHAKE_READ:
             self._poller.modify(conn.fd, IN)
-            return
-        except ssl.SSLWantWriteError:
-            self._poller.modify(conn.fd, OUT | IN)
-            return
-        except OSError:  # ssl.SSLError included: a refused certificate is a failed attempt
+        elif step == HANDSHAKE_WRITE:
+            self._poller.modify(conn.fd, IN | OUT)
+        elif step == HANDSHAKE_FAILED:  # a refused certificate is a failed attempt
             self._fail(conn)
-            return
-        self._authenticate(conn)
+        else:
+            self._authenticate(conn)
 
     def _authenticate(self, conn: Connection) -> None:
         """Send the handshake (AUTH, HELLO, SELECT) of a reconnection; ready when it needs none."""

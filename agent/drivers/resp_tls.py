@@ -134,3 +134,27 @@ def tls_send(sock: ssl.SSLSocket) -> Callable[[bytes], int]:
             raise BlockingIOError from None
 
     return send
+
+
+#: What :func:`handshake_step` found: the handshake is done, waits to read or to write, or
+#: failed (a refused certificate included).
+HANDSHAKE_DONE: Final = "done"
+HANDSHAKE_READ: Final = "read"
+HANDSHAKE_WRITE: Final = "write"
+HANDSHAKE_FAILED: Final = "failed"
+
+
+def handshake_step(sock: object) -> str:
+    """One step of a non-blocking TLS handshake, for an event loop that waits on the socket
+    between steps (a reconnection inside the load loop); ``HANDSHAKE_*``."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return HANDSHAKE_FAILED
+    try:
+        sock.do_handshake()
+    except ssl.SSLWantReadError:
+        return HANDSHAKE_READ
+    except ssl.SSLWantWriteError:
+        return HANDSHAKE_WRITE
+    except OSError:  # ssl.SSLError included
+        return HANDSHAKE_FAILED
+    return HANDSHAKE_DONE
