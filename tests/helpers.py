@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import select
 import selectors
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +41,35 @@ def poll_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(POLL_TICK)
+
+
+def loopback_redis(directory: Path, password: str | None = None,
+                   timeout: float = 60.0) -> Iterator[int]:
+    """A redis-server on a free loopback port (no persistence, data in ``directory``) until
+    the generator is closed; its port. For the rootless tests that need no lab."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    auth = ["--requirepass", password] if password is not None else []
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(directory), *auth],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, password=password)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        poll_until(answers, timeout, "redis-server to answer PING")
+        yield port
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout)
 
 
 def process_gone(pid: int) -> bool:

@@ -3,8 +3,6 @@ file the inventory names (not a lab test: no root, no namespaces)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import yaml
 
 from coordinator.usecases import fraud
 from tests.conftest import RunCoord
-from tests.helpers import poll_until
+from tests.helpers import loopback_redis
 
 DEADLINE = 60.0
 PASSWORD = "data-load-secret"
@@ -23,29 +21,7 @@ PASSWORD = "data-load-secret"
 
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    directory = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(directory), "--requirepass", PASSWORD],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port, password=PASSWORD)
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        poll_until(answers, DEADLINE, "redis-server to answer PING")
-        yield port
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(DEADLINE)
+    yield from loopback_redis(tmp_path_factory.mktemp("redis"), PASSWORD)
 
 
 def test_the_reference_data_lands_in_redis_one_blob_per_customer(

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from coordinator.run.runner import (
     run_benchmark,
 )
 from coordinator.run.steps import step_names
-from tests.helpers import MeasureView, poll_until, process_gone
+from tests.helpers import MeasureView, loopback_redis, poll_until, process_gone
 from tests.local_transport import LocalTransport, Skew
 
 DEADLINE = 60.0
@@ -42,29 +40,7 @@ DEADLINE = 60.0
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A redis-server on a free loopback port, for the module."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    directory = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        poll_until(answers, DEADLINE, "redis-server to answer PING")
-        yield port
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(DEADLINE)
+    yield from loopback_redis(tmp_path_factory.mktemp("redis"))
 
 
 def write_inventory(directory: Path, port: int, repetitions: int = 1) -> Path:
