@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from coordinator.core.errors import UsageError
 from coordinator.usecases import fraud
 from coordinator.usecases import images as image_data
 
@@ -65,11 +66,16 @@ def generated_files(use_case: UseCase, seed: int, sizes: Sizes) -> dict[str, byt
 
 
 def write_use_case(use_case: UseCase, out: Path, seed: int, sizes: Sizes) -> list[Path]:
-    """Write ``use_case``'s files into ``out`` (created if missing); the paths written."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``use_case``'s files into ``out`` (created if missing); the paths written. A
+    directory or file that cannot be written is a one-line ``UsageError`` naming it."""
     written = []
-    for name, content in generated_files(use_case, seed, sizes).items():
-        path = out / name
-        path.write_bytes(content)
-        written.append(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in generated_files(use_case, seed, sizes).items():
+            path = out / name
+            path.write_bytes(content)
+            written.append(path)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write {exc.filename or out}: "
+                         f"{exc.strerror or exc}") from None
     return written

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordinator.core.errors import UsageError
 from coordinator.usecases import fraud, images
 from coordinator.usecases.files import Sizes, UseCase, generated_files, write_use_case
 
@@ -81,3 +82,12 @@ def test_an_unknown_dtype_or_use_case_is_refused() -> None:
         images.images(1, 1, "int16")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="use case"):
         generated_files("audio", 1, SMALL)  # type: ignore[arg-type]
+
+
+def test_an_out_directory_that_cannot_be_made_is_one_line_naming_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UsageError) as raised:
+        write_use_case("fraud", blocker / "data", 11, SMALL)
+    assert str(raised.value).startswith(f"--out {blocker / 'data'}: cannot write ")
+    assert "\n" not in str(raised.value)
