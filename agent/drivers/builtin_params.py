@@ -70,13 +70,9 @@ class BuiltinParams:
     reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
 
 
-def parse_params(params: dict[str, Any]) -> BuiltinParams:
-    """The builtin driver's ``params``; DriverError("config", ...) for anything wrong."""
-    fields = Fields(params, "spec.params")
-    processes = None
-    if fields.get("processes") is not None:
-        processes = fields.integer("processes", PROCESSES.minimum, PROCESSES.maximum)
-    seed = fields.optional_integer("seed", minimum=0) if fields.has("seed") else None
+def open_loop_fields(fields: Fields) -> tuple[float | None, str]:
+    """``rate`` (None: a closed loop) and ``arrivals`` of a driver's params, checked: the
+    builtin and the http drivers take the open loop alike."""
     rate = None
     if fields.get("rate") is not None:
         rate = fields.number("rate", RATE.minimum, RATE.maximum)
@@ -86,6 +82,17 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
         if arrivals not in ARRIVALS:
             raise fields.problem("arrivals", f"must be one of {', '.join(ARRIVALS)}, got "
                                  f"{arrivals!r}")
+    return rate, arrivals
+
+
+def parse_params(params: dict[str, Any]) -> BuiltinParams:
+    """The builtin driver's ``params``; DriverError("config", ...) for anything wrong."""
+    fields = Fields(params, "spec.params")
+    processes = None
+    if fields.get("processes") is not None:
+        processes = fields.integer("processes", PROCESSES.minimum, PROCESSES.maximum)
+    seed = fields.optional_integer("seed", minimum=0) if fields.has("seed") else None
+    rate, arrivals = open_loop_fields(fields)
     reply_timeout_s = DEFAULT_REPLY_TIMEOUT_S
     if fields.has("timeout") and fields.get("timeout") is not None:
         reply_timeout_s = fields.number("timeout", REPLY_TIMEOUT_S.minimum,

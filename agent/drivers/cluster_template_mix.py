@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from agent.drivers.cluster_slots import SlotMap, key_slot
 from agent.drivers.cluster_templates import check_templates, request_slot
-from agent.drivers.resp import Batch
+from agent.drivers.resp import Batch, assemble_batch
 from agent.drivers.templates import Expander
 
 #: Batches of requests kept per primary for its connections.
@@ -89,12 +89,8 @@ class ClusterTemplateMix:
         for _, request_kinds, request_checks in requests:
             kinds += request_kinds
             checks += request_checks
-        counts = [0] * len(self.commands)
-        for kind in kinds:
-            if kind >= 0:
-                counts[kind] += 1
-        return Batch(b"".join(payload for payload, _, _ in requests), tuple(kinds),
-                     tuple(counts), tuple(checks) if self._checks else None)
+        return assemble_batch([payload for payload, _, _ in requests], kinds, checks,
+                              len(self.commands), self._checks)
 
     def move(self, slot: int, node: int) -> bool:
         """Slot ``slot`` is now served by ``node``; whether that changed anything."""

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agent.drivers.builtin_params import CONNECTIONS, PROCESSES, RATE, Limit
+from agent.drivers.builtin_params import CONNECTIONS, PROCESSES, RATE, Limit, open_loop_fields
 from agent.drivers.errors import KIND_CONFIG, DriverError
 from agent.drivers.http_request import RequestTemplate, body_from_json
-from agent.drivers.schedule import ARRIVALS, CONSTANT
+from agent.drivers.schedule import CONSTANT
 from agent.drivers.spec import Fields
 
 __all__ = ["CONNECTIONS", "KEYSPACE", "METHODS", "PROCESSES", "RATE", "TIMEOUT_NS", "WEIGHT",
@@ -101,15 +101,7 @@ def parse_params(params: dict[str, Any]) -> HttpParams:
     processes = None
     if fields.get("processes") is not None:
         processes = fields.integer("processes", PROCESSES.minimum, PROCESSES.maximum)
-    rate = None
-    if fields.get("rate") is not None:
-        rate = fields.number("rate", RATE.minimum, RATE.maximum)
-    arrivals = CONSTANT
-    if fields.has("arrivals"):
-        arrivals = fields.text("arrivals")
-        if arrivals not in ARRIVALS:
-            raise fields.problem("arrivals", f"must be one of {', '.join(ARRIVALS)}, got "
-                                 f"{arrivals!r}")
+    rate, arrivals = open_loop_fields(fields)
     raw = fields.get("requests")
     if not isinstance(raw, list) or not raw:
         raise fields.problem("requests", "must be a non-empty list of request templates")

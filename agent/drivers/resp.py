@@ -174,14 +174,7 @@ class RequestMix:
             parts.append(payload)
             kinds += request_kinds
             checks += request_checks
-        counts = [0] * len(self.commands)
-        for kind in kinds:
-            if kind >= 0:
-                counts[kind] += 1
-        return Batch(
-            b"".join(parts), tuple(kinds), tuple(counts),
-            tuple(checks) if self._checks else None,
-        )  # fmt: skip
+        return assemble_batch(parts, kinds, checks, len(self.commands), self._checks)
 
     def _request_bytes(self) -> int:
         """The largest of a few sample requests, bytes (for the pool's size)."""
@@ -204,6 +197,18 @@ class RequestMix:
 
 def _no_file(path: str) -> bytes:
     raise ValueError(f"{{file:{path}}}: no file reader given")
+
+
+def assemble_batch(parts: list[bytes], kinds: list[int], checks: list[Any], commands: int,
+                   keep_checks: bool) -> Batch:
+    """A batch of expanded requests: their bytes, each reply's command (-1: a reply no command
+    counts, as MULTI's +OK), the replies per command and, when kept, each reply's check."""
+    counts = [0] * commands
+    for kind in kinds:
+        if kind >= 0:
+            counts[kind] += 1
+    return Batch(b"".join(parts), tuple(kinds), tuple(counts),
+                 tuple(checks) if keep_checks else None)
 
 
 def pool_batches(keyspace: int, pipeline: int, request_bytes: int = 64) -> int:
