@@ -10,7 +10,10 @@ template expects count as ``http_4xx``/``http_5xx``/``http_status`` errors, a fa
 check as ``check``; those are left out of the histograms. A connection that closes or fails
 with a request in flight counts a ``connection`` error and reconnects (non-blocking, with
 the RESP loop's back-off); a request unanswered after ``timeout_ns`` counts a ``timeout``
-error and its connection is replaced. A server that closes a connection after a response
+error and its connection is replaced. A reconnection not ready within ``CONNECT_TIMEOUT``
+(the RESP loop's: a server that accepts but never finishes the TLS handshake) is a failed
+attempt, a ``connection`` error retried with the back-off; it is looked at with the request
+timeouts (every :data:`TIMEOUT_CHECK_NS`). A server that closes a connection after a response
 (``Connection: close``) is reconnected without an error.
 
 At the planned end the loop drains as the builtin driver's does (timeline.drain_ns).
@@ -100,7 +103,8 @@ from agent.histograms import HistogramParams
 MODULE: Final = "agent.drivers.http_worker"
 ERROR_CONNECTION: Final = "connection"
 ERROR_TIMEOUT: Final = "timeout"
-#: How often the loop looks for requests past their timeout.
+#: How often the loop looks for requests past their timeout and reconnections past their
+#: connect deadline.
 TIMEOUT_CHECK_NS = 50_000_000
 
 READY: Final = 0
@@ -157,8 +161,9 @@ def read_body_file(path: str) -> bytes:
 class HttpConnection:
     """One connection and the request it has in flight (``template`` -1: none)."""
 
-    __slots__ = ("attempts", "fd", "issued_ns", "out", "reader", "recv_into", "retry_at",
-                 "schedule", "send", "sent_ns", "sock", "state", "template")
+    __slots__ = ("attempts", "fd", "handshake_deadline", "issued_ns", "out", "reader",
+                 "recv_into", "retry_at", "schedule", "send", "sent_ns", "sock", "state",
+                 "template")
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
@@ -171,6 +176,7 @@ class HttpConnection:
         self.issued_ns = 0  # the actual send (the timeout and the gap count from it)
         self.attempts = 0
         self.retry_at = 0
+        self.handshake_deadline = 0  # perf clock: a reconnection not ready by then has failed
         self.schedule: ConnectionSchedule | None = None  # the open loop's
         self.recv_into: Callable[[bytearray], int] = _closed_recv
         self.send: Callable[[bytes], int] = _closed_send
@@ -412,6 +418,7 @@ class HttpWorker:
                 if now >= next_check:
                     next_check = now + TIMEOUT_CHECK_NS
                     self._expire(now - timeout_ns)
+                    self._expire_handshakes(now)
                     self._retry(now)
                 if last is None:
                     ended = grid.roll(now)
@@ -555,6 +562,7 @@ class HttpWorker:
             return
         self._attach(conn, sock)
         conn.state = CONNECTING
+        conn.handshake_deadline = time.perf_counter_ns() + int(CONNECT_TIMEOUT * 1e9)
         self._poller.register(conn.fd, IN | OUT)
 
     def _advance(self, conn: HttpConnection, events: int) -> None:
@@ -604,6 +612,13 @@ class HttpWorker:
                 self.recorder.count_error(ERROR_TIMEOUT)
                 conn.template = -1
                 self._replace(conn)
+
+    def _expire_handshakes(self, now: int) -> None:
+        """Every reconnection still connecting or shaking hands (TLS) at its deadline has
+        failed (:meth:`_fail`: a ``connection`` error, retried after the back-off)."""
+        for conn in self.connections:
+            if conn.state in (CONNECTING, TLS_HANDSHAKE) and now >= conn.handshake_deadline:
+                self._fail(conn)
 
     # --- intervals ----------------------------------------------------------------------
 

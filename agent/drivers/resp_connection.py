@@ -4,9 +4,11 @@ load runs, with reconnection.
 A new connection sends its handshake (:mod:`agent.drivers.resp_handshake`: AUTH, ``HELLO 3``,
 ``SELECT``), over TLS when the target has ``tls`` (:mod:`agent.drivers.resp_tls`).
 A connection that fails during the load counts its lost requests as ``connection`` errors and
-reconnects (TLS and handshake again) while the others go on: :class:`RespConnections` keeps the
-poller, the reconnection timers and that state machine (connecting, TLS handshake,
-authenticating, ready);
+reconnects (TLS and handshake again) while the others go on; a reconnection that is not ready
+within :data:`CONNECT_TIMEOUT` (a server that accepts but never finishes the TLS handshake or
+never answers AUTH/HELLO/SELECT) is a failed attempt like a refused one.
+:class:`RespConnections` keeps the poller, the reconnection timers and that state machine
+(connecting, TLS handshake, authenticating, ready);
 the load loop (:class:`agent.drivers.worker.Worker`) only sends and reads.
 """
 
@@ -18,7 +20,7 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import hiredis
@@ -43,7 +45,10 @@ from agent.drivers.spec import Target
 
 # --- tunables (module level so tests may shrink them) -----------------------------------------
 
-#: Time to open and authenticate one connection during prepare.
+#: Time to open and authenticate one connection: at prepare (blocking), and during the load the
+#: deadline of a reconnection's connect, TLS handshake and AUTH/HELLO/SELECT together (the
+#: builtin driver's inventory has no connect timeout; the reply timeout is not used for it, as
+#: it may be 1 ms, shorter than a TLS handshake, and no reconnection would ever succeed).
 CONNECT_TIMEOUT = 5.0
 #: Waits between reconnection attempts of one connection (the last one repeats).
 RECONNECT_DELAYS_S: tuple[float, ...] = (0.0, 0.01, 0.1, 0.5, 1.0)
@@ -54,6 +59,8 @@ ERROR_CONNECTION: Final = "connection"
 #: The error type of a request that got no reply in time: the reply timeout, or still
 #: unanswered when the end-of-phase drain limit passed.
 ERROR_TIMEOUT: Final = "timeout"
+#: A deadline that never comes (no reply timeout, nothing connecting).
+NEVER: Final = 1 << 126
 
 # epoll event bits (the same values as poll's on Linux).
 IN: Final = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
@@ -80,6 +87,7 @@ class Connection:
         "fd",
         "feed",
         "gets",
+        "handshake_deadline",
         "last_reply_ns",
         "next_batch",
         "node",
@@ -104,6 +112,7 @@ class Connection:
         self.out = b""  # bytes of the batch still to send
         self.attempts = 0  # failed connection attempts in a row
         self.retry_at = 0
+        self.handshake_deadline = 0  # perf clock: a reconnection not ready by then has failed
         self.address: tuple[Any, ...] = ()  # where it connects (a cluster: its primary's)
         self.node = 0  # its primary's index in the cluster's slot map (0 for one server)
         self.next_batch: Callable[[], Batch] = _no_batch  # the load sets its request stream
@@ -318,33 +327,28 @@ class RespConnections:
         self._schedule(conn)
 
     def reply_deadline(self, now: int) -> int:
-        """When the loop must next look for timed-out connections (:meth:`_expire`): the
-        earliest deadline of a connection awaiting replies, and at the latest one timeout from
-        ``now``, so that a batch sent after this call is still looked at in time."""
-        limit = self.reply_timeout_ns
-        if not limit:
-            return 1 << 126
-        deadline = now + limit
-        for conn in self.connections:
-            if conn.batch is not None and conn.state == READY:
-                deadline = min(deadline, conn.last_reply_ns + limit)
-        return deadline
+        """When the loop must next look for timed-out connections (:meth:`_expire`):
+        :func:`next_deadline` of the connections."""
+        return next_deadline(self.connections, now, self.reply_timeout_ns)
 
     def _expire(self, now: int) -> None:
         """Every connection that awaited replies for the reply timeout (since its batch went
         out or its last reply came): its unanswered requests count as ``timeout`` errors, and
         it is closed and replaced at once (a reply that comes late is never read, so never
-        counted twice)."""
+        counted twice). Every reconnection still connecting, shaking hands or authenticating
+        at its :data:`CONNECT_TIMEOUT` deadline has failed (:meth:`_fail`: one ``connection``
+        error, retried after the back-off)."""
         limit = self.reply_timeout_ns
-        if not limit:
-            return
         for conn in self.connections:
-            if (conn.state == READY and conn.batch is not None
-                    and now - conn.last_reply_ns >= limit):
-                self.recorder.count_error(ERROR_TIMEOUT, max(1, conn.in_flight))
-                self._drop(conn)
-                conn.attempts = 0
-                self._schedule(conn)
+            state = conn.state
+            if state == READY:
+                if limit and conn.batch is not None and now - conn.last_reply_ns >= limit:
+                    self.recorder.count_error(ERROR_TIMEOUT, max(1, conn.in_flight))
+                    self._drop(conn)
+                    conn.attempts = 0
+                    self._schedule(conn)
+            elif state != DOWN and now >= conn.handshake_deadline:
+                self._fail(conn)
 
     def _drop(self, conn: Connection) -> None:
         if conn.fd >= 0:
@@ -377,6 +381,7 @@ class RespConnections:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.attach(sock)
         conn.state = CONNECTING
+        conn.handshake_deadline = time.perf_counter_ns() + int(CONNECT_TIMEOUT * 1e9)
         self._by_fd[conn.fd] = conn
         self._poller.register(conn.fd, OUT | IN)
 
@@ -465,6 +470,23 @@ class RespConnections:
         if self._poller is not None:
             with contextlib.suppress(OSError):
                 self._poller.close()
+
+
+def next_deadline(connections: Iterable[Connection], now: int, reply_timeout_ns: int) -> int:
+    """The earliest instant (perf clock) a connection may time out: a ready one awaiting
+    replies (``reply_timeout_ns`` after its last reply; 0: no reply timeout), or one
+    connecting, shaking hands or authenticating (its ``handshake_deadline``). With a reply
+    timeout, at the latest one timeout from ``now``, so that a batch sent after this call is
+    still looked at in time; :data:`NEVER` when nothing can time out."""
+    deadline = now + reply_timeout_ns if reply_timeout_ns else NEVER
+    for conn in connections:
+        state = conn.state
+        if state == READY:
+            if reply_timeout_ns and conn.batch is not None:
+                deadline = min(deadline, conn.last_reply_ns + reply_timeout_ns)
+        elif state != DOWN:
+            deadline = min(deadline, conn.handshake_deadline)
+    return deadline
 
 
 class PollAdapter:

@@ -709,8 +709,9 @@ class Worker(RespConnections):
     # --- intervals ----------------------------------------------------------------------
 
     def _wake(self, grid: IntervalGrid) -> int:
-        """The next perf-clock instant the loop must act at: a boundary, a reconnection or a
-        reply timeout (:meth:`RespConnections.reply_deadline`)."""
+        """The next perf-clock instant the loop must act at: a boundary, a reconnection, a
+        reply timeout or a reconnection's connect deadline
+        (:meth:`RespConnections.reply_deadline`)."""
         wake: int = min(grid.boundary, grid.end, self.reply_deadline(time.perf_counter_ns()))
         for conn in self._timers:
             wake = min(wake, conn.retry_at)
