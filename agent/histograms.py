@@ -20,9 +20,11 @@ HdrHistogram's reference (Java) rank convention, not the ``hdrh`` package's.
 from __future__ import annotations
 
 import bisect
+import ctypes
 import dataclasses
 import itertools
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -101,6 +103,21 @@ def encode(histogram: HdrHistogram) -> str:
     """The standard compressed base64 form (HdrHistogram V2 "histoblob"), as text."""
     blob: bytes = histogram.encode()
     return blob.decode("ascii")
+
+
+def clear(histogram: HdrHistogram) -> None:
+    """Empty ``histogram`` to record into it again. hdrh's ``reset()`` zeroes the counts one by
+    one in Python (0.6 ms for 1 µs..60 s at 3 figures, as long as creating a histogram): a load
+    process rolls its interval while its connections wait, so its counts are zeroed in one
+    ``memset`` here (about 15 µs)."""
+    counts = histogram.counts
+    if not isinstance(counts, ctypes.Array):  # (another hdrh than the one this was written for)
+        histogram.reset()
+        return
+    ctypes.memset(ctypes.addressof(counts), 0, ctypes.sizeof(counts))
+    histogram.total_count = 0
+    histogram.min_value = sys.maxsize
+    histogram.max_value = 0
 
 
 def decode(text: str) -> HdrHistogram:
@@ -246,6 +263,7 @@ class IntervalRecorder:
     def __init__(self, params: HistogramParams, commands: Iterable[str] = ()) -> None:
         self.params = params
         self._buckets: dict[str, dict[int, int]] = {}
+        self._scratch: HdrHistogram | None = None  # made once, cleared after each encoding
         for command in commands:
             self.bucket(command)
 
@@ -271,9 +289,21 @@ class IntervalRecorder:
         for command, bucket in self._buckets.items():
             if not bucket:
                 continue
-            histogram = self.params.empty()
             count = sum(bucket.values())
-            overflow += record_counts(histogram, bucket)
+            histogram, beyond = self.encoded(bucket)
+            overflow += beyond
             bucket.clear()
-            commands[command] = CommandLatencies(encode(histogram), count)
+            commands[command] = CommandLatencies(histogram, count)
         return RecordedInterval(interval_index, commands, overflow)
+
+    def encoded(self, counts: Mapping[int, int]) -> tuple[str, int]:
+        """``{value: count}`` as an encoded histogram of these parameters, and the count of
+        values out of its range. One histogram is recorded into and cleared each time: making
+        one costs as much as zeroing it in Python (:func:`clear`)."""
+        histogram = self._scratch
+        if histogram is None:
+            histogram = self._scratch = self.params.empty()
+        overflow = record_counts(histogram, counts)
+        text = encode(histogram)
+        clear(histogram)
+        return text, overflow

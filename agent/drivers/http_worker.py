@@ -637,7 +637,7 @@ class HttpWorker:
             at = min(now, self._end) if self._end else now
             self.recorder.open_loop = schedule_accounting(
                 self.counters, [c.schedule for c in self.connections if c.schedule is not None],
-                at, 1, self.recorder.latencies.params)
+                at, 1, self.recorder.latencies)
         data = self.recorder.roll(index, complete=complete)
         self.channel.send({"type": "interval", "interval": data.to_json()})
 

@@ -39,14 +39,22 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import Any
 
 from agent.drivers.channel import Channel
 from agent.drivers.intervals import OpenLoopData
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, stop_requested
-from agent.drivers.resp_connection import OUT, READ_EVENTS, READY, Connection
+from agent.drivers.resp_connection import (
+    ERROR_REPLIES,
+    IN,
+    NO_REPLY,
+    OUT,
+    READ_EVENTS,
+    READY,
+    Connection,
+)
 from agent.drivers.schedule import (
     POISSON,
     ConnectionSchedule,
@@ -54,8 +62,8 @@ from agent.drivers.schedule import (
     connection_rate,
     stagger,
 )
-from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, read_replies
-from agent.histograms import HistogramParams, encode, record_counts
+from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, bad_replies
+from agent.histograms import IntervalRecorder
 
 __all__ = ["OpenWorker", "poll_timeout_s", "schedule_accounting"]
 
@@ -165,6 +173,8 @@ class OpenWorker(Worker):
         buckets = [recorder.bucket(name) for name in self.mix.commands]
         shard_buckets = self.shard_buckets
         buffer = self._buffer
+        error_replies = ERROR_REPLIES
+        errors_seen = error_replies[0]
         schedules = self.schedules
         due = self._due
         order = self._order
@@ -194,7 +204,9 @@ class OpenWorker(Worker):
                     tick = drain_end if last is not None else self._wake(grid)
                 wake = tick if last is not None else min(tick, self._next_point())
                 now = perf()
-            for fd, events in poll(poll_timeout_s(wake, now)):
+            ready = poll(poll_timeout_s(wake, now))
+            received_ns = perf()  # every reply of this round arrived by now
+            for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:
                     if fd == control_fd:
@@ -212,10 +224,11 @@ class OpenWorker(Worker):
                     wake = now  # its timer or its first point: recomputed at the top
                     tick = self._wake(grid) if last is None else tick
                     continue
-                if events & OUT and conn.out:
-                    self._flush(conn)
-                if not events & READ_EVENTS:
-                    continue
+                if events != IN:  # (rare: writable again, or an error or hang-up to read)
+                    if events & OUT and conn.out:
+                        self._flush(conn)
+                    if not events & READ_EVENTS:
+                        continue
                 try:
                     size = conn.recv_into(buffer)
                 except (BlockingIOError, InterruptedError):
@@ -228,14 +241,14 @@ class OpenWorker(Worker):
                         tick = self._wake(grid)
                     wake = now
                     continue
-                received_ns = perf()
                 bytes_in += size
                 conn.feed(buffer, 0, size)
                 first = conn.received
                 batch = conn.batch
-                done, bad = read_replies(conn.gets, first, batch)
-                if done == first:
+                replies = [*iter(conn.gets, NO_REPLY)]
+                if not replies:
                     continue
+                done = first + len(replies)
                 waited = received_ns - conn.last_reply_ns
                 if waited > gap:  # noqa: PLR1730
                     gap = waited
@@ -248,16 +261,20 @@ class OpenWorker(Worker):
                     continue
                 requests += done - first
                 latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # from the point
-                wanted = len(batch.kinds)
+                wanted = batch.size
+                bad = None
+                if error_replies[0] != errors_seen or batch.checks is not None:
+                    errors_seen = error_replies[0]
+                    bad = bad_replies(replies, first, batch)
                 if bad is None and first == 0 and done == wanted:
-                    counts: Sequence[int] = batch.counts
+                    tally = batch.tally
                 else:
-                    counts = self._count(conn, batch, first, done, bad)
-                for kind, count in enumerate(counts):
+                    tally = tuple(enumerate(self._count(conn, batch, first, done, bad)))
+                for kind, count in tally:
                     if count:
                         bucket = buckets[kind]
                         bucket[latency] = bucket.get(latency, 0) + count
-                if shard_buckets is not None and (answered := sum(counts)):
+                if shard_buckets is not None and (answered := sum([c for _, c in tally])):
                     bucket = shard_buckets[conn.node]
                     bucket[latency] = bucket.get(latency, 0) + answered
                 if done < wanted:
@@ -270,7 +287,7 @@ class OpenWorker(Worker):
                     continue
                 schedule = schedules[conn]
                 point = schedule.due
-                if point <= received_ns:  # it was busy past its point: the batch queued
+                if point <= perf():  # it was busy past its point: the batch queued
                     if not send_point(conn, schedule) and conn.state != READY:
                         tick = self._wake(grid)
                         wake = now
@@ -287,24 +304,24 @@ class OpenWorker(Worker):
         at = min(clock, self._end) if self._end else clock
         self.recorder.open_loop = schedule_accounting(
             self.counters, self.schedules.values(), at, self.config.pipeline,
-            self.recorder.latencies.params)
+            self.recorder.latencies)
         super().report_interval(index, complete=complete, now=now)
 
 
 def schedule_accounting(counters: ScheduleCounters, schedules: Iterable[ConnectionSchedule],
-                        at: int, pipeline: int, params: HistogramParams) -> OpenLoopData:
+                        at: int, pipeline: int, latencies: IntervalRecorder) -> OpenLoopData:
     """One interval of an open loop's schedule, ending at ``at`` (perf clock): the counters'
     sends (then reset) and the points come by ``at`` but not sent (``pipeline`` requests
-    each). Shared by every open loop (RESP and HTTP)."""
+    each); the lateness histogram is encoded by the load's ``latencies`` recorder. Shared by
+    every open loop (RESP and HTTP)."""
     backlog = sum(schedule.backlog(at) for schedule in schedules)
-    lateness = params.empty()
-    record_counts(lateness, counters.lateness_usec)
+    lateness, _beyond = latencies.encoded(counters.lateness_usec)
     data = OpenLoopData(
         sent=counters.sent,
         late=counters.late,
         lateness_max_usec=(counters.lateness_max_ns + 500) // 1000,
         not_sent=backlog * pipeline,
-        lateness=encode(lateness),
+        lateness=lateness,
     )
     counters.reset()
     return data

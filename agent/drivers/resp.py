@@ -11,10 +11,11 @@ number of requests per command (the common case of a batch answered at once cost
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from agent.drivers.keyspace import Keyspace
@@ -37,6 +38,7 @@ POOL_MIN_REQUESTS: Final = 1 << 14
 # ``GET key`` and ``SET key value`` with the key (length, bytes) and the encoded value argument
 # still to fill in: formatting these costs less than encode_command in the request stream.
 _SET_TEMPLATE: Final = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n%s"
+_GET_TEMPLATE: Final = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"
 
 
 def encode_command(*args: bytes | str | int) -> bytes:
@@ -66,19 +68,41 @@ def error_type(message: str) -> str:
     return "ERR"
 
 
-@dataclass(frozen=True)
+#: ``Batch.tally`` by ``counts``: few distinct counts recur across a pool's batches.
+_TALLIES: dict[tuple[int, ...], tuple[tuple[int, int], ...]] = {}
+_TALLIES_KEPT: Final = 4096
+
+
+@dataclass(slots=True)
 class Batch:
     """Requests sent together: their bytes, each reply's command index (``HIDDEN``, -1: a
     reply recorded under no command, inside a MULTI block), per-command counts, and each
-    reply's expected-type check (None when no template expects a type)."""
+    reply's expected-type check (None when no template expects a type). Never changed once
+    made (not frozen: a frozen dataclass costs five times as much to make, and a pool holds up
+    to 2¹⁸ of them).
+
+    ``size`` (the replies awaited) and ``tally`` (the ``(command, count)`` pairs of the
+    commands it holds) are derived once here, for the load loop: a batch is built once and
+    answered many times (the request pool), and the loop reads them for every reply it gets."""
 
     payload: bytes
     kinds: tuple[int, ...]
     counts: tuple[int, ...]
     checks: tuple[Callable[[Any], bool] | None, ...] | None = None
+    size: int = field(init=False, repr=False)
+    tally: tuple[tuple[int, int], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.size = len(self.kinds)
+        tally = _TALLIES.get(self.counts)
+        if tally is None:
+            tally = tuple((kind, count) for kind, count in enumerate(self.counts) if count)
+            if len(_TALLIES) < _TALLIES_KEPT:
+                _TALLIES[self.counts] = tally
+        self.tally = tally
 
     def __len__(self) -> int:
-        return len(self.kinds)
+        return self.size
 
 
 class RequestMix:
@@ -88,17 +112,18 @@ class RequestMix:
     ``n`` uniform in ``[0, keyspace)``), deterministic from ``seed``.
 
     Encoding costs a microsecond or more per request in Python, a large share of the load
-    loop's budget, so batches are drawn at random from a **request pool** encoded at
-    construction (``pool_batches``: at most ``POOL_MAX_REQUESTS`` requests and
-    ``POOL_MAX_BYTES``). Each pooled request is an independent draw of the mix and the
-    keyspace, so drawing from the pool keeps every distribution. When the pool holds fewer than
-    ``POOL_REQUESTS_PER_KEY`` requests per key (a large keyspace), it is **refreshed**: one
-    pooled batch in ``REFRESH_EVERY`` is replaced by a fresh one, so the keys used keep
-    covering the keyspace while only that share of the batches is encoded; such a pool is
-    small (``POOL_MIN_REQUESTS``), as random picks in a large one miss the CPU's caches
-    (bench/bench_builtin_driver.py, docs/architecture.md). Requests that must
-    come in order (a sequential keyspace, a ``{seq}`` counter) and requests too large for a
-    pool of ``POOL_MIN_REQUESTS`` are encoded afresh for every batch.
+    loop's budget, so batches come from a **request pool** encoded at construction
+    (``pool_batches``: at most ``POOL_MAX_REQUESTS`` requests and ``POOL_MAX_BYTES``), walked
+    in order, round and round (:attr:`next_batch`). Each pooled request is an independent draw
+    of the mix and the keyspace, so walking the pool keeps every distribution; walking it in the
+    order it was built reads memory in order, and the walk is a C iterator (no Python frame per
+    batch: bench/bench_builtin_driver.py, docs/architecture.md). When the pool holds fewer
+    than ``POOL_REQUESTS_PER_KEY`` requests per key (a large keyspace), it is **refreshed**: one
+    pooled batch in ``REFRESH_EVERY`` is replaced by a fresh one as the walk reaches it (a
+    different one on each round), so the keys used keep covering the keyspace while only that
+    share of the batches is encoded; such a pool is small (``POOL_MIN_REQUESTS``). Requests
+    that must come in order (a sequential keyspace, a ``{seq}`` counter) and requests too large
+    for a pool of ``POOL_MIN_REQUESTS`` are encoded afresh for every batch.
     """
 
     GET: Final = 0
@@ -134,37 +159,37 @@ class RequestMix:
         #: The recorder's commands, by index (a Batch's kinds index them).
         self.commands: tuple[str, ...] = self.expander.commands
         self._value_arg = b"$%d\r\n%s\r\n" % (value_size, make_value(value_size))
+        self._key_format = keyspace.prefix.encode().replace(b"%", b"%%") + b"%d"
+        self._sets_and_gets = templates is None  # formatted in one step, not expanded
         self._checks = any(t.expect is not None for t in self.expander.templates)
         batches = 0
         if not self.expander.fresh_only:
             batches = pool_batches(keyspace.size, pipeline, self._request_bytes())
         covered = batches * pipeline >= POOL_REQUESTS_PER_KEY * keyspace.size
         #: The pool is refreshed as it is used (it cannot hold the keyspace); a small one then
-        #: (``POOL_MIN_REQUESTS``): random picks in it stay in the CPU's caches.
+        #: (``POOL_MIN_REQUESTS``): quick to build, and it stays in the CPU's caches.
         self.refreshed = bool(batches) and not covered
         if self.refreshed:
             batches = min(batches, -(-POOL_MIN_REQUESTS // pipeline))
         self._pool = [self.encode_batch() for _ in range(batches)]
-        self._until_refresh = REFRESH_EVERY
+        #: The next batch of ``pipeline`` requests (a callable: the load loop calls it once
+        #: per batch, so it is the pool's own iterator where it can be).
+        self.next_batch: Callable[[], Batch]
+        if not self._pool:
+            self.next_batch = self.encode_batch
+        elif self.refreshed:
+            self.next_batch = refreshing_walk(self._pool, self.encode_batch).__next__
+        else:
+            self.next_batch = itertools.cycle(self._pool).__next__
 
     @property
     def pooled(self) -> bool:
         return bool(self._pool)
 
-    def next_batch(self) -> Batch:
-        """The next batch of ``pipeline`` requests."""
-        pool = self._pool
-        if pool:
-            if self.refreshed:
-                self._until_refresh -= 1
-                if not self._until_refresh:
-                    self._until_refresh = REFRESH_EVERY
-                    pool[int(self._random() * len(pool))] = self.encode_batch()
-            return pool[int(self._random() * len(pool))]
-        return self.encode_batch()
-
     def encode_batch(self) -> Batch:
         """A fresh random batch."""
+        if self._sets_and_gets:
+            return self._encode_sets_and_gets()
         expand = self.expander.expand
         parts = []
         kinds: list[int] = []
@@ -175,6 +200,30 @@ class RequestMix:
             kinds += request_kinds
             checks += request_checks
         return assemble_batch(parts, kinds, checks, len(self.commands), self._checks)
+
+    def _encode_sets_and_gets(self) -> Batch:
+        """:meth:`encode_batch` for the SET/GET mix (no templates given): the requests its two
+        templates give, each formatted in one step. Expanding a template costs several calls
+        per request, and a refreshed pool encodes one batch in ``REFRESH_EVERY`` during the
+        load (bench/bench_builtin_driver.py, 10 million keys)."""
+        pick = self.expander.pick_key
+        draw = self._random
+        gets = self.expander.cumulative[0]  # the same draws as the templates', in order
+        key_format = self._key_format
+        value_arg = self._value_arg
+        parts = []
+        kinds = []
+        for _ in range(self.pipeline):
+            if draw() < gets:
+                key = key_format % pick()
+                parts.append(_GET_TEMPLATE % (len(key), key))
+                kinds.append(self.GET)
+            else:
+                key = key_format % pick()
+                parts.append(_SET_TEMPLATE % (len(key), key, value_arg))
+                kinds.append(self.SET)
+        sets = sum(kinds)
+        return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets))
 
     def _request_bytes(self) -> int:
         """The largest of a few sample requests, bytes (for the pool's size)."""
@@ -187,12 +236,27 @@ class RequestMix:
         """SET of every key in ``[first, end)``, ``size`` commands per batch, one batch at a
         time: a whole keyspace share of values at once could exceed the host's memory."""
         value_arg = self._value_arg
-        key_format = self.keyspace.prefix.encode().replace(b"%", b"%%") + b"%d"
+        key_format = self._key_format
         for start in range(first, end, size):
             yield b"".join(
                 _SET_TEMPLATE % (len(key), key, value_arg)
                 for key in [key_format % n for n in range(start, min(end, start + size))]
             )
+
+
+def refreshing_walk(pool: list[Batch], encode: Callable[[], Batch]) -> Iterator[Batch]:
+    """The pool's batches in order, round and round, each ``REFRESH_EVERY``-th replaced by a
+    fresh one (``encode``) as the walk reaches it; the replaced position moves by one each
+    round, so every ``REFRESH_EVERY`` rounds the whole pool is renewed. Each slice is handed
+    on by ``yield from``: the walk's cost per batch stays in C."""
+    offset = 0
+    while True:
+        for start in range(0, len(pool), REFRESH_EVERY):
+            index = start + offset
+            if index < len(pool):
+                pool[index] = encode()
+            yield from pool[start:start + REFRESH_EVERY]
+        offset = (offset + 1) % REFRESH_EVERY
 
 
 def _no_file(path: str) -> bytes:

@@ -77,6 +77,31 @@ DOWN: Final = 3
 TLS_HANDSHAKE: Final = 4
 
 
+#: Error replies read so far by the connections of this process, one count in a list: a load
+#: loop keeps the count it saw last, so one compare per read tells it whether the read brought
+#: an error reply, instead of a check of every reply in Python (the replies of a read are
+#: taken by ``iter(gets, False)``, in C).
+ERROR_REPLIES: Final[list[int]] = [0]
+
+
+class _NoReply:
+    """What a connection's reader answers when it holds no whole reply (hiredis's
+    ``notEnoughData``, ``False`` by default): an object no reply equals, so the loops'
+    ``iter(conn.gets, NO_REPLY)`` cannot stop at a reply of ``0`` or RESP3's false, as it would
+    with ``False`` (``0 == False``)."""
+
+    __slots__ = ()
+
+
+NO_REPLY: Final = _NoReply()
+
+
+def _error_reply(message: Any) -> hiredis.ReplyError:
+    """hiredis's error reply, counted (the readers' ``replyError``)."""
+    ERROR_REPLIES[0] += 1
+    return hiredis.ReplyError(message)
+
+
 class Connection:
     """One connection to the target and the batch it has in flight."""
 
@@ -122,7 +147,7 @@ class Connection:
         self.feed: Callable[..., None] = _ignore
 
     def attach(self, sock: socket.socket) -> None:
-        reader = hiredis.Reader()
+        reader = hiredis.Reader(replyError=_error_reply, notEnoughData=NO_REPLY)
         self.sock = sock
         self.fd = sock.fileno()
         if isinstance(sock, ssl.SSLSocket):
@@ -172,7 +197,7 @@ def _closed_send(_data: bytes) -> int:
 
 
 def _nothing() -> Any:
-    return False
+    return NO_REPLY
 
 
 def _ignore(_data: bytearray, _offset: int, _length: int) -> None:
@@ -418,7 +443,7 @@ class RespConnections:
             self._fail(conn)
             return
         conn.feed(self._buffer, 0, size)
-        while (reply := conn.gets()) is not False:
+        while (reply := conn.gets()) is not NO_REPLY:
             if isinstance(reply, hiredis.ReplyError):
                 self.recorder.count_error(error_type(str(reply)))
                 self._drop(conn)

@@ -269,7 +269,7 @@ class Expander:
 
     def __post_init__(self) -> None:
         self.commands = command_names(self.templates)
-        self._pick_key = self.keyspace.picker(self.random.random, start=self.key_start)
+        self.pick_key = self.keyspace.picker(self.random.random, start=self.key_start)
         self._seq = 0
         self._files: dict[str, bytes] = {}
         #: ``{key:last}`` in a template: every ``{key}`` remembers what it drew.
@@ -286,13 +286,13 @@ class Expander:
             running += template.weight / total
             cumulative.append(running)
         cumulative[-1] = 1.0
-        self._cumulative = cumulative
+        self.cumulative = cumulative
         self._compiled = [self._compile(template) for template in self.templates]
 
     def expand(self) -> tuple[bytes, tuple[int, ...], tuple[Callable[[Any], bool] | None, ...]]:
         """One request of a template drawn by weight."""
         draw = self.random.random()
-        cumulative = self._cumulative
+        cumulative = self.cumulative
         index = 0
         while cumulative[index] <= draw:  # few templates: a scan beats bisect's call
             index += 1
@@ -303,7 +303,7 @@ class Expander:
             int, bytes, tuple[int, ...], tuple[Callable[[Any], bool] | None, ...]]:
         """:meth:`expand`, with the index of the template drawn (a cluster routes by it)."""
         draw = self.random.random()
-        cumulative = self._cumulative
+        cumulative = self.cumulative
         index = 0
         while cumulative[index] <= draw:
             index += 1
@@ -366,7 +366,7 @@ class Expander:
             return lambda: self._last_key
         if kind == "key":
             prefix = self.keyspace.prefix.encode()
-            pick = self._pick_key
+            pick = self.pick_key
             if not self._recalls_keys:
                 return lambda: prefix + b"%d" % pick()
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -62,8 +62,10 @@ from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed,
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
     ERROR_CONNECTION,
+    ERROR_REPLIES,
     ERROR_TIMEOUT,
     IN,
+    NO_REPLY,
     OUT,
     READ_EVENTS,
     READY,
@@ -214,20 +216,19 @@ def read_template_file(path: str) -> bytes:
 # --- entry point ------------------------------------------------------------------------------
 
 
-def read_replies(
-    gets: Callable[[], Any], first: int, batch: Batch | None
-) -> tuple[int, list[tuple[int, Any]] | None]:
-    """Take every reply the connection's reader holds: the position after the last one
-    (replies are counted from ``first``, the batch's replies already taken), and the error
-    replies by position, a reply of another type than its template expects among them.
+def bad_replies(
+    replies: list[Any], first: int, batch: Batch | None
+) -> list[tuple[int, Any]] | None:
+    """The error replies among ``replies`` (those of one read, counted from ``first``, the
+    batch's replies already taken) by position, a reply of another type than its template
+    expects among them; None when there is none.
 
-    One call per read, shared by the closed and the open loop; the loop over replies stays
-    in this one frame (a call per reply is throughput lost)."""
-    done = first
+    The loops call it only when the read brought an error reply (:data:`ERROR_REPLIES`) or
+    the batch checks its replies' types: the common read costs no Python per reply."""
     bad: list[tuple[int, Any]] | None = None
     reply_error = hiredis.ReplyError
     checks = batch.checks if batch is not None else None
-    while (reply := gets()) is not False:
+    for done, reply in enumerate(replies, first):
         if reply.__class__ is reply_error:
             if bad is None:
                 bad = [(done, reply)]
@@ -241,8 +242,7 @@ def read_replies(
                     bad = [(done, unexpected)]
                 else:
                     bad.append((done, unexpected))
-        done += 1
-    return done, bad
+    return bad
 
 
 def main(argv: Sequence[str]) -> NoReturn:
@@ -538,6 +538,8 @@ class Worker(RespConnections):
         buckets = [recorder.bucket(name) for name in self.mix.commands]
         shard_buckets = self.shard_buckets
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
+        error_replies = ERROR_REPLIES
+        errors_seen = error_replies[0]
         requests = bytes_in = bytes_out = gap = 0
         last: tuple[int, bool] | None = None  # the last interval, reported after the drain
         drain_end = grid.end + self.config.timeline.drain_ns
@@ -561,7 +563,9 @@ class Worker(RespConnections):
             timeout = (wake - now) / 1e9
             if timeout < 0:  # (never, by construction; a negative timeout would block forever)
                 timeout = 0.0
-            for fd, events in poll(timeout):
+            ready = poll(timeout)
+            received_ns = perf()  # every reply of this round arrived by now
+            for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:
                     if fd == control_fd:
@@ -579,10 +583,11 @@ class Worker(RespConnections):
                     self._advance(conn, events)
                     wake = self._wake(grid)
                     continue
-                if events & OUT and conn.out:
-                    self._flush(conn)
-                if not events & READ_EVENTS:
-                    continue
+                if events != IN:  # (rare: writable again, or an error or hang-up to read)
+                    if events & OUT and conn.out:
+                        self._flush(conn)
+                    if not events & READ_EVENTS:
+                        continue
                 try:
                     size = conn.recv_into(buffer)
                 except (BlockingIOError, InterruptedError):
@@ -595,14 +600,14 @@ class Worker(RespConnections):
                     self._fail(conn)
                     wake = self._wake(grid) if last is None else now
                     continue
-                received_ns = perf()
                 bytes_in += size
                 conn.feed(buffer, 0, size)
                 first = conn.received
                 batch = conn.batch
-                done, bad = read_replies(conn.gets, first, batch)
-                if done == first:
+                replies = [*iter(conn.gets, NO_REPLY)]
+                if not replies:
                     continue
+                done = first + len(replies)
                 waited = received_ns - conn.last_reply_ns
                 if waited > gap:  # noqa: PLR1730 - a call to max() per read costs more
                     gap = waited
@@ -613,16 +618,20 @@ class Worker(RespConnections):
                     continue
                 requests += done - first
                 latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # nearest µs
-                wanted = len(batch.kinds)
+                wanted = batch.size
+                bad = None
+                if error_replies[0] != errors_seen or batch.checks is not None:
+                    errors_seen = error_replies[0]
+                    bad = bad_replies(replies, first, batch)
                 if bad is None and first == 0 and done == wanted:
-                    counts: Sequence[int] = batch.counts
+                    tally = batch.tally
                 else:
-                    counts = self._count(conn, batch, first, done, bad)
-                for kind, count in enumerate(counts):
+                    tally = tuple(enumerate(self._count(conn, batch, first, done, bad)))
+                for kind, count in tally:
                     if count:
                         bucket = buckets[kind]
                         bucket[latency] = bucket.get(latency, 0) + count
-                if shard_buckets is not None and (answered := sum(counts)):
+                if shard_buckets is not None and (answered := sum([c for _, c in tally])):
                     bucket = shard_buckets[conn.node]
                     bucket[latency] = bucket.get(latency, 0) + answered
                 if done < wanted:

@@ -22,6 +22,7 @@ from agent.histograms import (
     HistogramParams,
     IntervalRecorder,
     add,
+    clear,
     decode,
     encode,
     merge_encoded,
@@ -88,6 +89,24 @@ def test_merging_encoded_parts_equals_recording_everything_once(parts: list[list
         assert merged.get_value_at_percentile(percentile) == everything.get_value_at_percentile(
             percentile
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.dictionaries(st.integers(1, 10**9), st.integers(1, 1000), max_size=40),
+                min_size=2, max_size=4))
+def test_a_cleared_histogram_encodes_as_a_new_one(intervals: list[dict[int, int]]) -> None:
+    """A load process reuses one histogram, cleared after each interval, instead of making one
+    per interval: each interval's encoding is a fresh histogram's, nothing carried over."""
+    reused = PARAMS.empty()
+    recorder = IntervalRecorder(PARAMS)
+    for counts in intervals:
+        fresh = PARAMS.empty()
+        fresh_overflow = record_counts(fresh, counts)
+        assert recorder.encoded(counts) == (encode(fresh), fresh_overflow)
+        record_counts(reused, counts)
+        assert encode(reused) == encode(fresh)
+        clear(reused)
+        assert reused.get_total_count() == 0
 
 
 @settings(max_examples=60, deadline=None)

@@ -6,8 +6,9 @@ import hiredis
 import pytest
 
 from agent.drivers import resp
+from agent.drivers.keyspace import Distribution, Keyspace
 from agent.drivers.resp import RequestMix, auth_command, encode_command, error_type
-from agent.drivers.templates import make_value
+from agent.drivers.templates import default_templates, make_value
 
 
 def parse_all(payload: bytes) -> list[list[bytes]]:
@@ -141,3 +142,39 @@ def test_an_impossible_mix_is_refused() -> None:
     for bad in ({"keyspace": 0}, {"pipeline": 0}, {"set_ratio": 1.5}, {"value_size": -1}):
         with pytest.raises(ValueError, match="invalid request mix"):
             mix(**bad)
+
+
+def test_the_pool_is_walked_in_order_round_and_round() -> None:
+    requests = mix(keyspace=1000)
+    pool = list(requests._pool)
+    walked = [requests.next_batch() for _ in range(2 * len(pool) + 3)]
+    assert walked == pool + pool + pool[:3]
+    assert all(a is b for a, b in zip(walked, pool + pool, strict=False))  # no copies
+
+
+def test_a_refreshing_walk_renews_one_batch_in_refresh_every_and_the_whole_pool_in_as_many_rounds(
+) -> None:
+    every = resp.REFRESH_EVERY
+    pool = [resp.Batch(b"old %d" % n, (0,), (1,)) for n in range(3 * every + 5)]
+    fresh = iter(range(10**6))
+
+    def encode() -> resp.Batch:
+        return resp.Batch(b"new %d" % next(fresh), (0,), (1,))
+
+    walk = resp.refreshing_walk(pool, encode)
+    first_round = [next(walk) for _ in range(len(pool))]
+    renewed = [n for n, batch in enumerate(first_round) if batch.payload.startswith(b"new")]
+    assert renewed == list(range(0, len(pool), every))  # one in every, yielded as renewed
+    assert first_round == pool  # the pool holds what was yielded
+    for _ in range(every - 1):
+        for _ in range(len(pool)):
+            next(walk)
+    assert all(batch.payload.startswith(b"new") for batch in pool)
+
+
+def test_the_set_get_mix_is_formatted_as_its_templates_expand_it_for_any_keyspace() -> None:
+    for keys in (Keyspace(50, "k%:"), Keyspace(10**7, distribution=Distribution("zipf", s=1.1))):
+        fast = RequestMix(keyspace=keys, set_ratio=0.3, value_size=8, pipeline=3, seed=9)
+        slow = RequestMix(keyspace=keys, set_ratio=0.3, value_size=8, pipeline=3, seed=9,
+                          templates=default_templates(0.3))
+        assert [fast.encode_batch() for _ in range(50)] == [slow.encode_batch() for _ in range(50)]
