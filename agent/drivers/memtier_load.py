@@ -36,7 +36,12 @@ from agent.drivers.memtier_command import (
     command_line,
     parse_params,
 )
-from agent.drivers.memtier_output import MemtierTotals, read_hdr_log, read_json_totals
+from agent.drivers.memtier_output import (
+    MemtierTotals,
+    connection_error,
+    read_hdr_log,
+    read_json_totals,
+)
 from agent.drivers.spec import Target, Timeline, parse_target
 from agent.drivers.tool_command import redacted
 from agent.drivers.tool_output import ToolOutputError, rerecord
@@ -155,7 +160,7 @@ class ToolLoad:
             run = self._run(config.params, Path(directory), deadline_ns, "measured")
             if run is None:
                 return
-            totals, histograms = self._read(Path(directory))
+            totals, histograms = self._read_measured(run, Path(directory))
         self.channel.send({"type": "started", "first_send_ns": totals.start_ms * 1_000_000,
                            "window_ns": max(1, totals.finish_ms - totals.start_ms) * 1_000_000})
         interval = run_interval(config.timeline.warmup_intervals, totals, histograms,
@@ -181,6 +186,23 @@ class ToolLoad:
             raise DriverError(KIND_TOOL, f"{BINARY} {which} run exited with status "
                               f"{run.status}: {said}")
         return run
+
+    def _read_measured(self, run: ToolRun,
+                       directory: Path) -> tuple[MemtierTotals, dict[str, Any]]:
+        """The measured run's output. A memtier that could not connect still exits 0, with
+        nothing counted: that is this error, not its report's."""
+        refused = connection_error(run.stderr)
+        unreachable = DriverError(KIND_UNREACHABLE, f"{BINARY} could not connect to "
+                                  f"{self.config.target.endpoint}: {refused}")
+        try:
+            totals, histograms = self._read(directory)
+        except DriverError:
+            if refused is not None:
+                raise unreachable from None
+            raise
+        if refused is not None and totals.count == 0:
+            raise unreachable
+        return totals, histograms
 
     def _read(self, directory: Path) -> tuple[MemtierTotals, dict[str, Any]]:
         try:

@@ -150,6 +150,18 @@ class MemtierTotals:
         return self.total_count
 
 
+#: memtier's progress lines end in ``\r``, so the message may follow one on the same line.
+_CONNECTION_ERROR: Final = re.compile(r"Connection error: *([^\r\n]*[^\s])")
+
+
+def connection_error(stderr: str) -> str | None:
+    """The reason of memtier's first ``Connection error: ...`` line, None when it had none.
+    memtier that cannot connect retries, gives up and still exits 0, with an empty report: its
+    stderr says why."""
+    match = _CONNECTION_ERROR.search(stderr)
+    return match.group(1) if match else None
+
+
 def read_json_totals(text: str) -> MemtierTotals:
     """The totals of memtier's ``--json-out-file`` (run 1; memtier writes ``ALL STATS`` for
     the single run coord asks for)."""

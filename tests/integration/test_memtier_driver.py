@@ -5,6 +5,7 @@ calls, the warm-up as a separate run, the missing binary in one line."""
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -104,3 +105,21 @@ def test_a_missing_binary_is_one_line_before_any_process_starts(
         driver.prepare(parse_spec(make_spec(server.port)))
     assert "memtier_benchmark is not on PATH" in caught.value.message
     assert "\n" not in caught.value.message and driver.worker_pids() == []
+
+
+def test_a_target_gone_after_prepare_is_unreachable_not_a_bad_report(
+    driver: MemtierDriver,
+) -> None:
+    """memtier that cannot connect retries, gives up and exits 0 with an empty report: the
+    failure names the target and memtier's reason, not its report."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    spec = make_spec(port, threads=1, clients=1, requests=10)
+    driver.prepare(parse_spec(spec))  # its check connects: the port listens
+    listener.close()  # then nothing listens there
+    driver.start_at(time.time_ns() + START_MARGIN_NS)
+    poll_until(lambda: driver.state.done, DEADLINE, "the load to end")
+    assert driver.state.value == "failed"
+    problem = driver.progress().problem or ""
+    assert problem.endswith(f"unreachable: memtier_benchmark could not connect to "
+                            f"127.0.0.1:{port}: Connection refused"), problem

@@ -364,3 +364,25 @@ def test_a_rebuilt_histogram_keeps_the_printed_percentiles_within_the_resolution
             + 1
         )
         assert before.value_usec <= after.value_usec < before.value_usec + bucket
+
+
+#: memtier_benchmark 2.x's stderr when nothing listens at the target (it still exits 0): the
+#: reason follows a progress line ended by ``\r`` as often as a line start.
+MEMTIER_REFUSED = (
+    "Json file /tmp/run.json created...\nWriting results to stdout\n"
+    "[RUN #1] Preparing benchmark client...\n[RUN #1] Launching threads now...\n"
+    "[RUN #1 0%,   0 secs]  1 threads  1 conns:           0 ops,       0 (avg:       0) "
+    "ops/sec, 0.00KB/sec (avg: 0.00KB/sec),  0.00 (avg:  0.00) msec latency"
+    "Connection error: Connection refused\n"
+    "Maximum reconnection attempts (0) exceeded for Connection error, triggering thread "
+    "restart.\n"
+)
+
+
+def test_memtiers_connection_error_is_read_from_its_stderr() -> None:
+    assert memtier_output.connection_error(MEMTIER_REFUSED) == "Connection refused"
+    assert memtier_output.connection_error(
+        "[RUN #1] Launching threads now...\nConnection error: No route to host \r\n"
+    ) == "No route to host"
+    clean = "Json file x created...\n[RUN #1] Launching threads now...\n[RUN #1 100%, 1 secs]\r"
+    assert memtier_output.connection_error(clean) is None
