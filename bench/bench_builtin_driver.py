@@ -39,24 +39,20 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psutil
+from _driver_cpu import run_load
 from _lab import header, median, note, ratio, table, verdict
 from _loopback import redis_server
 
 from agent.drivers.builtin import BuiltinDriver
-from agent.drivers.spec import parse_spec
 from agent.histograms import HistogramParams, decode, percentiles
 
 TARGET_RATIO = 1.0  # issue 13 (the design asked 0.8)
@@ -180,26 +176,8 @@ def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
                    "set_ratio": 0.5, "keyspace": args.keyspace, "value_size": args.value_size,
                    "rate": None, "preload": args.keyspace <= args.preload_max},
     }  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    driver = BuiltinDriver()
-    try:
-        driver.prepare(parse_spec(json.dumps(spec)))
-        (pid,) = driver.worker_pids()
-        times = psutil.Process(pid).cpu_times()
-        prepared_cpu = times.user + times.system
-        t0_ns = time.time_ns() + 200_000_000
-        agent_before = other_threads_cpu()
-        driver.start_at(t0_ns)
-        planned_end = t0_ns / 1e9 + 1.0 + args.seconds
-        while not driver.state.done:
-            time.sleep(max(0.05, min(1.0, planned_end - time.time())))
-        agent_cpu = other_threads_cpu() - agent_before
-        report = driver.report()
-    finally:
-        driver.close()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    worker_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    load_cpu = worker_cpu - prepared_cpu
+    load = run_load(BuiltinDriver(), spec)
+    report = load.report
     load_wall = (report.stopped_ns - report.started_ns) / 1e9
     measured = [i for i in report.intervals if i.phase == "measure" and i.complete]
     requests = sum(interval.requests for interval in measured)
@@ -213,15 +191,8 @@ def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
         for command in interval.commands.values():
             latency.add(decode(command.histogram))
     p50_usec = percentiles(latency, [50.0])[50.0] if latency.get_total_count() else 0.0
-    return Sample(ops, all_requests, load_cpu, load_wall, agent_cpu, p50_usec=p50_usec)
-
-
-def other_threads_cpu() -> float:
-    """CPU seconds used so far by this process's threads other than the calling one (the
-    driver's reader thread, here), summed over those alive and those that ended."""
-    whole = resource.getrusage(resource.RUSAGE_SELF)
-    mine = resource.getrusage(resource.RUSAGE_THREAD)
-    return (whole.ru_utime + whole.ru_stime) - (mine.ru_utime + mine.ru_stime)
+    return Sample(ops, all_requests, load.load_cpu_s, load_wall, load.agent_cpu_s,
+                  p50_usec=p50_usec)
 
 
 # --- report --------------------------------------------------------------------------------------

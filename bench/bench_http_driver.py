@@ -26,10 +26,8 @@ Needs wrk on PATH (Debian: apt-get install wrk); no lab, no root.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import resource
 import shutil
 import socket
 import statistics
@@ -37,11 +35,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _driver_cpu import run_load
 
 from agent.drivers.http_driver import HttpDriver
-from agent.drivers.spec import parse_spec
 
 SERVER = r"""
 import asyncio, sys
@@ -119,29 +119,12 @@ def driver_round(port: int, connections: int, seconds: int) -> Sample:
                                  "headers": {}, "body": None, "weight": 1,
                                  "expect_status": None, "json_path": None}]},
     }
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    driver = HttpDriver()
-    try:
-        driver.prepare(parse_spec(json.dumps(spec)))
-        (pid,) = driver.worker_pids()
-        times = psutil.Process(pid).cpu_times()
-        prepared_cpu = times.user + times.system
-        t0_ns = time.time_ns() + 200_000_000
-        driver.start_at(t0_ns)
-        while not driver.state.done:
-            time.sleep(0.1)
-        report = driver.report()
-    finally:
-        driver.close()
-    deadline = time.monotonic() + 10
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) - prepared_cpu
+    load = run_load(HttpDriver(), spec)
+    report = load.report
     if report.errors:
         note(f"http driver: errors {report.errors}")
     requests = sum(interval.requests for interval in report.intervals)
-    return Sample(requests, cpu, (report.stopped_ns - report.started_ns) / 1e9)
+    return Sample(requests, load.load_cpu_s, (report.stopped_ns - report.started_ns) / 1e9)
 
 
 def main() -> int:

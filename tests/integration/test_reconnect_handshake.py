@@ -83,6 +83,28 @@ def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "RECONNECT_DELAYS_S", DELAYS_S)
 
 
+@pytest.fixture
+def channel_ends() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """The agent's and the load process's ends of the load's channel."""
+    agent_end, load_end = socket.socketpair()
+    yield agent_end, load_end
+    agent_end.close()
+    load_end.close()
+
+
+def fails_and_retries(worker: Worker | HttpWorker, agent_end: socket.socket,
+                      server: SilentServer) -> None:
+    """Run ``worker``'s loop until the server accepted :data:`ACCEPTS` connections: each
+    attempt before the last failed at its deadline, a ``connection`` error and nothing else."""
+    try:
+        run_until_accepted(worker.loop, Channel(agent_end), server)
+        errors = worker.recorder.errors
+        assert set(errors) == {ERROR_CONNECTION}, errors
+        assert errors[ERROR_CONNECTION] >= ACCEPTS - 1, errors
+    finally:
+        worker.close()
+
+
 def run_until_accepted(loop: Callable[[IntervalGrid], str], agent: Channel,
                        server: SilentServer) -> None:
     """Run ``loop`` in a thread until the server accepted :data:`ACCEPTS` connections, then
@@ -105,7 +127,7 @@ def run_until_accepted(loop: Callable[[IntervalGrid], str], agent: Channel,
 @pytest.mark.usefixtures("short_deadlines")
 @pytest.mark.parametrize("stuck_in", ["auth", "tls"])
 def test_a_builtin_reconnection_never_answered_fails_at_its_deadline_and_retries(
-    server: SilentServer, stuck_in: str
+    server: SilentServer, stuck_in: str, channel_ends: tuple[socket.socket, socket.socket]
 ) -> None:
     # a password: AUTH is sent and never answered; TLS: the ClientHello is never answered
     target = Target("127.0.0.1", server.port, password=PASSWORD) if stuck_in == "auth" \
@@ -113,50 +135,34 @@ def test_a_builtin_reconnection_never_answered_fails_at_its_deadline_and_retries
     config = WorkerConfig(index=0, target=target, connections=1, pipeline=1, set_ratio=0.5,
                           keyspace=10, value_size=8, seed=1, preload=None, timeline=TIMELINE,
                           histogram=HistogramParams(), reply_timeout_s=60.0)
-    agent_end, load_end = socket.socketpair()
+    agent_end, load_end = channel_ends
     worker = Worker(config, Channel(load_end))
-    try:
-        # As prepare leaves the worker, its one connection then dropped: it reconnects at once.
-        if target.tls is not None:
-            worker._tls = client_context(target.tls)
-        worker._open_poller(load_end.fileno())
-        for conn in worker.connections:
-            conn.address = ("127.0.0.1", server.port)
-            conn.next_batch = worker.mix.next_batch
-            worker._schedule(conn)
-        run_until_accepted(worker.loop, Channel(agent_end), server)
-        errors = worker.recorder.errors
-        assert set(errors) == {ERROR_CONNECTION}, errors
-        assert errors[ERROR_CONNECTION] >= ACCEPTS - 1, errors
-    finally:
-        worker.close()
-        agent_end.close()
-        load_end.close()
+    # As prepare leaves the worker, its one connection then dropped: it reconnects at once.
+    if target.tls is not None:
+        worker._tls = client_context(target.tls)
+    worker._open_poller(load_end.fileno())
+    for conn in worker.connections:
+        conn.address = ("127.0.0.1", server.port)
+        conn.next_batch = worker.mix.next_batch
+        worker._schedule(conn)
+    fails_and_retries(worker, agent_end, server)
 
 
 @pytest.mark.usefixtures("short_deadlines")
 def test_an_http_reconnection_whose_tls_handshake_never_ends_fails_at_its_deadline_and_retries(
-    server: SilentServer,
+    server: SilentServer, channel_ends: tuple[socket.socket, socket.socket]
 ) -> None:
     target = Target("127.0.0.1", server.port, tls={"verify": False})
     config = HttpWorkerConfig(index=0, processes=1, target=target, connections=1,
                               params=HTTP_PARAMS, seed=1, timeline=TIMELINE,
                               histogram=HistogramParams())
-    agent_end, load_end = socket.socketpair()
+    agent_end, load_end = channel_ends
     worker = HttpWorker(config, Channel(load_end))
-    try:
-        # As prepare leaves the worker, its one connection then dropped: it reconnects at once.
-        worker._address = ("127.0.0.1", server.port)
-        worker._tls = client_context({"verify": False})
-        worker._poller = select_poller()
-        worker._poller.register(load_end.fileno(), IN)
-        for conn in worker.connections:
-            worker._schedule(conn)
-        run_until_accepted(worker.loop, Channel(agent_end), server)
-        errors = worker.recorder.errors
-        assert set(errors) == {ERROR_CONNECTION}, errors
-        assert errors[ERROR_CONNECTION] >= ACCEPTS - 1, errors
-    finally:
-        worker.close()
-        agent_end.close()
-        load_end.close()
+    # As prepare leaves the worker, its one connection then dropped: it reconnects at once.
+    worker._address = ("127.0.0.1", server.port)
+    worker._tls = client_context({"verify": False})
+    worker._poller = select_poller()
+    worker._poller.register(load_end.fileno(), IN)
+    for conn in worker.connections:
+        worker._schedule(conn)
+    fails_and_retries(worker, agent_end, server)
