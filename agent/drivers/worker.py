@@ -7,12 +7,14 @@ grid (:mod:`agent.drivers.kit.timed`); this module is the RESP load itself.
 The loop (:meth:`Worker.loop`) is one ``epoll`` over raw non-blocking sockets, a
 ``hiredis.Reader`` per connection: each connection sends a batch of ``pipeline`` requests and
 sends the next as soon as every reply of the batch arrived. A reply's latency is the time from
-its batch's send to the ``recv`` that brought it (``perf_counter_ns``); replies read together
-share it, so they are counted together. Error replies are counted by type and left out of the
-histograms; a connection that fails counts its lost requests as ``connection`` errors and
-reconnects (:mod:`agent.drivers.resp_connection`) while the others go on. A connection that
-awaits replies for ``reply_timeout_s`` without one counts its unanswered requests as
-``timeout`` errors and is replaced; the loop wakes at the earliest such deadline.
+its batch's send to the return of the ``epoll_wait`` that reported it (``perf_counter_ns``, read
+once per poll round: the reply had arrived by then, and the loop's work on the round's other
+replies stays out of it); replies read together share it, so they are counted together. Error
+replies are counted by type and left out of the histograms; a connection that fails counts its
+lost requests as ``connection`` errors and reconnects (:mod:`agent.drivers.resp_connection`)
+while the others go on. A connection that awaits replies for ``reply_timeout_s`` without one
+counts its unanswered requests as ``timeout`` errors and is replaced; the loop wakes at the
+earliest such deadline.
 
 The loop rolls the :class:`~agent.drivers.kit.recorder.LoadRecorder` when the perf clock
 passes an interval boundary of the grid (replies handled in the poll round that crosses a
