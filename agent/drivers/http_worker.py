@@ -64,7 +64,7 @@ from agent.drivers.http_response import (
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
-from agent.drivers.open_worker import poll_timeout_s, schedule_accounting
+from agent.drivers.open_worker import accounting_instant, poll_timeout_s, schedule_accounting
 from agent.drivers.resp_connection import (
     CONNECT_TIMEOUT,
     ERR,
@@ -634,7 +634,7 @@ class HttpWorker:
             if conn.template >= 0:
                 self.recorder.note_gap(now - conn.issued_ns)
         if self.open_loop is not None:
-            at = min(now, self._end) if self._end else now
+            at = accounting_instant(now, self._end, self.config.timeline, index)
             self.recorder.open_loop = schedule_accounting(
                 self.counters, [c.schedule for c in self.connections if c.schedule is not None],
                 at, 1, self.recorder.latencies)

@@ -62,10 +62,11 @@ from agent.drivers.schedule import (
     connection_rate,
     stagger,
 )
+from agent.drivers.spec import Timeline
 from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, bad_replies
 from agent.histograms import IntervalRecorder
 
-__all__ = ["OpenWorker", "poll_timeout_s", "schedule_accounting"]
+__all__ = ["OpenWorker", "accounting_instant", "poll_timeout_s", "schedule_accounting"]
 
 _NEVER = 1 << 126
 
@@ -301,11 +302,24 @@ class OpenWorker(Worker):
     def report_interval(self, index: int, *, complete: bool, now: int | None = None) -> None:
         """The closed loop's interval, with the schedule's accounting of it."""
         clock = time.perf_counter_ns() if now is None else now
-        at = min(clock, self._end) if self._end else clock
+        at = accounting_instant(clock, self._end, self.config.timeline, index)
         self.recorder.open_loop = schedule_accounting(
             self.counters, self.schedules.values(), at, self.config.pipeline,
             self.recorder.latencies)
         super().report_interval(index, complete=complete, now=now)
+
+
+def accounting_instant(clock: int, end: int, timeline: Timeline, index: int) -> int:
+    """The instant (perf clock) at which interval ``index``'s unsent points are counted: its
+    end on the grid, or ``clock`` (when it is rolled) if that is earlier (a load stopped
+    early). Not ``clock`` itself: the interval is rolled a little after its end, and points
+    that came in between belong to the next interval (an idle connection sends them at once);
+    counting them ``not_sent`` marked an open loop behind its schedule at 200 requests/s. Before
+    the load began (``end`` 0): ``clock``."""
+    if not end:
+        return clock
+    interval_end = end - (timeline.intervals - 1 - index) * timeline.interval_ns
+    return min(clock, interval_end)
 
 
 def schedule_accounting(counters: ScheduleCounters, schedules: Iterable[ConnectionSchedule],

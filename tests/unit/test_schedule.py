@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.drivers.open_worker import accounting_instant, schedule_accounting
 from agent.drivers.schedule import (
     LATE_NS,
     ConnectionSchedule,
@@ -19,6 +20,8 @@ from agent.drivers.schedule import (
     lateness_percentile,
     stagger,
 )
+from agent.drivers.spec import Timeline
+from agent.histograms import HistogramParams, IntervalRecorder
 
 
 def seeded(seed: int) -> random.Random:
@@ -166,3 +169,26 @@ def test_poisson_mean_rate_is_within_statistical_bounds(seed: int, rate: float) 
     mean = sum(gaps) / n
     sd = math.sqrt(sum((gap - mean) ** 2 for gap in gaps) / n)
     assert 0.9 < sd / mean < 1.1
+
+
+def test_an_intervals_unsent_points_are_counted_at_its_end_not_when_it_is_rolled() -> None:
+    """The loop rolls an interval a little after its end; a point that came in between is the
+    next interval's (an idle connection sends it at once), not one the ending interval left
+    unsent: counted then, it marked a 200 requests/s open loop behind its schedule."""
+    timeline = Timeline(interval_ns=1_000_000_000, warmup_intervals=1, measure_intervals=2)
+    start = 5_000_000_000
+    end = start + 3 * 1_000_000_000  # the planned end: interval 2's end
+    first_end = start + 1_000_000_000
+    rolled = first_end + 40_000  # the roll, 40 µs after interval 0's end
+    assert accounting_instant(rolled, end, timeline, 0) == first_end
+    assert accounting_instant(end + 7, end, timeline, 2) == end
+    assert accounting_instant(first_end - 9, end, timeline, 0) == first_end - 9  # a stop
+    assert accounting_instant(123, 0, timeline, 0) == 123  # before the load began
+    schedule = ConnectionSchedule(first_end + 10_000, 5_000_000.0)  # due 10 µs after the end
+    counters = ScheduleCounters()
+    params = HistogramParams()
+    at_end = schedule_accounting(counters, [schedule], accounting_instant(
+        rolled, end, timeline, 0), 1, IntervalRecorder(params))
+    assert at_end.not_sent == 0
+    when_rolled = schedule_accounting(counters, [schedule], rolled, 1, IntervalRecorder(params))
+    assert when_rolled.not_sent == 1  # what was counted before
