@@ -23,7 +23,7 @@ from agent.metrics.procfs import (
     CpuTicks,
     Interface,
     Memory,
-    ProcessTicks,
+    ProcessTimes,
     SystemStat,
     TcpCounters,
 )
@@ -40,8 +40,8 @@ class HostSnapshot:
     memory: Memory | None = None
     load_average_1m: float | None = None
     throttle: ThrottleCounters | None = None
-    load_processes: Mapping[int, ProcessTicks] = field(default_factory=dict)
-    server_processes: Mapping[int, ProcessTicks] = field(default_factory=dict)
+    load_processes: Mapping[int, ProcessTimes] = field(default_factory=dict)
+    server_processes: Mapping[int, ProcessTimes] = field(default_factory=dict)
     problems: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -61,35 +61,33 @@ def cpu_share(before: CpuTicks, after: CpuTicks) -> CpuShare:
                     idle=share("idle"))
 
 
-def process_cpu(before: ProcessTicks, after: ProcessTicks, seconds: float,
-                ticks_per_second: int) -> ProcessCpu:
+def process_cpu(before: ProcessTimes, after: ProcessTimes, seconds: float) -> ProcessCpu:
     """A process's CPU over the interval, % of one core, and its hottest thread's."""
 
-    def percent(ticks: int) -> float:
-        return max(0.0, 100.0 * ticks / ticks_per_second / seconds) if seconds > 0 else 0.0
+    def percent(used_ns: int) -> float:
+        return max(0.0, 100.0 * used_ns / 1e9 / seconds) if seconds > 0 else 0.0
 
-    hottest, hottest_ticks = None, -1
-    for tid, ticks in after.threads.items():
-        used = ticks - before.threads.get(tid, 0)
-        if used > hottest_ticks:
-            hottest, hottest_ticks = tid, used
+    hottest, hottest_ns = None, -1
+    for tid, cpu_ns in after.threads.items():
+        used = cpu_ns - before.threads.get(tid, 0)
+        if used > hottest_ns:
+            hottest, hottest_ns = tid, used
     return ProcessCpu(
-        pid=after.pid, name=after.name, cpu_percent=percent(after.ticks - before.ticks),
+        pid=after.pid, name=after.name, cpu_percent=percent(after.cpu_ns - before.cpu_ns),
         threads=len(after.threads), hottest_thread=hottest,
-        hottest_thread_percent=percent(hottest_ticks) if hottest is not None else None,
+        hottest_thread_percent=percent(hottest_ns) if hottest is not None else None,
     )  # fmt: skip
 
 
-def _processes(kind: str, before: Mapping[int, ProcessTicks], after: Mapping[int, ProcessTicks],
-               seconds: float, ticks_per_second: int,
-               missing: dict[str, str]) -> tuple[ProcessCpu, ...]:
+def _processes(kind: str, before: Mapping[int, ProcessTimes], after: Mapping[int, ProcessTimes],
+               seconds: float, missing: dict[str, str]) -> tuple[ProcessCpu, ...]:
     gone = sorted(set(before) - set(after))
     new = sorted(set(after) - set(before))
     if gone:
         missing[f"{kind}.exited"] = f"process(es) {', '.join(map(str, gone))} exited"
     if new:
         missing[f"{kind}.started"] = f"process(es) {', '.join(map(str, new))} started"
-    return tuple(process_cpu(before[pid], after[pid], seconds, ticks_per_second)
+    return tuple(process_cpu(before[pid], after[pid], seconds)
                  for pid in sorted(set(before) & set(after)))
 
 
@@ -130,7 +128,7 @@ def _throttling(quota: QuotaCgroup, before: ThrottleCounters,
 
 
 def interval_between(before: HostSnapshot, after: HostSnapshot, *, index: int, phase: str,
-                     ticks_per_second: int, quota: QuotaCgroup | None) -> MetricsInterval:
+                     quota: QuotaCgroup | None) -> MetricsInterval:
     """One interval from its two boundary snapshots."""
     missing: dict[str, str] = {}
 
@@ -180,8 +178,8 @@ def interval_between(before: HostSnapshot, after: HostSnapshot, *, index: int, p
         listen_overflows=_tcp(old_tcp, new_tcp, "listen_overflows"),
         context_switches=switches, throttling=throttling,
         load_processes=_processes("load_processes", before.load_processes,
-                                  after.load_processes, seconds, ticks_per_second, missing),
+                                  after.load_processes, seconds, missing),
         server_processes=_processes("server_processes", before.server_processes,
-                                    after.server_processes, seconds, ticks_per_second, missing),
+                                    after.server_processes, seconds, missing),
         missing=missing,
     )  # fmt: skip

@@ -132,10 +132,15 @@ class MetricsSampler:
         self._thread.start()
 
     def align(self, t0_ns: int) -> None:
-        """The load's T0, in this host's clock: sampling follows its grid from now on."""
+        """The load's T0, in this host's clock: sampling follows its grid from now on.
+
+        The load processes are found before T0 is published: a sampler thread that saw T0
+        first could take the snapshot of T0 without them (finding them walks /proc, tens of
+        ms on a busy host), leaving interval 0 without the load's CPU."""
+        load_pids = self._find_load_pids()
         with self._lock:
+            self._snapshotter.load_pids = load_pids
             self._t0_ns = t0_ns
-        self._snapshotter.load_pids = self._find_load_pids()
         self._wake.set()
 
     @property
@@ -235,7 +240,7 @@ class MetricsSampler:
     def _append(self, before: HostSnapshot, after: HostSnapshot, index: int) -> None:
         interval = interval_between(
             before, after, index=index, phase=self.plan.phase(index),
-            ticks_per_second=procfs.CLOCK_TICKS, quota=self._snapshotter.quota,
+            quota=self._snapshotter.quota,
         )  # fmt: skip
         with self._lock:
             self._intervals.append(interval)

@@ -19,6 +19,9 @@ Choices, each so that a verdict is never decided on a figure that was not measur
   server host agent's cgroup's (the lab puts sshd, hence the agent, and redis-server in one
   cgroup). A quota whose counters could not be read leaves the limit unknown: the server may
   be held to less than a core.
+- **quota exhausted**: the share of each interval's enforcement periods in which that cgroup
+  was throttled, kept for a server whose limit is the quota: the cgroup's other processes
+  (the agent, sshd) use some of it, so a server at its limit may show less than the quota.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def host_series(metrics: HostMetrics, window: Sequence[int],
         link_speed_mbps=link_speeds(metrics.host, platform),
         server_process_cpu=[server_cpu(item) for item in intervals] if server else None,
         server_cpu_limit_cores=server_cpu_limit(metrics, intervals) if server else None,
+        server_quota_throttled_percent=quota_throttled_percent(intervals) if server else None,
     )
 
 
@@ -134,6 +138,17 @@ def server_cpu(interval: HostInterval) -> float | None:
     if not interval.server_processes:
         return None
     return sum(p.cpu_percent for p in interval.server_processes)
+
+
+def quota_throttled_percent(intervals: Sequence[HostInterval]) -> list[float | None] | None:
+    """Per interval, the share of its enforcement periods in which the host's cgroup ran out
+    of its CPU quota, %; None when no quota below one core is the server's limit."""
+    quotas = [item.throttling.quota_cores for item in intervals if item.throttling is not None]
+    if not quotas or min(quotas) >= SINGLE_THREAD_CORES:
+        return None
+    return [100 * item.throttling.throttled_periods / item.throttling.periods
+            if item.throttling is not None and item.throttling.periods else None
+            for item in intervals]
 
 
 def server_cpu_limit(metrics: HostMetrics, intervals: Sequence[HostInterval]) -> float | None:

@@ -66,6 +66,12 @@ class HostSeries:
     server_cpu_limit_cores: float | None = None
     """Server hosts: the CPU the server can use, in cores (its quota, or 1 for a server that
     runs on one thread); ``None``: unknown, so server-bound is undecided."""
+    server_quota_throttled_percent: Sequence[float | None] | None = None
+    """Server hosts whose limit is their cgroup's CPU quota: the share of the interval's
+    enforcement periods in which the cgroup ran out of it, %; ``None``: no quota is the limit.
+    The quota is shared with what else runs in the cgroup (coord's agent, sshd): a cgroup out
+    of its quota in every period has a server at its CPU limit even when the server process
+    itself used less than the quota."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +217,37 @@ def server_saturated_intervals(servers: Sequence[HostSeries], window: Sequence[i
             index for index, value in window_points(series.interval_indices,
                                                     series.server_process_cpu, window)
             if value is not None and value / limit >= thresholds.server_cpu_percent)
+        saturated.update(
+            index for index, value in window_points(series.interval_indices,
+                                                    series.server_quota_throttled_percent or (),
+                                                    window)
+            if value is not None and value >= thresholds.server_cpu_percent)
     return saturated
+
+
+def quota_exhausted(series: HostSeries, window: Sequence[int],
+                    thresholds: Thresholds) -> Finding | None:
+    """The server's cgroup out of its CPU quota in at least ``server_cpu_percent`` of the
+    periods of enough intervals (``None``: no quota is the server's limit)."""
+    throttled = series.server_quota_throttled_percent
+    if not throttled:
+        return None
+    return saturation(series.host, "server_cgroup_throttled_percent_of_periods",
+                      f"its cgroup out of its {series.server_cpu_limit_cores:g}-core quota",
+                      window_points(series.interval_indices, throttled, window),
+                      thresholds.server_cpu_percent, thresholds.saturated_intervals_percent,
+                      at_or_above=True, unit=" % of the periods")
+
+
+def process_share(series: HostSeries, window: Sequence[int], limit: float) -> str:
+    """What the server process itself had of its quota, over the window (median)."""
+    used = sorted(value / limit for _, value in window_points(
+        series.interval_indices, series.server_process_cpu or (), window) if value is not None)
+    if not used:
+        return ""
+    return (f"; the server process itself used {used[len(used) // 2]:,.0f} % of the quota "
+            f"(median), the rest went to other processes of its cgroup, coord's agent among "
+            f"them")
 
 
 def server_bound(series: HostSeries | None, host: str, window: Sequence[int], repetition: int,
@@ -240,6 +276,10 @@ def server_bound(series: HostSeries | None, host: str, window: Sequence[int], re
                          usable, thresholds.server_cpu_percent,
                          thresholds.saturated_intervals_percent, at_or_above=True,
                          unit=f" % of its {limit:g} core(s)")
+    share = ""
+    quota = quota_exhausted(series, window, thresholds)
+    if finding.state != "flagged" and quota is not None and quota.state == "flagged":
+        finding, share = quota, process_share(series, window, limit)
     undecided_clients = [v for v in clients if v.state != "clear"]
     if finding.state == "flagged" and undecided_clients:
         return verdict_of(kind, "undecided", repetition, [host],
@@ -248,8 +288,8 @@ def server_bound(series: HostSeries | None, host: str, window: Sequence[int], re
     if finding.state == "flagged":
         return verdict_of(kind, "flagged", repetition, [host],
                         f"good news: the server on {host} was the bottleneck, as a benchmark "
-                        f"of it should be: {details([finding])}; every client had headroom",
-                        [finding])
+                        f"of it should be: {details([finding])}{share}; every client had "
+                        f"headroom", [finding])
     if finding.state == "undecided":
         return verdict_of(kind, "undecided", repetition, [host], f"undecided: {finding.reason}")
     return verdict_of(kind, "clear", repetition, [host],

@@ -484,7 +484,7 @@ class Thresholds(Model):
         "this % of one core")
     server_cpu_percent: Percent = Field(
         90.0, description="server-bound: the server process at or above this % of the CPU it "
-        "can use")
+        "can use, or its cgroup throttled in this % of the periods when its quota is the limit")
     saturated_intervals_percent: Percent = Field(
         10.0, description="a CPU or link threshold flags a host when it is exceeded in more than "
         "this % of the window's intervals")

@@ -117,8 +117,10 @@ def test_every_host_samples_its_metrics_on_the_loads_interval_grid(
         assert (client.roles, client.missing, client.interval_ms) == (["client"], {}, 500.0)
         load = [client.interval(index) for index in range(4)]
         assert [i.phase if i else None for i in load] == ["warmup"] * 2 + ["measure"] * 2
+        seen = [(i.index, i.cpu is not None, len(i.load_processes), dict(i.missing))
+                if i else None for i in load]
         assert all(i is not None and i.cpu is not None and len(i.load_processes) == 1
-                   for i in load)
+                   for i in load), f"{name}: (index, cpu, load processes, missing): {seen}"
     server = by_host["server"]
     assert server.missing == {}
     assert {p.name for i in server.intervals for p in i.server_processes} == {"redis-server"}

@@ -1,7 +1,11 @@
 """An open loop that a client cannot keep is client-bound, with its schedule as the evidence
-(issue 13): a client held to 0.2 of a core asked for a rate far beyond it.
+(issue 13): a client held to half a core asked for a rate far beyond it.
 
-Needs root. One lab (``obs13`` on 198.18.236.0/24: one client with ``--client-cpu 0.2`` and a
+Half a core, not less: the client's agent and sshd share its quota, and on a slow machine a
+client held to 0.2 of a core spent it on them, its load process starting late enough that no
+interval was left to judge (seen once in CI).
+
+Needs root. One lab (``obs13`` on 198.18.236.0/24: one client with ``--client-cpu 0.5`` and a
 server with real Redis), always torn down.
 """
 
@@ -25,12 +29,12 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
 ]
 
-RATE = 1_000_000  # requests/s: far beyond 0.2 of a core
+RATE = 1_000_000  # requests/s: far beyond half a core (one core sends ~100,000/s)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
-    spec = LabSpec(name="obs13", clients=1, subnet="198.18.236.0/24", client_cpu=0.2)
+    spec = LabSpec(name="obs13", clients=1, subnet="198.18.236.0/24", client_cpu=0.5)
     yield from module_lab(spec, tmp_path_factory.mktemp("obs13"))
 
 
@@ -52,7 +56,10 @@ def test_a_client_that_cannot_keep_its_open_loop_rate_is_client_bound_citing_its
     (repetition,) = outcome.document.repetitions
     (bound,) = [v for v in repetition.verdicts if v.name == marks.CLIENT_BOUND.name]
     print("client-bound:", bound.state, bound.summary)
-    assert bound.state == "flagged", bound.summary
+    intervals = [(i.index, i.phase, i.complete, i.behind_schedule)
+                 for agent in repetition.agents for i in agent.intervals]
+    assert bound.state == "flagged", (f"{bound.summary}; window {repetition.window}; "
+                                      f"intervals (index, phase, complete, behind): {intervals}")
     (schedule,) = [e for e in bound.evidence if e.metric == "behind_schedule"]
     (agent,) = repetition.agents
     behind = [i.index for i in agent.intervals if i.in_window and i.behind_schedule]

@@ -215,6 +215,17 @@ def test_the_server_limit_is_one_core_or_its_quota_if_smaller() -> None:
     assert limit(None, {"throttling": "not mounted"}) is None  # maybe held below a core
 
 
+def test_a_server_limited_by_a_quota_keeps_the_share_of_periods_throttled() -> None:
+    def throttled(quota: float) -> list[float | None] | None:
+        intervals = [interval(i, server=[process(7, 16.0, "redis-server")], throttled=9,
+                              quota=quota) for i in WINDOW]
+        return host_series(host(intervals, ["server"], "server"),
+                           WINDOW, None).server_quota_throttled_percent
+
+    assert throttled(0.2) == [90.0] * len(WINDOW)  # 9 of 10 periods
+    assert throttled(4.0) is None  # the single thread is the limit, not the quota
+
+
 def test_a_server_at_its_quota_with_idle_clients_is_server_bound() -> None:
     server = host([interval(i, server=[process(7, 19.5, "redis-server")], throttled=3)
                    for i in WINDOW], ["server"], "server")

@@ -317,6 +317,23 @@ def test_a_saturated_server_with_idle_clients_is_server_bound_good_news() -> Non
     assert quota.state == "flagged" and quota.evidence[0].value == pytest.approx(95.0)
 
 
+def test_a_server_whose_cgroup_ran_out_of_its_quota_is_server_bound_with_its_share() -> None:
+    def judged(throttled: float, process: float = 16.0) -> Verdict:
+        held = HostSeries(host="server", role="server", interval_indices=WINDOW,
+                          server_process_cpu=[process] * 30, server_cpu_limit_cores=0.2,
+                          server_quota_throttled_percent=[throttled] * 30)
+        return _named(_hosts(window_repetition(), client(), held), marks.SERVER_BOUND)
+
+    # the process had 80 % of the quota: the agent and sshd in its cgroup had the rest
+    out = judged(100.0)
+    assert out.state == "flagged" and out.evidence[0].metric.startswith("server_cgroup_thr")
+    assert "used 80 % of the quota (median)" in out.summary
+    assert judged(90.0).state == "flagged"
+    assert judged(89.9).state == "clear"  # throttled in fewer periods: not at its limit
+    at_limit = judged(0.0, process=19.0)  # the process alone says so: its own evidence
+    assert at_limit.state == "flagged" and at_limit.evidence[0].metric.startswith("server_pro")
+
+
 def test_server_bound_is_undecided_without_its_metrics_or_its_clients() -> None:
     unknown_limit = _named(_hosts(window_repetition(), client(), server([99.0] * 30, None)),
                            marks.SERVER_BOUND)
