@@ -132,8 +132,11 @@ def cases(draw: st.DrawFn) -> Case:
 
 
 levels = st.lists(st.floats(0.0, 100.0, allow_nan=False), max_size=20)
+#: 40 examples per test, not hypothesis's 100: an example costs 0.1-0.3 s (a wide histogram
+#: encoded here, decoded and answered by Java), and the four Java tests took 60 s of the pure
+#: suite's 170 s; 160 histograms of every shape against the reference stay.
 JAVA_SETTINGS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -198,9 +201,11 @@ def test_a_percentile_that_hdrh_rounds_down_is_read_as_java_does(java: JavaRefer
 @settings(max_examples=100, deadline=None)
 def test_every_hgrm_row_is_the_percentile_results_json_reports(case: Case) -> None:
     histogram = case.histogram()
-    for row in percentile_rows(histogram):
-        if row.level > 0:  # the first row shows its bucket's top, percentile 0 its bottom
-            assert percentiles(histogram, [row.level])[row.level] == row.value_usec, row
+    rows = [row for row in percentile_rows(histogram)
+            if row.level > 0]  # the first row shows its bucket's top, percentile 0 its bottom
+    reported = percentiles(histogram, [row.level for row in rows])
+    assert [(row.level, reported[row.level]) for row in rows] == \
+        [(row.level, row.value_usec) for row in rows]
 
 
 @pytest.mark.parametrize(

@@ -259,7 +259,7 @@ def test_merge_refuses_histograms_of_other_parameters() -> None:
 
 
 @given(value_lists)
-@settings(max_examples=300)
+@settings(max_examples=100)
 def test_the_mean_agrees_with_hdrh_and_percentiles_take_the_rank_java_takes(
     values: list[int],
 ) -> None:

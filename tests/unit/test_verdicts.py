@@ -289,7 +289,7 @@ def test_a_missing_sample_leaves_client_bound_undecided_never_clear() -> None:
     assert absent.state == "undecided" and "no metrics from client1" in absent.summary
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(values=st.lists(st.one_of(st.none(), st.floats(0.0, 100.0)), min_size=30, max_size=30))
 def test_generated_cpu_series_flag_clear_or_undecided_as_the_rule_says(
     values: list[float | None]
