@@ -33,8 +33,12 @@ from coordinator.remote.bundle import (
 from coordinator.remote.fanout import StageReporter
 from coordinator.remote.ssh import RemoteProcess, SSHHost
 
-AGENT_READY_TIMEOUT = 30.0
-"""Seconds from starting the agent process to its ready line."""
+AGENT_READY_TIMEOUT = 120.0
+"""Seconds from starting the agent process to its ready line: the agent only imports its
+modules (about 0.5 s of a core) before printing it, but a host held to a CPU quota may take
+far longer. On 2026-11-29 a lab host held to a quarter of a core imported the agent in 23 to
+52 s on this project's VM, where a throttled process's imports ran 10 to 25 times slower
+than unthrottled; 30 s failed runs there. As long as the bundle upload's limit."""
 
 
 def default_bundle_cache() -> Path:
