@@ -92,8 +92,13 @@ from agent.histograms import (
 REPORT_FORMAT: Final = 1
 #: The phases an interval belongs to.
 PHASES: Final = ("warmup", "measure")
-#: An open loop whose share of requests sent late exceeds this is behind its schedule.
+#: An open loop whose share of requests sent late exceeds this is behind its schedule...
 BEHIND_LATE_SHARE: Final = 0.01
+#: ... if more than this many were late in the interval. Without the floor a few late sends
+#: flagged a slow rate: at 200 requests/s, 3 of 200 sends over 1 ms late (a busy 2-core
+#: machine's jitter) made an interval behind and stopped a rate ramp at its first rate. The
+#: floor is the 1 % of 1,000 sends: above 1,000 sends an interval, only the share counts.
+BEHIND_LATE_FLOOR: Final = 10
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,10 @@ class OpenLoopData:
     @property
     def behind_schedule(self) -> bool:
         """The load did not keep its schedule in this interval: requests were left unsent, or
-        more than :data:`BEHIND_LATE_SHARE` of those sent went out late."""
-        return self.not_sent > 0 or self.late > self.sent * BEHIND_LATE_SHARE
+        more than :data:`BEHIND_LATE_SHARE` of those sent, and more than
+        :data:`BEHIND_LATE_FLOOR`, went out late."""
+        return self.not_sent > 0 or self.late > max(self.sent * BEHIND_LATE_SHARE,
+                                                    BEHIND_LATE_FLOOR)
 
     @classmethod
     def merge(

@@ -251,8 +251,8 @@ class IntervalRecord(Model):
         "interval's end but still queued behind a busy connection (null: a closed loop)"
     )
     behind_schedule: bool | None = Field(
-        None, description="open loop: requests were not sent, or more than 1 % went out late "
-        "(null: a closed loop)"
+        None, description="open loop: requests were not sent, or more than 1 % (and more than "
+        "10) went out late (null: a closed loop)"
     )
     redirects: Errors | None = Field(
         None, description="Redis Cluster: MOVED and ASK replies followed in this interval, by "
@@ -293,7 +293,7 @@ class AgentRepetition(Model):
     )
     behind_schedule: bool | None = Field(
         None, description="open loop: some interval of the window was behind its schedule "
-        "(requests not sent, or more than 1 % late): the client could not keep the rate "
+        "(requests not sent, or more than 1 % and 10 late): the client could not keep the rate "
         "(null: a closed loop, or a document older than the field)"
     )
 

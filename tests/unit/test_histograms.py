@@ -266,7 +266,10 @@ def test_open_loop_accounting_merges_summed_with_the_largest_lateness() -> None:
     assert decode(merged.lateness).get_total_count() == 2
     assert merged.behind_schedule  # 3 not sent
     assert a.open_loop is not None and not a.open_loop.behind_schedule  # 1 % late: not behind
-    assert OpenLoopData(sent=100, late=2).behind_schedule
+    assert OpenLoopData(sent=2000, late=21).behind_schedule  # over 1 %
+    assert not OpenLoopData(sent=2000, late=20).behind_schedule
+    assert not OpenLoopData(sent=200, late=10).behind_schedule  # 5 %, but only 10: jitter
+    assert OpenLoopData(sent=200, late=11).behind_schedule
     closed = merge_intervals([interval(0, {"GET": [1]})], PARAMS, expected_parts=1)
     assert closed.open_loop is None
     assert IntervalData.from_json(a.to_json()) == a
