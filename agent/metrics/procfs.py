@@ -7,8 +7,8 @@ the snapshot (:func:`read_process`: None), never an error.
 
 A process's CPU time is read from ``/proc/<pid>/schedstat``, in nanoseconds, not from the
 clock ticks of ``/proc/<pid>/stat``: a tick is 10 ms, and a server held to 0.2 of a core uses
-10 ticks in a 500 ms interval, so one tick more or less read it as 90 % or 110 % of its limit
-(a server-bound verdict flipped between repetitions of one lab test with the same load).
+10 ticks in a 500 ms interval, so one tick more or less read it as 90 % or 110 % of its
+limit, right at the server-bound verdict's 90 % threshold.
 Where schedstat does not exist (a kernel without ``CONFIG_SCHED_INFO``) the ticks are used.
 """
 
