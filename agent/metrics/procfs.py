@@ -203,30 +203,29 @@ def parse_schedstat(text: str) -> int:
     return int(text.split(maxsplit=1)[0])
 
 
-def cpu_time_ns(stat_ticks: int, schedstat: Path) -> int:
-    """The CPU time, ns, of the process or thread whose /proc directory holds ``schedstat``:
-    from schedstat where it exists, else from its ``stat_ticks``. ``FileNotFoundError`` if
-    the process is gone."""
+def cpu_time_ns(directory: Path) -> int:
+    """The CPU time, ns, of the process or thread whose /proc directory this is: from its
+    schedstat, else (a kernel without one) from its stat's ticks. ``FileNotFoundError`` if
+    it is gone."""
     try:
-        return parse_schedstat(read_text(schedstat))
+        return parse_schedstat(read_text(directory / "schedstat"))
     except FileNotFoundError:
-        if not schedstat.parent.exists():
+        if not directory.exists():
             raise
-        return stat_ticks * 1_000_000_000 // CLOCK_TICKS  # no schedstat in this kernel
+    ticks = parse_process_stat(read_text(directory / "stat"))[1]
+    return ticks * 1_000_000_000 // CLOCK_TICKS
 
 
 def read_process(pid: int, proc: Path = PROC) -> ProcessTimes | None:
     """A process's CPU time and its threads'; None if it is gone (it may exit at any read)."""
     base = proc / str(pid)
     try:
-        name, ticks = parse_process_stat(read_text(base / "stat"))
-        cpu_ns = cpu_time_ns(ticks, base / "schedstat")
+        name = parse_process_stat(read_text(base / "stat"))[0]
+        cpu_ns = cpu_time_ns(base)
         threads = {}
         for entry in os.scandir(base / "task"):
-            task = Path(entry.path)
             try:
-                thread_ticks = parse_process_stat(read_text(task / "stat"))[1]
-                threads[int(entry.name)] = cpu_time_ns(thread_ticks, task / "schedstat")
+                threads[int(entry.name)] = cpu_time_ns(Path(entry.path))
             except (FileNotFoundError, ProcessLookupError):
                 continue  # this thread ended between the listing and the read
     except (FileNotFoundError, ProcessLookupError):

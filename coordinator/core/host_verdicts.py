@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Literal
 
 from coordinator.core import marks
@@ -241,11 +242,11 @@ def quota_exhausted(series: HostSeries, window: Sequence[int],
 
 def process_share(series: HostSeries, window: Sequence[int], limit: float) -> str:
     """What the server process itself had of its quota, over the window (median)."""
-    used = sorted(value / limit for _, value in window_points(
-        series.interval_indices, series.server_process_cpu or (), window) if value is not None)
+    used = [value / limit for _, value in window_points(
+        series.interval_indices, series.server_process_cpu or (), window) if value is not None]
     if not used:
         return ""
-    return (f"; the server process itself used {used[len(used) // 2]:,.0f} % of the quota "
+    return (f"; the server process itself used {median(used):,.0f} % of the quota "
             f"(median), the rest went to other processes of its cgroup, coord's agent among "
             f"them")
 
