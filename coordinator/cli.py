@@ -9,19 +9,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import sys
 import threading
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 from rich.console import Console
 
-from coordinator import __version__
+from coordinator import __version__, interrupts
 from coordinator.core.errors import CoordError, UsageError
 from coordinator.doctor.probe import gather
 from coordinator.doctor.verdicts import diagnose
@@ -732,32 +730,13 @@ def _progress(line: str) -> None:
     stderr.print(f"[dim]{line}[/dim]")
 
 
-def _interrupt_once(signum: int, frame: FrameType | None) -> None:
-    """The first SIGINT or SIGTERM interrupts (KeyboardInterrupt); later ones are ignored, so
-    that no signal breaks into the clean-up (stopping agents, writing results), which is bounded
-    by its own deadlines. A Python handler rather than SIG_IGN: programs coord starts later
-    get the default handling back."""
-    signal.signal(signal.SIGINT, _ignore_signal)
-    signal.signal(signal.SIGTERM, _ignore_signal)
-    raise KeyboardInterrupt
-
-
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """A signal during clean-up: already stopping."""
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `coord` console script."""
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)
+    interrupts.install()
     try:
         _main(argv)
     finally:
-        # Only exiting is left to do. Python's own finalization would restore the default
-        # handlers (a late SIGTERM would then kill coord: status 143, not its own), and a
-        # KeyboardInterrupt while it joins threads prints a traceback; it leaves SIG_IGN alone.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupts.ignore_all()
 
 
 def _main(argv: list[str] | None) -> None:

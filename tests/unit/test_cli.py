@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from coordinator import __version__, cli
+from coordinator import __version__
 from tests.conftest import RunCoord
 
 ROOT = Path(__file__).parents[2]
@@ -107,20 +104,6 @@ def test_every_command_that_reads_an_inventory_takes_i(run_coord: RunCoord) -> N
     for command in commands:
         result = run_coord(*command, "--help")
         assert "-i, --inventory" in result.stdout, command
-
-
-def test_the_first_signal_interrupts_and_later_ones_never_break_into_the_clean_up() -> None:
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for signum in previous:
-            signal.signal(signum, cli._interrupt_once)
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGTERM)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
-            signal.raise_signal(signum)  # during the clean-up: ignored
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def test_a_thread_blocked_on_a_host_does_not_hold_up_coords_exit() -> None:
