@@ -5,17 +5,22 @@ records a part that failed as missing, with the reason. Parsers take the file's 
 are tested without /proc. A watched process may exit between two reads: it is then absent from
 the snapshot (:func:`read_process`: None), never an error.
 
-A process's CPU time is read from ``/proc/<pid>/schedstat``, in nanoseconds, not from the
-clock ticks of ``/proc/<pid>/stat``: a tick is 10 ms, and a server held to 0.2 of a core uses
-10 ticks in a 500 ms interval, so one tick more or less read it as 90 % or 110 % of its
-limit, right at the server-bound verdict's 90 % threshold.
-Where schedstat does not exist (a kernel without ``CONFIG_SCHED_INFO``) the ticks are used.
+CPU times are read in nanoseconds, not in the clock ticks of ``/proc/<pid>/stat``: a tick is
+10 ms, and a server held to 0.2 of a core uses 10 ticks in a 500 ms interval, so one tick more
+or less read it as 90 % or 110 % of its limit, right at the server-bound verdict's 90 %
+threshold. A process's time is its CPU-time clock (what ``clock_getcpuclockid(3)`` gives; any
+process's can be read, a zombie's too): the time of every thread it ran, those that ended
+included. Its ``/proc/<pid>/schedstat`` would not do: that is its main thread's alone (a
+memtier with four threads would read as a quarter of its CPU). A thread's time is its own
+schedstat. Where either is missing (a kernel without ``CONFIG_SCHED_INFO`` or CPU clocks)
+the ticks are used.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -23,6 +28,7 @@ from typing import Final
 PROC: Final = Path("/proc")
 #: Clock ticks per second: the unit of /proc/stat and /proc/<pid>/stat times.
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CPUCLOCK_SCHED: Final = 2
 
 
 @dataclass(frozen=True)
@@ -204,33 +210,57 @@ def parse_schedstat(text: str) -> int:
 
 
 def cpu_time_ns(directory: Path) -> int:
-    """The CPU time, ns, of the process or thread whose /proc directory this is: from its
-    schedstat, else (a kernel without one) from its stat's ticks. ``FileNotFoundError`` if
-    it is gone."""
+    """The CPU time, ns, of the thread whose /proc directory this is: from its schedstat,
+    else (a kernel without one) from its stat's ticks. ``FileNotFoundError`` if it is gone."""
     try:
         return parse_schedstat(read_text(directory / "schedstat"))
     except FileNotFoundError:
         if not directory.exists():
             raise
-    ticks = parse_process_stat(read_text(directory / "stat"))[1]
-    return ticks * 1_000_000_000 // CLOCK_TICKS
+    return _ticks_ns(directory)
 
 
-def read_process(pid: int, proc: Path = PROC) -> ProcessTimes | None:
+def process_clock_ns(pid: int) -> int | None:
+    """The CPU time, ns, of every thread process ``pid`` ran, ended ones included: its CPU-time
+    clock. None if the clock cannot be read (the process was reaped, or no such clocks)."""
+    try:
+        return time.clock_gettime_ns(process_clock_id(pid))
+    except OSError:
+        return None
+
+
+def process_clock_id(pid: int) -> int:
+    """The clock id of process ``pid``'s CPU time: Linux's ``MAKE_PROCESS_CPUCLOCK(pid,
+    CPUCLOCK_SCHED)``, what glibc's ``clock_getcpuclockid`` returns (Python has no binding)."""
+    return (~pid << 3) | _CPUCLOCK_SCHED
+
+
+ProcessClock = Callable[[int], int | None]
+
+
+def read_process(pid: int, proc: Path = PROC,
+                 process_clock: ProcessClock = process_clock_ns) -> ProcessTimes | None:
     """A process's CPU time and its threads'; None if it is gone (it may exit at any read)."""
     base = proc / str(pid)
     try:
         name = parse_process_stat(read_text(base / "stat"))[0]
-        cpu_ns = cpu_time_ns(base)
         threads = {}
         for entry in os.scandir(base / "task"):
             try:
                 threads[int(entry.name)] = cpu_time_ns(Path(entry.path))
             except (FileNotFoundError, ProcessLookupError):
                 continue  # this thread ended between the listing and the read
+        cpu_ns = process_clock(pid)
+        if cpu_ns is None:
+            cpu_ns = _ticks_ns(base)
     except (FileNotFoundError, ProcessLookupError):
         return None
     return ProcessTimes(pid, name, cpu_ns, threads)
+
+
+def _ticks_ns(directory: Path) -> int:
+    ticks = parse_process_stat(read_text(directory / "stat"))[1]
+    return ticks * 1_000_000_000 // CLOCK_TICKS
 
 
 def read_processes(pids: Iterable[int], proc: Path = PROC) -> dict[int, ProcessTimes]:

@@ -70,10 +70,13 @@ START_MARGIN_S = 0.3
 """T0 lies this far in the future (plus the slowest agent's round trip) when it is sent."""
 PROGRESS_PERIOD_S = 0.5
 """How often the live view asks every client for its progress."""
+END_POLL_PERIOD_S = 0.05
+"""How often clients are asked once the load's planned end has passed (see
+:func:`next_poll_in`)."""
 FINISH_GRACE_S = 15.0
+"""Seconds past the planned end of a repetition before agents are presumed stuck."""
 #: Load states that end a repetition normally.
 _OVER = frozenset({LoadState.FINISHED, LoadState.STOPPED})
-"""Seconds past the planned end of a repetition before agents are presumed stuck."""
 
 
 class RunInterrupted(CoordError):
@@ -525,7 +528,17 @@ def _watch(state: RepetitionState) -> None:
             raise RunFailed(f"{', '.join(stuck)}: load did not finish "
                             f"{FINISH_GRACE_S:g}s after its planned end and "
                             f"{drain_s:g}s drain", stuck)
-        time.sleep(PROGRESS_PERIOD_S)
+        time.sleep(next_poll_in(time.time_ns() / 1e9, state.t0_ns / 1e9 + total_s))
+
+
+def next_poll_in(now_s: float, planned_end_s: float) -> float:
+    """Seconds to the next progress poll: every :data:`PROGRESS_PERIOD_S` until the load's
+    planned end, then every :data:`END_POLL_PERIOD_S`, the first of them just after the end.
+    A load is over a few ms after its planned end; polling on at the live view's period
+    found it so up to half a second later, in every repetition."""
+    if now_s >= planned_end_s:
+        return END_POLL_PERIOD_S
+    return min(PROGRESS_PERIOD_S, planned_end_s - now_s + END_POLL_PERIOD_S)
 
 
 def _latest_metrics(state: RepetitionState) -> dict[str, MetricsInterval]:

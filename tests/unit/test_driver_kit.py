@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -17,9 +20,11 @@ from hypothesis import strategies as st
 from agent.drivers import DRIVERS
 from agent.drivers.base import LoadState, Prepared
 from agent.drivers.channel import Channel
+from agent.drivers.kit.supervisor import exit_status_unreaped
 from agent.drivers.kit.timed import IntervalGrid, wait_for_t0
 from agent.drivers.spec import START_WAITS, Timeline, parse_spec
 from agent.messages import MessageError, decode, encode
+from agent.metrics import procfs
 from coordinator.run.loadspec import SPEC_PARAMS
 from tests.helpers import poll_until
 from tests.unit.kit_sample_load import TickDriver
@@ -108,8 +113,26 @@ def test_a_driver_made_of_the_kit_runs_reports_and_cleans_up(driver: TickDriver)
     assert [i.phase for i in report.intervals] == ["warmup", "measure", "measure", "measure"]
     assert [i.count for i in report.intervals] == [2, 2, 2, 2]  # one tick per process
     assert all(i.requests == 2 for i in report.intervals)
-    driver.close()
+    # Exited, and left unreaped until close: their CPU time stays readable for the sampler.
     poll_until(lambda: gone(pids), DEADLINE, "the load processes to exit")
+    assert all(procfs.process_clock_ns(pid) is not None for pid in pids)
+    driver.close()
+    assert not any(psutil.pid_exists(pid) for pid in pids)  # reaped
+
+
+def test_an_exit_status_is_read_without_reaping_the_child() -> None:
+    exiting = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert exit_status_unreaped(killed.pid, 0.05) is None  # still running
+        killed.kill()
+        assert exit_status_unreaped(exiting.pid, DEADLINE) == 3
+        assert exit_status_unreaped(killed.pid, DEADLINE) == -signal.SIGKILL
+        assert psutil.Process(exiting.pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        killed.kill()
+        assert (exiting.wait(), killed.wait()) == (3, -signal.SIGKILL)  # reaped here
+    assert exit_status_unreaped(exiting.pid, 0.05) is None
 
 
 def test_a_stopped_kit_load_reports_its_last_interval_incomplete(driver: TickDriver) -> None:

@@ -89,31 +89,65 @@ def fake_process(proc: Path, pid: int, stat_ticks: int, schedstat_ns: int | None
         write(proc / str(pid) / "task" / str(tid), ticks, ns)
 
 
-def test_a_process_cpu_time_is_read_in_nanoseconds_from_schedstat(tmp_path: Path) -> None:
+def test_a_process_cpu_time_is_its_clock_and_its_threads_their_schedstat(
+        tmp_path: Path) -> None:
     fake_process(tmp_path, 7, 9, 99_500_000, {7: (9, 99_000_000), 8: (0, 500_000)})
-    assert procfs.read_process(7, tmp_path) == procfs.ProcessTimes(
-        7, "load", 99_500_000, {7: 99_000_000, 8: 500_000})
+    clock = {7: 120_000_000}.get  # a thread that ended ran the rest: not in any schedstat
+    assert procfs.read_process(7, tmp_path, clock) == procfs.ProcessTimes(
+        7, "load", 120_000_000, {7: 99_000_000, 8: 500_000})
 
 
-def test_without_schedstat_a_process_cpu_time_comes_from_its_ticks(tmp_path: Path) -> None:
+def test_without_a_clock_or_schedstat_cpu_times_come_from_the_ticks(tmp_path: Path) -> None:
     fake_process(tmp_path, 7, 9, None, {7: (9, None)})
     tick_ns = 1_000_000_000 // procfs.CLOCK_TICKS
-    assert procfs.read_process(7, tmp_path) == procfs.ProcessTimes(7, "load", 9 * tick_ns,
-                                                                   {7: 9 * tick_ns})
+    assert procfs.read_process(7, tmp_path, no_clock) == procfs.ProcessTimes(
+        7, "load", 9 * tick_ns, {7: 9 * tick_ns})
+
+
+def no_clock(pid: int) -> int | None:
+    return None
 
 
 def test_a_process_gone_is_none_and_a_thread_gone_is_left_out(tmp_path: Path) -> None:
-    assert procfs.read_process(7, tmp_path) is None
+    assert procfs.read_process(7, tmp_path, no_clock) is None
     fake_process(tmp_path, 7, 9, 1_000, {7: (9, 1_000)})
     (tmp_path / "7" / "task" / "8").mkdir()  # listed, then gone before its stat was read
-    assert procfs.read_process(7, tmp_path) == procfs.ProcessTimes(7, "load", 1_000, {7: 1_000})
+    assert procfs.read_process(7, tmp_path, {7: 2_000}.get) == procfs.ProcessTimes(
+        7, "load", 2_000, {7: 1_000})
 
 
-def test_this_process_cpu_time_is_read_from_the_real_proc() -> None:
+def test_this_process_cpu_time_counts_every_thread_it_ran_ended_ones_included() -> None:
+    spinner = threading.Thread(target=spin_for_cpu, args=(0.3,))
+    spinner.start()
+    spinner.join()
     times = procfs.read_process(os.getpid())
+    total_ns = time.process_time_ns()  # the same clock, read just after
     assert times is not None and os.getpid() in times.threads
-    assert times.cpu_ns > 0
-    assert abs(times.cpu_ns / 1e9 - time.process_time()) < 0.5  # one clock, read apart
+    assert spinner.native_id not in times.threads
+    assert 0 <= total_ns - times.cpu_ns < 50_000_000
+    assert times.cpu_ns - times.threads[os.getpid()] >= 300_000_000  # the ended thread's
+
+
+def test_a_zombie_process_cpu_time_is_read_until_it_is_reaped() -> None:
+    child = subprocess.Popen([sys.executable, "-c", SPIN_THEN_EXIT])
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        times = procfs.read_process(child.pid)
+        assert times is not None and times.cpu_ns >= 200_000_000
+    finally:
+        child.wait()
+    assert procfs.process_clock_ns(child.pid) is None
+    assert procfs.read_process(child.pid) is None
+
+
+SPIN_THEN_EXIT = ("import time\nend = time.process_time() + 0.2\n"
+                  "while time.process_time() < end: pass")
+
+
+def spin_for_cpu(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
 
 
 def test_redis_info_text_is_read_by_section() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from coordinator.core import marks
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.summary import run_plan
@@ -49,3 +51,11 @@ def test_the_run_sets_only_registered_marks() -> None:
                                       "benchmark.repetitions=2"]).inventory
     assert set(runner.run_marks(shared)) <= set(marks.MARKS)
     assert all(marks.MARKS[name].scope == "run" for name in runner.run_marks(shared))
+
+
+def test_progress_is_polled_at_its_period_and_just_after_the_planned_end() -> None:
+    period, after = runner.PROGRESS_PERIOD_S, runner.END_POLL_PERIOD_S
+    assert runner.next_poll_in(100.0, 110.0) == period
+    assert runner.next_poll_in(109.8, 110.0) == pytest.approx(0.2 + after)
+    assert runner.next_poll_in(110.0, 110.0) == after
+    assert runner.next_poll_in(125.0, 110.0) == after

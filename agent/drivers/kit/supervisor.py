@@ -5,18 +5,21 @@ reads their channels (it sleeps in ``select`` between messages, so the agent's o
 near zero during a load) and hands every message to the driver. The thread lives as long as
 the load: Linux delivers ``PR_SET_PDEATHSIG`` (asked for by :mod:`agent.drivers.kit.child`)
 when the *thread* that forked a child ends, so processes started from an RPyC connection's
-thread would die with that connection. :meth:`Supervisor.close` lets them exit (their channel
-ends), then makes sure they did.
+thread would die with that connection. A process that exits is left unreaped, so that its CPU
+time can still be read (:func:`exit_status_unreaped`). :meth:`Supervisor.close` lets them exit
+(their channel ends), makes sure they did, and reaps them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +31,7 @@ log = logging.getLogger("agent.drivers.kit.supervisor")
 
 #: Time a load process has to exit after its channel closed, before SIGTERM, then SIGKILL.
 EXIT_TIMEOUT = 2.0
+_EXIT_POLL_S = 0.005
 
 
 @dataclass
@@ -169,10 +173,29 @@ class Supervisor(threading.Thread):
     def _exit_status(child: Child) -> int | None:
         if child.popen is None:
             return None
+        return exit_status_unreaped(child.popen.pid, EXIT_TIMEOUT)
+
+
+def exit_status_unreaped(pid: int, timeout: float) -> int | None:
+    """The exit status of child ``pid`` once it exits (None: still running after ``timeout``
+    seconds), as ``Popen.returncode`` gives it, leaving the child unreaped.
+
+    A process that exited but is not reaped keeps its CPU time readable (its CPU-time clock,
+    :mod:`agent.metrics.procfs`). The sampler's snapshot of the load's planned end, taken a
+    little late on a busy host, then still counts a load process that exited just before it;
+    reaped at once, its last interval's CPU was lost. :meth:`Supervisor.close` reaps it, when
+    the next load is prepared or the agent stops."""
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            return child.popen.wait(EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
+            exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except ChildProcessError:  # reaped already
             return None
+        if exited is not None and exited.si_pid == pid:
+            return exited.si_status if exited.si_code == os.CLD_EXITED else -exited.si_status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(_EXIT_POLL_S)
 
 
 def end_process(popen: subprocess.Popen[bytes] | None) -> None:
