@@ -121,11 +121,10 @@ def test_this_process_cpu_time_counts_every_thread_it_ran_ended_ones_included() 
     spinner.start()
     spinner.join()
     times = procfs.read_process(os.getpid())
-    total_ns = time.process_time_ns()  # the same clock, read just after
     assert times is not None and os.getpid() in times.threads
-    assert spinner.native_id not in times.threads
-    assert 0 <= total_ns - times.cpu_ns < 50_000_000
-    assert times.cpu_ns - times.threads[os.getpid()] >= 300_000_000  # the ended thread's
+    assert times.cpu_ns <= time.process_time_ns()  # the same clock, read after
+    # the live threads' times were read first; the ended thread's is in the process's alone
+    assert times.cpu_ns - sum(times.threads.values()) >= 300_000_000
 
 
 def test_a_zombie_process_cpu_time_is_read_until_it_is_reaped() -> None:
