@@ -17,7 +17,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import rpyc
@@ -137,7 +137,13 @@ def test_the_archive_is_normalized(built: Bundle, interpreter: Interpreter) -> N
     for package in ("rpyc", "psutil", "hdrh", "redis", "hiredis"):
         assert f"site/{package}/__init__.py" in names
     assert any(name.startswith("site/pyhdrh.") and name.endswith(".so") for name in names)
-    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    compiled = [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    if bundle_module.compiles_bytecode_for(interpreter):  # the system Python is coord's here
+        assert "agent/__pycache__/service.cpython-311.pyc" in names
+        assert all(PurePosixPath(name).parent.name == "__pycache__" for name in compiled
+                   if name.endswith(".pyc"))
+    else:
+        assert not compiled
     manifest = json.loads((built.archive.parent / "bundle.json").read_text())
     assert manifest["hash"] == built.hash
     assert manifest["requirements"] == [str(req) for req in built.requirements]
@@ -150,6 +156,7 @@ def test_the_unpacked_bundle_imports_with_the_bare_system_python(
 ) -> None:
     root = unpack(built.archive, tmp_path / "bundle")
     assert bundle_module.tree_hash(root) == built.hash
+    shipped = sorted(root.rglob("*"))
     result = subprocess.run(
         [str(SYSTEM_PYTHON), "-S", "-c", CHECK_IMPORTS],
         capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
@@ -160,6 +167,8 @@ def test_the_unpacked_bundle_imports_with_the_bare_system_python(
     assert found["rpyc"] == rpyc.__version__
     for module in ("psutil", "hdrh", "redis", "hiredis", "agent"):
         assert found[module].startswith(str(root)), (module, found[module])
+    if "agent/__pycache__" in {p.relative_to(root).as_posix() for p in shipped}:
+        assert sorted(root.rglob("*")) == shipped  # the shipped bytecode served: none written
 
 
 def test_an_empty_wheelhouse_names_host_interpreter_and_package(

@@ -18,6 +18,7 @@ from packaging.requirements import Requirement as PackagingRequirement
 from packaging.utils import canonicalize_name
 
 from coordinator.core.errors import BundleError
+from coordinator.remote import bundle
 from coordinator.remote.bundle import _load_cached, build_bundle, tree_hash
 from coordinator.remote.interpreter import (
     AGENT_DISTRIBUTIONS,
@@ -300,3 +301,32 @@ def test_a_damaged_cache_entry_is_not_trusted(tmp_path: Path, manifest: str) -> 
 def test_missing_wheelhouse_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="is not a directory"):
         build_bundle(DEBIAN, tmp_path / "cache", tmp_path / "nowhere", host="client1")
+
+
+def test_bytecode_is_compiled_in_deterministically_and_left_out_of_the_hash(
+        tmp_path: Path) -> None:
+    trees = []
+    for name in ("one", "two"):  # two builds in two places
+        tree = tmp_path / name / "tree"
+        (tree / "agent").mkdir(parents=True)
+        (tree / "agent" / "__init__.py").write_text("VALUE = 1\n")
+        (tree / "agent" / "broken.py").write_text("def (\n")  # left for the host
+        before = tree_hash(tree)
+        bundle._compile_bytecode(tree)
+        assert tree_hash(tree) == before
+        trees.append(tree)
+    compiled = [sorted((t / "agent" / "__pycache__").iterdir()) for t in trees]
+    assert [path.name for path in compiled[0]] == [f"__init__.{sys.implementation.cache_tag}.pyc"]
+    assert compiled[0][0].read_bytes() == compiled[1][0].read_bytes()
+
+
+def test_bytecode_only_for_this_pythons_version_and_abi() -> None:
+    here = Interpreter(executable="/usr/bin/python3", version=sys.version_info[:3],
+                       implementation="cpython", abi=f"cp{sys.version_info[0]}"
+                       f"{sys.version_info[1]}{sys.abiflags}", machine="x86_64",
+                       glibc=(2, 36), platform="linux")
+    assert bundle.compiles_bytecode_for(here)
+    older = (sys.version_info[0], sys.version_info[1] - 1, 0)
+    assert not bundle.compiles_bytecode_for(
+        replace(here, version=older, abi=f"cp{older[0]}{older[1]}"))
+    assert not bundle.compiles_bytecode_for(replace(here, abi=here.abi + "t"))

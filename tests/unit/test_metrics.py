@@ -119,7 +119,9 @@ def test_a_process_gone_is_none_and_a_thread_gone_is_left_out(tmp_path: Path) ->
 def test_this_process_cpu_time_counts_every_thread_it_ran_ended_ones_included() -> None:
     spinner = threading.Thread(target=spin_for_cpu, args=(0.3,))
     spinner.start()
-    spinner.join()
+    spinner.join()  # returns before the kernel's thread is gone: wait for that too
+    poll_until(lambda: not Path(f"/proc/self/task/{spinner.native_id}").exists(), 10.0,
+               "the spinning thread to end")
     times = procfs.read_process(os.getpid())
     assert times is not None and os.getpid() in times.threads
     assert times.cpu_ns <= time.process_time_ns()  # the same clock, read after
