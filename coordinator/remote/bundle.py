@@ -379,7 +379,7 @@ def compiles_bytecode_for(interpreter: Interpreter) -> bool:
     """Whether the bundle for ``interpreter`` carries its bytecode: when this Python is the
     same CPython version and ABI, whose bytecode the host's loads as its own.
 
-    A host compiles what it imports the first time the agent starts: about 0.2 s of CPU on an
+    A host compiles what it imports the first time the agent starts: 0.25-0.3 s of CPU on an
     idle host, and seconds on one held to a small CPU quota (a quarter of a core made the
     agent's imports 10-25 times slower on the lab's VM), paid again on every fresh host."""
     local_abi = f"cp{sys.version_info[0]}{sys.version_info[1]}{getattr(sys, 'abiflags', '')}"
