@@ -70,8 +70,8 @@ START_MARGIN_S = 0.3
 """T0 lies this far in the future (plus the slowest agent's round trip) when it is sent."""
 PROGRESS_PERIOD_S = 0.5
 """How often the live view asks every client for its progress."""
-END_POLL_PERIOD_S = 0.05
-"""How often clients are asked once the load's planned end has passed (see
+END_POLL_DELAY_S = 0.05
+"""The first poll after the load's planned end comes this long after it (see
 :func:`next_poll_in`)."""
 FINISH_GRACE_S = 15.0
 """Seconds past the planned end of a repetition before agents are presumed stuck."""
@@ -532,13 +532,14 @@ def _watch(state: RepetitionState) -> None:
 
 
 def next_poll_in(now_s: float, planned_end_s: float) -> float:
-    """Seconds to the next progress poll: every :data:`PROGRESS_PERIOD_S` until the load's
-    planned end, then every :data:`END_POLL_PERIOD_S`, the first of them just after the end.
-    A load is over a few ms after its planned end; polling on at the live view's period
-    found it so up to half a second later, in every repetition."""
+    """Seconds to the next progress poll: every :data:`PROGRESS_PERIOD_S`, but one poll comes
+    :data:`END_POLL_DELAY_S` after the load's planned end. A load is over a few ms after its
+    planned end; the live view's period found it so up to half a second later, in every
+    repetition. Only one poll is moved: each asks every agent twice, which on a host held to a
+    small CPU quota costs the agent's own end of the load."""
     if now_s >= planned_end_s:
-        return END_POLL_PERIOD_S
-    return min(PROGRESS_PERIOD_S, planned_end_s - now_s + END_POLL_PERIOD_S)
+        return PROGRESS_PERIOD_S
+    return min(PROGRESS_PERIOD_S, planned_end_s - now_s + END_POLL_DELAY_S)
 
 
 def _latest_metrics(state: RepetitionState) -> dict[str, MetricsInterval]:

@@ -28,6 +28,7 @@ import pytest
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.results import load_results
 from coordinator.sweep.analysis import summarise
+from coordinator.sweep.index import CellRecord
 from coordinator.sweep.store import cell_directory, read_index
 from tests.helpers import module_lab
 
@@ -68,6 +69,20 @@ ramp: {{start: {RATES[0]:.0f}, step: {RATES[1] - RATES[0]:.0f}, max: {RATES[2]:.
     return path
 
 
+def jittered(out: Path, cell: CellRecord) -> bool:
+    """Whether ``cell`` fell behind only by sends over 1 ms late, having sent its whole rate
+    (nothing left unsent). At 200/s that is the machine, not the ramp: on this shared 2-core
+    machine, late in the suite, a load process now and then waits over 1 ms for a core. More
+    than 1 % and more than 10 late sends make an interval behind; a CI run on 2026-11-29 had
+    that at 200/s (201/s sent). The ramp's stop at its knee cannot be checked in such a run;
+    every other run checks it."""
+    document = load_results(cell_directory(out, cell))
+    intervals = [interval for rep in document.repetitions for agent in rep.agents
+                 for interval in agent.intervals if interval.in_window]
+    return bool(intervals) and all(not interval.not_sent for interval in intervals) and any(
+        interval.late for interval in intervals)
+
+
 def test_the_ramp_stops_at_the_knee_and_reports_the_sustainable_rate(
         lab: LabStatus, tmp_path: Path) -> None:
     plan = write_plan(tmp_path / "ramp.yaml", lab)
@@ -87,7 +102,11 @@ def test_the_ramp_stops_at_the_knee_and_reports_the_sustainable_rate(
     assert [cell.parameters["benchmark.builtin.rate"] for cell in cells] == RATES
 
     first = cells[0]  # far below the client's capacity: sustained, on schedule, within bound
-    assert first.status == "complete" and first.ramp_stop is None
+    assert first.status == "complete" and first.headline is not None
+    if first.ramp_stop is not None and jittered(out, first):
+        pytest.skip(f"inconclusive: this machine could not keep even {RATES[0]:.0f}/s within "
+                    f"1 ms ({first.ramp_stop}); see jittered()")
+    assert first.ramp_stop is None
     assert first.headline is not None and first.headline.behind_schedule is False
     assert first.headline.sent_per_sec == pytest.approx(RATES[0], rel=0.05)
     assert first.headline.p99_usec <= P99_BOUND_USEC

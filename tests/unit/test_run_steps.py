@@ -53,9 +53,9 @@ def test_the_run_sets_only_registered_marks() -> None:
     assert all(marks.MARKS[name].scope == "run" for name in runner.run_marks(shared))
 
 
-def test_progress_is_polled_at_its_period_and_just_after_the_planned_end() -> None:
-    period, after = runner.PROGRESS_PERIOD_S, runner.END_POLL_PERIOD_S
+def test_progress_is_polled_at_its_period_and_once_just_after_the_planned_end() -> None:
+    period, delay = runner.PROGRESS_PERIOD_S, runner.END_POLL_DELAY_S
     assert runner.next_poll_in(100.0, 110.0) == period
-    assert runner.next_poll_in(109.8, 110.0) == pytest.approx(0.2 + after)
-    assert runner.next_poll_in(110.0, 110.0) == after
-    assert runner.next_poll_in(125.0, 110.0) == after
+    assert runner.next_poll_in(109.8, 110.0) == pytest.approx(0.2 + delay)
+    assert runner.next_poll_in(110.0, 110.0) == period
+    assert runner.next_poll_in(125.0, 110.0) == period
