@@ -49,7 +49,8 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     yield from loopback_redis(tmp_path_factory.mktemp("redis"))
 
 
-def write_inventory(directory: Path, port: int, repetitions: int = 1) -> Path:
+def write_inventory(directory: Path, port: int, repetitions: int = 1,
+                    duration: str = "1s") -> Path:
     hosts = [{"name": "server", "address": "127.0.0.1", "roles": ["server"]}]
     hosts += [{"name": f"client{n}", "address": f"127.0.0.1{n}", "roles": ["client"]}
               for n in (1, 2)]
@@ -57,7 +58,7 @@ def write_inventory(directory: Path, port: int, repetitions: int = 1) -> Path:
         "version": 1, "name": "local", "hosts": hosts,
         "servers": [{"name": "redis", "host": "server", "port": port}],
         "benchmark": {"driver": "builtin", "repetitions": repetitions, "warmup": "1s",
-                      "duration": "1s", "interval": "500ms",
+                      "duration": duration, "interval": "500ms",
                       "builtin": {"connections": 2, "processes": 1, "keyspace": 10_000}},
         "baseline": {"enabled": False},
     }
@@ -193,7 +194,10 @@ def test_a_report_at_another_interval_fails_the_run_naming_the_host(
 def test_a_lost_agent_fails_the_run_naming_its_host(
     tmp_path: Path, redis_port: int, transport: LocalTransport
 ) -> None:
-    loaded = load_inventory(write_inventory(tmp_path, redis_port))
+    # The view calls on_measure at the first poll that finds both clients past a measured
+    # interval: with 1 s measured, the first such poll could come after the load's end, and
+    # the agent was then lost in the collect step (seen in CI). 3 s leave several polls.
+    loaded = load_inventory(write_inventory(tmp_path, redis_port, duration="3s"))
     view = MeasureView(on_measure=lambda: os.kill(transport.agents["client2"].pid,
                                                    signal.SIGKILL))
     with pytest.raises(RunFailed) as failed:
