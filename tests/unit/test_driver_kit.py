@@ -26,7 +26,7 @@ from agent.drivers.spec import START_WAITS, Timeline, parse_spec
 from agent.messages import MessageError, decode, encode
 from agent.metrics import procfs
 from coordinator.run.loadspec import SPEC_PARAMS
-from tests.helpers import poll_until
+from tests.helpers import poll_until, process_gone
 from tests.unit.kit_sample_load import TickDriver
 
 DEADLINE = 30.0
@@ -91,13 +91,7 @@ def driver() -> Iterator[TickDriver]:
 
 def gone(pids: list[int]) -> bool:
     """No process left (a zombie is gone: only its parent's reaping is missing)."""
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
+    return all(process_gone(pid) for pid in pids)
 
 
 def test_a_driver_made_of_the_kit_runs_reports_and_cleans_up(driver: TickDriver) -> None:
