@@ -20,6 +20,7 @@ import psutil
 
 from agent.drivers.intervals import LoadReport
 from agent.drivers.kit.process_driver import ProcessDriver
+from agent.drivers.kit.spin_counter import COUNTERS
 from agent.drivers.spec import parse_spec
 
 #: T0 this far after the load process is prepared.
@@ -35,6 +36,8 @@ class DriverLoad:
     """The load process's CPU seconds from T0 to its end (its preparation left out)."""
     agent_cpu_s: float
     """This process's threads but the calling one, over the load (the driver's reader)."""
+    busy_poll_cpu_s: float = 0.0
+    """The part of ``load_cpu_s`` the load process spent busy-polling (its spin counter)."""
 
 
 def run_load(driver: ProcessDriver, spec: dict[str, Any]) -> DriverLoad:
@@ -49,11 +52,13 @@ def run_load(driver: ProcessDriver, spec: dict[str, Any]) -> DriverLoad:
         prepared_cpu = times.user + times.system
         agent_before = other_threads_cpu()
         t0 = time.time() + START_MARGIN_S
+        spun_before = COUNTERS.spun_ns(pid) or 0
         driver.start_at(int(t0 * 1e9))
         planned_end = t0 + prepared.timeline.total_s
         while not driver.state.done:
             time.sleep(max(0.05, min(1.0, planned_end - time.time())))
         agent_cpu = other_threads_cpu() - agent_before
+        spun_s = ((COUNTERS.spun_ns(pid) or 0) - spun_before) / 1e9
         report = driver.report()
     finally:
         driver.close()
@@ -62,7 +67,7 @@ def run_load(driver: ProcessDriver, spec: dict[str, Any]) -> DriverLoad:
         time.sleep(0.05)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     worker_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return DriverLoad(report, worker_cpu - prepared_cpu, agent_cpu)
+    return DriverLoad(report, worker_cpu - prepared_cpu, agent_cpu, spun_s)
 
 
 def other_threads_cpu() -> float:

@@ -73,6 +73,8 @@ class Sample:
     agent_cpu_s: float = 0.0
     p50_usec: float = 0.0
     """Median latency (redis-benchmark's: the mean of its SET and GET tests' p50)."""
+    busy_poll_cpu_s: float = 0.0
+    """The part of ``cpu_s`` spent busy-polling (the builtin driver with ``--busy-poll``)."""
 
     @property
     def busy(self) -> float:
@@ -83,6 +85,12 @@ class Sample:
     def per_core(self) -> float:
         """Requests per client CPU second: ops/s per client core."""
         return self.requests / self.cpu_s if self.cpu_s > 0 else 0.0
+
+    @property
+    def per_working_core(self) -> float:
+        """Requests per client CPU second less the busy-polling: what the verdicts read."""
+        working = self.cpu_s - self.busy_poll_cpu_s
+        return self.requests / working if working > 0 else 0.0
 
 
 def main() -> int:
@@ -95,17 +103,20 @@ def main() -> int:
     for keyspace in args.keyspaces:
         args.keyspace = keyspace
         with redis_server() as port:
-            results: dict[int, tuple[list[Sample], list[Sample]]] = {}
+            results: dict[int, tuple[list[Sample], list[Sample], list[Sample]]] = {}
             for pipeline in args.pipelines:
                 requests = calibrate(port, pipeline, args)
                 anchors: list[Sample] = []
                 builtins: list[Sample] = []
+                polling: list[Sample] = []
                 for round_index in range(args.rounds):
                     note(f"{keyspace} keys, pipeline {pipeline}, round {round_index + 1}/"
                          f"{args.rounds}")  # fmt: skip
                     anchors.append(run_redis_benchmark(port, pipeline, requests, args))
                     builtins.append(run_builtin(port, pipeline, args))
-                results[pipeline] = (anchors, builtins)
+                    if args.busy_poll:
+                        polling.append(run_builtin(port, pipeline, args, args.busy_poll))
+                results[pipeline] = (anchors, builtins, polling)
         report(results, args)
     return 0
 
@@ -123,6 +134,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--value-size", type=int, default=32)
     parser.add_argument("--connections", type=int, default=50,
                         help="connections of each client (1: the one-connection p50 figure)")
+    parser.add_argument("--busy-poll", type=float, default=0.0, metavar="SECONDS",
+                        help="also run the builtin driver with benchmark.builtin.busy_poll "
+                        "at this value (e.g. 0.0002), in the same rounds")
     return parser.parse_args()
 
 
@@ -163,7 +177,8 @@ def run_redis_benchmark(
 # --- the builtin driver --------------------------------------------------------------------------
 
 
-def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
+def run_builtin(port: int, pipeline: int, args: argparse.Namespace,
+                busy_poll: float = 0.0) -> Sample:
     spec = {
         "format": 2,
         "driver": "builtin",
@@ -174,7 +189,8 @@ def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
         "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
         "params": {"processes": 1, "connections": args.connections, "pipeline": pipeline,
                    "set_ratio": 0.5, "keyspace": args.keyspace, "value_size": args.value_size,
-                   "rate": None, "preload": args.keyspace <= args.preload_max},
+                   "rate": None, "preload": args.keyspace <= args.preload_max,
+                   "busy_poll": busy_poll},
     }  # fmt: skip
     load = run_load(BuiltinDriver(), spec)
     report = load.report
@@ -192,17 +208,19 @@ def run_builtin(port: int, pipeline: int, args: argparse.Namespace) -> Sample:
             latency.add(decode(command.histogram))
     p50_usec = percentiles(latency, [50.0])[50.0] if latency.get_total_count() else 0.0
     return Sample(ops, all_requests, load.load_cpu_s, load_wall, load.agent_cpu_s,
-                  p50_usec=p50_usec)
+                  p50_usec=p50_usec, busy_poll_cpu_s=load.busy_poll_cpu_s)
 
 
 # --- report --------------------------------------------------------------------------------------
 
 
-def report(results: dict[int, tuple[list[Sample], list[Sample]]], args: argparse.Namespace) -> None:
+def report(results: dict[int, tuple[list[Sample], list[Sample], list[Sample]]],
+           args: argparse.Namespace) -> None:
     rows = []
     ratios = {}
     p50_ratios = {}
-    for pipeline, (anchors, builtins) in results.items():
+    polled_p50_ratios = {}
+    for pipeline, (anchors, builtins, polling) in results.items():
         anchor_ops = median([s.ops_per_sec for s in anchors])
         anchor_busy = median([s.busy for s in anchors])
         anchor_core = median([s.per_core for s in anchors])
@@ -219,6 +237,19 @@ def report(results: dict[int, tuple[list[Sample], list[Sample]]], args: argparse
         rows.append([f"builtin driver, pipeline {pipeline}", f"{ops:,.0f}", f"{busy:.2f}",
                      f"{core:,.0f}", ratio(core, anchor_core), f"{p50:,.0f}",
                      ratio(p50, anchor_p50)])  # fmt: skip
+        if polling:
+            polled_p50 = median([s.p50_usec for s in polling])
+            polled_p50_ratios[pipeline] = polled_p50 / anchor_p50 if anchor_p50 else float("inf")
+            working_core = median([s.per_working_core for s in polling])
+            rows.append([f"  busy_poll {args.busy_poll * 1e6:,.0f} µs: all CPU",
+                         f"{median([s.ops_per_sec for s in polling]):,.0f}",
+                         f"{median([s.busy for s in polling]):.2f}",
+                         f"{median([s.per_core for s in polling]):,.0f}",
+                         ratio(median([s.per_core for s in polling]), anchor_core),
+                         f"{polled_p50:,.0f}", ratio(polled_p50, anchor_p50)])  # fmt: skip
+            working_busy = median([(s.cpu_s - s.busy_poll_cpu_s) / s.wall_s for s in polling])
+            rows.append(["  busy_poll: CPU less polling", "", f"{working_busy:.2f}",
+                         f"{working_core:,.0f}", ratio(working_core, anchor_core), "", ""])
     table(
         ["client", "ops/s", "client cores busy", "ops/s per client core", "per core ÷ anchor",
          "p50 µs", "p50 ÷ anchor"],
@@ -228,7 +259,7 @@ def report(results: dict[int, tuple[list[Sample], list[Sample]]], args: argparse
         "rounds",
     )
     agent_rows = []
-    for pipeline, (_anchors, builtins) in results.items():
+    for pipeline, (_anchors, builtins, _polling) in results.items():
         share = median([s.agent_cpu_s / s.wall_s * 100 for s in builtins])
         agent_rows.append([f"pipeline {pipeline}", f"{share:.3f} %"])
     table(["builtin driver", "agent-side reader thread, % of one core"], agent_rows)
@@ -243,6 +274,10 @@ def report(results: dict[int, tuple[list[Sample], list[Sample]]], args: argparse
         for pipeline, value in p50_ratios.items():
             verdict(f"builtin p50 ÷ redis-benchmark's at one connection, pipeline {pipeline},",
                     f"{value:.2f}", f"<= {P50_TARGET_RATIO}", value <= P50_TARGET_RATIO)
+        for pipeline, value in polled_p50_ratios.items():
+            verdict(f"builtin p50 with busy_poll ÷ redis-benchmark's at one connection, "
+                    f"pipeline {pipeline},", f"{value:.2f}", f"<= {P50_TARGET_RATIO}",
+                    value <= P50_TARGET_RATIO)
 
 
 if __name__ == "__main__":

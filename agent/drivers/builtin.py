@@ -111,6 +111,7 @@ class BuiltinDriver(ProcessDriver):
                 distribution=params.distribution,
                 key_start=keys[0],
                 reply_timeout_s=params.reply_timeout_s,
+                busy_poll_ns=round(params.busy_poll_s * 1e9),
             )
             plans.append(ProcessPlan(connections, config.to_json()))
         return plans

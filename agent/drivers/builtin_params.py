@@ -47,6 +47,9 @@ REPLY_TIMEOUT_S: Final = Limit(0.001, 600.0)
 """Seconds a connection with requests in flight may go without a reply before they count as
 ``timeout`` errors and the connection is replaced."""
 DEFAULT_REPLY_TIMEOUT_S: Final = 10.0
+BUSY_POLL_S: Final = Limit(0.0, 0.01)
+"""Closed loop: seconds a load process polls its connections without sleeping, when none has
+a reply ready, before it sleeps in ``epoll_wait`` (0: it sleeps at once)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class BuiltinParams:
     key_prefix: str = "key:"
     distribution: Distribution = UNIFORM
     reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
+    busy_poll_s: float = 0.0
 
 
 def open_loop_fields(fields: Fields) -> tuple[float | None, str]:
@@ -97,6 +101,11 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
     if fields.has("timeout") and fields.get("timeout") is not None:
         reply_timeout_s = fields.number("timeout", REPLY_TIMEOUT_S.minimum,
                                   REPLY_TIMEOUT_S.maximum)
+    busy_poll_s = 0.0
+    if fields.has("busy_poll") and fields.get("busy_poll") is not None:
+        busy_poll_s = fields.number("busy_poll", BUSY_POLL_S.minimum, BUSY_POLL_S.maximum)
+        if busy_poll_s and rate is not None:
+            raise fields.problem("busy_poll", "applies to the closed loop only, not with rate")
     parsed = BuiltinParams(
         processes=processes,
         connections=fields.integer("connections", CONNECTIONS.minimum, CONNECTIONS.maximum),
@@ -109,6 +118,7 @@ def parse_params(params: dict[str, Any]) -> BuiltinParams:
         rate=rate,
         arrivals=arrivals,
         reply_timeout_s=reply_timeout_s,
+        busy_poll_s=busy_poll_s,
         **_templates_and_keys(fields),
     )
     fields.no_more()

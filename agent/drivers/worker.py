@@ -58,6 +58,7 @@ from agent.drivers.errors import (
     DriverError,
 )
 from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
+from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
@@ -151,6 +152,8 @@ class WorkerConfig:
     reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
     """A connection with requests in flight and no reply for this long: they are ``timeout``
     errors and the connection is replaced (:meth:`RespConnections._expire`)."""
+    busy_poll_ns: int = 0
+    """Closed loop: how long to poll without sleeping when no reply is ready (0: never)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,6 +175,7 @@ class WorkerConfig:
             "distribution": self.distribution.to_json(),
             "key_start": self.key_start,
             "reply_timeout_s": self.reply_timeout_s,
+            "busy_poll_ns": self.busy_poll_ns,
         }
 
     @classmethod
@@ -196,6 +200,7 @@ class WorkerConfig:
             distribution=Distribution(**data.get("distribution") or {}),
             key_start=int(data.get("key_start", 0)),
             reply_timeout_s=float(data.get("reply_timeout_s", DEFAULT_REPLY_TIMEOUT_S)),
+            busy_poll_ns=int(data.get("busy_poll_ns", 0)),
         )
 
     def keys(self) -> Keyspace:
@@ -299,6 +304,7 @@ class Worker(RespConnections):
         self._answered_by = ""  # the node the last re-send was answered by
         self._preload_done = self._preload_total = 0  # keys SET / to SET by the preload
         self._preload_reported = 0.0  # monotonic: the last preload_progress message
+        self._spin = spin_counter.attached() or spin_counter.SpinTally()  # busy-poll CPU
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -545,6 +551,7 @@ class Worker(RespConnections):
         requests = bytes_in = bytes_out = gap = 0
         last: tuple[int, bool] | None = None  # the last interval, reported after the drain
         drain_end = grid.end + self.config.timeline.drain_ns
+        busy_poll = self._busy_poll if self.config.busy_poll_ns else None
         wake = self._wake(grid)
         while True:
             now = perf()
@@ -565,7 +572,7 @@ class Worker(RespConnections):
             timeout = (wake - now) / 1e9
             if timeout < 0:  # (never, by construction; a negative timeout would block forever)
                 timeout = 0.0
-            ready = poll(timeout)
+            ready = busy_poll(wake) if busy_poll is not None else poll(timeout)
             received_ns = perf()  # every reply of this round arrived by now
             for fd, events in ready:
                 conn = by_fd.get(fd)
@@ -661,6 +668,23 @@ class Worker(RespConnections):
                 bytes_out += sent
                 if sent < len(payload):
                     self._pend(conn, payload[sent:])
+
+    def _busy_poll(self, wake: int) -> list[tuple[int, int]]:
+        """Poll without sleeping for up to ``busy_poll_ns`` (or until ``wake``), then sleep
+        until ``wake`` if nothing came. The polling's CPU time is counted
+        (:mod:`agent.drivers.kit.spin_counter`) for the verdicts to leave out: the thread's
+        CPU clock, not the wall clock, so time the process was preempted is not deducted."""
+        poll = self._poller.poll
+        perf = time.perf_counter_ns
+        cpu_began = time.thread_time_ns()
+        until = min(perf() + self.config.busy_poll_ns, wake)
+        ready: list[tuple[int, int]] = poll(0)
+        while not ready and perf() < until:
+            ready = poll(0)
+        self._spin.add(time.thread_time_ns() - cpu_began)
+        if not ready:
+            ready = poll(max(0.0, (wake - perf()) / 1e9))
+        return ready
 
     def _count(
         self, conn: Connection, batch: Batch, first: int, done: int,

@@ -72,10 +72,14 @@ def process_cpu(before: ProcessTimes, after: ProcessTimes, seconds: float) -> Pr
         used = cpu_ns - before.threads.get(tid, 0)
         if used > hottest_ns:
             hottest, hottest_ns = tid, used
+    spun = None
+    if before.spin_ns is not None and after.spin_ns is not None:
+        spun = percent(after.spin_ns - before.spin_ns)
     return ProcessCpu(
         pid=after.pid, name=after.name, cpu_percent=percent(after.cpu_ns - before.cpu_ns),
         threads=len(after.threads), hottest_thread=hottest,
         hottest_thread_percent=percent(hottest_ns) if hottest is not None else None,
+        busy_poll_percent=spun,
     )  # fmt: skip
 
 

@@ -89,7 +89,8 @@ class CpuShare:
 @dataclass(frozen=True)
 class ProcessCpu:
     """One watched process over an interval: CPU as % of one core (above 100 when several
-    threads run at once), and its hottest thread's."""
+    threads run at once), and its hottest thread's; for a load process, the part of its CPU
+    spent busy-polling (``busy_poll_percent``, None for other processes)."""
 
     pid: int
     name: str
@@ -97,6 +98,7 @@ class ProcessCpu:
     threads: int
     hottest_thread: int | None
     hottest_thread_percent: float | None
+    busy_poll_percent: float | None = None
 
 
 @dataclass(frozen=True)

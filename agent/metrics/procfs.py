@@ -86,12 +86,14 @@ class Memory:
 
 @dataclass(frozen=True)
 class ProcessTimes:
-    """One process: its CPU time and each thread's (thread id -> CPU time), ns."""
+    """One process: its CPU time and each thread's (thread id -> CPU time), ns; for a load
+    process, the CPU time it spent busy-polling (:mod:`agent.drivers.kit.spin_counter`)."""
 
     pid: int
     name: str
     cpu_ns: int
     threads: Mapping[int, int]
+    spin_ns: int | None = None
 
 
 def parse_stat(text: str) -> SystemStat:

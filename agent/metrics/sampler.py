@@ -28,10 +28,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final
 
 import psutil
 
+from agent.drivers.kit.spin_counter import COUNTERS
 from agent.metrics import cgroup, procfs
 from agent.metrics.deltas import HostSnapshot, interval_between
 from agent.metrics.model import MetricsInterval, MetricsPlan, MetricsReport, RedisInfo
@@ -59,9 +61,11 @@ class Snapshotter:
     processes'. ``load_pids`` and ``server_pids`` may be replaced between reads."""
 
     def __init__(self, quota: cgroup.QuotaCgroup | None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns,
+                 spun_ns: Callable[[int], int | None] = COUNTERS.spun_ns) -> None:
         self.quota = quota
         self.clock = clock
+        self.spun_ns = spun_ns
         self.load_pids: set[int] = set()
         self.server_pids: set[int] = set()
 
@@ -83,7 +87,7 @@ class Snapshotter:
         loadavg = attempt("loadavg", procfs.read_loadavg)
         quota = self.quota
         throttle = attempt("throttle", lambda: cgroup.read_throttling(quota)) if quota else None
-        load = attempt("load_processes", lambda: procfs.read_processes(self.load_pids))
+        load = attempt("load_processes", self._load_processes)
         server = attempt("server_processes", lambda: procfs.read_processes(self.server_pids))
         return HostSnapshot(
             time_ns=now,
@@ -97,6 +101,11 @@ class Snapshotter:
             server_processes=server if isinstance(server, dict) else {},
             problems=problems,
         )
+
+    def _load_processes(self) -> dict[int, procfs.ProcessTimes]:
+        """The load processes' CPU, each with its busy-poll count read right after it."""
+        found = procfs.read_processes(self.load_pids)
+        return {pid: replace(times, spin_ns=self.spun_ns(pid)) for pid, times in found.items()}
 
 
 class MetricsSampler:

@@ -12,6 +12,11 @@ Choices, each so that a verdict is never decided on a figure that was not measur
   missing from the window. An interval where a process was not sampled is None.
 - **throttled periods**: None when the host has no CPU quota; an empty series (not measured,
   so client-bound is undecided) when a quota may exist but its counters could not be read.
+- **busy-polling** (``benchmark.builtin.busy_poll``) is left out of a client's CPU: a load
+  process's CPU less the CPU it spent polling for replies (``busy_poll_percent``, counted by
+  the process and read with its CPU clock), its hottest thread's too when that thread is the
+  polling one (the main thread), and the host's busy share less every load process's polling
+  over the host's cores. A host whose cores were not read keeps its busy share as measured.
 - **interfaces**: bytes in the busier direction; the loopback is left out, as it has no link
   to saturate (and no link speed: it would make network-bound undecided for ever).
 - **server CPU limit**: Redis executes commands on one thread, so one core is the most it can
@@ -29,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from coordinator.core.host_verdicts import HostSeries
-from coordinator.core.metrics import HostInterval, HostMetrics
+from coordinator.core.metrics import HostInterval, HostMetrics, ProcessRecord
 from coordinator.core.platform import PlatformRecord
 
 LOOPBACK = "lo"
@@ -52,7 +57,7 @@ def host_series(metrics: HostMetrics, window: Sequence[int],
         host=metrics.host,
         role="client" if client or not server else "server",
         interval_indices=indices,
-        cpu_total_percent=[None if item.cpu is None else item.cpu.busy for item in intervals],
+        cpu_total_percent=[host_busy(item) for item in intervals],
         load_process_cpu=load_process_cpu(intervals, in_window) if client else {},
         hottest_thread_cpu=[hottest_thread(item) for item in intervals] if client else [],
         throttled_periods=throttled,
@@ -83,15 +88,33 @@ def load_process_cpu(intervals: Sequence[HostInterval],
                      in_window: Sequence[HostInterval]) -> dict[str, list[float | None]]:
     """Per load process seen in the window: its CPU, % of one core, per interval."""
     labels = process_labels(in_window)
-    by_interval = [{p.pid: p.cpu_percent for p in item.load_processes} for item in intervals]
+    by_interval = [{p.pid: working(p.cpu_percent, p) for p in item.load_processes}
+                   for item in intervals]
     return {label: [cpu.get(pid) for cpu in by_interval] for pid, label in labels.items()}
 
 
+def working(percent: float, process: ProcessRecord) -> float:
+    """A load process's CPU figure without the part it spent busy-polling."""
+    return max(0.0, percent - (process.busy_poll_percent or 0.0))
+
+
 def hottest_thread(interval: HostInterval) -> float | None:
-    """The busiest thread of any load process, % of one core (None: none was sampled)."""
-    threads = [p.hottest_thread_percent for p in interval.load_processes
-               if p.hottest_thread_percent is not None]
+    """The busiest thread of any load process, % of one core (None: none was sampled); the
+    main thread, which is the one that busy-polls, without its polling."""
+    threads = [working(p.hottest_thread_percent, p) if p.hottest_thread == p.pid
+               else p.hottest_thread_percent
+               for p in interval.load_processes if p.hottest_thread_percent is not None]
     return max(threads, default=None)
+
+
+def host_busy(interval: HostInterval) -> float | None:
+    """The host's busy share of all its cores, without its load processes' busy-polling."""
+    if interval.cpu is None:
+        return None
+    polled = sum(p.busy_poll_percent or 0.0 for p in interval.load_processes)
+    if not polled or not interval.cores:
+        return interval.cpu.busy
+    return max(0.0, interval.cpu.busy - polled / len(interval.cores))
 
 
 def throttling_unread(metrics: HostMetrics, intervals: Sequence[HostInterval]) -> bool:

@@ -58,6 +58,11 @@ class ProcessRecord(MetricsModel):
         description="that thread's CPU, % of one core: a saturated thread shows here even when "
         "the host's average is low"
     )
+    busy_poll_percent: Percent | None = Field(
+        None, description="a load process: the part of cpu_percent it spent polling for "
+        "replies without sleeping (benchmark.builtin.busy_poll), % of one core; the "
+        "client-bound verdicts leave it out; null: not a load process, or not counted"
+    )
 
 
 class InterfaceRecord(MetricsModel):

@@ -284,6 +284,13 @@ class BuiltinDriver(Model):
         "gets none for this long: its unanswered requests count as timeout errors and it is "
         "replaced by a new connection (docs/drivers.md); 1ms to 10min",
     )
+    busy_poll_usec: int = Field(
+        0, ge=0, le=round(builtin_params.BUSY_POLL_S.maximum * 1e6),
+        description="closed loop: when no reply is ready, a load process polls its "
+        "connections without sleeping for up to this many µs before it sleeps, so it sees a "
+        "reply as it lands rather than after a wake-up; the polling's CPU is measured and "
+        "left out of the client-bound verdicts (docs/drivers.md); 0: off",
+    )
     templates: list[CommandTemplate] | None = Field(
         None, min_length=1, max_length=MAX_TEMPLATES, description="a weighted mix of command "
         "templates instead of the SET/GET mix of set_ratio",
@@ -302,6 +309,13 @@ class BuiltinDriver(Model):
     def _ratio_or_templates(self) -> BuiltinDriver:
         if self.templates is not None and "set_ratio" in self.model_fields_set:
             raise ValueError("give set_ratio or templates, not both (a template has a weight)")
+        return self
+
+    @model_validator(mode="after")
+    def _busy_poll_closed_loop(self) -> BuiltinDriver:
+        if self.busy_poll_usec and self.rate is not None:
+            raise ValueError("busy_poll_usec applies to the closed loop only, not with rate "
+                             "(the open loop already polls towards each send time)")
         return self
 
 

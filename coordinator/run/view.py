@@ -188,13 +188,16 @@ def cpu_cell(sampled: MetricsInterval | None) -> str:
 
 def hottest_load_cell(sampled: MetricsInterval | None) -> str:
     """The load process that used the most CPU, named as the verdicts name it (its rank in
-    pid order), with its CPU in % of one core."""
+    pid order), with its CPU in % of one core, and the part it spent busy-polling."""
     if sampled is None or not sampled.load_processes:
         return "-"
     ranks = {pid: rank for rank, pid in
              enumerate(sorted(p.pid for p in sampled.load_processes), start=1)}
     hottest = max(sampled.load_processes, key=lambda p: p.cpu_percent)
-    return f"load process {ranks[hottest.pid]}: {hottest.cpu_percent:.0f} % of a core"
+    cell = f"load process {ranks[hottest.pid]}: {hottest.cpu_percent:.0f} % of a core"
+    if hottest.busy_poll_percent:
+        cell += f" ({hottest.busy_poll_percent:.0f} % polling)"
+    return cell
 
 
 def server_cell(sampled: MetricsInterval) -> str:

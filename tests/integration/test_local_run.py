@@ -18,6 +18,7 @@ import yaml
 from agent.messages import LoadProgress
 from agent.metrics.model import MetricsInterval
 from coordinator.core.errors import StrictVerdicts
+from coordinator.core.host_series import all_host_series
 from coordinator.inventory.loader import load_inventory
 from coordinator.remote.fleet import Fleet
 from coordinator.results import load_results
@@ -50,7 +51,7 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 def write_inventory(directory: Path, port: int, repetitions: int = 1,
-                    duration: str = "1s") -> Path:
+                    duration: str = "1s", **builtin: object) -> Path:
     hosts = [{"name": "server", "address": "127.0.0.1", "roles": ["server"]}]
     hosts += [{"name": f"client{n}", "address": f"127.0.0.1{n}", "roles": ["client"]}
               for n in (1, 2)]
@@ -59,7 +60,8 @@ def write_inventory(directory: Path, port: int, repetitions: int = 1,
         "servers": [{"name": "redis", "host": "server", "port": port}],
         "benchmark": {"driver": "builtin", "repetitions": repetitions, "warmup": "1s",
                       "duration": duration, "interval": "500ms",
-                      "builtin": {"connections": 2, "processes": 1, "keyspace": 10_000}},
+                      "builtin": {"connections": 2, "processes": 1, "keyspace": 10_000,
+                                  **builtin}},
         "baseline": {"enabled": False},
     }
     path = directory / "local.yaml"
@@ -130,6 +132,9 @@ def test_every_host_samples_its_metrics_on_the_loads_interval_grid(
         assert all(i is not None and i.cpu is not None
                    and (len(i.load_processes) == 1 or ended_after_the_load(i, end_ms))
                    for i in load), f"{name}: (index, cpu, load processes, missing): {seen}"
+    # without busy_poll_usec, every load process's counter is read and stays at 0
+    assert {p.busy_poll_percent for name in ("client1", "client2")
+            for i in by_host[name].intervals for p in i.load_processes} == {0.0}
     server = by_host["server"]
     assert server.missing == {}
     assert {p.name for i in server.intervals for p in i.server_processes} == {"redis-server"}
@@ -142,6 +147,38 @@ def test_every_host_samples_its_metrics_on_the_loads_interval_grid(
     assert not [v.summary for v in host_verdicts if "no metrics" in v.summary]
     assert {v.hosts[0] for v in host_verdicts if v.name == "client-bound"} == {"client1",
                                                                               "client2"}
+
+
+def test_busy_polling_is_counted_per_load_process_and_left_out_of_the_verdicts_cpu(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    loaded = load_inventory(write_inventory(tmp_path, redis_port, connections=1,
+                                            busy_poll_usec=5_000))
+    run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    (repetition,) = load_results(tmp_path / "out").repetitions
+    window = range(repetition.window.first or 0, (repetition.window.last or -1) + 1)
+    assert len(window) == 2
+    by_host = {metrics.host: metrics for metrics in repetition.metrics}
+    for name in ("client1", "client2"):
+        sampled = [by_host[name].interval(index) for index in window]
+        polling = [(p.cpu_percent, p.busy_poll_percent) for i in sampled if i is not None
+                   for p in i.load_processes]
+        assert polling, f"{name}: no load process sampled in the window"
+        # One connection, a reply every few tens of µs at most: the process polls most of the
+        # time, and its polling is part of its CPU, counted by the same clock.
+        assert all(spun is not None and 0 < spun <= cpu + 1 for cpu, spun in polling), polling
+    for process in (p for i in by_host["server"].intervals for p in i.server_processes):
+        assert process.busy_poll_percent is None
+    series = {s.host: s for s in all_host_series(repetition.metrics, list(window), None)}
+    for name in ("client1", "client2"):
+        sampled = {i.index: i for i in by_host[name].intervals}
+        ((label, values),) = series[name].load_process_cpu.items()
+        for index, value in zip(series[name].interval_indices, values, strict=True):
+            (process,) = sampled[index].load_processes or [None]
+            if process is not None:
+                assert value == pytest.approx(
+                    max(0.0, process.cpu_percent - (process.busy_poll_percent or 0.0))), label
+    nothing_left(transport)
 
 
 def test_many_plans_run_over_one_fleet_without_restarting_agents(

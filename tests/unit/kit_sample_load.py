@@ -1,8 +1,9 @@
 """A second load driver built only from the driver kit, for tests/unit/test_driver_kit.py.
 
-Its load processes open no connection: each records one ``TICK`` of 1 µs per interval, on the
-T0 grid, until the planned end or a stop. Everything else (processes, PDEATHSIG, readiness, T0,
-intervals, stop, the merged report, close) is the kit's.
+Its load processes open no connection: each records one ``TICK`` of 1 µs per interval (and
+counts :data:`TICK_SPIN_NS` of busy-polling), on the T0 grid, until the planned end or a stop.
+Everything else (processes, PDEATHSIG, readiness, T0, intervals, stop, the merged report, the
+busy-poll counter, close) is the kit's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from agent.drivers.channel import Channel
+from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.process_driver import ProcessDriver, ProcessPlan
 from agent.drivers.kit.recorder import LoadRecorder
@@ -21,6 +23,8 @@ from agent.drivers.spec import LoadSpec, Timeline
 from agent.histograms import HistogramParams
 
 MODULE = "tests.unit.kit_sample_load"
+TICK_SPIN_NS = 1_000
+"""Each tick also counts this much busy-polling on the process's spin counter."""
 
 
 class TickDriver(ProcessDriver):
@@ -64,6 +68,8 @@ class TickLoad:
             for index, complete in grid.roll(time.perf_counter_ns()):
                 bucket[1] = bucket.get(1, 0) + 1
                 self.recorder.requests += 1
+                if (counter := spin_counter.attached()) is not None:
+                    counter.add(TICK_SPIN_NS)
                 self.report_interval(index, complete=complete)
             if grid.over:
                 return COMPLETED

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from agent.drivers import DRIVERS
 from agent.drivers.base import LoadState, Prepared
 from agent.drivers.channel import Channel
+from agent.drivers.kit.spin_counter import COUNTERS
 from agent.drivers.kit.supervisor import exit_status_unreaped
 from agent.drivers.kit.timed import IntervalGrid, wait_for_t0
 from agent.drivers.spec import START_WAITS, Timeline, parse_spec
@@ -27,7 +28,7 @@ from agent.messages import MessageError, decode, encode
 from agent.metrics import procfs
 from coordinator.run.loadspec import SPEC_PARAMS
 from tests.helpers import poll_until, process_gone
-from tests.unit.kit_sample_load import TickDriver
+from tests.unit.kit_sample_load import TICK_SPIN_NS, TickDriver
 
 DEADLINE = 30.0
 INTERVAL_NS = 1_000_000
@@ -110,8 +111,11 @@ def test_a_driver_made_of_the_kit_runs_reports_and_cleans_up(driver: TickDriver)
     # Exited, and left unreaped until close: their CPU time stays readable for the sampler.
     poll_until(lambda: gone(pids), DEADLINE, "the load processes to exit")
     assert all(procfs.process_clock_ns(pid) is not None for pid in pids)
+    # Each process's busy-poll counter reached the agent: 4 ticks of TICK_SPIN_NS each.
+    assert [COUNTERS.spun_ns(pid) for pid in pids] == [4 * TICK_SPIN_NS] * 2
     driver.close()
     assert not any(psutil.pid_exists(pid) for pid in pids)  # reaped
+    assert [COUNTERS.spun_ns(pid) for pid in pids] == [None, None]  # and forgotten
 
 
 def test_an_exit_status_is_read_without_reaping_the_child() -> None:

@@ -265,3 +265,30 @@ def test_retransmits_not_read_stay_none() -> None:
     series = host_series(host([interval(0, retransmits=None), interval(1, retransmits=3)]),
                          [0, 1], None)
     assert list(series.retransmits) == [None, 3]
+
+
+def test_busy_polling_is_left_out_of_the_client_bound_cpu_figures() -> None:
+    polling = {**process(40, 99.0, thread=98.0), "busy_poll_percent": 70.0}
+    other = {**process(41, 30.0, thread=25.0), "hottest_thread": 4242,
+             "busy_poll_percent": 20.0}  # its hottest thread is not the polling one
+    intervals = [interval(i, busy=80.0, load=[polling, other]) for i in WINDOW]
+    intervals = [{**item, "cores": [cpu(80.0), cpu(80.0)]} for item in intervals]
+    series = host_series(host(intervals), WINDOW, None)
+    assert dict(series.load_process_cpu) == {"1 (python, pid 40)": [29.0] * 4,
+                                             "2 (python, pid 41)": [10.0] * 4}
+    assert list(series.hottest_thread_cpu) == [pytest.approx(28.0)] * 4
+    assert list(series.cpu_total_percent) == [pytest.approx(80.0 - 90.0 / 2)] * 4
+    (verdict, *_) = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
+    assert verdict.name == "client-bound"
+    assert verdict.state == "clear", verdict.summary
+
+
+def test_without_busy_polling_the_cpu_figures_are_as_sampled() -> None:
+    counted_zero = {**process(40, 99.0), "busy_poll_percent": 0.0}
+    intervals = [interval(i, busy=97.0, load=[counted_zero]) for i in WINDOW]
+    series = host_series(host(intervals), WINDOW, None)
+    assert dict(series.load_process_cpu) == {"1 (python, pid 40)": [99.0] * 4}
+    assert list(series.hottest_thread_cpu) == [99.0] * 4
+    assert list(series.cpu_total_percent) == [97.0] * 4
+    (verdict, *_) = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
+    assert verdict.state == "flagged"

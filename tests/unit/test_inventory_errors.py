@@ -261,6 +261,17 @@ CASES: list[tuple[str, str, str]] = [
         "bad.yaml:15: benchmark.builtin.set_ratio: must be <= 1.0, got 1.5",
     ),
     (
+        "busy polling beyond its limit",
+        VALID_HEAD + "benchmark:\n  builtin:\n    busy_poll_usec: 20000\n",
+        "bad.yaml:15: benchmark.builtin.busy_poll_usec: must be <= 10000, got 20000",
+    ),
+    (
+        "busy polling in an open loop",
+        VALID_HEAD + "benchmark:\n  builtin:\n    rate: 1000\n    busy_poll_usec: 200\n",
+        "bad.yaml:14: benchmark.builtin: busy_poll_usec applies to the closed loop only, not with "
+        "rate",
+    ),
+    (
         "memtier ratio malformed",
         VALID_HEAD + "benchmark:\n  memtier:\n    ratio: one-to-ten\n",
         "bad.yaml:15: benchmark.memtier.ratio: must match",

@@ -146,6 +146,8 @@ def test_a_spec_that_is_not_json_is_refused() -> None:
         ("rate", "fast", "spec.params.rate must be a number"),
         ("arrivals", "bursts", "spec.params.arrivals must be one of constant, poisson"),
         ("timeout", 0, "spec.params.timeout must be at least 0.001"),
+        ("busy_poll", -0.001, "spec.params.busy_poll must be at least 0"),
+        ("busy_poll", 0.5, "spec.params.busy_poll must be at most 0.01"),
         ("connections", 0, "spec.params.connections must be at least 1"),
         ("processes", 0, "spec.params.processes must be at least 1"),
         ("pipeline", 1.5, "spec.params.pipeline must be an integer"),
@@ -186,6 +188,21 @@ def test_the_reply_timeout_is_10s_unless_told_and_reaches_every_load_process() -
     plans = AgentBuiltin(cores=2, available_memory=lambda: 1 << 40).plan_load(
         parse_spec(json.dumps(spec)))
     assert [WorkerConfig.from_json(dict(p.config)).reply_timeout_s for p in plans] == [0.25] * 2
+
+
+def test_busy_polling_is_off_unless_told_reaches_every_load_process_and_is_closed_loop_only(
+) -> None:
+    from agent.drivers.builtin import BuiltinDriver as AgentBuiltin
+    from agent.drivers.worker import WorkerConfig
+
+    assert parse_params(dict(SPEC["params"])).busy_poll_s == 0.0
+    spec = copy.deepcopy(SPEC)
+    spec["params"].update(processes=2, connections=4, busy_poll=0.0002)
+    plans = AgentBuiltin(cores=2, available_memory=lambda: 1 << 40).plan_load(
+        parse_spec(json.dumps(spec)))
+    assert [WorkerConfig.from_json(dict(p.config)).busy_poll_ns for p in plans] == [200_000] * 2
+    with pytest.raises(DriverError, match=r"spec\.params\.busy_poll applies to the closed loop"):
+        parse_params(dict(SPEC["params"], busy_poll=0.0002, rate=1000))
 
 
 def test_the_open_loop_plan_spreads_the_host_connections_over_the_processes() -> None:

@@ -196,10 +196,31 @@ def test_an_interval_is_the_difference_of_its_snapshots() -> None:
     (process,) = interval.load_processes
     assert process.cpu_percent == 100.0
     assert (process.hottest_thread, process.hottest_thread_percent) == (7, 95.0)
+    assert process.busy_poll_percent is None  # no counter read: not a load process
     assert interval.throttling is not None
     assert (interval.throttling.throttled_periods, interval.throttling.throttled_usec) == (7, 60000)
     assert interval.missing == {"interfaces": "not read", "tcp": "not read",
                                 "memory": "not read", "load_average": "not read"}
+
+
+def test_a_load_process_busy_polling_is_its_counter_over_the_interval() -> None:
+    before = procfs.ProcessTimes(7, "load", 1_000_000_000, {7: 1_000_000_000}, spin_ns=100)
+    after = procfs.ProcessTimes(7, "load", 1_900_000_000, {7: 1_900_000_000},
+                                spin_ns=600_000_100)
+    interval = interval_between(snapshot(0, 0, 1000, load_processes={7: before}),
+                                snapshot(2_000_000_000, 500, 1500, load_processes={7: after}),
+                                index=0, phase="measure", quota=None)
+    (process,) = interval.load_processes
+    assert (process.cpu_percent, process.busy_poll_percent) == (45.0, 30.0)
+
+
+def test_the_snapshot_reads_each_load_process_busy_poll_counter() -> None:
+    snapshotter = Snapshotter(None, spun_ns={os.getpid(): 1234}.get)
+    snapshotter.load_pids = {os.getpid()}
+    snapshotter.server_pids = {os.getpid()}
+    taken = snapshotter.read()
+    assert taken.load_processes[os.getpid()].spin_ns == 1234
+    assert taken.server_processes[os.getpid()].spin_ns is None
 
 
 def test_a_part_that_could_not_be_read_is_missing_with_its_reason() -> None:

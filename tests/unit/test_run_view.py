@@ -58,6 +58,14 @@ def test_the_live_view_shows_each_clients_cpu_its_hottest_process_and_the_server
     assert "30" in server and "redis-server: 20 % of a core" in server
 
 
+def test_a_busy_polling_process_shows_the_part_of_its_cpu_spent_polling() -> None:
+    polling = ProcessCpu(pid=40, name="python3", cpu_percent=100.0, threads=1,
+                         hottest_thread=40, hottest_thread_percent=100.0,
+                         busy_poll_percent=71.6)
+    text = rendered({"client1": sampled(60.0, (polling,))})
+    assert "load process 1: 100 % of a core (72 % polling)" in text
+
+
 def test_the_preload_shows_a_bar_with_keys_rate_and_time_left() -> None:
     assert preload_line("client1", 250_000, 1_000_000, 0.5) == (
         "preloading the keyspace from client1: 250,000/1,000,000 keys (25 %), 500,000 keys/s, "

@@ -1,8 +1,10 @@
 """The entry of a load process and its conversation with the agent.
 
-The agent starts it as ``python -I -c BOOT PATHS MODULE FD PARENT_PID`` (:func:`boot_argv`): a
-fresh interpreter (not a fork of the multithreaded agent) with the agent's ``sys.path``, which
-runs ``MODULE.main`` over the Unix socket ``FD`` (:mod:`agent.drivers.channel`). It asks the
+The agent starts it as ``python -I -c BOOT PATHS MODULE FD PARENT_PID [COUNTER_FD]``
+(:func:`boot_argv`): a fresh interpreter (not a fork of the multithreaded agent) with the
+agent's ``sys.path``, which runs ``MODULE.main`` over the Unix socket ``FD``
+(:mod:`agent.drivers.channel`), with its busy-poll counter ``COUNTER_FD``
+(:mod:`agent.drivers.kit.spin_counter`). It asks the
 kernel to kill it if the agent thread that started it dies (``PR_SET_PDEATHSIG``), and stays in
 the agent's process group, so nothing outlives the agent. The conversation (:func:`serve`)::
 
@@ -29,6 +31,7 @@ from typing import Any, Final, NoReturn, Protocol
 
 from agent.drivers.channel import Channel, ChannelClosed
 from agent.drivers.errors import KIND_INTERNAL, DriverError
+from agent.drivers.kit import spin_counter
 
 _PR_SET_PDEATHSIG: Final = 1
 
@@ -39,11 +42,12 @@ BOOT: Final = (
 )
 
 
-def boot_argv(module: str, fd: int) -> list[str]:
+def boot_argv(module: str, fd: int, counter_fd: int | None = None) -> list[str]:
     """The command that starts a load process running ``module.main`` on channel ``fd``."""
     paths = [path for path in sys.path if path]
+    counter = [] if counter_fd is None else [str(counter_fd)]
     return [sys.executable, "-I", "-c", BOOT, json.dumps(paths), module, str(fd),
-            str(os.getpid())]
+            str(os.getpid()), *counter]
 
 
 class Load(Protocol):
@@ -61,9 +65,11 @@ class Load(Protocol):
 
 def child_main(argv: Sequence[str], make_load: Callable[[dict[str, Any], Channel], Load]
                ) -> NoReturn:
-    """A load process's ``main``: argv is ``FD PARENT_PID``; never returns."""
+    """A load process's ``main``: argv is ``FD PARENT_PID [COUNTER_FD]``; never returns."""
     fd, parent = int(argv[0]), int(argv[1])
     die_with_parent(parent)
+    if len(argv) > 2:
+        spin_counter.attach(int(argv[2]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the agent's to handle
     channel = Channel(socket.socket(fileno=fd))
     status = 1

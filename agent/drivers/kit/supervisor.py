@@ -7,7 +7,9 @@ the load: Linux delivers ``PR_SET_PDEATHSIG`` (asked for by :mod:`agent.drivers.
 when the *thread* that forked a child ends, so processes started from an RPyC connection's
 thread would die with that connection. A process that exits is left unreaped, so that its CPU
 time can still be read (:func:`exit_status_unreaped`). :meth:`Supervisor.close` lets them exit
-(their channel ends), makes sure they did, and reaps them.
+(their channel ends), makes sure they did, and reaps them. Each process gets a busy-poll
+counter (:mod:`agent.drivers.kit.spin_counter`), known to the sampler by its pid until it is
+reaped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.drivers.channel import Channel, ChannelClosed
+from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import boot_argv
 
 log = logging.getLogger("agent.drivers.kit.supervisor")
@@ -96,6 +99,8 @@ class Supervisor(threading.Thread):
         for child in self.children:
             child.channel.close()
             end_process(child.popen)
+            if child.popen is not None:
+                spin_counter.COUNTERS.remove(child.popen.pid)
 
     def _finish(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for every channel to close, then stop reading.
@@ -126,13 +131,21 @@ class Supervisor(threading.Thread):
                 if child.child_end is None:  # closed already: the driver is closing
                     break
                 fd = child.child_end.fileno()
-                child.popen = subprocess.Popen(
-                    boot_argv(self.module, fd),
-                    pass_fds=(fd,),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    close_fds=True,
-                )
+                counter_fd, counter = spin_counter.new_counter_file()
+                try:
+                    child.popen = subprocess.Popen(
+                        boot_argv(self.module, fd, counter_fd),
+                        pass_fds=(fd, counter_fd),
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        close_fds=True,
+                    )
+                except OSError:
+                    counter.close()
+                    raise
+                finally:
+                    os.close(counter_fd)
+                spin_counter.COUNTERS.add(child.popen.pid, counter)
                 child.child_end.close()
                 child.child_end = None
                 child.channel.send(child.greeting)
