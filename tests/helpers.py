@@ -20,7 +20,6 @@ import redis
 from agent.messages import LoadProgress
 from agent.metrics.model import MetricsInterval
 from coordinator.core.baselines import BaselinePair
-from coordinator.core.metrics import HostInterval
 from coordinator.inventory.loader import load_inventory
 from coordinator.inventory.server_auth import target_password
 from coordinator.lab.api import LabBusy, LabSpec, LabStatus, lab_down, lab_up
@@ -195,14 +194,3 @@ class MeasureView:
 
     def baseline_pair(self, when: str, pair: BaselinePair) -> None:
         self.baseline_pairs.append((when, pair))
-
-
-def ended_after_the_load(interval: HostInterval, end_ms: float) -> bool:
-    """Whether a load process may be missing from a host's ``interval``: its closing snapshot
-    came after the load's planned end (``end_ms`` after T0), by which time the process may
-    have exited, and ``missing`` says one did. The load processes exit a few ms after the
-    end, and a sampler may wake later than that: held to 0.2 of a core, 80 ms (seen once in
-    CI: the last interval closed at 4,080 ms of a load that ended at 4,000). Anywhere else
-    every load process must be in the interval."""
-    late = interval.start_ms + interval.duration_ms > end_ms
-    return late and "load_processes.exited" in interval.missing

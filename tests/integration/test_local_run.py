@@ -34,7 +34,6 @@ from coordinator.run.runner import (
 from coordinator.run.steps import step_names
 from tests.helpers import (
     MeasureView,
-    ended_after_the_load,
     loopback_redis,
     poll_until,
     process_gone,
@@ -128,9 +127,8 @@ def test_every_host_samples_its_metrics_on_the_loads_interval_grid(
         assert [i.phase if i else None for i in load] == ["warmup"] * 2 + ["measure"] * 2
         seen = [(i.index, i.cpu is not None, len(i.load_processes), dict(i.missing))
                 if i else None for i in load]
-        end_ms = 2000.0  # 1 s of warm-up, 1 s measured
         assert all(i is not None and i.cpu is not None
-                   and (len(i.load_processes) == 1 or ended_after_the_load(i, end_ms))
+                   and len(i.load_processes) == 1
                    for i in load), f"{name}: (index, cpu, load processes, missing): {seen}"
     # without busy_poll_usec, every load process's counter is read and stays at 0
     assert {p.busy_poll_percent for name in ("client1", "client2")

@@ -21,7 +21,7 @@ from coordinator.lab import system as lab_sys
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import LabPaths
 from coordinator.run.runner import run_benchmark
-from tests.helpers import MeasureView, ended_after_the_load, lab_redis, module_lab
+from tests.helpers import MeasureView, lab_redis, module_lab
 from tests.integration.test_lab import ssh
 
 pytestmark = [
@@ -38,10 +38,6 @@ CPU = 0.2
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStatus]:
     spec = LabSpec(name=NAME, clients=2, subnet=SUBNET, client_cpu=CPU, server_cpu=CPU)
     yield from module_lab(spec, tmp_path_factory.mktemp("metrics"))
-
-
-END_MS = 4000.0
-"""The load's planned end, ms after T0 (1 s of warm-up and 3 s measured)."""
 
 
 def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path: Path) -> None:
@@ -71,8 +67,8 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
         for interval in load:
             assert interval is not None and interval.cpu is not None
             assert "eth0" in interval.interfaces
-            if ended_after_the_load(interval, END_MS):
-                continue  # a load process may have exited before this late snapshot
+            # every load process, even in an interval closed after the load's end: an exited
+            # one stays unreaped, so readable, until the load is closed
             assert len(interval.load_processes) == 2, interval
         used = [p.cpu_percent for i in load if i for p in i.load_processes]
         assert sum(used) > 0
