@@ -4,12 +4,14 @@ what they did to each host.
 
 The export carries each host's SSH settings and host-key policy (see
 :mod:`coordinator.provision.ansible_inventory`); the environment set here only keeps Ansible
-from reading the operator's configuration files, keeps SSH connections from outliving the run
-(no ControlPersist masters left behind) and turns colours off so that the output can be read.
+from reading the operator's configuration files, shares one SSH connection per host among the
+playbook's tasks (an OpenSSH master each, in the run's scratch directory, ended when the
+playbook is: none is left behind) and turns colours off so that the output can be read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -26,6 +28,9 @@ from coordinator.provision.recap import PlaybookRecap, parse_playbook_output
 
 PLAYBOOK = "site.yml"
 EXTRA_NAME = "coord[ansible]"
+SSH_MASTER_PERSIST = "30s"
+"""An SSH master left idle this long ends by itself (a coord killed before it could end it)."""
+SSH_EXIT_TIMEOUT_S = 10.0
 
 
 class ProvisionError(CoordError):
@@ -70,15 +75,20 @@ def find_ansible_playbook() -> str:
     return found
 
 
-def ansible_environment(playbooks: Path) -> dict[str, str]:
+def ansible_environment(playbooks: Path, control_dir: Path | None = None) -> dict[str, str]:
     """The process environment for ansible-playbook: this directory's ansible.cfg and nothing
-    of the operator's, host keys checked, no persistent SSH masters, plain output."""
+    of the operator's, host keys checked, plain output. With ``control_dir``, each host's SSH
+    connection is shared by the playbook's tasks (an OpenSSH master per host, its socket in
+    that directory): the caller ends the masters after the playbook
+    (:func:`stop_ssh_masters`), and each would end by itself :data:`SSH_MASTER_PERSIST` after
+    its last task anyway. Without it, every task opens its own connection."""
     environment = dict(os.environ)
     environment.update({
         "ANSIBLE_CONFIG": str(playbooks / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(playbooks / "roles"),
         "ANSIBLE_HOST_KEY_CHECKING": "True",
-        "ANSIBLE_SSH_ARGS": "-o ControlMaster=no",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=no" if control_dir is None else
+        f"-o ControlMaster=auto -o ControlPersist={SSH_MASTER_PERSIST}",
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_STDOUT_CALLBACK": "default",
         "ANSIBLE_NOCOLOR": "1",
@@ -86,7 +96,19 @@ def ansible_environment(playbooks: Path) -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "True",
     })
+    if control_dir is not None:
+        environment["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
     return environment
+
+
+def stop_ssh_masters(control_dir: Path) -> None:
+    """End every OpenSSH master whose socket is in ``control_dir`` (``ssh -O exit``)."""
+    for entry in control_dir.iterdir():
+        if entry.is_socket():
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(["ssh", "-S", str(entry), "-O", "exit", "coord-provision"],
+                               stdin=subprocess.DEVNULL, capture_output=True, check=False,
+                               timeout=SSH_EXIT_TIMEOUT_S)
 
 
 def provision(loaded: LoadedInventory, options: ProvisionOptions) -> ProvisionOutcome:
@@ -108,10 +130,14 @@ def provision(loaded: LoadedInventory, options: ProvisionOptions) -> ProvisionOu
             command += ["--skip-tags", tag]
         for assignment in options.extra_vars:
             command += ["-e", assignment]
-        completed = subprocess.run(
-            command, cwd=playbooks, env=ansible_environment(playbooks), check=False,
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-        )
+        try:
+            completed = subprocess.run(
+                command, cwd=playbooks, env=ansible_environment(playbooks, Path(scratch)),
+                check=False,
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+            )
+        finally:
+            stop_ssh_masters(Path(scratch))
     output = completed.stdout + completed.stderr
     if options.log is not None:
         options.log.write_text(output)

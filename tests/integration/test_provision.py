@@ -19,13 +19,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 import yaml
 
 from coordinator.lab.api import LabSpec, LabStatus
 from tests.conftest import RunCoord
-from tests.helpers import module_lab
+from tests.helpers import module_lab, poll_until
 
 pytestmark = [
     pytest.mark.lab,
@@ -61,6 +62,17 @@ def provisioned(lab: LabStatus, tmp_path_factory: pytest.TempPathFactory) -> tup
     return inventory, password
 
 
+def ssh_masters() -> list[str]:
+    """The OpenSSH masters of coord provision still running (their sockets are in its scratch
+    directory, named coord-provision-*)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if line.startswith("ssh") and "coord-provision-" in line:
+            found.append(line)
+    return found
+
+
 def summary(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith(("server:", "client1:"))]
 
@@ -76,6 +88,9 @@ def test_provision_converges_reruns_with_no_change_and_coord_run_succeeds(
     assert any(line.startswith("server: ") and "Start redis" in line for line in lines), lines
     assert any(line.startswith("client1: no change") for line in lines), lines
     assert password not in (tmp_path / "first.log").read_text()
+    # the tasks shared one SSH master per host, ended with the playbook (they would otherwise
+    # idle for 30 s)
+    poll_until(lambda: not ssh_masters(), 5.0, "coord provision's SSH masters to end")
 
     served = redis.Redis(host=SERVER_ADDRESS, port=PROVISIONED_PORT, password=password,
                          socket_timeout=10)
