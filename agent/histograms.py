@@ -25,7 +25,7 @@ import dataclasses
 import itertools
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -196,6 +196,12 @@ def record_counts(histogram: HdrHistogram, counts: Mapping[int, int]) -> int:
     ``_clz``) and the bookkeeping (total, min, max) is done once. A load process rolls its
     interval with this while its connections wait, so the pause must stay short.
     """
+    return record_pairs(histogram, counts.items())
+
+
+def record_pairs(histogram: HdrHistogram, pairs: Iterable[tuple[int, int]]) -> int:
+    """:func:`record_counts` over ``(value, count)`` pairs: a load process records a long
+    interval a slice at a time (:mod:`agent.drivers.kit.recorder`)."""
     mask = histogram.sub_bucket_mask
     unit = histogram.unit_magnitude
     half_magnitude = histogram.sub_bucket_half_count_magnitude
@@ -206,7 +212,7 @@ def record_counts(histogram: HdrHistogram, counts: Mapping[int, int]) -> int:
     overflow = recorded = 0
     lowest = histogram.min_value
     highest = histogram.max_value
-    for value, count in counts.items():
+    for value, count in pairs:
         if value < 0:
             overflow += count
             continue
@@ -264,6 +270,7 @@ class IntervalRecorder:
         self.params = params
         self._buckets: dict[str, dict[int, int]] = {}
         self._scratch: HdrHistogram | None = None  # made once, cleared after each encoding
+        self._live: list[tuple[list[dict[int, int]], list[str]]] = []  # see live()
         for command in commands:
             self.bucket(command)
 
@@ -273,6 +280,30 @@ class IntervalRecorder:
         if bucket is None:
             bucket = self._buckets[command] = {}
         return bucket
+
+    def live(self, commands: Sequence[str]) -> list[dict[int, int]]:
+        """The live dicts of ``commands``, in their order, as a list that :meth:`take` keeps
+        current: a hot loop indexes it by command rather than hold each dict."""
+        found = [self.bucket(command) for command in commands]
+        self._live.append((found, list(commands)))
+        return found
+
+    def buckets(self) -> dict[str, dict[int, int]]:
+        """Every command's live dict, by command."""
+        return self._buckets
+
+    def take(self) -> dict[str, dict[int, int]]:
+        """The non-empty dicts of the interval that ended, by command; each command gets a
+        fresh one (in every :meth:`live` list too). Swapped, not copied: O(commands)."""
+        taken = {}
+        for command, bucket in self._buckets.items():
+            if bucket:
+                taken[command] = bucket
+                self._buckets[command] = {}
+        if taken:
+            for found, commands in self._live:
+                found[:] = [self._buckets[command] for command in commands]
+        return taken
 
     def record(self, command: str, latency_ns: int, count: int = 1) -> None:
         """Count ``count`` replies of ``command`` that took ``latency_ns``, rounded to the
@@ -300,10 +331,15 @@ class IntervalRecorder:
         """``{value: count}`` as an encoded histogram of these parameters, and the count of
         values out of its range. One histogram is recorded into and cleared each time: making
         one costs as much as zeroing it in Python (:func:`clear`)."""
-        histogram = self._scratch
-        if histogram is None:
-            histogram = self._scratch = self.params.empty()
+        histogram = self.scratch()
         overflow = record_counts(histogram, counts)
         text = encode(histogram)
         clear(histogram)
         return text, overflow
+
+    def scratch(self) -> HdrHistogram:
+        """The one empty histogram of these parameters that encodings record into, and
+        clear (:func:`clear`) once encoded."""
+        if self._scratch is None:
+            self._scratch = self.params.empty()
+        return self._scratch

@@ -40,11 +40,13 @@ import itertools
 import random
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from heapq import heappop, heappush
 from typing import Any
 
 from agent.drivers.channel import Channel
 from agent.drivers.intervals import OpenLoopData
+from agent.drivers.kit.recorder import TakenInterval
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, stop_requested
 from agent.drivers.resp_connection import (
     ERROR_REPLIES,
@@ -66,7 +68,8 @@ from agent.drivers.spec import Timeline
 from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, bad_replies
 from agent.histograms import IntervalRecorder
 
-__all__ = ["OpenWorker", "accounting_instant", "poll_timeout_s", "schedule_accounting"]
+__all__ = ["OpenWorker", "accounting_instant", "poll_timeout_s", "schedule_accounting",
+           "schedule_counts"]
 
 _NEVER = 1 << 126
 
@@ -171,7 +174,7 @@ class OpenWorker(Worker):
         control_fd = self.channel.fileno()
         perf = time.perf_counter_ns
         recorder = self.recorder
-        buckets = [recorder.bucket(name) for name in self.mix.commands]
+        buckets = recorder.latencies.live(self.mix.commands)  # kept current by _take's swap
         shard_buckets = self.shard_buckets
         buffer = self._buffer
         error_replies = ERROR_REPLIES
@@ -183,9 +186,12 @@ class OpenWorker(Worker):
         requests = bytes_in = gap = 0
         last: tuple[int, bool] | None = None
         drain_end = grid.end + self.config.timeline.drain_ns
+        rolling = self._rolling
         tick = self._wake(grid)  # the next boundary or reconnection (or the drain's end)
         wake = min(tick, self._next_point())
         while True:
+            if rolling:  # an ended interval being encoded: one slice per round
+                self._roll_step()
             now = perf()
             if now >= wake:
                 if last is None:
@@ -205,7 +211,7 @@ class OpenWorker(Worker):
                     tick = drain_end if last is not None else self._wake(grid)
                 wake = tick if last is not None else min(tick, self._next_point())
                 now = perf()
-            ready = poll(poll_timeout_s(wake, now))
+            ready = poll(0.0 if rolling else poll_timeout_s(wake, now))
             received_ns = perf()  # every reply of this round arrived by now
             for fd, events in ready:
                 conn = by_fd.get(fd)
@@ -216,6 +222,7 @@ class OpenWorker(Worker):
                         recorder.note_gap(gap)
                         requests = bytes_in = gap = 0
                         if stop_requested(self.channel):
+                            self._flush_rolls()
                             if last is not None:
                                 self.report_interval(last[0], complete=False)
                             return STOPPED
@@ -299,14 +306,14 @@ class OpenWorker(Worker):
 
     # --- intervals ------------------------------------------------------------------------
 
-    def report_interval(self, index: int, *, complete: bool, now: int | None = None) -> None:
+    def _take(self, index: int, *, complete: bool, now: int | None = None,
+              lateness: dict[int, int] | None = None) -> TakenInterval:
         """The closed loop's interval, with the schedule's accounting of it."""
         clock = time.perf_counter_ns() if now is None else now
         at = accounting_instant(clock, self._end, self.config.timeline, index)
-        self.recorder.open_loop = schedule_accounting(
-            self.counters, self.schedules.values(), at, self.config.pipeline,
-            self.recorder.latencies)
-        super().report_interval(index, complete=complete, now=now)
+        self.recorder.open_loop, lateness = schedule_counts(
+            self.counters, self.schedules.values(), at, self.config.pipeline)
+        return super()._take(index, complete=complete, now=now, lateness=lateness)
 
 
 def accounting_instant(clock: int, end: int, timeline: Timeline, index: int) -> int:
@@ -328,17 +335,24 @@ def schedule_accounting(counters: ScheduleCounters, schedules: Iterable[Connecti
     sends (then reset) and the points come by ``at`` but not sent (``pipeline`` requests
     each); the lateness histogram is encoded by the load's ``latencies`` recorder. Shared by
     every open loop (RESP and HTTP)."""
+    data, lateness = schedule_counts(counters, schedules, at, pipeline)
+    return replace(data, lateness=latencies.encoded(lateness)[0])
+
+
+def schedule_counts(counters: ScheduleCounters, schedules: Iterable[ConnectionSchedule],
+                    at: int, pipeline: int) -> tuple[OpenLoopData, dict[int, int]]:
+    """:func:`schedule_accounting` with its lateness distribution (µs) left to encode: the
+    counters' own dict, replaced by a fresh one, the counters reset."""
     backlog = sum(schedule.backlog(at) for schedule in schedules)
-    lateness, _beyond = latencies.encoded(counters.lateness_usec)
     data = OpenLoopData(
         sent=counters.sent,
         late=counters.late,
         lateness_max_usec=(counters.lateness_max_ns + 500) // 1000,
         not_sent=backlog * pipeline,
-        lateness=lateness,
     )
+    lateness, counters.lateness_usec = counters.lateness_usec, {}
     counters.reset()
-    return data
+    return data, lateness
 
 
 def poll_timeout_s(wake_ns: int, now_ns: int) -> float:

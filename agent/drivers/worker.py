@@ -60,7 +60,7 @@ from agent.drivers.errors import (
 from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
-from agent.drivers.kit.recorder import LoadRecorder
+from agent.drivers.kit.recorder import IntervalEncoding, LoadRecorder, TakenInterval
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
@@ -305,6 +305,7 @@ class Worker(RespConnections):
         self._preload_done = self._preload_total = 0  # keys SET / to SET by the preload
         self._preload_reported = 0.0  # monotonic: the last preload_progress message
         self._spin = spin_counter.attached() or spin_counter.SpinTally()  # busy-poll CPU
+        self._rolling: deque[IntervalEncoding] = deque()  # intervals taken, being encoded
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -371,7 +372,7 @@ class Worker(RespConnections):
         """Each primary's replies and latencies recorded apart too (``IntervalData.shards``)."""
         shards = IntervalRecorder(self.config.histogram, [n.endpoint for n in slots.nodes])
         self.recorder.shards = shards
-        self.shard_buckets = [shards.bucket(node.endpoint) for node in slots.nodes]
+        self.shard_buckets = shards.live([node.endpoint for node in slots.nodes])
 
     def _preload_cluster(self, cluster: ClusterMix | ClusterTemplateMix, first: int,
                          end: int) -> None:
@@ -543,7 +544,7 @@ class Worker(RespConnections):
         control_fd = self.channel.fileno()
         perf = time.perf_counter_ns
         recorder = self.recorder
-        buckets = [recorder.bucket(name) for name in self.mix.commands]
+        buckets = recorder.latencies.live(self.mix.commands)  # kept current by _take's swap
         shard_buckets = self.shard_buckets
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
         error_replies = ERROR_REPLIES
@@ -552,8 +553,11 @@ class Worker(RespConnections):
         last: tuple[int, bool] | None = None  # the last interval, reported after the drain
         drain_end = grid.end + self.config.timeline.drain_ns
         busy_poll = self._busy_poll if self.config.busy_poll_ns else None
+        rolling = self._rolling
         wake = self._wake(grid)
         while True:
+            if rolling:  # an ended interval being encoded: one slice per round
+                self._roll_step()
             now = perf()
             if now >= wake:
                 recorder.requests += requests
@@ -572,7 +576,12 @@ class Worker(RespConnections):
             timeout = (wake - now) / 1e9
             if timeout < 0:  # (never, by construction; a negative timeout would block forever)
                 timeout = 0.0
-            ready = busy_poll(wake) if busy_poll is not None else poll(timeout)
+            if rolling:
+                ready = poll(0)
+            elif busy_poll is not None:
+                ready = busy_poll(wake)
+            else:
+                ready = poll(timeout)
             received_ns = perf()  # every reply of this round arrived by now
             for fd, events in ready:
                 conn = by_fd.get(fd)
@@ -584,6 +593,7 @@ class Worker(RespConnections):
                         recorder.note_gap(gap)
                         requests = bytes_in = bytes_out = gap = 0
                         if stop_requested(self.channel):
+                            self._flush_rolls()
                             if last is not None:  # the drain is cut short
                                 self.report_interval(last[0], complete=False)
                             return STOPPED
@@ -758,7 +768,7 @@ class Worker(RespConnections):
         ended = grid.roll(now)
         final = ended.pop() if grid.over else None
         for index, complete in ended:
-            self.report_interval(index, complete=complete)
+            self._rolling.append(self.recorder.encoding(self._take(index, complete=complete)))
         if final is not None:
             return final
         self._expire(now)
@@ -791,10 +801,30 @@ class Worker(RespConnections):
         self.report_interval(index, complete=complete, now=now)
 
     def report_interval(self, index: int, *, complete: bool, now: int | None = None) -> None:
-        """Send interval ``index``; a reply still awaited counts in its gap up to ``now``."""
+        """Send interval ``index`` now, after those still being encoded."""
+        self._flush_rolls()
+        data = self.recorder.encoding(self._take(index, complete=complete, now=now)).finish()
+        self.channel.send({"type": "interval", "interval": data.to_json()})
+
+    def _take(self, index: int, *, complete: bool, now: int | None = None,
+              lateness: dict[int, int] | None = None) -> TakenInterval:
+        """Interval ``index`` taken from the recorder (the next starts empty); a reply still
+        awaited counts in its gap up to ``now``."""
         clock = time.perf_counter_ns() if now is None else now
         for conn in self.connections:
             if conn.batch is not None:
                 self.recorder.note_gap(clock - conn.last_reply_ns)
-        data = self.recorder.roll(index, complete=complete)
-        self.channel.send({"type": "interval", "interval": data.to_json()})
+        return self.recorder.take(index, complete=complete, lateness=lateness, swap=True)
+
+    def _roll_step(self) -> None:
+        """One slice of the oldest interval's encoding; sent once it is done (in order)."""
+        encoding = self._rolling[0]
+        if encoding.step():
+            self._rolling.popleft()
+            self.channel.send({"type": "interval", "interval": encoding.result().to_json()})
+
+    def _flush_rolls(self) -> None:
+        """Finish and send every interval still being encoded."""
+        while self._rolling:
+            encoding = self._rolling.popleft()
+            self.channel.send({"type": "interval", "interval": encoding.finish().to_json()})
