@@ -8,10 +8,10 @@ percentile is only ever read from one merged histogram).
 :class:`IntervalRecorder` is what a load worker records into: per command name, the latencies
 of the current interval, counted in a plain ``dict`` (microseconds -> count) because
 ``HdrHistogram.record_value`` costs about a microsecond in pure Python while a dict increment
-costs tens of nanoseconds; :meth:`IntervalRecorder.roll` turns the dicts into histograms once
-per interval (one ``record_value`` per distinct value, not per request). Values beyond the
-histogram's range (``record_value`` returns False) are counted as ``overflow``, never dropped
-silently.
+costs tens of nanoseconds; once per interval the dicts become histograms (one record per
+distinct value, not per request: :func:`record_pairs`, a slice at a time, by
+:mod:`agent.drivers.kit.recorder`). Values beyond the histogram's range are counted as
+``overflow``, never dropped silently.
 
 :func:`percentiles` is the one reading of a percentile for agent and coordinator alike:
 HdrHistogram's reference (Java) rank convention, not the ``hdrh`` package's.
@@ -26,7 +26,7 @@ import itertools
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from hdrh.histogram import HdrHistogram
@@ -244,26 +244,15 @@ class CommandLatencies:
     count: int
 
 
-@dataclass(frozen=True)
-class RecordedInterval:
-    """What :meth:`IntervalRecorder.roll` returns for one finished interval."""
-
-    index: int
-    commands: dict[str, CommandLatencies] = field(default_factory=dict)
-    overflow: int = 0
-
-    @property
-    def count(self) -> int:
-        return sum(command.count for command in self.commands.values())
-
-
 class IntervalRecorder:
-    """Latencies of one worker's current interval, per command name; rolled once per interval.
+    """Latencies of one worker's current interval, per command name; taken once per interval
+    (:class:`agent.drivers.kit.recorder.LoadRecorder`).
 
     :meth:`record` is the convenient entry point. A hot loop can instead take the live
     counting dict of a command once with :meth:`bucket` (microseconds, rounded to the nearest,
-    at least 1 -> count) and add to it directly; :meth:`roll` empties the dicts in place, so
-    they stay valid.
+    at least 1 -> count) and add to it directly (its interval is then taken by copying and
+    emptying the dicts in place, so they stay valid), or reach the dicts through a
+    :meth:`live` list (then :meth:`take` swaps in fresh ones).
     """
 
     def __init__(self, params: HistogramParams, commands: Iterable[str] = ()) -> None:
@@ -311,21 +300,6 @@ class IntervalRecorder:
         usec = max(1, (latency_ns + HALF_USEC_NS) // NS_PER_USEC)
         bucket = self.bucket(command)
         bucket[usec] = bucket.get(usec, 0) + count
-
-    def roll(self, interval_index: int) -> RecordedInterval:
-        """The finished interval's histograms (commands with no reply left out); starts the next
-        interval empty. Values beyond the range go to ``overflow`` (and still to ``count``)."""
-        commands: dict[str, CommandLatencies] = {}
-        overflow = 0
-        for command, bucket in self._buckets.items():
-            if not bucket:
-                continue
-            count = sum(bucket.values())
-            histogram, beyond = self.encoded(bucket)
-            overflow += beyond
-            bucket.clear()
-            commands[command] = CommandLatencies(histogram, count)
-        return RecordedInterval(interval_index, commands, overflow)
 
     def encoded(self, counts: Mapping[int, int]) -> tuple[str, int]:
         """``{value: count}`` as an encoded histogram of these parameters, and the count of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 import pytest
 from hdrh.histogram import HdrHistogram
@@ -17,6 +18,8 @@ from agent.drivers.intervals import (
     merge_intervals,
     p99_usec,
 )
+from agent.drivers.kit.recorder import LoadRecorder
+from agent.drivers.spec import Timeline
 from agent.histograms import (
     CommandLatencies,
     HistogramParams,
@@ -155,13 +158,17 @@ def test_histogram_params_round_trip() -> None:
 # --- the interval recorder -------------------------------------------------------------------
 
 
+def load_recorder(params: HistogramParams = PARAMS, commands: Sequence[str] = ()) -> LoadRecorder:
+    return LoadRecorder(params, commands, Timeline(1_000_000_000, 1, 3))
+
+
 def test_latencies_are_recorded_in_microseconds_and_below_one_count_as_one() -> None:
-    recorder = IntervalRecorder(PARAMS)
-    recorder.record("GET", 0)
-    recorder.record("GET", 999)
-    recorder.record("GET", 1_000)
-    recorder.record("GET", 2_999_999, count=3)
-    interval = recorder.roll(0)
+    recorder = load_recorder()
+    recorder.latencies.record("GET", 0)
+    recorder.latencies.record("GET", 999)
+    recorder.latencies.record("GET", 1_000)
+    recorder.latencies.record("GET", 2_999_999, count=3)
+    interval = recorder.roll(0, complete=True)
     get = decode(interval.commands["GET"].histogram)
     assert interval.commands["GET"].count == 6
     assert get.get_total_count() == 6
@@ -171,10 +178,10 @@ def test_latencies_are_recorded_in_microseconds_and_below_one_count_as_one() -> 
 
 
 def test_values_beyond_the_range_are_counted_as_overflow_not_dropped() -> None:
-    recorder = IntervalRecorder(HistogramParams(1, 1_000_000, 3))  # up to ~1 s
-    recorder.record("SET", 500_000)  # 0.5 ms
-    recorder.record("SET", 70_000_000_000, count=2)  # 70 s
-    interval = recorder.roll(3)
+    recorder = load_recorder(HistogramParams(1, 1_000_000, 3))  # up to ~1 s
+    recorder.latencies.record("SET", 500_000)  # 0.5 ms
+    recorder.latencies.record("SET", 70_000_000_000, count=2)  # 70 s
+    interval = recorder.roll(3, complete=True)
     assert interval.index == 3
     assert interval.overflow == 2
     assert interval.commands["SET"].count == 3  # replies: in the histogram + beyond it
@@ -182,20 +189,20 @@ def test_values_beyond_the_range_are_counted_as_overflow_not_dropped() -> None:
 
 
 def test_rolling_starts_an_empty_interval_and_keeps_live_buckets_valid() -> None:
-    recorder = IntervalRecorder(PARAMS, ["GET", "SET"])
+    recorder = load_recorder(commands=["GET", "SET"])
     bucket = recorder.bucket("GET")
     bucket[120] = 5  # what a hot loop does
-    recorder.record("SET", 80_000)
-    first = recorder.roll(0)
+    recorder.latencies.record("SET", 80_000)
+    first = recorder.roll(0, complete=True)
     assert {name: c.count for name, c in first.commands.items()} == {"GET": 5, "SET": 1}
     assert first.count == 6
     assert bucket == {}
     assert recorder.bucket("GET") is bucket
-    second = recorder.roll(1)
+    second = recorder.roll(1, complete=True)
     assert second.commands == {}  # commands without replies are left out
     assert second.overflow == 0
-    recorder.record("GET", 7_000)
-    assert decode(recorder.roll(2).commands["GET"].histogram).get_max_value() == 7
+    recorder.latencies.record("GET", 7_000)
+    assert decode(recorder.roll(2, complete=True).commands["GET"].histogram).get_max_value() == 7
 
 
 # --- interval data and the report ------------------------------------------------------------
