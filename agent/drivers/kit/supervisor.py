@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import selectors
 import socket
@@ -131,21 +132,24 @@ class Supervisor(threading.Thread):
                 if child.child_end is None:  # closed already: the driver is closing
                     break
                 fd = child.child_end.fileno()
-                counter_fd, counter = spin_counter.new_counter_file()
+                counter_fd, counter = new_counter()
                 try:
                     child.popen = subprocess.Popen(
                         boot_argv(self.module, fd, counter_fd),
-                        pass_fds=(fd, counter_fd),
+                        pass_fds=(fd,) if counter_fd is None else (fd, counter_fd),
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL,
                         close_fds=True,
                     )
                 except OSError:
-                    counter.close()
+                    if counter is not None:
+                        counter.close()
                     raise
                 finally:
-                    os.close(counter_fd)
-                spin_counter.COUNTERS.add(child.popen.pid, counter)
+                    if counter_fd is not None:
+                        os.close(counter_fd)
+                if counter is not None:
+                    spin_counter.COUNTERS.add(child.popen.pid, counter)
                 child.child_end.close()
                 child.child_end = None
                 child.channel.send(child.greeting)
@@ -209,6 +213,16 @@ def exit_status_unreaped(pid: int, timeout: float) -> int | None:
         if time.monotonic() >= deadline:
             return None
         time.sleep(_EXIT_POLL_S)
+
+
+def new_counter() -> tuple[int | None, mmap.mmap | None]:
+    """A busy-poll counter for a load process; none where the host cannot make one (its
+    polling, if any, is then not deducted: the verdicts read its CPU as measured)."""
+    try:
+        return spin_counter.new_counter_file()
+    except OSError as exc:
+        log.warning("no busy-poll counter for a load process: %s", exc)
+        return None, None
 
 
 def end_process(popen: subprocess.Popen[bytes] | None) -> None:
