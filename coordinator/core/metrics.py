@@ -60,7 +60,7 @@ class ProcessRecord(MetricsModel):
     )
     busy_poll_percent: Percent | None = Field(
         None, description="a load process: the part of cpu_percent it spent polling for "
-        "replies without sleeping (benchmark.builtin.busy_poll), % of one core; the "
+        "replies without sleeping (benchmark.builtin.busy_poll_usec), % of one core; the "
         "client-bound verdicts leave it out; null: not a load process, or not counted"
     )
 
