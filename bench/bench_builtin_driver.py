@@ -135,8 +135,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50,
                         help="connections of each client (1: the one-connection p50 figure)")
     parser.add_argument("--busy-poll", type=float, default=0.0, metavar="SECONDS",
-                        help="also run the builtin driver with benchmark.builtin.busy_poll "
-                        "at this value (e.g. 0.0002), in the same rounds")
+                        help="also run the builtin driver busy-polling this long (the agent's "
+                        "params.busy_poll; benchmark.builtin.busy_poll_usec / 1e6), e.g. "
+                        "0.0002, in the same rounds")
     return parser.parse_args()
 
 

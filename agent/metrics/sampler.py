@@ -103,9 +103,14 @@ class Snapshotter:
         )
 
     def _load_processes(self) -> dict[int, procfs.ProcessTimes]:
-        """The load processes' CPU, each with its busy-poll count read right after it."""
-        found = procfs.read_processes(self.load_pids)
-        return {pid: replace(times, spin_ns=self.spun_ns(pid)) for pid, times in found.items()}
+        """The load processes still there: each one's CPU, its busy-poll count read right
+        after it."""
+        found = {}
+        for pid in self.load_pids:
+            times = procfs.read_process(pid)
+            if times is not None:
+                found[pid] = replace(times, spin_ns=self.spun_ns(pid))
+        return found
 
 
 class MetricsSampler:

@@ -12,7 +12,7 @@ Choices, each so that a verdict is never decided on a figure that was not measur
   missing from the window. An interval where a process was not sampled is None.
 - **throttled periods**: None when the host has no CPU quota; an empty series (not measured,
   so client-bound is undecided) when a quota may exist but its counters could not be read.
-- **busy-polling** (``benchmark.builtin.busy_poll``) is left out of a client's CPU: a load
+- **busy-polling** (``benchmark.builtin.busy_poll_usec``) is left out of a client's CPU: a load
   process's CPU less the CPU it spent polling for replies (``busy_poll_percent``, counted by
   the process and read with its CPU clock), its hottest thread's too when that thread is the
   polling one (the main thread), and the host's busy share less every load process's polling

@@ -5,8 +5,9 @@ A hot loop takes a command's live ``{latency_usec: count}`` dict once (:meth:`bu
 adds to it directly, and keeps its counters in locals it adds here now and then: rolling
 empties everything in place, so the dicts it holds stay valid.
 
-Rolling has two halves. :meth:`LoadRecorder.take` copies the interval's dicts and counters
-and starts the next interval empty: tens of µs. Encoding the copies into HdrHistograms
+Rolling has two halves. :meth:`LoadRecorder.take` takes the interval's dicts (swapped for
+fresh ones, or copied) and counters and starts the next interval empty. Encoding the dicts
+into HdrHistograms
 (:class:`IntervalEncoding`) costs milliseconds (0.4 µs per distinct latency, then the varint
 and zlib encoding and the message): a loop that did it at the boundary stalled that long, so
 every reply then waiting had that stall in its latency and, in an open loop, every send due
@@ -40,7 +41,7 @@ STEP_VALUES: Final = 128
 @dataclass
 class TakenInterval:
     """An interval taken from the recorder at its end, not encoded yet: its latencies as
-    ``{µs: count}`` copies, its counters as they were."""
+    ``{µs: count}`` dicts no longer recorded into, its counters as they were."""
 
     index: int
     phase: str

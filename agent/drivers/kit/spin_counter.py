@@ -1,6 +1,6 @@
 """A load process's busy-poll time, shared with the agent's sampler as a counter in memory.
 
-A load process that busy-polls (``benchmark.builtin.busy_poll``) keeps a core busy while it
+A load process that busy-polls (``benchmark.builtin.busy_poll_usec``) keeps a core busy while it
 waits for replies: its CPU time, which the client-bound verdicts read, then counts the waiting
 as work. So the process counts the CPU time it spends polling, and the agent's sampler reads
 that count at the same instants as the process's CPU clock (:mod:`agent.metrics.procfs`): an
@@ -43,7 +43,7 @@ class SpinCounter(SpinTally):
         self._map = mmap.mmap(fd, SIZE)
 
     def add(self, cpu_ns: int) -> None:
-        self.total_ns += cpu_ns
+        super().add(cpu_ns)
         struct.pack_into(_FORMAT, self._map, 0, self.total_ns)
 
 
