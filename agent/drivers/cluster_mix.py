@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from agent.drivers.cluster_slots import SLOTS, SlotMap, key_slot
-from agent.drivers.resp import Batch, RequestMix
+from agent.drivers.resp import Batch, RequestMix, expected_replies
 from agent.drivers.templates import make_value
 
 
@@ -89,7 +89,8 @@ class ClusterMix:
                 parts.append(_GET % (len(key), key))
                 kinds.append(RequestMix.GET)
         sets = sum(kinds)
-        return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets))
+        return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets), None,
+                     expected_replies(kinds, value_arg))
 
     def move(self, slot: int, node: int) -> bool:
         """Slot ``slot`` is now served by ``node``; whether that changed anything."""

@@ -113,6 +113,7 @@ class Connection:
         "feed",
         "gets",
         "handshake_deadline",
+        "has_data",
         "last_reply_ns",
         "next_batch",
         "node",
@@ -145,6 +146,7 @@ class Connection:
         self.send: Callable[[bytes], int] = _closed_send
         self.gets: Callable[[], Any] = _nothing
         self.feed: Callable[..., None] = _ignore
+        self.has_data: Callable[[], bool] = _no_data  # bytes fed and not parsed yet
 
     def attach(self, sock: socket.socket) -> None:
         reader = hiredis.Reader(replyError=_error_reply, notEnoughData=NO_REPLY)
@@ -158,6 +160,7 @@ class Connection:
             self.send = sock.send
         self.gets = reader.gets
         self.feed = reader.feed
+        self.has_data = reader.has_data
         self.batch = None
         self.received = 0
         self.out = b""
@@ -173,6 +176,7 @@ class Connection:
         self.send = _closed_send
         self.gets = _nothing
         self.feed = _ignore
+        self.has_data = _no_data
         self.batch = None
         self.received = 0
         self.out = b""
@@ -202,6 +206,10 @@ def _nothing() -> Any:
 
 def _ignore(_data: bytearray, _offset: int, _length: int) -> None:
     return None
+
+
+def _no_data() -> bool:
+    return False
 
 
 class RespConnections:

@@ -10,7 +10,11 @@ sends the next as soon as every reply of the batch arrived. A reply's latency is
 its batch's send to the return of the ``epoll_wait`` that reported it (``perf_counter_ns``, read
 once per poll round: the reply had arrived by then, and the loop's work on the round's other
 replies stays out of it); replies read together share it, so they are counted together. Error
-replies are counted by type and left out of the histograms; a connection that fails counts its
+replies are counted by type and left out of the histograms. A read that is the first of its
+batch and byte for byte the replies the batch expects (``Batch.replies``: a SET/GET batch whose
+SETs succeed and whose GETs find the mix's value) is the whole batch answered, counted without
+parsing a reply: hiredis builds a Python object per reply, about a quarter of the loop's user
+time at pipeline 16 (docs/architecture.md). A connection that fails counts its
 lost requests as ``connection`` errors and reconnects (:mod:`agent.drivers.resp_connection`)
 while the others go on. A connection that awaits replies for ``reply_timeout_s`` without one
 counts its unanswered requests as ``timeout`` errors and is replaced; the loop wakes at the
@@ -620,13 +624,19 @@ class Worker(RespConnections):
                     wake = self._wake(grid) if last is None else now
                     continue
                 bytes_in += size
-                conn.feed(buffer, 0, size)
                 first = conn.received
                 batch = conn.batch
-                replies = [*iter(conn.gets, NO_REPLY)]
-                if not replies:
-                    continue
-                done = first + len(replies)
+                if (not first and batch is not None and (expected := batch.replies) is not None
+                        and size == len(expected) and buffer.startswith(expected)
+                        and not conn.has_data()):
+                    replies = None  # the whole batch, byte for byte as expected: no parsing
+                    done = batch.size
+                else:
+                    conn.feed(buffer, 0, size)
+                    replies = [*iter(conn.gets, NO_REPLY)]
+                    if not replies:
+                        continue
+                    done = first + len(replies)
                 waited = received_ns - conn.last_reply_ns
                 if waited > gap:  # noqa: PLR1730 - a call to max() per read costs more
                     gap = waited
@@ -639,7 +649,8 @@ class Worker(RespConnections):
                 latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # nearest µs
                 wanted = batch.size
                 bad = None
-                if error_replies[0] != errors_seen or batch.checks is not None:
+                if replies is not None and (error_replies[0] != errors_seen
+                                            or batch.checks is not None):
                     errors_seen = error_replies[0]
                     bad = bad_replies(replies, first, batch)
                 if bad is None and first == 0 and done == wanted:

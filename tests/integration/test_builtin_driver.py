@@ -31,6 +31,8 @@ from agent.drivers.base import LoadState
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.errors import DriverError
 from agent.drivers.intervals import LoadReport
+from agent.drivers.resp import RequestMix, encode_command
+from agent.drivers.resp_connection import RECV_SIZE
 from agent.drivers.spec import parse_spec
 from agent.histograms import decode
 from coordinator.core import reports, stats
@@ -236,6 +238,64 @@ def test_closed_loop_over_two_processes(
     parsed = reports.parse_agent_report(report.to_text(), "client1")
     assert stats.common_window([parsed]) == [1, 2, 3]
     assert sum(i.count for i in parsed.intervals) == total
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_set_get_batch_is_answered_byte_for_byte_as_it_expects(
+    redis_server: Callable[..., RedisServer], protocol: int
+) -> None:
+    """The premise of the loops' unparsed reads (``Batch.replies``): a real Redis answers a
+    SET/GET batch of the mix's keys, preloaded, with exactly those bytes, in RESP2 and RESP3."""
+    server = redis_server()
+    mix = RequestMix(keyspace=50, set_ratio=0.5, value_size=32, pipeline=16, seed=3)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
+        sock.sendall(encode_command("HELLO", protocol))
+        sock.recv(RECV_SIZE)  # the HELLO map (small: one read)
+        sock.sendall(b"".join(mix.preload_batches(0, 50, 50)))
+        assert read_exactly(sock, 5 * 50) == b"+OK\r\n" * 50
+        for _ in range(20):
+            batch = mix.next_batch()
+            assert batch.replies is not None
+            sock.sendall(batch.payload)
+            assert read_exactly(sock, len(batch.replies)) == batch.replies
+        sock.sendall(encode_command("PING"))
+        assert read_exactly(sock, 7) == b"+PONG\r\n"  # nothing more came than expected
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return data
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    """``INFO commandstats`` calls per command (``set``, ``get``...)."""
+    stats_ = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(fields["calls"]) for name, fields in stats_.items()}
+
+
+@pytest.mark.parametrize("preload", [True, False])  # replies as expected, and nil GETs
+def test_each_command_counts_as_many_replies_as_redis_counted_calls(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer], preload: bool
+) -> None:
+    """Per command, coord's replies equal Redis's calls: whether reads are counted unparsed
+    (a preloaded keyspace: whole batches answered as expected) or parsed (GETs of missing
+    keys)."""
+    server = redis_server()
+    spec = make_spec(server.port, connections=8, pipeline=16, set_ratio=0.3, keyspace=2000,
+                     preload=preload)
+    with server.client() as client:
+        report = run_load(driver, spec)
+        calls = command_calls(client)
+    assert report.errors == {}
+    counted = {name: sum(i.commands[name].count for i in report.intervals)
+               for name in ("SET", "GET")}
+    preloaded = 2000 if preload else 0
+    assert (counted["SET"] + preloaded, counted["GET"]) == (calls["set"], calls["get"])
+    assert sum(i.requests for i in report.intervals) == counted["SET"] + counted["GET"]
 
 
 def test_wrongtype_errors_are_counted_by_type_and_the_run_completes(

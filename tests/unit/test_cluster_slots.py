@@ -3,6 +3,7 @@ CLUSTER SLOTS replies (RESP2 and RESP3 shapes), MOVED/ASK parsing, and the per-p
 
 from __future__ import annotations
 
+import hiredis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +19,8 @@ from agent.drivers.cluster_slots import (
     key_slot,
     parse_redirection,
 )
+from agent.drivers.resp import RequestMix
+from agent.drivers.templates import make_value
 
 
 def test_crc16_is_the_xmodem_variant() -> None:
@@ -97,3 +100,15 @@ def test_each_primary_gets_only_its_keys_and_a_moved_slot_follows() -> None:
     assert mix.move(slot, 1 - moved_from)
     assert 0 in mix.keys[1 - moved_from] and 0 not in mix.keys[moved_from]
     assert not mix.move(slot, 1 - moved_from)
+
+
+def test_a_cluster_batch_expects_ok_for_each_set_and_the_value_for_each_get() -> None:
+    slots = SlotMap((Node("h", 1),), (0,) * SLOTS)
+    mix = ClusterMix(keyspace=50, set_ratio=0.5, value_size=8, pipeline=16, seed=2, slots=slots)
+    batch = mix.encode_batch(0)
+    assert batch.replies is not None
+    reader = hiredis.Reader()
+    reader.feed(batch.replies)
+    replies = [reader.gets() for _ in batch.kinds]
+    assert replies == [b"OK" if kind == RequestMix.SET else make_value(8) for kind in batch.kinds]
+    assert reader.gets() is False

@@ -178,3 +178,33 @@ def test_the_set_get_mix_is_formatted_as_its_templates_expand_it_for_any_keyspac
         slow = RequestMix(keyspace=keys, set_ratio=0.3, value_size=8, pipeline=3, seed=9,
                           templates=default_templates(0.3))
         assert [fast.encode_batch() for _ in range(50)] == [slow.encode_batch() for _ in range(50)]
+
+
+def parse_replies(data: bytes) -> list[object]:
+    reader = hiredis.Reader()
+    reader.feed(data)
+    replies = []
+    while (reply := reader.gets()) is not False:
+        replies.append(reply)
+    return replies
+
+
+@pytest.mark.parametrize("keyspace", [1000, resp.POOL_MAX_REQUESTS])  # pooled, then refreshed
+def test_a_set_get_batch_expects_ok_for_each_set_and_the_value_for_each_get(
+    keyspace: int,
+) -> None:
+    requests = mix(keyspace=keyspace, pipeline=16, set_ratio=0.5, value_size=0 if keyspace
+                   == 1000 else 40)  # fmt: skip
+    value = make_value(0 if keyspace == 1000 else 40)
+    for _ in range(200):
+        batch = requests.next_batch()
+        assert batch.replies is not None
+        assert parse_replies(batch.replies) == [
+            b"OK" if kind == RequestMix.SET else value for kind in batch.kinds
+        ]
+
+
+def test_template_batches_expect_nothing() -> None:
+    requests = mix(templates=default_templates(0.25))
+    assert requests.next_batch().replies is None
+    assert requests.encode_batch().replies is None
