@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from agent.drivers.cluster_slots import SLOTS, SlotMap, key_slot
-from agent.drivers.resp import Batch, RequestMix, expected_replies
+from agent.drivers.resp import EXPECTED_REPLIES_MAX_VALUE, Batch, RequestMix, expected_replies
 from agent.drivers.templates import make_value
 
 
@@ -47,6 +47,7 @@ class ClusterMix:
         self.nodes = slots.nodes
         self._random = random.Random(seed).random  # noqa: S311 (a load, not a secret)
         self._value_arg = b"$%d\r\n%s\r\n" % (value_size, make_value(value_size))
+        self._expect_replies = value_size <= EXPECTED_REPLIES_MAX_VALUE
         self.by_slot: list[list[int]] = [[] for _ in range(SLOTS)]
         self.slot_of = array("H", bytes(2 * keyspace))  # 2 bytes a key
         for n in range(keyspace):
@@ -90,7 +91,7 @@ class ClusterMix:
                 kinds.append(RequestMix.GET)
         sets = sum(kinds)
         return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets), None,
-                     expected_replies(kinds, value_arg))
+                     expected_replies(kinds, value_arg) if self._expect_replies else None)
 
     def move(self, slot: int, node: int) -> bool:
         """Slot ``slot`` is now served by ``node``; whether that changed anything."""

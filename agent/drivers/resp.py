@@ -34,6 +34,9 @@ POOL_REQUESTS_PER_KEY: Final = 2
 REFRESH_EVERY: Final = 16
 #: Fewest requests in a pool (a tiny keyspace still needs a varied SET/GET sequence).
 POOL_MIN_REQUESTS: Final = 1 << 14
+#: Largest value whose batches carry their expected replies (``Batch.replies``): each GET's
+#: expected reply holds a copy of the value, so a pool of larger values would double in size.
+EXPECTED_REPLIES_MAX_VALUE: Final = 128
 
 # ``GET key`` and ``SET key value`` with the key (length, bytes) and the encoded value argument
 # still to fill in: formatting these costs less than encode_command in the request stream.
@@ -92,8 +95,9 @@ class Batch:
     replies: bytes | None = field(default=None, compare=False)
     """The replies the batch gets, byte for byte, when every request succeeds and every GET
     finds the mix's value (:func:`expected_replies`); None when they are not known (the
-    templates). A read that is exactly these bytes is counted without parsing a reply. Not
-    compared: it follows from the requests, and None only says it was not worked out."""
+    templates) or not kept (values above ``EXPECTED_REPLIES_MAX_VALUE``). A read that is
+    exactly these bytes is counted without parsing a reply. Not compared: it follows from the
+    requests, and None only says it was not worked out."""
     size: int = field(init=False, repr=False)
     tally: tuple[tuple[int, int], ...] = field(init=False, repr=False)
 
@@ -164,6 +168,7 @@ class RequestMix:
         #: The recorder's commands, by index (a Batch's kinds index them).
         self.commands: tuple[str, ...] = self.expander.commands
         self._value_arg = b"$%d\r\n%s\r\n" % (value_size, make_value(value_size))
+        self._expect_replies = value_size <= EXPECTED_REPLIES_MAX_VALUE
         self._key_format = keyspace.prefix.encode().replace(b"%", b"%%") + b"%d"
         self._sets_and_gets = templates is None  # formatted in one step, not expanded
         self._checks = any(t.expect is not None for t in self.expander.templates)
@@ -229,7 +234,7 @@ class RequestMix:
                 kinds.append(self.SET)
         sets = sum(kinds)
         return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets), None,
-                     expected_replies(kinds, value_arg))
+                     expected_replies(kinds, value_arg) if self._expect_replies else None)
 
     def _request_bytes(self) -> int:
         """The largest of a few sample requests, bytes (for the pool's size)."""

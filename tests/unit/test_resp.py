@@ -208,3 +208,10 @@ def test_template_batches_expect_nothing() -> None:
     requests = mix(templates=default_templates(0.25))
     assert requests.next_batch().replies is None
     assert requests.encode_batch().replies is None
+
+
+def test_batches_of_large_values_keep_no_expected_replies() -> None:
+    """Each GET's expected reply copies the value: above the limit the pool would double."""
+    limit = resp.EXPECTED_REPLIES_MAX_VALUE
+    assert mix(value_size=limit, pipeline=8).next_batch().replies is not None
+    assert mix(value_size=limit + 1, pipeline=8).next_batch().replies is None
