@@ -26,9 +26,11 @@ channels, as % of one core), the target of design §7 being <= 1 % for the agent
     .venv/bin/python bench/bench_builtin_driver.py [--rounds 3] [--seconds 5] \
         [--keyspaces 100000,10000000]
 
-With ``--keyspaces`` each size gets its own redis-server and table. Keyspaces above
-``--preload-max`` (1 million) are not preloaded (GETs then mostly miss, for both clients:
-redis-benchmark never preloads).
+With ``--keyspaces`` each size gets its own redis-server and table. Keyspaces up to
+``--preload-max`` (1 million) are preloaded for both clients: the builtin driver's ``key:N``
+by its own preload, redis-benchmark's ``key:`` and 12 digits (its ``-r`` names) once here, so
+both clients' GETs find their keys; larger ones are not preloaded (GETs then mostly miss, for
+both clients).
 
 Needs redis-server and redis-benchmark on PATH; no lab, no root. Results on stdout, progress
 (``#``) on stderr.
@@ -41,6 +43,7 @@ import csv
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -103,6 +106,8 @@ def main() -> int:
     for keyspace in args.keyspaces:
         args.keyspace = keyspace
         with redis_server() as port:
+            if keyspace <= args.preload_max:
+                preload_anchor_keys(port, keyspace, args.value_size)
             results: dict[int, tuple[list[Sample], list[Sample], list[Sample]]] = {}
             for pipeline in args.pipelines:
                 requests = calibrate(port, pipeline, args)
@@ -159,6 +164,30 @@ def redis_benchmark(port: int, pipeline: int, requests: int, args: argparse.Name
     p50_usec = 500 * (float(tests["SET"]["p50_latency_ms"]) + float(tests["GET"]["p50_latency_ms"]))
     return Sample(2 * requests / wall, 2 * requests, usage.ru_utime + usage.ru_stime, wall,
                   p50_usec=p50_usec)
+
+
+def preload_anchor_keys(port: int, keyspace: int, value_size: int) -> None:
+    """SET redis-benchmark's own key names (``-r``: ``key:`` and 12 digits) once, as the
+    builtin driver preloads its ``key:N``: both clients' GETs then find their keys. Without
+    this redis-benchmark's GETs mostly miss at large keyspaces (its SET test writes about its
+    request count of keys), and a nil reply costs a client less than a value."""
+    note(f"preloading redis-benchmark's {keyspace} keys")
+    value = b"x" * value_size
+    chunk = 10_000
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for start in range(0, keyspace, chunk):
+            end = min(keyspace, start + chunk)
+            sock.sendall(b"".join(
+                b"*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$%d\r\n%s\r\n"
+                % (n, value_size, value) for n in range(start, end)))
+            expected, received = 5 * (end - start), b""
+            while len(received) < expected:
+                data = sock.recv(expected - len(received))
+                if not data:
+                    raise RuntimeError("redis-server closed the connection while preloading")
+                received += data
+            if received != b"+OK\r\n" * (end - start):
+                raise RuntimeError("redis-server refused a preload SET")
 
 
 def calibrate(port: int, pipeline: int, args: argparse.Namespace) -> int:
