@@ -31,7 +31,7 @@ POOL_MAX_REQUESTS: Final = 1 << 18
 POOL_MAX_BYTES: Final = 64 * 1024 * 1024
 POOL_REQUESTS_PER_KEY: Final = 2
 #: A refreshed pool has one batch in this many re-encoded (see :class:`RequestMix`).
-REFRESH_EVERY: Final = 16
+REFRESH_EVERY: Final = 64
 #: Fewest requests in a pool (a tiny keyspace still needs a varied SET/GET sequence).
 POOL_MIN_REQUESTS: Final = 1 << 14
 #: Largest value whose batches carry their expected replies (``Batch.replies``): each GET's
@@ -130,9 +130,11 @@ class RequestMix:
     than ``POOL_REQUESTS_PER_KEY`` requests per key (a large keyspace), it is **refreshed**: one
     pooled batch in ``REFRESH_EVERY`` is replaced by a fresh one as the walk reaches it (a
     different one on each round), so the keys used keep covering the keyspace while only that
-    share of the batches is encoded; such a pool is small (``POOL_MIN_REQUESTS``). Requests
-    that must come in order (a sequential keyspace, a ``{seq}`` counter) and requests too large
-    for a pool of ``POOL_MIN_REQUESTS`` are encoded afresh for every batch.
+    share of the batches is encoded during the load (the pool's own size, not a small one:
+    walked in order, a large pool costs the loop no more, and the fewer batches re-encoded the
+    less the refresh costs it; docs/architecture.md). Requests that must come in order (a
+    sequential keyspace, a ``{seq}`` counter) and requests too large for a pool of
+    ``POOL_MIN_REQUESTS`` are encoded afresh for every batch.
     """
 
     GET: Final = 0
@@ -176,11 +178,8 @@ class RequestMix:
         if not self.expander.fresh_only:
             batches = pool_batches(keyspace.size, pipeline, self._request_bytes())
         covered = batches * pipeline >= POOL_REQUESTS_PER_KEY * keyspace.size
-        #: The pool is refreshed as it is used (it cannot hold the keyspace); a small one then
-        #: (``POOL_MIN_REQUESTS``): quick to build, and it stays in the CPU's caches.
+        #: The pool is refreshed as it is used (it cannot hold the keyspace).
         self.refreshed = bool(batches) and not covered
-        if self.refreshed:
-            batches = min(batches, -(-POOL_MIN_REQUESTS // pipeline))
         self._pool = [self.encode_batch() for _ in range(batches)]
         #: The next batch of ``pipeline`` requests (a callable: the load loop calls it once
         #: per batch, so it is the pool's own iterator where it can be).
