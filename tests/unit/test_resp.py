@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import hiredis
 import pytest
 
@@ -11,8 +13,8 @@ from agent.drivers.resp import RequestMix, auth_command, encode_command, error_t
 from agent.drivers.templates import default_templates, make_value
 
 
-def parse_all(payload: bytes) -> list[list[bytes]]:
-    """Decode a stream of RESP commands (arrays of bulk strings) with hiredis."""
+def parse_all(payload: bytes) -> list[Any]:
+    """Decode a RESP stream with hiredis: commands (arrays of bulk strings) or replies."""
     reader = hiredis.Reader()
     reader.feed(payload)
     commands = []
@@ -180,15 +182,6 @@ def test_the_set_get_mix_is_formatted_as_its_templates_expand_it_for_any_keyspac
         assert [fast.encode_batch() for _ in range(50)] == [slow.encode_batch() for _ in range(50)]
 
 
-def parse_replies(data: bytes) -> list[object]:
-    reader = hiredis.Reader()
-    reader.feed(data)
-    replies = []
-    while (reply := reader.gets()) is not False:
-        replies.append(reply)
-    return replies
-
-
 @pytest.mark.parametrize("keyspace", [1000, resp.POOL_MAX_REQUESTS])  # pooled, then refreshed
 def test_a_set_get_batch_expects_ok_for_each_set_and_the_value_for_each_get(
     keyspace: int,
@@ -199,7 +192,7 @@ def test_a_set_get_batch_expects_ok_for_each_set_and_the_value_for_each_get(
     for _ in range(200):
         batch = requests.next_batch()
         assert batch.replies is not None
-        assert parse_replies(batch.replies) == [
+        assert parse_all(batch.replies) == [
             b"OK" if kind == RequestMix.SET else value for kind in batch.kinds
         ]
 
