@@ -9,7 +9,7 @@ A load process holds, besides its interpreter (:data:`PROCESS_BASE_BYTES`):
 * with values of at most ``EXPECTED_REPLIES_MAX_VALUE`` bytes, each pooled batch's expected
   replies (``Batch.replies``): ``OK`` per SET, a copy of the value per GET (at pipeline 1 the
   batch's one reply is the value's or the ``OK``'s own object: nothing more; measured at
-  pipeline 16, 100 000 keys, 32-byte values: 4.8 MiB more RSS);
+  pipeline 16, 100 000 keys, 32-byte values: 4.7 MiB more RSS);
 * while preloading (its first connection, during ``prepare``, with the pool already built):
   a preload batch of ``PRELOAD_BATCH`` SETs as a list of commands and as their join, plus the
   previous batch, still referenced while the next one is built;
