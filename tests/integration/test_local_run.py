@@ -203,8 +203,10 @@ def test_a_stuck_agent_fails_the_run_at_the_deadline_naming_it(
 ) -> None:
     monkeypatch.setattr(runner, "FINISH_GRACE_S", 1.0)
     transport.skews["client2"] = Skew(overrun=1000)
-    loaded = load_inventory(write_inventory(tmp_path, redis_port))
-    with pytest.raises(RunFailed, match=r"^client2: load did not finish 1s after its planned"):
+    loaded = load_inventory(write_inventory(tmp_path, redis_port),
+                            ["benchmark.drain_timeout=1s"])  # the deadline counts the drain
+    with pytest.raises(RunFailed, match=r"^client2: load did not finish 1s after its planned "
+                                        r"end and 1s drain"):
         run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
     document = load_results(tmp_path / "out" / "results.json")
     assert document.status == "failed"
