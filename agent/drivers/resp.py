@@ -264,8 +264,7 @@ def expected_replies(kinds: Sequence[int], value_arg: bytes) -> bytes:
     as a bulk string, which is how the server returns it): ``Batch.replies``. Against a
     preloaded keyspace nearly every read of a whole batch is these bytes, and comparing them
     costs far less than parsing the replies one by one (docs/architecture.md)."""
-    by_kind = {RequestMix.GET: value_arg, RequestMix.SET: _OK_REPLY}
-    return b"".join([by_kind[kind] for kind in kinds])
+    return b"".join([_OK_REPLY if kind == RequestMix.SET else value_arg for kind in kinds])
 
 
 def refreshing_walk(pool: list[Batch], encode: Callable[[], Batch]) -> Iterator[Batch]:

@@ -61,6 +61,7 @@ from agent.drivers.errors import (
     KIND_UNREACHABLE,
     DriverError,
 )
+from agent.drivers.intervals import IntervalData
 from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
@@ -814,8 +815,8 @@ class Worker(RespConnections):
     def report_interval(self, index: int, *, complete: bool, now: int | None = None) -> None:
         """Send interval ``index`` now, after those still being encoded."""
         self._flush_rolls()
-        data = self.recorder.encoding(self._take(index, complete=complete, now=now)).finish()
-        self.channel.send({"type": "interval", "interval": data.to_json()})
+        self._send_interval(
+            self.recorder.encoding(self._take(index, complete=complete, now=now)).finish())
 
     def _take(self, index: int, *, complete: bool, now: int | None = None,
               lateness: dict[int, int] | None = None) -> TakenInterval:
@@ -832,10 +833,12 @@ class Worker(RespConnections):
         encoding = self._rolling[0]
         if encoding.step():
             self._rolling.popleft()
-            self.channel.send({"type": "interval", "interval": encoding.result().to_json()})
+            self._send_interval(encoding.result())
 
     def _flush_rolls(self) -> None:
         """Finish and send every interval still being encoded."""
         while self._rolling:
-            encoding = self._rolling.popleft()
-            self.channel.send({"type": "interval", "interval": encoding.finish().to_json()})
+            self._send_interval(self._rolling.popleft().finish())
+
+    def _send_interval(self, data: IntervalData) -> None:
+        self.channel.send({"type": "interval", "interval": data.to_json()})
