@@ -66,9 +66,12 @@ def process_bytes(shape: LoadShape, *, preload_batch: int, recv_size: int) -> in
     pool_requests = batches * shape.pipeline
     pool = math.ceil(pool_requests * (shape.set_ratio * value + REQUEST_OVERHEAD_BYTES))
     pool = min(pool, POOL_MAX_BYTES) + batches * BATCH_OVERHEAD_BYTES
-    if value <= EXPECTED_REPLIES_MAX_VALUE and shape.pipeline > 1:  # (one reply: shared)
+    if shape.pipeline > 1:  # (one reply: shared)
+        # Counted for larger values too, at the largest kept: a bound that never shrinks as
+        # the value grows.
+        expected_value = min(value, EXPECTED_REPLIES_MAX_VALUE)
         gets = 1.0 - shape.set_ratio
-        pool += math.ceil(pool_requests * (gets * (value + REPLY_FRAMING_BYTES)
+        pool += math.ceil(pool_requests * (gets * (expected_value + REPLY_FRAMING_BYTES)
                                            + shape.set_ratio * REPLY_FRAMING_BYTES))
         pool += batches * BYTES_OBJECT_BYTES
     sets_in_flight = math.ceil(shape.pipeline * shape.set_ratio)
