@@ -196,7 +196,7 @@ class OpenWorker(Worker):
             if now >= wake:
                 if last is None:
                     self._send_due(now)
-                if now >= tick:
+                if now >= tick or last is not None:  # draining: a batch just came, all in?
                     recorder.requests += requests
                     recorder.bytes_received += bytes_in
                     recorder.note_gap(gap)

@@ -709,6 +709,23 @@ def test_a_coordinator_timeout_on_prepare_closes_the_link(
 # --- the end-of-phase drain ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("rate", [None, 10_000_000])  # closed loop; open, far behind schedule
+def test_the_drain_ends_once_the_last_replies_are_in_not_at_its_budget(
+    driver: BuiltinDriver, redis_server: Callable[..., RedisServer], rate: int | None
+) -> None:
+    """At the planned end requests are still in flight (an open loop far behind its schedule
+    always has some); the drain waits for their replies, not for its budget. With a 120 s
+    budget a drain that waited it out would outlast the wait for the load's end."""
+    server = redis_server()
+    spec = make_spec(server.port, connections=4, pipeline=8, duration_s=1.0, rate=rate)
+    spec["timeline"]["drain_ns"] = 120 * 10**9
+    report = run_load(driver, spec)
+    assert report.errors == {}  # every reply came: none was counted as a timeout
+    assert report.intervals[-1].complete
+    assert report.stopped_ns - report.t0_ns < (spec["timeline"]["drain_ns"]
+                                               + parse_spec(json.dumps(spec)).timeline.total_ns)
+
+
 def test_a_stop_ends_the_drain_at_once_and_cuts_the_last_interval(
     driver: BuiltinDriver, redis_server: Callable[..., RedisServer]
 ) -> None:
