@@ -180,7 +180,7 @@ class RequestMix:
         covered = batches * pipeline >= POOL_REQUESTS_PER_KEY * keyspace.size
         #: The pool is refreshed as it is used (it cannot hold the keyspace).
         self.refreshed = bool(batches) and not covered
-        self._pool = [self.encode_batch() for _ in range(batches)]
+        self._pool = self._encode_pool(batches)
         #: The next batch of ``pipeline`` requests (a callable: the load loop calls it once
         #: per batch, so it is the pool's own iterator where it can be).
         self.next_batch: Callable[[], Batch]
@@ -209,6 +209,37 @@ class RequestMix:
             kinds += request_kinds
             checks += request_checks
         return assemble_batch(parts, kinds, checks, len(self.commands), self._checks)
+
+    def _encode_pool(self, batches: int) -> list[Batch]:
+        """``batches`` fresh batches: the request pool. At pipeline 1 the SET/GET mix's pool is
+        encoded in one loop sharing each batch's tuples and expected reply (the same draws as
+        :meth:`encode_batch`'s, in the same order): the pool is built in every load process
+        before every repetition, and one call per batch made that 0.58 s of CPU at 100 000
+        keys, 2.9 s of wall time on a client held to a fifth of a core."""
+        if not (self._sets_and_gets and self.pipeline == 1):
+            return [self.encode_batch() for _ in range(batches)]
+        pick = self.expander.pick_key
+        draw = self._random
+        gets = self.expander.cumulative[0]
+        key_format = self._key_format
+        value_arg = self._value_arg
+        expect = self._expect_replies
+        get_kinds, set_kinds = (self.GET,), (self.SET,)
+        get_counts, set_counts = (1, 0), (0, 1)
+        get_reply = value_arg if expect else None
+        set_reply = _OK_REPLY if expect else None
+        pool: list[Batch] = []
+        append = pool.append
+        for _ in range(batches):
+            if draw() < gets:
+                key = key_format % pick()
+                append(Batch(_GET_TEMPLATE % (len(key), key), get_kinds, get_counts, None,
+                             get_reply))
+            else:
+                key = key_format % pick()
+                append(Batch(_SET_TEMPLATE % (len(key), key, value_arg), set_kinds, set_counts,
+                             None, set_reply))
+        return pool
 
     def _encode_sets_and_gets(self) -> Batch:
         """:meth:`encode_batch` for the SET/GET mix (no templates given): the requests its two

@@ -182,6 +182,22 @@ def test_the_set_get_mix_is_formatted_as_its_templates_expand_it_for_any_keyspac
         assert [fast.encode_batch() for _ in range(50)] == [slow.encode_batch() for _ in range(50)]
 
 
+@pytest.mark.parametrize("value_size", [8, resp.EXPECTED_REPLIES_MAX_VALUE + 1])
+@pytest.mark.parametrize("set_ratio", [0.0, 0.3, 1.0])
+def test_the_pipeline_1_pool_is_the_batches_encode_batch_gives(set_ratio: float,
+                                                               value_size: int) -> None:
+    """The pool's one-loop builder draws as encode_batch does and makes the same batches."""
+    keys = Keyspace(500, distribution=Distribution("zipf", s=1.1))
+    built, encoded = (RequestMix(keyspace=keys, set_ratio=set_ratio, value_size=value_size,
+                                 pipeline=1, seed=4) for _ in range(2))
+    pool = built._encode_pool(300)
+    fresh = [encoded.encode_batch() for _ in range(300)]
+    assert pool == fresh
+    assert [b.replies for b in pool] == [b.replies for b in fresh]
+    assert [(b.size, b.tally) for b in pool] == [(b.size, b.tally) for b in fresh]
+    assert built.encode_batch() == encoded.encode_batch()  # the draws left in the same state
+
+
 @pytest.mark.parametrize("keyspace", [1000, resp.POOL_MAX_REQUESTS])  # pooled, then refreshed
 def test_a_set_get_batch_expects_ok_for_each_set_and_the_value_for_each_get(
     keyspace: int,
