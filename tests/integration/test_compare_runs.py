@@ -39,6 +39,9 @@ PERIOD_US = 100_000
 SLOW_QUOTA_US = 2_000
 SAME_RUN_REPETITIONS = 5
 GATED_FIGURES = ("throughput", "p50")
+WARMUP = "500ms"
+"""Each repetition's warm-up: one interval, enough for the connections to open and settle; the
+comparison reads the measured second only."""
 """The figures the equal-runs test holds the gate to: the run's centre, measured from the
 thousands of replies of each 1-s repetition. The tail (p99.9, max) of a 1-s repetition rests on
 a few replies and on whatever else the shared machine did in that second."""
@@ -72,7 +75,7 @@ def run_into(directory: Path, inventory: Path, transport: LocalTransport) -> Pat
 def test_a_slowed_server_is_a_regression_beyond_noise_and_fails_the_gate(
         tmp_path: Path, redis_port: int, transport: LocalTransport,  # noqa: F811
         run_coord: RunCoord, request: pytest.FixtureRequest) -> None:
-    inventory = write_inventory(tmp_path, redis_port, repetitions=3)
+    inventory = write_inventory(tmp_path, redis_port, repetitions=3, warmup=WARMUP)
     normal = run_into(tmp_path / "normal", inventory, transport)
     request.getfixturevalue("slow_server")
     slowed = run_into(tmp_path / "slowed", inventory, transport)
@@ -102,7 +105,8 @@ def test_two_runs_with_the_same_settings_show_no_regression_beyond_noise(
     run at the same time, each with its own agents, against the same Redis: whatever the
     machine does in a second weighs on both runs' repetitions of that second alike.
     """
-    inventory = write_inventory(tmp_path, redis_port, repetitions=SAME_RUN_REPETITIONS)
+    inventory = write_inventory(tmp_path, redis_port, repetitions=SAME_RUN_REPETITIONS,
+                                warmup=WARMUP)
     other = LocalTransport(tmp_path / "hosts-second")
     try:
         with ThreadPoolExecutor(2) as pool:

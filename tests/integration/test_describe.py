@@ -31,6 +31,7 @@ pytestmark = [
 ROOT = Path(__file__).parents[2]
 QUICK = ["--repetitions", "1", "--warmup", "1s", "--duration", "1s",
          "--set", "benchmark.builtin.connections=2", "--set", "benchmark.builtin.processes=1",
+         "--set", "benchmark.builtin.keyspace=10000",  # a small request pool: quota'd clients
          "--no-baseline"]  # test_baseline.py measures baselines
 
 

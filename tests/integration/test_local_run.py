@@ -50,14 +50,14 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 def write_inventory(directory: Path, port: int, repetitions: int = 1,
-                    duration: str = "1s", **builtin: object) -> Path:
+                    duration: str = "1s", warmup: str = "1s", **builtin: object) -> Path:
     hosts = [{"name": "server", "address": "127.0.0.1", "roles": ["server"]}]
     hosts += [{"name": f"client{n}", "address": f"127.0.0.1{n}", "roles": ["client"]}
               for n in (1, 2)]
     document = {
         "version": 1, "name": "local", "hosts": hosts,
         "servers": [{"name": "redis", "host": "server", "port": port}],
-        "benchmark": {"driver": "builtin", "repetitions": repetitions, "warmup": "1s",
+        "benchmark": {"driver": "builtin", "repetitions": repetitions, "warmup": warmup,
                       "duration": duration, "interval": "500ms",
                       "builtin": {"connections": 2, "processes": 1, "keyspace": 10_000,
                                   **builtin}},

@@ -45,6 +45,7 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
     loaded = load_inventory(lab.inventory_path, [
         "benchmark.repetitions=1", "benchmark.warmup=1s", "benchmark.duration=3s",
         "benchmark.builtin.processes=2", "benchmark.builtin.connections=4",
+        "benchmark.builtin.keyspace=10000",  # a small request pool: built at 0.2 of a core
         "baseline.enabled=false",
     ])  # fmt: skip
     outcome = run_benchmark(loaded, tmp_path / "run", MeasureView())

@@ -32,7 +32,7 @@ pytestmark = [
 
 ROOT = Path(__file__).parents[2]
 SPEC = LabSpec(name="crlk", clients=2, subnet="198.18.152.0/24")
-QUICK = ["--warmup", "1s", "--duration", "2s", "--repetitions", "1",
+QUICK = ["--warmup", "500ms", "--duration", "1s", "--repetitions", "1",
          "--set", "benchmark.builtin.connections=4", "--set", "benchmark.builtin.processes=1",
          "--no-baseline"]  # test_baseline.py measures baselines
 LOAD_CONNECTIONS = 2 * 4  # two clients, four connections each

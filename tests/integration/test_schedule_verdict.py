@@ -50,6 +50,7 @@ def test_a_client_that_cannot_keep_its_open_loop_rate_is_client_bound_citing_its
         "benchmark.repetitions=1", "benchmark.warmup=500ms", "benchmark.duration=1500ms",
         "benchmark.interval=500ms", "baseline.enabled=false", "benchmark.builtin.processes=1",
         "benchmark.builtin.connections=4", "benchmark.builtin.preload=false",
+        "benchmark.builtin.keyspace=10000",  # a small request pool: built at half a core
         f"benchmark.builtin.rate={RATE}",
     ])
     outcome = run_benchmark(loaded, tmp_path / "out", MeasureView())
