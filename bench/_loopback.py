@@ -7,6 +7,7 @@ Not a test helper: nothing here asserts anything about speed.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import tempfile
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[int]:
-    """A redis-server on 127.0.0.1 for the ``with`` block; its port."""
+def redis_server(cpus: set[int] | None = None) -> Iterator[int]:
+    """A redis-server on 127.0.0.1 for the ``with`` block, on ``cpus`` if given; its port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -27,6 +28,8 @@ def redis_server() -> Iterator[int]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
+            if cpus is not None:
+                os.sched_setaffinity(proc.pid, cpus)
             deadline = time.monotonic() + 10
             while True:
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):

@@ -14,7 +14,13 @@ measured:
    intervals' merged lateness histograms; requests sent late (> 1 ms) and not sent at the end;
    the latency p50 / p99 (from the intended times).
 
-    .venv/bin/python bench/bench_open_loop.py [--seconds 5] [--rounds 1]
+    .venv/bin/python bench/bench_open_loop.py [--seconds 5] [--rounds 1] [--pin]
+
+``--pin`` gives the load process a core of its own: it runs on the first CPU, redis-server and
+this script on the others (needs 2 CPUs at least). Unpinned, the load process shares its core
+with redis-server at every share, and the scheduler's preemptions show in the lateness; pinned
+is the nearest this machine comes to "a host with headroom" (other tenants of a shared VM and
+the kernel's network processing still take their share of that core).
 
 Needs redis-server on PATH; no lab, no root. Results on stdout, progress (``#``) on stderr.
 The machine is shared: the figures are what it gave, not what a quiet host would.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -65,7 +72,8 @@ class Sample:
 def main() -> int:
     args = parse_args()
     header("open loop: rate accuracy and schedule lateness")
-    with redis_server() as port:
+    others = pinned_elsewhere() if args.pin else None
+    with redis_server(others) as port:
         closed = []
         samples: dict[float, list[Sample]] = {share: [] for share in SHARES}
         for round_index in range(args.rounds):
@@ -88,7 +96,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=5, help="measured seconds per run")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--keyspace", type=int, default=100_000)
+    parser.add_argument("--pin", action="store_true",
+                        help="the load process on the first CPU, everything else elsewhere")
     return parser.parse_args()
+
+
+LOAD_CPU = 0
+
+
+def pinned_elsewhere() -> set[int]:
+    """Move this process off :data:`LOAD_CPU`; the CPUs left, for redis-server."""
+    others = os.sched_getaffinity(0) - {LOAD_CPU}
+    if not others:
+        raise SystemExit("--pin needs 2 CPUs at least")
+    os.sched_setaffinity(0, others)
+    return others
 
 
 def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: bool) -> LoadReport:
@@ -107,6 +129,9 @@ def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: boo
     driver = BuiltinDriver()
     try:
         driver.prepare(parse_spec(json.dumps(spec)))
+        if args.pin:
+            for pid in driver.worker_pids():
+                os.sched_setaffinity(pid, {LOAD_CPU})
         t0_ns = time.time_ns() + 200_000_000
         driver.start_at(t0_ns)
         planned_end = t0_ns / 1e9 + 1.0 + args.seconds
@@ -164,8 +189,10 @@ def latency_histogram(intervals: list[IntervalData], params: HistogramParams):  
 
 def show(closed: list[float], samples: dict[float, list[Sample]],
          args: argparse.Namespace) -> None:
+    pinned = f"load process pinned to CPU {LOAD_CPU}" if args.pin else "not pinned"
     note(f"{args.connections} connections, 1 process, pipeline 1, {args.seconds} s measured, "
-         f"{args.rounds} round(s); closed-loop capacity {median(closed):,.0f} requests/s")
+         f"{args.rounds} round(s), {pinned}; closed-loop capacity {median(closed):,.0f} "
+         "requests/s")
     rows = []
     for share, runs in samples.items():
         for s in runs:

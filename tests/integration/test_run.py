@@ -33,7 +33,7 @@ pytestmark = [
 ROOT = Path(__file__).parents[2]
 NAME = "crun"
 SUBNET = "198.18.121.0/24"
-QUICK = ["--warmup", "1s", "--duration", "2s",
+QUICK = ["--warmup", "500ms", "--duration", "1s", "--set", "benchmark.interval=500ms",
          "--set", "benchmark.builtin.connections=4", "--set", "benchmark.builtin.processes=1",
          "--no-baseline"]  # test_baseline.py measures baselines
 
