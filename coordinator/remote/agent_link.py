@@ -316,6 +316,12 @@ class AgentLink(AgentCalls):
         except BaseException as exc:
             error = self._translate(name, exc)
             if error is None:
+                if isinstance(exc, KeyboardInterrupt):
+                    # Ctrl-C while the call waited: its answer is still to come, and the agent
+                    # answers this link's calls in order, so a stop() sent now would wait for
+                    # it (a netperf iteration, a preload). Closed while the call is in flight,
+                    # the link is cut at once, and the agent's stdin ends it instead.
+                    self.close()
                 raise
             if isinstance(error, AgentLost):
                 self.close(loss=error)

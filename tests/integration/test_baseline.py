@@ -135,13 +135,15 @@ def test_pairs_all_measures_the_full_matrix(lab: LabStatus) -> None:
 
 
 def test_ctrl_c_in_the_middle_leaves_no_netserver(lab: LabStatus) -> None:
+    """Ctrl-C while a netperf runs ends the baseline without waiting for the netperf (a 300 s
+    iteration), and the agents take their netperf and netservers along."""
     assert not netservers()
     child = subprocess.Popen(
         [sys.executable, "-m", "coordinator.cli", "baseline", "-i", str(lab.inventory_path),
-         "--set", "baseline.duration=2s", "--set", "baseline.iterations=3"],
+         "--set", "baseline.duration=300s", "--set", "baseline.iterations=1"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        poll_until(lambda: bool(netservers()), DEADLINE, "the baseline's netserver")
+        poll_until(lambda: first_pair_runs("198.18.204.10"), DEADLINE, "the first netperf")
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=DEADLINE)
     finally:
@@ -151,6 +153,7 @@ def test_ctrl_c_in_the_middle_leaves_no_netserver(lab: LabStatus) -> None:
     assert child.returncode == 130, stderr
     assert "interrupted" in stderr
     no_netserver_left()
+    poll_until(lambda: not first_pair_runs("198.18.204.10"), DEADLINE, "the netperf to end")
 
 
 def test_a_netserver_killed_mid_baseline_fails_its_pairs_only(lab: LabStatus) -> None:

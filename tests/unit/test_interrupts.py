@@ -1,17 +1,20 @@
 """The signal handling of `coord`: the first SIGINT or SIGTERM interrupts, later ones are
 ignored, and a signal that lands inside a pydantic serializer's callback interrupts once the
-call has returned instead of being wrapped into a serialization error."""
+call has returned instead of being wrapped into a serialization error; one that lands inside
+paramiko, once paramiko's call has returned, its locks released."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Annotated
 
 import pytest
+from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 from pydantic import BaseModel, PlainSerializer
 
 from coordinator import interrupts
@@ -73,7 +76,7 @@ def test_a_frame_called_back_from_pydantic_core_has_a_pydantic_frame_below_it() 
     seen: list[bool] = []
 
     def record(value: int) -> int:
-        seen.append(interrupts.inside_wrapping_call(sys._getframe()))
+        seen.append(interrupts.inside_uninterruptible_call(sys._getframe()))
         return value
 
     class Recorded(BaseModel):
@@ -81,4 +84,26 @@ def test_a_frame_called_back_from_pydantic_core_has_a_pydantic_frame_below_it() 
 
     Recorded(value=1).model_dump()
     assert seen == [True]
-    assert not interrupts.inside_wrapping_call(sys._getframe())
+    assert not interrupts.inside_uninterruptible_call(sys._getframe())
+
+
+@pytest.mark.usefixtures("coord_handlers")
+def test_a_signal_inside_a_paramiko_read_interrupts_after_the_read_returns() -> None:
+    """A Ctrl-C during a read of an SSH channel's buffer (an agent's answer awaited) lets the
+    read end as it would have, here by its own timeout, and leaves its lock free: raised inside
+    the read's wait, the interrupt left paramiko's locks inconsistent, and the clean-up hung."""
+    pipe = BufferedPipe()  # type: ignore[var-annotated]
+    signaller = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+    outcome = "interrupted inside the read"
+    signaller.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                pipe.read(16, timeout=0.5)
+            except PipeTimeout:
+                outcome = "timed out"
+            wait_for_the_interrupt()
+    finally:
+        signaller.cancel()
+    assert outcome == "timed out"
+    assert pipe._lock.acquire(blocking=False)
