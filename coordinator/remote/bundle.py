@@ -56,10 +56,10 @@ from pathlib import Path, PurePosixPath
 from coordinator.core.errors import BundleError, last_line
 from coordinator.remote.bundle_ship import DeployResult, ensure_bundle
 from coordinator.remote.interpreter import (
+    AGENT_REQUIREMENTS,
     MIN_PYTHON,
     Interpreter,
     Requirement,
-    agent_requirements,
     compatible_platform_tags,
     probe_interpreter,
 )
@@ -357,7 +357,7 @@ def build_bundle(
     wheelhouse = Path(wheelhouse).absolute() if wheelhouse is not None else None
     if wheelhouse is not None and not wheelhouse.is_dir():
         raise BundleError(host, f"wheelhouse {wheelhouse} is not a directory")
-    requirements = agent_requirements(interpreter)
+    requirements = AGENT_REQUIREMENTS
     agent_root = agent_dir if agent_dir is not None else _agent_dir()
     agent_files = _source_files(agent_root)
     key = _build_key(interpreter, requirements, _digest_files(agent_root, agent_files), wheelhouse)

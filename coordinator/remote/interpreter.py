@@ -3,7 +3,7 @@
 Remote hosts have SSH and a python3 (>= 3.10) and nothing else, so coord asks the host's
 interpreter what it is (:data:`PROBE_SCRIPT`, parsed by :func:`parse_probe`) before building a
 bundle for it (:mod:`coordinator.remote.bundle`): version, ABI, machine and libc decide the
-wheels (:func:`compatible_platform_tags`, :func:`agent_requirements`).
+wheels (:func:`compatible_platform_tags`, :data:`AGENT_REQUIREMENTS`).
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ It uses nothing newer than Python 3.0 so that an old interpreter still says what
 coord can refuse it by name) instead of failing with a syntax error.
 """
 
-AGENT_DISTRIBUTIONS = ("rpyc", "psutil", "hdrhistogram", "redis", "hiredis", "httptools")
-"""Distributions the ``agent`` package imports, directly or through ``redis[hiredis]``
-(httptools: the http driver's parser)."""
+AGENT_DISTRIBUTIONS = ("hdrhistogram", "hiredis", "httptools", "psutil", "rpyc")
+"""Distributions the ``agent`` package imports (hiredis: the RESP reply parser; httptools: the
+http driver's). Not redis-py: the agent speaks RESP itself (``agent.drivers.resp``), and the
+coordinator's own dependency on it (the lab, the tests) never reaches a host; a unit test
+checks that the agent imports nothing else outside the standard library."""
 
 EXCLUDED_DEPENDENCIES = {
     "plumbum": "rpyc imports it only in rpyc.utils.zerodeploy and its command-line tools",
@@ -58,28 +60,6 @@ EXCLUDED_DEPENDENCIES = {
     "setuptools": "listed by hdrhistogram and pbr; never imported at run time",
 }
 """Declared dependencies of :data:`AGENT_DISTRIBUTIONS` that the agent does not need."""
-
-
-@dataclass(frozen=True)
-class ConditionalRequirement:
-    """A distribution needed only by some interpreters, with its pin when not installed here."""
-
-    name: str
-    below: tuple[int, int, int]
-    """Needed when the remote Python's version is lower than this."""
-    fallback_version: str
-    """Pin used when the coordinator's own environment does not have the distribution."""
-    reason: str
-
-
-CONDITIONAL_REQUIREMENTS = (
-    ConditionalRequirement(
-        "async-timeout",
-        (3, 11, 3),
-        "5.0.1",
-        "`import redis` imports redis.asyncio, which imports async_timeout before Python 3.11.3",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -96,8 +76,8 @@ class Requirement:
 AGENT_REQUIREMENTS: tuple[Requirement, ...] = tuple(
     Requirement(name, importlib.metadata.version(name)) for name in AGENT_DISTRIBUTIONS
 )
-"""What every bundle holds, pinned to the versions in coord's own environment (so both ends
-of the RPyC link run the same rpyc); :func:`agent_requirements` adds per-interpreter ones."""
+"""What every bundle holds, sorted by name, pinned to the versions in coord's own environment
+(so both ends of the RPyC link run the same rpyc)."""
 
 
 # --- the remote interpreter ------------------------------------------------------------------
@@ -232,19 +212,6 @@ def compatible_platform_tags(interpreter: Interpreter) -> list[str]:
                 tags.append(f"{legacy}_{arch}")
     tags.append(f"linux_{arch}")
     return tags
-
-
-def agent_requirements(interpreter: Interpreter) -> tuple[Requirement, ...]:
-    """:data:`AGENT_REQUIREMENTS` plus what this interpreter needs besides (sorted by name)."""
-    requirements = list(AGENT_REQUIREMENTS)
-    for conditional in CONDITIONAL_REQUIREMENTS:
-        if interpreter.version < conditional.below:
-            try:
-                version = importlib.metadata.version(conditional.name)
-            except importlib.metadata.PackageNotFoundError:
-                version = conditional.fallback_version
-            requirements.append(Requirement(conditional.name, version))
-    return tuple(sorted(requirements, key=lambda requirement: requirement.name))
 
 
 def probe_interpreter(ssh_host: SSHHost, timeout: float = 30.0) -> Interpreter:

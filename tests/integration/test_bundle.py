@@ -31,9 +31,9 @@ from coordinator.remote import bundle as bundle_module
 from coordinator.remote.bundle import Bundle, build_bundle
 from coordinator.remote.bundle_ship import ensure_bundle
 from coordinator.remote.interpreter import (
+    AGENT_REQUIREMENTS,
     PROBE_SCRIPT,
     Interpreter,
-    agent_requirements,
     parse_probe,
     probe_interpreter,
 )
@@ -43,11 +43,13 @@ from tests.helpers import module_lab
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 NAME = "cbund"
 SUBNET = "198.18.111.0/24"
-IMPORTS = "import rpyc, rpyc.utils.server, psutil, hdrh.histogram, hdrh.log, redis, hiredis, agent"
+IMPORTS = ("import rpyc, rpyc.utils.server, psutil, hdrh.histogram, hdrh.log, hiredis, "
+           "httptools, agent")
 CHECK_IMPORTS = (
     f"{IMPORTS}; import json, sys; "
     "print(json.dumps({'rpyc': rpyc.__version__, 'psutil': psutil.__file__, "
-    "'hdrh': hdrh.histogram.__file__, 'redis': redis.__file__, 'hiredis': hiredis.__file__, "
+    "'hdrh': hdrh.histogram.__file__, 'hiredis': hiredis.__file__, "
+    "'httptools': httptools.__file__, "
     "'agent': agent.__file__, 'cpu': psutil.cpu_count()}))"
 )
 
@@ -134,8 +136,9 @@ def test_the_archive_is_normalized(built: Bundle, interpreter: Interpreter) -> N
     }
     assert all(member.isfile() or member.isdir() for member in members)
     assert "agent/__init__.py" in names
-    for package in ("rpyc", "psutil", "hdrh", "redis", "hiredis"):
+    for package in ("rpyc", "psutil", "hdrh", "hiredis", "httptools"):
         assert f"site/{package}/__init__.py" in names
+    assert not any(name.startswith(("site/redis/", "site/async_timeout/")) for name in names)
     assert any(name.startswith("site/pyhdrh.") and name.endswith(".so") for name in names)
     compiled = [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     if bundle_module.compiles_bytecode_for(interpreter):  # the system Python is coord's here
@@ -147,8 +150,6 @@ def test_the_archive_is_normalized(built: Bundle, interpreter: Interpreter) -> N
     manifest = json.loads((built.archive.parent / "bundle.json").read_text())
     assert manifest["hash"] == built.hash
     assert manifest["requirements"] == [str(req) for req in built.requirements]
-    if interpreter.version < (3, 11, 3):
-        assert "site/async_timeout/__init__.py" in names
 
 
 def test_the_unpacked_bundle_imports_with_the_bare_system_python(
@@ -165,7 +166,7 @@ def test_the_unpacked_bundle_imports_with_the_bare_system_python(
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["rpyc"] == rpyc.__version__
-    for module in ("psutil", "hdrh", "redis", "hiredis", "agent"):
+    for module in ("psutil", "hdrh", "hiredis", "httptools", "agent"):
         assert found[module].startswith(str(root)), (module, found[module])
     if "agent/__pycache__" in {p.relative_to(root).as_posix() for p in shipped}:
         assert sorted(root.rglob("*")) == shipped  # the shipped bytecode served: none written
@@ -183,7 +184,7 @@ def test_an_empty_wheelhouse_names_host_interpreter_and_package(
     assert message.startswith("client3: no wheel of ")
     assert f"for {interpreter.abi} on {interpreter.machine} ({interpreter.describe()})" in message
     assert f"in wheelhouse {wheelhouse}" in message
-    named = [req for req in agent_requirements(interpreter) if
+    named = [req for req in AGENT_REQUIREMENTS if
              f"no wheel of {req.name} {req.version} " in message]  # fmt: skip
     assert len(named) == 1, message
 
@@ -264,7 +265,7 @@ class TestOnLabHosts:
                      "-c", CHECK_IMPORTS]
                 )  # fmt: skip
                 found = json.loads(stdout)
-                for module in ("psutil", "hdrh", "redis", "hiredis", "agent"):
+                for module in ("psutil", "hdrh", "hiredis", "httptools", "agent"):
                     assert found[module].startswith(deployed.remote_dir + "/"), found
                 assert found["rpyc"] == rpyc.__version__
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import json
 import os
@@ -27,7 +28,6 @@ from coordinator.remote.interpreter import (
     MIN_PYTHON,
     PROBE_SCRIPT,
     Interpreter,
-    agent_requirements,
     compatible_platform_tags,
     parse_probe,
 )
@@ -201,6 +201,7 @@ def test_platform_tags_are_unique_and_newest_first(minor: int, machine: str) -> 
 def test_requirements_are_pinned_to_coords_own_environment() -> None:
     pins = {requirement.name: requirement.version for requirement in AGENT_REQUIREMENTS}
     assert set(pins) == set(AGENT_DISTRIBUTIONS)
+    assert list(pins) == sorted(pins)
     for name, version in pins.items():
         assert version == importlib.metadata.version(name)
     import rpyc
@@ -208,30 +209,39 @@ def test_requirements_are_pinned_to_coords_own_environment() -> None:
     assert pins["rpyc"] == rpyc.__version__  # both ends of the RPyC link run the same rpyc
 
 
-@pytest.mark.parametrize(
-    ("version", "needs_async_timeout"),
-    [((3, 10, 12), True), ((3, 11, 2), True), ((3, 11, 3), False), ((3, 13, 1), False)],
-)
-def test_async_timeout_only_where_redis_imports_it(
-    version: tuple[int, int, int], needs_async_timeout: bool
-) -> None:
-    interpreter = replace(DEBIAN, version=version, abi=f"cp{version[0]}{version[1]}")
-    names = [requirement.name for requirement in agent_requirements(interpreter)]
-    assert ("async-timeout" in names) is needs_async_timeout
-    assert names == sorted(names)
-    assert set(AGENT_DISTRIBUTIONS) <= set(names)
+def test_the_agent_imports_nothing_but_the_standard_library_and_its_bundle() -> None:
+    """Every module the ``agent`` package imports (by its source, so a lazy import counts too)
+    is of the standard library, the agent itself, or a distribution the bundle holds: a host
+    has nothing else. redis-py is coord's, never the agent's."""
+    provided = {top for top, distributions in importlib.metadata.packages_distributions().items()
+                if set(distributions) & set(AGENT_DISTRIBUTIONS)}
+    agent_root = Path(bundle.__file__).parents[2] / "agent"
+    imported: dict[str, str] = {}
+    for path in sorted(agent_root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                imported.setdefault(name.split(".")[0], str(path.relative_to(agent_root)))
+    foreign = {top: where for top, where in imported.items()
+               if top not in sys.stdlib_module_names and top != "agent" and top not in provided}
+    assert foreign == {}
+    assert "redis" not in imported
 
 
 @pytest.mark.parametrize("version", ["3.10.12", "3.11.2", "3.12.3", "3.13.1"])
 def test_every_declared_dependency_is_bundled_or_excluded_for_a_reason(version: str) -> None:
     """Walk the installed metadata: a dependency added by an upgrade must be looked at."""
-    major, minor, micro = (int(part) for part in version.split("."))
-    interpreter = replace(DEBIAN, version=(major, minor, micro), abi=f"cp{major}{minor}")
-    bundled = {canonicalize_name(req.name) for req in agent_requirements(interpreter)}
+    major, minor, _micro = (int(part) for part in version.split("."))
+    bundled = {canonicalize_name(req.name) for req in AGENT_REQUIREMENTS}
     environment = {key: str(value) for key, value in default_environment().items()}
     environment.update(python_version=f"{major}.{minor}", python_full_version=version)
     excluded = {canonicalize_name(name) for name in EXCLUDED_DEPENDENCIES}
-    pending = [(name, "hiredis" if name == "redis" else "") for name in AGENT_DISTRIBUTIONS]
+    pending = [(name, "") for name in AGENT_DISTRIBUTIONS]
     seen: set[str] = set()
     while pending:
         name, extra = pending.pop()
@@ -295,7 +305,7 @@ def test_old_python_is_refused_before_any_download(tmp_path: Path) -> None:
 def test_a_damaged_cache_entry_is_not_trusted(tmp_path: Path, manifest: str) -> None:
     (tmp_path / "bundle.tar.gz").write_bytes(b"")
     (tmp_path / "bundle.json").write_text(manifest)
-    assert _load_cached(tmp_path, DEBIAN, agent_requirements(DEBIAN)) is None
+    assert _load_cached(tmp_path, DEBIAN, AGENT_REQUIREMENTS) is None
 
 
 def test_missing_wheelhouse_is_refused(tmp_path: Path) -> None:
