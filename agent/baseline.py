@@ -35,6 +35,7 @@ from agent.messages import (
     RunNetperf,
     StartNetserver,
 )
+from agent.processes import wait_gone
 
 RR_SELECTORS: Final = ("MIN_LATENCY,MEAN_LATENCY,P50_LATENCY,P90_LATENCY,P99_LATENCY,"
                        "MAX_LATENCY,STDDEV_LATENCY,TRANSACTION_RATE")
@@ -190,7 +191,7 @@ def _end_tree(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    _gone, alive = psutil.wait_procs(children, timeout=_STOP_GRACE)
+    alive = wait_gone(children, _STOP_GRACE)  # a zombie nobody reaps yet counts as gone
     for proc in alive:
         try:
             proc.kill()

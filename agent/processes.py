@@ -75,12 +75,12 @@ def stop_group(grace: float) -> StopReport:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
         terminated += len(members)
-        alive = _wait_gone(members, grace)
+        alive = wait_gone(members, grace)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         killed += len(alive)
-        _wait_gone(alive, grace)
+        wait_gone(alive, grace)
     _reap_children()
     return StopReport(terminated=terminated, killed=killed)
 
@@ -91,7 +91,7 @@ def count_descendants() -> int:
     return 0
 
 
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
     """Wait up to ``timeout`` seconds for ``procs`` to end; those still alive.
 
     psutil's own wait on a process that is not our child ends only when its pid disappears,
