@@ -119,3 +119,32 @@ def test_a_thread_blocked_on_a_host_does_not_hold_up_coords_exit() -> None:
                           timeout=60, check=False)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith("coord, version ")
+
+
+CTRL_C_WHILE_LOADING = """\
+import os, signal, sys
+
+def ctrl_c_at_pydantic(event, args):
+    if event == "import" and args[0] == "pydantic":
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.addaudithook(ctrl_c_at_pydantic)
+sys.argv = ["coord", "--help"]
+from coordinator.{module} import entry
+entry()
+"""
+"""Runs `coord --help` through ``module``'s entry with a Ctrl-C as coord's modules load:
+when pydantic is first imported, which the inventory schema does."""
+
+
+def test_a_ctrl_c_while_coord_loads_is_interrupted_not_a_traceback() -> None:
+    """The console script (pyproject's `coord`, coordinator.console) catches it; the CLI
+    module's own entry, reached only once everything is loaded, cannot."""
+    results = {}
+    for module in ("console", "cli"):
+        results[module] = subprocess.run(
+            [sys.executable, "-c", CTRL_C_WHILE_LOADING.format(module=module)],
+            capture_output=True, text=True, check=False, cwd=ROOT, timeout=60)
+    console = results["console"]
+    assert (console.returncode, console.stderr, console.stdout) == (130, "interrupted\n", "")
+    assert "KeyboardInterrupt" in results["cli"].stderr  # the case the console script covers
