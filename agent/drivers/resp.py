@@ -171,6 +171,12 @@ class RequestMix:
         self.commands: tuple[str, ...] = self.expander.commands
         self._value_arg = b"$%d\r\n%s\r\n" % (value_size, make_value(value_size))
         self._expect_replies = value_size <= EXPECTED_REPLIES_MAX_VALUE
+        #: At pipeline 1 a SET/GET batch has one of two shapes (kinds, counts, checks, expected
+        #: replies), made once and shared: the pool is built in every load process before
+        #: every repetition, and making them per batch took half of its 0.58 s of CPU at
+        #: 100 000 keys (2.9 s of wall time on a client held to a fifth of a core).
+        self._get_shape = self._shape((self.GET,))
+        self._set_shape = self._shape((self.SET,))
         self._key_format = keyspace.prefix.encode().replace(b"%", b"%%") + b"%d"
         self._sets_and_gets = templates is None  # formatted in one step, not expanded
         self._checks = any(t.expect is not None for t in self.expander.templates)
@@ -180,7 +186,7 @@ class RequestMix:
         covered = batches * pipeline >= POOL_REQUESTS_PER_KEY * keyspace.size
         #: The pool is refreshed as it is used (it cannot hold the keyspace).
         self.refreshed = bool(batches) and not covered
-        self._pool = self._encode_pool(batches)
+        self._pool = [self.encode_batch() for _ in range(batches)]
         #: The next batch of ``pipeline`` requests (a callable: the load loop calls it once
         #: per batch, so it is the pool's own iterator where it can be).
         self.next_batch: Callable[[], Batch]
@@ -210,37 +216,6 @@ class RequestMix:
             checks += request_checks
         return assemble_batch(parts, kinds, checks, len(self.commands), self._checks)
 
-    def _encode_pool(self, batches: int) -> list[Batch]:
-        """``batches`` fresh batches: the request pool. At pipeline 1 the SET/GET mix's pool is
-        encoded in one loop sharing each batch's tuples and expected reply (the same draws as
-        :meth:`encode_batch`'s, in the same order): the pool is built in every load process
-        before every repetition, and one call per batch made that 0.58 s of CPU at 100 000
-        keys, 2.9 s of wall time on a client held to a fifth of a core."""
-        if not (self._sets_and_gets and self.pipeline == 1):
-            return [self.encode_batch() for _ in range(batches)]
-        pick = self.expander.pick_key
-        draw = self._random
-        gets = self.expander.cumulative[0]
-        key_format = self._key_format
-        value_arg = self._value_arg
-        expect = self._expect_replies
-        get_kinds, set_kinds = (self.GET,), (self.SET,)
-        get_counts, set_counts = (1, 0), (0, 1)
-        get_reply = value_arg if expect else None
-        set_reply = _OK_REPLY if expect else None
-        pool: list[Batch] = []
-        append = pool.append
-        for _ in range(batches):
-            if draw() < gets:
-                key = key_format % pick()
-                append(Batch(_GET_TEMPLATE % (len(key), key), get_kinds, get_counts, None,
-                             get_reply))
-            else:
-                key = key_format % pick()
-                append(Batch(_SET_TEMPLATE % (len(key), key, value_arg), set_kinds, set_counts,
-                             None, set_reply))
-        return pool
-
     def _encode_sets_and_gets(self) -> Batch:
         """:meth:`encode_batch` for the SET/GET mix (no templates given): the requests its two
         templates give, each formatted in one step. Expanding a template costs several calls
@@ -251,6 +226,12 @@ class RequestMix:
         gets = self.expander.cumulative[0]  # the same draws as the templates', in order
         key_format = self._key_format
         value_arg = self._value_arg
+        if self.pipeline == 1:
+            if draw() < gets:
+                key = key_format % pick()
+                return Batch(_GET_TEMPLATE % (len(key), key), *self._get_shape)
+            key = key_format % pick()
+            return Batch(_SET_TEMPLATE % (len(key), key, value_arg), *self._set_shape)
         parts = []
         kinds = []
         for _ in range(self.pipeline):
@@ -265,6 +246,12 @@ class RequestMix:
         sets = sum(kinds)
         return Batch(b"".join(parts), tuple(kinds), (len(kinds) - sets, sets), None,
                      expected_replies(kinds, value_arg) if self._expect_replies else None)
+
+    def _shape(self, kinds: tuple[int, ...]) -> tuple[Any, ...]:
+        """A SET/GET batch's fields after its payload: kinds, counts, checks, expected replies."""
+        sets = sum(kinds)
+        return (kinds, (len(kinds) - sets, sets), None,
+                expected_replies(kinds, self._value_arg) if self._expect_replies else None)
 
     def _request_bytes(self) -> int:
         """The largest of a few sample requests, bytes (for the pool's size)."""

@@ -184,16 +184,21 @@ def test_the_set_get_mix_is_formatted_as_its_templates_expand_it_for_any_keyspac
 
 @pytest.mark.parametrize("value_size", [8, resp.EXPECTED_REPLIES_MAX_VALUE + 1])
 @pytest.mark.parametrize("set_ratio", [0.0, 0.3, 1.0])
-def test_the_pipeline_1_pool_is_the_batches_encode_batch_gives(set_ratio: float,
-                                                               value_size: int) -> None:
-    """The pool's one-loop builder draws as encode_batch does and makes the same batches."""
+def test_the_pipeline_1_pool_is_the_batches_the_templates_give(set_ratio: float,
+                                                                value_size: int) -> None:
+    """At pipeline 1 the SET/GET mix shares each batch's shape between batches; its pool draws
+    as the templates do, makes the same batches, and each expects its own reply."""
     keys = Keyspace(500, distribution=Distribution("zipf", s=1.1))
     built, encoded = (RequestMix(keyspace=keys, set_ratio=set_ratio, value_size=value_size,
-                                 pipeline=1, seed=4) for _ in range(2))
-    pool = built._encode_pool(300)
-    fresh = [encoded.encode_batch() for _ in range(300)]
+                                 pipeline=1, seed=4, templates=templates)
+                      for templates in (None, default_templates(set_ratio)))
+    pool = [built.next_batch() for _ in range(300)]
+    fresh = [encoded.next_batch() for _ in range(300)]
     assert pool == fresh
-    assert [b.replies for b in pool] == [b.replies for b in fresh]
+    value_arg = b"$%d\r\n%s\r\n" % (value_size, make_value(value_size))
+    expect = value_size <= resp.EXPECTED_REPLIES_MAX_VALUE
+    assert [b.replies for b in pool] == [
+        resp.expected_replies(b.kinds, value_arg) if expect else None for b in pool]
     assert [(b.size, b.tally) for b in pool] == [(b.size, b.tally) for b in fresh]
     assert built.encode_batch() == encoded.encode_batch()  # the draws left in the same state
 
