@@ -492,6 +492,8 @@ class HttpWorker:
                     template = -1
                 done.clear()
                 conn.template = -1
+                if last is not None:  # draining: the loop's top sees at once whether all came
+                    next_check = received_ns
                 if not keep_alive:
                     self._replace(conn)
                 elif last is None:

@@ -51,7 +51,13 @@ import hiredis
 from agent.drivers.builtin_params import DEFAULT_REPLY_TIMEOUT_S
 from agent.drivers.channel import Channel
 from agent.drivers.cluster_mix import ClusterMix
-from agent.drivers.cluster_redirects import ERROR_REDIRECT_LIMIT, command_at, follow, is_redirection
+from agent.drivers.cluster_redirects import (
+    ERROR_REDIRECT_LIMIT,
+    commands_at,
+    follow,
+    is_redirection,
+    request_span,
+)
 from agent.drivers.cluster_slots import Node, Redirection, SlotMap
 from agent.drivers.cluster_template_mix import ClusterTemplateMix
 from agent.drivers.errors import (
@@ -307,6 +313,9 @@ class Worker(RespConnections):
         self.shard_buckets: list[dict[int, int]] | None = None  # a cluster: by conn.node
         self._side: dict[Node, socket.socket] = {}  # a cluster: re-sends after a redirection
         self._answered_by = ""  # the node the last re-send was answered by
+        # a cluster: per connection, the MULTI block re-sent whole (its batch's send instant,
+        # its last reply's position): the block's other error replies are not counted again
+        self._resent_block: dict[Connection, tuple[int, int]] = {}
         self._preload_done = self._preload_total = 0  # keys SET / to SET by the preload
         self._preload_reported = 0.0  # monotonic: the last preload_progress message
         self._spin = spin_counter.attached() or spin_counter.SpinTally()  # busy-poll CPU
@@ -403,13 +412,18 @@ class Worker(RespConnections):
             cluster.move(redirection.slot, cluster.nodes.index(redirection.node))
 
     def _follow(self, conn: Connection, batch: Batch, position: int, reply: Any) -> None:
-        """Request ``position`` of ``batch`` was redirected: send it again where the cluster
-        says until it is answered (agent.drivers.cluster_redirects). Its latency runs from its
-        batch's send (or intended send) to the final reply. The re-send waits for its reply
-        on a blocking side connection: redirections happen while a slot migrates, and the
-        loop's other connections wait for one round trip each time (docs/drivers.md)."""
-        outcome = follow(reply, command_at(batch.payload, position), self.target.address,
-                         self._side_send)
+        """Reply ``position`` of ``batch`` was a redirection: send its request (the command, or
+        its whole MULTI block) again where the cluster says until it is answered
+        (agent.drivers.cluster_redirects). Its latency runs from its batch's send (or intended
+        send) to the final reply. The re-send waits for its reply on a blocking side
+        connection: redirections happen while a slot migrates, and the loop's other
+        connections wait for one round trip each time (docs/drivers.md)."""
+        first, replies = request_span(batch.kinds, position)
+        last = first + replies - 1
+        if replies > 1:
+            self._resent_block[conn] = (conn.sent_ns, last)
+        outcome = follow(reply, commands_at(batch.payload, first, replies),
+                         self.target.address, self._side_send, replies=replies)
         received_ns = time.perf_counter_ns()
         recorder = self.recorder
         for kind, count in outcome.redirects.items():
@@ -425,15 +439,21 @@ class Worker(RespConnections):
             recorder.count_error(error_type(str(final)))
         else:
             latency = (received_ns - conn.sent_ns + 500) // 1000 or 1
-            bucket = recorder.bucket(self.mix.commands[batch.kinds[position]])
+            bucket = recorder.bucket(self.mix.commands[batch.kinds[last]])
             bucket[latency] = bucket.get(latency, 0) + 1
             if recorder.shards is not None:
                 shard = recorder.shards.bucket(self._answered_by)
                 shard[latency] = shard.get(latency, 0) + 1
 
-    def _side_send(self, node: Node, payload: bytes, replies: int) -> Any:
+    def _in_resent_block(self, conn: Connection, position: int) -> bool:
+        """Whether reply ``position`` of ``conn``'s batch in flight belongs to a MULTI block
+        already sent again (its ``EXECABORT``, a second redirected command)."""
+        block = self._resent_block.get(conn)
+        return block is not None and block[0] == conn.sent_ns and position <= block[1]
+
+    def _side_send(self, node: Node, payload: bytes, replies: int) -> list[Any]:
         """Send ``payload`` to ``node`` on this process's side connection to it (opened on
-        first use) and return its last reply; a failure is a ``connection`` error reply."""
+        first use) and return its replies; a failure is one ``connection`` error reply."""
         self._answered_by = node.endpoint
         try:
             sock = self._side.get(node)
@@ -441,12 +461,12 @@ class Worker(RespConnections):
                 sock = self._open_blocking(self._resolve(node.host, node.port))
                 sock.settimeout(REDIRECT_REPLY_TIMEOUT)
                 self._side[node] = sock
-            return exchange(sock, payload, replies, node.endpoint)[-1]
+            return exchange(sock, payload, replies, node.endpoint)
         except (DriverError, OSError) as exc:
             side = self._side.pop(node, None)
             if side is not None:
                 side.close()
-            return SideFailure(f"{node.endpoint}: {exc}")
+            return [SideFailure(f"{node.endpoint}: {exc}")]
 
     def close(self) -> None:
         for sock in self._side.values():
@@ -714,14 +734,18 @@ class Worker(RespConnections):
     ) -> list[int]:
         """Replies per command among replies ``[first, done)`` of ``batch``, error replies
         left out (and counted by type); a redirected request (a cluster's ``MOVED`` or
-        ``ASK``) is sent again and recorded apart, with its final reply."""
+        ``ASK``; a MULTI block whole, its ``EXECABORT`` not counted) is sent again and
+        recorded apart, with its final reply."""
         kinds = batch.kinds[first:done]
         counts = [kinds.count(kind) for kind in range(len(batch.counts))]
         for position, reply in bad or ():
             kind = batch.kinds[position]
             if kind >= 0:  # not HIDDEN (a MULTI block's OK and QUEUED replies)
                 counts[kind] -= 1
-                if self.slots is not None and is_redirection(str(reply)):
+            if self.slots is not None:
+                if self._resent_block and self._in_resent_block(conn, position):
+                    continue
+                if is_redirection(str(reply)):
                     self._follow(conn, batch, position, reply)
                     continue
             self.recorder.count_error(error_type(str(reply)))

@@ -21,6 +21,7 @@ import yaml
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.cluster_slots import key_slot
+from agent.drivers.intervals import LoadReport
 from agent.drivers.spec import parse_spec
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.lab.plan import LabPaths
@@ -114,13 +115,12 @@ def commandstats(client: redis.Redis) -> dict[str, dict[str, int]]:
             for name, fields in stats.items()}
 
 
-def test_redirected_requests_are_sent_again_and_none_is_lost(
-    nodes: dict[int, redis.Redis],
-) -> None:
-    """A slot migrates mid-run: its requests are redirected (MOVED, maybe ASK), sent again and
-    answered; Redis counts exactly coord's replies (per shard too) and rejects exactly its
-    re-sends."""
-    slot = key_slot(b"key:0")
+def run_migrating(
+    nodes: dict[int, redis.Redis], slot: int, params: dict[str, object]
+) -> tuple[LoadReport, int]:
+    """A 2 s run of the builtin driver against the cluster (``params`` over 1 process, 3
+    connections, pipeline 4, 50 keys), ``slot`` migrated once the first interval began:
+    (the report, the slot's new primary). Each node's stats are reset after the preload."""
     spec = json.dumps({
         "format": 2, "driver": "builtin",
         "target": {"address": SERVER, "port": 7000, "password": password(), "username": None,
@@ -128,10 +128,9 @@ def test_redirected_requests_are_sent_again_and_none_is_lost(
         "timeline": {"interval_ns": 500_000_000, "warmup_intervals": 0, "measure_intervals": 4},
         "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
         "params": {"processes": 1, "connections": 3, "pipeline": 4, "set_ratio": 0.5,
-                   "keyspace": 50, "value_size": 8, "rate": None, "preload": True},
+                   "keyspace": 50, "value_size": 8, "rate": None, "preload": True, **params},
     })
     driver = BuiltinDriver()
-    moved: list[tuple[int, int]] = []
     try:
         parsed = parse_spec(spec)
         driver.prepare(parsed)
@@ -144,19 +143,35 @@ def test_redirected_requests_are_sent_again_and_none_is_lost(
             return progress.interval is not None and progress.interval >= index
 
         poll_until(lambda: in_interval(0), DEADLINE, "the first interval")
-        moved.append(migrate(nodes, slot))
+        _source, target = migrate(nodes, slot)
         poll_until(lambda: driver.state.done, parsed.timeline.total_s + DEADLINE, "the end")
-        report = driver.report()
+        return driver.report(), target
     finally:
         driver.close()
-    _source, target = moved[0]
-    assert nodes[target].execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 1
-    assert report.errors == {}  # nothing lost: every redirected request was answered
+
+
+def redirects_of(report: LoadReport) -> dict[str, int]:
+    """The report's redirections by kind, summed over its intervals."""
     redirects: dict[str, int] = {}
-    shards: dict[str, int] = {}
     for interval in report.intervals:
         for kind, count in interval.redirects.items():
             redirects[kind] = redirects.get(kind, 0) + count
+    return redirects
+
+
+def test_redirected_requests_are_sent_again_and_none_is_lost(
+    nodes: dict[int, redis.Redis],
+) -> None:
+    """A slot migrates mid-run: its requests are redirected (MOVED, maybe ASK), sent again and
+    answered; Redis counts exactly coord's replies (per shard too) and rejects exactly its
+    re-sends."""
+    slot = key_slot(b"key:0")
+    report, target = run_migrating(nodes, slot, {})
+    assert nodes[target].execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 1
+    assert report.errors == {}  # nothing lost: every redirected request was answered
+    redirects = redirects_of(report)
+    shards: dict[str, int] = {}
+    for interval in report.intervals:
         for endpoint, latencies in interval.shards.items():
             shards[endpoint] = shards.get(endpoint, 0) + latencies.count
     assert redirects.get("MOVED", 0) >= 1  # the old primary redirected, followed
@@ -172,6 +187,34 @@ def test_redirected_requests_are_sent_again_and_none_is_lost(
     asking = sum(stats[port].get("asking", {}).get("calls", 0) for port in PORTS)
     assert asking == redirects.get("ASK", 0)
     assert "MOVED" not in report.intervals[-1].redirects  # the slot's keys now go to the target
+
+
+
+def test_a_redirected_multi_block_is_sent_again_whole_and_none_is_lost(
+    nodes: dict[int, redis.Redis],
+) -> None:
+    """A MULTI block on a hash tag whose slot migrates mid-run: Redis redirects its queued
+    commands and aborts the transaction (EXECABORT); the block is sent again whole, so no
+    error is counted and each block coord counts is one transaction Redis executed."""
+    slot = key_slot(b"t")
+    assert all(key_slot(b"key:%d" % n) != slot for n in range(50))  # the SETs' keys stay put
+    # the SETs give every primary requests of its own: no connection sends others' (MOVED)
+    mix = [{"multi": [["INCR", "{t}:{key}"], ["GET", "{t}:{key:last}"]]},
+           {"command": ["SET", "{key}", "{value}"]}]
+    report, target = run_migrating(nodes, slot, {"templates": mix, "preload": False})
+    assert report.errors == {}  # no EXECABORT, no MOVED: every block ended in a transaction
+    redirects = redirects_of(report)
+    assert redirects.get("MOVED", 0) >= 1
+    stats = {port: commandstats(client) for port, client in nodes.items()}
+    incr = [stats[port].get("incr", {}) for port in PORTS]
+    blocks = sum(i.commands["MULTI"].count for i in report.intervals if "MULTI" in i.commands)
+    assert sum(entry.get("calls", 0) for entry in incr) == blocks > 0  # one INCR per transaction
+    assert stats[target].get("incr", {}).get("calls", 0) > 0  # the blocks moved with the slot
+    # each redirection refused the block's INCR once (its GET too: the same key)
+    assert sum(entry.get("rejected_calls", 0) for entry in incr) == sum(redirects.values())
+    asking = sum(stats[port].get("asking", {}).get("calls", 0) for port in PORTS)
+    assert asking == redirects.get("ASK", 0)
+    assert "MOVED" not in report.intervals[-1].redirects
 
 
 TEMPLATE_MIX = [

@@ -52,6 +52,7 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
     (repetition,) = outcome.document.repetitions
     by_host: dict[str, HostMetrics] = {metrics.host: metrics for metrics in repetition.metrics}
     assert sorted(by_host) == ["client1", "client2", "server"]
+    throttled: dict[str, int] = {}
     for name in ("client1", "client2"):
         client = by_host[name]
         assert client.roles == ["client"]
@@ -76,7 +77,10 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
         throttling = [i.throttling for i in load if i]
         assert all(t is not None and t.quota_cores == CPU and t.cgroup.endswith(name)
                    for t in throttling), throttling
-        assert sum(t.throttled_periods for t in throttling if t) > 0  # the quota held it back
+        throttled[name] = sum(t.throttled_periods for t in throttling if t)
+    # The quota held the load back, on one client at least: the server is held to 0.2 of a
+    # core too, and when it is the bottleneck a client may wait on it and not use its 0.2.
+    assert sum(throttled.values()) > 0, throttled
     server = by_host["server"]
     assert server.roles == ["server"]
     assert server.missing == {}
