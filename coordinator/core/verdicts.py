@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from coordinator.core import marks
 from coordinator.core.figures import Repetition
@@ -54,22 +55,55 @@ __all__ = [
 
 
 def error_verdict(repetition: Repetition, error_threshold: float) -> Verdict:
-    """Errors: the repetition's error rate above ``benchmark.error_threshold``."""
-    rate, kind = repetition.error_rate, marks.ERROR_RATE_ABOVE_THRESHOLD
-    failing = sorted({interval.index for agent in repetition.agents
-                      for interval in agent.intervals if interval.in_window and interval.errors})
-    by_type = ", ".join(f"{name} {count}" for name, count in sorted(repetition.errors.items()))
-    evidence = Evidence(metric="error_rate", host=None, intervals=failing, value=rate,
-                        threshold=error_threshold,
-                        detail=f"error rate {rate:.2%} ({by_type or 'no error'})")
-    if rate > error_threshold:
+    """Errors: the repetition's error rate above ``benchmark.error_threshold``. In a run
+    loading several servers, each server's own rate (its clients' errors over its clients'
+    requests): the repetition's own figures are the first server's, and a sum over servers
+    would let one server's volume hide another's failures."""
+    kind = marks.ERROR_RATE_ABOVE_THRESHOLD
+    if repetition.targets:
+        rates = [_ServerErrors(f"{name}: ", set(target.clients), target.error_rate,
+                               target.errors) for name, target in repetition.targets.items()]
+    else:
+        rates = [_ServerErrors("", None, repetition.error_rate, repetition.errors)]
+    failed = [rate for rate in rates if rate.rate > error_threshold]
+    if failed:
+        findings = [Finding("flagged", rate.evidence(repetition, error_threshold))
+                    for rate in failed]
         return verdict_of(kind, "flagged", repetition.index, [],
-                        f"{rate:.2%} of requests failed ({by_type}), above "
-                        f"benchmark.error_threshold {error_threshold:.2%}: fix what makes them "
-                        f"fail before trusting the figures",
-                        [Finding("flagged", evidence)])
+                          f"{'; '.join(rate.failed() for rate in failed)}, above "
+                          f"benchmark.error_threshold {error_threshold:.2%}: fix what makes "
+                          f"them fail before trusting the figures", findings)
+    within = "; ".join(f"{rate.server}error rate {rate.rate:.2%}" for rate in rates)
     return verdict_of(kind, "clear", repetition.index, [],
-                    f"error rate {rate:.2%}, within {error_threshold:.2%}")
+                      f"{within}, within {error_threshold:.2%}")
+
+
+@dataclass(frozen=True)
+class _ServerErrors:
+    """One server's errors in a repetition: ``server`` prefixes its words (empty for the only
+    one), ``clients`` are its clients (None: every agent)."""
+
+    server: str
+    clients: set[str] | None
+    rate: float
+    errors: dict[str, int]
+
+    def by_type(self) -> str:
+        return ", ".join(f"{name} {count}" for name, count in sorted(self.errors.items()))
+
+    def failed(self) -> str:
+        return f"{self.server}{self.rate:.2%} of requests failed ({self.by_type()})"
+
+    def evidence(self, repetition: Repetition, error_threshold: float) -> Evidence:
+        """The rate, with the window's intervals in which its clients counted errors."""
+        failing = sorted({interval.index for agent in repetition.agents
+                          if self.clients is None or agent.host in self.clients
+                          for interval in agent.intervals
+                          if interval.in_window and interval.errors})
+        return Evidence(metric="error_rate", host=None, intervals=failing, value=self.rate,
+                        threshold=error_threshold,
+                        detail=f"{self.server}error rate {self.rate:.2%} "
+                               f"({self.by_type() or 'no error'})")
 
 
 def throughput_points(repetition: Repetition) -> list[tuple[int, float]]:

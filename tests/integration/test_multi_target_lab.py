@@ -140,6 +140,10 @@ def test_two_servers_loaded_at_once_each_counted_as_its_server_counted(
     for name, client in ((redis_name, "client1"), ("rest", "client2")):
         assert targets[name].count == in_window(agents[client]) > 0
         assert targets[name].errors == {}
+    # the error verdict judged each server on its own requests
+    (errors,) = [v for v in repetition.verdicts if v.name == "error-rate-above-threshold"]
+    assert errors.state == "clear"
+    assert f"{redis_name}: error rate 0.00%; rest: error rate 0.00%" in errors.summary
     # the repetition's own figures are the first target's (Redis), never a mix
     assert (repetition.count, repetition.histogram) == (targets[redis_name].count,
                                                         targets[redis_name].histogram)

@@ -14,7 +14,12 @@ from coordinator import cli
 from coordinator.core import marks
 from coordinator.core.figures import Repetition
 from coordinator.core.host_verdicts import NO_METRICS, HostSeries, host_verdicts
-from coordinator.core.stats import aggregate, repetition_figures
+from coordinator.core.stats import (
+    LoadedServer,
+    aggregate,
+    repetition_figures,
+    targets_figures,
+)
 from coordinator.core.verdicts import (
     Verdict,
     flagged_marks,
@@ -208,6 +213,39 @@ def test_errors_flag_above_the_threshold_only() -> None:
     assert errors.state == "flagged"
     assert errors.evidence[0].intervals == [0] and errors.evidence[0].value == rate
     assert "connection 1" in errors.summary
+
+
+def two_servers(rest_errors: int) -> Repetition:
+    """client1 loading ``redis`` (10 x 1000 replies, no error) and client2 loading ``rest``
+    (10 x 10 replies, ``rest_errors`` http_5xx in interval 3)."""
+    redis_intervals = [interval(i, commands={"GET": command([100] * 1000)}) for i in range(10)]
+    rest_intervals = [interval(i, commands={"ok": command([5000] * 10)},
+                               errors={"http_5xx": rest_errors} if i == 3 and rest_errors
+                               else None) for i in range(10)]
+    return targets_figures(
+        [report("client1", redis_intervals), report("client2", rest_intervals)],
+        list(range(10)),
+        [LoadedServer("redis", "builtin", ["client1"]), LoadedServer("rest", "http", ["client2"])])
+
+
+def test_each_server_of_a_run_loading_several_is_judged_on_its_own_errors() -> None:
+    """The repetition's own figures are the first server's (Redis, clean); the model server's
+    failures (5 of 105 requests, 0.05 % of both servers' together) flag the repetition."""
+    failing = two_servers(rest_errors=5)
+    assert failing.error_rate == 0 and failing.targets["rest"].error_rate > 0.04
+    judged = _named(repetition_verdicts(failing, interval_s=1.0, error_threshold=0.01,
+                                        thresholds=DEFAULTS, hosts=None),
+                    marks.ERROR_RATE_ABOVE_THRESHOLD)
+    assert judged.state == "flagged"
+    (evidence,) = judged.evidence
+    assert evidence.detail.startswith("rest: ") and evidence.intervals == [3]
+    assert "rest: 4.76% of requests failed (http_5xx 5)" in judged.summary
+    assert "redis" not in judged.summary
+    clear = _named(repetition_verdicts(two_servers(rest_errors=0), interval_s=1.0,
+                                       error_threshold=0.01, thresholds=DEFAULTS, hosts=None),
+                   marks.ERROR_RATE_ABOVE_THRESHOLD)
+    assert clear.state == "clear"
+    assert clear.summary == "redis: error rate 0.00%; rest: error rate 0.00%, within 1.00%"
 
 
 # --------------------------------------------------------------------------------------------
