@@ -19,11 +19,15 @@ Choices, each so that a verdict is never decided on a figure that was not measur
   over the host's cores. A host whose cores were not read keeps its busy share as measured.
 - **interfaces**: bytes in the busier direction; the loopback is left out, as it has no link
   to saturate (and no link speed: it would make network-bound undecided for ever).
-- **server CPU limit**: Redis executes commands on one thread, so one core is the most it can
-  use, whatever the host has; a CPU quota below that is the limit instead. The quota is the
-  server host agent's cgroup's (the lab puts sshd, hence the agent, and redis-server in one
-  cgroup). A quota whose counters could not be read leaves the limit unknown: the server may
-  be held to less than a core.
+- **server CPU limit**: one core per server process doing the work, at most the host's cores:
+  Redis executes commands on one thread, so one core is the most it can use, whatever the
+  host has; a pre-fork server (Gunicorn's workers, each running one request at a time) can
+  keep as many cores busy as it has busy workers, and its master, which only watches them,
+  does no work (a process under :data:`BUSY_SERVER_PROCESS_PERCENT` of a core over the window
+  is not counted). A CPU quota below that is the limit instead. The quota is the server host
+  agent's cgroup's (the lab puts sshd, hence the agent, and redis-server in one cgroup). A
+  quota whose counters could not be read leaves the limit unknown: the server may be held to
+  less than a core.
 - **quota exhausted**: the share of each interval's enforcement periods in which that cgroup
   was throttled, kept for a server whose limit is the quota: the cgroup's other processes
   (the agent, sshd) use some of it, so a server at its limit may show less than the quota.
@@ -32,6 +36,7 @@ Choices, each so that a verdict is never decided on a figure that was not measur
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from statistics import median
 
 from coordinator.core.host_verdicts import HostSeries
 from coordinator.core.metrics import HostInterval, HostMetrics, ProcessRecord
@@ -43,6 +48,10 @@ LOOPBACK = "lo"
 SINGLE_THREAD_CORES = 1.0
 """The CPU a server that executes commands on one thread (Redis) can use, in cores."""
 
+BUSY_SERVER_PROCESS_PERCENT = 5.0
+"""A server process using less than this over the window (% of one core, its median) does none
+of the work: a pre-fork server's master, which only watches its workers."""
+
 
 def host_series(metrics: HostMetrics, window: Sequence[int],
                 platform: PlatformRecord | None) -> HostSeries:
@@ -53,6 +62,7 @@ def host_series(metrics: HostMetrics, window: Sequence[int],
     in_window = [item for item in intervals if item.index in set(window)]
     client, server = "client" in metrics.roles, "server" in metrics.roles
     throttled = throttled_periods(metrics, intervals)
+    parallel = server_parallelism(in_window or intervals) if server else SINGLE_THREAD_CORES
     return HostSeries(
         host=metrics.host,
         role="client" if client or not server else "server",
@@ -65,8 +75,9 @@ def host_series(metrics: HostMetrics, window: Sequence[int],
         interface_bytes=interface_bytes(intervals),
         link_speed_mbps=link_speeds(metrics.host, platform),
         server_process_cpu=[server_cpu(item) for item in intervals] if server else None,
-        server_cpu_limit_cores=server_cpu_limit(metrics, intervals) if server else None,
-        server_quota_throttled_percent=quota_throttled_percent(intervals) if server else None,
+        server_cpu_limit_cores=server_cpu_limit(metrics, intervals, parallel) if server else None,
+        server_quota_throttled_percent=(quota_throttled_percent(intervals, parallel)
+                                        if server else None),
     )
 
 
@@ -163,23 +174,41 @@ def server_cpu(interval: HostInterval) -> float | None:
     return sum(p.cpu_percent for p in interval.server_processes)
 
 
-def quota_throttled_percent(intervals: Sequence[HostInterval]) -> list[float | None] | None:
+def server_parallelism(intervals: Sequence[HostInterval]) -> float:
+    """The cores the server's processes can keep busy at once: one per process doing work (its
+    median CPU over ``intervals`` at least :data:`BUSY_SERVER_PROCESS_PERCENT` of a core), at
+    least one, at most the host's cores (when they were read)."""
+    by_pid: dict[int, list[float]] = {}
+    for item in intervals:
+        for record in item.server_processes:
+            by_pid.setdefault(record.pid, []).append(record.cpu_percent)
+    busy = sum(1 for used in by_pid.values() if median(used) >= BUSY_SERVER_PROCESS_PERCENT)
+    cores = max((len(item.cores) for item in intervals), default=0)
+    parallel = max(1, busy)
+    return SINGLE_THREAD_CORES * (min(parallel, cores) if cores else parallel)
+
+
+def quota_throttled_percent(intervals: Sequence[HostInterval],
+                            parallel: float) -> list[float | None] | None:
     """Per interval, the share of its enforcement periods in which the host's cgroup ran out
-    of its CPU quota, %; None when no quota below one core is the server's limit."""
+    of its CPU quota, %; None when no quota below the server's ``parallel`` cores is its
+    limit."""
     quotas = [item.throttling.quota_cores for item in intervals if item.throttling is not None]
-    if not quotas or min(quotas) >= SINGLE_THREAD_CORES:
+    if not quotas or min(quotas) >= parallel:
         return None
     return [100 * item.throttling.throttled_periods / item.throttling.periods
             if item.throttling is not None and item.throttling.periods else None
             for item in intervals]
 
 
-def server_cpu_limit(metrics: HostMetrics, intervals: Sequence[HostInterval]) -> float | None:
-    """The CPU the server can use, in cores: one (one thread), or the host's CPU quota if
-    smaller; None when a quota's counters could not be read."""
+def server_cpu_limit(metrics: HostMetrics, intervals: Sequence[HostInterval],
+                     parallel: float) -> float | None:
+    """The CPU the server can use, in cores: its ``parallel`` cores (:func:`server_parallelism`;
+    one for Redis), or the host's CPU quota if smaller; None when a quota's counters could not
+    be read."""
     quotas = [item.throttling.quota_cores for item in intervals if item.throttling is not None]
     if quotas:
-        return min(SINGLE_THREAD_CORES, *quotas)
+        return min(parallel, *quotas)
     if throttling_unread(metrics, intervals):
         return None
-    return SINGLE_THREAD_CORES
+    return parallel

@@ -65,8 +65,9 @@ class HostSeries:
     server_process_cpu: Sequence[float | None] | None = None
     """Server hosts: the target server's process, % of one core; ``None`` on a client host."""
     server_cpu_limit_cores: float | None = None
-    """Server hosts: the CPU the server can use, in cores (its quota, or 1 for a server that
-    runs on one thread); ``None``: unknown, so server-bound is undecided."""
+    """Server hosts: the CPU the server can use, in cores: one per server process doing work (1
+    for Redis, its busy workers for a pre-fork server), at most the host's cores, or its quota
+    if smaller; ``None``: unknown, so server-bound is undecided."""
     server_quota_throttled_percent: Sequence[float | None] | None = None
     """Server hosts whose limit is their cgroup's CPU quota: the share of the interval's
     enforcement periods in which the cgroup ran out of it, %; ``None``: no quota is the limit.

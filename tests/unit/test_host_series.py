@@ -14,6 +14,7 @@ from coordinator.core.host_series import all_host_series, host_series
 from coordinator.core.host_verdicts import host_verdicts, window_indices
 from coordinator.core.metrics import HostMetrics
 from coordinator.core.platform import PlatformRecord
+from coordinator.core.verdict_records import Verdict
 from coordinator.inventory.schema import Thresholds
 from coordinator.results import load_results
 from tests.unit.test_verdicts import repetition
@@ -36,8 +37,8 @@ def process(pid: int, percent: float, name: str = "python",
 def interval(index: int, *, busy: float = 50.0, load: list[dict[str, Any]] | None = None,
              server: list[dict[str, Any]] | None = None, throttled: int | None = None,
              quota: float = 0.2, sent: int = 1000, received: int = 4000,
-             retransmits: int | None = 0, missing: dict[str, str] | None = None
-             ) -> dict[str, Any]:
+             retransmits: int | None = 0, missing: dict[str, str] | None = None,
+             cores: int = 1) -> dict[str, Any]:
     throttling = None if throttled is None else {
         "cgroup": "/sys/fs/cgroup/cpu/lab/client1", "version": "v1", "quota_cores": quota,
         "periods": 10, "throttled_periods": throttled, "throttled_usec": throttled * 80_000}
@@ -45,7 +46,8 @@ def interval(index: int, *, busy: float = 50.0, load: list[dict[str, Any]] | Non
                "packets_sent": 1}
     return {
         "index": index, "phase": "before" if index < 0 else "measure",
-        "start_ms": 500.0 * index, "duration_ms": 500.0, "cpu": cpu(busy), "cores": [cpu(busy)],
+        "start_ms": 500.0 * index, "duration_ms": 500.0, "cpu": cpu(busy),
+        "cores": [cpu(busy)] * cores,
         "load_average_1m": 0.5, "memory_used_bytes": 1, "memory_available_bytes": 1,
         "interfaces": {"eth0": traffic, "lo": {**traffic, "bytes_sent": 10**9}},
         "tcp_retransmits": retransmits, "listen_drops": 0, "listen_overflows": 0,
@@ -213,6 +215,43 @@ def test_the_server_limit_is_one_core_or_its_quota_if_smaller() -> None:
     assert limit(0.2) == 0.2
     assert limit(4.0) == 1.0  # Redis runs its commands on one thread
     assert limit(None, {"throttling": "not mounted"}) is None  # maybe held below a core
+
+
+def prefork(workers: float, *, cores: int, quota: float | None = None) -> HostMetrics:
+    """A pre-fork server (Gunicorn): an idle master (pid 10) and 4 workers at ``workers`` %
+    of a core each, on a host of ``cores`` cores."""
+    processes = [process(10, 0.4, "gunicorn"),
+                 *(process(11 + n, workers, "gunicorn") for n in range(4))]
+    return host([interval(i, server=processes, cores=cores, quota=quota or 0.0,
+                          throttled=None if quota is None else 0) for i in WINDOW],
+                ["server"], "server")
+
+
+@pytest.mark.parametrize(("cores", "quota", "limit"), [
+    (8, None, 4.0), (2, None, 2.0), (8, 1.5, 1.5), (1, None, 1.0)])
+def test_a_prefork_server_can_use_a_core_per_busy_worker(
+    cores: int, quota: float | None, limit: float
+) -> None:
+    """Each busy worker runs on a core of its own; the master, which only watches them, does
+    none of the work; the host's cores and a quota bound it."""
+    series = host_series(prefork(60.0, cores=cores, quota=quota), WINDOW, None)
+    assert series.server_cpu_limit_cores == limit
+    assert (series.server_quota_throttled_percent is not None) == (quota is not None)
+
+
+def test_a_prefork_server_with_idle_cores_is_not_server_bound_and_one_at_them_is() -> None:
+    """4 workers at 60 % of a core on 8 cores have room (one core's worth of them would be
+    judged saturated); at 95 % each they are the bottleneck."""
+    client = host([interval(i, busy=10.0, load=[process(40, 10.0)]) for i in WINDOW])
+
+    def server_bound(workers: float) -> Verdict:
+        series = all_host_series([client, prefork(workers, cores=8)], WINDOW, None)
+        judged = host_verdicts(repetition([100] * 4), series, ["server"], 0.5, DEFAULTS)
+        return next(v for v in judged if v.name == marks.SERVER_BOUND.name)
+
+    assert server_bound(60.0).state == "clear"
+    bound = server_bound(95.0)
+    assert bound.state == "flagged" and "of its 4 core(s)" in bound.summary
 
 
 def test_a_server_limited_by_a_quota_keeps_the_share_of_periods_throttled() -> None:
