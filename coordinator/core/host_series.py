@@ -62,7 +62,7 @@ def host_series(metrics: HostMetrics, window: Sequence[int],
     in_window = [item for item in intervals if item.index in set(window)]
     client, server = "client" in metrics.roles, "server" in metrics.roles
     throttled = throttled_periods(metrics, intervals)
-    parallel = server_parallelism(in_window or intervals) if server else SINGLE_THREAD_CORES
+    parallel = server_parallelism(in_window or intervals)
     return HostSeries(
         host=metrics.host,
         role="client" if client or not server else "server",
@@ -185,7 +185,7 @@ def server_parallelism(intervals: Sequence[HostInterval]) -> float:
     busy = sum(1 for used in by_pid.values() if median(used) >= BUSY_SERVER_PROCESS_PERCENT)
     cores = max((len(item.cores) for item in intervals), default=0)
     parallel = max(1, busy)
-    return SINGLE_THREAD_CORES * (min(parallel, cores) if cores else parallel)
+    return float(min(parallel, cores) if cores else parallel)
 
 
 def quota_throttled_percent(intervals: Sequence[HostInterval],
