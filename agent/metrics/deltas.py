@@ -79,7 +79,7 @@ def process_cpu(before: ProcessTimes, after: ProcessTimes, seconds: float) -> Pr
         pid=after.pid, name=after.name, cpu_percent=percent(after.cpu_ns - before.cpu_ns),
         threads=len(after.threads), hottest_thread=hottest,
         hottest_thread_percent=percent(hottest_ns) if hottest is not None else None,
-        busy_poll_percent=spun,
+        busy_poll_percent=spun, ports=after.ports,
     )  # fmt: skip
 
 

@@ -90,7 +90,8 @@ class CpuShare:
 class ProcessCpu:
     """One watched process over an interval: CPU as % of one core (above 100 when several
     threads run at once), and its hottest thread's; for a load process, the part of its CPU
-    spent busy-polling (``busy_poll_percent``, None for other processes)."""
+    spent busy-polling (``busy_poll_percent``, None for other processes); for a server
+    process, the target ports it listens on (``ports``)."""
 
     pid: int
     name: str
@@ -99,6 +100,7 @@ class ProcessCpu:
     hottest_thread: int | None
     hottest_thread_percent: float | None
     busy_poll_percent: float | None = None
+    ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ class ProcessTimes:
     cpu_ns: int
     threads: Mapping[int, int]
     spin_ns: int | None = None
+    ports: tuple[int, ...] = ()
+    """A server process: the target ports it listens on (empty for a load process)."""
 
 
 def parse_stat(text: str) -> SystemStat:

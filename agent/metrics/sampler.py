@@ -58,7 +58,8 @@ def load_process_pids() -> set[int]:
 
 class Snapshotter:
     """Reads one :class:`HostSnapshot`: the host's counters, the cgroup's, the watched
-    processes'. ``load_pids`` and ``server_pids`` may be replaced between reads."""
+    processes'. ``load_pids`` and ``server_ports`` (server pid -> the target ports it
+    listens on) may be replaced between reads."""
 
     def __init__(self, quota: cgroup.QuotaCgroup | None,
                  clock: Callable[[], int] = time.time_ns,
@@ -67,7 +68,7 @@ class Snapshotter:
         self.clock = clock
         self.spun_ns = spun_ns
         self.load_pids: set[int] = set()
-        self.server_pids: set[int] = set()
+        self.server_ports: dict[int, tuple[int, ...]] = {}
 
     def read(self) -> HostSnapshot:
         problems: dict[str, str] = {}
@@ -88,7 +89,7 @@ class Snapshotter:
         quota = self.quota
         throttle = attempt("throttle", lambda: cgroup.read_throttling(quota)) if quota else None
         load = attempt("load_processes", self._load_processes)
-        server = attempt("server_processes", lambda: procfs.read_processes(self.server_pids))
+        server = attempt("server_processes", self._server_processes)
         return HostSnapshot(
             time_ns=now,
             stat=stat if isinstance(stat, procfs.SystemStat) else None,
@@ -101,6 +102,12 @@ class Snapshotter:
             server_processes=server if isinstance(server, dict) else {},
             problems=problems,
         )
+
+    def _server_processes(self) -> dict[int, procfs.ProcessTimes]:
+        """The server processes still there, each with the target ports it listens on."""
+        ports = self.server_ports
+        return {pid: replace(times, ports=ports[pid])
+                for pid, times in procfs.read_processes(ports).items()}
 
     def _load_processes(self) -> dict[int, procfs.ProcessTimes]:
         """The load processes still there: each one's CPU, its busy-poll count read right
@@ -211,11 +218,12 @@ class MetricsSampler:
         pids = listening_pids(plan.server_ports)
         if plan.redis is not None:  # a Redis run by another user: its pid from its INFO
             pid = info_process_id(take_info(plan.redis, "start", ("server",)))
-            pids |= {pid} if pid is not None else set()
+            if pid is not None:
+                pids[pid] = tuple(sorted({*pids.get(pid, ()), plan.redis.port}))
         if not pids:
             ports = ", ".join(map(str, plan.server_ports))
             self._missing["server_processes"] = f"no process seen listening on port {ports}"
-        self._snapshotter.server_pids = pids
+        self._snapshotter.server_ports = pids
 
     def _sample(self) -> None:
         plan = self.plan

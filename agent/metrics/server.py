@@ -30,18 +30,19 @@ LISTEN_STATE: Final = "0A"
 PROC: Final = Path("/proc")
 
 
-def listening_inodes(table: str, ports: Iterable[int]) -> set[int]:
-    """Inodes of the sockets listening on ``ports`` in a /proc/net/tcp or tcp6 table (its
-    header line first; 0 is a socket already closed)."""
+def listening_inodes(table: str, ports: Iterable[int]) -> dict[int, int]:
+    """Inode -> port of the sockets listening on ``ports`` in a /proc/net/tcp or tcp6 table
+    (its header line first; 0 is a socket already closed)."""
     wanted = set(ports)
-    inodes: set[int] = set()
+    inodes: dict[int, int] = {}
     for line in table.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 10 or fields[3] != LISTEN_STATE:
             continue
-        _, _, port = fields[1].rpartition(":")
-        if int(port, 16) in wanted and int(fields[9]) != 0:
-            inodes.add(int(fields[9]))
+        _, _, hex_port = fields[1].rpartition(":")
+        port = int(hex_port, 16)
+        if port in wanted and int(fields[9]) != 0:
+            inodes[int(fields[9])] = port
     return inodes
 
 
@@ -52,28 +53,37 @@ def socket_inode(link: str) -> int | None:
     return None
 
 
-def holders_of(links: Mapping[int, Iterable[str]], inodes: set[int]) -> set[int]:
-    """The pids (keys of ``links``: pid -> its descriptors' links) holding one of ``inodes``."""
-    return {pid for pid, targets in links.items()
-            if any(socket_inode(target) in inodes for target in targets)}
+def holders_of(links: Mapping[int, Iterable[str]],
+               inodes: Mapping[int, int]) -> dict[int, tuple[int, ...]]:
+    """pid -> the ports (sorted) of the ``inodes`` (inode -> port) it holds, for the pids of
+    ``links`` (pid -> its descriptors' links) holding one of them."""
+    held: dict[int, tuple[int, ...]] = {}
+    for pid, targets in links.items():
+        ports = {inodes[inode] for target in targets
+                 if (inode := socket_inode(target)) is not None and inode in inodes}
+        if ports:
+            held[pid] = tuple(sorted(ports))
+    return held
 
 
-def listening_pids(ports: Iterable[int], proc: Path = PROC) -> set[int]:
-    """Pids of every process holding a socket listening on TCP ``ports``, among those this
-    process may see (reading /proc/<pid>/fd needs root or the owner's user).
+def listening_pids(ports: Iterable[int], proc: Path = PROC) -> dict[int, tuple[int, ...]]:
+    """pid -> its listening ports, for every process holding a socket listening on TCP
+    ``ports``, among those this process may see (reading /proc/<pid>/fd needs root or the
+    owner's user).
 
     Every holder, not one: a pre-fork server (Gunicorn) listens in its master and accepts in
     workers that inherited the socket, and its CPU is all of theirs. (psutil.net_connections
-    names one pid per socket.)
+    names one pid per socket.) The ports tell two servers on one host apart, so each is
+    judged on its own CPU.
     """
-    inodes: set[int] = set()
+    inodes: dict[int, int] = {}
     for name in ("tcp", "tcp6"):
         try:
             inodes |= listening_inodes((proc / "net" / name).read_text(), ports)
         except OSError:
             continue
     if not inodes:
-        return set()
+        return {}
     links: dict[int, list[str]] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():

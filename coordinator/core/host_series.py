@@ -31,6 +31,11 @@ Choices, each so that a verdict is never decided on a figure that was not measur
 - **quota exhausted**: the share of each interval's enforcement periods in which that cgroup
   was throttled, kept for a server whose limit is the quota: the cgroup's other processes
   (the agent, sshd) use some of it, so a server at its limit may show less than the quota.
+- **several targets on one host** (``benchmark.targets``): each is judged on its own
+  processes, those listening on its port, against its own limit; summed, a saturated Redis
+  beside an idle model server read as a host with CPU to spare. The quota, when one is the
+  limit, is the host's and shared: each target whose limit it is sees the same throttling.
+  Results written before the agents recorded the ports keep one server per host.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from statistics import median
 
-from coordinator.core.host_verdicts import HostSeries
+from coordinator.core.host_verdicts import HostSeries, ServerSeries
 from coordinator.core.metrics import HostInterval, HostMetrics, ProcessRecord
 from coordinator.core.platform import PlatformRecord
 
@@ -53,16 +58,16 @@ BUSY_SERVER_PROCESS_PERCENT = 5.0
 of the work: a pre-fork server's master, which only watches its workers."""
 
 
-def host_series(metrics: HostMetrics, window: Sequence[int],
-                platform: PlatformRecord | None) -> HostSeries:
+def host_series(metrics: HostMetrics, window: Sequence[int], platform: PlatformRecord | None,
+                targets: Mapping[int, str] | None = None) -> HostSeries:
     """One host's series over its intervals, for the verdicts on ``window`` (the
-    repetition's common window's interval indices)."""
+    repetition's common window's interval indices); ``targets``: the target servers on the
+    host, port -> name."""
     intervals = [item for item in metrics.intervals if item.index >= 0]
     indices = [item.index for item in intervals]
     in_window = [item for item in intervals if item.index in set(window)]
     client, server = "client" in metrics.roles, "server" in metrics.roles
     throttled = throttled_periods(metrics, intervals)
-    parallel = server_parallelism(in_window or intervals)
     return HostSeries(
         host=metrics.host,
         role="client" if client or not server else "server",
@@ -74,18 +79,45 @@ def host_series(metrics: HostMetrics, window: Sequence[int],
         retransmits=[item.tcp_retransmits for item in intervals],
         interface_bytes=interface_bytes(intervals),
         link_speed_mbps=link_speeds(metrics.host, platform),
-        server_process_cpu=[server_cpu(item) for item in intervals] if server else None,
-        server_cpu_limit_cores=server_cpu_limit(metrics, intervals, parallel) if server else None,
-        server_quota_throttled_percent=(quota_throttled_percent(intervals, parallel)
-                                        if server else None),
+        servers=server_series(metrics, intervals, in_window, targets or {}) if server else None,
     )
 
 
 def all_host_series(metrics: Sequence[HostMetrics], window: Sequence[int],
-                    platform: PlatformRecord | None) -> list[HostSeries]:
+                    platform: PlatformRecord | None,
+                    targets: Mapping[str, Mapping[int, str]] | None = None) -> list[HostSeries]:
     """Every sampled host's series; a host whose agent could not sample at all is left out,
-    so its verdicts say "no metrics from" it."""
-    return [host_series(item, window, platform) for item in metrics if item.intervals]
+    so its verdicts say "no metrics from" it. ``targets``: host -> its target servers (port
+    -> name)."""
+    return [host_series(item, window, platform, (targets or {}).get(item.host))
+            for item in metrics if item.intervals]
+
+
+def server_series(metrics: HostMetrics, intervals: Sequence[HostInterval],
+                  in_window: Sequence[HostInterval],
+                  targets: Mapping[int, str]) -> list[ServerSeries]:
+    """The host's target servers, each over its own processes: one per target when the host
+    runs several and its processes' ports were recorded, else one over every server
+    process."""
+    tagged = any(process.ports for item in intervals for process in item.server_processes)
+    if len(targets) < 2 or not tagged:
+        chosen: list[tuple[str | None, Sequence[HostInterval]]] = [(None, intervals)]
+    else:
+        chosen = [(name, [item.model_copy(update={"server_processes": [
+                       process for process in item.server_processes if port in process.ports]})
+                          for item in intervals])
+                  for port, name in sorted(targets.items())]
+    window = {item.index for item in in_window}
+    found = []
+    for target, own in chosen:
+        parallel = server_parallelism([item for item in own if item.index in window] or own)
+        found.append(ServerSeries(
+            host=metrics.host, target=target, interval_indices=[item.index for item in own],
+            process_cpu=[server_cpu(item) for item in own],
+            cpu_limit_cores=server_cpu_limit(metrics, own, parallel),
+            quota_throttled_percent=quota_throttled_percent(own, parallel),
+        ))  # fmt: skip
+    return found
 
 
 def process_labels(intervals: Sequence[HostInterval]) -> dict[int, str]:

@@ -62,18 +62,45 @@ class HostSeries:
     """Per interface: bytes in its busier direction (max of sent, received) in the interval."""
     link_speed_mbps: Mapping[str, int | None] = field(default_factory=dict)
     """Per interface: link speed, Mbit/s; ``None`` or absent: unknown (utilisation skipped)."""
-    server_process_cpu: Sequence[float | None] | None = None
-    """Server hosts: the target server's process, % of one core; ``None`` on a client host."""
-    server_cpu_limit_cores: float | None = None
-    """Server hosts: the CPU the server can use, in cores: one per server process doing work (1
-    for Redis, its busy workers for a pre-fork server), at most the host's cores, or its quota
-    if smaller; ``None``: unknown, so server-bound is undecided."""
-    server_quota_throttled_percent: Sequence[float | None] | None = None
-    """Server hosts whose limit is their cgroup's CPU quota: the share of the interval's
-    enforcement periods in which the cgroup ran out of it, %; ``None``: no quota is the limit.
-    The quota is shared with what else runs in the cgroup (coord's agent, sshd): a cgroup out
-    of its quota in every period has a server at its CPU limit even when the server process
-    itself used less than the quota."""
+    servers: Sequence[ServerSeries] | None = None
+    """Server hosts: each target server on the host, judged on its own (``None`` on a client
+    host)."""
+
+
+@dataclass(frozen=True)
+class ServerSeries:
+    """One target server on a server host, as server-bound judges it: its processes' CPU
+    against the CPU it can use. A host running two targets has one each, told apart by the
+    ports their processes listen on."""
+
+    host: str
+    target: str | None
+    """The target's name when the host runs several (``None``: the host runs one)."""
+    interval_indices: Sequence[int]
+    process_cpu: Sequence[float | None]
+    """Its processes' CPU, % of one core, per interval (``None``: none was sampled)."""
+    cpu_limit_cores: float | None
+    """The CPU it can use, in cores: one per server process doing work (1 for Redis, its busy
+    workers for a pre-fork server), at most the host's cores, or its quota if smaller;
+    ``None``: unknown, so server-bound is undecided."""
+    quota_throttled_percent: Sequence[float | None] | None = None
+    """When its limit is the host cgroup's CPU quota: the share of the interval's enforcement
+    periods in which the cgroup ran out of it, %; ``None``: no quota is the limit. The quota
+    is shared with what else runs in the cgroup (coord's agent, sshd, another target): a
+    cgroup out of its quota in every period has a server at its CPU limit even when its
+    processes themselves used less than the quota."""
+
+    @property
+    def name(self) -> str:
+        """How the verdicts call it."""
+        if self.target is None:
+            return f"the server on {self.host}"
+        return f"the server {self.target} on {self.host}"
+
+    @property
+    def processes(self) -> str:
+        """How its evidence calls its processes."""
+        return "the server process" if self.target is None else f"{self.target}'s processes"
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,76 +232,76 @@ def client_bound(series: HostSeries | None, host: str, window: Sequence[int], re
     return verdict_of(kind, state, repetition, [host], summary, findings)
 
 
-def server_saturated_intervals(servers: Sequence[HostSeries], window: Sequence[int],
+def server_saturated_intervals(servers: Sequence[ServerSeries], window: Sequence[int],
                                thresholds: Thresholds) -> set[int]:
-    """The window's intervals in which a server process was at or above
-    ``server_cpu_percent`` of the CPU it can use (servers whose use or limit is unknown
-    count for none)."""
+    """The window's intervals in which a server was at or above ``server_cpu_percent`` of the
+    CPU it can use (servers whose use or limit is unknown count for none)."""
     saturated: set[int] = set()
     for series in servers:
-        limit = series.server_cpu_limit_cores
-        if not series.server_process_cpu or limit is None or limit <= 0:
+        limit = series.cpu_limit_cores
+        if not series.process_cpu or limit is None or limit <= 0:
             continue
         saturated.update(
             index for index, value in window_points(series.interval_indices,
-                                                    series.server_process_cpu, window)
+                                                    series.process_cpu, window)
             if value is not None and value / limit >= thresholds.server_cpu_percent)
         saturated.update(
             index for index, value in window_points(series.interval_indices,
-                                                    series.server_quota_throttled_percent or (),
+                                                    series.quota_throttled_percent or (),
                                                     window)
             if value is not None and value >= thresholds.server_cpu_percent)
     return saturated
 
 
-def quota_exhausted(series: HostSeries, window: Sequence[int],
+def quota_exhausted(series: ServerSeries, window: Sequence[int],
                     thresholds: Thresholds) -> Finding | None:
     """The server's cgroup out of its CPU quota in at least ``server_cpu_percent`` of the
     periods of enough intervals (``None``: no quota is the server's limit)."""
-    throttled = series.server_quota_throttled_percent
+    throttled = series.quota_throttled_percent
     if not throttled:
         return None
     return saturation(series.host, "server_cgroup_throttled_percent_of_periods",
-                      f"its cgroup out of its {series.server_cpu_limit_cores:g}-core quota",
+                      f"its cgroup out of its {series.cpu_limit_cores:g}-core quota",
                       window_points(series.interval_indices, throttled, window),
                       thresholds.server_cpu_percent, thresholds.saturated_intervals_percent,
                       at_or_above=True, unit=" % of the periods")
 
 
-def process_share(series: HostSeries, window: Sequence[int], limit: float) -> str:
-    """What the server process itself had of its quota, over the window (median)."""
+def process_share(series: ServerSeries, window: Sequence[int], limit: float) -> str:
+    """What the server's processes themselves had of its quota, over the window (median)."""
     used = [value / limit for _, value in window_points(
-        series.interval_indices, series.server_process_cpu or (), window) if value is not None]
+        series.interval_indices, series.process_cpu, window) if value is not None]
     if not used:
         return ""
-    return (f"; the server process itself used {median(used):,.0f} % of the quota "
-            f"(median), the rest went to other processes of its cgroup, coord's agent among "
-            f"them")
+    return (f"; {series.processes} used {median(used):,.0f} % of the quota (median), the "
+            f"rest went to other processes of its cgroup, coord's agent among them")
 
 
-def server_bound(series: HostSeries | None, host: str, window: Sequence[int], repetition: int,
-                 clients: Sequence[Verdict], thresholds: Thresholds) -> Verdict:
-    """Server-bound on one server host: its process at or near the CPU it can use while every
-    client had headroom (good news)."""
+def server_bound(series: ServerSeries | None, host: str, window: Sequence[int],
+                 repetition: int, clients: Sequence[Verdict],
+                 thresholds: Thresholds) -> Verdict:
+    """Server-bound on one server of a server host: its processes at or near the CPU it can
+    use while every client had headroom (good news)."""
     kind = marks.SERVER_BOUND
     saturated = [v.hosts[0] for v in clients if v.state == "flagged" and v.hosts]
+    which = "" if series is None or series.target is None else f" ({series.name})"
     if saturated:
         return verdict_of(kind, "clear", repetition, [host],
-                        f"not server-bound: {', '.join(saturated)} ran out of CPU first")
+                        f"not server-bound{which}: {', '.join(saturated)} ran out of CPU first")
     if series is None:
         return verdict_of(kind, "undecided", repetition, [host],
                         f"undecided: no metrics from {host}")
-    if series.server_process_cpu is None or not series.server_process_cpu:
+    server = series.name
+    if not series.process_cpu:
         return verdict_of(kind, "undecided", repetition, [host],
-                        f"undecided: the server process's CPU on {host} was not measured")
-    limit = series.server_cpu_limit_cores
+                        f"undecided: the CPU of {server} was not measured")
+    limit = series.cpu_limit_cores
     if limit is None or limit <= 0:
         return verdict_of(kind, "undecided", repetition, [host],
-                        f"undecided: the CPU the server on {host} can use is unknown")
+                        f"undecided: the CPU {server} can use is unknown")
     usable = [(i, None if v is None else v / limit)
-              for i, v in window_points(series.interval_indices, series.server_process_cpu,
-                                        window)]
-    finding = saturation(host, "server_process_cpu_percent_of_usable", "the server process",
+              for i, v in window_points(series.interval_indices, series.process_cpu, window)]
+    finding = saturation(host, "server_process_cpu_percent_of_usable", series.processes,
                          usable, thresholds.server_cpu_percent,
                          thresholds.saturated_intervals_percent, at_or_above=True,
                          unit=f" % of its {limit:g} core(s)")
@@ -285,17 +312,18 @@ def server_bound(series: HostSeries | None, host: str, window: Sequence[int], re
     undecided_clients = [v for v in clients if v.state != "clear"]
     if finding.state == "flagged" and undecided_clients:
         return verdict_of(kind, "undecided", repetition, [host],
-                        f"undecided: the server was busy ({details([finding])}) but whether "
+                        f"undecided: {server} was busy ({details([finding])}) but whether "
                         f"every client had headroom is not known", [finding])
     if finding.state == "flagged":
         return verdict_of(kind, "flagged", repetition, [host],
-                        f"good news: the server on {host} was the bottleneck, as a benchmark "
-                        f"of it should be: {details([finding])}{share}; every client had "
-                        f"headroom", [finding])
+                        f"good news: {server} was the bottleneck, as a benchmark of it "
+                        f"should be: {details([finding])}{share}; every client had headroom",
+                        [finding])
     if finding.state == "undecided":
-        return verdict_of(kind, "undecided", repetition, [host], f"undecided: {finding.reason}")
+        return verdict_of(kind, "undecided", repetition, [host],
+                          f"undecided{which}: {finding.reason}")
     return verdict_of(kind, "clear", repetition, [host],
-                    f"the server on {host} had CPU to spare: the load did not reach its limit")
+                    f"{server} had CPU to spare: the load did not reach its limit")
 
 
 def network_bound(series: HostSeries, window: Sequence[int], repetition: int,
@@ -354,13 +382,18 @@ def host_verdicts(repetition: Repetition, hosts: Sequence[HostSeries] | None,
                 for kind in (marks.CLIENT_BOUND, marks.SERVER_BOUND, marks.NETWORK_BOUND)]
     window = window_indices(repetition)
     by_host = {series.host: series for series in hosts}
-    saturated = server_saturated_intervals([by_host[name] for name in server_hosts
-                                            if name in by_host], window, thresholds)
+    servers_of = {name: by_host[name].servers or () if name in by_host else None
+                  for name in server_hosts}
+    saturated = server_saturated_intervals([server for on_host in servers_of.values()
+                                            for server in on_host or ()], window, thresholds)
     clients = [client_bound(by_host.get(agent.host), agent.host, window, index, thresholds,
                             schedule_finding(agent, window, thresholds, saturated))
                for agent in repetition.agents]
-    servers = [server_bound(by_host.get(name), name, window, index, clients, thresholds)
-               for name in server_hosts]
+    servers: list[Verdict] = []
+    for name, on_host in servers_of.items():
+        judged: Sequence[ServerSeries | None] = on_host or [None]  # None: no metrics from it
+        servers.extend(server_bound(server, name, window, index, clients, thresholds)
+                       for server in judged)
     network = [network_bound(series, window, index, interval_s, thresholds)
                for series in sorted(hosts, key=lambda s: s.host)]
     return [*clients, *servers, *network]

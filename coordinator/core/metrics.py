@@ -63,6 +63,11 @@ class ProcessRecord(MetricsModel):
         "replies without sleeping (benchmark.builtin.busy_poll_usec), % of one core; the "
         "client-bound verdicts leave it out; null: not a load process, or not counted"
     )
+    ports: list[int] = Field(
+        default_factory=list, description="a server process: the target servers' ports it "
+        "listens on, which tell two servers on one host apart; empty for a load process (and "
+        "in results written before coord recorded it)"
+    )
 
 
 class InterfaceRecord(MetricsModel):

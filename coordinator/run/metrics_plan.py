@@ -35,6 +35,15 @@ def metrics_plan(inventory: Inventory, host: Host, timeline: Timeline,
                        intervals=timeline.intervals, server_ports=ports, redis=redis)
 
 
+def servers_by_host(inventory: Inventory) -> dict[str, dict[int, str]]:
+    """host -> its servers' ports -> their names: how a host's server processes (each
+    recorded with the ports it listens on) are told apart when it runs several."""
+    found: dict[str, dict[int, str]] = {}
+    for server in inventory.servers:
+        found.setdefault(server.host, {})[server.port] = server.name
+    return found
+
+
 def host_roles(inventory: Inventory, host: Host) -> list[str]:
     """``client`` and/or ``server``, as the metrics record them."""
     servers = {server.name for server in inventory.server_hosts}

@@ -62,7 +62,7 @@ from coordinator.remote.fanout import (
 from coordinator.remote.fleet import AgentSession, Fleet
 from coordinator.run import baseline
 from coordinator.run.loadspec import client_target, load_spec, phases, target_of, target_servers
-from coordinator.run.metrics_plan import host_roles, metrics_plan
+from coordinator.run.metrics_plan import host_roles, metrics_plan, servers_by_host
 from coordinator.run.platform import describe_fleet
 from coordinator.run.steps import REPETITION_STEPS
 
@@ -614,7 +614,8 @@ def _judge(state: RepetitionState) -> None:
     threshold = inventory.benchmark.error_threshold
     if state.metrics:
         state.host_series = all_host_series(state.metrics, window_indices(repetition),
-                                            state.record.document.platform)
+                                            state.record.document.platform,
+                                            servers_by_host(inventory))
     judged = verdicts.repetition_verdicts(
         repetition, interval_s=state.plan.timeline.interval_ns / 1e9, error_threshold=threshold,
         thresholds=inventory.benchmark.thresholds, hosts=state.host_series,

@@ -22,6 +22,7 @@ import pytest
 import redis
 import yaml
 
+from coordinator.core import marks
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.results import AgentRepetition
@@ -156,3 +157,15 @@ def test_two_servers_loaded_at_once_each_counted_as_its_server_counted(
              for process in interval.server_processes}
     print(f"server processes sampled: {sorted(names)}")
     assert "redis-server" in names and any(name.startswith("python") for name in names), names
+    # each with the port it listens on, so each server was judged server-bound on its own
+    redis_port = inventory.inventory.servers[0].port
+    ports = {(process.name, tuple(process.ports)) for interval in server_host.intervals
+             for process in interval.server_processes}
+    assert ("redis-server", (redis_port,)) in ports, ports
+    assert all(found == ((redis_port,) if name == "redis-server" else (HTTP_PORT,))
+               for name, found in ports), ports
+    bound = [v.summary for v in repetition.verdicts if v.name == marks.SERVER_BOUND.name]
+    print(f"server-bound: {bound}")
+    assert len(bound) == 2
+    assert f"the server {redis_name} on server" in bound[0]
+    assert "the server rest on server" in bound[1]

@@ -128,8 +128,9 @@ def test_results_json_keeps_the_v2_shape() -> None:
                for key in ("p999_usec", "max_usec", "gap_usec"))}
     later |= OPEN_LOOP_KEYS  # the open loop's figures came later too (optional)
     later.add("repetitions[].agents[].intervals[].redirects")  # a cluster's, later (optional)
-    later |= {f"repetitions[].metrics[].intervals[].{kind}[].busy_poll_percent"  # (optional)
-              for kind in ("load_processes", "server_processes")}
+    later |= {f"repetitions[].metrics[].intervals[].{kind}[].{key}"  # (optional)
+              for kind in ("load_processes", "server_processes")
+              for key in ("busy_poll_percent", "ports")}
     assert _key_shape(written) - later == _key_shape(fixture)
 
 
@@ -145,8 +146,9 @@ def test_results_json_is_the_v1_shape_plus_metrics() -> None:
                for key in ("p999_usec", "max_usec", "gap_usec"))}
     later |= OPEN_LOOP_KEYS  # the open loop's figures came later too (optional)
     later.add("repetitions[].agents[].intervals[].redirects")  # a cluster's, later (optional)
-    later |= {f"repetitions[].metrics[].intervals[].{kind}[].busy_poll_percent"  # (optional)
-              for kind in ("load_processes", "server_processes")}
+    later |= {f"repetitions[].metrics[].intervals[].{kind}[].{key}"  # (optional)
+              for kind in ("load_processes", "server_processes")
+              for key in ("busy_poll_percent", "ports")}
     assert _key_shape(written) - later == _key_shape(fixture)
 
 

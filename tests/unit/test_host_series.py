@@ -11,7 +11,7 @@ import pytest
 
 from coordinator.core import marks
 from coordinator.core.host_series import all_host_series, host_series
-from coordinator.core.host_verdicts import host_verdicts, window_indices
+from coordinator.core.host_verdicts import HostSeries, ServerSeries, host_verdicts, window_indices
 from coordinator.core.metrics import HostMetrics
 from coordinator.core.platform import PlatformRecord
 from coordinator.core.verdict_records import Verdict
@@ -63,6 +63,12 @@ def host(intervals: list[dict[str, Any]], roles: list[str] | None = None,
         "intervals": intervals, "redis_info": [], "missing": missing or {}})  # fmt: skip
 
 
+def only_server(series: HostSeries) -> ServerSeries:
+    """The one target server of a host that runs one."""
+    (server,) = series.servers or ()
+    return server
+
+
 def platform(speed: int | None) -> PlatformRecord:
     host_record = {
         "host": "client1", "hostname": "c1", "cpu_model": None, "sockets": None, "cores": None,
@@ -100,11 +106,11 @@ def test_the_v2_fixtures_hosts_become_series_of_their_load_intervals() -> None:
     assert list(client.retransmits) == [0] * 6
     assert sorted(client.interface_bytes) == ["eth0"]  # the loopback left out
     assert client.link_speed_mbps == {}  # the fixture has no platform description
-    assert client.server_process_cpu is None and client.server_cpu_limit_cores is None
+    assert client.servers is None
     server = series["server1"]
     assert server.role == "server" and server.load_process_cpu == {}
-    assert list(server.server_process_cpu or []) == [0.0] * 6
-    assert server.server_cpu_limit_cores == 1.0
+    assert list(only_server(server).process_cpu) == [0.0] * 6
+    assert only_server(server).cpu_limit_cores == 1.0
 
 
 def test_the_v2_fixtures_host_verdicts_are_decided_from_its_metrics() -> None:
@@ -195,8 +201,8 @@ def test_a_host_with_both_roles_is_judged_as_a_client_and_as_the_server() -> Non
                  for i in WINDOW]
     series = host_series(host(intervals, roles=["client", "server"]), WINDOW, None)
     assert series.role == "client" and list(series.load_process_cpu) == ["1 (python, pid 40)"]
-    assert list(series.server_process_cpu or []) == [99.0] * 4
-    assert series.server_cpu_limit_cores == 1.0
+    assert list(only_server(series).process_cpu) == [99.0] * 4
+    assert only_server(series).cpu_limit_cores == 1.0
     judged = host_verdicts(repetition([100] * 4), [series], ["client1"], 0.5, DEFAULTS)
     states = {v.name: v.state for v in judged}
     assert states[marks.CLIENT_BOUND.name] == "clear"
@@ -208,8 +214,8 @@ def test_the_server_limit_is_one_core_or_its_quota_if_smaller() -> None:
         intervals = [interval(i, server=[process(7, 19.5, "redis-server")],
                               throttled=None if quota is None else 0, quota=quota or 0.0)
                      for i in WINDOW]
-        return host_series(host(intervals, ["server"], "server", missing),
-                           WINDOW, None).server_cpu_limit_cores
+        return only_server(host_series(host(intervals, ["server"], "server", missing),
+                                       WINDOW, None)).cpu_limit_cores
 
     assert limit(None) == 1.0
     assert limit(0.2) == 0.2
@@ -235,8 +241,8 @@ def test_a_prefork_server_can_use_a_core_per_busy_worker(
     """Each busy worker runs on a core of its own; the master, which only watches them, does
     none of the work; the host's cores and a quota bound it."""
     series = host_series(prefork(60.0, cores=cores, quota=quota), WINDOW, None)
-    assert series.server_cpu_limit_cores == limit
-    assert (series.server_quota_throttled_percent is not None) == (quota is not None)
+    assert only_server(series).cpu_limit_cores == limit
+    assert (only_server(series).quota_throttled_percent is not None) == (quota is not None)
 
 
 def test_a_prefork_server_with_idle_cores_is_not_server_bound_and_one_at_them_is() -> None:
@@ -258,8 +264,8 @@ def test_a_server_limited_by_a_quota_keeps_the_share_of_periods_throttled() -> N
     def throttled(quota: float) -> list[float | None] | None:
         intervals = [interval(i, server=[process(7, 16.0, "redis-server")], throttled=9,
                               quota=quota) for i in WINDOW]
-        return host_series(host(intervals, ["server"], "server"),
-                           WINDOW, None).server_quota_throttled_percent
+        return only_server(host_series(host(intervals, ["server"], "server"),
+                                       WINDOW, None)).quota_throttled_percent
 
     assert throttled(0.2) == [90.0] * len(WINDOW)  # 9 of 10 periods
     assert throttled(4.0) is None  # the single thread is the limit, not the quota
@@ -331,3 +337,51 @@ def test_without_busy_polling_the_cpu_figures_are_as_sampled() -> None:
     assert list(series.cpu_total_percent) == [97.0] * 4
     (verdict, *_) = host_verdicts(repetition([100] * 4), [series], [], 0.5, DEFAULTS)
     assert verdict.state == "flagged"
+
+
+def two_servers(redis: float, workers: float, *, ports: bool = True) -> HostMetrics:
+    """A host running two targets: Redis on 6379 at ``redis`` % of a core, and a pre-fork
+    model server on 8000 (an idle master, 2 workers at ``workers`` % each), on 4 cores."""
+    def listening(record: dict[str, Any], port: int) -> dict[str, Any]:
+        return {**record, "ports": [port] if ports else []}
+
+    processes = [listening(process(7, redis, "redis-server"), 6379),
+                 listening(process(10, 0.4, "gunicorn"), 8000),
+                 *(listening(process(11 + n, workers, "gunicorn"), 8000) for n in range(2))]
+    return host([interval(i, server=processes, cores=4) for i in WINDOW], ["server"], "server")
+
+
+TARGETS = {6379: "redis", 8000: "model"}
+
+
+def test_two_servers_on_one_host_are_each_judged_on_their_own_processes() -> None:
+    """Summed, a saturated Redis beside a half-idle model server read as 159 % of 3 cores:
+    room to spare. Each on its own: Redis at its one core, the model server at 60 of 200 %."""
+    series = host_series(two_servers(99.0, 30.0), WINDOW, None, TARGETS)
+    redis, model = series.servers or ()
+    assert (redis.target, redis.cpu_limit_cores, list(redis.process_cpu)) == (
+        "redis", 1.0, [99.0] * 4)
+    assert (model.target, model.cpu_limit_cores, list(model.process_cpu)) == (
+        "model", 2.0, [pytest.approx(60.4)] * 4)
+    client = host([interval(i, busy=10.0, load=[process(40, 10.0)]) for i in WINDOW])
+    judged = [v for v in host_verdicts(repetition([100] * 4),
+                                       all_host_series([client, two_servers(99.0, 30.0)],
+                                                       WINDOW, None, {"server": TARGETS}),
+                                       ["server"], 0.5, DEFAULTS)
+              if v.name == marks.SERVER_BOUND.name]
+    assert [v.state for v in judged] == ["flagged", "clear"]
+    assert judged[0].summary.startswith("good news: the server redis on server was the bottle")
+    assert "redis's processes at 99 % of its 1 core(s)" in judged[0].summary
+    assert judged[1].summary.startswith("the server model on server had CPU to spare")
+    assert all(v.hosts == ["server"] for v in judged)
+
+
+def test_a_host_whose_processes_ports_were_not_recorded_keeps_one_server() -> None:
+    """Results written before the agents recorded the ports: every server process summed,
+    as before (a host running one target is judged the same either way)."""
+    (alone,) = host_series(two_servers(99.0, 30.0, ports=False), WINDOW, None,
+                           TARGETS).servers or ()
+    assert alone.target is None and alone.cpu_limit_cores == 3.0
+    assert list(alone.process_cpu) == [pytest.approx(159.4)] * 4
+    (one,) = host_series(two_servers(99.0, 30.0), WINDOW, None, {6379: "redis"}).servers or ()
+    assert one.target is None and one.name == "the server on server"

@@ -35,10 +35,11 @@ def test_only_listening_sockets_on_the_wanted_ports() -> None:
         tcp_line(2, 6379, "0A", 333),   # listening on another port
         tcp_line(3, 8000, "0A", 0),     # a listening socket whose inode is gone
     ])
-    assert listening_inodes(table, {8000}) == {111}
-    assert listening_inodes(table, {8000, 6379}) == {111, 333}
-    assert listening_inodes(table, set()) == set()
-    assert listening_inodes(HEADER + tcp_line(0, 8000, "0A", 444, v6=True), {8000}) == {444}
+    assert listening_inodes(table, {8000}) == {111: 8000}
+    assert listening_inodes(table, {8000, 6379}) == {111: 8000, 333: 6379}
+    assert listening_inodes(table, set()) == {}
+    assert listening_inodes(HEADER + tcp_line(0, 8000, "0A", 444, v6=True), {8000}) == {
+        444: 8000}
 
 
 @given(st.lists(st.tuples(st.integers(1, 65535), st.sampled_from(["0A", "01", "06"]),
@@ -46,7 +47,7 @@ def test_only_listening_sockets_on_the_wanted_ports() -> None:
 def test_the_table_parser_agrees_with_its_definition(
         rows: list[tuple[int, str, int]], ports: set[int]) -> None:
     table = HEADER + "".join(tcp_line(i, *row) for i, row in enumerate(rows))
-    expected = {inode for port, state, inode in rows if state == "0A" and port in ports}
+    expected = {inode: port for port, state, inode in rows if state == "0A" and port in ports}
     assert listening_inodes(table, ports) == expected
 
 
@@ -55,10 +56,31 @@ def test_socket_links_and_their_holders() -> None:
     assert socket_inode("pipe:[12345]") is None
     assert socket_inode("/dev/null") is None
     links = {10: ["socket:[111]", "/dev/null"], 11: ["socket:[111]"], 12: ["socket:[999]"],
-             13: []}
-    assert holders_of(links, {111}) == {10, 11}
-    assert holders_of(links, {111, 999}) == {10, 11, 12}
-    assert holders_of(links, set()) == set()
+             13: [], 14: ["socket:[999]", "socket:[111]"]}
+    assert holders_of(links, {111: 8000}) == {10: (8000,), 11: (8000,), 14: (8000,)}
+    assert holders_of(links, {111: 8000, 999: 6379}) == {
+        10: (8000,), 11: (8000,), 12: (6379,), 14: (6379, 8000)}
+    assert holders_of(links, {}) == {}
+
+
+def test_two_servers_on_one_host_are_told_apart_by_their_ports() -> None:
+    """Two targets on one host (a Redis and a model server): each process with its own port,
+    so each server is judged on its own CPU."""
+    with socket.socket() as first, socket.socket() as second:
+        for listener in (first, second):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        ports = [first.getsockname()[1], second.getsockname()[1]]
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                 stdin=subprocess.PIPE, pass_fds=[second.fileno()])
+        try:
+            assert listening_pids(ports) == {os.getpid(): tuple(sorted(ports)),
+                                             child.pid: (ports[1],)}
+            assert listening_pids(ports[:1]) == {os.getpid(): (ports[0],)}
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(30)
 
 
 def test_every_process_sharing_a_listening_socket_is_found() -> None:
@@ -71,7 +93,7 @@ def test_every_process_sharing_a_listening_socket_is_found() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                              stdin=subprocess.PIPE, pass_fds=[listener.fileno()])
     try:
-        assert listening_pids([port]) == {os.getpid(), child.pid}
+        assert listening_pids([port]) == {os.getpid(): (port,), child.pid: (port,)}
     finally:
         assert child.stdin is not None
         child.stdin.close()

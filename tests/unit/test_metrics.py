@@ -28,7 +28,7 @@ from agent.metrics.server import parse_info, take_info
 from coordinator.core.metrics import host_metrics, unsampled
 from coordinator.inventory.schema import Inventory
 from coordinator.run.loadspec import phases
-from coordinator.run.metrics_plan import host_roles, metrics_plan
+from coordinator.run.metrics_plan import host_roles, metrics_plan, servers_by_host
 from tests.helpers import poll_until, process_gone
 
 STAT = """cpu  100 5 50 800 10 1 4 30 0 0
@@ -214,13 +214,26 @@ def test_a_load_process_busy_polling_is_its_counter_over_the_interval() -> None:
     assert (process.cpu_percent, process.busy_poll_percent) == (45.0, 30.0)
 
 
+def test_a_server_process_keeps_the_ports_it_listens_on() -> None:
+    before = {7: procfs.ProcessTimes(7, "redis-server", 0, {7: 0}, ports=(6379,))}
+    after = {7: procfs.ProcessTimes(7, "redis-server", 500_000_000, {7: 500_000_000},
+                                    ports=(6379,))}
+    interval = interval_between(snapshot(0, 0, 1000, server_processes=before),
+                                snapshot(1_000_000_000, 500, 1500, server_processes=after),
+                                index=0, phase="measure", quota=None)
+    (process,) = interval.server_processes
+    assert (process.ports, process.cpu_percent) == ((6379,), 50.0)
+
+
 def test_the_snapshot_reads_each_load_process_busy_poll_counter() -> None:
     snapshotter = Snapshotter(None, spun_ns={os.getpid(): 1234}.get)
     snapshotter.load_pids = {os.getpid()}
-    snapshotter.server_pids = {os.getpid()}
+    snapshotter.server_ports = {os.getpid(): (6379, 8000)}
     taken = snapshotter.read()
     assert taken.load_processes[os.getpid()].spin_ns == 1234
     assert taken.server_processes[os.getpid()].spin_ns is None
+    assert taken.server_processes[os.getpid()].ports == (6379, 8000)
+    assert taken.load_processes[os.getpid()].ports == ()
 
 
 def test_a_part_that_could_not_be_read_is_missing_with_its_reason() -> None:
@@ -410,6 +423,25 @@ def test_an_http_server_alone_is_watched_by_its_port_and_asked_no_redis_info() -
     })  # fmt: skip
     plan = metrics_plan(inventory, inventory.hosts[0], phases(inventory), {"model": None})
     assert plan.server_ports == (8000,) and plan.redis is None
+
+
+def test_two_servers_on_one_host_are_watched_by_their_ports_and_named_by_them() -> None:
+    inventory = Inventory.model_validate({
+        "name": "lab",
+        "hosts": [{"name": "s1", "address": "198.18.0.2", "roles": ["server"]},
+                  {"name": "c1", "address": "198.18.0.3", "roles": ["client"]},
+                  {"name": "c2", "address": "198.18.0.4", "roles": ["client"]}],
+        "servers": [{"name": "redis", "host": "s1", "port": 6379},
+                    {"name": "model", "host": "s1", "port": 8000, "kind": "http"}],
+        "benchmark": {
+            "targets": [{"server": "redis", "driver": "builtin", "clients": ["c1"]},
+                        {"server": "model", "driver": "http", "clients": ["c2"]}],
+            "http": {"requests": [{"name": "ok", "path": "/"}]}},
+    })  # fmt: skip
+    plan = metrics_plan(inventory, inventory.hosts[0], phases(inventory), {})
+    assert plan.server_ports == (6379, 8000)
+    assert plan.redis is not None and plan.redis.port == 6379
+    assert servers_by_host(inventory) == {"s1": {6379: "redis", 8000: "model"}}
 
 
 def test_info_from_a_server_that_does_not_speak_resp_is_a_problem_not_a_crash() -> None:

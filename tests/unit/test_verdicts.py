@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from coordinator import cli
 from coordinator.core import marks
 from coordinator.core.figures import Repetition
-from coordinator.core.host_verdicts import NO_METRICS, HostSeries, host_verdicts
+from coordinator.core.host_verdicts import NO_METRICS, HostSeries, ServerSeries, host_verdicts
 from coordinator.core.stats import (
     LoadedServer,
     aggregate,
@@ -72,8 +72,9 @@ def client(**series: Any) -> HostSeries:
 
 
 def server(cpu: list[float | None] | None, limit: float | None = 1.0) -> HostSeries:
-    return HostSeries(host="server", role="server", interval_indices=WINDOW,
-                      server_process_cpu=cpu, server_cpu_limit_cores=limit)
+    return HostSeries(host="server", role="server", interval_indices=WINDOW, servers=[
+        ServerSeries(host="server", target=None, interval_indices=WINDOW,
+                     process_cpu=cpu or (), cpu_limit_cores=limit)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,9 +358,10 @@ def test_a_saturated_server_with_idle_clients_is_server_bound_good_news() -> Non
 
 def test_a_server_whose_cgroup_ran_out_of_its_quota_is_server_bound_with_its_share() -> None:
     def judged(throttled: float, process: float = 16.0) -> Verdict:
-        held = HostSeries(host="server", role="server", interval_indices=WINDOW,
-                          server_process_cpu=[process] * 30, server_cpu_limit_cores=0.2,
-                          server_quota_throttled_percent=[throttled] * 30)
+        held = HostSeries(host="server", role="server", interval_indices=WINDOW, servers=[
+            ServerSeries(host="server", target=None, interval_indices=WINDOW,
+                         process_cpu=[process] * 30, cpu_limit_cores=0.2,
+                         quota_throttled_percent=[throttled] * 30)])
         return _named(_hosts(window_repetition(), client(), held), marks.SERVER_BOUND)
 
     # the process had 80 % of the quota: the agent and sshd in its cgroup had the rest
