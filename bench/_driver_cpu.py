@@ -11,6 +11,7 @@ Not a test helper: nothing here asserts anything about speed.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -40,14 +41,17 @@ class DriverLoad:
     """The part of ``load_cpu_s`` the load process spent busy-polling (its spin counter)."""
 
 
-def run_load(driver: ProcessDriver, spec: dict[str, Any]) -> DriverLoad:
-    """Prepare ``driver`` with ``spec`` (a spec's JSON form, one load process), run it from a
-    T0 just ahead to its end, close it; the report and the CPU it took."""
+def run_load(driver: ProcessDriver, spec: dict[str, Any],
+             cpus: set[int] | None = None) -> DriverLoad:
+    """Prepare ``driver`` with ``spec`` (a spec's JSON form, one load process), on ``cpus`` if
+    given, run it from a T0 just ahead to its end, close it; the report and the CPU it took."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         prepared = parse_spec(json.dumps(spec))
         driver.prepare(prepared)
         (pid,) = driver.worker_pids()
+        if cpus is not None:
+            os.sched_setaffinity(pid, cpus)
         times = psutil.Process(pid).cpu_times()
         prepared_cpu = times.user + times.system
         agent_before = other_threads_cpu()

@@ -32,6 +32,15 @@ by its own preload, redis-benchmark's ``key:`` and 12 digits (its ``-r`` names) 
 both clients' GETs find their keys; larger ones are not preloaded (GETs then mostly miss, for
 both clients).
 
+``--pin same`` or ``--pin apart`` fixes where the client and the server run: the client (the
+builtin driver's load process, redis-benchmark) on the first CPU and redis-server on the same
+one or on the second, this script on the second. Unpinned, the scheduler places them, and at
+one connection that placement decides the round trip more than either client does: on the
+development VM (a Firecracker guest whose idle vCPUs halt), client and server on one CPU hand
+each request over by a context switch, on two CPUs each request wakes a halted vCPU, and the
+unpinned p50 of either tool moved between 20 and 60 µs from run to run. Pinned, both tools
+pay the same hand-over and the ratio compares the clients.
+
 Needs redis-server and redis-benchmark on PATH; no lab, no root. Results on stdout, progress
 (``#``) on stderr.
 """
@@ -103,9 +112,10 @@ def main() -> int:
             print(f"{tool} is not on PATH", file=sys.stderr)
             return 1
     header("builtin driver vs redis-benchmark: ops/s per client core")
+    args.client_cpus, server_cpus = placement(args.pin)
     for keyspace in args.keyspaces:
         args.keyspace = keyspace
-        with redis_server() as port:
+        with redis_server(server_cpus) as port:
             if keyspace <= args.preload_max:
                 preload_anchor_keys(port, keyspace, args.value_size)
             results: dict[int, tuple[list[Sample], list[Sample], list[Sample]]] = {}
@@ -143,7 +153,29 @@ def parse_args() -> argparse.Namespace:
                         help="also run the builtin driver busy-polling this long (the agent's "
                         "params.busy_poll; benchmark.builtin.busy_poll_usec / 1e6), e.g. "
                         "0.0002, in the same rounds")
+    parser.add_argument("--pin", choices=PLACEMENTS, default=None,
+                        help="the client on the first CPU, redis-server on the same one or on "
+                        "the second (this script on the second); default: not pinned")
     return parser.parse_args()
+
+
+PINNED = {None: "not pinned", "same": "client and server on CPU 0",
+          "apart": "client on CPU 0, server on another"}
+#: ``--pin``'s choices: redis-server on the client's CPU, or on another one.
+PLACEMENTS = ("same", "apart")
+CLIENT_CPU = 0
+
+
+def placement(pin: str | None) -> tuple[set[int] | None, set[int] | None]:
+    """The client's CPUs and redis-server's for ``--pin`` (``None``: not pinned); this process
+    moves off the client's CPU."""
+    if pin is None:
+        return None, None
+    others = os.sched_getaffinity(0) - {CLIENT_CPU}
+    if CLIENT_CPU not in os.sched_getaffinity(0) or not others:
+        raise SystemExit(f"--pin needs CPU {CLIENT_CPU} and another one")
+    os.sched_setaffinity(0, others)
+    return {CLIENT_CPU}, ({CLIENT_CPU} if pin == "same" else {min(others)})
 
 
 def redis_benchmark(port: int, pipeline: int, requests: int, args: argparse.Namespace) -> Sample:
@@ -153,6 +185,8 @@ def redis_benchmark(port: int, pipeline: int, requests: int, args: argparse.Name
         "-r", str(args.keyspace), "-d", str(args.value_size), "--threads", "1", "--csv",
     ]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if args.client_cpus is not None:
+        os.sched_setaffinity(proc.pid, args.client_cpus)
     assert proc.stdout is not None
     output = proc.stdout.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
@@ -222,7 +256,7 @@ def run_builtin(port: int, pipeline: int, args: argparse.Namespace,
                    "rate": None, "preload": args.keyspace <= args.preload_max,
                    "busy_poll": busy_poll},
     }  # fmt: skip
-    load = run_load(BuiltinDriver(), spec)
+    load = run_load(BuiltinDriver(), spec, args.client_cpus)
     report = load.report
     load_wall = (report.stopped_ns - report.started_ns) / 1e9
     measured = [i for i in report.intervals if i.phase == "measure" and i.complete]
@@ -285,6 +319,7 @@ def report(results: dict[int, tuple[list[Sample], list[Sample], list[Sample]]],
          "p50 µs", "p50 ÷ anchor"],
         rows,
         title=f"{args.connections} connection(s), 1 client process/thread, 50/50 SET/GET, "
+        f"{PINNED[args.pin]}, "
         f"{args.keyspace} keys, {args.value_size}-byte values; medians of {args.rounds} "
         "rounds",
     )
