@@ -393,7 +393,8 @@ class NetInterface:
 @dataclass(frozen=True)
 class HostPlatform:
     """What a host is: processors, memory, kernel and OS, virtualization, CPU quota of the
-    agent's cgroup (in cores), clock source, Python, tools and interfaces."""
+    agent's cgroup (in cores), clock source, Python, tools and interfaces, and how its idle
+    CPUs sleep (which sets how long a request to an idle host waits for a CPU to wake)."""
 
     hostname: str
     cpu_model: str | None
@@ -416,6 +417,11 @@ class HostPlatform:
     tools: tuple[ToolVersion, ...]
     interfaces: tuple[NetInterface, ...]
     unknown: Mapping[str, str]
+    cpu_idle: str | None = None
+    """The cpuidle driver, its governor and the idle states cpu0 may enter."""
+    halt_poll_ns: int | None = None
+    """A KVM guest's halt polling (haltpoll's ``guest_halt_poll_ns``): how long an idle vCPU
+    polls before it halts."""
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,43 @@ def describe_host(root: Path = Path("/")) -> HostPlatform:
         python=f"{platform.python_implementation()} {platform.python_version()}",
         tools=tuple(_tool_version(name, flag) for name, flag in TOOLS),
         interfaces=_interfaces(root),
+        cpu_idle=unknown.read("cpu_idle", lambda: _cpu_idle(sys_cpu), ""),
+        halt_poll_ns=unknown.read("halt_poll_ns", lambda: _halt_poll_ns(root, sys_cpu),
+                                  "not a guest polling before it halts (cpuidle driver "
+                                  "is not haltpoll)"),
         unknown=unknown.reasons,
     )
+
+
+def _cpu_idle(sys_cpu: Path) -> str:
+    """``DRIVER, governor GOVERNOR: STATE, ...``: the cpuidle driver, its governor and cpu0's
+    idle states not disabled, shallowest first. How deep an idle CPU sleeps sets how long a
+    request to an idle host waits for a CPU to wake: at one connection it can be most of the
+    round trip."""
+    idle = sys_cpu / "cpuidle"
+    driver = _first(idle / "current_driver")
+    governor_file = idle / "current_governor"
+    if not governor_file.exists():
+        governor_file = idle / "current_governor_ro"
+    governor = _first(governor_file)
+    states_dir = sys_cpu / "cpu0/cpuidle"
+    states = sorted((entry for entry in states_dir.iterdir() if entry.name.startswith("state")),
+                    key=lambda entry: int(entry.name.removeprefix("state") or 0))
+    names = [_first(entry / "name") for entry in states
+             if not (entry / "disable").exists() or _text(entry / "disable").strip() != "1"]
+    return f"{driver}, governor {governor}: {', '.join(filter(None, names)) or 'none'}"
+
+
+HALT_POLL: Final = "sys/module/haltpoll/parameters/guest_halt_poll_ns"
+"""A KVM guest's halt polling, when its cpuidle driver is haltpoll."""
+
+
+def _halt_poll_ns(root: Path, sys_cpu: Path) -> int | None:
+    """How long an idle vCPU polls before it halts (a halted vCPU takes tens of µs to wake,
+    on every request at low load); None when the cpuidle driver is not haltpoll."""
+    if _first(sys_cpu / "cpuidle/current_driver") != "haltpoll":
+        return None
+    return int(_text(root / HALT_POLL).strip())
 
 
 def _numa_nodes(root: Path) -> int | None:

@@ -53,6 +53,17 @@ class HostPlatformRecord(Model):
     numa_nodes: int | None = Field(description="NUMA nodes")
     governor: str | None = Field(description="CPU frequency governor of cpu0")
     boost: str | None = Field(description="turbo/boost: on or off")
+    cpu_idle: str | None = Field(
+        None, description="the cpuidle driver, its governor and the idle states cpu0 may enter "
+        "(e.g. `haltpoll, governor haltpoll: POLL, haltpoll`); how deep an idle CPU sleeps sets "
+        "how long a request to an idle host waits for it to wake (null in results written "
+        "before coord recorded it)"
+    )
+    halt_poll_ns: int | None = Field(
+        None, description="a KVM guest's halt polling (`guest_halt_poll_ns` of the haltpoll "
+        "cpuidle driver): how long an idle vCPU polls before it halts; 0: it halts at once, and "
+        "a request at low load waits for it to wake; null when the driver is not haltpoll"
+    )
     memory_bytes: int | None = Field(description="memory (MemTotal), bytes")
     kernel: str = Field(description="kernel: system, release, version, machine (uname)")
     os_release: str | None = Field(description="the OS (os-release PRETTY_NAME)")
@@ -144,6 +155,9 @@ def host_facts(record: HostPlatformRecord) -> dict[str, str]:
         "NUMA nodes": _shown(record.numa_nodes, "numa_nodes", unknown),
         "governor": _shown(record.governor, "governor", unknown),
         "boost": _shown(record.boost, "boost", unknown),
+        "CPU idle": _shown(record.cpu_idle, "cpu_idle", unknown),
+        "halt polling": _shown(None if record.halt_poll_ns is None
+                               else f"{record.halt_poll_ns:,} ns", "halt_poll_ns", unknown),
         "memory": _shown(_memory(record.memory_bytes), "memory_bytes", unknown),
         "kernel": record.kernel,
         "OS": _shown(record.os_release, "os_release", unknown),

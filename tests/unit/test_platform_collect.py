@@ -111,3 +111,38 @@ def test_an_unreachable_server_is_unknown_with_why() -> None:
     assert server.endpoint == f"127.0.0.1:{port}"
     assert (server.info, server.config) == ({}, {})
     assert "refused" in server.unknown["info"].lower()
+
+
+def _idle_tree(root: Path, driver: str, states: dict[int, tuple[str, str]],
+               halt_poll: str | None = None) -> None:
+    write(root, "sys/devices/system/cpu/cpuidle/current_driver", f"{driver}\n")
+    write(root, "sys/devices/system/cpu/cpuidle/current_governor_ro", "menu\n")
+    for number, (name, disabled) in states.items():
+        state = f"sys/devices/system/cpu/cpu0/cpuidle/state{number}"
+        write(root, f"{state}/name", f"{name}\n")
+        write(root, f"{state}/disable", f"{disabled}\n")
+    if halt_poll is not None:
+        write(root, "sys/module/haltpoll/parameters/guest_halt_poll_ns", f"{halt_poll}\n")
+
+
+def test_how_idle_cpus_sleep_is_described(tmp_path: Path) -> None:
+    """A KVM guest that halts at once (this development VM: haltpoll, no polling), and bare
+    metal with a deep state disabled (the states in order, 10 after 2)."""
+    guest = tmp_path / "guest"
+    _idle_tree(guest, "haltpoll", {0: ("POLL", "0"), 1: ("haltpoll idle", "0")}, "0")
+    host = describe_host(guest)
+    assert (host.cpu_idle, host.halt_poll_ns) == (
+        "haltpoll, governor menu: POLL, haltpoll idle", 0)
+    metal = tmp_path / "metal"
+    _idle_tree(metal, "intel_idle", {0: ("POLL", "0"), 1: ("C1", "0"), 2: ("C1E", "0"),
+                                     10: ("C6", "1")}, "200000")
+    host = describe_host(metal)
+    assert host.cpu_idle == "intel_idle, governor menu: POLL, C1, C1E"
+    assert host.halt_poll_ns is None  # not a haltpoll guest: its parameter means nothing
+    assert "not haltpoll" in host.unknown["halt_poll_ns"]
+
+
+def test_a_host_without_cpuidle_has_its_idle_states_unknown(tmp_path: Path) -> None:
+    host = describe_host(tmp_path)
+    assert host.cpu_idle is None and "No such file or directory" in host.unknown["cpu_idle"]
+    assert host.halt_poll_ns is None
