@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from agent.metrics.cgroup import QuotaCgroup, ThrottleCounters
 from agent.metrics.model import (
+    BUSY_THREAD_PERCENT,
     CpuShare,
     InterfaceTraffic,
     MetricsInterval,
@@ -62,16 +63,19 @@ def cpu_share(before: CpuTicks, after: CpuTicks) -> CpuShare:
 
 
 def process_cpu(before: ProcessTimes, after: ProcessTimes, seconds: float) -> ProcessCpu:
-    """A process's CPU over the interval, % of one core, and its hottest thread's."""
+    """A process's CPU over the interval, % of one core, its hottest thread's, and how many of
+    its threads did work (:data:`BUSY_THREAD_PERCENT`)."""
 
     def percent(used_ns: int) -> float:
         return max(0.0, 100.0 * used_ns / 1e9 / seconds) if seconds > 0 else 0.0
 
-    hottest, hottest_ns = None, -1
+    hottest, hottest_ns, busy = None, -1, 0
     for tid, cpu_ns in after.threads.items():
         used = cpu_ns - before.threads.get(tid, 0)
         if used > hottest_ns:
             hottest, hottest_ns = tid, used
+        if percent(used) >= BUSY_THREAD_PERCENT:
+            busy += 1
     spun = None
     if before.spin_ns is not None and after.spin_ns is not None:
         spun = percent(after.spin_ns - before.spin_ns)
@@ -79,7 +83,7 @@ def process_cpu(before: ProcessTimes, after: ProcessTimes, seconds: float) -> Pr
         pid=after.pid, name=after.name, cpu_percent=percent(after.cpu_ns - before.cpu_ns),
         threads=len(after.threads), hottest_thread=hottest,
         hottest_thread_percent=percent(hottest_ns) if hottest is not None else None,
-        busy_poll_percent=spun, ports=after.ports,
+        busy_poll_percent=spun, ports=after.ports, busy_threads=busy,
     )  # fmt: skip
 
 

@@ -91,7 +91,8 @@ class ProcessCpu:
     """One watched process over an interval: CPU as % of one core (above 100 when several
     threads run at once), and its hottest thread's; for a load process, the part of its CPU
     spent busy-polling (``busy_poll_percent``, None for other processes); for a server
-    process, the target ports it listens on (``ports``)."""
+    process, the target ports it listens on (``ports``); its threads that did work
+    (``busy_threads``, :data:`BUSY_THREAD_PERCENT`)."""
 
     pid: int
     name: str
@@ -101,6 +102,13 @@ class ProcessCpu:
     hottest_thread_percent: float | None
     busy_poll_percent: float | None = None
     ports: tuple[int, ...] = ()
+    busy_threads: int | None = None
+
+
+BUSY_THREAD_PERCENT = 5.0
+"""A thread using at least this much of a core over an interval is doing work: a server's
+busy threads are the cores it can keep busy at once (Redis 1, or more with io-threads; a
+multi-threaded server such as Dragonfly or memcached, its workers)."""
 
 
 @dataclass(frozen=True)

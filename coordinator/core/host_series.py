@@ -19,15 +19,21 @@ Choices, each so that a verdict is never decided on a figure that was not measur
   over the host's cores. A host whose cores were not read keeps its busy share as measured.
 - **interfaces**: bytes in the busier direction; the loopback is left out, as it has no link
   to saturate (and no link speed: it would make network-bound undecided for ever).
-- **server CPU limit**: one core per server process doing the work, at most the host's cores:
+- **server CPU limit**: one core per server thread doing the work, at most the host's cores:
   Redis executes commands on one thread, so one core is the most it can use, whatever the
-  host has; a pre-fork server (Gunicorn's workers, each running one request at a time) can
-  keep as many cores busy as it has busy workers, and its master, which only watches them,
-  does no work (a process under :data:`BUSY_SERVER_PROCESS_PERCENT` of a core over the window
-  is not counted). A CPU quota below that is the limit instead. The quota is the server host
+  host has (more with io-threads, whose threads do work too); a multi-threaded server
+  (Dragonfly, memcached) as many as its busy threads; a pre-fork server (Gunicorn's workers,
+  each running one request at a time) as many as it has busy workers, and its master, which
+  only watches them, does no work (a process under :data:`BUSY_SERVER_PROCESS_PERCENT` of a
+  core over the window is not counted; a thread under the agent's ``BUSY_THREAD_PERCENT`` in
+  an interval either). Results written before the agents counted busy threads allow one core
+  per process. A CPU quota below that is the limit instead. The quota is the server host
   agent's cgroup's (the lab puts sshd, hence the agent, and redis-server in one cgroup). A
   quota whose counters could not be read leaves the limit unknown: the server may be held to
   less than a core.
+- **the server's hottest thread** is kept too: a thread at its core's limit is a serial path
+  at its limit (Redis's main thread, which executes every command even with io-threads), so
+  the server is saturated whatever its other threads do.
 - **quota exhausted**: the share of each interval's enforcement periods in which that cgroup
   was throttled, kept for a server whose limit is the quota: the cgroup's other processes
   (the agent, sshd) use some of it, so a server at its limit may show less than the quota.
@@ -114,6 +120,7 @@ def server_series(metrics: HostMetrics, intervals: Sequence[HostInterval],
         found.append(ServerSeries(
             host=metrics.host, target=target, interval_indices=[item.index for item in own],
             process_cpu=[server_cpu(item) for item in own],
+            hottest_thread_cpu=[server_hottest_thread(item) for item in own],
             cpu_limit_cores=server_cpu_limit(metrics, own, parallel),
             quota_throttled_percent=quota_throttled_percent(own, parallel),
         ))  # fmt: skip
@@ -207,17 +214,29 @@ def server_cpu(interval: HostInterval) -> float | None:
 
 
 def server_parallelism(intervals: Sequence[HostInterval]) -> float:
-    """The cores the server's processes can keep busy at once: one per process doing work (its
-    median CPU over ``intervals`` at least :data:`BUSY_SERVER_PROCESS_PERCENT` of a core), at
-    least one, at most the host's cores (when they were read)."""
-    by_pid: dict[int, list[float]] = {}
+    """The cores the server's processes can keep busy at once: for each process doing work (its
+    median CPU over ``intervals`` at least :data:`BUSY_SERVER_PROCESS_PERCENT` of a core), its
+    threads doing work (their median; one when not recorded), at least one in all, at most the
+    host's cores (when they were read)."""
+    by_pid: dict[int, list[ProcessRecord]] = {}
     for item in intervals:
         for record in item.server_processes:
-            by_pid.setdefault(record.pid, []).append(record.cpu_percent)
-    busy = sum(1 for used in by_pid.values() if median(used) >= BUSY_SERVER_PROCESS_PERCENT)
+            by_pid.setdefault(record.pid, []).append(record)
+    busy = 0
+    for records in by_pid.values():
+        if median(record.cpu_percent for record in records) < BUSY_SERVER_PROCESS_PERCENT:
+            continue
+        threads = [record.busy_threads for record in records if record.busy_threads is not None]
+        busy += max(1, round(median(threads))) if threads else 1
     cores = max((len(item.cores) for item in intervals), default=0)
     parallel = max(1, busy)
     return float(min(parallel, cores) if cores else parallel)
+
+
+def server_hottest_thread(interval: HostInterval) -> float | None:
+    """The busiest thread of the server's processes, % of one core (None: none sampled)."""
+    return max((p.hottest_thread_percent for p in interval.server_processes
+                if p.hottest_thread_percent is not None), default=None)
 
 
 def quota_throttled_percent(intervals: Sequence[HostInterval],

@@ -89,6 +89,9 @@ class ServerSeries:
     is shared with what else runs in the cgroup (coord's agent, sshd, another target): a
     cgroup out of its quota in every period has a server at its CPU limit even when its
     processes themselves used less than the quota."""
+    hottest_thread_cpu: Sequence[float | None] = ()
+    """Its busiest thread, % of one core, per interval: at its core's limit, a serial path of
+    the server (Redis's main thread, even with io-threads) is the bottleneck."""
 
     @property
     def name(self) -> str:
@@ -101,6 +104,12 @@ class ServerSeries:
     def processes(self) -> str:
         """How its evidence calls its processes."""
         return "the server process" if self.target is None else f"{self.target}'s processes"
+
+    @property
+    def thread(self) -> str:
+        """How its evidence calls its busiest thread."""
+        return "the server's busiest thread" if self.target is None else (
+            f"{self.target}'s busiest thread")
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,6 +259,10 @@ def server_saturated_intervals(servers: Sequence[ServerSeries], window: Sequence
                                                     series.quota_throttled_percent or (),
                                                     window)
             if value is not None and value >= thresholds.server_cpu_percent)
+        saturated.update(
+            index for index, value in window_points(series.interval_indices,
+                                                    series.hottest_thread_cpu, window)
+            if value is not None and value >= thresholds.server_cpu_percent)
     return saturated
 
 
@@ -309,6 +322,13 @@ def server_bound(series: ServerSeries | None, host: str, window: Sequence[int],
     quota = quota_exhausted(series, window, thresholds)
     if finding.state != "flagged" and quota is not None and quota.state == "flagged":
         finding, share = quota, process_share(series, window, limit)
+    thread = saturation(host, "server_hottest_thread_cpu_percent", series.thread,
+                        window_points(series.interval_indices, series.hottest_thread_cpu,
+                                      window),
+                        thresholds.server_cpu_percent, thresholds.saturated_intervals_percent,
+                        at_or_above=True, unit=" % of a core")
+    if finding.state != "flagged" and thread.state == "flagged":
+        finding = thread
     undecided_clients = [v for v in clients if v.state != "clear"]
     if finding.state == "flagged" and undecided_clients:
         return verdict_of(kind, "undecided", repetition, [host],

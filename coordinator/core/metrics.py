@@ -63,6 +63,11 @@ class ProcessRecord(MetricsModel):
         "replies without sleeping (benchmark.builtin.busy_poll_usec), % of one core; the "
         "client-bound verdicts leave it out; null: not a load process, or not counted"
     )
+    busy_threads: NonNegativeInt | None = Field(
+        None, description="its threads that used at least 5 % of a core in the interval: the "
+        "cores a multi-threaded server can keep busy at once; null in results written before "
+        "coord recorded it"
+    )
     ports: list[int] = Field(
         default_factory=list, description="a server process: the target servers' ports it "
         "listens on, which tell two servers on one host apart; empty for a load process (and "

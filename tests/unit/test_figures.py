@@ -130,7 +130,7 @@ def test_results_json_keeps_the_v2_shape() -> None:
     later.add("repetitions[].agents[].intervals[].redirects")  # a cluster's, later (optional)
     later |= {f"repetitions[].metrics[].intervals[].{kind}[].{key}"  # (optional)
               for kind in ("load_processes", "server_processes")
-              for key in ("busy_poll_percent", "ports")}
+              for key in ("busy_poll_percent", "ports", "busy_threads")}
     assert _key_shape(written) - later == _key_shape(fixture)
 
 
@@ -148,7 +148,7 @@ def test_results_json_is_the_v1_shape_plus_metrics() -> None:
     later.add("repetitions[].agents[].intervals[].redirects")  # a cluster's, later (optional)
     later |= {f"repetitions[].metrics[].intervals[].{kind}[].{key}"  # (optional)
               for kind in ("load_processes", "server_processes")
-              for key in ("busy_poll_percent", "ports")}
+              for key in ("busy_poll_percent", "ports", "busy_threads")}
     assert _key_shape(written) - later == _key_shape(fixture)
 
 

@@ -385,3 +385,40 @@ def test_a_host_whose_processes_ports_were_not_recorded_keeps_one_server() -> No
     assert list(alone.process_cpu) == [pytest.approx(159.4)] * 4
     (one,) = host_series(two_servers(99.0, 30.0), WINDOW, None, {6379: "redis"}).servers or ()
     assert one.target is None and one.name == "the server on server"
+
+
+def threaded(cpu_percent: float, busy_threads: int, hottest: float, *,
+             cores: int = 8) -> HostMetrics:
+    """One multi-threaded server process (Dragonfly, memcached, Redis with io-threads) using
+    ``cpu_percent`` of a core over ``busy_threads`` threads doing work, its busiest at
+    ``hottest`` % of a core, on ``cores`` cores."""
+    record = {**process(7, cpu_percent, "server", thread=hottest), "busy_threads": busy_threads}
+    return host([interval(i, server=[record], cores=cores) for i in WINDOW], ["server"], "server")
+
+
+def judged_server(metrics: HostMetrics) -> Verdict:
+    client = host([interval(i, busy=10.0, load=[process(40, 10.0)]) for i in WINDOW])
+    judged = host_verdicts(repetition([100] * 4), all_host_series([client, metrics], WINDOW,
+                                                                   None),
+                           ["server"], 0.5, DEFAULTS)
+    return next(v for v in judged if v.name == marks.SERVER_BOUND.name)
+
+
+def test_a_multi_threaded_server_can_use_a_core_per_busy_thread() -> None:
+    """8 threads at half a core each on 8 cores (Dragonfly at half load): 400 % of a core is
+    half of what it can use, not four times its one core; all 8 at 95 % are its limit."""
+    assert only_server(host_series(threaded(400.0, 8, 50.0), WINDOW, None)).cpu_limit_cores == 8
+    assert judged_server(threaded(400.0, 8, 50.0)).state == "clear"
+    assert judged_server(threaded(760.0, 8, 95.0)).state == "flagged"
+    assert only_server(host_series(threaded(400.0, 8, 50.0, cores=4), WINDOW,
+                                   None)).cpu_limit_cores == 4
+
+
+def test_a_saturated_main_thread_is_server_bound_whatever_the_other_threads_do() -> None:
+    """Redis with 4 io-threads on 8 cores: 250 % of a core over 4 busy threads is far from
+    their 4 cores, but its main thread, which executes every command, is at its core's
+    limit: the server is the bottleneck."""
+    bound = judged_server(threaded(250.0, 4, 99.0))
+    assert bound.state == "flagged"
+    assert bound.evidence[0].metric == "server_hottest_thread_cpu_percent"
+    assert "the server's busiest thread at 99 % of a core" in bound.summary

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from agent import messages
 from agent.metrics import cgroup, procfs
-from agent.metrics.deltas import HostSnapshot, cpu_share, interval_between
+from agent.metrics.deltas import HostSnapshot, cpu_share, interval_between, process_cpu
 from agent.metrics.model import MetricsPlan, MetricsReport, RedisTarget
 from agent.metrics.sampler import MetricsSampler, Snapshotter
 from agent.metrics.server import parse_info, take_info
@@ -223,6 +223,16 @@ def test_a_server_process_keeps_the_ports_it_listens_on() -> None:
                                 index=0, phase="measure", quota=None)
     (process,) = interval.server_processes
     assert (process.ports, process.cpu_percent) == ((6379,), 50.0)
+
+
+def test_the_threads_that_did_work_are_counted() -> None:
+    """Over 1 s: 900, 300 and 50 ms of CPU (busy) and 10 ms (under 5 % of a core: idle); a
+    thread that started in the interval counts from zero."""
+    before = procfs.ProcessTimes(7, "dragonfly", 0, {7: 0, 8: 0, 9: 0, 10: 0})
+    after = procfs.ProcessTimes(7, "dragonfly", 1_290_000_000, {
+        7: 900_000_000, 8: 300_000_000, 9: 10_000_000, 10: 30_000_000, 11: 50_000_000})
+    record = process_cpu(before, after, 1.0)
+    assert (record.busy_threads, record.hottest_thread, record.threads) == (3, 7, 5)
 
 
 def test_the_snapshot_reads_each_load_process_busy_poll_counter() -> None:

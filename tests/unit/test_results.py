@@ -152,7 +152,7 @@ def test_the_fixture_round_trips_without_loss() -> None:
         for host in repetition["metrics"]:
             for sampled in host["intervals"]:
                 for process in (*sampled["load_processes"], *sampled["server_processes"]):
-                    process.update(busy_poll_percent=None, ports=[])
+                    process.update(busy_poll_percent=None, ports=[], busy_threads=None)
     assert json.loads(doc.model_dump_json()) == expected
 
 
