@@ -130,6 +130,18 @@ def _shown(value: object, field: str, unknown: Mapping[str, str]) -> str:
     return str(value) if value != "" else '""'  # an empty setting (save ""), shown as one
 
 
+NOT_RECORDED = "not recorded"
+"""A fact coord added after a run was described: absent from its results, not "none"."""
+
+
+def _recorded_later(value: object, field: str, unknown: Mapping[str, str]) -> str:
+    """:func:`_shown` for a fact the agents describe since a later coord: with neither a value
+    nor a reason, the run predates it."""
+    if value is None and field not in unknown:
+        return NOT_RECORDED
+    return _shown(value, field, unknown)
+
+
 def _memory(size: int | None) -> str | None:
     return None if size is None else f"{size / 2**30:.1f} GiB"
 
@@ -155,9 +167,10 @@ def host_facts(record: HostPlatformRecord) -> dict[str, str]:
         "NUMA nodes": _shown(record.numa_nodes, "numa_nodes", unknown),
         "governor": _shown(record.governor, "governor", unknown),
         "boost": _shown(record.boost, "boost", unknown),
-        "CPU idle": _shown(record.cpu_idle, "cpu_idle", unknown),
-        "halt polling": _shown(None if record.halt_poll_ns is None
-                               else f"{record.halt_poll_ns:,} ns", "halt_poll_ns", unknown),
+        "CPU idle": _recorded_later(record.cpu_idle, "cpu_idle", unknown),
+        "halt polling": _recorded_later(None if record.halt_poll_ns is None
+                                        else f"{record.halt_poll_ns:,} ns", "halt_poll_ns",
+                                        unknown),
         "memory": _shown(_memory(record.memory_bytes), "memory_bytes", unknown),
         "kernel": record.kernel,
         "OS": _shown(record.os_release, "os_release", unknown),

@@ -85,6 +85,26 @@ def test_a_host_in_one_platform_only_and_a_changed_setting() -> None:
     ]
 
 
+def test_a_fact_added_later_is_not_recorded_in_older_results_not_none() -> None:
+    """A run described before coord recorded how idle CPUs sleep has neither the facts nor
+    a reason: "not recorded", and against a newer run it is a difference, not a "none"."""
+    described = platform()
+    older = described.model_copy(update={"hosts": [record.model_copy(update={"unknown": {
+        key: why for key, why in record.unknown.items()
+        if key not in ("cpu_idle", "halt_poll_ns")}}) for record in described.hosts]})
+    newer = older.model_copy(update={"hosts": [record.model_copy(update={
+        "cpu_idle": "haltpoll, governor haltpoll: POLL, haltpoll idle", "halt_poll_ns": 0})
+        for record in older.hosts]})
+    facts = host_facts(older.hosts[0])
+    assert (facts["CPU idle"], facts["halt polling"]) == ("not recorded", "not recorded")
+    assert host_facts(newer.hosts[0])["halt polling"] == "0 ns"
+    assert [(d.fact, d.before, d.after) for d in diff_platforms(older, newer)][:2] == [
+        ("CPU idle", "not recorded", "haltpoll, governor haltpoll: POLL, haltpoll idle"),
+        ("halt polling", "not recorded", "0 ns")]
+    unreadable = host_facts(platform().hosts[0])  # read, and failed: the reason is shown
+    assert unreadable["CPU idle"].startswith("unknown: No such file or directory")
+
+
 def test_results_keep_the_platform_and_older_documents_read_without_it(tmp_path: Path) -> None:
     old = load_results(FIXTURES / "results-v1.json")
     assert old.platform is None
