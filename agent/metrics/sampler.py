@@ -215,15 +215,15 @@ class MetricsSampler:
         plan = self.plan
         if not plan.server_ports:
             return
-        pids = listening_pids(plan.server_ports)
+        ports_of = listening_pids(plan.server_ports)
         if plan.redis is not None:  # a Redis run by another user: its pid from its INFO
             pid = info_process_id(take_info(plan.redis, "start", ("server",)))
             if pid is not None:
-                pids[pid] = tuple(sorted({*pids.get(pid, ()), plan.redis.port}))
-        if not pids:
+                ports_of[pid] = tuple(sorted({*ports_of.get(pid, ()), plan.redis.port}))
+        if not ports_of:
             ports = ", ".join(map(str, plan.server_ports))
             self._missing["server_processes"] = f"no process seen listening on port {ports}"
-        self._snapshotter.server_ports = pids
+        self._snapshotter.server_ports = ports_of
 
     def _sample(self) -> None:
         plan = self.plan
