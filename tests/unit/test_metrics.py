@@ -235,6 +235,48 @@ def test_the_threads_that_did_work_are_counted() -> None:
     assert (record.busy_threads, record.hottest_thread, record.threads) == (3, 7, 5)
 
 
+HASHING_THREADS = """
+import hashlib, sys, threading
+data = bytes(1 << 20)
+def hash_for_ever():
+    while True:
+        hashlib.sha256(data).digest()  # releases the GIL: both threads work at once
+for _ in range(2):
+    threading.Thread(target=hash_for_ever, daemon=True).start()
+sys.stdin.read()
+"""
+
+
+def test_a_real_process_with_two_working_threads_and_an_idle_one_counts_two() -> None:
+    """A multi-threaded server's shape, read from this host's /proc as the sampler reads a
+    server process: two threads hashing, the main one waiting on its stdin."""
+    child = subprocess.Popen([sys.executable, "-c", HASHING_THREADS], stdin=subprocess.PIPE)
+    try:
+        poll_until(lambda: len(list(Path(f"/proc/{child.pid}/task").iterdir())) == 3, 30.0,
+                   "the hashing threads to start")
+        before = procfs.read_process(child.pid)
+        began = time.monotonic()
+        assert before is not None
+
+        def both_worked() -> bool:
+            now = procfs.read_process(child.pid)
+            used = sorted(cpu - before.threads.get(tid, 0) for tid, cpu in (
+                now.threads.items() if now is not None else ()))
+            return len(used) == 3 and used[-2] >= 100_000_000
+
+        poll_until(both_worked, 30.0, "both hashing threads to use 100 ms of CPU")
+        after = procfs.read_process(child.pid)
+        assert after is not None
+        record = process_cpu(before, after, time.monotonic() - began)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.kill()
+        child.wait()
+    assert (record.threads, record.busy_threads) == (3, 2)
+    assert record.hottest_thread != child.pid  # the main thread only waited
+
+
 def test_the_snapshot_reads_each_load_process_busy_poll_counter() -> None:
     snapshotter = Snapshotter(None, spun_ns={os.getpid(): 1234}.get)
     snapshotter.load_pids = {os.getpid()}
