@@ -43,6 +43,21 @@ def redis_server(cpus: set[int] | None = None) -> Iterator[int]:
             proc.wait(10)
 
 
+CLIENT_CPU = 0
+"""The CPU a pinned client (a load process, redis-benchmark) runs on."""
+
+
+def move_off_client_cpu() -> set[int]:
+    """Move this process off :data:`CLIENT_CPU`; the CPUs left (for redis-server). Exits
+    with one line on a host without another CPU."""
+    mine = os.sched_getaffinity(0)
+    others = mine - {CLIENT_CPU}
+    if CLIENT_CPU not in mine or not others:
+        raise SystemExit(f"--pin needs CPU {CLIENT_CPU} and another one")
+    os.sched_setaffinity(0, others)
+    return others
+
+
 def server_version() -> str:
     """The installed redis-server's version, or ``?``."""
     text = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,

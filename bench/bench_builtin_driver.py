@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _driver_cpu import run_load
 from _lab import header, median, note, ratio, table, verdict
-from _loopback import redis_server
+from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.histograms import HistogramParams, decode, percentiles
@@ -159,11 +159,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-PINNED = {None: "not pinned", "same": "client and server on CPU 0",
-          "apart": "client on CPU 0, server on another"}
 #: ``--pin``'s choices: redis-server on the client's CPU, or on another one.
 PLACEMENTS = ("same", "apart")
-CLIENT_CPU = 0
+PINNED = {None: "not pinned", "same": f"client and server on CPU {CLIENT_CPU}",
+          "apart": f"client on CPU {CLIENT_CPU}, server on another"}
 
 
 def placement(pin: str | None) -> tuple[set[int] | None, set[int] | None]:
@@ -171,10 +170,7 @@ def placement(pin: str | None) -> tuple[set[int] | None, set[int] | None]:
     moves off the client's CPU."""
     if pin is None:
         return None, None
-    others = os.sched_getaffinity(0) - {CLIENT_CPU}
-    if CLIENT_CPU not in os.sched_getaffinity(0) or not others:
-        raise SystemExit(f"--pin needs CPU {CLIENT_CPU} and another one")
-    os.sched_setaffinity(0, others)
+    others = move_off_client_cpu()
     return {CLIENT_CPU}, ({CLIENT_CPU} if pin == "same" else {min(others)})
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, median, note, table, verdict
-from _loopback import redis_server
+from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.intervals import IntervalData, LoadReport
@@ -72,7 +72,7 @@ class Sample:
 def main() -> int:
     args = parse_args()
     header("open loop: rate accuracy and schedule lateness")
-    others = pinned_elsewhere() if args.pin else None
+    others = move_off_client_cpu() if args.pin else None
     with redis_server(others) as port:
         closed = []
         samples: dict[float, list[Sample]] = {share: [] for share in SHARES}
@@ -101,18 +101,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-LOAD_CPU = 0
-
-
-def pinned_elsewhere() -> set[int]:
-    """Move this process off :data:`LOAD_CPU`; the CPUs left, for redis-server."""
-    others = os.sched_getaffinity(0) - {LOAD_CPU}
-    if not others:
-        raise SystemExit("--pin needs 2 CPUs at least")
-    os.sched_setaffinity(0, others)
-    return others
-
-
 def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: bool) -> LoadReport:
     spec = {
         "format": 2,
@@ -131,7 +119,7 @@ def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: boo
         driver.prepare(parse_spec(json.dumps(spec)))
         if args.pin:
             for pid in driver.worker_pids():
-                os.sched_setaffinity(pid, {LOAD_CPU})
+                os.sched_setaffinity(pid, {CLIENT_CPU})
         t0_ns = time.time_ns() + 200_000_000
         driver.start_at(t0_ns)
         planned_end = t0_ns / 1e9 + 1.0 + args.seconds
@@ -189,7 +177,7 @@ def latency_histogram(intervals: list[IntervalData], params: HistogramParams):  
 
 def show(closed: list[float], samples: dict[float, list[Sample]],
          args: argparse.Namespace) -> None:
-    pinned = f"load process pinned to CPU {LOAD_CPU}" if args.pin else "not pinned"
+    pinned = f"load process pinned to CPU {CLIENT_CPU}" if args.pin else "not pinned"
     note(f"{args.connections} connections, 1 process, pipeline 1, {args.seconds} s measured, "
          f"{args.rounds} round(s), {pinned}; closed-loop capacity {median(closed):,.0f} "
          "requests/s")

@@ -80,9 +80,9 @@ class ServerSeries:
     process_cpu: Sequence[float | None]
     """Its processes' CPU, % of one core, per interval (``None``: none was sampled)."""
     cpu_limit_cores: float | None
-    """The CPU it can use, in cores: one per server process doing work (1 for Redis, its busy
-    workers for a pre-fork server), at most the host's cores, or its quota if smaller;
-    ``None``: unknown, so server-bound is undecided."""
+    """The CPU it can use, in cores: one per server thread doing work (1 for Redis, its busy
+    workers for a pre-fork server, its busy threads for a multi-threaded one), at most the
+    host's cores, or its quota if smaller; ``None``: unknown, so server-bound is undecided."""
     quota_throttled_percent: Sequence[float | None] | None = None
     """When its limit is the host cgroup's CPU quota: the share of the interval's enforcement
     periods in which the cgroup ran out of it, %; ``None``: no quota is the limit. The quota

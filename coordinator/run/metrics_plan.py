@@ -19,8 +19,7 @@ from coordinator.run.loadspec import target_servers
 def metrics_plan(inventory: Inventory, host: Host, timeline: Timeline,
                  passwords: Mapping[str, str | None]) -> MetricsPlan:
     """``passwords``: each target server's, by name."""
-    ports = tuple(sorted({server.port for server in inventory.servers
-                          if server.host == host.name}))
+    ports = tuple(sorted(servers_by_host(inventory).get(host.name, {})))
     on_host = [server for server in target_servers(inventory)
                if server.host == host.name and server.kind == "resp"]  # INFO speaks RESP
     redis = None
