@@ -14,7 +14,8 @@ measured:
    intervals' merged lateness histograms; requests sent late (> 1 ms) and not sent at the end;
    the latency p50 / p99 (from the intended times).
 
-    .venv/bin/python bench/bench_open_loop.py [--seconds 5] [--rounds 1] [--pin]
+    .venv/bin/python bench/bench_open_loop.py [--seconds 5] [--rounds 1] [--pin] [--interval 1]
+                                              [--rate REQUESTS_PER_S]
 
 ``--pin`` gives the load process a core of its own: it runs on the first CPU, redis-server and
 this script on the others (needs 2 CPUs at least). Unpinned, the load process shares its core
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -75,17 +77,22 @@ def main() -> int:
     others = move_off_client_cpu() if args.pin else None
     with redis_server(others) as port:
         closed = []
-        samples: dict[float, list[Sample]] = {share: [] for share in SHARES}
+        shares = () if args.rate else SHARES
+        samples: dict[float, list[Sample]] = {share: [] for share in shares}
         for round_index in range(args.rounds):
             note(f"round {round_index + 1}/{args.rounds}: closed loop")
             report = run(port, None, args, preload=round_index == 0)
             capacity = requests_per_sec(report, sent=False)
             closed.append(capacity)
             note(f"closed-loop capacity {capacity:,.0f} requests/s")
-            for share in SHARES:
+            for share in shares:
                 rate = capacity * share
                 note(f"open loop at {share:.0%}: {rate:,.0f} requests/s")
                 samples[share].append(sample(share, rate, run(port, rate, args, preload=False)))
+            if args.rate:
+                note(f"open loop at {args.rate:,.0f} requests/s")
+                samples.setdefault(0.0, []).append(sample(
+                    args.rate / capacity, args.rate, run(port, args.rate, args, preload=False)))
     show(closed, samples, args)
     return 0
 
@@ -96,6 +103,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=5, help="measured seconds per run")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--keyspace", type=int, default=100_000)
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="interval length, s (shorter: more boundaries, each a pause)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="the open loop at this rate (requests/s) only, not at shares: "
+                             "trees compared at one rate whatever each round's capacity")
     parser.add_argument("--pin", action="store_true",
                         help="the load process on the first CPU, everything else elsewhere")
     return parser.parse_args()
@@ -107,8 +119,9 @@ def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: boo
         "driver": "builtin",
         "target": {"address": "127.0.0.1", "port": port, "password": None, "username": None,
                    "tls": None},
-        "timeline": {"interval_ns": 1_000_000_000, "warmup_intervals": 1,
-                     "measure_intervals": args.seconds},
+        "timeline": {"interval_ns": round(args.interval * 1e9),
+                     "warmup_intervals": math.ceil(1 / args.interval),
+                     "measure_intervals": round(args.seconds / args.interval)},
         "histogram": {"lowest_usec": 1, "highest_usec": 60_000_000, "significant_figures": 3},
         "params": {"processes": 1, "connections": args.connections, "pipeline": 1,
                    "set_ratio": 0.1, "keyspace": args.keyspace, "value_size": 32,
@@ -122,7 +135,7 @@ def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: boo
                 os.sched_setaffinity(pid, {CLIENT_CPU})
         t0_ns = time.time_ns() + 200_000_000
         driver.start_at(t0_ns)
-        planned_end = t0_ns / 1e9 + 1.0 + args.seconds
+        planned_end = t0_ns / 1e9 + math.ceil(1 / args.interval) * args.interval + args.seconds
         while not driver.state.done:
             time.sleep(max(0.05, min(1.0, planned_end - time.time())))
         return driver.report()
@@ -182,16 +195,18 @@ def show(closed: list[float], samples: dict[float, list[Sample]],
          f"{args.rounds} round(s), {pinned}; closed-loop capacity {median(closed):,.0f} "
          "requests/s")
     rows = []
-    for share, runs in samples.items():
+    for runs in samples.values():
         for s in runs:
             rows.append([
-                f"{share:.0%}", f"{s.target:,.0f}", f"{s.achieved:,.0f}", f"{s.error:+.2%}",
+                f"{s.share:.0%}", f"{s.target:,.0f}", f"{s.achieved:,.0f}", f"{s.error:+.2%}",
                 s.lateness_p50, s.lateness_p99, s.lateness_max, s.late, s.not_sent,
                 s.latency_p50, s.latency_p99,
             ])  # fmt: skip
     table(["share", "target/s", "achieved/s", "error", "late p50 µs", "late p99 µs",
            "late max µs", "sent > 1 ms late", "not sent (max)", "lat p50 µs", "lat p99 µs"],
           rows, title="open loop at shares of the closed-loop capacity")  # fmt: skip
+    if 0.50 not in samples:
+        return
     half = samples[0.50]
     error = median([abs(s.error) for s in half])
     p99 = median([float(s.lateness_p99) for s in half])

@@ -3,7 +3,9 @@ Unix socket pair (no pickle: both ends parse what they receive).
 
 Each message has a ``"type"``. Agent -> worker: ``configure`` (first, once), ``start``,
 ``stop``. Worker -> agent: ``ready`` or ``error`` (answer to ``configure``), ``started``,
-``interval`` (one per finished interval), ``finished``, ``error`` (a failure); the builtin
+one per finished interval: ``interval_counts`` (the builtin and http drivers' load processes:
+raw latency counts the agent encodes, agent/drivers/kit/counted.py) or ``interval`` (encoded
+already: an external tool's parsed output), ``finished``, ``error`` (a failure); the builtin
 driver's ``preloaded`` (keys and seconds of its preload, before ``ready``: logged).
 """
 
@@ -15,8 +17,11 @@ import socket
 import threading
 from typing import Any, Final
 
-#: Longest message line accepted (an interval carries a few encoded histograms: kilobytes).
-MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+#: Longest message line accepted. An interval's raw latency counts take 8 bytes per distinct
+#: latency (16 once one is beyond 32 bits), base64: kilobytes usually, but an open loop queued
+#: behind a long stall gives each queued request its own latency, so a long interval can carry
+#: millions (agent/drivers/kit/counted.py).
+MAX_MESSAGE_BYTES: Final = 256 * 1024 * 1024
 _CHUNK = 65536
 
 
@@ -29,7 +34,7 @@ class Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._buffer = b""
+        self._buffer = bytearray()  # (appended to in place: a long line costs no copies)
         self._lines: list[bytes] = []
         self._send_lock = threading.Lock()
         self._closed = False
@@ -59,10 +64,12 @@ class Channel:
             raise ChannelClosed(f"cannot receive: {exc}") from exc
         if not chunk:
             raise ChannelClosed("the other end closed the channel")
-        self._buffer += chunk
         if b"\n" in chunk:
-            *lines, self._buffer = self._buffer.split(b"\n")
+            *lines, rest = (bytes(self._buffer) + chunk).split(b"\n")
+            self._buffer = bytearray(rest)
             self._lines.extend(lines)
+        else:
+            self._buffer += chunk
         if len(self._buffer) > MAX_MESSAGE_BYTES:
             raise ChannelClosed("message too long")
 

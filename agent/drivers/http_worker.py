@@ -19,7 +19,7 @@ timeouts (every :data:`TIMEOUT_CHECK_NS`). A server that closes a connection aft
 At the planned end the loop drains as the builtin driver's does (timeline.drain_ns).
 
 **Open loop** (``params.rate``): the builtin driver's, with its parts
-(:mod:`agent.drivers.schedule`, :func:`agent.drivers.open_worker.schedule_accounting`): each
+(:mod:`agent.drivers.schedule`, :func:`agent.drivers.open_worker.schedule_counts`): each
 connection has its own schedule of intended send times (the host's rate spread over its
 connections, constant or Poisson, staggered); an idle connection waits in a heap for its point,
 a busy one queues (its next request goes out as soon as the response is in, late). A latency
@@ -64,7 +64,7 @@ from agent.drivers.http_response import (
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
-from agent.drivers.open_worker import accounting_instant, poll_timeout_s, schedule_accounting
+from agent.drivers.open_worker import accounting_instant, poll_timeout_s, schedule_counts
 from agent.drivers.resp_connection import (
     CONNECT_TIMEOUT,
     ERR,
@@ -635,13 +635,15 @@ class HttpWorker:
         for conn in self.connections:
             if conn.template >= 0:
                 self.recorder.note_gap(now - conn.issued_ns)
+        lateness = None
         if self.open_loop is not None:
             at = accounting_instant(now, self._end, self.config.timeline, index)
-            self.recorder.open_loop = schedule_accounting(
+            self.recorder.open_loop, lateness = schedule_counts(
                 self.counters, [c.schedule for c in self.connections if c.schedule is not None],
-                at, 1, self.recorder.latencies)
-        data = self.recorder.roll(index, complete=complete)
-        self.channel.send({"type": "interval", "interval": data.to_json()})
+                at, 1)
+        data = self.recorder.packing(
+            self.recorder.take(index, complete=complete, lateness=lateness)).finish()
+        self.channel.send({"type": "interval_counts", "interval": data.to_json()})
 
     def close(self) -> None:
         for conn in self.connections:

@@ -40,7 +40,6 @@ import itertools
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from heapq import heappop, heappush
 from typing import Any
 
@@ -66,10 +65,8 @@ from agent.drivers.schedule import (
 )
 from agent.drivers.spec import Timeline
 from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, bad_replies
-from agent.histograms import IntervalRecorder
 
-__all__ = ["OpenWorker", "accounting_instant", "poll_timeout_s", "schedule_accounting",
-           "schedule_counts"]
+__all__ = ["OpenWorker", "accounting_instant", "poll_timeout_s", "schedule_counts"]
 
 _NEVER = 1 << 126
 
@@ -190,7 +187,7 @@ class OpenWorker(Worker):
         tick = self._wake(grid)  # the next boundary or reconnection (or the drain's end)
         wake = min(tick, self._next_point())
         while True:
-            if rolling:  # an ended interval being encoded: one slice per round
+            if rolling:  # an ended interval being packed: one slice per round
                 self._roll_step()
             now = perf()
             if now >= wake:
@@ -336,20 +333,12 @@ def accounting_instant(clock: int, end: int, timeline: Timeline, index: int) -> 
     return min(clock, interval_end)
 
 
-def schedule_accounting(counters: ScheduleCounters, schedules: Iterable[ConnectionSchedule],
-                        at: int, pipeline: int, latencies: IntervalRecorder) -> OpenLoopData:
-    """One interval of an open loop's schedule, ending at ``at`` (perf clock): the counters'
-    sends (then reset) and the points come by ``at`` but not sent (``pipeline`` requests
-    each); the lateness histogram is encoded by the load's ``latencies`` recorder. Shared by
-    every open loop (RESP and HTTP)."""
-    data, lateness = schedule_counts(counters, schedules, at, pipeline)
-    return replace(data, lateness=latencies.encoded(lateness)[0])
-
-
 def schedule_counts(counters: ScheduleCounters, schedules: Iterable[ConnectionSchedule],
                     at: int, pipeline: int) -> tuple[OpenLoopData, dict[int, int]]:
-    """:func:`schedule_accounting` with its lateness distribution (µs) left to encode: the
-    counters' own dict, replaced by a fresh one, the counters reset."""
+    """One interval of an open loop's schedule, ending at ``at`` (perf clock): the counters'
+    sends and the points come by ``at`` but not sent (``pipeline`` requests each), and the
+    lateness distribution (µs; the counters' own dict, replaced by a fresh one), the counters
+    reset. Shared by every open loop (RESP and HTTP)."""
     backlog = sum(schedule.backlog(at) for schedule in schedules)
     data = OpenLoopData(
         sent=counters.sent,

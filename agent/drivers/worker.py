@@ -67,11 +67,11 @@ from agent.drivers.errors import (
     KIND_UNREACHABLE,
     DriverError,
 )
-from agent.drivers.intervals import IntervalData
 from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
-from agent.drivers.kit.recorder import IntervalEncoding, LoadRecorder, TakenInterval
+from agent.drivers.kit.counted import CountedInterval
+from agent.drivers.kit.recorder import IntervalPacking, LoadRecorder, TakenInterval
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
@@ -319,7 +319,7 @@ class Worker(RespConnections):
         self._preload_done = self._preload_total = 0  # keys SET / to SET by the preload
         self._preload_reported = 0.0  # monotonic: the last preload_progress message
         self._spin = spin_counter.attached() or spin_counter.SpinTally()  # busy-poll CPU
-        self._rolling: deque[IntervalEncoding] = deque()  # intervals taken, being encoded
+        self._rolling: deque[IntervalPacking] = deque()  # intervals taken, being packed
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> Worker:
@@ -581,7 +581,7 @@ class Worker(RespConnections):
         rolling = self._rolling
         wake = self._wake(grid)
         while True:
-            if rolling:  # an ended interval being encoded: one slice per round
+            if rolling:  # an ended interval being packed: one slice per round
                 self._roll_step()
             now = perf()
             if now >= wake:
@@ -804,7 +804,7 @@ class Worker(RespConnections):
         ended = grid.roll(now)
         final = ended.pop() if grid.over else None
         for index, complete in ended:
-            self._rolling.append(self.recorder.encoding(self._take(index, complete=complete)))
+            self._rolling.append(self.recorder.packing(self._take(index, complete=complete)))
         if final is not None:
             return final
         self._expire(now)
@@ -837,10 +837,10 @@ class Worker(RespConnections):
         self.report_interval(index, complete=complete, now=now)
 
     def report_interval(self, index: int, *, complete: bool, now: int | None = None) -> None:
-        """Send interval ``index`` now, after those still being encoded."""
+        """Send interval ``index`` now, after those still being packed."""
         self._flush_rolls()
         self._send_interval(
-            self.recorder.encoding(self._take(index, complete=complete, now=now)).finish())
+            self.recorder.packing(self._take(index, complete=complete, now=now)).finish())
 
     def _take(self, index: int, *, complete: bool, now: int | None = None,
               lateness: dict[int, int] | None = None) -> TakenInterval:
@@ -853,16 +853,16 @@ class Worker(RespConnections):
         return self.recorder.take(index, complete=complete, lateness=lateness, swap=True)
 
     def _roll_step(self) -> None:
-        """One slice of the oldest interval's encoding; sent once it is done (in order)."""
-        encoding = self._rolling[0]
-        if encoding.step():
+        """One slice of the oldest interval's packing; sent once it is done (in order)."""
+        packing = self._rolling[0]
+        if packing.step():
             self._rolling.popleft()
-            self._send_interval(encoding.result())
+            self._send_interval(packing.result())
 
     def _flush_rolls(self) -> None:
-        """Finish and send every interval still being encoded."""
+        """Finish and send every interval still being packed."""
         while self._rolling:
             self._send_interval(self._rolling.popleft().finish())
 
-    def _send_interval(self, data: IntervalData) -> None:
-        self.channel.send({"type": "interval", "interval": data.to_json()})
+    def _send_interval(self, data: CountedInterval) -> None:
+        self.channel.send({"type": "interval_counts", "interval": data.to_json()})

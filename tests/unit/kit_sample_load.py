@@ -76,7 +76,7 @@ class TickLoad:
 
     def report_interval(self, index: int, *, complete: bool) -> None:
         data = self.recorder.roll(index, complete=complete)
-        self.channel.send({"type": "interval", "interval": data.to_json()})
+        self.channel.send({"type": "interval_counts", "interval": data.to_json()})
 
 
 def main(argv: Sequence[str]) -> NoReturn:

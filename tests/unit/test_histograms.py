@@ -162,13 +162,18 @@ def load_recorder(params: HistogramParams = PARAMS, commands: Sequence[str] = ()
     return LoadRecorder(params, commands, Timeline(1_000_000_000, 1, 3))
 
 
+def rolled(recorder: LoadRecorder, index: int) -> IntervalData:
+    """Interval ``index`` rolled as a load process does, encoded as the agent does."""
+    return recorder.roll(index, complete=True).encoded(IntervalRecorder(recorder.latencies.params))
+
+
 def test_latencies_are_recorded_in_microseconds_and_below_one_count_as_one() -> None:
     recorder = load_recorder()
     recorder.latencies.record("GET", 0)
     recorder.latencies.record("GET", 999)
     recorder.latencies.record("GET", 1_000)
     recorder.latencies.record("GET", 2_999_999, count=3)
-    interval = recorder.roll(0, complete=True)
+    interval = rolled(recorder, 0)
     get = decode(interval.commands["GET"].histogram)
     assert interval.commands["GET"].count == 6
     assert get.get_total_count() == 6
@@ -181,7 +186,7 @@ def test_values_beyond_the_range_are_counted_as_overflow_not_dropped() -> None:
     recorder = load_recorder(HistogramParams(1, 1_000_000, 3))  # up to ~1 s
     recorder.latencies.record("SET", 500_000)  # 0.5 ms
     recorder.latencies.record("SET", 70_000_000_000, count=2)  # 70 s
-    interval = recorder.roll(3, complete=True)
+    interval = rolled(recorder, 3)
     assert interval.index == 3
     assert interval.overflow == 2
     assert interval.commands["SET"].count == 3  # replies: in the histogram + beyond it
@@ -193,16 +198,16 @@ def test_rolling_starts_an_empty_interval_and_keeps_live_buckets_valid() -> None
     bucket = recorder.bucket("GET")
     bucket[120] = 5  # what a hot loop does
     recorder.latencies.record("SET", 80_000)
-    first = recorder.roll(0, complete=True)
+    first = rolled(recorder, 0)
     assert {name: c.count for name, c in first.commands.items()} == {"GET": 5, "SET": 1}
     assert first.count == 6
     assert bucket == {}
     assert recorder.bucket("GET") is bucket
-    second = recorder.roll(1, complete=True)
+    second = rolled(recorder, 1)
     assert second.commands == {}  # commands without replies are left out
     assert second.overflow == 0
     recorder.latencies.record("GET", 7_000)
-    assert decode(recorder.roll(2, complete=True).commands["GET"].histogram).get_max_value() == 7
+    assert decode(rolled(recorder, 2).commands["GET"].histogram).get_max_value() == 7
 
 
 # --- interval data and the report ------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drivers.open_worker import accounting_instant, schedule_accounting
+from agent.drivers.open_worker import accounting_instant, schedule_counts
 from agent.drivers.schedule import (
     LATE_NS,
     ConnectionSchedule,
@@ -21,7 +21,6 @@ from agent.drivers.schedule import (
     stagger,
 )
 from agent.drivers.spec import Timeline
-from agent.histograms import HistogramParams, IntervalRecorder
 
 
 def seeded(seed: int) -> random.Random:
@@ -186,9 +185,8 @@ def test_an_intervals_unsent_points_are_counted_at_its_end_not_when_it_is_rolled
     assert accounting_instant(123, 0, timeline, 0) == 123  # before the load began
     schedule = ConnectionSchedule(first_end + 10_000, 5_000_000.0)  # due 10 µs after the end
     counters = ScheduleCounters()
-    params = HistogramParams()
-    at_end = schedule_accounting(counters, [schedule], accounting_instant(
-        rolled, end, timeline, 0), 1, IntervalRecorder(params))
+    at_end, _ = schedule_counts(counters, [schedule], accounting_instant(
+        rolled, end, timeline, 0), 1)
     assert at_end.not_sent == 0
-    when_rolled = schedule_accounting(counters, [schedule], rolled, 1, IntervalRecorder(params))
+    when_rolled, _ = schedule_counts(counters, [schedule], rolled, 1)
     assert when_rolled.not_sent == 1  # what was counted before

@@ -15,6 +15,7 @@ Load-process side:
   configure / ready / start / stop conversation) around a :class:`~agent.drivers.kit.child.Load`;
 * :mod:`~agent.drivers.kit.timed`: the timed-load skeleton: wait for T0 (a stop may come
   first), the interval grid on T0 (warm-up then measure), interval rolling, the end;
-* :mod:`~agent.drivers.kit.recorder`: one interval's latencies and counters, rolled into an
-  :class:`~agent.drivers.intervals.IntervalData`.
+* :mod:`~agent.drivers.kit.recorder`: one interval's latencies and counters, taken at its end
+  and packed into a :class:`~agent.drivers.kit.counted.CountedInterval` (raw counts), which the
+  agent's :class:`ProcessDriver` encodes into an :class:`~agent.drivers.intervals.IntervalData`.
 """

@@ -6,7 +6,9 @@ a spec splits into load processes (:meth:`ProcessDriver.plan_load`: each process
 on :mod:`agent.drivers.kit.child`). The rest is here: the processes started and read
 (:mod:`agent.drivers.kit.supervisor`), readiness within a deadline, the start instant, live
 progress (the latest interval every process delivered, merged), stop, the report (intervals
-merged across processes when asked for, never in the reader thread), and close.
+merged across processes when asked for, never in the reader thread), and close. A load
+process's interval comes as raw counts, encoded into HdrHistograms here, in the reader thread
+(agent/drivers/kit/counted.py: its loop has a schedule to keep, this thread does not).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from agent.drivers.base import (
     this_interpreter,
 )
 from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
+from agent.drivers.kit.counted import CountedInterval
 from agent.drivers.kit.supervisor import Supervisor
 from agent.drivers.spec import LoadSpec
+from agent.histograms import IntervalRecorder
 
 log = logging.getLogger("agent.drivers.kit.process_driver")
 
@@ -97,6 +101,7 @@ class ProcessDriver(Driver):
         self._merged: dict[int, IntervalData] = {}
         self._p99: dict[int, float | None] = {}  # of merged intervals, for progress()
         self._report: LoadReport | None = None
+        self._encoder: IntervalRecorder | None = None  # load processes' counts: the reader's
 
     @abc.abstractmethod
     def plan_load(self, spec: LoadSpec) -> Sequence[ProcessPlan]:
@@ -118,6 +123,7 @@ class ProcessDriver(Driver):
         try:
             plans = self.plan_load(spec)
             self._spec = spec
+            self._encoder = IntervalRecorder(spec.histogram)
             self._processes = [_Process(i, plan.connections) for i, plan in enumerate(plans)]
             greetings = [{"type": "configure", "config": plan.config} for plan in plans]
             self._supervisor = Supervisor(self.process_module, greetings, self)
@@ -315,6 +321,7 @@ class ProcessDriver(Driver):
     def on_message(self, index: int, message: dict[str, Any]) -> None:
         process = self._processes[index]
         kind = message["type"]
+        interval = self._interval(message) if kind in ("interval", "interval_counts") else None
         with self._changed:
             if kind == "ready":
                 process.ready = True
@@ -339,8 +346,7 @@ class ProcessDriver(Driver):
                 process.first_spread_ns = int(message.get("first_spread_ns", 0))
                 if message.get("window_ns") is not None:
                     process.window_ns = int(message["window_ns"])
-            elif kind == "interval":
-                interval = IntervalData.from_json(message["interval"])
+            elif interval is not None:
                 process.intervals[interval.index] = interval  # each index comes once
                 self._errors += interval.error_count
             elif kind == "finished":
@@ -348,6 +354,16 @@ class ProcessDriver(Driver):
                 process.reason = str(message["reason"])
                 self._settle()
             self._changed.notify_all()
+
+    def _interval(self, message: dict[str, Any]) -> IntervalData:
+        """An interval message's data. A load process's counts are encoded here, outside the
+        lock (a millisecond or more: agent/drivers/kit/counted.py says why not there); an
+        external tool's intervals come encoded."""
+        if message["type"] == "interval":
+            return IntervalData.from_json(message["interval"])
+        if self._encoder is None:
+            raise DriverError(KIND_STATE, "an interval came before the load was prepared")
+        return CountedInterval.from_json(message["interval"]).encoded(self._encoder)
 
     def on_closed(self, index: int, status: int | None) -> None:
         process = self._processes[index]

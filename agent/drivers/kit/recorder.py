@@ -1,47 +1,34 @@
-"""One load process's current interval: latencies per command and counters, rolled into an
-:class:`~agent.drivers.intervals.IntervalData` once per interval.
+"""One load process's current interval: latencies per command and counters, taken once per
+interval and sent as a :class:`~agent.drivers.kit.counted.CountedInterval`.
 
 A hot loop takes a command's live ``{latency_usec: count}`` dict once (:meth:`bucket`) and
 adds to it directly, and keeps its counters in locals it adds here now and then: rolling
 empties everything in place, so the dicts it holds stay valid.
 
-Rolling has two halves. :meth:`LoadRecorder.take` takes the interval's dicts (swapped for
-fresh ones, or copied) and counters and starts the next interval empty. Encoding the dicts
-into HdrHistograms
-(:class:`IntervalEncoding`) costs milliseconds (0.4 µs per distinct latency, then the varint
-and zlib encoding and the message): a loop that did it at the boundary stalled that long, so
-every reply then waiting had that stall in its latency and, in an open loop, every send due
-then went out late (7-13 ms once a second, measured). So a loop takes the interval at the
-boundary and encodes it a slice at a time between its rounds (:meth:`IntervalEncoding.step`);
-:meth:`LoadRecorder.roll` does both at once, for loads with no such loop.
+At an interval's end a loop takes it (:meth:`LoadRecorder.take`: the dicts swapped for fresh
+ones, the counters) and packs its counts a slice at a time between its rounds
+(:class:`IntervalPacking`: :data:`STEP_ITEMS` latencies a step, some 10 µs), so no send or read
+waits long; the agent encodes them into HdrHistograms when the message arrives
+(agent/drivers/kit/counted.py says why not here). :meth:`LoadRecorder.roll` does both at once,
+for loads with no such loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from itertools import islice
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Final
 
-from agent.drivers.intervals import IntervalData, OpenLoopData
+from agent.drivers.intervals import OpenLoopData
+from agent.drivers.kit.counted import CountedInterval, CountsPacking
 from agent.drivers.spec import Timeline
-from agent.histograms import (
-    CommandLatencies,
-    HistogramParams,
-    IntervalRecorder,
-    clear,
-    encode,
-    record_pairs,
-)
-
-#: Latencies recorded per :meth:`IntervalEncoding.step` (about 0.4 µs each: some 50 µs).
-STEP_VALUES: Final = 128
+from agent.histograms import HistogramParams, IntervalRecorder
 
 
 @dataclass
 class TakenInterval:
-    """An interval taken from the recorder at its end, not encoded yet: its latencies as
-    ``{µs: count}`` dicts no longer recorded into, its counters as they were."""
+    """An interval taken from the recorder at its end: its latencies as ``{µs: count}`` dicts
+    no longer recorded into, its counters as they were."""
 
     index: int
     phase: str
@@ -59,99 +46,57 @@ class TakenInterval:
     """An open loop's lateness distribution (µs), encoded into ``open_loop.lateness``."""
 
 
-@dataclass
-class _Histogram:
-    """One ``{µs: count}`` dict of a taken interval, recorded a slice at a time, then
-    encoded."""
-
-    kind: str  # "command", "shard" or "lateness"
-    name: str
-    counts: dict[int, int]
-    recorder: IntervalRecorder
-    pairs: Iterator[tuple[int, int]] = field(init=False)
-    count: int = 0  # the dict's total, counted when it is encoded
-    recorded: bool = False  # every pair recorded into the scratch histogram
-    overflow: int = 0
-    encoded: str | None = None
-
-    def __post_init__(self) -> None:
-        self.pairs = iter(self.counts.items())  # (the dict is no longer recorded into)
+#: Latencies packed per :meth:`IntervalPacking.step` (about 20 ns each: some 10 µs).
+STEP_ITEMS: Final = 512
 
 
 @dataclass
-class IntervalEncoding:
-    """A :class:`TakenInterval` encoded a step at a time; :meth:`step` until it returns True,
+class IntervalPacking:
+    """A :class:`TakenInterval` packed a step at a time: :meth:`step` until it returns True,
     then :meth:`result` (:meth:`finish` does it all at once)."""
 
     taken: TakenInterval
-    histograms: list[_Histogram] = field(default_factory=list)
+    commands: dict[str, CountsPacking] = field(init=False)
+    shards: dict[str, CountsPacking] = field(init=False)
+    lateness: CountsPacking | None = field(init=False)
+    _pending: list[CountsPacking] = field(init=False)
 
-    @classmethod
-    def of(cls, taken: TakenInterval, latencies: IntervalRecorder,
-           shards: IntervalRecorder | None) -> IntervalEncoding:
-        histograms = [_Histogram("command", name, counts, latencies)
-                      for name, counts in taken.latencies.items()]
-        if shards is not None:
-            histograms += [_Histogram("shard", name, counts, shards)
-                           for name, counts in taken.shards.items()]
-        if taken.lateness is not None:
-            histograms.append(_Histogram("lateness", "", taken.lateness, latencies))
-        return cls(taken, histograms)
+    def __post_init__(self) -> None:
+        taken = self.taken
+        self.commands = {name: CountsPacking(c) for name, c in taken.latencies.items()}
+        self.shards = {name: CountsPacking(c) for name, c in taken.shards.items()}
+        self.lateness = CountsPacking(taken.lateness) if taken.lateness is not None else None
+        self._pending = [*self.commands.values(), *self.shards.values()]
+        if self.lateness is not None:
+            self._pending.append(self.lateness)
+        self._pending.reverse()  # (popped from the end, in order)
 
     def step(self) -> bool:
-        """One slice of the work: :data:`STEP_VALUES` latencies recorded, or one histogram
-        encoded. True once everything is encoded."""
-        for histogram in self.histograms:
-            if histogram.encoded is not None:
-                continue
-            scratch = histogram.recorder.scratch()
-            if not histogram.recorded:
-                chunk = list(islice(histogram.pairs, STEP_VALUES))
-                histogram.overflow += record_pairs(scratch, chunk)
-                histogram.recorded = len(chunk) < STEP_VALUES
-                return False
-            histogram.encoded = encode(scratch)
-            histogram.count = sum(histogram.counts.values())
-            clear(scratch)
-            return histogram is self.histograms[-1]
+        """Pack up to :data:`STEP_ITEMS` more latencies; True once all are."""
+        while self._pending:
+            if self._pending[-1].step(STEP_ITEMS):
+                self._pending.pop()
+            return not self._pending
         return True
 
-    def finish(self) -> IntervalData:
+    def finish(self) -> CountedInterval:
         while not self.step():
             pass
         return self.result()
 
-    def result(self) -> IntervalData:
-        """The encoded interval (once :meth:`step` returned True)."""
+    def result(self) -> CountedInterval:
+        """The packed interval (once :meth:`step` returned True)."""
         taken = self.taken
-        commands: dict[str, CommandLatencies] = {}
-        shards: dict[str, CommandLatencies] = {}
-        open_loop = taken.open_loop
-        overflow = 0
-        for histogram in self.histograms:
-            encoded = histogram.encoded or ""
-            if histogram.kind == "command":
-                commands[histogram.name] = CommandLatencies(encoded, histogram.count)
-                overflow += histogram.overflow
-            elif histogram.kind == "shard":
-                shards[histogram.name] = CommandLatencies(encoded, histogram.count)
-            elif open_loop is not None:
-                open_loop = replace(open_loop, lateness=encoded)
-        return IntervalData(
-            index=taken.index,
-            phase=taken.phase,
-            complete=taken.complete,
-            commands=commands,
-            requests=taken.requests,
-            errors=taken.errors,
-            bytes_sent=taken.bytes_sent,
-            bytes_received=taken.bytes_received,
-            overflow=overflow,
-            gap_usec=taken.gap_usec,
-            open_loop=open_loop,
+        return CountedInterval(
+            index=taken.index, phase=taken.phase, complete=taken.complete,
+            commands={name: packing.text() for name, packing in self.commands.items()},
+            requests=taken.requests, errors=taken.errors, bytes_sent=taken.bytes_sent,
+            bytes_received=taken.bytes_received, gap_usec=taken.gap_usec,
+            open_loop=taken.open_loop,
+            lateness=self.lateness.text() if self.lateness is not None else None,
             redirects=taken.redirects,
-            shards=shards,
-        )
+            shards={name: packing.text() for name, packing in self.shards.items()},
+        )  # fmt: skip
 
 
 class LoadRecorder:
@@ -184,13 +129,14 @@ class LoadRecorder:
         """A connection went ``gap_ns`` without a reply (kept if the longest so far)."""
         self.gap_ns = max(self.gap_ns, gap_ns)
 
-    def roll(self, index: int, *, complete: bool) -> IntervalData:
-        """Interval ``index`` as recorded, encoded; the next one starts empty."""
-        return self.encoding(self.take(index, complete=complete)).finish()
+    def roll(self, index: int, *, complete: bool) -> CountedInterval:
+        """Interval ``index`` as recorded, packed; the next one starts empty."""
+        return self.packing(self.take(index, complete=complete)).finish()
 
-    def encoding(self, taken: TakenInterval) -> IntervalEncoding:
-        """The encoding of a taken interval, to be stepped through."""
-        return IntervalEncoding.of(taken, self.latencies, self.shards)
+    @staticmethod
+    def packing(taken: TakenInterval) -> IntervalPacking:
+        """The packing of a taken interval, to be stepped through."""
+        return IntervalPacking(taken)
 
     def take(self, index: int, *, complete: bool, lateness: dict[int, int] | None = None,
              swap: bool = False) -> TakenInterval:
