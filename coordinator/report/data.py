@@ -9,7 +9,7 @@ p99 series, and the sections other parts of coord may add to the document (``opt
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
@@ -18,6 +18,7 @@ from pydantic import BaseModel, JsonValue
 from agent.histograms import percentiles
 from coordinator.core.baselines import BaselinePair
 from coordinator.core.histograms import decode_histogram
+from coordinator.core.host_series import server_series
 from coordinator.core.marks import MARKS
 from coordinator.core.metrics import HostMetrics
 from coordinator.core.platform import host_facts, server_facts
@@ -133,7 +134,8 @@ class Timeline:
 class CpuLine:
     """One host's CPU per interval of a repetition (seconds from T0 at the interval's end):
     the host's busy share of all cores, its hottest load process and its server processes (%
-    of one core). None: not read in that interval."""
+    of one core), per target when it runs several, as the server-bound verdicts judge them.
+    None: not read in that interval."""
 
     host: str
     roles: list[str]
@@ -141,7 +143,9 @@ class CpuLine:
     busy_percent: list[float | None]
     hottest_load_percent: list[float | None]
     hottest_load_names: list[str]
-    server_percent: list[float | None]
+    server_percent: dict[str, list[float | None]]
+    """Target name (``""`` for a host running one, or when its processes' ports were not
+    recorded) -> its processes' CPU."""
     missing: str | None
     """Why the host was not sampled at all (then no interval)."""
 
@@ -416,23 +420,41 @@ def timeline(document: ResultsDocument, repetition: Repetition) -> Timeline:
 
 def host_cpu(document: ResultsDocument) -> list[HostCpu] | None:
     """Per repetition that recorded system metrics, every host's CPU; None when none did."""
-    found = [HostCpu(r.index, [cpu_line(host) for host in r.metrics])
+    targets = recorded_targets(document)
+    found = [HostCpu(r.index, [cpu_line(host, targets.get(host.host, {})) for host in r.metrics])
              for r in document.repetitions if r.metrics]
     return found or None
 
 
-def cpu_line(metrics: HostMetrics) -> CpuLine:
-    """A host's CPU per interval (before T0 included: the load's ramp shows)."""
+def recorded_targets(document: ResultsDocument) -> dict[str, dict[int, str]]:
+    """host -> its servers' ports -> their names, read from the inventory the run recorded (a
+    run's own inventory: :func:`coordinator.run.metrics_plan.servers_by_host`); a server entry
+    that does not read as one is left out."""
+    servers = document.inventory.get("servers")
+    found: dict[str, dict[int, str]] = {}
+    for server in servers if isinstance(servers, list) else ():
+        if not isinstance(server, dict):
+            continue
+        host, port, name = server.get("host"), server.get("port"), server.get("name")
+        if isinstance(host, str) and isinstance(port, int) and isinstance(name, str):
+            found.setdefault(host, {})[port] = name
+    return found
+
+
+def cpu_line(metrics: HostMetrics, targets: Mapping[int, str]) -> CpuLine:
+    """A host's CPU per interval (before T0 included: the load's ramp shows). ``targets``:
+    its servers' ports -> names."""
     intervals = metrics.intervals
     hottest = [i.hottest_load_process() for i in intervals]
+    servers = server_series(metrics, intervals, intervals, targets)
     return CpuLine(
         host=metrics.host, roles=list(metrics.roles),
         seconds=[round((i.start_ms + i.duration_ms) / 1000.0, 3) for i in intervals],
         busy_percent=[i.cpu.busy if i.cpu else None for i in intervals],
         hottest_load_percent=[p.cpu_percent if p else None for p in hottest],
         hottest_load_names=list(dict.fromkeys(p.name for p in hottest if p)),
-        server_percent=[sum(p.cpu_percent for p in i.server_processes)
-                        if i.server_processes else None for i in intervals],
+        server_percent={series.target or "": list(series.process_cpu) for series in servers
+                        if any(cpu is not None for cpu in series.process_cpu)},
         missing=metrics.missing.get("all"))
 
 

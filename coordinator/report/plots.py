@@ -120,9 +120,10 @@ def cpu_figure(cpu: HostCpu) -> Figure:
                            "showlegend": False, "y": line.hottest_load_percent,
                            "line": {"color": hue, "width": 1.5, "dash": "dash"},
                            "xaxis": "x2", "yaxis": "y2"})
-        if any(v is not None for v in line.server_percent):
-            traces.append({**common, "name": f"{line.host} server processes",
-                           "showlegend": False, "y": line.server_percent,
+        for target, percent in line.server_percent.items():
+            traces.append({**common, "name": f"{line.host} server processes"
+                                             + (f" ({target})" if target else ""),
+                           "showlegend": False, "y": percent,
                            "line": {"color": hue, "width": 1.5, "dash": "dot"},
                            "xaxis": "x2", "yaxis": "y2"})
     return {"data": traces, "layout": {

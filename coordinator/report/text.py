@@ -107,6 +107,14 @@ def _range(values: list[float | None]) -> str:
     return f"{statistics.median(found):,.1f} / {max(found):,.1f}" if found else "-"
 
 
+def _servers_range(percent: dict[str, list[float | None]]) -> str:
+    """Each target's median / max, named when the host runs several."""
+    if not percent:
+        return "-"
+    return "; ".join(f"{target}: {_range(values)}" if target else _range(values)
+                     for target, values in percent.items())
+
+
 def _host_cpu(data: ReportData) -> RenderableType:
     if data.host_cpu is None:
         return Text(NOT_RECORDED, style="dim italic")
@@ -119,7 +127,7 @@ def _host_cpu(data: ReportData) -> RenderableType:
             table.add_row(str(cpu.repetition), line.host, ", ".join(line.roles),
                           _range(line.busy_percent),
                           _range(line.hottest_load_percent) + (f" ({names})" if names else ""),
-                          _range(line.server_percent), line.missing or "")
+                          _servers_range(line.server_percent), line.missing or "")
     return Group(table, Text("busy: % of all the host's cores; processes: % of one core"))
 
 

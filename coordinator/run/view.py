@@ -201,11 +201,12 @@ def hottest_load_cell(sampled: MetricsInterval | None) -> str:
 
 
 def server_cell(sampled: MetricsInterval) -> str:
-    """The target server's processes, their CPU in % of one core."""
+    """The target servers' processes, their CPU in % of one core, each with the target ports
+    it listens on when recorded (a host running two targets: which is which)."""
     if not sampled.server_processes:
         return "-"
-    return ", ".join(f"{p.name}: {p.cpu_percent:.0f} % of a core"
-                     for p in sampled.server_processes)
+    return ", ".join(f"{p.name}{''.join(f' :{port}' for port in p.ports)}: "
+                     f"{p.cpu_percent:.0f} % of a core" for p in sampled.server_processes)
 
 
 def verdict_cell(judged: list[Verdict], host: str) -> str:

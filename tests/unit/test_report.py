@@ -125,6 +125,37 @@ def render_text_of(document: ResultsDocument) -> str:
     return console.export_text()
 
 
+def test_a_host_running_two_targets_shows_each_targets_processes_apart() -> None:
+    """As the server-bound verdicts judge them: told apart by the ports each listens on."""
+    document = load_results(FIXTURE_V2)
+    servers = [*document.inventory["servers"],  # type: ignore[misc]
+               {"name": "rest", "host": "server1", "port": 8080}]
+    repetition = document.repetitions[0]
+    metrics = []
+    for host in repetition.metrics:
+        intervals = []
+        for interval in host.intervals:
+            redis = [p.model_copy(update={"ports": [6379], "cpu_percent": 90.0})
+                     for p in interval.server_processes]
+            rest = [p.model_copy(update={"pid": p.pid + 1, "name": "gunicorn", "ports": [8080],
+                                         "cpu_percent": 30.0}) for p in interval.server_processes]
+            intervals.append(interval.model_copy(update={"server_processes": redis + rest}))
+        metrics.append(host.model_copy(update={"intervals": intervals}))
+    document = document.model_copy(update={
+        "inventory": {**document.inventory, "servers": servers},
+        "repetitions": [repetition.model_copy(update={"metrics": metrics})]})
+    cpu = data.host_cpu(document)
+    assert cpu is not None
+    server = {line.host: line for line in cpu[0].lines}["server1"]
+    assert set(server.server_percent) == {"redis", "rest"}
+    assert {cpu for cpu in server.server_percent["redis"] if cpu is not None} == {90.0}
+    assert {cpu for cpu in server.server_percent["rest"] if cpu is not None} == {30.0}
+    names = [trace["name"] for trace in cpu_figure(cpu[0])["data"]]
+    assert "server1 server processes (redis)" in names
+    assert "server1 server processes (rest)" in names
+    assert "redis: 90.0 / 90.0; rest: 30.0 / 30.0" in render_text_of(document)
+
+
 def test_host_cpu_follows_each_hosts_metrics_and_draws_a_plot_per_repetition() -> None:
     document = load_results(FIXTURE_V2)
     cpu = data.host_cpu(document)
@@ -137,7 +168,9 @@ def test_host_cpu_follows_each_hosts_metrics_and_draws_a_plot_per_repetition() -
         hottest = [i.hottest_load_process() for i in metrics.intervals]
         assert line.hottest_load_percent == [p.cpu_percent if p else None for p in hottest]
     by_host = {line.host: line for line in cpu[0].lines}
-    assert any(v is not None for v in by_host["server1"].server_percent)
+    assert list(by_host["server1"].server_percent) == [""]  # one target: its processes in all
+    assert any(v is not None for v in by_host["server1"].server_percent[""])
+    assert by_host["client1"].server_percent == {}
     assert any(v is not None for v in by_host["client1"].hottest_load_percent)
     figure = cpu_figure(cpu[0])
     assert {t["yaxis"] for t in figure["data"]} == {"y", "y2"}

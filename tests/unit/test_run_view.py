@@ -3,6 +3,7 @@ CPU, beside the verdict column, from the last interval each host's agent sampled
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from rich.console import Console
@@ -56,6 +57,13 @@ def test_the_live_view_shows_each_clients_cpu_its_hottest_process_and_the_server
     assert client2.count("-") >= 3  # not sampled yet: said so, nothing guessed
     server = [cell.strip() for cell in lines["server"].split("│")]
     assert "30" in server and "redis-server: 20 % of a core" in server
+
+
+def test_a_server_host_running_two_targets_shows_each_process_with_its_ports() -> None:
+    redis = dataclasses.replace(process(7, 99.0, "redis-server"), ports=(6379,))
+    rest = dataclasses.replace(process(9, 31.0, "gunicorn"), ports=(8080, 8443))
+    text = rendered({"server": sampled(60.0, server=(redis, rest))})
+    assert "redis-server :6379: 99 % of a core, gunicorn :8080 :8443: 31 % of a core" in text
 
 
 def test_a_busy_polling_process_shows_the_part_of_its_cpu_spent_polling() -> None:
