@@ -12,6 +12,7 @@
      "arrivals": "constant",    optional: the open loop's schedule, constant or poisson
      "timeout": 10.0,           optional: seconds without a reply before requests time out
      "preload": false,          SET every key once during prepare, so GETs hit
+     "preload_command": null,   optional: the preload's command per key instead of SET
      "seed": null | S,          optional: the request streams' seed (default: random)
      "templates": null | [...], optional: command templates (agent.drivers.templates)
      "setup": [[word, ...]],    optional: commands sent once before the load
@@ -112,6 +113,7 @@ class BuiltinDriver(ProcessDriver):
                 key_start=keys[0],
                 reply_timeout_s=params.reply_timeout_s,
                 busy_poll_ns=round(params.busy_poll_s * 1e9),
+                preload_command=params.preload_command,
             )
             plans.append(ProcessPlan(connections, config.to_json()))
         return plans

@@ -16,7 +16,13 @@ from agent.drivers.keyspace import UNIFORM, Distribution, distribution_problem
 from agent.drivers.memory import LoadShape
 from agent.drivers.schedule import ARRIVALS, CONSTANT
 from agent.drivers.spec import Fields
-from agent.drivers.templates import TemplateError, parse_templates, request_size_estimate
+from agent.drivers.templates import (
+    CommandTemplate,
+    TemplateError,
+    parse_preload_command,
+    parse_templates,
+    request_size_estimate,
+)
 
 Number = TypeVar("Number", int, float)
 
@@ -72,6 +78,9 @@ class BuiltinParams:
     distribution: Distribution = UNIFORM
     reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
     busy_poll_s: float = 0.0
+    preload_command: tuple[str, ...] | None = None
+    """The preload's command for each key (checked by
+    :func:`agent.drivers.templates.parse_preload_command`); None: ``SET {key} {value}``."""
 
 
 def open_loop_fields(fields: Fields) -> tuple[float | None, str]:
@@ -134,6 +143,12 @@ def _templates_and_keys(fields: Fields) -> dict[str, Any]:
         except TemplateError as exc:
             raise DriverError(KIND_CONFIG, str(exc)) from None
         found["templates"] = tuple(fields.get("templates"))
+    if fields.has("preload_command") and fields.get("preload_command") is not None:
+        try:
+            found["preload_command"] = parse_preload_command(
+                fields.get("preload_command"), "spec.params.preload_command")
+        except TemplateError as exc:
+            raise DriverError(KIND_CONFIG, str(exc)) from None
     if fields.has("setup") and fields.get("setup"):
         setup = fields.get("setup")
         if not isinstance(setup, list) or not all(
@@ -173,6 +188,11 @@ def plan(params: BuiltinParams, cores: int) -> list[tuple[int, tuple[int, int]]]
 def load_shapes(params: BuiltinParams, cores: int) -> list[LoadShape]:
     """What each load process of :func:`plan` will hold, for the memory estimate."""
     set_ratio, value_size = params.set_ratio, params.value_size
+    preload_request = 0
+    if params.preload_command is not None:
+        preload_request = request_size_estimate(
+            [CommandTemplate((params.preload_command,), False, 1.0, "PRELOAD", None)],
+            params.value_size)
     if params.templates is not None:  # every request counted as large as the largest one
         set_ratio = 1.0
         value_size = request_size_estimate(
@@ -186,6 +206,7 @@ def load_shapes(params: BuiltinParams, cores: int) -> list[LoadShape]:
             keyspace=params.keyspace,
             value_size=value_size,
             preload_keys=end - first if params.preload else 0,
+            preload_request=preload_request,
         )
         for connections, (first, end) in plan(params, cores)
     ]

@@ -24,7 +24,7 @@ from typing import Final
 
 from agent.drivers.cluster_slots import SLOTS, SlotMap, key_slot
 from agent.drivers.resp import EXPECTED_REPLIES_MAX_VALUE, Batch, RequestMix, expected_replies
-from agent.drivers.templates import make_value
+from agent.drivers.templates import PreloadCommand, make_value
 
 
 def key_name(n: int) -> bytes:
@@ -105,12 +105,17 @@ class ClusterMix:
         self.keys[node] = self.keys[node] + self.by_slot[slot]
         return True
 
-    def preload_batches(self, node: int, first: int, end: int, size: int) -> Iterator[
-            tuple[int, bytes]]:
-        """SET of the keys of ``[first, end)`` that ``node`` serves: (count, payload) batches."""
+    def preload_batches(self, node: int, first: int, end: int, size: int,
+                        command: PreloadCommand | None = None) -> Iterator[tuple[int, bytes]]:
+        """SET of the keys of ``[first, end)`` that ``node`` serves (or ``command`` for each):
+        (count, payload) batches."""
         value_arg = self._value_arg
         mine = [n for n in self.keys[node] if first <= n < end]
         mine.sort()
         for start in range(0, len(mine), size):
+            if command is not None:
+                numbers = mine[start:start + size]
+                yield len(numbers), command.batch(numbers)
+                continue
             chunk = [key_name(n) for n in mine[start:start + size]]
             yield len(chunk), b"".join(_SET % (len(key), key, value_arg) for key in chunk)

@@ -24,7 +24,7 @@ from typing import Any, Final
 from agent.drivers.cluster_slots import SlotMap, key_slot
 from agent.drivers.cluster_templates import check_templates, request_slot
 from agent.drivers.resp import Batch, assemble_batch
-from agent.drivers.templates import Expander
+from agent.drivers.templates import Expander, PreloadCommand
 
 #: Batches of requests kept per primary for its connections.
 QUEUE_BATCHES: Final = 16
@@ -98,10 +98,17 @@ class ClusterTemplateMix:
         self.owner[slot] = node
         return changed
 
-    def preload_batches(self, node: int, first: int, end: int, size: int) -> Iterator[
-            tuple[int, bytes]]:
-        """SET of the keys of ``[first, end)`` that ``node`` serves: (count, payload) batches."""
+    def preload_batches(self, node: int, first: int, end: int, size: int,
+                        command: PreloadCommand | None = None) -> Iterator[tuple[int, bytes]]:
+        """SET of the keys of ``[first, end)`` that ``node`` serves (or ``command`` for each):
+        (count, payload) batches."""
         owner, prefix, value_arg = self.owner, self._prefix, self._value_arg
+        if command is not None:
+            numbers = [n for n in range(first, end) if owner[key_slot(prefix + b"%d" % n)] == node]
+            for start in range(0, len(numbers), size):
+                part = numbers[start:start + size]
+                yield len(part), command.batch(part)
+            return
         keys = [key for key in (prefix + b"%d" % n for n in range(first, end))
                 if owner[key_slot(key)] == node]
         for start in range(0, len(keys), size):

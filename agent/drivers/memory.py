@@ -56,6 +56,7 @@ class LoadShape:
     keyspace: int
     value_size: int
     preload_keys: int  # keys this process SETs during prepare (0: no preload)
+    preload_request: int = 0  # bytes of one preload command (0: a SET of value_size)
 
 
 def process_bytes(shape: LoadShape, *, preload_batch: int, recv_size: int) -> int:
@@ -84,7 +85,8 @@ def process_bytes(shape: LoadShape, *, preload_batch: int, recv_size: int) -> in
         # A batch's commands and their join; from the second batch on, the previous batch is
         # still referenced while the next one is built.
         copies = 3 if shape.preload_keys > preload_batch else 2
-        preload = copies * min(preload_batch, shape.preload_keys) * set_bytes
+        preload = (copies * min(preload_batch, shape.preload_keys)
+                   * (shape.preload_request or set_bytes))
     receiving = value + recv_size if shape.set_ratio < 1.0 else 0
     per_connection = 2 * batch + receiving  # its own batch when there is no pool
     running = building + shape.connections * per_connection

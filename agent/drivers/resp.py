@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from agent.drivers.keyspace import Keyspace
-from agent.drivers.templates import CommandTemplate, Expander, default_templates, make_value
+from agent.drivers.templates import (
+    CommandTemplate,
+    Expander,
+    PreloadCommand,
+    default_templates,
+    make_value,
+)
 
 #: Longest error type kept; anything longer or odd is counted as ``ERR``.
 MAX_ERROR_TYPE = 32
@@ -260,9 +266,15 @@ class RequestMix:
                          sample, self.expander.read_file)  # fmt: skip
         return max(len(probe.expand()[0]) for _ in range(64))
 
-    def preload_batches(self, first: int, end: int, size: int) -> Iterator[bytes]:
-        """SET of every key in ``[first, end)``, ``size`` commands per batch, one batch at a
-        time: a whole keyspace share of values at once could exceed the host's memory."""
+    def preload_batches(self, first: int, end: int, size: int,
+                        command: PreloadCommand | None = None) -> Iterator[bytes]:
+        """SET of every key in ``[first, end)`` (or ``command`` for it), ``size`` commands per
+        batch, one batch at a time: a whole keyspace share of values at once could exceed the
+        host's memory."""
+        if command is not None:
+            for start in range(first, end, size):
+                yield command.batch(range(start, min(end, start + size)))
+            return
         value_arg = self._value_arg
         key_format = self._key_format
         for start in range(first, end, size):

@@ -32,7 +32,7 @@ not the ``expect``ed one is counted as an error of type :data:`UNEXPECTED`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any, Final
@@ -266,10 +266,14 @@ class Expander:
     random: Random
     read_file: Callable[[str], bytes] = field(default=lambda path: b"")
     key_start: int = 0
+    key_source: Callable[[], int] | None = None
+    """Where ``{key}`` takes its key's number from, instead of the keyspace's distribution
+    (:class:`PreloadCommand`: the key being filled)."""
 
     def __post_init__(self) -> None:
         self.commands = command_names(self.templates)
-        self.pick_key = self.keyspace.picker(self.random.random, start=self.key_start)
+        self.pick_key = self.key_source or self.keyspace.picker(self.random.random,
+                                                                start=self.key_start)
         self._seq = 0
         self._files: dict[str, bytes] = {}
         #: ``{key:last}`` in a template: every ``{key}`` remembers what it drew.
@@ -309,6 +313,10 @@ class Expander:
             index += 1
         build, kinds, checks = self._compiled[index]
         return index, build(), kinds, checks
+
+    def compiled_command(self, index: int) -> Callable[[], bytes]:
+        """Template ``index``'s request builder (each call: a new request's RESP bytes)."""
+        return self._compiled[index][0]
 
     def _compile(
         self, template: CommandTemplate
@@ -402,6 +410,40 @@ class Expander:
         value = self._seq
         self._seq = value + 1
         return b"%d" % value
+
+
+def parse_preload_command(words: Any, where: str) -> tuple[str, ...]:
+    """The preload's own command (``benchmark.builtin.preload_command``), checked: one command
+    with the templates' placeholders, its ``{key}`` the key it fills."""
+    texts = parse_command(words, where)
+    if not any(match.group(1) == "key" and match.group(2) is None
+               for word in texts for match in _PLACEHOLDER.finditer(word)):
+        raise TemplateError(f"{where}: needs {{key}}: the key each command fills")
+    return texts
+
+
+class PreloadCommand:
+    """The preload's commands for given keys, one each: its words with every ``{key}`` the key
+    being filled (the same key throughout one command) and the other placeholders as in
+    templates (``HSET {key} name {value:16} score {int:0:1000}``). Some microseconds a key, in
+    Python: the default preload (``SET {key} {value}``) keeps its faster encoding."""
+
+    def __init__(self, words: Sequence[str], keyspace: Keyspace, value_size: int,
+                 random: Random, read_file: Callable[[str], bytes]) -> None:
+        self._key = 0
+        template = CommandTemplate((tuple(words),), False, 1.0, words[0].upper(), None)
+        expander = Expander([template], keyspace, value_size, random, read_file,
+                            key_source=lambda: self._key)
+        self._build = expander.compiled_command(0)
+
+    def batch(self, numbers: Iterable[int]) -> bytes:
+        """The commands filling keys ``numbers``, in order, as one payload."""
+        build = self._build
+        parts = []
+        for number in numbers:
+            self._key = number
+            parts.append(build())
+        return b"".join(parts)
 
 
 def uses_sequence(templates: Sequence[CommandTemplate]) -> bool:

@@ -38,6 +38,7 @@ read, nothing per reply.
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections import deque
@@ -90,7 +91,14 @@ from agent.drivers.resp_connection import (
     exchange,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
-from agent.drivers.templates import UNEXPECTED, TemplateError, make_value, parse_templates
+from agent.drivers.templates import (
+    UNEXPECTED,
+    PreloadCommand,
+    TemplateError,
+    make_value,
+    parse_preload_command,
+    parse_templates,
+)
 from agent.histograms import HistogramParams, IntervalRecorder
 
 __all__ = ["MODULE", "PRELOAD_BATCH", "RECV_SIZE", "Worker", "WorkerConfig", "main"]
@@ -165,6 +173,9 @@ class WorkerConfig:
     errors and the connection is replaced (:meth:`RespConnections._expire`)."""
     busy_poll_ns: int = 0
     """Closed loop: how long to poll without sleeping when no reply is ready (0: never)."""
+    preload_command: tuple[str, ...] | None = None
+    """The preload's command for each key (``agent.drivers.templates.PreloadCommand``);
+    None: ``SET {key} {value}``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -187,6 +198,8 @@ class WorkerConfig:
             "key_start": self.key_start,
             "reply_timeout_s": self.reply_timeout_s,
             "busy_poll_ns": self.busy_poll_ns,
+            "preload_command": (list(self.preload_command)
+                                if self.preload_command is not None else None),
         }
 
     @classmethod
@@ -212,6 +225,8 @@ class WorkerConfig:
             key_start=int(data.get("key_start", 0)),
             reply_timeout_s=float(data.get("reply_timeout_s", DEFAULT_REPLY_TIMEOUT_S)),
             busy_poll_ns=int(data.get("busy_poll_ns", 0)),
+            preload_command=(tuple(str(word) for word in words)
+                             if (words := data.get("preload_command")) else None),
         )
 
     def keys(self) -> Keyspace:
@@ -344,9 +359,9 @@ class Worker(RespConnections):
             self._preload_total, self._preload_reported = end - first, started
             self.channel.send({"type": "preload_progress", "done": 0, "total": end - first})
             if self.cluster is not None:
-                self._preload_cluster(self.cluster, first, end)
+                self._preload_cluster(self.cluster, first, end, self._preload_command())
             else:
-                self._preload(self.connections[0], first, end)
+                self._preload(self.connections[0], first, end, self._preload_command())
             self.channel.send({"type": "preloaded", "keys": end - first,
                                "seconds": time.monotonic() - started})  # fmt: skip
         self.set_nonblocking()
@@ -388,8 +403,22 @@ class Worker(RespConnections):
         self.recorder.shards = shards
         self.shard_buckets = shards.live([node.endpoint for node in slots.nodes])
 
+    def _preload_command(self) -> PreloadCommand | None:
+        """The inventory's own preload command, ready to encode (None: SET)."""
+        config = self.config
+        if config.preload_command is None:
+            return None
+        try:
+            words = parse_preload_command(list(config.preload_command),
+                                          "spec.params.preload_command")
+        except TemplateError as exc:
+            raise DriverError(KIND_CONFIG, str(exc)) from None
+        return PreloadCommand(words, config.keys(), config.value_size,
+                              random.Random(config.seed + 1),  # noqa: S311 (a load)
+                              read_template_file)
+
     def _preload_cluster(self, cluster: ClusterMix | ClusterTemplateMix, first: int,
-                         end: int) -> None:
+                         end: int, command: PreloadCommand | None) -> None:
         """Each primary's keys of ``[first, end)`` through a connection to it."""
         for node in range(len(cluster.nodes)):
             conn = next(conn for conn in self.connections if conn.node == node)
@@ -398,7 +427,8 @@ class Worker(RespConnections):
                 raise DriverError(KIND_INTERNAL, "preload without a connection")
             sock.settimeout(PRELOAD_REPLY_TIMEOUT)
             endpoint = cluster.nodes[node].endpoint
-            for count, payload in cluster.preload_batches(node, first, end, PRELOAD_BATCH):
+            for count, payload in cluster.preload_batches(node, first, end, PRELOAD_BATCH,
+                                                          command):
                 for reply in exchange(sock, payload, count, endpoint):
                     if isinstance(reply, hiredis.ReplyError):
                         raise DriverError(
@@ -490,7 +520,8 @@ class Worker(RespConnections):
                 raise DriverError(KIND_SERVER, f"setup command {words[0]} on {endpoint} failed: "
                                   f"{reply}")  # fmt: skip
 
-    def _preload(self, conn: Connection, first: int, end: int) -> None:
+    def _preload(self, conn: Connection, first: int, end: int,
+                 command: PreloadCommand | None) -> None:
         sock = conn.sock
         if sock is None:
             raise DriverError(KIND_INTERNAL, "preload without a connection")
@@ -501,7 +532,7 @@ class Worker(RespConnections):
         try:
             for batch_start, payload in zip(
                 range(first, end, PRELOAD_BATCH),
-                self.mix.preload_batches(first, end, PRELOAD_BATCH),
+                self.mix.preload_batches(first, end, PRELOAD_BATCH, command),
                 strict=True,
             ):
                 sock.sendall(payload)

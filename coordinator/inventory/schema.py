@@ -26,7 +26,13 @@ from pydantic import (
 from agent.drivers import builtin_params, http_params
 from agent.drivers.http_request import body_from_json
 from agent.drivers.keyspace import Distribution, distribution_problem
-from agent.drivers.templates import EXPECT, MAX_TEMPLATES, TemplateError, parse_template
+from agent.drivers.templates import (
+    EXPECT,
+    MAX_TEMPLATES,
+    TemplateError,
+    parse_preload_command,
+    parse_template,
+)
 from agent.protocol import HEARTBEAT_INTERVAL
 from coordinator.core.durations import format_duration
 from coordinator.inventory.fields import (
@@ -278,6 +284,11 @@ class BuiltinDriver(Model):
     preload: bool = Field(
         False, description="SET every key of the keyspace before the first repetition"
     )
+    preload_command: list[Word] | None = Field(
+        None, min_length=1, description="with preload: the command that fills each key instead "
+        "of SET {key} {value} (HSET {key} name {value:16}, ZADD {key} {int:0:100} m...); "
+        "{key} is the key filled, the other placeholders as in templates",
+    )
     timeout: Annotated[Duration, AfterValidator(within(
         builtin_params.REPLY_TIMEOUT_S.minimum, builtin_params.REPLY_TIMEOUT_S.maximum))] = Field(
         builtin_params.DEFAULT_REPLY_TIMEOUT_S, description="a connection awaiting replies that "
@@ -309,6 +320,18 @@ class BuiltinDriver(Model):
     def _ratio_or_templates(self) -> BuiltinDriver:
         if self.templates is not None and "set_ratio" in self.model_fields_set:
             raise ValueError("give set_ratio or templates, not both (a template has a weight)")
+        return self
+
+    @model_validator(mode="after")
+    def _preload_command_usable(self) -> BuiltinDriver:
+        if self.preload_command is None:
+            return self
+        if not self.preload:
+            raise ValueError("preload_command is the preload's command: set preload: true")
+        try:
+            parse_preload_command(list(self.preload_command), "preload_command")
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     @model_validator(mode="after")

@@ -173,6 +173,7 @@ def builtin_params(inventory: Inventory, first_load: bool,
         "timeout": params.timeout,
         "busy_poll": params.busy_poll_usec / 1e6,
         "preload": params.preload and first_load,
+        "preload_command": params.preload_command,
         "templates": [t.model_dump(exclude_none=True) for t in params.templates]
         if params.templates is not None else None,
         "setup": params.setup,

@@ -114,3 +114,31 @@ def test_a_reply_of_another_type_than_expected_counts_as_unexpected(
     assert repetition.errors.get("UNEXPECTED", 0) == counted["get"] > 0
     assert "GET" not in repetition.commands or repetition.commands["GET"].count == 0
     assert repetition.commands["INCR"].count == counted["incr"] > 0
+
+
+def test_a_preload_command_fills_the_keyspace_with_what_the_templates_read(
+    lab: LabStatus, tmp_path: Path, server: redis.Redis
+) -> None:
+    """Hashes preloaded with HSET, read with HGET: no WRONGTYPE (a SET preload's strings
+    would make every HGET one), every HGET finds its field."""
+    path = inventory_with(lab, tmp_path / "hashes.yaml", {
+        "templates": [{"command": ["HGET", "{key}", "name"], "expect": "string"}],
+        "preload": True,
+        "preload_command": ["HSET", "{key}", "name", "{value:12}", "score", "{int:0:99}",
+                            "self", "{key}"],
+        "connections": 2, "pipeline": 4, "processes": 1, "keyspace": 3000,
+        "key_prefix": "player:",
+    })  # fmt: skip
+    server.config_resetstat()
+    out = tmp_path / "results"
+    result = coord("run", "-i", str(path), "--out", str(out), *RUN)
+    assert result.returncode == 0, result.stderr
+    (repetition,) = load_results(out / "results.json").repetitions
+    counted = calls(server)
+    assert repetition.errors == {}, repetition.errors
+    assert counted["hset"] == server.dbsize() == 3000
+    assert repetition.commands["HGET"].count == counted["hget"] > 0
+    assert server.type("player:2999") == b"hash"
+    assert server.hget("player:17", "self") == b"player:17"
+    assert len(server.hget("player:17", "name") or b"") == 12
+    assert 0 <= int(server.hget("player:17", "score") or -1) <= 99

@@ -297,7 +297,7 @@ def test_the_documented_examples_are_valid_inventories() -> None:
     text = (Path(__file__).parents[2] / "docs" / "drivers.md").read_text()
     section = text.split("### Examples", 1)[1].split("## The redis-benchmark driver", 1)[0]
     blocks = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
-    assert len(blocks) == 5
+    assert len(blocks) == 6  # the last: the preload_command example
     for block in blocks:
         body = "".join("  " + line + "\n" for line in block.splitlines())
         loaded = parse_inventory(INVENTORY.removesuffix("  builtin:\n") + body, "doc.yaml")
