@@ -18,6 +18,7 @@ import yaml
 
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.results import load_results
+from coordinator.results.model import Repetition
 from tests.helpers import emptied_lab_redis, module_lab
 
 pytestmark = [
@@ -63,6 +64,17 @@ def coord(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=600, check=False)
 
 
+def run_once(path: Path, tmp_path: Path, server: redis.Redis) -> Repetition:
+    """``coord run`` of the inventory at ``path``, the server's command counts reset first;
+    its one repetition."""
+    server.config_resetstat()
+    out = tmp_path / "results"
+    result = coord("run", "-i", str(path), "--out", str(out), *RUN)
+    assert result.returncode == 0, result.stderr
+    (repetition,) = load_results(out / "results.json").repetitions
+    return repetition
+
+
 def calls(server: redis.Redis) -> dict[str, int]:
     stats: dict[str, Any] = server.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
@@ -75,12 +87,8 @@ def test_a_mix_of_mget_eval_multi_and_a_1mb_value_is_counted_as_redis_counts_it(
         "templates": MIX, "connections": 4, "pipeline": 4, "processes": 1, "keyspace": 100_000,
         "key_prefix": "user:", "distribution": {"kind": "zipf", "s": 1.0},
     })  # fmt: skip
-    server.config_resetstat()
-    out = tmp_path / "results"
-    result = coord("run", "-i", str(path), "--out", str(out), *RUN)
-    assert result.returncode == 0, result.stderr
+    repetition = run_once(path, tmp_path, server)
     counted = calls(server)
-    (repetition,) = load_results(out / "results.json").repetitions
     commands = {name: record.count for name, record in repetition.commands.items()}
     assert repetition.errors == {}, repetition.errors
     assert set(commands) == {"MGET", "EVAL", "MULTI", "SET"}
@@ -104,11 +112,7 @@ def test_a_reply_of_another_type_than_expected_counts_as_unexpected(
                       {"command": ["INCR", "c"], "expect": "integer"}],
         "connections": 2, "pipeline": 2, "processes": 1, "keyspace": 10,
     })  # fmt: skip
-    server.config_resetstat()
-    out = tmp_path / "results"
-    result = coord("run", "-i", str(path), "--out", str(out), *RUN)
-    assert result.returncode == 0, result.stderr
-    (repetition,) = load_results(out / "results.json").repetitions
+    repetition = run_once(path, tmp_path, server)
     counted = calls(server)
     # no key exists: every GET answers nil, not a string
     assert repetition.errors.get("UNEXPECTED", 0) == counted["get"] > 0
@@ -129,11 +133,7 @@ def test_a_preload_command_fills_the_keyspace_with_what_the_templates_read(
         "connections": 2, "pipeline": 4, "processes": 1, "keyspace": 3000,
         "key_prefix": "player:",
     })  # fmt: skip
-    server.config_resetstat()
-    out = tmp_path / "results"
-    result = coord("run", "-i", str(path), "--out", str(out), *RUN)
-    assert result.returncode == 0, result.stderr
-    (repetition,) = load_results(out / "results.json").repetitions
+    repetition = run_once(path, tmp_path, server)
     counted = calls(server)
     assert repetition.errors == {}, repetition.errors
     assert counted["hset"] == server.dbsize() == 3000

@@ -1,10 +1,10 @@
 """The preload's own command (benchmark.builtin.preload_command; agent/drivers/templates.py):
 one command per key, its {key} the key filled, in order, on one server or split by the
-primaries of a cluster; refused in one line where it cannot fill a keyspace."""
+primaries of a cluster; refused where it cannot fill a keyspace (the inventory's refusals:
+tests/unit/test_templates.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import hiredis
@@ -12,13 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drivers.builtin_params import load_shapes, parse_params
 from agent.drivers.cluster_mix import ClusterMix
 from agent.drivers.cluster_slots import SLOTS, Node, SlotMap, key_slot
 from agent.drivers.cluster_template_mix import ClusterTemplateMix
-from agent.drivers.errors import DriverError
 from agent.drivers.keyspace import Keyspace
-from agent.drivers.memory import process_bytes
 from agent.drivers.resp import RequestMix
 from agent.drivers.templates import (
     Expander,
@@ -27,9 +24,6 @@ from agent.drivers.templates import (
     parse_preload_command,
     parse_templates,
 )
-from coordinator.core.errors import InventoryError
-from coordinator.inventory.loader import parse_inventory
-from coordinator.run.loadspec import builtin_params
 
 HSET = ["HSET", "{key}", "name", "{value:4}", "score", "{int:0:9}", "self", "{key}"]
 
@@ -113,49 +107,3 @@ def test_a_cluster_gets_each_key_once_on_the_primary_that_serves_it(
                 assert all(slots.owner[key_slot(c[1])] == node for c in sent)
                 seen += [c[1] for c in sent]
         assert sorted(seen) == sorted(prefix.encode() + b"%d" % n for n in range(first, end))
-
-
-INVENTORY = """\
-hosts:
-  - {name: c1, address: 198.18.221.2, roles: [client]}
-  - {name: s1, address: 198.18.221.3, roles: [server]}
-servers:
-  - {name: redis, host: s1}
-benchmark:
-  builtin:
-"""
-
-
-@pytest.mark.parametrize(("builtin", "line"), [
-    ("    preload_command: [HSET, '{key}', f, 1]\n",
-     "bad.yaml:7: benchmark.builtin: preload_command is the preload's command: set preload: "
-     "true"),
-    ("    preload: true\n    preload_command: [HSET, counter, f, 1]\n",
-     "bad.yaml:7: benchmark.builtin: preload_command: needs {key}"),
-    ("    preload: true\n    preload_command: [HSET, '{key}', f, '{value:q}']\n",
-     "bad.yaml:7: benchmark.builtin: preload_command[3]: {value:q}: a size"),
-])  # fmt: skip
-def test_the_inventory_refuses_an_unusable_preload_command_in_one_line(
-        builtin: str, line: str) -> None:
-    with pytest.raises(InventoryError) as caught:
-        parse_inventory(INVENTORY + builtin, "bad.yaml")
-    assert len(caught.value.lines()) == 1
-    assert caught.value.lines()[0].startswith(line), caught.value.lines()
-
-
-def test_a_preload_command_reaches_the_agent_and_its_memory_estimate() -> None:
-    loaded = parse_inventory(INVENTORY + (
-        "    preload: true\n"
-        "    keyspace: 5000\n"
-        "    preload_command: [HSET, '{key}', blob, '{value:100000}']\n"), "ok.yaml")
-    params = builtin_params(loaded.inventory, True) | {"processes": 1}
-    assert params["preload_command"] == ["HSET", "{key}", "blob", "{value:100000}"]
-    parsed = parse_params(params)
-    assert parsed.preload_command == ("HSET", "{key}", "blob", "{value:100000}")
-    (shape,) = load_shapes(parsed, cores=1)
-    assert shape.preload_request > 100_000
-    with_set = process_bytes(dataclasses.replace(shape, preload_request=0),
-                             preload_batch=1000, recv_size=65536)
-    assert process_bytes(shape, preload_batch=1000, recv_size=65536) > with_set + 10**8
-    with pytest.raises(DriverError, match=r"spec.params.preload_command: needs \{key\}"):
-        parse_params(params | {"preload_command": ["HSET", "k", "f", "1"]})

@@ -3,6 +3,7 @@ built on them (agent.drivers.resp.RequestMix), and the inventory's refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from typing import Any
@@ -12,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drivers.builtin_params import parse_params
+from agent.drivers.builtin_params import load_shapes, parse_params
 from agent.drivers.errors import DriverError
 from agent.drivers.keyspace import Distribution, Keyspace
+from agent.drivers.memory import process_bytes
 from agent.drivers.resp import (
     POOL_MAX_REQUESTS,
     POOL_REQUESTS_PER_KEY,
@@ -260,9 +262,16 @@ benchmark:
          "bad.yaml:8: benchmark.builtin.distribution: hot_keys: a fraction of the keys"),
         ("    set_ratio: 0.5\n    templates:\n      - {command: [GET, '{key}']}\n",
          "bad.yaml:7: benchmark.builtin: give set_ratio or templates, not both"),
+        ("    preload_command: [HSET, '{key}', f, 1]\n",
+         "bad.yaml:7: benchmark.builtin: preload_command is the preload's command: set "
+         "preload: true"),
+        ("    preload: true\n    preload_command: [HSET, counter, f, 1]\n",
+         "bad.yaml:7: benchmark.builtin: preload_command: needs {key}"),
+        ("    preload: true\n    preload_command: [HSET, '{key}', f, '{value:q}']\n",
+         "bad.yaml:7: benchmark.builtin: preload_command[3]: {value:q}: a size"),
     ],
 )  # fmt: skip
-def test_the_inventory_refuses_a_bad_template_or_distribution_in_one_line(
+def test_the_inventory_refuses_a_bad_template_distribution_or_preload_in_one_line(
     builtin: str, line: str
 ) -> None:
     with pytest.raises(InventoryError) as caught:
@@ -289,6 +298,26 @@ def test_a_valid_mix_reaches_the_spec_unchanged() -> None:
     assert params["distribution"] == {"kind": "zipf", "s": 0.99}
     parsed = parse_params(params | {"processes": 1})
     assert parsed.key_prefix == "user:"
+
+
+def test_a_preload_command_reaches_the_agent_and_its_memory_estimate() -> None:
+    from coordinator.run.loadspec import builtin_params
+
+    loaded = parse_inventory(INVENTORY + (
+        "    preload: true\n"
+        "    keyspace: 5000\n"
+        "    preload_command: [HSET, '{key}', blob, '{value:100000}']\n"), "ok.yaml")
+    params = builtin_params(loaded.inventory, True) | {"processes": 1}
+    assert params["preload_command"] == ["HSET", "{key}", "blob", "{value:100000}"]
+    parsed = parse_params(params)
+    assert parsed.preload_command == ("HSET", "{key}", "blob", "{value:100000}")
+    (shape,) = load_shapes(parsed, cores=1)
+    assert shape.preload_request > 100_000
+    with_set = process_bytes(dataclasses.replace(shape, preload_request=0),
+                             preload_batch=1000, recv_size=65536)
+    assert process_bytes(shape, preload_batch=1000, recv_size=65536) > with_set + 10**8
+    with pytest.raises(DriverError, match=r"spec.params.preload_command: needs \{key\}"):
+        parse_params(params | {"preload_command": ["HSET", "k", "f", "1"]})
 
 
 def test_the_documented_examples_are_valid_inventories() -> None:
