@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 
-import hiredis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,17 +23,9 @@ from agent.drivers.templates import (
     parse_preload_command,
     parse_templates,
 )
+from tests.unit.test_templates import parse_all
 
 HSET = ["HSET", "{key}", "name", "{value:4}", "score", "{int:0:9}", "self", "{key}"]
-
-
-def commands(payload: bytes) -> list[list[bytes]]:
-    reader = hiredis.Reader()
-    reader.feed(payload)
-    found = []
-    while (command := reader.gets()) is not False:
-        found.append(command)
-    return found
 
 
 def preload(words: list[str], prefix: str = "player:", seed: int = 1) -> PreloadCommand:
@@ -44,7 +35,7 @@ def preload(words: list[str], prefix: str = "player:", seed: int = 1) -> Preload
 
 
 def test_each_key_gets_one_command_with_its_name_wherever_the_command_says_key() -> None:
-    sent = commands(preload(HSET).batch([5, 6, 7]))
+    sent = parse_all(preload(HSET).batch([5, 6, 7]))
     assert [c[1] for c in sent] == [b"player:5", b"player:6", b"player:7"]
     assert all(c[7] == c[1] for c in sent)  # the same key throughout one command
     assert all(c[0] == b"HSET" and c[2] == b"name" and len(c[3]) == 4 for c in sent)
@@ -52,7 +43,7 @@ def test_each_key_gets_one_command_with_its_name_wherever_the_command_says_key()
 
 
 def test_the_other_placeholders_expand_as_in_templates() -> None:
-    sent = commands(preload(["RPUSH", "{key}", "{seq}", "{file:f}", "{float:1:2}"]).batch(
+    sent = parse_all(preload(["RPUSH", "{key}", "{seq}", "{file:f}", "{float:1:2}"]).batch(
         range(3)))
     assert [c[2] for c in sent] == [b"0", b"1", b"2"]
     assert all(c[3] == b"file bytes" and 1.0 <= float(c[4]) <= 2.0 for c in sent)
@@ -74,8 +65,8 @@ def test_a_command_that_cannot_fill_the_keyspace_is_refused_naming_the_word(
 def test_one_server_gets_the_keys_in_order_a_batch_at_a_time() -> None:
     mix = RequestMix(keyspace=Keyspace(100, "player:"), value_size=8, pipeline=1, seed=1)
     batches = list(mix.preload_batches(10, 35, 10, preload(HSET)))
-    assert [len(commands(batch)) for batch in batches] == [10, 10, 5]
-    names = [c[1] for batch in batches for c in commands(batch)]
+    assert [len(parse_all(batch)) for batch in batches] == [10, 10, 5]
+    names = [c[1] for batch in batches for c in parse_all(batch)]
     assert names == [b"player:%d" % n for n in range(10, 35)]
 
 
@@ -102,7 +93,7 @@ def test_a_cluster_gets_each_key_once_on_the_primary_that_serves_it(
         seen = []
         for node in range(3):
             for number, payload in mix.preload_batches(node, first, end, size, command):
-                sent = commands(payload)
+                sent = parse_all(payload)
                 assert number == len(sent) <= size
                 assert all(slots.owner[key_slot(c[1])] == node for c in sent)
                 seen += [c[1] for c in sent]
