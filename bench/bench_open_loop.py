@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _floor import Floor, schedule_floor
 from _lab import header, median, note, table, verdict
 from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server
 
@@ -79,12 +80,19 @@ def main() -> int:
         closed = []
         shares = () if args.rate else SHARES
         samples: dict[float, list[Sample]] = {share: [] for share in shares}
+        floors: list[Floor] = []
+        floors_busy: list[Floor] = []
         for round_index in range(args.rounds):
             note(f"round {round_index + 1}/{args.rounds}: closed loop")
             report = run(port, None, args, preload=round_index == 0)
             capacity = requests_per_sec(report, sent=False)
             closed.append(capacity)
             note(f"closed-loop capacity {capacity:,.0f} requests/s")
+            floor_rate = args.rate or capacity * 0.50
+            note(f"the machine's floor: a do-nothing loop keeping {floor_rate:,.0f} points/s")
+            cpu = CLIENT_CPU if args.pin else None
+            floors.append(schedule_floor(floor_rate, args.seconds, cpu))
+            floors_busy.append(schedule_floor(floor_rate, args.seconds, cpu, busy_others=True))
             for share in shares:
                 rate = capacity * share
                 note(f"open loop at {share:.0%}: {rate:,.0f} requests/s")
@@ -93,7 +101,7 @@ def main() -> int:
                 note(f"open loop at {args.rate:,.0f} requests/s")
                 samples.setdefault(0.0, []).append(sample(
                     args.rate / capacity, args.rate, run(port, args.rate, args, preload=False)))
-    show(closed, samples, args)
+    show(closed, samples, floors, floors_busy, args)
     return 0
 
 
@@ -188,8 +196,8 @@ def latency_histogram(intervals: list[IntervalData], params: HistogramParams):  
     return merged
 
 
-def show(closed: list[float], samples: dict[float, list[Sample]],
-         args: argparse.Namespace) -> None:
+def show(closed: list[float], samples: dict[float, list[Sample]], floors: list[Floor],
+         floors_busy: list[Floor], args: argparse.Namespace) -> None:
     pinned = f"load process pinned to CPU {CLIENT_CPU}" if args.pin else "not pinned"
     note(f"{args.connections} connections, 1 process, pipeline 1, {args.seconds} s measured, "
          f"{args.rounds} round(s), {pinned}; closed-loop capacity {median(closed):,.0f} "
@@ -205,6 +213,13 @@ def show(closed: list[float], samples: dict[float, list[Sample]],
     table(["share", "target/s", "achieved/s", "error", "late p50 µs", "late p99 µs",
            "late max µs", "sent > 1 ms late", "not sent (max)", "lat p50 µs", "lat p99 µs"],
           rows, title="open loop at shares of the closed-loop capacity")  # fmt: skip
+    table(["round", "other CPUs", "late p50 µs", "late p99 µs", "late max µs",
+           "> 100 µs late per s"],
+          [[str(index), others, f.p50, f.p99, f.largest, f"{f.over_100_per_s:,.1f}"]
+           for others, found in (("idle", floors), ("busy", floors_busy))
+           for index, f in enumerate(found, start=1)],
+          title="the machine's floor: a Python loop doing nothing but keep the 50 % (or --rate) "
+                "schedule, same CPU, same seconds (bench/_floor.py)")  # fmt: skip
     if 0.50 not in samples:
         return
     half = samples[0.50]
@@ -214,6 +229,12 @@ def show(closed: list[float], samples: dict[float, list[Sample]],
             error <= TARGET_ERROR)
     verdict("lateness p99 at 50 %", f"{p99:.0f} µs", f"< {TARGET_LATENESS_P99_USEC} µs",
             p99 < TARGET_LATENESS_P99_USEC)
+    idle = median([float(f.p99) for f in floors])
+    busy = median([float(f.p99) for f in floors_busy])
+    stalls = median([f.over_100_per_s for f in floors_busy])
+    print(f"the machine's floor at that schedule: lateness p99 {idle:.0f} µs with the other "
+          f"CPUs idle, {busy:.0f} µs with them busy ({stalls:,.0f} points a second over 100 µs "
+          "late); what a loop that does the work adds to those stalls is the open loop's part")
 
 
 if __name__ == "__main__":
