@@ -19,6 +19,11 @@ over ``--rounds`` rolls of:
 * **before** (the anchor), in the load process: every histogram recorded and encoded, in all,
   and its longest slice (one histogram's ``encode``).
 
+A second table: the agent's work for one interval over 1, 8 and 32 load processes sharing the
+same replies: now their counts unpacked, added and encoded once (``merge_counts``); before,
+their encoded intervals merged (``merge_intervals``: decode, add, encode), with what encoding
+them had cost the load processes beside it.
+
     .venv/bin/python bench/bench_interval_roll.py [--rounds 30] [--seed 1]
 
 No lab, no root, no server; results on stdout, progress (``#``) on stderr.
@@ -38,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, median, note, ratio, table
 
-from agent.drivers.intervals import OpenLoopData
-from agent.drivers.kit.counted import CountedInterval
+from agent.drivers.intervals import IntervalData, OpenLoopData, merge_intervals
+from agent.drivers.kit.counted import CountedInterval, merge_counts
 from agent.drivers.kit.recorder import LoadRecorder, TakenInterval
 from agent.drivers.spec import Timeline
 from agent.histograms import HistogramParams, IntervalRecorder, encode, record_counts
@@ -124,6 +129,35 @@ def one_case(name: str, stall_usec: int, rounds: int, rng: random.Random) -> lis
             ratio(median(now_longest), median(before_longest))]
 
 
+def agent_case(processes: int, rounds: int, rng: random.Random) -> list[object]:
+    """The agent's work for one interval of ``processes`` load processes: now, each one's
+    counts unpacked, added and encoded once (``merge_counts``); before, the encoded intervals
+    merged (decode, add, encode), their encoding done by the load processes (timed apart)."""
+    texts = []
+    for _ in range(processes):
+        recorder = LoadRecorder(PARAMS, ["GET", "SET"], TIMELINE)
+        recorder.bucket("GET").update(latencies(rng, REPLIES * 9 // 10 // processes, 0))
+        recorder.bucket("SET").update(latencies(rng, REPLIES // 10 // processes, 0))
+        recorder.open_loop = OpenLoopData(sent=REPLIES // processes)
+        taken = recorder.take(1, complete=True, swap=True,
+                              lateness=lateness(rng, REPLIES // processes))
+        texts.append(json.dumps(recorder.packing(taken).finish().to_json()))
+    encoder = IntervalRecorder(PARAMS)
+    now: list[float] = []
+    before: list[float] = []
+    their_encoding: list[float] = []
+    for _ in range(rounds):
+        now.append(timed(lambda: merge_counts(
+            [CountedInterval.from_json(json.loads(text)).unpacked() for text in texts],
+            encoder, processes)))
+        encoded: list[IntervalData] = []
+        their_encoding.append(timed(lambda into=encoded: into.extend(
+            CountedInterval.from_json(json.loads(text)).encoded(encoder) for text in texts)))
+        before.append(timed(lambda parts=encoded: merge_intervals(parts, PARAMS, processes)))
+    return [str(processes), f"{median(now):,.0f}", f"{median(before):,.0f}",
+            f"{median(their_encoding):,.0f}", ratio(median(now), median(before))]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -139,6 +173,15 @@ def main() -> int:
            "before: in all µs", "before: longest µs", "in all ÷", "longest ÷"], rows,
           title=f"one 1 s interval of {REPLIES:,} replies (GET 9 : SET 1) and its lateness, "
                 f"medians of {args.rounds} rolls")
+    agent_rows = []
+    for processes in (1, 8, 32):
+        note(f"the agent, {processes} load process(es)")
+        agent_rows.append(agent_case(processes, max(3, args.rounds // 3), rng))
+    table(["load processes", "agent now µs", "agent before µs",
+           "before, in the load processes µs", "agent now ÷ before"], agent_rows,
+          title=f"the agent's work for one merged interval of {REPLIES:,} replies over its load "
+                "processes (now: counts added, encoded once; before: the encoded intervals "
+                "merged, their encoding done in the load processes)")
     return 0
 
 

@@ -108,6 +108,10 @@ def test_a_driver_made_of_the_kit_runs_reports_and_cleans_up(driver: TickDriver)
     assert [i.phase for i in report.intervals] == ["warmup", "measure", "measure", "measure"]
     assert [i.count for i in report.intervals] == [2, 2, 2, 2]  # one tick per process
     assert all(i.requests == 2 for i in report.intervals)
+    # Each interval was merged once both processes had sent it, and their raw counts dropped:
+    # a long run's counts of many processes would not fit in memory (process_driver.py).
+    kept = [part for process in driver._processes for part in process.intervals.values()]
+    assert len(kept) == 8 and all(not getattr(part, "commands", None) for part in kept)
     # Exited, and left unreaped until close: their CPU time stays readable for the sampler.
     poll_until(lambda: gone(pids), DEADLINE, "the load processes to exit")
     assert all(procfs.process_clock_ns(pid) is not None for pid in pids)

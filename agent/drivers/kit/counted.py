@@ -22,13 +22,13 @@ from __future__ import annotations
 import base64
 import binascii
 from array import array
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Final
 
 from agent import messages
-from agent.drivers.intervals import IntervalData, OpenLoopData
+from agent.drivers.intervals import IntervalData, OpenLoopData, sum_errors
 from agent.histograms import CommandLatencies, IntervalRecorder
 
 #: The array types of packed counts: narrow while every value fits, else wide.
@@ -138,27 +138,104 @@ class CountedInterval:
         """The inverse of :meth:`to_json`; ``MessageError`` (a ValueError) on malformed data."""
         return messages.decode(cls, data)
 
-    def encoded(self, encoder: IntervalRecorder) -> IntervalData:
-        """The interval with its histograms encoded by ``encoder`` (its parameters; one
-        scratch histogram, so one thread at a time); ``ValueError`` on malformed counts."""
-        commands: dict[str, CommandLatencies] = {}
-        overflow = 0
-        for name, packed in self.commands.items():
-            counts = unpack_counts(packed)
-            text, beyond = encoder.encoded(counts)
-            commands[name] = CommandLatencies(text, sum(counts.values()))
-            overflow += beyond
-        shards = {}
-        for name, packed in self.shards.items():
-            counts = unpack_counts(packed)
-            shards[name] = CommandLatencies(encoder.encoded(counts)[0], sum(counts.values()))
-        open_loop = self.open_loop
-        if open_loop is not None and self.lateness is not None:
-            open_loop = replace(open_loop, lateness=encoder.encoded(
-                unpack_counts(self.lateness))[0])
-        return IntervalData(
-            index=self.index, phase=self.phase, complete=self.complete, commands=commands,
+    def unpacked(self) -> IntervalCounts:
+        """The interval with its counts unpacked (tens of nanoseconds a latency); ``ValueError``
+        on malformed counts."""
+        return IntervalCounts(
+            index=self.index, phase=self.phase, complete=self.complete,
+            commands={name: unpack_counts(text) for name, text in self.commands.items()},
             requests=self.requests, errors=self.errors, bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received, overflow=overflow, gap_usec=self.gap_usec,
-            open_loop=open_loop, redirects=self.redirects, shards=shards,
+            bytes_received=self.bytes_received, gap_usec=self.gap_usec,
+            open_loop=self.open_loop,
+            lateness=unpack_counts(self.lateness) if self.lateness is not None else None,
+            redirects=self.redirects,
+            shards={name: unpack_counts(text) for name, text in self.shards.items()},
         )  # fmt: skip
+
+    def encoded(self, encoder: IntervalRecorder) -> IntervalData:
+        """The interval with its histograms encoded by ``encoder`` (:func:`merge_counts` of
+        one part)."""
+        return merge_counts([self.unpacked()], encoder, 1)
+
+
+@dataclass(frozen=True)
+class IntervalCounts:
+    """One load process's interval as the agent keeps it until it is merged: latencies as
+    ``{µs: count}`` dicts. Merging the processes' counts, then encoding once per command
+    (:func:`merge_counts`), costs the agent one encoding per merged histogram, not one per
+    process and another to merge them."""
+
+    index: int
+    phase: str
+    complete: bool
+    commands: Mapping[str, Mapping[int, int]]
+    requests: int
+    errors: Mapping[str, int]
+    bytes_sent: int
+    bytes_received: int
+    gap_usec: int
+    open_loop: OpenLoopData | None
+    lateness: Mapping[int, int] | None
+    redirects: Mapping[str, int]
+    shards: Mapping[str, Mapping[int, int]]
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def merge_counts(parts: Sequence[IntervalCounts], encoder: IntervalRecorder,
+                 expected_parts: int) -> IntervalData:
+    """One interval from the same interval of several load processes, as
+    :func:`agent.drivers.intervals.merge_intervals` merges encoded ones: counts added, then
+    each histogram encoded by ``encoder`` (its parameters; one scratch histogram, so one
+    thread at a time); complete only if all ``expected_parts`` reported it complete."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    index = parts[0].index
+    if any(part.index != index for part in parts):
+        raise ValueError("cannot merge different intervals")
+    commands: dict[str, CommandLatencies] = {}
+    overflow = 0
+    for name, counts in sorted(_added(part.commands for part in parts).items()):
+        text, beyond = encoder.encoded(counts)
+        commands[name] = CommandLatencies(text, sum(counts.values()))
+        overflow += beyond
+    shards = {name: CommandLatencies(encoder.encoded(counts)[0], sum(counts.values()))
+              for name, counts in sorted(_added(part.shards for part in parts).items())}
+    loops = [part for part in parts if part.open_loop is not None]
+    open_loop = None
+    if loops:
+        late = _added({"": part.lateness} for part in loops if part.lateness is not None)
+        open_loop = OpenLoopData(
+            sent=sum(part.open_loop.sent for part in loops if part.open_loop),
+            late=sum(part.open_loop.late for part in loops if part.open_loop),
+            lateness_max_usec=max(part.open_loop.lateness_max_usec
+                                  for part in loops if part.open_loop),
+            not_sent=sum(part.open_loop.not_sent for part in loops if part.open_loop),
+            lateness=encoder.encoded(late.get("", {}))[0],
+        )
+    return IntervalData(
+        index=index, phase=parts[0].phase,
+        complete=len(parts) == expected_parts and all(part.complete for part in parts),
+        commands=commands, requests=sum(part.requests for part in parts),
+        errors=sum_errors(part.errors for part in parts),
+        bytes_sent=sum(part.bytes_sent for part in parts),
+        bytes_received=sum(part.bytes_received for part in parts), overflow=overflow,
+        gap_usec=max(part.gap_usec for part in parts), open_loop=open_loop,
+        redirects=sum_errors(part.redirects for part in parts), shards=shards,
+    )  # fmt: skip
+
+
+def _added(parts: Iterable[Mapping[str, Mapping[int, int]]]) -> dict[str, dict[int, int]]:
+    """``{name: {µs: count}}`` of several processes, added name by name."""
+    total: dict[str, dict[int, int]] = {}
+    for part in parts:
+        for name, counts in part.items():
+            into = total.get(name)
+            if into is None:
+                total[name] = dict(counts)
+                continue
+            for usec, count in counts.items():
+                into[usec] = into.get(usec, 0) + count
+    return total

@@ -6,9 +6,10 @@ a spec splits into load processes (:meth:`ProcessDriver.plan_load`: each process
 on :mod:`agent.drivers.kit.child`). The rest is here: the processes started and read
 (:mod:`agent.drivers.kit.supervisor`), readiness within a deadline, the start instant, live
 progress (the latest interval every process delivered, merged), stop, the report (intervals
-merged across processes when asked for, never in the reader thread), and close. A load
-process's interval comes as raw counts, encoded into HdrHistograms here, in the reader thread
-(agent/drivers/kit/counted.py: its loop has a schedule to keep, this thread does not).
+merged across processes when asked for), and close. A load process's interval comes as raw
+counts (agent/drivers/kit/counted.py: its loop has a schedule to keep, the agent does not);
+once every process delivered an interval, the reader thread adds their counts and encodes
+each histogram once, and drops the raw counts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from agent.drivers.base import (
@@ -34,10 +35,10 @@ from agent.drivers.base import (
     this_interpreter,
 )
 from agent.drivers.intervals import IntervalData, LoadReport, merge_intervals, p99_usec
-from agent.drivers.kit.counted import CountedInterval
+from agent.drivers.kit.counted import CountedInterval, IntervalCounts, merge_counts
 from agent.drivers.kit.supervisor import Supervisor
 from agent.drivers.spec import LoadSpec
-from agent.histograms import IntervalRecorder
+from agent.histograms import HistogramParams, IntervalRecorder
 
 log = logging.getLogger("agent.drivers.kit.process_driver")
 
@@ -74,7 +75,8 @@ class _Process:
     preload_done: int = 0  # keys preloaded so far (the builtin driver's preload_progress)
     preload_total: int = 0
     preload_seconds: float | None = None  # its preload's wall time, once it is over
-    intervals: dict[int, IntervalData] = field(default_factory=dict)
+    intervals: dict[int, IntervalData | IntervalCounts] = field(default_factory=dict)
+    """Encoded (an external tool's) or counts (the kit's loads: encoded once merged)."""
 
     @property
     def over(self) -> bool:
@@ -101,7 +103,8 @@ class ProcessDriver(Driver):
         self._merged: dict[int, IntervalData] = {}
         self._p99: dict[int, float | None] = {}  # of merged intervals, for progress()
         self._report: LoadReport | None = None
-        self._encoder: IntervalRecorder | None = None  # load processes' counts: the reader's
+        self._encoder: IntervalRecorder | None = None  # encodes merged counts, one at a time
+        self._encoding = threading.Lock()
 
     @abc.abstractmethod
     def plan_load(self, spec: LoadSpec) -> Sequence[ProcessPlan]:
@@ -300,7 +303,8 @@ class ProcessDriver(Driver):
         return min(lasts)
 
     def _merged_interval(self, index: int) -> IntervalData:
-        """Interval ``index`` merged over load processes; cached once final."""
+        """Interval ``index`` merged over load processes; cached once final, when the
+        processes' raw counts of it are dropped (only their counters stay)."""
         spec = self._spec
         if spec is None:
             raise DriverError(KIND_STATE, "no load was prepared")
@@ -310,11 +314,26 @@ class ProcessDriver(Driver):
                 return cached
             parts = [p.intervals[index] for p in self._processes if index in p.intervals]
             final = all(index in p.intervals or p.over for p in self._processes)
-        merged = merge_intervals(parts, spec.histogram, len(self._processes))
+        merged = self._merge(parts, spec.histogram)
         if final:
             with self._lock:
                 self._merged[index] = merged
+                for process in self._processes:
+                    part = process.intervals.get(index)
+                    if isinstance(part, IntervalCounts):
+                        process.intervals[index] = replace(part, commands={}, shards={},
+                                                           lateness=None)
         return merged
+
+    def _merge_if_final(self, index: int) -> None:
+        """Merge interval ``index`` as soon as every load process delivered it: a long run's
+        raw counts of many processes would not fit in memory until the report (a few hundred
+        kilobytes per process and interval, against one encoded histogram merged)."""
+        with self._lock:
+            if index in self._merged or not all(index in p.intervals or p.over
+                                                for p in self._processes):
+                return
+        self._merged_interval(index)
 
     # --- called by the supervisor's thread ----------------------------------------------
 
@@ -354,16 +373,29 @@ class ProcessDriver(Driver):
                 process.reason = str(message["reason"])
                 self._settle()
             self._changed.notify_all()
+        if isinstance(interval, IntervalCounts):
+            self._merge_if_final(interval.index)
 
-    def _interval(self, message: dict[str, Any]) -> IntervalData:
-        """An interval message's data. A load process's counts are encoded here, outside the
-        lock (a millisecond or more: agent/drivers/kit/counted.py says why not there); an
-        external tool's intervals come encoded."""
+    def _interval(self, message: dict[str, Any]) -> IntervalData | IntervalCounts:
+        """An interval message's data: an external tool's comes encoded; a load process's
+        counts are unpacked here, outside the lock, and encoded once merged."""
         if message["type"] == "interval":
             return IntervalData.from_json(message["interval"])
-        if self._encoder is None:
-            raise DriverError(KIND_STATE, "an interval came before the load was prepared")
-        return CountedInterval.from_json(message["interval"]).encoded(self._encoder)
+        return CountedInterval.from_json(message["interval"]).unpacked()
+
+    def _merge(self, parts: Sequence[IntervalData | IntervalCounts],
+               histogram: HistogramParams) -> IntervalData:
+        """One interval of every load process: counts added and encoded once
+        (agent/drivers/kit/counted.py), encoded intervals added."""
+        expected = len(self._processes)
+        counted = [part for part in parts if isinstance(part, IntervalCounts)]
+        if len(counted) == len(parts):
+            with self._encoding:  # (progress and the report may merge at once)
+                return merge_counts(counted, self._encoder or IntervalRecorder(histogram),
+                                    expected)
+        encoded = [part if isinstance(part, IntervalData) else merge_counts(
+            [part], IntervalRecorder(histogram), 1) for part in parts]
+        return merge_intervals(encoded, histogram, expected)
 
     def on_closed(self, index: int, status: int | None) -> None:
         process = self._processes[index]
