@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lab import header, median, note, ratio, table
 
 from agent.drivers.intervals import IntervalData, OpenLoopData, merge_intervals
-from agent.drivers.kit.counted import CountedInterval, merge_counts
-from agent.drivers.kit.recorder import LoadRecorder, TakenInterval
+from agent.drivers.kit.counted import CountedInterval, IntervalCounts, merge_counts
+from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.spec import Timeline
 from agent.histograms import HistogramParams, IntervalRecorder, encode, record_counts
 
@@ -99,7 +99,7 @@ def one_case(name: str, stall_usec: int, rounds: int, rng: random.Random) -> lis
         recorder.bucket("GET").update(get)
         recorder.bucket("SET").update(set_)
         recorder.open_loop = OpenLoopData(sent=REPLIES)
-        taken: list[TakenInterval] = []
+        taken: list[IntervalCounts] = []
         pauses = [timed(lambda r=recorder, into=taken: into.append(
             r.take(1, complete=True, lateness=dict(late), swap=True)))]
         packing = recorder.packing(taken[0])

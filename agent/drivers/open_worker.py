@@ -45,7 +45,7 @@ from typing import Any
 
 from agent.drivers.channel import Channel
 from agent.drivers.intervals import OpenLoopData
-from agent.drivers.kit.recorder import TakenInterval
+from agent.drivers.kit.counted import IntervalCounts
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, stop_requested
 from agent.drivers.resp_connection import (
     ERROR_REPLIES,
@@ -311,7 +311,7 @@ class OpenWorker(Worker):
     # --- intervals ------------------------------------------------------------------------
 
     def _take(self, index: int, *, complete: bool, now: int | None = None,
-              lateness: dict[int, int] | None = None) -> TakenInterval:
+              lateness: dict[int, int] | None = None) -> IntervalCounts:
         """The closed loop's interval, with the schedule's accounting of it."""
         clock = time.perf_counter_ns() if now is None else now
         at = accounting_instant(clock, self._end, self.config.timeline, index)

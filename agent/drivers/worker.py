@@ -71,8 +71,8 @@ from agent.drivers.errors import (
 from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
-from agent.drivers.kit.counted import CountedInterval
-from agent.drivers.kit.recorder import IntervalPacking, LoadRecorder, TakenInterval
+from agent.drivers.kit.counted import CountedInterval, IntervalCounts
+from agent.drivers.kit.recorder import IntervalPacking, LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
 from agent.drivers.resp import Batch, RequestMix, encode_command, error_type
 from agent.drivers.resp_connection import (
@@ -874,7 +874,7 @@ class Worker(RespConnections):
             self.recorder.packing(self._take(index, complete=complete, now=now)).finish())
 
     def _take(self, index: int, *, complete: bool, now: int | None = None,
-              lateness: dict[int, int] | None = None) -> TakenInterval:
+              lateness: dict[int, int] | None = None) -> IntervalCounts:
         """Interval ``index`` taken from the recorder (the next starts empty); a reply still
         awaited counts in its gap up to ``now``."""
         clock = time.perf_counter_ns() if now is None else now

@@ -106,17 +106,17 @@ def test_a_swap_leaves_the_taken_dicts_as_they_were_and_the_loop_records_anew() 
     live[0][120] = 3
     taken = recorder.take(0, complete=True, swap=True)
     live[0][80] = 1  # the loop, after the boundary: the next interval
-    assert taken.latencies == {"GET": {120: 3}}
-    assert recorder.take(1, complete=True, swap=True).latencies == {"GET": {80: 1}}
+    assert taken.commands == {"GET": {120: 3}}
+    assert recorder.take(1, complete=True, swap=True).commands == {"GET": {80: 1}}
 
 
 def test_without_a_swap_a_held_dict_stays_the_one_recorded_into() -> None:
     recorder = LoadRecorder(PARAMS, ["GET"], TIMELINE)
     held = recorder.bucket("GET")
     held[120] = 3
-    assert recorder.take(0, complete=True).latencies == {"GET": {120: 3}}
+    assert recorder.take(0, complete=True).commands == {"GET": {120: 3}}
     held[80] = 1
-    assert recorder.take(1, complete=True).latencies == {"GET": {80: 1}}
+    assert recorder.take(1, complete=True).commands == {"GET": {80: 1}}
     assert held == {}
 
 

@@ -160,10 +160,11 @@ class CountedInterval:
 
 @dataclass(frozen=True)
 class IntervalCounts:
-    """One load process's interval as the agent keeps it until it is merged: latencies as
-    ``{µs: count}`` dicts. Merging the processes' counts, then encoding once per command
-    (:func:`merge_counts`), costs the agent one encoding per merged histogram, not one per
-    process and another to merge them."""
+    """One load process's interval with its latencies as ``{µs: count}`` dicts: as its loop
+    takes it at its end (:meth:`~agent.drivers.kit.recorder.LoadRecorder.take`, no longer
+    recorded into), and as the agent keeps it once unpacked until it is merged. Merging the
+    processes' counts, then encoding once per command (:func:`merge_counts`), costs the agent
+    one encoding per merged histogram, not one per process and another to merge them."""
 
     index: int
     phase: str

@@ -20,31 +20,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from agent.drivers.intervals import OpenLoopData
-from agent.drivers.kit.counted import CountedInterval, CountsPacking
+from agent.drivers.kit.counted import CountedInterval, CountsPacking, IntervalCounts
 from agent.drivers.spec import Timeline
 from agent.histograms import HistogramParams, IntervalRecorder
-
-
-@dataclass
-class TakenInterval:
-    """An interval taken from the recorder at its end: its latencies as ``{µs: count}`` dicts
-    no longer recorded into, its counters as they were."""
-
-    index: int
-    phase: str
-    complete: bool
-    latencies: dict[str, dict[int, int]]
-    shards: dict[str, dict[int, int]]
-    requests: int
-    errors: dict[str, int]
-    bytes_sent: int
-    bytes_received: int
-    gap_usec: int
-    redirects: dict[str, int]
-    open_loop: OpenLoopData | None
-    lateness: dict[int, int] | None = None
-    """An open loop's lateness distribution (µs), encoded into ``open_loop.lateness``."""
-
 
 #: Latencies packed per :meth:`IntervalPacking.step` (about 20 ns each: some 10 µs).
 STEP_ITEMS: Final = 512
@@ -52,10 +30,10 @@ STEP_ITEMS: Final = 512
 
 @dataclass
 class IntervalPacking:
-    """A :class:`TakenInterval` packed a step at a time: :meth:`step` until it returns True,
+    """A :class:`IntervalCounts` packed a step at a time: :meth:`step` until it returns True,
     then :meth:`result` (:meth:`finish` does it all at once)."""
 
-    taken: TakenInterval
+    taken: IntervalCounts
     commands: dict[str, CountsPacking] = field(init=False)
     shards: dict[str, CountsPacking] = field(init=False)
     lateness: CountsPacking | None = field(init=False)
@@ -63,7 +41,7 @@ class IntervalPacking:
 
     def __post_init__(self) -> None:
         taken = self.taken
-        self.commands = {name: CountsPacking(c) for name, c in taken.latencies.items()}
+        self.commands = {name: CountsPacking(c) for name, c in taken.commands.items()}
         self.shards = {name: CountsPacking(c) for name, c in taken.shards.items()}
         self.lateness = CountsPacking(taken.lateness) if taken.lateness is not None else None
         self._pending = [*self.commands.values(), *self.shards.values()]
@@ -134,12 +112,12 @@ class LoadRecorder:
         return self.packing(self.take(index, complete=complete)).finish()
 
     @staticmethod
-    def packing(taken: TakenInterval) -> IntervalPacking:
+    def packing(taken: IntervalCounts) -> IntervalPacking:
         """The packing of a taken interval, to be stepped through."""
         return IntervalPacking(taken)
 
     def take(self, index: int, *, complete: bool, lateness: dict[int, int] | None = None,
-             swap: bool = False) -> TakenInterval:
+             swap: bool = False) -> IntervalCounts:
         """Interval ``index``'s dicts and counters; the next interval starts empty.
         ``lateness``: an open loop's distribution, no longer recorded into.
 
@@ -155,9 +133,9 @@ class LoadRecorder:
             shards = _copy_and_empty(self.shards) if self.shards is not None else {}
         errors, self.errors = self.errors, {}
         redirects, self.redirects = self.redirects, {}
-        taken = TakenInterval(
+        taken = IntervalCounts(
             index=index, phase=self.timeline.phase(index), complete=complete,
-            latencies=latencies, shards=shards, requests=self.requests, errors=errors,
+            commands=latencies, shards=shards, requests=self.requests, errors=errors,
             bytes_sent=self.bytes_sent, bytes_received=self.bytes_received,
             gap_usec=(self.gap_ns + 500) // 1000, redirects=redirects,
             open_loop=self.open_loop, lateness=lateness,
