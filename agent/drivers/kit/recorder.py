@@ -7,7 +7,7 @@ empties everything in place, so the dicts it holds stay valid.
 
 At an interval's end a loop takes it (:meth:`LoadRecorder.take`: the dicts swapped for fresh
 ones, the counters) and packs its counts a slice at a time between its rounds
-(:class:`IntervalPacking`: :data:`STEP_ITEMS` latencies a step, some 10 µs), so no send or read
+(:class:`IntervalPacking`: :data:`STEP_ITEMS` latencies a step, some 7 µs), so no send or read
 waits long; the agent encodes them into HdrHistograms when the message arrives
 (agent/drivers/kit/counted.py says why not here). :meth:`LoadRecorder.roll` does both at once,
 for loads with no such loop.
@@ -24,13 +24,14 @@ from agent.drivers.kit.counted import CountedInterval, CountsPacking, IntervalCo
 from agent.drivers.spec import Timeline
 from agent.histograms import HistogramParams, IntervalRecorder
 
-#: Latencies packed per :meth:`IntervalPacking.step` (about 20 ns each: some 10 µs).
+#: Latencies packed per :meth:`IntervalPacking.step` (about 13 ns each: some 7 µs, and the
+#: base64 of a whole dict in its last step).
 STEP_ITEMS: Final = 512
 
 
 @dataclass
 class IntervalPacking:
-    """A :class:`IntervalCounts` packed a step at a time: :meth:`step` until it returns True,
+    """An :class:`IntervalCounts` packed a step at a time: :meth:`step` until it returns True,
     then :meth:`result` (:meth:`finish` does it all at once)."""
 
     taken: IntervalCounts
@@ -51,11 +52,11 @@ class IntervalPacking:
 
     def step(self) -> bool:
         """Pack up to :data:`STEP_ITEMS` more latencies; True once all are."""
-        while self._pending:
-            if self._pending[-1].step(STEP_ITEMS):
-                self._pending.pop()
-            return not self._pending
-        return True
+        if not self._pending:
+            return True
+        if self._pending[-1].step(STEP_ITEMS):
+            self._pending.pop()
+        return not self._pending
 
     def finish(self) -> CountedInterval:
         while not self.step():
