@@ -78,14 +78,17 @@ def test_a_run_stores_every_hosts_metrics_per_interval(lab: LabStatus, tmp_path:
         assert all(t is not None and t.quota_cores == CPU and t.cgroup.endswith(name)
                    for t in throttling), throttling
         throttled[name] = sum(t.throttled_periods for t in throttling if t)
-    # The quota held the load back, on one client at least: the server is held to 0.2 of a
-    # core too, and when it is the bottleneck a client may wait on it and not use its 0.2.
-    assert sum(throttled.values()) > 0, throttled
     server = by_host["server"]
     assert server.roles == ["server"]
     assert server.missing == {}
     assert all(i.throttling is not None and i.throttling.quota_cores == CPU
                for i in server.intervals)
+    # A quota held the load back: a client's, or the server's, which is held to 0.2 of a core
+    # too: when it is the bottleneck both clients wait on it without using their 0.2 (seen:
+    # no client throttled in a run).
+    throttled["server"] = sum(i.throttling.throttled_periods for i in server.intervals
+                              if i.throttling is not None)
+    assert sum(throttled.values()) > 0, throttled
     measured = [i for i in server.intervals if i.phase == "measure"]
     redis_cpu = [p.cpu_percent for i in measured for p in i.server_processes
                  if p.name == "redis-server"]
