@@ -204,16 +204,14 @@ def merge_counts(parts: Sequence[IntervalCounts], encoder: IntervalRecorder,
         overflow += beyond
     shards = {name: CommandLatencies(encoder.encoded(counts)[0], sum(counts.values()))
               for name, counts in sorted(_added(part.shards for part in parts).items())}
-    loops = [part for part in parts if part.open_loop is not None]
+    loops = [part.open_loop for part in parts if part.open_loop is not None]
     open_loop = None
     if loops:
-        late = _added({"": part.lateness} for part in loops if part.lateness is not None)
+        late = _added({"": part.lateness} for part in parts if part.lateness is not None)
         open_loop = OpenLoopData(
-            sent=sum(part.open_loop.sent for part in loops if part.open_loop),
-            late=sum(part.open_loop.late for part in loops if part.open_loop),
-            lateness_max_usec=max(part.open_loop.lateness_max_usec
-                                  for part in loops if part.open_loop),
-            not_sent=sum(part.open_loop.not_sent for part in loops if part.open_loop),
+            sent=sum(loop.sent for loop in loops), late=sum(loop.late for loop in loops),
+            lateness_max_usec=max(loop.lateness_max_usec for loop in loops),
+            not_sent=sum(loop.not_sent for loop in loops),
             lateness=encoder.encoded(late.get("", {}))[0],
         )
     return IntervalData(
