@@ -12,7 +12,9 @@ measured:
    achieved rate = requests **sent** in the measure intervals ÷ their length, its error against
    the target; the lateness (send minus intended time, every batch) p50 / p99 / max from the
    intervals' merged lateness histograms; requests sent late (> 1 ms) and not sent at the end;
-   the latency p50 / p99 (from the intended times).
+   the latency p50 / p99 (from the intended times); and how many of the measured intervals
+   kept the lateness target on their own (late sends spread over the run are the loop's cost,
+   late sends gathered in a few intervals a stall's).
 
     .venv/bin/python bench/bench_open_loop.py [--seconds 5] [--rounds 1] [--pin] [--interval 1]
                                               [--rate REQUESTS_PER_S]
@@ -66,6 +68,8 @@ class Sample:
     not_sent: int
     latency_p50: int
     latency_p99: int
+    calm_intervals: int  # intervals whose own lateness p99 met the target
+    intervals: int
 
     @property
     def error(self) -> float:
@@ -185,7 +189,21 @@ def sample(share: float, rate: float, report: LoadReport) -> Sample:
         not_sent=max((loop.not_sent for loop in loops), default=0),
         latency_p50=levels.get(50.0, 0),
         latency_p99=levels.get(99.0, 0),
+        calm_intervals=sum(1 for loop in loops if interval_lateness_p99(loop.lateness)
+                           < TARGET_LATENESS_P99_USEC),
+        intervals=len(intervals),
     )
+
+
+def interval_lateness_p99(encoded: str | None) -> int:
+    """One interval's lateness p99, µs (0: nothing was sent late).
+
+    The intervals one at a time show whether late sends spread over the run (the loop's own
+    cost) or gather in a few seconds (a stall of the host, which the floor also sees)."""
+    if not encoded:
+        return 0
+    histogram = decode(encoded)
+    return percentiles(histogram, [99.0])[99.0] if histogram.get_total_count() else 0
 
 
 def latency_histogram(intervals: list[IntervalData], params: HistogramParams):  # type: ignore[no-untyped-def]
@@ -208,10 +226,11 @@ def show(closed: list[float], samples: dict[float, list[Sample]], floors: list[F
             rows.append([
                 f"{s.share:.0%}", f"{s.target:,.0f}", f"{s.achieved:,.0f}", f"{s.error:+.2%}",
                 s.lateness_p50, s.lateness_p99, s.lateness_max, s.late, s.not_sent,
-                s.latency_p50, s.latency_p99,
+                s.latency_p50, s.latency_p99, f"{s.calm_intervals}/{s.intervals}",
             ])  # fmt: skip
     table(["share", "target/s", "achieved/s", "error", "late p50 µs", "late p99 µs",
-           "late max µs", "sent > 1 ms late", "not sent (max)", "lat p50 µs", "lat p99 µs"],
+           "late max µs", "sent > 1 ms late", "not sent (max)", "lat p50 µs", "lat p99 µs",
+           f"intervals late p99 < {TARGET_LATENESS_P99_USEC} µs"],
           rows, title="open loop at shares of the closed-loop capacity")  # fmt: skip
     table(["round", "other CPUs", "late p50 µs", "late p99 µs", "late max µs",
            "> 100 µs late per s"],

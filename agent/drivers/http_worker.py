@@ -61,6 +61,7 @@ from agent.drivers.http_response import (
     has_json_path,
     status_error,
 )
+from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.recorder import LoadRecorder
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
@@ -218,6 +219,7 @@ class HttpWorker:
         self._buffer = bytearray(RECV_SIZE)
         self._view = memoryview(self._buffer)
         self._poller: Any = None
+        self._spin = spin_counter.attached() or spin_counter.SpinTally()  # polling's CPU
         self._address: tuple[Any, ...] = ()
         self._family = socket.AF_INET
         self._draining = False
@@ -399,6 +401,7 @@ class HttpWorker:
         buffer, view = self._buffer, self._view
         send = self._send
         open_loop = self.open_loop is not None
+        spin = self._spin
         due = self._due
         order = self._order
         last: tuple[int, bool] | None = None
@@ -434,7 +437,11 @@ class HttpWorker:
                     return COMPLETED
                 continue
             timeout = poll_timeout_s(wake, now) if open_loop else (wake - now) / 1e9
-            for fd, events in poll(timeout):
+            if timeout or wake <= now:
+                ready = poll(timeout)
+            else:  # an open loop's next point, too close to sleep for
+                ready, _seen = spin_counter.poll_spinning(poll, wake, spin)
+            for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:
                     if fd == control_fd and stop_requested(self.channel):

@@ -333,7 +333,7 @@ class Worker(RespConnections):
         self._resent_block: dict[Connection, tuple[int, int]] = {}
         self._preload_done = self._preload_total = 0  # keys SET / to SET by the preload
         self._preload_reported = 0.0  # monotonic: the last preload_progress message
-        self._spin = spin_counter.attached() or spin_counter.SpinTally()  # busy-poll CPU
+        self._spin = spin_counter.attached() or spin_counter.SpinTally()  # polling's CPU
         self._rolling: deque[IntervalPacking] = deque()  # intervals taken, being packed
 
     @classmethod
@@ -632,13 +632,11 @@ class Worker(RespConnections):
             timeout = (wake - now) / 1e9
             if timeout < 0:  # (never, by construction; a negative timeout would block forever)
                 timeout = 0.0
-            if rolling:
-                ready = poll(0)
-            elif busy_poll is not None:
-                ready = busy_poll(wake)
+            if busy_poll is not None and not rolling:
+                ready, received_ns = busy_poll(wake)
             else:
-                ready = poll(timeout)
-            received_ns = perf()  # every reply of this round arrived by now
+                ready = poll(0 if rolling else timeout)
+                received_ns = perf()  # every reply of this round arrived by now
             for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:
@@ -742,22 +740,18 @@ class Worker(RespConnections):
                 if sent < len(payload):
                     self._pend(conn, payload[sent:])
 
-    def _busy_poll(self, wake: int) -> list[tuple[int, int]]:
+    def _busy_poll(self, wake: int) -> tuple[list[tuple[int, int]], int]:
         """Poll without sleeping for up to ``busy_poll_ns`` (or until ``wake``), then sleep
-        until ``wake`` if nothing came. The polling's CPU time is counted
-        (:mod:`agent.drivers.kit.spin_counter`) for the verdicts to leave out: the thread's
-        CPU clock, not the wall clock, so time the process was preempted is not deducted."""
+        until ``wake`` if nothing came: what was ready and the instant it was seen. The
+        polling's CPU time is counted (:func:`agent.drivers.kit.spin_counter.poll_spinning`)
+        for the verdicts to leave out."""
         poll = self._poller.poll
         perf = time.perf_counter_ns
-        cpu_began = time.thread_time_ns()
-        until = min(perf() + self.config.busy_poll_ns, wake)
-        ready: list[tuple[int, int]] = poll(0)
-        while not ready and perf() < until:
-            ready = poll(0)
-        self._spin.add(time.thread_time_ns() - cpu_began)
-        if not ready:
-            ready = poll(max(0.0, (wake - perf()) / 1e9))
-        return ready
+        ready, seen = spin_counter.poll_spinning(
+            poll, min(perf() + self.config.busy_poll_ns, wake), self._spin)
+        if ready:
+            return ready, seen
+        return poll(max(0.0, (wake - perf()) / 1e9)), perf()
 
     def _count(
         self, conn: Connection, batch: Batch, first: int, done: int,

@@ -59,9 +59,10 @@ class ProcessRecord(MetricsModel):
         "the host's average is low"
     )
     busy_poll_percent: Percent | None = Field(
-        None, description="a load process: the part of cpu_percent it spent polling for "
-        "replies without sleeping (benchmark.builtin.busy_poll_usec), % of one core; the "
-        "client-bound verdicts leave it out; null: not a load process, or not counted"
+        None, description="a load process: the part of cpu_percent it spent polling without "
+        "sleeping, for replies (benchmark.builtin.busy_poll_usec) or, in an open loop, for its "
+        "next point, % of one core; the client-bound verdicts leave it out; null: not a load "
+        "process, or not counted"
     )
     busy_threads: NonNegativeInt | None = Field(
         None, description="its threads that used at least 5 % of a core in the interval: the "

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from statistics import median
 
 import pytest
 import redis
@@ -18,6 +19,7 @@ import yaml
 from agent.messages import LoadProgress
 from agent.metrics.model import MetricsInterval
 from coordinator.core.errors import StrictVerdicts
+from coordinator.core.figures import Repetition
 from coordinator.core.host_series import all_host_series
 from coordinator.inventory.loader import load_inventory
 from coordinator.remote.fleet import Fleet
@@ -153,30 +155,54 @@ def test_busy_polling_is_counted_per_load_process_and_left_out_of_the_verdicts_c
     loaded = load_inventory(write_inventory(tmp_path, redis_port, connections=1,
                                             busy_poll_usec=5_000))
     run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
-    (repetition,) = load_results(tmp_path / "out").repetitions
+    # One connection, a reply every few tens of µs at most: the process polls most of the
+    # time, and its polling is part of its CPU, counted by the same clock.
+    polling_counted(load_results(tmp_path / "out").repetitions[0])
+    nothing_left(transport)
+
+
+def test_an_open_loops_wait_for_its_next_point_is_counted_as_polling(
+    tmp_path: Path, redis_port: int, transport: LocalTransport
+) -> None:
+    """2,000 requests/s on 2 connections: a point every 0.5 ms, closer than ``epoll``'s
+    millisecond, so the loop polls without sleeping between points and holds a core. That is
+    waiting: before it was counted, such a load process showed 100 % of a core and its client
+    was flagged client-bound."""
+    loaded = load_inventory(write_inventory(tmp_path, redis_port, rate=2_000))
+    run_benchmark(loaded, tmp_path / "out", MeasureView(), transport=transport)
+    processes = polling_counted(load_results(tmp_path / "out").repetitions[0])
+    # the load itself, 2,000 requests a second, is a few % of a core; the rest was waiting
+    assert median(cpu - spun for cpu, spun in processes) < 30, processes
+    nothing_left(transport)
+
+
+def polling_counted(repetition: Repetition) -> list[tuple[float, float]]:
+    """Each client's load process polled in every interval of the window, its polling counted
+    within its CPU time, and the verdicts' load-process CPU is its CPU less its polling; the
+    load processes' (CPU, polling) figures."""
     window = range(repetition.window.first or 0, (repetition.window.last or -1) + 1)
     assert len(window) == 2
     by_host = {metrics.host: metrics for metrics in repetition.metrics}
+    found: list[tuple[float, float]] = []
     for name in ("client1", "client2"):
         sampled = [by_host[name].interval(index) for index in window]
         polling = [(p.cpu_percent, p.busy_poll_percent) for i in sampled if i is not None
                    for p in i.load_processes]
         assert polling, f"{name}: no load process sampled in the window"
-        # One connection, a reply every few tens of µs at most: the process polls most of the
-        # time, and its polling is part of its CPU, counted by the same clock.
         assert all(spun is not None and 0 < spun <= cpu + 1 for cpu, spun in polling), polling
+        found += [(cpu, spun or 0.0) for cpu, spun in polling]
     for process in (p for i in by_host["server"].intervals for p in i.server_processes):
         assert process.busy_poll_percent is None
     series = {s.host: s for s in all_host_series(repetition.metrics, list(window), None)}
     for name in ("client1", "client2"):
-        sampled = {i.index: i for i in by_host[name].intervals}
+        sampled_at = {i.index: i for i in by_host[name].intervals}
         ((label, values),) = series[name].load_process_cpu.items()
         for index, value in zip(series[name].interval_indices, values, strict=True):
-            (process,) = sampled[index].load_processes or [None]
+            (process,) = sampled_at[index].load_processes or [None]
             if process is not None:
                 assert value == pytest.approx(
                     max(0.0, process.cpu_percent - (process.busy_poll_percent or 0.0))), label
-    nothing_left(transport)
+    return found
 
 
 def test_many_plans_run_over_one_fleet_without_restarting_agents(

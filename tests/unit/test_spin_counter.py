@@ -1,10 +1,13 @@
 """The busy-poll counter a load process shares with the agent (agent/drivers/kit/spin_counter.py):
-the writer's total is what the reader reads, through a real shared memory file."""
+the writer's total is what the reader reads, through a real shared memory file; and the polling
+whose CPU time goes into it."""
 
 from __future__ import annotations
 
 import os
+import time
 
+from agent.drivers.kit import spin_counter
 from agent.drivers.kit.spin_counter import SpinCounter, SpinCounters, new_counter_file
 
 
@@ -31,3 +34,36 @@ def test_the_counter_file_is_not_inherited_by_other_children() -> None:
     finally:
         mapping.close()
         os.close(fd)
+
+
+def test_polling_spins_until_something_is_ready_and_counts_its_cpu_time() -> None:
+    answers = iter([[], [], [(7, 1)]])
+    tally = spin_counter.SpinTally()
+    began = time.perf_counter_ns()
+    ready, seen = spin_counter.poll_spinning(lambda _timeout: next(answers), began + 10**9, tally)
+    assert ready == [(7, 1)] and began < seen <= time.perf_counter_ns()
+    assert next(answers, None) is None  # polled until it came, not a poll more
+
+
+def test_polling_stops_at_the_instant_given_empty_handed_and_the_wait_is_counted() -> None:
+    timeouts: list[float] = []
+
+    def poll(timeout: float) -> list[tuple[int, int]]:
+        timeouts.append(timeout)
+        return []
+
+    tally = spin_counter.SpinTally()
+    began = time.perf_counter_ns()
+    ready, seen = spin_counter.poll_spinning(poll, began + 2_000_000, tally)
+    assert ready == [] and seen >= began + 2_000_000
+    assert set(timeouts) == {0.0} and len(timeouts) > 1  # never a sleeping poll
+    # the thread's CPU clock: spinning 2 ms costs CPU time (at least part of it: the thread
+    # may have been preempted), and no more than the wall time
+    assert 0 < tally.total_ns <= time.perf_counter_ns() - began
+
+
+def test_a_reply_ready_at_once_is_no_polling() -> None:
+    tally = spin_counter.SpinTally()
+    ready, _seen = spin_counter.poll_spinning(lambda _timeout: [(7, 1)],
+                                              time.perf_counter_ns() + 10**9, tally)
+    assert (ready, tally.total_ns) == ([(7, 1)], 0)
