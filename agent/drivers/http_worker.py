@@ -183,6 +183,11 @@ class HttpConnection:
         self.send: Callable[[bytes], int] = _closed_send
 
 
+def _busy(conn: HttpConnection) -> bool:
+    """Not free to send: awaiting a response, or (re)connecting."""
+    return conn.template >= 0 or conn.state != READY
+
+
 def _closed_recv(buffer: bytearray) -> int:
     return 0
 
@@ -223,6 +228,7 @@ class HttpWorker:
         self._address: tuple[Any, ...] = ()
         self._family = socket.AF_INET
         self._draining = False
+        self._busy_at_end: set[HttpConnection] | None = None  # not free when the grid ended
         self._tls: ssl.SSLContext | None = None
         self._server_name = server_name(target.tls or {}, target.address)
         self.open_loop = config.open_loop
@@ -330,7 +336,7 @@ class HttpWorker:
         if schedule is not None and schedule.due > time.perf_counter_ns():
             heappush(self._due, (schedule.due, next(self._order), conn))
             return False
-        return self._send(conn)
+        return self._send(conn, waited=True)  # (an open loop: its point came while it was busy)
 
     def _send_due(self, now: int) -> None:
         """Send every idle connection whose point came by ``now``."""
@@ -344,9 +350,10 @@ class HttpWorker:
             # otherwise a stale entry: the connection failed meanwhile (it is pushed again
             # when it is back) or already sent this point
 
-    def _send(self, conn: HttpConnection) -> bool:
+    def _send(self, conn: HttpConnection, waited: bool = False) -> bool:
         """Send ``conn`` its next request (an open loop: its due point's); whether it went
-        out (else the connection failed)."""
+        out (else the connection failed). ``waited``: the connection was not free at the
+        point (``ScheduleCounters.record_send``)."""
         index = self.pick()
         request = self.requests[index]
         payload = request.static
@@ -368,7 +375,7 @@ class HttpWorker:
             return False
         self.recorder.bytes_sent += sent
         if schedule is not None:
-            self.counters.record_send(point, now, 1)
+            self.counters.record_send(point, now, 1, waited)
         if sent < len(payload):  # a large body: the rest when the socket is writable
             conn.out = payload[sent:]
             self._poller.modify(conn.fd, IN | OUT)
@@ -402,6 +409,7 @@ class HttpWorker:
         send = self._send
         open_loop = self.open_loop is not None
         spin = self._spin
+        idle = 0  # an open loop's time waiting in its poll, this interval
         due = self._due
         order = self._order
         last: tuple[int, bool] | None = None
@@ -424,6 +432,9 @@ class HttpWorker:
                     self._expire_handshakes(now)
                     self._retry(now)
                 if last is None:
+                    if open_loop:
+                        self.counters.idle_ns += idle  # (the drain's waiting is no interval's)
+                        idle = 0
                     ended = grid.roll(now)
                     final = ended.pop() if grid.over else None
                     for index, complete in ended:
@@ -432,15 +443,20 @@ class HttpWorker:
                         last = final
                         self._draining = True
                         self._timers.clear()
+                        self._busy_at_end = {c for c in self.connections if _busy(c)}
                 if last is not None and (now >= drain_end or self._answered()):
                     self._drained(last)
                     return COMPLETED
                 continue
-            timeout = poll_timeout_s(wake, now) if open_loop else (wake - now) / 1e9
-            if timeout or wake <= now:
-                ready = poll(timeout)
-            else:  # an open loop's next point, too close to sleep for
-                ready, _seen = spin_counter.poll_spinning(poll, wake, spin)
+            if not open_loop:
+                ready = poll((wake - now) / 1e9)
+            elif not (ready := poll(0.0)) and wake > now:  # nothing to do: wait, counted
+                if timeout := poll_timeout_s(wake, now):
+                    ready = poll(timeout)
+                    seen = perf()
+                else:  # the next point is too close to sleep for
+                    ready, seen = spin_counter.poll_spinning(poll, wake, spin)
+                idle += seen - now
             for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:
@@ -645,9 +661,11 @@ class HttpWorker:
         lateness = None
         if self.open_loop is not None:
             at = accounting_instant(now, self._end, self.config.timeline, index)
+            ended = self._busy_at_end  # the last interval: read as the grid ended
             self.recorder.open_loop, lateness = schedule_counts(
-                self.counters, [c.schedule for c in self.connections if c.schedule is not None],
-                at, 1)
+                self.counters, [(c.schedule, _busy(c) if ended is None else c in ended)
+                                for c in self.connections if c.schedule is not None], at, 1,
+                self.config.timeline.interval_ns)
         data = self.recorder.packing(
             self.recorder.take(index, complete=complete, lateness=lateness)).finish()
         self.channel.send({"type": "interval_counts", "interval": data.to_json()})

@@ -22,9 +22,12 @@ counters. Counters, as the coordinator reads them (``coordinator/core/stats.py``
   (agent/drivers/schedule.py): requests ``sent`` in the interval (the achieved rate is
   ``sent`` / interval), ``late`` (sent more than 1 ms after their intended time), the largest
   lateness (``lateness_max_usec``), and ``not_sent``: requests whose intended time had passed
-  at the interval's end but that were still queued behind a busy connection; ``lateness``: the
-  distribution of every batch's lateness (µs, send minus intended time, an encoded
-  HdrHistogram with the latencies' settings). Summed, added, the largest lateness a max.
+  at the interval's end but that were not sent yet; ``late_waiting`` and ``not_sent_waiting``:
+  of those, the ones whose connection was not free at their intended time (still awaiting
+  its previous reply, or connecting): they queued behind the server, not behind the loop;
+  ``lateness``: the distribution of every batch's lateness (µs, send minus intended time, an
+  encoded HdrHistogram with the latencies' settings). Summed, added, the largest lateness a
+  max.
 * ``redirects`` (a Redis Cluster): ``MOVED`` and ``ASK`` replies followed, by kind: each is one
   re-send of a request, not a request of its own (the request counts once, with its final
   reply; agent/drivers/cluster_redirects.py). Summed.
@@ -51,7 +54,8 @@ reader of :mod:`agent.messages`)::
                     "bytes_received": int, "overflow": int, "gap_usec": int,
                     "open_loop": null | {"sent": int, "late": int,
                                          "lateness_max_usec": int, "not_sent": int,
-                                         "lateness": BASE64},
+                                         "lateness": BASE64, "late_waiting": int,
+                                         "not_sent_waiting": int},
                     "redirects": {"MOVED" | "ASK": int},
                     "shards": {HOST:PORT: {"histogram": BASE64, "count": int}}}],
      "format": 1}
@@ -110,18 +114,31 @@ class OpenLoopData:
     lateness_max_usec: int = 0
     not_sent: int = 0
     lateness: str = ""  # the lateness of every batch sent, µs, an encoded HdrHistogram
+    late_waiting: int = 0  # of ``late``, queued behind a connection that was not free
+    not_sent_waiting: int = 0  # of ``not_sent``, the same
 
     def __post_init__(self) -> None:
         _counts(sent=self.sent, late=self.late, lateness_max_usec=self.lateness_max_usec,
-                not_sent=self.not_sent)
+                not_sent=self.not_sent, late_waiting=self.late_waiting,
+                not_sent_waiting=self.not_sent_waiting)
+        if self.late_waiting > self.late or self.not_sent_waiting > self.not_sent:
+            raise ValueError("late_waiting and not_sent_waiting are parts of late and not_sent")
 
     @property
     def behind_schedule(self) -> bool:
         """The load did not keep its schedule in this interval: requests were left unsent, or
         more than :data:`BEHIND_LATE_SHARE` of those sent, and more than
         :data:`BEHIND_LATE_FLOOR`, went out late."""
-        return self.not_sent > 0 or self.late > max(self.sent * BEHIND_LATE_SHARE,
-                                                    BEHIND_LATE_FLOOR)
+        return _behind(self.sent, self.late, self.not_sent)
+
+    @property
+    def loop_behind(self) -> bool:
+        """The load process itself fell behind its schedule: :attr:`behind_schedule`, counting
+        only the requests whose connection was free at their intended time. A request queued
+        behind an unanswered one waited for the server (a stall shows in the latencies, which
+        count from the intended time), not for the client."""
+        return _behind(self.sent, self.late - self.late_waiting,
+                       self.not_sent - self.not_sent_waiting)
 
     @classmethod
     def merge(
@@ -132,12 +149,21 @@ class OpenLoopData:
         present = [part for part in parts if part is not None]
         if not present:
             return None
+        return cls.summed(
+            present, encode(merge_encoded((p.lateness for p in present if p.lateness), params)))
+
+    @classmethod
+    def summed(cls, parts: Sequence[OpenLoopData], lateness: str) -> OpenLoopData:
+        """Several processes' schedules (at least one) with their merged ``lateness``: counts
+        summed, the largest lateness the largest."""
         return cls(
-            sent=sum(part.sent for part in present),
-            late=sum(part.late for part in present),
-            lateness_max_usec=max(part.lateness_max_usec for part in present),
-            not_sent=sum(part.not_sent for part in present),
-            lateness=encode(merge_encoded((p.lateness for p in present if p.lateness), params)),
+            sent=sum(part.sent for part in parts),
+            late=sum(part.late for part in parts),
+            lateness_max_usec=max(part.lateness_max_usec for part in parts),
+            not_sent=sum(part.not_sent for part in parts),
+            lateness=lateness,
+            late_waiting=sum(part.late_waiting for part in parts),
+            not_sent_waiting=sum(part.not_sent_waiting for part in parts),
         )
 
 
@@ -299,6 +325,10 @@ class LoadReport:
         """The strict reader: ``MessageError`` (one line, naming the field) for anything that
         is not a format-1 report."""
         return messages.from_text(cls, text)
+
+
+def _behind(sent: int, late: int, not_sent: int) -> bool:
+    return not_sent > 0 or late > max(sent * BEHIND_LATE_SHARE, BEHIND_LATE_FLOOR)
 
 
 def _counts(**values: int) -> None:

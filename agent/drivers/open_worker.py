@@ -21,8 +21,12 @@ The loop (:meth:`OpenWorker.loop`) differs from the closed loop in two places:
 Per interval (``IntervalData.open_loop``): requests sent, requests sent more than 1 ms late,
 the largest lateness, the lateness distribution, and the requests whose point had passed at the
 interval's end without being sent (``not_sent``: queued behind a busy or reconnecting
-connection; at the planned end these are never sent). The coordinator marks an agent
-``behind_schedule`` from these (docs/drivers.md).
+connection; at the planned end these are never sent); and, of the late and the unsent, those
+whose connection was not free at their point (``late_waiting``, ``not_sent_waiting``: they
+waited for the server, not for the loop), unless the loop was saturated (it waited in its poll
+less than :data:`SATURATED_IDLE_SHARE` of the interval: then its unread replies made its
+connections look busy). The coordinator marks an agent ``behind_schedule`` from these, and
+takes only the loop's own lateness as client-bound evidence (docs/drivers.md).
 
 Timing: ``epoll_wait`` sleeps in whole milliseconds (Python rounds the timeout up: a 1.3 ms
 timeout sleeps 2 ms), so the loop sleeps the whole milliseconds to the next point but one and
@@ -44,7 +48,7 @@ import random
 import time
 from collections.abc import Iterable
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 from agent.drivers.channel import Channel
 from agent.drivers.intervals import OpenLoopData
@@ -73,6 +77,9 @@ from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, bad_replies
 __all__ = ["OpenWorker", "accounting_instant", "poll_timeout_s", "schedule_counts"]
 
 _NEVER = 1 << 126
+SATURATED_IDLE_SHARE: Final = 0.05
+"""A load process that waited in its poll less than this share of an interval was saturated
+(see :func:`schedule_counts`)."""
 
 
 class OpenWorker(Worker):
@@ -91,6 +98,7 @@ class OpenWorker(Worker):
         self._due: list[tuple[int, int, Connection]] = []  # idle connections by next point
         self._order = itertools.count()  # ties in the heap: never compare connections
         self._end = 0  # the planned end (perf clock), once the load began
+        self._busy_at_end: set[Connection] | None = None  # not free when the grid ended
 
     @classmethod
     def from_config(cls, config: dict[str, Any], channel: Channel) -> OpenWorker:
@@ -126,10 +134,12 @@ class OpenWorker(Worker):
         if schedule.due > time.perf_counter_ns():
             heappush(self._due, (schedule.due, next(self._order), conn))
             return False
-        return self._send_point(conn, schedule)
+        return self._send_point(conn, schedule, waited=True)  # its point came as it connected
 
-    def _send_point(self, conn: Connection, schedule: ConnectionSchedule) -> bool:
-        """Send ``conn`` the batch of its due point; its latency will count from the point."""
+    def _send_point(self, conn: Connection, schedule: ConnectionSchedule,
+                    waited: bool = False) -> bool:
+        """Send ``conn`` the batch of its due point; its latency will count from the point.
+        ``waited``: the connection was not free at the point (see ``record_send``)."""
         point = schedule.take()
         batch = conn.next_batch()  # the mix, or in a cluster the stream of its primary
         conn.batch = batch
@@ -148,7 +158,7 @@ class OpenWorker(Worker):
         self.recorder.bytes_sent += sent
         if sent < len(payload):
             self._pend(conn, payload[sent:])
-        self.counters.record_send(point, now, len(batch))
+        self.counters.record_send(point, now, len(batch), waited)
         return sent > 0
 
     def _send_due(self, now: int) -> None:
@@ -185,7 +195,8 @@ class OpenWorker(Worker):
         order = self._order
         send_point = self._send_point
         spin = self._spin
-        requests = bytes_in = gap = 0
+        counters = self.counters
+        requests = bytes_in = gap = idle = 0
         last: tuple[int, bool] | None = None
         drain_end = grid.end + self.config.timeline.drain_ns
         rolling = self._rolling
@@ -204,6 +215,8 @@ class OpenWorker(Worker):
                     recorder.note_gap(gap)
                     requests = bytes_in = gap = 0
                     if last is None:
+                        counters.idle_ns += idle  # (the drain's waiting is no interval's)
+                        idle = 0
                         last = self._housekeeping(grid, now)
                         if last is not None:
                             self._drain_start()
@@ -213,11 +226,15 @@ class OpenWorker(Worker):
                     tick = drain_end if last is not None else self._wake(grid)
                 wake = tick if last is not None else min(tick, self._next_point())
                 now = perf()
-            if rolling or (timeout := poll_timeout_s(wake, now)) or wake <= now:
-                ready = poll(0.0 if rolling else timeout)
-                received_ns = perf()  # every reply of this round arrived by now
-            else:  # the next point is too close to sleep for
-                ready, received_ns = poll_spinning(poll, wake, spin)
+            ready = poll(0.0)
+            received_ns = perf()  # every reply of this round arrived by now
+            if not (ready or rolling) and wake > now:  # nothing to do: wait, and count it
+                if timeout := poll_timeout_s(wake, now):
+                    ready = poll(timeout)
+                    received_ns = perf()
+                else:  # the next point is too close to sleep for
+                    ready, received_ns = poll_spinning(poll, wake, spin)
+                idle += received_ns - now
             for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:
@@ -308,7 +325,7 @@ class OpenWorker(Worker):
                 schedule = schedules[conn]
                 point = schedule.due
                 if point <= perf():  # it was busy past its point: the batch queued
-                    if not send_point(conn, schedule) and conn.state != READY:
+                    if not send_point(conn, schedule, True) and conn.state != READY:
                         tick = self._wake(grid)
                         wake = now
                 else:
@@ -318,14 +335,29 @@ class OpenWorker(Worker):
 
     # --- intervals ------------------------------------------------------------------------
 
+    def _drain_start(self) -> None:
+        """The last interval is accounted after the drain, when every connection is idle:
+        which were not free is read here, as the grid ends."""
+        self._busy_at_end = {conn for conn in self.connections if _busy(conn)}
+        super()._drain_start()
+
     def _take(self, index: int, *, complete: bool, now: int | None = None,
               lateness: dict[int, int] | None = None) -> IntervalCounts:
         """The closed loop's interval, with the schedule's accounting of it."""
         clock = time.perf_counter_ns() if now is None else now
         at = accounting_instant(clock, self._end, self.config.timeline, index)
+        ended = self._busy_at_end
         self.recorder.open_loop, lateness = schedule_counts(
-            self.counters, self.schedules.values(), at, self.config.pipeline)
+            self.counters,
+            [(schedule, _busy(conn) if ended is None else conn in ended)
+             for conn, schedule in self.schedules.items()],
+            at, self.config.pipeline, self.config.timeline.interval_ns)
         return super()._take(index, complete=complete, now=now, lateness=lateness)
+
+
+def _busy(conn: Connection) -> bool:
+    """Not free to send: awaiting its batch's replies, or (re)connecting."""
+    return conn.batch is not None or conn.state != READY
 
 
 def accounting_instant(clock: int, end: int, timeline: Timeline, index: int) -> int:
@@ -341,18 +373,36 @@ def accounting_instant(clock: int, end: int, timeline: Timeline, index: int) -> 
     return min(clock, interval_end)
 
 
-def schedule_counts(counters: ScheduleCounters, schedules: Iterable[ConnectionSchedule],
-                    at: int, pipeline: int) -> tuple[OpenLoopData, dict[int, int]]:
+def schedule_counts(counters: ScheduleCounters,
+                    schedules: Iterable[tuple[ConnectionSchedule, bool]],
+                    at: int, pipeline: int,
+                    interval_ns: int) -> tuple[OpenLoopData, dict[int, int]]:
     """One interval of an open loop's schedule, ending at ``at`` (perf clock): the counters'
     sends and the points come by ``at`` but not sent (``pipeline`` requests each), and the
     lateness distribution (µs; the counters' own dict, replaced by a fresh one), the counters
-    reset. Shared by every open loop (RESP and HTTP)."""
-    backlog = sum(schedule.backlog(at) for schedule in schedules)
+    reset. ``schedules``: each connection's, and whether the connection is not free (awaiting
+    a reply, or connecting): its points not sent wait for it. Shared by every open loop (RESP
+    and HTTP).
+
+    What waited for a busy connection is counted apart (``late_waiting``,
+    ``not_sent_waiting``) only if the loop itself waited, in its poll, at least
+    :data:`SATURATED_IDLE_SHARE` of the interval (``interval_ns``): a saturated loop leaves its
+    replies unread, so its connections look busy when the delay is its own."""
+    backlog = waiting = 0
+    for schedule, busy in schedules:
+        points = schedule.backlog(at)
+        backlog += points
+        if busy:
+            waiting += points
+    if counters.idle_ns < SATURATED_IDLE_SHARE * interval_ns:
+        counters.late_waiting = waiting = 0
     data = OpenLoopData(
         sent=counters.sent,
         late=counters.late,
         lateness_max_usec=(counters.lateness_max_ns + 500) // 1000,
         not_sent=backlog * pipeline,
+        late_waiting=counters.late_waiting,
+        not_sent_waiting=waiting * pipeline,
     )
     lateness, counters.lateness_usec = counters.lateness_usec, {}
     counters.reset()

@@ -134,18 +134,25 @@ class ScheduleCounters:
 
     sent: int = 0  # requests sent
     late: int = 0  # requests sent more than LATE_NS after their point
+    late_waiting: int = 0  # of those, the ones whose connection was not free at their point
     lateness_max_ns: int = 0
     lateness_usec: dict[int, int] = field(default_factory=dict)  # batches by lateness (µs)
+    idle_ns: int = 0  # the loop's time waiting in its poll (asleep, or polling for a point)
 
-    def record_send(self, point_ns: int, now_ns: int, requests: int) -> None:
-        """A batch of ``requests`` intended for ``point_ns`` went out at ``now_ns``. (Once per
-        batch sent: compares, not calls to max().)"""
+    def record_send(self, point_ns: int, now_ns: int, requests: int,
+                    waited: bool = False) -> None:
+        """A batch of ``requests`` intended for ``point_ns`` went out at ``now_ns``;
+        ``waited``: its connection was not free at ``point_ns`` (still awaiting its previous
+        reply, or connecting), so the batch queued behind it rather than behind the loop.
+        (Once per batch sent: compares, not calls to max().)"""
         lateness = now_ns - point_ns
         if lateness < 0:  # noqa: PLR1730 - a call to max() per batch costs more
             lateness = 0
         self.sent += requests
         if lateness > LATE_NS:
             self.late += requests
+            if waited:
+                self.late_waiting += requests
         if lateness > self.lateness_max_ns:  # noqa: PLR1730
             self.lateness_max_ns = lateness
         usec = (lateness + 500) // 1000
@@ -153,7 +160,7 @@ class ScheduleCounters:
         buckets[usec] = buckets.get(usec, 0) + 1
 
     def reset(self) -> None:
-        self.sent = self.late = self.lateness_max_ns = 0
+        self.sent = self.late = self.late_waiting = self.lateness_max_ns = self.idle_ns = 0
         self.lateness_usec.clear()
 
 

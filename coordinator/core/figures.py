@@ -254,6 +254,22 @@ class IntervalRecord(Model):
         None, description="open loop: requests were not sent, or more than 1 % (and more than "
         "10) went out late (null: a closed loop)"
     )
+    late_waiting: NonNegativeInt | None = Field(
+        None, description="open loop: of late, the requests whose connection was not free at "
+        "their intended send time (still awaiting its previous reply, or connecting): they "
+        "queued behind the server, not behind the client (null: a closed loop, or a document "
+        "older than the field)"
+    )
+    not_sent_waiting: NonNegativeInt | None = Field(
+        None, description="open loop: of not_sent, the requests whose connection was not free "
+        "(null: a closed loop, or a document older than the field)"
+    )
+    loop_behind: bool | None = Field(
+        None, description="open loop: behind_schedule counting only the requests whose "
+        "connection was free at their intended time: the load process itself fell behind, the "
+        "client-bound verdict's evidence (null: a closed loop, or a document older than the "
+        "field, whose behind_schedule is read instead)"
+    )
     redirects: Errors | None = Field(
         None, description="Redis Cluster: MOVED and ASK replies followed in this interval, by "
         "kind; each is one re-send of a request (null: none, or not a cluster)"

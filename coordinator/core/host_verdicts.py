@@ -6,8 +6,10 @@ measure, one value per interval of the run's grid; a sampler's own record is ada
 A metric that is missing makes its verdict undecided, never clear.
 
 An open loop's own report is client evidence too: a client whose schedule fell behind (its
-intervals' ``behind_schedule``) could not send at the rate asked, unless the server was
-saturated in those intervals (then the rate was beyond the server, which server-bound says).
+intervals' ``loop_behind``: requests late or unsent although their connection was free)
+could not send at the rate asked, unless the server was saturated in those intervals (then
+the rate was beyond the server, which server-bound says). Requests that queued behind an
+unanswered one on their connection waited for the server: a stall, not the client.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from statistics import median
 from typing import Literal
 
 from coordinator.core import marks
-from coordinator.core.figures import AgentRepetition, Repetition
+from coordinator.core.figures import AgentRepetition, IntervalRecord, Repetition
 from coordinator.core.verdict_records import (
     Evidence,
     Finding,
@@ -194,28 +196,40 @@ def client_findings(series: HostSeries, window: Sequence[int],
 
 def schedule_finding(agent: AgentRepetition, window: Sequence[int], thresholds: Thresholds,
                      server_saturated: Collection[int]) -> Finding | None:
-    """An open loop behind its schedule in more than ``saturated_intervals_percent`` of the
-    window's intervals, leaving out those in which a server was saturated (``None``: a closed
-    loop, nothing to judge)."""
+    """An open loop itself behind its schedule (``loop_behind``; an older document's
+    ``behind_schedule``) in more than ``saturated_intervals_percent`` of the window's
+    intervals, leaving out those in which a server was saturated (``None``: a closed loop,
+    nothing to judge)."""
     measured = {record.index: record for record in agent.intervals
                 if record.in_window and record.behind_schedule is not None}
     if not measured:
         return None
     behind = [measured[index] for index in window
-              if index in measured and measured[index].behind_schedule
+              if index in measured and _loop_behind(measured[index])
               and index not in server_saturated]
     share = 100 * len(behind) / len(window) if window else 0.0
     if not behind or share <= thresholds.saturated_intervals_percent:
         return Finding("clear")
     shown = "; ".join(
         f"interval {r.index}: {r.not_sent or 0:,} not sent, {r.late or 0:,} of {r.sent or 0:,} "
-        f"late, up to {(r.lateness_max_usec or 0) / 1000:,.1f} ms late" for r in behind[:3])
+        f"late{_waiting(r)}, up to {(r.lateness_max_usec or 0) / 1000:,.1f} ms late"
+        for r in behind[:3])
     more = f"; {len(behind) - 3} more" if len(behind) > 3 else ""
     return Finding("flagged", Evidence(
         metric="behind_schedule", host=agent.host, intervals=[r.index for r in behind],
         value=share, threshold=thresholds.saturated_intervals_percent,
         detail=f"its open-loop schedule behind in {len(behind)} of {len(window)} intervals "
                f"({shown}{more}): it could not send at benchmark.builtin.rate"))
+
+
+def _loop_behind(record: IntervalRecord) -> bool:
+    return bool(record.behind_schedule if record.loop_behind is None else record.loop_behind)
+
+
+def _waiting(record: IntervalRecord) -> str:
+    """What of an interval's late and unsent requests waited for the server, if any."""
+    waiting = (record.late_waiting or 0) + (record.not_sent_waiting or 0)
+    return f" ({waiting:,} of them waiting on the server)" if waiting else ""
 
 
 def client_bound(series: HostSeries | None, host: str, window: Sequence[int], repetition: int,

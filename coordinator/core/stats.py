@@ -257,6 +257,9 @@ class _Merging:
             lateness_max_usec=loop.lateness_max_usec if loop is not None else None,
             not_sent=loop.not_sent if loop is not None else None,
             behind_schedule=loop.behind_schedule if loop is not None else None,
+            late_waiting=loop.late_waiting if loop is not None else None,
+            not_sent_waiting=loop.not_sent_waiting if loop is not None else None,
+            loop_behind=loop.loop_behind if loop is not None else None,
             redirects=dict(interval.redirects) if interval.redirects else None,
         )
 

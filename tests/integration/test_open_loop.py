@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from coordinator.core import marks
 from coordinator.inventory.loader import load_inventory
 from coordinator.lab.api import LabSpec, LabStatus
 from coordinator.results import AgentRepetition, Repetition
@@ -151,3 +152,16 @@ def test_a_stall_shows_in_the_open_loops_percentiles_not_in_the_closed_loops(
     assert closed.latency_usec.p999 < 400_000
     assert closed.latency_usec.max >= 400_000  # the stall was there, one request per connection
     assert any(i.late for i in open_agent.intervals if i.in_window)
+    # the requests due in the pause queued behind unanswered ones: the server's stall, which
+    # the latencies show, not a client behind its schedule (it used to be flagged client-bound)
+    paused = max((i for i in open_agent.intervals if i.in_window), key=lambda i: i.gap_usec or 0)
+    print("the pause's interval (index, late, of them waiting, not sent, of them waiting):",
+          (paused.index, paused.late, paused.late_waiting, paused.not_sent,
+           paused.not_sent_waiting))
+    assert paused.behind_schedule and not paused.loop_behind
+    # (all of them waited, but for the odd send the loop itself was late for: this machine's)
+    assert paused.late and (paused.late_waiting or 0) >= 0.9 * paused.late
+    (bound,) = [v for v in opened.verdicts if v.name == marks.CLIENT_BOUND.name]
+    print("client-bound:", bound.state, bound.summary)
+    assert not [e for e in bound.evidence
+                if e.metric == "behind_schedule" and paused.index in e.intervals]

@@ -18,13 +18,15 @@ from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
 from agent.drivers.kit.process_driver import ProcessDriver, ProcessPlan
 from agent.drivers.kit.recorder import LoadRecorder
+from agent.drivers.kit.spin_counter import PUBLISH_NS
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, run_timed, stop_requested
 from agent.drivers.spec import LoadSpec, Timeline
 from agent.histograms import HistogramParams
 
 MODULE = "tests.unit.kit_sample_load"
-TICK_SPIN_NS = 1_000
-"""Each tick also counts this much busy-polling on the process's spin counter."""
+TICK_SPIN_NS = PUBLISH_NS
+"""Each tick also counts this much busy-polling on the process's spin counter (enough to be
+written to the shared count at once)."""
 
 
 class TickDriver(ProcessDriver):

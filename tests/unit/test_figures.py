@@ -108,7 +108,8 @@ def _key_shape(value: Any, prefix: str = "") -> set[str]:
 OPEN_LOOP_KEYS = {
     "repetitions[].agents[].sent_per_sec", "repetitions[].agents[].behind_schedule",
     *(f"repetitions[].agents[].intervals[].{key}"
-      for key in ("sent", "late", "lateness_max_usec", "not_sent", "behind_schedule")),
+      for key in ("sent", "late", "lateness_max_usec", "not_sent", "behind_schedule",
+                  "late_waiting", "not_sent_waiting", "loop_behind")),
 }
 
 

@@ -268,13 +268,15 @@ def test_open_loop_accounting_merges_summed_with_the_largest_lateness() -> None:
     lateness = PARAMS.empty()
     lateness.record_value(30)
     a = dataclasses.replace(interval(0, {"GET": [1]}), open_loop=OpenLoopData(
-        sent=100, late=1, lateness_max_usec=2000, not_sent=0, lateness=encode(lateness)))
+        sent=100, late=1, lateness_max_usec=2000, not_sent=0, lateness=encode(lateness),
+        late_waiting=1))
     b = dataclasses.replace(interval(0, {"GET": [1]}), open_loop=OpenLoopData(
-        sent=50, late=0, lateness_max_usec=40, not_sent=3, lateness=encode(lateness)))
+        sent=50, late=0, lateness_max_usec=40, not_sent=3, lateness=encode(lateness),
+        not_sent_waiting=2))
     merged = merge_intervals([a, b], PARAMS, expected_parts=2).open_loop
     assert merged is not None
-    assert (merged.sent, merged.late, merged.lateness_max_usec, merged.not_sent) == (
-        150, 1, 2000, 3)
+    assert (merged.sent, merged.late, merged.lateness_max_usec, merged.not_sent,
+            merged.late_waiting, merged.not_sent_waiting) == (150, 1, 2000, 3, 1, 2)
     assert decode(merged.lateness).get_total_count() == 2
     assert merged.behind_schedule  # 3 not sent
     assert a.open_loop is not None and not a.open_loop.behind_schedule  # 1 % late: not behind
@@ -282,6 +284,14 @@ def test_open_loop_accounting_merges_summed_with_the_largest_lateness() -> None:
     assert not OpenLoopData(sent=2000, late=20).behind_schedule
     assert not OpenLoopData(sent=200, late=10).behind_schedule  # 5 %, but only 10: jitter
     assert OpenLoopData(sent=200, late=11).behind_schedule
+    # behind, but the loop itself only where requests on free connections were late or unsent
+    waited = OpenLoopData(sent=2000, late=500, not_sent=40, late_waiting=490,
+                          not_sent_waiting=40)
+    assert waited.behind_schedule and not waited.loop_behind  # 10 own late: jitter
+    assert OpenLoopData(sent=2000, late=500, late_waiting=478).loop_behind  # 22 own late
+    assert OpenLoopData(sent=2000, not_sent=5, not_sent_waiting=4).loop_behind
+    with pytest.raises(ValueError, match="parts of late"):
+        OpenLoopData(sent=10, late=1, late_waiting=2)
     closed = merge_intervals([interval(0, {"GET": [1]})], PARAMS, expected_parts=1)
     assert closed.open_loop is None
     assert IntervalData.from_json(a.to_json()) == a

@@ -148,6 +148,7 @@ def test_the_fixture_round_trips_without_loss() -> None:
             for record in agent["intervals"]:
                 record.update(p999_usec=None, max_usec=None, gap_usec=None, sent=None, late=None,
                               lateness_max_usec=None, not_sent=None, behind_schedule=None,
+                              late_waiting=None, not_sent_waiting=None, loop_behind=None,
                               redirects=None)
         for host in repetition["metrics"]:
             for sampled in host["intervals"]:

@@ -80,13 +80,43 @@ def test_a_stalled_connection_queues_its_requests_and_they_go_out_late() -> None
     now = reply_at
     while schedule.due <= now:
         point = schedule.take()
-        counters.record_send(point, now, 1)
+        counters.record_send(point, now, 1, waited=True)  # each behind an unanswered one
         now += 20_000  # each queued request answered in 20 µs once the server is back
         latencies.append(now - point)
     assert latencies[0] == 5_220_000 - 1_000_000  # from the intended time, not the send
     assert counters.sent == 6
     assert counters.late == 4  # 1 ms (4.2 ms late), 2 ms, 3 ms, 4 ms; 5 ms was 0.28 ms late
+    assert counters.late_waiting == 4  # all of them waited for the server
     assert counters.lateness_max_ns == 4_200_000
+
+
+def test_late_sends_on_a_free_connection_are_the_loops_own() -> None:
+    counters = ScheduleCounters()
+    counters.record_send(0, LATE_NS + 1, 3)  # its connection was free: the loop was late
+    counters.record_send(0, LATE_NS + 1, 2, waited=True)
+    counters.record_send(0, 10, 5, waited=True)  # waited, but not late: not counted
+    assert (counters.sent, counters.late, counters.late_waiting) == (10, 5, 2)
+
+
+def test_unsent_points_are_split_by_whether_their_connection_was_free() -> None:
+    free = ConnectionSchedule(0, 1_000_000.0)
+    awaiting = ConnectionSchedule(0, 1_000_000.0)
+    counters = ScheduleCounters(idle_ns=50_000_000)  # the loop waited 5 % of the interval
+    data, _ = schedule_counts(counters, [(free, False), (awaiting, True)], 2_500_000, 4,
+                              10**9)
+    assert (data.not_sent, data.not_sent_waiting) == (24, 12)  # 3 points each, 4 requests
+
+
+def test_a_saturated_loop_waited_for_nothing_but_itself() -> None:
+    """A loop that never waited in its poll left its replies unread: its connections looked
+    busy, but the delay was its own."""
+    awaiting = ConnectionSchedule(0, 1_000_000.0)
+    counters = ScheduleCounters(idle_ns=49_999_999)  # just under 5 % of the interval
+    counters.record_send(0, LATE_NS + 1, 3, waited=True)
+    data, _ = schedule_counts(counters, [(awaiting, True)], 2_500_000, 1, 10**9)
+    assert (data.late, data.late_waiting, data.not_sent, data.not_sent_waiting) == (3, 0, 3, 0)
+    assert data.loop_behind
+    assert counters == ScheduleCounters()  # reset for the next interval
 
 
 def test_lateness_is_never_negative_and_late_means_beyond_the_threshold() -> None:
@@ -185,8 +215,9 @@ def test_an_intervals_unsent_points_are_counted_at_its_end_not_when_it_is_rolled
     assert accounting_instant(123, 0, timeline, 0) == 123  # before the load began
     schedule = ConnectionSchedule(first_end + 10_000, 5_000_000.0)  # due 10 µs after the end
     counters = ScheduleCounters()
-    at_end, _ = schedule_counts(counters, [schedule], accounting_instant(
-        rolled, end, timeline, 0), 1)
+    at_end, _ = schedule_counts(counters, [(schedule, False)], accounting_instant(
+        rolled, end, timeline, 0), 1, timeline.interval_ns)
     assert at_end.not_sent == 0
-    when_rolled, _ = schedule_counts(counters, [schedule], rolled, 1)
+    when_rolled, _ = schedule_counts(counters, [(schedule, False)], rolled, 1,
+                                     timeline.interval_ns)
     assert when_rolled.not_sent == 1  # what was counted before

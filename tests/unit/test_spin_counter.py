@@ -19,8 +19,11 @@ def test_what_a_load_process_adds_the_agent_reads_by_pid() -> None:
     os.close(fd)
     assert counters.spun_ns(4242) == 0
     writer.add(1_500)
+    assert counters.spun_ns(4242) == 0  # written once it has grown by PUBLISH_NS
+    writer.add(spin_counter.PUBLISH_NS - 1_500)
+    assert counters.spun_ns(4242) == writer.total_ns == spin_counter.PUBLISH_NS
     writer.add(2**40)
-    assert counters.spun_ns(4242) == writer.total_ns == 1_500 + 2**40
+    assert counters.spun_ns(4242) == writer.total_ns == spin_counter.PUBLISH_NS + 2**40
     assert counters.spun_ns(4243) is None  # not a load process of this agent
     counters.remove(4242)
     assert counters.spun_ns(4242) is None
@@ -57,9 +60,29 @@ def test_polling_stops_at_the_instant_given_empty_handed_and_the_wait_is_counted
     ready, seen = spin_counter.poll_spinning(poll, began + 2_000_000, tally)
     assert ready == [] and seen >= began + 2_000_000
     assert set(timeouts) == {0.0} and len(timeouts) > 1  # never a sleeping poll
-    # the thread's CPU clock: spinning 2 ms costs CPU time (at least part of it: the thread
-    # may have been preempted), and no more than the wall time
+    # spinning 2 ms is counted (less any gap in which the thread was not running), and no
+    # more than the wall time
     assert 0 < tally.total_ns <= time.perf_counter_ns() - began
+
+
+def test_a_gap_in_which_the_thread_did_not_run_is_not_counted() -> None:
+    """A poll that took 5 ms (here a sleep: the thread preempted, or its vCPU stalled) spent
+    no CPU time polling."""
+    calls = 0
+
+    def poll(_timeout: float) -> list[tuple[int, int]]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            time.sleep(0.005)
+        return [(7, 1)] if calls == 6 else []
+
+    tally = spin_counter.SpinTally()
+    began = time.perf_counter_ns()
+    ready, seen = spin_counter.poll_spinning(poll, began + 10**9, tally)
+    assert ready == [(7, 1)]
+    assert seen - began >= 5_000_000
+    assert 0 < tally.total_ns < 1_000_000  # the 5 ms left out; the polling around it counted
 
 
 def test_a_reply_ready_at_once_is_no_polling() -> None:

@@ -747,24 +747,32 @@ def test_the_stall_series_shows_an_empty_interval_as_null_not_as_zero() -> None:
 def test_open_loop_figures_per_interval_and_per_agent() -> None:
     """The achieved rate is what was sent in the window; one interval behind its schedule
     makes the agent behind; a closed loop leaves every open-loop figure null."""
-    def open_interval(index: int, sent: int, late: int, not_sent: int) -> dict[str, Any]:
+    def open_interval(index: int, sent: int, late: int, not_sent: int,
+                      waiting: int = 0) -> dict[str, Any]:
         data = interval(index)
         data["open_loop"] = {"sent": sent, "late": late, "lateness_max_usec": 1500 * late,
-                             "not_sent": not_sent, "lateness": ""}
+                             "not_sent": not_sent, "lateness": "", "late_waiting": 0,
+                             "not_sent_waiting": waiting}
         return data
 
-    parsed = report("a", [open_interval(0, 1000, 0, 0), open_interval(1, 990, 5, 10)])
-    (agent,) = repetition_figures([parsed], [0, 1]).agents
-    kept, behind = agent.intervals
+    parsed = report("a", [open_interval(0, 1000, 0, 0), open_interval(1, 990, 5, 10),
+                          open_interval(2, 990, 5, 10, waiting=10)])
+    (agent,) = repetition_figures([parsed], [0, 1, 2]).agents
+    kept, behind, waited = agent.intervals
     assert (kept.sent, kept.late, kept.not_sent, kept.behind_schedule) == (1000, 0, 0, False)
     assert (behind.sent, behind.lateness_max_usec, behind.behind_schedule) == (990, 7500, True)
-    assert agent.sent_per_sec == pytest.approx(1990 / 2)
+    assert (behind.late_waiting, behind.not_sent_waiting, behind.loop_behind) == (0, 0, True)
+    # the same, but its unsent requests were waiting for the server: the loop was not behind
+    assert (waited.behind_schedule, waited.not_sent_waiting, waited.loop_behind) == (
+        True, 10, False)
+    assert agent.sent_per_sec == pytest.approx(2980 / 3)
     assert agent.behind_schedule is True
     (on_time,) = repetition_figures([parsed], [0]).agents
     assert on_time.behind_schedule is False
     (closed,) = repetition_figures([report("b", [interval(0)])], [0]).agents
     assert closed.sent_per_sec is None and closed.behind_schedule is None
     assert closed.intervals[0].sent is None and closed.intervals[0].behind_schedule is None
+    assert closed.intervals[0].loop_behind is None
 
 
 @given(

@@ -410,17 +410,20 @@ def test_without_host_series_every_host_verdict_is_undecided_no_metrics() -> Non
     assert all(v.state == "undecided" and NO_METRICS in v.summary for v in judged)
 
 
-def open_repetition(behind: set[int]) -> Repetition:
+def open_repetition(behind: set[int], waiting: bool = False) -> Repetition:
     """client1's open loop over the window 5..34, behind its schedule in ``behind``: 12
     requests not sent and 400 of 990 late (up to 7.5 ms) there, every request on time
-    elsewhere."""
+    elsewhere; ``waiting``: those requests were all queued behind unanswered ones."""
     intervals = []
     for i in range(35):
         data = interval(i, "warmup" if i < 5 else "measure")
         data["open_loop"] = ({"sent": 990, "late": 400, "lateness_max_usec": 7500,
-                              "not_sent": 12, "lateness": ""} if i in behind else
+                              "not_sent": 12, "lateness": "",
+                              "late_waiting": 400 if waiting else 0,
+                              "not_sent_waiting": 12 if waiting else 0} if i in behind else
                              {"sent": 1000, "late": 0, "lateness_max_usec": 200,
-                              "not_sent": 0, "lateness": ""})
+                              "not_sent": 0, "lateness": "", "late_waiting": 0,
+                              "not_sent_waiting": 0})
         intervals.append(data)
     return repetition_figures([report("client1", intervals)], WINDOW)
 
@@ -458,6 +461,41 @@ def test_a_schedule_behind_while_the_server_was_saturated_is_the_server_s_not_th
     verdicts = _hosts(open_repetition(set(range(5, 35))), client(), server([95.0] * 30))
     assert _named(verdicts, marks.CLIENT_BOUND).state == "clear"
     assert _named(verdicts, marks.SERVER_BOUND).state == "flagged"
+
+
+def test_requests_queued_behind_a_stalled_server_are_not_the_clients_evidence() -> None:
+    """A server that stops answering (a ``CLIENT PAUSE``, a fork) leaves every connection
+    awaiting its reply: the requests due meanwhile go out late, which the latencies show
+    (they count from the intended time), but the client was not the bottleneck."""
+    stalled = open_repetition(set(range(5, 35)), waiting=True)
+    assert all(i.behind_schedule and not i.loop_behind
+               for i in stalled.agents[0].intervals if i.in_window)
+    bound = _named(_hosts(stalled, client(), server([50.0] * 30)), marks.CLIENT_BOUND)
+    assert bound.state == "clear" and bound.evidence == [], bound.summary
+
+
+def test_a_schedule_partly_behind_the_server_names_what_waited() -> None:
+    # 400 late, 100 of them behind unanswered requests
+    repetition = windowed(open_repetition(set(range(5, 35))), late_waiting=100)
+    bound = _named(_hosts(repetition, client(), server([50.0] * 30)), marks.CLIENT_BOUND)
+    assert bound.state == "flagged"
+    assert ("interval 5: 12 not sent, 400 of 990 late (100 of them waiting on the server), "
+            "up to 7.5 ms late" in bound.summary), bound.summary
+
+
+def test_an_older_document_without_the_split_reads_its_schedule_as_before() -> None:
+    repetition = windowed(open_repetition(set(range(5, 35))), late_waiting=None,
+                          not_sent_waiting=None, loop_behind=None)
+    bound = _named(_hosts(repetition, client(), server([50.0] * 30)), marks.CLIENT_BOUND)
+    assert bound.state == "flagged"
+
+
+def windowed(repetition: Repetition, **update: object) -> Repetition:
+    """``repetition`` with its agent's window intervals updated."""
+    (agent,) = repetition.agents
+    intervals = [r.model_copy(update=update) if r.in_window else r for r in agent.intervals]
+    return repetition.model_copy(
+        update={"agents": [agent.model_copy(update={"intervals": intervals})]})
 
 
 def test_a_closed_loop_or_a_schedule_kept_adds_no_schedule_evidence() -> None:

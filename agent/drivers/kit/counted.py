@@ -208,12 +208,7 @@ def merge_counts(parts: Sequence[IntervalCounts], encoder: IntervalRecorder,
     open_loop = None
     if loops:
         late = _added({"": part.lateness} for part in parts if part.lateness is not None)
-        open_loop = OpenLoopData(
-            sent=sum(loop.sent for loop in loops), late=sum(loop.late for loop in loops),
-            lateness_max_usec=max(loop.lateness_max_usec for loop in loops),
-            not_sent=sum(loop.not_sent for loop in loops),
-            lateness=encoder.encoded(late.get("", {}))[0],
-        )
+        open_loop = OpenLoopData.summed(loops, encoder.encoded(late.get("", {}))[0])
     return IntervalData(
         index=index, phase=parts[0].phase,
         complete=len(parts) == expected_parts and all(part.complete for part in parts),
