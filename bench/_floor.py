@@ -43,6 +43,7 @@ def schedule_floor(rate: float, seconds: float, cpu: int | None, *,
     others = sorted(os.sched_getaffinity(0) - ({cpu} if cpu is not None else set()))
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                for _ in (others if busy_others else [])]
+    child: subprocess.Popen[str] | None = None
     try:
         for burner, other in zip(burners, others, strict=False):
             os.sched_setaffinity(burner.pid, {other})
@@ -52,9 +53,10 @@ def schedule_floor(rate: float, seconds: float, cpu: int | None, *,
             os.sched_setaffinity(child.pid, {cpu})
         out, _ = child.communicate(timeout=seconds + 30)
     finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
+        for process in (*burners, child):  # (the loop itself too, if interrupted)
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
     counts = {int(usec): count for usec, count in json.loads(out).items()}
     total = sum(counts.values())
     ordered = sorted(counts.items())

@@ -1,5 +1,7 @@
 """A throw-away redis-server on loopback, for the benchmarks that measure a driver alone (no lab):
-started on a free port with no persistence, stopped whatever happens.
+started on a free port with no persistence, stopped whatever happens, SIGTERM included (turned
+into ``KeyboardInterrupt`` meanwhile: a benchmark killed by SIGTERM left its redis-server
+running).
 
 Not a test helper: nothing here asserts anything about speed.
 """
@@ -8,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 
 @contextlib.contextmanager
@@ -27,6 +32,7 @@ def redis_server(cpus: set[int] | None = None) -> Iterator[int]:
              "--appendonly", "no", "--daemonize", "no", "--dir", directory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             if cpus is not None:
                 os.sched_setaffinity(proc.pid, cpus)
@@ -41,6 +47,11 @@ def redis_server(cpus: set[int] | None = None) -> Iterator[int]:
         finally:
             proc.terminate()
             proc.wait(10)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 CLIENT_CPU = 0
@@ -66,3 +77,14 @@ def server_version() -> str:
         if word.startswith("v="):
             return word[2:]
     return "?"
+
+
+def run_interruptible(main: Callable[[], int]) -> int:
+    """``main``'s exit status; 130 with one line on Ctrl-C or SIGTERM (by then
+    :func:`redis_server` has stopped its server), not a traceback."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: redis-server stopped", file=sys.stderr)
+        return 130
+

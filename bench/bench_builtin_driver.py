@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _driver_cpu import run_load
 from _lab import header, median, note, ratio, table, verdict
-from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server
+from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server, run_interruptible
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.histograms import HistogramParams, decode, percentiles
@@ -342,4 +342,4 @@ def report(results: dict[int, tuple[list[Sample], list[Sample], list[Sample]]],
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible(main))

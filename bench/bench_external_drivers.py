@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _lab import header, median, note, table, verdict
-from _loopback import redis_server
+from _loopback import redis_server, run_interruptible
 
 from agent.drivers.redis_benchmark import RedisBenchmarkDriver
 from agent.drivers.redis_benchmark_command import command_line
@@ -119,4 +119,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible(main))

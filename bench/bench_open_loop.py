@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _floor import Floor, schedule_floor
 from _lab import header, median, note, table, verdict
-from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server
+from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server, run_interruptible
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.intervals import IntervalData, LoadReport
@@ -257,4 +257,4 @@ def show(closed: list[float], samples: dict[float, list[Sample]], floors: list[F
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible(main))
