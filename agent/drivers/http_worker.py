@@ -450,13 +450,16 @@ class HttpWorker:
                 continue
             if not open_loop:
                 ready = poll((wake - now) / 1e9)
-            elif not (ready := poll(0.0)) and wake > now:  # nothing to do: wait, counted
-                if timeout := poll_timeout_s(wake, now):
+            elif wake <= now:
+                ready = poll(0.0)
+            elif timeout := poll_timeout_s(wake, now):  # sleep if nothing is ready; counted
+                if not (ready := poll(0.0)):
                     ready = poll(timeout)
-                    seen = perf()
-                else:  # the next point is too close to sleep for
-                    ready, seen = spin_counter.poll_spinning(poll, wake, spin)
-                idle += seen - now
+                    idle += perf() - now
+            else:  # an open loop's next point, too close to sleep for: poll for it (counted)
+                spun = spin.total_ns
+                ready, _seen = spin_counter.poll_spinning(poll, wake, spin)
+                idle += spin.total_ns - spun
             for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:

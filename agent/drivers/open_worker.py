@@ -226,15 +226,19 @@ class OpenWorker(Worker):
                     tick = drain_end if last is not None else self._wake(grid)
                 wake = tick if last is not None else min(tick, self._next_point())
                 now = perf()
-            ready = poll(0.0)
-            received_ns = perf()  # every reply of this round arrived by now
-            if not (ready or rolling) and wake > now:  # nothing to do: wait, and count it
-                if timeout := poll_timeout_s(wake, now):
+            if rolling or wake <= now:
+                ready = poll(0.0)
+                received_ns = perf()  # every reply of this round arrived by now
+            elif timeout := poll_timeout_s(wake, now):  # sleep if nothing is ready; counted
+                ready = poll(0.0)
+                if not ready:
                     ready = poll(timeout)
-                    received_ns = perf()
-                else:  # the next point is too close to sleep for
-                    ready, received_ns = poll_spinning(poll, wake, spin)
-                idle += received_ns - now
+                    idle += perf() - now
+                received_ns = perf()
+            else:  # the next point is too close to sleep for: poll for it (counted)
+                spun = spin.total_ns
+                ready, received_ns = poll_spinning(poll, wake, spin)
+                idle += spin.total_ns - spun
             for fd, events in ready:
                 conn = by_fd.get(fd)
                 if conn is None:
