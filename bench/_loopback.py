@@ -87,4 +87,3 @@ def run_interruptible(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: redis-server stopped", file=sys.stderr)
         return 130
-

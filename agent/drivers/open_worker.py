@@ -398,15 +398,14 @@ def schedule_counts(counters: ScheduleCounters,
         backlog += points
         if busy:
             waiting += points
-    if counters.idle_ns < SATURATED_IDLE_SHARE * interval_ns:
-        counters.late_waiting = waiting = 0
+    split = counters.idle_ns >= SATURATED_IDLE_SHARE * interval_ns
     data = OpenLoopData(
         sent=counters.sent,
         late=counters.late,
         lateness_max_usec=(counters.lateness_max_ns + 500) // 1000,
         not_sent=backlog * pipeline,
-        late_waiting=counters.late_waiting,
-        not_sent_waiting=waiting * pipeline,
+        late_waiting=counters.late_waiting if split else 0,
+        not_sent_waiting=waiting * pipeline if split else 0,
     )
     lateness, counters.lateness_usec = counters.lateness_usec, {}
     counters.reset()

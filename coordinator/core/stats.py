@@ -42,10 +42,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Final
 
 from hdrh.histogram import HdrHistogram
 
+from agent.drivers.intervals import OpenLoopData
 from agent.histograms import HistogramParams, percentiles
 from coordinator.core.clock import ClockEstimate, to_coordinator_time
 from coordinator.core.figures import (
@@ -252,14 +253,7 @@ class _Merging:
             histogram=encoded,
             **stall_figures(histogram),
             gap_usec=interval.gap_usec,
-            sent=loop.sent if loop is not None else None,
-            late=loop.late if loop is not None else None,
-            lateness_max_usec=loop.lateness_max_usec if loop is not None else None,
-            not_sent=loop.not_sent if loop is not None else None,
-            behind_schedule=loop.behind_schedule if loop is not None else None,
-            late_waiting=loop.late_waiting if loop is not None else None,
-            not_sent_waiting=loop.not_sent_waiting if loop is not None else None,
-            loop_behind=loop.loop_behind if loop is not None else None,
+            **open_loop_record(loop),
             redirects=dict(interval.redirects) if interval.redirects else None,
         )
 
@@ -291,6 +285,18 @@ class _Merging:
         )
 
 
+OPEN_LOOP_RECORDED: Final = ("sent", "late", "lateness_max_usec", "not_sent", "behind_schedule",
+                              "late_waiting", "not_sent_waiting", "loop_behind")
+"""An interval's open-loop figures (:class:`OpenLoopData`'s) its record carries by name."""
+
+
+def open_loop_record(loop: OpenLoopData | None) -> dict[str, Any]:
+    """An interval record's open-loop fields: ``loop``'s figures, or all null in a closed
+    loop."""
+    return {name: getattr(loop, name) if loop is not None else None
+            for name in OPEN_LOOP_RECORDED}
+
+
 def open_loop_figures(measured: Sequence[IntervalRecord], seconds: float) -> dict[str, Any]:
     """An agent's achieved rate and whether it kept its schedule over the window."""
     loops = [record for record in measured if record.sent is not None]
@@ -300,7 +306,7 @@ def open_loop_figures(measured: Sequence[IntervalRecord], seconds: float) -> dic
             "behind_schedule": any(record.behind_schedule for record in loops)}
 
 
-def stall_figures(histogram: HdrHistogram) -> dict[str, int | None]:
+def stall_figures(histogram: HdrHistogram) -> dict[str, Any]:
     """An interval's tail: p99, p99.9 and max, µs; all None (not 0) when it has no reply, so
     that an interval a stall emptied does not read as a fast one."""
     if not histogram.get_total_count():
