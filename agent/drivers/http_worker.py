@@ -232,7 +232,7 @@ class HttpWorker:
         self._tls: ssl.SSLContext | None = None
         self._server_name = server_name(target.tls or {}, target.address)
         self.open_loop = config.open_loop
-        self.counters = ScheduleCounters()
+        self.counters = ScheduleCounters.for_histogram(config.histogram)
         self._due: list[tuple[int, int, HttpConnection]] = []  # idle connections by point
         self._order = itertools.count()  # ties in the heap: never compare connections
         self._end = 0  # the planned end (perf clock), once the load began
@@ -403,6 +403,8 @@ class HttpWorker:
         perf = time.perf_counter_ns
         recorder = self.recorder
         buckets = [recorder.bucket(r.name) for r in self.requests]
+        exact_below = recorder.latencies.params.exact_below  # HistogramParams.bucket_floor
+        bucket_bits = recorder.latencies.params.sub_bucket_bits
         expect = self.expect
         json_paths = self.json_paths
         buffer, view = self._buffer, self._view
@@ -511,6 +513,9 @@ class HttpWorker:
                             recorder.count_error(ERROR_CHECK)
                         else:
                             latency = (received_ns - conn.sent_ns + 500) // 1000 or 1
+                            if latency >= exact_below:  # an overload's: its bucket's floor
+                                shift = latency.bit_length() - bucket_bits
+                                latency = latency >> shift << shift
                             bucket = buckets[template]
                             bucket[latency] = bucket.get(latency, 0) + 1
                     else:

@@ -65,6 +65,7 @@ from agent.drivers.resp_connection import (
     Connection,
 )
 from agent.drivers.schedule import (
+    LATE_NS,
     POISSON,
     ConnectionSchedule,
     ScheduleCounters,
@@ -93,9 +94,10 @@ class OpenWorker(Worker):
         self.period_ns = 1e9 / connection_rate(
             self.plan.rate, self.plan.host_connections, config.pipeline
         )
-        self.counters = ScheduleCounters()
+        self.counters = ScheduleCounters.for_histogram(config.histogram)
         self.schedules: dict[Connection, ConnectionSchedule] = {}
-        self._due: list[tuple[int, int, Connection]] = []  # idle connections by next point
+        # idle connections by next point: (point, order, connection, whether it was busy then)
+        self._due: list[tuple[int, int, Connection, bool]] = []
         self._order = itertools.count()  # ties in the heap: never compare connections
         self._end = 0  # the planned end (perf clock), once the load began
         self._busy_at_end: set[Connection] | None = None  # not free when the grid ended
@@ -132,7 +134,7 @@ class OpenWorker(Worker):
         if schedule is None:  # (connected before the load began: begin() sends)
             return False
         if schedule.due > time.perf_counter_ns():
-            heappush(self._due, (schedule.due, next(self._order), conn))
+            heappush(self._due, (schedule.due, next(self._order), conn, False))
             return False
         return self._send_point(conn, schedule, waited=True)  # its point came as it connected
 
@@ -161,25 +163,21 @@ class OpenWorker(Worker):
         self.counters.record_send(point, now, len(batch), waited)
         return sent > 0
 
-    def _send_due(self, now: int) -> None:
-        """Send every idle connection whose point came by ``now``."""
-        due = self._due
-        schedules = self.schedules
-        while due and due[0][0] <= now:
-            point, _, conn = heappop(due)
-            schedule = schedules[conn]
-            if conn.state == READY and conn.batch is None and schedule.due == point:
-                self._send_point(conn, schedule)
-            # otherwise a stale entry: the connection failed meanwhile (it is pushed again
-            # when it is back) or already sent this point
-
-    def _next_point(self) -> int:
-        return self._due[0][0] if self._due else _NEVER
-
     # --- the loop -------------------------------------------------------------------------
 
     def loop(self, grid: IntervalGrid) -> str:  # noqa: PLR0912, PLR0915
-        """The event loop; returns why it ended: ``completed`` or ``stopped``."""
+        """The event loop; returns why it ended: ``completed`` or ``stopped``.
+
+        As in the closed loop, the hot path stays in this one frame with its names in locals:
+        a batch's send and its schedule accounting are written out here, not called
+        (:meth:`_send_point` and ``record_send`` serve the start and reconnections; the
+        accounting is kept in locals and added to :attr:`counters` before an interval is
+        taken). A connection whose reply comes goes back in the heap even when its point has
+        passed (it then queued: ``waited``), and the top of the loop sends every due point: one
+        place for every send of the running load. Latencies and lateness from the histogram's
+        inexact range on are counted under their bucket's floor
+        (:meth:`~agent.histograms.HistogramParams.bucket_floor`). Measured in
+        docs/architecture.md ("An open loop far behind")."""
         poll = self._poller.poll
         by_fd = self._by_fd
         control_fd = self.channel.fileno()
@@ -193,38 +191,78 @@ class OpenWorker(Worker):
         schedules = self.schedules
         due = self._due
         order = self._order
-        send_point = self._send_point
         spin = self._spin
         counters = self.counters
-        requests = bytes_in = gap = idle = 0
+        lateness_usec = counters.lateness_usec  # replaced at every interval taken: re-read
+        exact_below = recorder.latencies.params.exact_below  # HistogramParams.bucket_floor
+        bucket_bits = recorder.latencies.params.sub_bucket_bits
+        requests = bytes_in = bytes_out = gap = idle = 0
+        sent_requests = late = late_waiting = lateness_max = 0  # the schedule's, this interval
         last: tuple[int, bool] | None = None
         drain_end = grid.end + self.config.timeline.drain_ns
         rolling = self._rolling
         tick = self._wake(grid)  # the next boundary or reconnection (or the drain's end)
-        wake = min(tick, self._next_point())
+        wake = min(tick, due[0][0]) if due else tick
         while True:
             if rolling:  # an ended interval being packed: one slice per round
                 self._roll_step()
             now = perf()
             if now >= wake:
-                if last is None:
-                    self._send_due(now)
+                while due and due[0][0] <= now and last is None:  # every point come: sent
+                    point, _, sender, queued = heappop(due)
+                    schedule = schedules[sender]
+                    if sender.state or sender.batch is not None or schedule.due != point:
+                        continue  # stale: it failed meanwhile, or sent this point already
+                    schedule.take()
+                    outgoing = sender.next_batch()  # the mix, or a cluster primary's stream
+                    sender.batch = outgoing
+                    sender.received = 0
+                    sender.sent_ns = point  # its latency counts from the point
+                    sent_at = sender.last_reply_ns = perf()
+                    payload = outgoing.payload
+                    try:
+                        sent = sender.send(payload)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError:
+                        self._fail(sender)
+                        tick = self._wake(grid)
+                        continue
+                    bytes_out += sent
+                    if sent < len(payload):
+                        self._pend(sender, payload[sent:])
+                    requests_out = outgoing.size  # ScheduleCounters.record_send, written out
+                    sent_requests += requests_out
+                    lateness = sent_at - point
+                    if lateness > LATE_NS:
+                        late += requests_out
+                        if queued:
+                            late_waiting += requests_out
+                    if lateness > lateness_max:  # noqa: PLR1730 - a call to max() costs more
+                        lateness_max = lateness
+                    usec = (lateness + 500) // 1000 if lateness > 0 else 0
+                    if usec >= exact_below:  # far behind: under its bucket's floor
+                        shift = usec.bit_length() - bucket_bits
+                        usec = usec >> shift << shift
+                    lateness_usec[usec] = lateness_usec.get(usec, 0) + 1
                 if now >= tick or last is not None:  # draining: a batch just came, all in?
                     recorder.requests += requests
                     recorder.bytes_received += bytes_in
+                    recorder.bytes_sent += bytes_out
                     recorder.note_gap(gap)
-                    requests = bytes_in = gap = 0
+                    requests = bytes_in = bytes_out = gap = 0
                     if last is None:
-                        counters.idle_ns += idle  # (the drain's waiting is no interval's)
-                        idle = 0
+                        counters.add(sent_requests, late, late_waiting, lateness_max, idle)
+                        sent_requests = late = late_waiting = lateness_max = idle = 0
                         last = self._housekeeping(grid, now)
+                        lateness_usec = counters.lateness_usec
                         if last is not None:
                             self._drain_start()
                     if last is not None and (now >= drain_end or self._answered()):
                         self._drained(last, now)
                         return COMPLETED
                     tick = drain_end if last is not None else self._wake(grid)
-                wake = tick if last is not None else min(tick, self._next_point())
+                wake = min(tick, due[0][0]) if due and last is None else tick
                 now = perf()
             if rolling or wake <= now:
                 ready = poll(0.0)
@@ -245,9 +283,11 @@ class OpenWorker(Worker):
                     if fd == control_fd:
                         recorder.requests += requests
                         recorder.bytes_received += bytes_in
+                        recorder.bytes_sent += bytes_out
                         recorder.note_gap(gap)
-                        requests = bytes_in = gap = 0
+                        requests = bytes_in = bytes_out = gap = 0
                         if stop_requested(self.channel):
+                            counters.add(sent_requests, late, late_waiting, lateness_max, 0)
                             self._flush_rolls()
                             if last is not None:
                                 self.report_interval(last[0], complete=False)
@@ -301,6 +341,9 @@ class OpenWorker(Worker):
                     continue
                 requests += done - first
                 latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # from the point
+                if latency >= exact_below:  # an overload's: under its bucket's floor
+                    shift = latency.bit_length() - bucket_bits
+                    latency = latency >> shift << shift
                 wanted = batch.size
                 bad = None
                 if replies is not None and (error_replies[0] != errors_seen
@@ -326,16 +369,10 @@ class OpenWorker(Worker):
                 if last is not None:  # draining: nothing new
                     wake = now
                     continue
-                schedule = schedules[conn]
-                point = schedule.due
-                if point <= perf():  # it was busy past its point: the batch queued
-                    if not send_point(conn, schedule, True) and conn.state != READY:
-                        tick = self._wake(grid)
-                        wake = now
-                else:
-                    heappush(due, (point, next(order), conn))
-                    if point < wake:  # noqa: PLR1730
-                        wake = point
+                point = schedules[conn].due  # its next batch: sent at the top when it comes
+                heappush(due, (point, next(order), conn, point <= received_ns))
+                if point < wake:  # noqa: PLR1730 (past: the batch queued, sent at once)
+                    wake = point
 
     # --- intervals ------------------------------------------------------------------------
 

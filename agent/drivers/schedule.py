@@ -31,6 +31,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Final
 
+from agent.histograms import HistogramParams
+
 #: The arrival processes ``arrivals`` accepts.
 CONSTANT: Final = "constant"
 POISSON: Final = "poisson"
@@ -138,6 +140,15 @@ class ScheduleCounters:
     lateness_max_ns: int = 0
     lateness_usec: dict[int, int] = field(default_factory=dict)  # batches by lateness (µs)
     idle_ns: int = 0  # the loop's time waiting in its poll (asleep, or polling for a point)
+    exact_below: int = 1 << 62  # lateness from here counted under its bucket's floor:
+    sub_bucket_bits: int = 0  # HistogramParams.bucket_floor (not reset)
+
+    @classmethod
+    def for_histogram(cls, params: HistogramParams) -> ScheduleCounters:
+        """Counters whose lateness distribution is kept for histograms of ``params``: a
+        lateness of seconds (an open loop far behind) is counted under its bucket's floor
+        (:meth:`HistogramParams.bucket_floor`), which keeps the dict small."""
+        return cls(exact_below=params.exact_below, sub_bucket_bits=params.sub_bucket_bits)
 
     def record_send(self, point_ns: int, now_ns: int, requests: int,
                     waited: bool = False) -> None:
@@ -156,8 +167,23 @@ class ScheduleCounters:
         if lateness > self.lateness_max_ns:  # noqa: PLR1730
             self.lateness_max_ns = lateness
         usec = (lateness + 500) // 1000
+        if usec >= self.exact_below:
+            shift = usec.bit_length() - self.sub_bucket_bits
+            usec = usec >> shift << shift
         buckets = self.lateness_usec
         buckets[usec] = buckets.get(usec, 0) + 1
+
+    def add(self, sent: int, late: int, late_waiting: int, lateness_max_ns: int,
+            idle_ns: int) -> None:
+        """What a loop counted in its own locals since it last added (the RESP open loop
+        writes :meth:`record_send` out in its hot path); the lateness distribution it wrote
+        to :attr:`lateness_usec` directly."""
+        self.sent += sent
+        self.late += late
+        self.late_waiting += late_waiting
+        if lateness_max_ns > self.lateness_max_ns:  # noqa: PLR1730
+            self.lateness_max_ns = lateness_max_ns
+        self.idle_ns += idle_ns
 
     def reset(self) -> None:
         self.sent = self.late = self.late_waiting = self.lateness_max_ns = self.idle_ns = 0

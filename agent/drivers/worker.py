@@ -468,7 +468,8 @@ class Worker(RespConnections):
         elif isinstance(final, hiredis.ReplyError):
             recorder.count_error(error_type(str(final)))
         else:
-            latency = (received_ns - conn.sent_ns + 500) // 1000 or 1
+            latency = recorder.latencies.params.bucket_floor(
+                (received_ns - conn.sent_ns + 500) // 1000 or 1)
             bucket = recorder.bucket(self.mix.commands[batch.kinds[last]])
             bucket[latency] = bucket.get(latency, 0) + 1
             if recorder.shards is not None:
@@ -605,6 +606,8 @@ class Worker(RespConnections):
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
         error_replies = ERROR_REPLIES
         errors_seen = error_replies[0]
+        exact_below = recorder.latencies.params.exact_below  # HistogramParams.bucket_floor
+        bucket_bits = recorder.latencies.params.sub_bucket_bits
         requests = bytes_in = bytes_out = gap = 0
         last: tuple[int, bool] | None = None  # the last interval, reported after the drain
         drain_end = grid.end + self.config.timeline.drain_ns
@@ -697,6 +700,9 @@ class Worker(RespConnections):
                     continue
                 requests += done - first
                 latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # nearest µs
+                if latency >= exact_below:  # an overload's: under its bucket's floor
+                    shift = latency.bit_length() - bucket_bits
+                    latency = latency >> shift << shift
                 wanted = batch.size
                 bad = None
                 if replies is not None and (error_replies[0] != errors_seen

@@ -155,6 +155,39 @@ def test_histogram_params_round_trip() -> None:
     assert HistogramParams.from_json(PARAMS.to_json()) == PARAMS
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    lowest=st.integers(1, 5_000),
+    figures=st.integers(1, 5),
+    values=st.lists(st.integers(1, 10**9), min_size=1, max_size=50),
+)
+def test_a_bucket_floor_is_the_histograms_own_lowest_equivalent_value(
+    lowest: int, figures: int, values: list[int]
+) -> None:
+    """The load loops count a latency under its bucket's floor: the histogram recorded from
+    the floors is the one recorded from the values, bucket for bucket."""
+    params = HistogramParams(lowest, 10**9, figures)
+    exact = params.empty()
+    floored = params.empty()
+    for value in (max(value, lowest) for value in values):
+        floor = params.bucket_floor(value)
+        if value < params.exact_below:
+            assert floor == value
+        else:
+            assert floor == exact.get_lowest_equivalent_value(value) <= value
+        exact.record_value(value)
+        floored.record_value(floor)
+    assert list(exact.counts) == list(floored.counts)
+
+
+def test_the_exact_range_is_the_histograms_one_unit_buckets() -> None:
+    assert (PARAMS.sub_bucket_bits, PARAMS.exact_below) == (11, 2_048)
+    assert PARAMS.bucket_floor(2_047) == 2_047
+    assert PARAMS.bucket_floor(2_049) == 2_048  # buckets of 2 from 2,048
+    assert PARAMS.bucket_floor(1_500_123) == 1_499_136  # buckets of 1,024 from 2**20
+    assert HistogramParams(10, 10**6, 2).exact_below == 256 << 3
+
+
 # --- the interval recorder -------------------------------------------------------------------
 
 

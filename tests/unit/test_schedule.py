@@ -21,6 +21,7 @@ from agent.drivers.schedule import (
     stagger,
 )
 from agent.drivers.spec import Timeline
+from agent.histograms import HistogramParams
 
 
 def seeded(seed: int) -> random.Random:
@@ -130,6 +131,29 @@ def test_lateness_is_never_negative_and_late_means_beyond_the_threshold() -> Non
     assert counters.lateness_usec == {0: 1, 1000: 2}
     counters.reset()
     assert counters == ScheduleCounters()
+
+
+def test_a_lateness_of_seconds_is_counted_under_its_histogram_buckets_floor() -> None:
+    """An open loop far behind sends each batch with a lateness of its own: counted exactly,
+    nearly every send would be a new key of the lateness dict."""
+    counters = ScheduleCounters.for_histogram(HistogramParams())
+    counters.record_send(0, 1_500_123_000, 1)
+    counters.record_send(0, 1_500_100_000, 1)  # the same bucket (1,024 µs wide)
+    counters.record_send(0, 2_047_000, 1)  # below 2,048 µs: exact
+    assert counters.lateness_usec == {1_499_136: 2, 2_047: 1}
+    assert counters.lateness_max_ns == 1_500_123_000  # the largest stays exact
+    assert ScheduleCounters().exact_below > 10**15  # no histogram given: every µs kept
+
+
+def test_counts_kept_in_a_loops_locals_add_up_as_record_send_would() -> None:
+    recorded = ScheduleCounters()
+    recorded.record_send(0, 10, 2)
+    recorded.record_send(0, LATE_NS + 5, 3, waited=True)
+    added = ScheduleCounters(lateness_max_ns=7)
+    added.add(5, 3, 3, LATE_NS + 5, 0)
+    added.add(0, 0, 0, 3, 11)  # a smaller largest lateness leaves the largest as it is
+    assert (added.sent, added.late, added.late_waiting, added.lateness_max_ns, added.idle_ns) == (
+        recorded.sent, recorded.late, recorded.late_waiting, recorded.lateness_max_ns, 11)
 
 
 def test_lateness_percentiles_by_nearest_rank() -> None:
