@@ -275,6 +275,12 @@ class IntervalRecord(Model):
         "kind; each is one re-send of a request (null: none, or not a cluster)"
     )
 
+    @property
+    def load_fell_behind(self) -> bool:
+        """The load process itself fell behind its schedule: ``loop_behind``, or for a
+        document older than that field ``behind_schedule`` (False for a closed loop)."""
+        return bool(self.behind_schedule if self.loop_behind is None else self.loop_behind)
+
 
 class AgentRepetition(Model):
     """One agent's part of a repetition."""

@@ -205,7 +205,7 @@ def schedule_finding(agent: AgentRepetition, window: Sequence[int], thresholds: 
     if not measured:
         return None
     behind = [measured[index] for index in window
-              if index in measured and _loop_behind(measured[index])
+              if index in measured and measured[index].load_fell_behind
               and index not in server_saturated]
     share = 100 * len(behind) / len(window) if window else 0.0
     if not behind or share <= thresholds.saturated_intervals_percent:
@@ -220,10 +220,6 @@ def schedule_finding(agent: AgentRepetition, window: Sequence[int], thresholds: 
         value=share, threshold=thresholds.saturated_intervals_percent,
         detail=f"its open-loop schedule behind in {len(behind)} of {len(window)} intervals "
                f"({shown}{more}): it could not send at benchmark.builtin.rate"))
-
-
-def _loop_behind(record: IntervalRecord) -> bool:
-    return bool(record.behind_schedule if record.loop_behind is None else record.loop_behind)
 
 
 def _waiting(record: IntervalRecord) -> str:

@@ -22,6 +22,7 @@ from coordinator.core.host_series import server_series
 from coordinator.core.marks import MARKS
 from coordinator.core.metrics import HostMetrics
 from coordinator.core.platform import host_facts, server_facts
+from coordinator.core.schedule_rows import ScheduleRow, schedule_rows
 from coordinator.core.shards import ShardRow, shard_rows
 from coordinator.core.target_rows import TargetRow, target_rows
 from coordinator.report.standard_files import histogram_params, interval_seconds
@@ -217,6 +218,7 @@ class ReportData:
     inventory: dict[str, JsonValue]
     shards: list[ShardRow] = field(default_factory=list)  # a Redis Cluster's, per primary
     targets: list[TargetRow] = field(default_factory=list)  # several servers': per server
+    schedules: list[ScheduleRow] = field(default_factory=list)  # an open loop's, per client
 
 
 def optional(document: ResultsDocument, names: Sequence[str]) -> JsonValue | None:
@@ -256,6 +258,7 @@ def report_data(document: ResultsDocument) -> ReportData:
         inventory=document.inventory,
         shards=shard_rows(document.repetitions),
         targets=target_rows(document.repetitions),
+        schedules=schedule_rows(document.repetitions),
     )
 
 

@@ -21,6 +21,7 @@ import yaml
 from pydantic import JsonValue
 
 from coordinator.core.errors import CoordError
+from coordinator.core.schedule_rows import SCHEDULE_HEADERS, ScheduleRow, schedule_cells
 from coordinator.core.shards import SHARD_HEADERS, ShardRow, shard_cells
 from coordinator.core.target_rows import TARGET_HEADERS, TargetRow, target_cells
 from coordinator.report.data import (
@@ -105,7 +106,7 @@ def render_html(data: ReportData, invocation: str) -> str:
         f"<p>status <b>{_e(data.status)}</b>, started {_e(data.created)}, finished "
         f"{_e(data.finished or '-')}; coord {_e(data.coord_version)}</p>",
         _verdicts(data), "<h2>Summary</h2>", _summary_table(data.rows), _shard_table(data.shards),
-        _target_table(data.targets),
+        _target_table(data.targets), _schedule_table(data.schedules),
         "<h2>Latency spectrum</h2>",
         *(plot(spectrum_figure(s)) for s in data.spectra if any(c.latency_usec for c in s.curves)),
         "<h2>Over time</h2>",
@@ -187,26 +188,39 @@ def summary_cells(row: SummaryRow) -> list[tuple[str, str]]:
 
 def _shard_table(rows: list[ShardRow]) -> str:
     """A Redis Cluster's primaries (nothing for a single server)."""
-    if not rows:
-        return ""
-    head = "".join(f"<th>{_e(h)}</th>" for h in SHARD_HEADERS)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in shard_cells(row)) + "</tr>"
-                   for row in rows)
-    return (f"<h3>Per primary</h3><table><tr>{head}</tr>{body}</table><p>medians across "
-            "repetitions; share: of every reply of the run; × even: the share against an even "
-            "spread over the primaries (1.00: its fair part).</p>")
+    return _extra_table("Per primary", SHARD_HEADERS, [shard_cells(row) for row in rows],
+                        "medians across repetitions; share: of every reply of the run; × even: "
+                        "the share against an even spread over the primaries (1.00: its fair "
+                        "part).")
 
 
 def _target_table(rows: list[TargetRow]) -> str:
     """A run loading several servers: one row per server (nothing for one server)."""
+    return _extra_table("Per server", TARGET_HEADERS, [target_cells(row) for row in rows],
+                        "medians across repetitions, each server's figures merged over its own "
+                        "clients only; the summary above is the first server's "
+                        f"({rows[0].server})." if rows else "")
+
+
+def _schedule_table(rows: list[ScheduleRow]) -> str:
+    """An open loop's schedule per client and repetition (nothing for a closed loop)."""
+    return _extra_table("Open-loop schedule", SCHEDULE_HEADERS,
+                        [schedule_cells(row) for row in rows],
+                        "the window's intervals; late: sent more than 1 ms after the intended "
+                        "time; waiting on the server: their connection still awaited its "
+                        "previous reply; not sent: the most queued at an interval's end; "
+                        "behind: an interval with requests not sent or over 1 % late, own when "
+                        "the load process itself fell behind (docs/drivers.md).")
+
+
+def _extra_table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]],
+                 caption: str) -> str:
+    """One of the tables under the summary, titled and captioned; nothing without rows."""
     if not rows:
         return ""
-    head = "".join(f"<th>{_e(h)}</th>" for h in TARGET_HEADERS)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in target_cells(row)) + "</tr>"
-                   for row in rows)
-    return (f"<h3>Per server</h3><table><tr>{head}</tr>{body}</table><p>medians across "
-            f"repetitions, each server's figures merged over its own clients only; the summary "
-            f"above is the first server's ({_e(rows[0].server)}).</p>")
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<h3>{_e(title)}</h3><table><tr>{head}</tr>{body}</table><p>{_e(caption)}</p>"
 
 
 def _summary_table(rows: list[SummaryRow]) -> str:

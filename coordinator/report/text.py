@@ -19,7 +19,7 @@ from coordinator.report.html import (
     baseline_cells,
     summary_cells,
 )
-from coordinator.run.view import shard_tables, target_tables
+from coordinator.run.view import schedule_tables, shard_tables, target_tables
 
 STATE_STYLES = {"flagged": "bold red", "undecided": "yellow", "clear": "green",
                 "invalid": "bold red", "warning": "yellow", "note": "dim"}
@@ -45,7 +45,7 @@ def render_text(data: ReportData, invocation: str) -> RenderableType:
         parts.append(Text.assemble((warning.severity, STATE_STYLES.get(warning.severity, "")),
                                    f" {warning.mark} ({warning.scope}): {warning.meaning}"))
     parts += [Rule("summary"), _summary(data), *shard_tables(data.shards),
-              *target_tables(data.targets),
+              *target_tables(data.targets), *schedule_tables(data.schedules),
               Rule("latency spectrum (ms)"), _spectrum(data),
               Rule("over time"), _timelines(data),
               Rule("host CPU (%)"), _host_cpu(data),

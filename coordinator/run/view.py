@@ -29,6 +29,12 @@ from coordinator.core import marks
 from coordinator.core.baselines import BaselinePair
 from coordinator.core.errors import HostError
 from coordinator.core.figures import LATENCY_FIGURES
+from coordinator.core.schedule_rows import (
+    SCHEDULE_HEADERS,
+    ScheduleRow,
+    schedule_cells,
+    schedule_rows,
+)
 from coordinator.core.shards import SHARD_HEADERS, ShardRow, shard_cells, shard_rows
 from coordinator.core.target_rows import TARGET_HEADERS, TargetRow, target_cells, target_rows
 from coordinator.core.verdict_records import Evidence, Verdict
@@ -312,24 +318,33 @@ def baseline_table(pairs: Sequence[BaselinePair], title: str) -> RenderableType:
 def shard_tables(rows: list[ShardRow]) -> list[RenderableType]:
     """A Redis Cluster's primaries as a table (none for a single server): medians across
     repetitions, each one's share of the replies and that share against an even spread."""
-    if not rows:
-        return []
-    table = Table(*SHARD_HEADERS, title="per primary (medians across repetitions)",
-                  title_justify="left")
-    for row in rows:
-        table.add_row(*shard_cells(row))
-    return [table]
+    return _extra_tables("per primary (medians across repetitions)", SHARD_HEADERS,
+                         [shard_cells(row) for row in rows])
+
+
+def schedule_tables(rows: list[ScheduleRow]) -> list[RenderableType]:
+    """An open loop's schedule per client and repetition as a table (none for a closed
+    loop): whether the rate was kept, and whose fault the late requests were."""
+    return _extra_tables("open-loop schedule (the window's intervals)", SCHEDULE_HEADERS,
+                         [schedule_cells(row) for row in rows])
 
 
 def target_tables(rows: list[TargetRow]) -> list[RenderableType]:
     """A run loading several servers: one row per server (none for one server), medians
     across repetitions; the summary above is the first server's."""
+    title = (f"per server (medians across repetitions; the summary above is {rows[0].server}'s)"
+             if rows else "")
+    return _extra_tables(title, TARGET_HEADERS, [target_cells(row) for row in rows])
+
+
+def _extra_tables(title: str, headers: tuple[str, ...],
+                  rows: list[tuple[str, ...]]) -> list[RenderableType]:
+    """One of the tables under the summary, as a list: empty without rows."""
     if not rows:
         return []
-    table = Table(*TARGET_HEADERS, title=f"per server (medians across repetitions; the summary "
-                  f"above is {rows[0].server}'s)", title_justify="left")
+    table = Table(*headers, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*target_cells(row))
+        table.add_row(*row)
     return [table]
 
 
@@ -355,7 +370,8 @@ def summary_table(document: ResultsDocument) -> RenderableType:
     row("error rate", summary.error_rate, 0.01, "%")
     parts: list[RenderableType] = [verdict_report(document), table,
                                    *shard_tables(shard_rows(document.repetitions)),
-                                   *target_tables(target_rows(document.repetitions))]
+                                   *target_tables(target_rows(document.repetitions)),
+                                   *schedule_tables(schedule_rows(document.repetitions))]
     baselines = document.baselines
     if baselines is not None and baselines.before:
         parts.append(baseline_table(baselines.before, "netperf baseline before the benchmark "
