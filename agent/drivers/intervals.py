@@ -26,8 +26,10 @@ counters. Counters, as the coordinator reads them (``coordinator/core/stats.py``
   of those, the ones whose connection was not free at their intended time (still awaiting
   its previous reply, or connecting): they queued behind the server, not behind the loop;
   ``lateness``: the distribution of every batch's lateness (µs, send minus intended time, an
-  encoded HdrHistogram with the latencies' settings). Summed, added, the largest lateness a
-  max.
+  encoded HdrHistogram with the latencies' settings); ``lateness_waiting``: of those, the
+  batches that queued behind a connection not free at their point (empty when the loop was
+  saturated, as ``late_waiting`` is), so ``lateness`` less ``lateness_waiting`` is the load
+  process's own lateness. Summed, added, the largest lateness a max.
 * ``redirects`` (a Redis Cluster): ``MOVED`` and ``ASK`` replies followed, by kind: each is one
   re-send of a request, not a request of its own (the request counts once, with its final
   reply; agent/drivers/cluster_redirects.py). Summed.
@@ -55,7 +57,8 @@ reader of :mod:`agent.messages`)::
                     "open_loop": null | {"sent": int, "late": int,
                                          "lateness_max_usec": int, "not_sent": int,
                                          "lateness": BASE64, "late_waiting": int,
-                                         "not_sent_waiting": int},
+                                         "not_sent_waiting": int,
+                                         "lateness_waiting": BASE64},
                     "redirects": {"MOVED" | "ASK": int},
                     "shards": {HOST:PORT: {"histogram": BASE64, "count": int}}}],
      "format": 1}
@@ -106,6 +109,16 @@ BEHIND_LATE_FLOOR: Final = 10
 
 
 @dataclass(frozen=True)
+class ScheduleLateness:
+    """An open loop's lateness over one interval, µs -> batches, before it is encoded: of
+    every batch sent, and of the batches among them that queued behind a connection not free at
+    their point (their lateness is the server's; the rest is the load process's own)."""
+
+    every: Mapping[int, int]
+    waiting: Mapping[int, int]
+
+
+@dataclass(frozen=True)
 class OpenLoopData:
     """One interval of an open loop's schedule (see the module's docstring)."""
 
@@ -116,6 +129,7 @@ class OpenLoopData:
     lateness: str = ""  # the lateness of every batch sent, µs, an encoded HdrHistogram
     late_waiting: int = 0  # of ``late``, queued behind a connection that was not free
     not_sent_waiting: int = 0  # of ``not_sent``, the same
+    lateness_waiting: str = ""  # of ``lateness``, the batches that queued, the same way
 
     def __post_init__(self) -> None:
         _counts(sent=self.sent, late=self.late, lateness_max_usec=self.lateness_max_usec,
@@ -150,12 +164,15 @@ class OpenLoopData:
         if not present:
             return None
         return cls.summed(
-            present, encode(merge_encoded((p.lateness for p in present if p.lateness), params)))
+            present, encode(merge_encoded((p.lateness for p in present if p.lateness), params)),
+            encode(merge_encoded((p.lateness_waiting for p in present if p.lateness_waiting),
+                                 params)))
 
     @classmethod
-    def summed(cls, parts: Sequence[OpenLoopData], lateness: str) -> OpenLoopData:
-        """Several processes' schedules (at least one) with their merged ``lateness``: counts
-        summed, the largest lateness the largest."""
+    def summed(cls, parts: Sequence[OpenLoopData], lateness: str,
+               lateness_waiting: str = "") -> OpenLoopData:
+        """Several processes' schedules (at least one) with their merged ``lateness`` and
+        ``lateness_waiting``: counts summed, the largest lateness the largest."""
         return cls(
             sent=sum(part.sent for part in parts),
             late=sum(part.late for part in parts),
@@ -164,6 +181,7 @@ class OpenLoopData:
             lateness=lateness,
             late_waiting=sum(part.late_waiting for part in parts),
             not_sent_waiting=sum(part.not_sent_waiting for part in parts),
+            lateness_waiting=lateness_waiting,
         )
 
 

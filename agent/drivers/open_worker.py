@@ -51,7 +51,7 @@ from heapq import heappop, heappush
 from typing import Any, Final
 
 from agent.drivers.channel import Channel
-from agent.drivers.intervals import OpenLoopData
+from agent.drivers.intervals import OpenLoopData, ScheduleLateness
 from agent.drivers.kit.counted import IntervalCounts
 from agent.drivers.kit.spin_counter import poll_spinning
 from agent.drivers.kit.timed import COMPLETED, STOPPED, IntervalGrid, stop_requested
@@ -194,6 +194,7 @@ class OpenWorker(Worker):
         spin = self._spin
         counters = self.counters
         lateness_usec = counters.lateness_usec  # replaced at every interval taken: re-read
+        lateness_waiting_usec = counters.lateness_waiting_usec  # (the same)
         exact_below = recorder.latencies.params.exact_below  # HistogramParams.bucket_floor
         bucket_bits = recorder.latencies.params.sub_bucket_bits
         requests = bytes_in = bytes_out = gap = idle = 0
@@ -245,6 +246,8 @@ class OpenWorker(Worker):
                         shift = usec.bit_length() - bucket_bits
                         usec = usec >> shift << shift
                     lateness_usec[usec] = lateness_usec.get(usec, 0) + 1
+                    if queued:
+                        lateness_waiting_usec[usec] = lateness_waiting_usec.get(usec, 0) + 1
                 if now >= tick or last is not None:  # draining: a batch just came, all in?
                     recorder.requests += requests
                     recorder.bytes_received += bytes_in
@@ -256,6 +259,7 @@ class OpenWorker(Worker):
                         sent_requests = late = late_waiting = lateness_max = idle = 0
                         last = self._housekeeping(grid, now)
                         lateness_usec = counters.lateness_usec
+                        lateness_waiting_usec = counters.lateness_waiting_usec
                         if last is not None:
                             self._drain_start()
                     if last is not None and (now >= drain_end or self._answered()):
@@ -383,7 +387,7 @@ class OpenWorker(Worker):
         super()._drain_start()
 
     def _take(self, index: int, *, complete: bool, now: int | None = None,
-              lateness: dict[int, int] | None = None) -> IntervalCounts:
+              lateness: ScheduleLateness | None = None) -> IntervalCounts:
         """The closed loop's interval, with the schedule's accounting of it."""
         clock = time.perf_counter_ns() if now is None else now
         at = accounting_instant(clock, self._end, self.config.timeline, index)
@@ -417,18 +421,19 @@ def accounting_instant(clock: int, end: int, timeline: Timeline, index: int) -> 
 def schedule_counts(counters: ScheduleCounters,
                     schedules: Iterable[tuple[ConnectionSchedule, bool]],
                     at: int, pipeline: int,
-                    interval_ns: int) -> tuple[OpenLoopData, dict[int, int]]:
+                    interval_ns: int) -> tuple[OpenLoopData, ScheduleLateness]:
     """One interval of an open loop's schedule, ending at ``at`` (perf clock): the counters'
     sends and the points come by ``at`` but not sent (``pipeline`` requests each), and the
-    lateness distribution (µs; the counters' own dict, replaced by a fresh one), the counters
+    lateness distributions (µs; the counters' own dicts, replaced by fresh ones), the counters
     reset. ``schedules``: each connection's, and whether the connection is not free (awaiting
     a reply, or connecting): its points not sent wait for it. Shared by every open loop (RESP
     and HTTP).
 
     What waited for a busy connection is counted apart (``late_waiting``,
-    ``not_sent_waiting``) only if the loop itself waited, in its poll, at least
-    :data:`SATURATED_IDLE_SHARE` of the interval (``interval_ns``): a saturated loop leaves its
-    replies unread, so its connections look busy when the delay is its own."""
+    ``not_sent_waiting``, the lateness of the batches that queued) only if the loop itself
+    waited, in its poll, at least :data:`SATURATED_IDLE_SHARE` of the interval
+    (``interval_ns``): a saturated loop leaves its replies unread, so its connections look
+    busy when the delay is its own."""
     backlog = waiting = 0
     for schedule, busy in schedules:
         points = schedule.backlog(at)
@@ -444,7 +449,9 @@ def schedule_counts(counters: ScheduleCounters,
         late_waiting=counters.late_waiting if split else 0,
         not_sent_waiting=waiting * pipeline if split else 0,
     )
-    lateness, counters.lateness_usec = counters.lateness_usec, {}
+    lateness = ScheduleLateness(counters.lateness_usec,
+                                counters.lateness_waiting_usec if split else {})
+    counters.lateness_usec, counters.lateness_waiting_usec = {}, {}
     counters.reset()
     return data, lateness
 

@@ -139,6 +139,7 @@ class ScheduleCounters:
     late_waiting: int = 0  # of those, the ones whose connection was not free at their point
     lateness_max_ns: int = 0
     lateness_usec: dict[int, int] = field(default_factory=dict)  # batches by lateness (µs)
+    lateness_waiting_usec: dict[int, int] = field(default_factory=dict)  # of those, queued ones
     idle_ns: int = 0  # the loop's time waiting in its poll (asleep, or polling for a point)
     exact_below: int = 1 << 62  # lateness from here counted under its bucket's floor:
     sub_bucket_bits: int = 0  # HistogramParams.bucket_floor (not reset)
@@ -172,12 +173,15 @@ class ScheduleCounters:
             usec = usec >> shift << shift
         buckets = self.lateness_usec
         buckets[usec] = buckets.get(usec, 0) + 1
+        if waited:
+            queued = self.lateness_waiting_usec
+            queued[usec] = queued.get(usec, 0) + 1
 
     def add(self, sent: int, late: int, late_waiting: int, lateness_max_ns: int,
             idle_ns: int) -> None:
         """What a loop counted in its own locals since it last added (the RESP open loop
-        writes :meth:`record_send` out in its hot path); the lateness distribution it wrote
-        to :attr:`lateness_usec` directly."""
+        writes :meth:`record_send` out in its hot path); the lateness distributions it wrote
+        to :attr:`lateness_usec` and :attr:`lateness_waiting_usec` directly."""
         self.sent += sent
         self.late += late
         self.late_waiting += late_waiting
@@ -188,6 +192,7 @@ class ScheduleCounters:
     def reset(self) -> None:
         self.sent = self.late = self.late_waiting = self.lateness_max_ns = self.idle_ns = 0
         self.lateness_usec.clear()
+        self.lateness_waiting_usec.clear()
 
 
 def lateness_percentile(buckets: dict[int, int], level: float) -> int | None:

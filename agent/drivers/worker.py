@@ -68,6 +68,7 @@ from agent.drivers.errors import (
     KIND_UNREACHABLE,
     DriverError,
 )
+from agent.drivers.intervals import ScheduleLateness
 from agent.drivers.keyspace import UNIFORM, Distribution, Keyspace
 from agent.drivers.kit import spin_counter
 from agent.drivers.kit.child import child_main
@@ -874,7 +875,7 @@ class Worker(RespConnections):
             self.recorder.packing(self._take(index, complete=complete, now=now)).finish())
 
     def _take(self, index: int, *, complete: bool, now: int | None = None,
-              lateness: dict[int, int] | None = None) -> IntervalCounts:
+              lateness: ScheduleLateness | None = None) -> IntervalCounts:
         """Interval ``index`` taken from the recorder (the next starts empty); a reply still
         awaited counts in its gap up to ``now``."""
         clock = time.perf_counter_ns() if now is None else now

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.drivers.intervals import OpenLoopData, merge_intervals
+from agent.drivers.intervals import OpenLoopData, ScheduleLateness, merge_intervals
 from agent.drivers.kit.counted import (
     CountedInterval,
     CountsPacking,
@@ -64,15 +64,15 @@ def test_packed_counts_unpack_to_the_same_counts(latencies: dict[int, int]) -> N
 
 
 @settings(max_examples=40, deadline=None)
-@given(many, counts, counts, counts)
+@given(many, counts, counts, counts, counts)
 def test_an_interval_packed_there_and_encoded_here_is_the_interval_encoded_there(
         get: dict[int, int], set_: dict[int, int], shard: dict[int, int],
-        lateness: dict[int, int]) -> None:
+        lateness: dict[int, int], waiting: dict[int, int]) -> None:
     get, set_, shard = ({k: v for k, v in c.items() if k > 0} for c in (get, set_, shard))
     recorder = recorder_with(get, set_, shard)
     live = recorder.latencies.live(["GET", "SET"])
-    packing = recorder.packing(recorder.take(2, complete=True, lateness=dict(lateness),
-                                             swap=True))
+    packing = recorder.packing(recorder.take(
+        2, complete=True, lateness=ScheduleLateness(dict(lateness), dict(waiting)), swap=True))
     steps = 1
     while not packing.step():
         steps += 1
@@ -84,11 +84,13 @@ def test_an_interval_packed_there_and_encoded_here_is_the_interval_encoded_there
     assert result.shards == ({"10.0.0.1:7000": encoded_at_once(shard)[0]} if shard else {})
     assert (result.requests, result.index, result.phase, result.complete, result.errors) == (
         sum(get.values()) + sum(set_.values()), 2, "measure", True, {"WRONGTYPE": 2})
-    assert result.open_loop == OpenLoopData(sent=5, late=1, lateness_max_usec=1500,
-                                            lateness=encoded_at_once(lateness)[0].histogram)
-    # at most STEP_ITEMS latencies packed per step: exactly this many steps
-    assert steps == sum(len(c) // STEP_ITEMS + 1 for c in (get, set_, shard, lateness) if c
-                        or c is lateness)
+    assert result.open_loop == OpenLoopData(
+        sent=5, late=1, lateness_max_usec=1500, lateness=encoded_at_once(lateness)[0].histogram,
+        lateness_waiting=encoded_at_once(waiting)[0].histogram)
+    # at most STEP_ITEMS latencies packed per step: exactly this many steps (both lateness
+    # distributions are packed even when empty)
+    assert steps == sum(len(c) // STEP_ITEMS + 1 for c in (get, set_, shard, lateness, waiting)
+                        if c or c is lateness or c is waiting)
     # the next interval starts empty, in the loop's live list too
     assert live == [{}, {}] and live[0] is recorder.bucket("GET")
 
@@ -176,8 +178,10 @@ def test_merging_counts_then_encoding_is_merging_the_encoded_intervals(
         recorder.bucket("SET").update({number + 1: 1})
         recorder.requests, recorder.errors = len(get), {"ERR": number}
         recorder.open_loop = OpenLoopData(sent=5, late=number, lateness_max_usec=10 * number)
-        parts.append(recorder.packing(recorder.take(3, complete=complete, lateness=lateness,
-                                                    swap=True)).finish().unpacked())
+        queued = {usec: count for usec, count in lateness.items() if usec % 2}
+        parts.append(recorder.packing(recorder.take(
+            3, complete=complete, lateness=ScheduleLateness(lateness, queued),
+            swap=True)).finish().unpacked())
     merged = merge_counts(parts, IntervalRecorder(PARAMS), expected)
     one_by_one = [merge_counts([part], IntervalRecorder(PARAMS), 1) for part in parts]
     assert merged == merge_intervals(one_by_one, PARAMS, expected)

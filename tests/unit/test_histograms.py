@@ -302,7 +302,7 @@ def test_open_loop_accounting_merges_summed_with_the_largest_lateness() -> None:
     lateness.record_value(30)
     a = dataclasses.replace(interval(0, {"GET": [1]}), open_loop=OpenLoopData(
         sent=100, late=1, lateness_max_usec=2000, not_sent=0, lateness=encode(lateness),
-        late_waiting=1))
+        late_waiting=1, lateness_waiting=encode(lateness)))
     b = dataclasses.replace(interval(0, {"GET": [1]}), open_loop=OpenLoopData(
         sent=50, late=0, lateness_max_usec=40, not_sent=3, lateness=encode(lateness),
         not_sent_waiting=2))
@@ -311,6 +311,7 @@ def test_open_loop_accounting_merges_summed_with_the_largest_lateness() -> None:
     assert (merged.sent, merged.late, merged.lateness_max_usec, merged.not_sent,
             merged.late_waiting, merged.not_sent_waiting) == (150, 1, 2000, 3, 1, 2)
     assert decode(merged.lateness).get_total_count() == 2
+    assert decode(merged.lateness_waiting).get_total_count() == 1  # b's part: none queued
     assert merged.behind_schedule  # 3 not sent
     assert a.open_loop is not None and not a.open_loop.behind_schedule  # 1 % late: not behind
     assert OpenLoopData(sent=2000, late=21).behind_schedule  # over 1 %

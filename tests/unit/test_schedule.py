@@ -108,14 +108,29 @@ def test_unsent_points_are_split_by_whether_their_connection_was_free() -> None:
     assert (data.not_sent, data.not_sent_waiting) == (24, 12)  # 3 points each, 4 requests
 
 
+def test_the_lateness_of_batches_that_queued_is_kept_apart_too() -> None:
+    """Beside every batch's lateness, the lateness of those that queued behind a busy
+    connection: the server's part, which the rest, the loop's own, is read without."""
+    counters = ScheduleCounters(idle_ns=50_000_000)
+    counters.record_send(0, 20_000, 1)  # on time enough, its connection free
+    counters.record_send(0, 3_000_000, 2, waited=True)  # queued behind an unanswered request
+    counters.record_send(0, 2_000_000, 1)  # late on a free connection: the loop's
+    _, lateness = schedule_counts(counters, [], 5_000_000, 1, 10**9)
+    assert lateness.every == {20: 1, 3000: 1, 2000: 1}  # batches, not requests
+    assert lateness.waiting == {3000: 1}
+    assert counters.lateness_usec == {} and counters.lateness_waiting_usec == {}
+    assert counters.lateness_usec is not lateness.every  # a fresh dict for the next interval
+
+
 def test_a_saturated_loop_waited_for_nothing_but_itself() -> None:
     """A loop that never waited in its poll left its replies unread: its connections looked
     busy, but the delay was its own."""
     awaiting = ConnectionSchedule(0, 1_000_000.0)
     counters = ScheduleCounters(idle_ns=49_999_999)  # just under 5 % of the interval
     counters.record_send(0, LATE_NS + 1, 3, waited=True)
-    data, _ = schedule_counts(counters, [(awaiting, True)], 2_500_000, 1, 10**9)
+    data, lateness = schedule_counts(counters, [(awaiting, True)], 2_500_000, 1, 10**9)
     assert (data.late, data.late_waiting, data.not_sent, data.not_sent_waiting) == (3, 0, 3, 0)
+    assert (lateness.every, lateness.waiting) == ({1000: 1}, {})
     assert data.loop_behind
     assert counters == ScheduleCounters()  # reset for the next interval
 

@@ -752,7 +752,7 @@ def test_open_loop_figures_per_interval_and_per_agent() -> None:
         data = interval(index)
         data["open_loop"] = {"sent": sent, "late": late, "lateness_max_usec": 1500 * late,
                              "not_sent": not_sent, "lateness": "", "late_waiting": 0,
-                             "not_sent_waiting": waiting}
+                             "not_sent_waiting": waiting, "lateness_waiting": ""}
         return data
 
     parsed = report("a", [open_interval(0, 1000, 0, 0), open_interval(1, 990, 5, 10),

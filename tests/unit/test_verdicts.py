@@ -420,10 +420,11 @@ def open_repetition(behind: set[int], waiting: bool = False) -> Repetition:
         data["open_loop"] = ({"sent": 990, "late": 400, "lateness_max_usec": 7500,
                               "not_sent": 12, "lateness": "",
                               "late_waiting": 400 if waiting else 0,
-                              "not_sent_waiting": 12 if waiting else 0} if i in behind else
+                              "not_sent_waiting": 12 if waiting else 0,
+                              "lateness_waiting": ""} if i in behind else
                              {"sent": 1000, "late": 0, "lateness_max_usec": 200,
                               "not_sent": 0, "lateness": "", "late_waiting": 0,
-                              "not_sent_waiting": 0})
+                              "not_sent_waiting": 0, "lateness_waiting": ""})
         intervals.append(data)
     return repetition_figures([report("client1", intervals)], WINDOW)
 

@@ -28,7 +28,7 @@ from itertools import islice
 from typing import Any, Final
 
 from agent import messages
-from agent.drivers.intervals import IntervalData, OpenLoopData, sum_errors
+from agent.drivers.intervals import IntervalData, OpenLoopData, ScheduleLateness, sum_errors
 from agent.histograms import CommandLatencies, IntervalRecorder
 
 #: The array types of packed counts: narrow while every value fits, else wide.
@@ -128,6 +128,7 @@ class CountedInterval:
     lateness: str | None = None
     redirects: Mapping[str, int] = field(default_factory=dict)
     shards: Mapping[str, str] = field(default_factory=dict)
+    lateness_waiting: str | None = None  # of ``lateness``, the batches that queued
 
     def to_json(self) -> dict[str, Any]:
         encoded: dict[str, Any] = messages.encode(self)
@@ -147,7 +148,9 @@ class CountedInterval:
             requests=self.requests, errors=self.errors, bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received, gap_usec=self.gap_usec,
             open_loop=self.open_loop,
-            lateness=unpack_counts(self.lateness) if self.lateness is not None else None,
+            lateness=(ScheduleLateness(unpack_counts(self.lateness),
+                                       unpack_counts(self.lateness_waiting or ""))
+                      if self.lateness is not None else None),
             redirects=self.redirects,
             shards={name: unpack_counts(text) for name, text in self.shards.items()},
         )  # fmt: skip
@@ -176,7 +179,7 @@ class IntervalCounts:
     bytes_received: int
     gap_usec: int
     open_loop: OpenLoopData | None
-    lateness: Mapping[int, int] | None
+    lateness: ScheduleLateness | None  # an open loop's
     redirects: Mapping[str, int]
     shards: Mapping[str, Mapping[int, int]]
 
@@ -207,8 +210,10 @@ def merge_counts(parts: Sequence[IntervalCounts], encoder: IntervalRecorder,
     loops = [part.open_loop for part in parts if part.open_loop is not None]
     open_loop = None
     if loops:
-        late = _added({"": part.lateness} for part in parts if part.lateness is not None)
-        open_loop = OpenLoopData.summed(loops, encoder.encoded(late.get("", {}))[0])
+        late = _added({"every": part.lateness.every, "waiting": part.lateness.waiting}
+                      for part in parts if part.lateness is not None)
+        open_loop = OpenLoopData.summed(loops, encoder.encoded(late.get("every", {}))[0],
+                                        encoder.encoded(late.get("waiting", {}))[0])
     return IntervalData(
         index=index, phase=parts[0].phase,
         complete=len(parts) == expected_parts and all(part.complete for part in parts),

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from agent.drivers.intervals import OpenLoopData
+from agent.drivers.intervals import OpenLoopData, ScheduleLateness
 from agent.drivers.kit.counted import CountedInterval, CountsPacking, IntervalCounts
 from agent.drivers.spec import Timeline
 from agent.histograms import HistogramParams, IntervalRecorder
@@ -38,16 +38,19 @@ class IntervalPacking:
     commands: dict[str, CountsPacking] = field(init=False)
     shards: dict[str, CountsPacking] = field(init=False)
     lateness: CountsPacking | None = field(init=False)
+    lateness_waiting: CountsPacking | None = field(init=False)
     _pending: list[CountsPacking] = field(init=False)
 
     def __post_init__(self) -> None:
         taken = self.taken
         self.commands = {name: CountsPacking(c) for name, c in taken.commands.items()}
         self.shards = {name: CountsPacking(c) for name, c in taken.shards.items()}
-        self.lateness = CountsPacking(taken.lateness) if taken.lateness is not None else None
         self._pending = [*self.commands.values(), *self.shards.values()]
-        if self.lateness is not None:
-            self._pending.append(self.lateness)
+        self.lateness = self.lateness_waiting = None
+        if taken.lateness is not None:
+            self.lateness = CountsPacking(taken.lateness.every)
+            self.lateness_waiting = CountsPacking(taken.lateness.waiting)
+            self._pending += [self.lateness, self.lateness_waiting]
         self._pending.reverse()  # (popped from the end, in order)
 
     def step(self) -> bool:
@@ -73,6 +76,8 @@ class IntervalPacking:
             bytes_received=taken.bytes_received, gap_usec=taken.gap_usec,
             open_loop=taken.open_loop,
             lateness=self.lateness.text() if self.lateness is not None else None,
+            lateness_waiting=(self.lateness_waiting.text() if self.lateness_waiting is not None
+                              else None),
             redirects=taken.redirects,
             shards={name: packing.text() for name, packing in self.shards.items()},
         )  # fmt: skip
@@ -117,10 +122,10 @@ class LoadRecorder:
         """The packing of a taken interval, to be stepped through."""
         return IntervalPacking(taken)
 
-    def take(self, index: int, *, complete: bool, lateness: dict[int, int] | None = None,
+    def take(self, index: int, *, complete: bool, lateness: ScheduleLateness | None = None,
              swap: bool = False) -> IntervalCounts:
         """Interval ``index``'s dicts and counters; the next interval starts empty.
-        ``lateness``: an open loop's distribution, no longer recorded into.
+        ``lateness``: an open loop's distributions, no longer recorded into.
 
         The dicts are copied, then emptied in place, so a loop holding them keeps recording
         into the right ones; with ``swap`` they are replaced by fresh ones instead (no copy:
