@@ -77,7 +77,6 @@ from agent.drivers.worker import OpenLoopPlan, Worker, WorkerConfig, bad_replies
 
 __all__ = ["OpenWorker", "accounting_instant", "poll_timeout_s", "schedule_counts"]
 
-_NEVER = 1 << 126
 SATURATED_IDLE_SHARE: Final = 0.05
 """A load process that waited in its poll less than this share of an interval was saturated
 (see :func:`schedule_counts`)."""
