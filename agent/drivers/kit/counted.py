@@ -149,7 +149,8 @@ class CountedInterval:
             bytes_received=self.bytes_received, gap_usec=self.gap_usec,
             open_loop=self.open_loop,
             lateness=(ScheduleLateness(unpack_counts(self.lateness),
-                                       unpack_counts(self.lateness_waiting or ""))
+                                       unpack_counts(self.lateness_waiting)
+                                       if self.lateness_waiting is not None else {})
                       if self.lateness is not None else None),
             redirects=self.redirects,
             shards={name: unpack_counts(text) for name, text in self.shards.items()},
