@@ -41,6 +41,7 @@ from agent.drivers.memtier_output import (
     connection_error,
     read_hdr_log,
     read_json_totals,
+    run_window,
 )
 from agent.drivers.spec import Target, Timeline, parse_target
 from agent.drivers.tool_command import redacted
@@ -161,8 +162,13 @@ class ToolLoad:
             if run is None:
                 return
             totals, histograms = self._read_measured(run, Path(directory))
-        self.channel.send({"type": "started", "first_send_ns": totals.start_ms * 1_000_000,
-                           "window_ns": max(1, totals.finish_ms - totals.start_ms) * 1_000_000})
+        window = run_window(totals, run.spawned_ns, run.ended_ns)
+        if not window.memtiers:
+            log.warning("%s's Runtime (%d to %d ms) is not within its run (%d to %d ns): the "
+                        "window is its spawn to its exit", BINARY, totals.start_ms,
+                        totals.finish_ms, run.spawned_ns, run.ended_ns)
+        self.channel.send({"type": "started", "first_send_ns": window.start_ns,
+                           "window_ns": window.length_ns})
         interval = run_interval(config.timeline.warmup_intervals, totals, histograms,
                                 config.histogram)
         self.channel.send({"type": "interval", "interval": interval.to_json()})

@@ -150,6 +150,35 @@ class MemtierTotals:
         return self.total_count
 
 
+@dataclass(frozen=True)
+class RunWindow:
+    """The measured run's window (wall clock, ns) and whether it is memtier's own."""
+
+    start_ns: int
+    length_ns: int
+    memtiers: bool
+
+
+#: memtier writes its instants in whole milliseconds, rounded down.
+_MS_NS: Final = 1_000_000
+
+
+def run_window(totals: MemtierTotals, spawned_ns: int, ended_ns: int) -> RunWindow:
+    """The window of a run that coord spawned at ``spawned_ns`` and saw exit at ``ended_ns``:
+    memtier's own ``Runtime`` when it lies within that span, else the span itself.
+
+    memtier averages its clients' start and finish instants seconds and microseconds apart,
+    truncating each running average (``timeval_factorial_average``): when the clients' instants
+    straddle a second boundary, the average loses part of a second. A run of a few ms then
+    "finished before it started"; a longer one is up to a second off. Only what cannot be
+    (before the spawn, after the exit, a finish before the start) is caught here; the span
+    includes memtier's start-up and report, a few ms."""
+    start, finish = totals.start_ms * _MS_NS, totals.finish_ms * _MS_NS
+    if spawned_ns - _MS_NS <= start <= finish <= ended_ns:
+        return RunWindow(start, max(_MS_NS, finish - start), memtiers=True)
+    return RunWindow(spawned_ns, max(1, ended_ns - spawned_ns), memtiers=False)
+
+
 #: memtier's progress lines end in ``\r``, so the message may follow one on the same line.
 _CONNECTION_ERROR: Final = re.compile(r"Connection error: *([^\r\n]*[^\s])")
 
@@ -173,8 +202,6 @@ def read_json_totals(text: str) -> MemtierTotals:
     runtime = _section(stats, "Runtime", "ALL STATS")
     start = _integer(runtime, "Start time", "ALL STATS.Runtime")
     finish = _integer(runtime, "Finish time", "ALL STATS.Runtime")
-    if finish < start:
-        raise _error("JSON report: ALL STATS.Runtime finishes before it starts")
     interrupted = runtime.get("Interrupted", "false") == "true"
     commands: dict[str, CommandTotals] = {}
     for key, section in stats.items():

@@ -5,6 +5,7 @@ ToolOutputError naming the tool, never another exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -24,6 +25,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 MEMTIER = FIXTURES / "memtier"
 REDIS_BENCHMARK = FIXTURES / "redis-benchmark"
 PARAMS = HistogramParams()
+MS = 1_000_000
 
 
 def fixture(path: Path) -> str:
@@ -144,6 +146,33 @@ def test_json_whose_commands_disagree_with_totals_is_refused() -> None:
     text = fixture(MEMTIER / "memtier-1t20c.json").replace('"Count": 49034', '"Count": 49035', 1)
     with pytest.raises(ToolOutputError, match="Totals"):
         memtier_output.read_json_totals(text)
+
+
+def test_memtiers_runtime_is_the_window_when_it_lies_within_its_run() -> None:
+    totals = memtier_output.read_json_totals(fixture(MEMTIER / "memtier-1t20c.json"))
+    start, finish = totals.start_ms * MS, totals.finish_ms * MS
+    window = memtier_output.run_window(totals, start - 7 * MS, finish + 12 * MS)
+    assert window == memtier_output.RunWindow(start, finish - start, memtiers=True)
+    # memtier rounds its instants down to the ms: a start up to 1 ms before the spawn is its
+    assert memtier_output.run_window(totals, start + MS - 1, finish).memtiers
+
+
+def test_a_runtime_that_cannot_be_is_replaced_by_the_runs_spawn_to_exit() -> None:
+    """memtier averages its clients' instants seconds and microseconds apart, truncating:
+    instants straddling a second boundary lose part of a second. A run of 200 requests in a
+    lab test then finished before it started, and coord refused the whole run."""
+    text = fixture(MEMTIER / "memtier-1t20c.json")
+    totals = memtier_output.read_json_totals(text)
+    spawned, ended = totals.start_ms * MS - 5 * MS, totals.finish_ms * MS + 9 * MS
+    backwards = dataclasses.replace(totals, finish_ms=totals.start_ms - 500)
+    early = dataclasses.replace(totals, start_ms=totals.start_ms - 700)  # before its spawn
+    late = dataclasses.replace(totals, finish_ms=totals.finish_ms + 600)  # after its exit
+    for broken in (backwards, early, late):
+        assert memtier_output.run_window(broken, spawned, ended) == memtier_output.RunWindow(
+            spawned, ended - spawned, memtiers=False)
+    swapped = text.replace(f'"Finish time": {totals.finish_ms}',
+                           f'"Finish time": {totals.start_ms - 500}', 1)
+    assert memtier_output.read_json_totals(swapped).finish_ms == totals.start_ms - 500  # read
 
 
 # --- redis-benchmark --------------------------------------------------------------------------
