@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import dataclasses
+import functools
 import itertools
 import math
 import sys
@@ -84,12 +85,12 @@ class HistogramParams:
             int(histogram.significant_figures),
         )
 
-    @property
+    @functools.cached_property
     def sub_bucket_bits(self) -> int:
         """log2 of the histogram's sub-bucket count: 11 (2,048) at 3 significant figures."""
         return math.ceil(math.log2(2 * 10**self.significant_figures))
 
-    @property
+    @functools.cached_property
     def exact_below(self) -> int:
         """Values below this one have buckets of one unit; above it, a bucket spans
         ``2 ** (value.bit_length() - sub_bucket_bits)`` values (:meth:`bucket_floor`)."""
@@ -105,7 +106,8 @@ class HistogramParams:
         dict entry and the interval's packing one more pair; the histogram would put them in
         a few thousand buckets anyway. So a latency at or above :attr:`exact_below` is
         counted under its bucket's floor: the histogram is the same, the dict small. The
-        loops write this out (one compare on the common path)."""
+        loops compare with :attr:`exact_below` before they call this (one compare on the
+        common path)."""
         if value < self.exact_below:
             return value
         shift = value.bit_length() - self.sub_bucket_bits

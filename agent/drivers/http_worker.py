@@ -403,8 +403,8 @@ class HttpWorker:
         perf = time.perf_counter_ns
         recorder = self.recorder
         buckets = [recorder.bucket(r.name) for r in self.requests]
-        exact_below = recorder.latencies.params.exact_below  # HistogramParams.bucket_floor
-        bucket_bits = recorder.latencies.params.sub_bucket_bits
+        exact_below = recorder.latencies.params.exact_below  # from here: bucket_floor
+        bucket_floor = recorder.latencies.params.bucket_floor
         expect = self.expect
         json_paths = self.json_paths
         buffer, view = self._buffer, self._view
@@ -514,8 +514,7 @@ class HttpWorker:
                         else:
                             latency = (received_ns - conn.sent_ns + 500) // 1000 or 1
                             if latency >= exact_below:  # an overload's: its bucket's floor
-                                shift = latency.bit_length() - bucket_bits
-                                latency = latency >> shift << shift
+                                latency = bucket_floor(latency)
                             bucket = buckets[template]
                             bucket[latency] = bucket.get(latency, 0) + 1
                     else:

@@ -170,7 +170,7 @@ class OpenLoopData:
 
     @classmethod
     def summed(cls, parts: Sequence[OpenLoopData], lateness: str,
-               lateness_waiting: str = "") -> OpenLoopData:
+               lateness_waiting: str) -> OpenLoopData:
         """Several processes' schedules (at least one) with their merged ``lateness`` and
         ``lateness_waiting``: counts summed, the largest lateness the largest."""
         return cls(

@@ -194,8 +194,8 @@ class OpenWorker(Worker):
         counters = self.counters
         lateness_usec = counters.lateness_usec  # replaced at every interval taken: re-read
         lateness_waiting_usec = counters.lateness_waiting_usec  # (the same)
-        exact_below = recorder.latencies.params.exact_below  # HistogramParams.bucket_floor
-        bucket_bits = recorder.latencies.params.sub_bucket_bits
+        exact_below = recorder.latencies.params.exact_below  # from here: bucket_floor
+        bucket_floor = recorder.latencies.params.bucket_floor
         requests = bytes_in = bytes_out = gap = idle = 0
         sent_requests = late = late_waiting = lateness_max = 0  # the schedule's, this interval
         last: tuple[int, bool] | None = None
@@ -242,8 +242,7 @@ class OpenWorker(Worker):
                         lateness_max = lateness
                     usec = (lateness + 500) // 1000 if lateness > 0 else 0
                     if usec >= exact_below:  # far behind: under its bucket's floor
-                        shift = usec.bit_length() - bucket_bits
-                        usec = usec >> shift << shift
+                        usec = bucket_floor(usec)
                     lateness_usec[usec] = lateness_usec.get(usec, 0) + 1
                     if queued:
                         lateness_waiting_usec[usec] = lateness_waiting_usec.get(usec, 0) + 1
@@ -345,8 +344,7 @@ class OpenWorker(Worker):
                 requests += done - first
                 latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # from the point
                 if latency >= exact_below:  # an overload's: under its bucket's floor
-                    shift = latency.bit_length() - bucket_bits
-                    latency = latency >> shift << shift
+                    latency = bucket_floor(latency)
                 wanted = batch.size
                 bad = None
                 if replies is not None and (error_replies[0] != errors_seen

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -142,14 +143,14 @@ class ScheduleCounters:
     lateness_waiting_usec: dict[int, int] = field(default_factory=dict)  # of those, queued ones
     idle_ns: int = 0  # the loop's time waiting in its poll (asleep, or polling for a point)
     exact_below: int = 1 << 62  # lateness from here counted under its bucket's floor:
-    sub_bucket_bits: int = 0  # HistogramParams.bucket_floor (not reset)
+    bucket_floor: Callable[[int], int] = field(default=int, repr=False)  # int: every µs kept
 
     @classmethod
     def for_histogram(cls, params: HistogramParams) -> ScheduleCounters:
         """Counters whose lateness distribution is kept for histograms of ``params``: a
         lateness of seconds (an open loop far behind) is counted under its bucket's floor
         (:meth:`HistogramParams.bucket_floor`), which keeps the dict small."""
-        return cls(exact_below=params.exact_below, sub_bucket_bits=params.sub_bucket_bits)
+        return cls(exact_below=params.exact_below, bucket_floor=params.bucket_floor)
 
     def record_send(self, point_ns: int, now_ns: int, requests: int,
                     waited: bool = False) -> None:
@@ -169,8 +170,7 @@ class ScheduleCounters:
             self.lateness_max_ns = lateness
         usec = (lateness + 500) // 1000
         if usec >= self.exact_below:
-            shift = usec.bit_length() - self.sub_bucket_bits
-            usec = usec >> shift << shift
+            usec = self.bucket_floor(usec)
         buckets = self.lateness_usec
         buckets[usec] = buckets.get(usec, 0) + 1
         if waited:

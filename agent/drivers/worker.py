@@ -607,8 +607,8 @@ class Worker(RespConnections):
         buffer = self._buffer  # one receive buffer: hiredis copies what it is fed
         error_replies = ERROR_REPLIES
         errors_seen = error_replies[0]
-        exact_below = recorder.latencies.params.exact_below  # HistogramParams.bucket_floor
-        bucket_bits = recorder.latencies.params.sub_bucket_bits
+        exact_below = recorder.latencies.params.exact_below  # from here: bucket_floor
+        bucket_floor = recorder.latencies.params.bucket_floor
         requests = bytes_in = bytes_out = gap = 0
         last: tuple[int, bool] | None = None  # the last interval, reported after the drain
         drain_end = grid.end + self.config.timeline.drain_ns
@@ -702,8 +702,7 @@ class Worker(RespConnections):
                 requests += done - first
                 latency = (received_ns - conn.sent_ns + 500) // 1000 or 1  # nearest µs
                 if latency >= exact_below:  # an overload's: under its bucket's floor
-                    shift = latency.bit_length() - bucket_bits
-                    latency = latency >> shift << shift
+                    latency = bucket_floor(latency)
                 wanted = batch.size
                 bad = None
                 if replies is not None and (error_replies[0] != errors_seen

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coordinator.core.figures import IntervalRecord, Repetition
+from coordinator.core.figures import Repetition
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ def schedule_rows(repetitions: Sequence[Repetition]) -> list[ScheduleRow]:
             rows.append(ScheduleRow(
                 repetition=repetition.index,
                 host=agent.host,
-                sent_per_sec=(agent.sent_per_sec if agent.sent_per_sec is not None
-                              else _per_second(window, repetition.window.seconds)),
+                sent_per_sec=agent.sent_per_sec or 0.0,  # set wherever intervals sent
                 late=sum(i.late or 0 for i in window),
                 late_waiting=None if None in waiting else sum(w or 0 for w in waiting),
                 not_sent=max(i.not_sent or 0 for i in window),
@@ -57,10 +56,6 @@ def schedule_rows(repetitions: Sequence[Repetition]) -> list[ScheduleRow]:
                 intervals=len(window),
             ))
     return rows
-
-
-def _per_second(window: Sequence[IntervalRecord], seconds: float) -> float:
-    return sum(i.sent or 0 for i in window) / seconds if seconds else 0.0
 
 
 SCHEDULE_HEADERS = ("rep", "client", "sent/s", "late > 1 ms", "of them waiting on the server",
