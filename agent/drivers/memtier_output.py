@@ -53,7 +53,10 @@ _NOT_COMMANDS: Final = frozenset({"Runtime", "Totals"})
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One histogram of a log: ``start_s`` and ``end_s`` in seconds since the epoch."""
+    """One histogram of a log: ``start_s`` and ``end_s`` in seconds since the epoch, as the
+    log says. memtier writes the same averaged instants as its JSON's ``Runtime``, so its end
+    may come before its start (see :func:`run_window`): they are kept as written, and coord
+    takes no time from them."""
 
     tag: str | None
     start_s: float
@@ -114,8 +117,6 @@ def _entry(
         end = start + second
     else:
         end = second
-    if end < start:
-        raise _error(f"{name} line {number}: the interval ends before it starts")
     try:
         histogram = HdrHistogram.decode(fields[3].encode("ascii"))
     except Exception as exc:  # hdrh raises TypeError, zlib.error, its own cookie errors...
