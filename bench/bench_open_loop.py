@@ -22,7 +22,9 @@ measured:
                                               [--rate REQUESTS_PER_S]
 
 ``--pin`` gives the load process a core of its own: it runs on the first CPU, redis-server and
-this script on the others (needs 2 CPUs at least). Unpinned, the load process shares its core
+this script on the others (needs 2 CPUs at least), this script's threads at ``SCHED_IDLE``
+while the load runs (the agent they stand in for runs on the client's host, not the
+server's). Unpinned, the load process shares its core
 with redis-server at every share, and the scheduler's preemptions show in the lateness; pinned
 is the nearest this machine comes to "a host with headroom" (other tenants of a shared VM and
 the kernel's network processing still take their share of that core).
@@ -46,7 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _floor import Floor, schedule_floor
 from _lab import header, median, note, table, verdict
-from _loopback import CLIENT_CPU, move_off_client_cpu, redis_server, run_interruptible
+from _loopback import (
+    CLIENT_CPU,
+    idle_threads,
+    move_off_client_cpu,
+    redis_server,
+    run_interruptible,
+)
 
 from agent.drivers.builtin import BuiltinDriver
 from agent.drivers.intervals import IntervalData, LoadReport
@@ -148,6 +156,7 @@ def run(port: int, rate: float | None, args: argparse.Namespace, *, preload: boo
         if args.pin:
             for pid in driver.worker_pids():
                 os.sched_setaffinity(pid, {CLIENT_CPU})
+            idle_threads()
         t0_ns = time.time_ns() + 200_000_000
         driver.start_at(t0_ns)
         planned_end = t0_ns / 1e9 + math.ceil(1 / args.interval) * args.interval + args.seconds
