@@ -381,6 +381,6 @@ def summary_table(document: ResultsDocument) -> RenderableType:
     parts += [Text(line) for line in beside_baseline_lines(document)]
     if baselines is not None:
         parts += [Text(f"network drift: {line}") for line in baselines.drift]
-    parts.append(Text(f"marks: {', '.join(document.marks) or 'none'}"))
+    parts.append(Text(f"run marks: {', '.join(document.marks) or 'none'}"))
     return Group(*parts)
 

@@ -84,6 +84,17 @@ def test_every_latency_figure_reaches_the_summary_table_and_the_docs() -> None:
         assert f"| `{name}` |" in reference, name
 
 
+def test_the_summary_names_its_last_line_the_runs_marks_not_the_repetitions() -> None:
+    """The repetitions' verdicts are listed above it: a bare "marks: none" under them read as
+    if nothing had been flagged."""
+    flagged = finished_document(2)
+    for document, expected in ((flagged, "run marks: fewer-than-3-repetitions"),
+                               (flagged.model_copy(update={"marks": []}), "run marks: none")):
+        console = Console(width=200, record=True)
+        console.print(summary_table(document))
+        assert console.export_text().rstrip().splitlines()[-1] == expected
+
+
 def test_inventory_and_results_docs_come_from_one_renderer() -> None:
     assert model_docs.table(Host, inventory_docs.COLUMNS) in inventory_docs.render_reference()
     assert model_docs.table(Latency, results_docs.COLUMNS) in results_docs.render_reference()
