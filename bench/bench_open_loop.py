@@ -23,11 +23,11 @@ measured:
 
 ``--pin`` gives the load process a core of its own: it runs on the first CPU, redis-server and
 this script on the others (needs 2 CPUs at least), this script's threads at ``SCHED_IDLE``
-while the load runs (the agent they stand in for runs on the client's host, not the
-server's). Unpinned, the load process shares its core
-with redis-server at every share, and the scheduler's preemptions show in the lateness; pinned
-is the nearest this machine comes to "a host with headroom" (other tenants of a shared VM and
-the kernel's network processing still take their share of that core).
+while the load runs (the agent they stand in for runs on the client's host, not the server's).
+Unpinned, the load process shares its core with redis-server at every share, and the
+scheduler's preemptions show in the lateness; pinned is the nearest this machine comes to "a
+host with headroom" (other tenants of a shared VM and the kernel's network processing still
+take their share of that core).
 
 Needs redis-server on PATH; no lab, no root. Results on stdout, progress (``#``) on stderr.
 The machine is shared: the figures are what it gave, not what a quiet host would.
